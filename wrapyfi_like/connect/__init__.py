@@ -1,0 +1,1 @@
+"""The user-facing layer: the decorator, modes, publishers and listeners."""

@@ -1,0 +1,89 @@
+"""numpy arrays and scalars to and from (metadata, one raw buffer).
+
+An array travels as its raw bytes in a frame of its own; only dtype, shape and memory order go in
+the header. C- and Fortran-ordered arrays are sent without copying; any other layout is made
+contiguous once. On receive, ``np.frombuffer`` wraps the received frame itself, so the array *is*
+the receive buffer (writable, because ZeroMQ frames are).
+
+Received metadata is untrusted: only plain numeric, bool, complex, datetime, bytes and unicode
+dtypes are accepted (never object or structured dtypes), and the buffer length must match the
+shape exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from wrapyfi_like.exceptions import DecodeError, EncodeError
+
+SAFE_KINDS = frozenset("biufcmMSU")
+
+
+def check_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in SAFE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise EncodeError(
+            f"numpy arrays of dtype {dtype} cannot be sent: only bool, integer, float, complex, "
+            "datetime64/timedelta64, bytes and str dtypes travel as raw buffers (object and "
+            "structured dtypes would need pickle); convert the array or write a plugin "
+            "(docs/plugins.md)"
+        )
+
+
+def array_to_wire(array: np.ndarray) -> tuple[list, np.ndarray]:
+    """Return ``([dtype, shape, fortran], flat uint8 view)``; copies only non-contiguous input."""
+    check_dtype(array.dtype)
+    fortran = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+    if fortran:
+        flat = array.T.reshape(-1)
+    else:
+        flat = np.ascontiguousarray(array).reshape(-1)
+    return [array.dtype.str, list(array.shape), fortran], flat.view(np.uint8)
+
+
+def array_from_wire(meta: Any, buffer: memoryview) -> np.ndarray:
+    """Wrap ``buffer`` as the array ``meta`` describes, after checking every field."""
+    if not isinstance(meta, list) or len(meta) != 3:
+        raise DecodeError(f"array metadata must be [dtype, shape, fortran], got {meta!r:.80}")
+    dtype_str, shape, fortran = meta
+    dtype = _safe_dtype(dtype_str)
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise DecodeError(f"array shape must be a list of non-negative ints, got {shape!r:.80}")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected != buffer.nbytes:
+        raise DecodeError(
+            f"array of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
+            f"frame has {buffer.nbytes}"
+        )
+    flat = np.frombuffer(buffer, dtype=dtype)
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def scalar_to_wire(value: np.generic) -> list:
+    check_dtype(value.dtype)
+    return [value.dtype.str, value.tobytes()]
+
+
+def scalar_from_wire(meta: Any) -> np.generic:
+    if not isinstance(meta, list) or len(meta) != 2 or not isinstance(meta[1], bytes):
+        raise DecodeError(f"numpy scalar must be [dtype, bytes], got {meta!r:.80}")
+    dtype = _safe_dtype(meta[0])
+    if len(meta[1]) != dtype.itemsize:
+        raise DecodeError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes")
+    return np.frombuffer(meta[1], dtype=dtype)[0]
+
+
+def _safe_dtype(dtype_str: Any) -> np.dtype:
+    if not isinstance(dtype_str, str) or len(dtype_str) > 32:
+        raise DecodeError(f"bad dtype {dtype_str!r:.80}")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as error:
+        raise DecodeError(f"bad dtype {dtype_str!r}: {error}") from None
+    if dtype.kind not in SAFE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise DecodeError(f"dtype {dtype_str!r} is not allowed on the wire")
+    if dtype.itemsize == 0:
+        raise DecodeError(f"dtype {dtype_str!r} has no size")
+    return dtype

@@ -1,0 +1,327 @@
+"""The codec: any supported object tree <-> ``[header, *buffers]``.
+
+The header is one msgpack document ``[FORMAT_VERSION, buffer_count, value]``. msgpack carries
+None, bool, int, float, str, list and dict natively; every other supported type is a msgpack
+extension whose code is in :class:`Ext`. Large payloads (numpy arrays, bytes, bytearray,
+memoryview, and whatever bytes-like objects or arrays a plugin returns) never enter the header:
+they are appended to ``buffers`` and referenced by index, so the transport can send them as
+frames of their own without copying, and the decoder can wrap the received frames in place.
+
+msgpack runs with ``strict_types``, so subclasses (``np.float64`` is a ``float``, ``IntEnum`` is an
+``int``, ``OrderedDict`` a ``dict``) are never silently flattened into their base type: they reach
+the extension hook, which encodes them exactly or raises :class:`EncodeError`.
+
+Decoding treats every byte as untrusted: the version, buffer count, each extension's layout,
+dtypes and sizes are checked, and anything wrong raises :class:`DecodeError` (never anything else).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import threading
+from enum import IntEnum
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+from wrapyfi_like.encoding import arrays, temporal
+from wrapyfi_like.exceptions import DecodeError, EncodeError, PluginError
+from wrapyfi_like.utils import plugin_discovery
+from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
+
+FORMAT_VERSION = 1
+_HEADER_PREFIX = bytes([0x93, FORMAT_VERSION])  # msgpack: a 3-element array whose first item is the version
+PLUGIN_GUIDE = "docs/plugins.md"
+
+
+class Ext(IntEnum):
+    """msgpack extension codes of the wire format, version 1. Never renumber."""
+
+    TUPLE = 1
+    SET = 2
+    FROZENSET = 3
+    BIGINT = 4
+    COMPLEX = 5
+    BYTES = 6
+    BYTEARRAY = 7
+    MEMORYVIEW = 8
+    NDARRAY = 9
+    NPSCALAR = 10
+    DATETIME = 11
+    DATE = 12
+    TIME = 13
+    TIMEDELTA = 14
+    PLUGIN = 15
+
+
+_COMPLEX = struct.Struct("<dd")
+
+
+class Codec:
+    """Encodes and decodes messages; build one per topic and reuse it for every message.
+
+    ``plugin_kwargs`` (device maps, image settings …) are handed to each plugin's constructor once.
+    Plugins whose kwargs are given are loaded and constructed here, so a bad setting fails when the
+    communicator is created, not on the first message.
+    """
+
+    def __init__(self, **plugin_kwargs: Any) -> None:
+        self._plugin_kwargs = plugin_kwargs
+        self._plugins: dict[type, Plugin] = {}
+        self._lock = threading.Lock()
+        plugin_discovery.load_external_plugins()
+        plugin_discovery.load_builtins_for_kwargs(plugin_kwargs)
+        for plugin_cls in set(PluginRegistrar.decoder_registry.values()):
+            self._plugin(plugin_cls)
+
+    def encode(self, obj: Any) -> list:
+        """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type."""
+        run = _EncodeRun(self)
+        body = run.pack(obj)
+        return [_HEADER_PREFIX + msgpack.packb(len(run.buffers)) + body, *run.buffers]
+
+    def decode(self, frames: Sequence[Any]) -> Any:
+        """Rebuild the object from ``[header, *buffers]`` (any bytes-like frames)."""
+        if not frames:
+            raise DecodeError("message has no header frame")
+        header = memoryview(frames[0])
+        if header[:2] != _HEADER_PREFIX:
+            raise DecodeError(
+                f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
+                f"(header starts {bytes(header[:8])!r})"
+            )
+        run = _DecodeRun(self, [memoryview(frame) for frame in frames[1:]])
+        try:
+            message = run.unpack(header)
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(f"malformed message: {type(error).__name__}: {error}") from None
+        version, buffer_count, value = message
+        if buffer_count != len(run.buffers):
+            raise DecodeError(f"header announces {buffer_count} buffers, message has {len(run.buffers)}")
+        return value
+
+    def encoder_plugin(self, obj_type: type) -> Plugin | None:
+        plugin_cls = PluginRegistrar.encoder_for(obj_type)
+        if plugin_cls is None and plugin_discovery.load_builtin_for_type(obj_type):
+            plugin_cls = PluginRegistrar.encoder_for(obj_type)
+        return None if plugin_cls is None else self._plugin(plugin_cls)
+
+    def decoder_plugin(self, codec_id: str) -> Plugin:
+        plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
+        if plugin_cls is None and plugin_discovery.load_builtin_for_id(codec_id):
+            plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
+        if plugin_cls is None:
+            raise DecodeError(
+                f"unknown codec id {codec_id!r}: the sender used a plugin this process does not "
+                f"have; install it or add its folder to WRAPYFI_PLUGIN_PATHS ({PLUGIN_GUIDE})"
+            )
+        return self._plugin(plugin_cls)
+
+    def _plugin(self, plugin_cls: type) -> Plugin:
+        plugin = self._plugins.get(plugin_cls)
+        if plugin is None:
+            with self._lock:
+                plugin = self._plugins.get(plugin_cls)
+                if plugin is None:
+                    plugin = self._plugins[plugin_cls] = _construct(plugin_cls, self._plugin_kwargs)
+        return plugin
+
+
+def _construct(plugin_cls: type, kwargs: dict) -> Plugin:
+    try:
+        return plugin_cls(**kwargs)
+    except TypeError as error:
+        raise PluginError(
+            f"plugin {plugin_cls.__name__} could not be built with kwargs {sorted(kwargs)}: {error}; "
+            "a plugin's __init__ must accept **kwargs it does not use"
+        ) from error
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class _EncodeRun:
+    """State of one ``encode`` call: the out-of-band buffers collected so far.
+
+    Encoding is two steps. :meth:`prepare` walks containers in Python and replaces what msgpack
+    would get wrong (tuples and sets become lists, bytes-like objects would be copied into the
+    header) with extensions; it skips containers of plain scalars with one C-level type check.
+    msgpack then packs the result in C and calls :meth:`default` for the remaining leaves
+    (arrays, numpy scalars, datetimes, big ints, plugin types).
+    """
+
+    __slots__ = ("codec", "buffers")
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.buffers: list = []
+
+    def pack(self, value: Any) -> bytes:
+        return msgpack.packb(self.prepare(value), default=self.default, strict_types=True)
+
+    def prepare(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            if _PLAIN.issuperset(map(type, value.values())) and _PLAIN.issuperset(map(type, value)):
+                return value
+            return {self.prepare(key): self.prepare(item) for key, item in value.items()}
+        if kind is list:
+            return value if _PLAIN.issuperset(map(type, value)) else [self.prepare(item) for item in value]
+        container = _CONTAINERS.get(kind)
+        if container is not None:
+            return msgpack.ExtType(container, self.pack(list(value)))
+        if kind is bytes or kind is bytearray:
+            return msgpack.ExtType(_BYTES_LIKE[kind], self.pack(self.out_of_band(value)))
+        if kind is memoryview:
+            flat = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
+            return msgpack.ExtType(Ext.MEMORYVIEW, self.pack([self.out_of_band(flat), value.format, list(value.shape)]))
+        return value
+
+    def out_of_band(self, buffer: Any) -> int:
+        """Queue ``buffer`` as a frame of its own; return its index."""
+        self.buffers.append(buffer)
+        return len(self.buffers) - 1
+
+    def default(self, value: Any) -> msgpack.ExtType:
+        encoder = _LEAF_ENCODERS.get(type(value))
+        if encoder is not None:
+            return encoder(self, value)
+        if isinstance(value, np.generic):
+            return msgpack.ExtType(Ext.NPSCALAR, self.pack(arrays.scalar_to_wire(value)))
+        plugin = self.codec.encoder_plugin(type(value))
+        if plugin is not None:
+            return self.plugin(plugin, value)
+        if isinstance(value, np.memmap):
+            return _ndarray(self, value)
+        raise EncodeError(
+            f"cannot encode an object of type {type(value).__module__}.{type(value).__qualname__}: "
+            f"no built-in encoder and no plugin handles it; write a Plugin for it and put it in "
+            f"<path>/plugins/ with WRAPYFI_PLUGIN_PATHS=<path> (see {PLUGIN_GUIDE})"
+        )
+
+    def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
+        name = type(plugin).__name__
+        try:
+            ok, wrapped = plugin.encode(value)
+        except EncodeError:
+            raise
+        except Exception as error:
+            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
+        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
+        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
+            raise EncodeError(
+                f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}}) "
+                f"for {type(value).__qualname__}"
+            )
+        if fields[0] not in PluginRegistrar.decoder_registry:
+            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
+        return msgpack.ExtType(Ext.PLUGIN, self.pack(list(fields)))
+
+
+_CONTAINERS = {tuple: Ext.TUPLE, set: Ext.SET, frozenset: Ext.FROZENSET}
+_BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
+
+
+def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
+    meta, flat = arrays.array_to_wire(value)
+    return msgpack.ExtType(Ext.NDARRAY, run.pack([run.out_of_band(flat), *meta]))
+
+
+def _bigint(run: _EncodeRun, value: int) -> msgpack.ExtType:
+    return msgpack.ExtType(Ext.BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+
+
+_LEAF_ENCODERS = {
+    int: _bigint,
+    complex: lambda run, v: msgpack.ExtType(Ext.COMPLEX, _COMPLEX.pack(v.real, v.imag)),
+    np.ndarray: _ndarray,
+    dt.datetime: lambda run, v: msgpack.ExtType(Ext.DATETIME, run.pack(temporal.datetime_to_wire(v))),
+    dt.date: lambda run, v: msgpack.ExtType(Ext.DATE, run.pack(temporal.date_to_wire(v))),
+    dt.time: lambda run, v: msgpack.ExtType(Ext.TIME, run.pack(temporal.time_to_wire(v))),
+    dt.timedelta: lambda run, v: msgpack.ExtType(Ext.TIMEDELTA, run.pack(temporal.timedelta_to_wire(v))),
+}
+
+
+class _DecodeRun:
+    """State of one ``decode`` call: the received buffers that extensions refer to by index."""
+
+    __slots__ = ("codec", "buffers")
+
+    def __init__(self, codec: Codec, buffers: list[memoryview]) -> None:
+        self.codec = codec
+        self.buffers = buffers
+
+    def unpack(self, data: Any) -> Any:
+        return msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+
+    def unpack_list(self, data: bytes, what: str) -> list:
+        items = self.unpack(data)
+        if not isinstance(items, list):
+            raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
+        return items
+
+    def buffer(self, index: Any) -> memoryview:
+        if type(index) is not int or not 0 <= index < len(self.buffers):
+            raise DecodeError(f"buffer index {index!r:.40} out of range (message has {len(self.buffers)})")
+        return self.buffers[index]
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        decoder = _DECODERS.get(code)
+        if decoder is None:
+            raise DecodeError(f"unknown extension code {code}")
+        return decoder(self, data)
+
+    def plugin(self, data: bytes) -> Any:
+        fields = self.unpack_list(data, "plugin payload")
+        if not fields or not isinstance(fields[0], str):
+            raise DecodeError("plugin payload must start with its codec id")
+        codec_id = fields[0]
+        plugin = self.codec.decoder_plugin(codec_id)
+        try:
+            ok, value = plugin.decode(codec_id, tuple(fields))
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {codec_id!r}: "
+                              f"{type(error).__name__}: {error}") from None
+        if not ok:
+            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {codec_id!r}")
+        return value
+
+
+def _memoryview_from_wire(run: _DecodeRun, data: bytes) -> memoryview:
+    index, fmt, shape = run.unpack_list(data, "memoryview")
+    buffer = run.buffer(index)
+    return buffer if fmt == "B" and shape == [buffer.nbytes] else buffer.cast(fmt, shape)
+
+
+def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
+    index, *meta = run.unpack_list(data, "array")
+    return arrays.array_from_wire(meta, run.buffer(index))
+
+
+def _complex_from_wire(run: _DecodeRun, data: bytes) -> complex:
+    return complex(*_COMPLEX.unpack(data))
+
+
+_DECODERS = {
+    Ext.TUPLE: lambda run, data: tuple(run.unpack_list(data, "tuple")),
+    Ext.SET: lambda run, data: set(run.unpack_list(data, "set")),
+    Ext.FROZENSET: lambda run, data: frozenset(run.unpack_list(data, "frozenset")),
+    Ext.BIGINT: lambda run, data: int.from_bytes(data, "little", signed=True),
+    Ext.COMPLEX: _complex_from_wire,
+    Ext.BYTES: lambda run, data: bytes(run.buffer(run.unpack(data))),
+    Ext.BYTEARRAY: lambda run, data: bytearray(run.buffer(run.unpack(data))),
+    Ext.MEMORYVIEW: _memoryview_from_wire,
+    Ext.NDARRAY: _array_from_wire,
+    Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack(data)),
+    Ext.DATETIME: lambda run, data: temporal.datetime_from_wire(run.unpack_list(data, "datetime")),
+    Ext.DATE: lambda run, data: temporal.date_from_wire(run.unpack_list(data, "date")),
+    Ext.TIME: lambda run, data: temporal.time_from_wire(run.unpack_list(data, "time")),
+    Ext.TIMEDELTA: lambda run, data: temporal.timedelta_from_wire(run.unpack_list(data, "timedelta")),
+    Ext.PLUGIN: lambda run, data: run.plugin(data),
+}

@@ -1,0 +1,40 @@
+"""The errors wrapyfi_like raises, as one flat family.
+
+Every error the library raises on purpose derives from :class:`WrapyfiLikeError`, so a caller can
+catch "anything from us" in one place. Each also derives from the builtin it refines (``TypeError``
+for a value we cannot encode, ``ValueError`` for bad bytes or bad configuration, ``TimeoutError``
+for an expired wait), so code written against Wrapyfi's looser errors keeps catching them.
+Transport backends map their own errors onto these; ZeroMQ's never leak to users.
+"""
+
+
+class WrapyfiLikeError(Exception):
+    """Base of every error raised by wrapyfi_like."""
+
+
+class EncodeError(WrapyfiLikeError, TypeError):
+    """A value cannot be turned into a message (unknown type, object dtype, plugin failure)."""
+
+
+class DecodeError(WrapyfiLikeError, ValueError):
+    """Received bytes are not a valid message: never trusted, always checked."""
+
+
+class PluginError(WrapyfiLikeError):
+    """A plugin is registered wrongly, e.g. two plugins claim the same codec id."""
+
+
+class ConfigurationError(WrapyfiLikeError, ValueError):
+    """An unknown middleware, data type or mode, or kwargs that contradict each other."""
+
+
+class TransportError(WrapyfiLikeError):
+    """The transport could not carry a message."""
+
+
+class WaitTimeout(TransportError, TimeoutError):
+    """A bounded wait (for a listener, a message or a reply) expired."""
+
+
+class ClosedError(TransportError):
+    """The communicator was closed and cannot be used any more."""

@@ -1,0 +1,286 @@
+"""Discovery: which endpoints publish which topic, so listeners connect straight to publishers.
+
+Data never passes through discovery: a publisher binds its own socket and a listener connects to
+it directly (one hop, no broker). Discovery only tells listeners where publishers are.
+
+Every process runs one :class:`NodeAgent` thread. The first agent to bind the directory address
+(``WRAPYFI_ZEROMQ_DISCOVERY``) hosts the :class:`Directory` in its thread; every agent, the host's
+included, syncs with it over a DEALER socket: it sends its announcements and the topics it
+watches, and receives the endpoints of those topics. Entries that are not refreshed expire, so a
+killed publisher disappears by itself. When the directory stops answering (its host exited),
+agents try to bind the address; one succeeds and hosts a new directory, the others sync with it,
+and the directory is rebuilt from their next syncs. Connections already made are not touched, so
+data keeps flowing while the directory moves. Start order therefore never matters.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+import msgpack
+import zmq
+
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+
+logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
+
+SYNC_INTERVAL = 0.5
+"""Seconds between syncs once every watched topic has at least one publisher."""
+FAST_SYNC_INTERVAL = 0.05
+"""Seconds between syncs while a watched topic has no publisher yet."""
+REPLY_TIMEOUT = 1.5
+"""A directory that has not answered a sync for this long is presumed gone."""
+ENTRY_TTL = 4.0
+"""Seconds an announcement lives in the directory without being refreshed."""
+
+
+class Watch:
+    """The endpoints publishing one topic, as last reported; its pipe becomes readable on change.
+
+    A listener polls :meth:`fileno` together with its data socket, so it wakes as soon as a new
+    publisher is known, without polling in slices.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.endpoints: frozenset[str] = frozenset()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def update(self, endpoints: frozenset[str]) -> None:
+        if endpoints != self.endpoints:
+            self.endpoints = endpoints
+            try:
+                os.write(self._write_fd, b"!")
+            except BlockingIOError:
+                pass  # the pipe already holds an unread notice
+
+    def consume(self) -> frozenset[str]:
+        """Acknowledge the notice and return the current endpoints."""
+        try:
+            os.read(self._read_fd, 4096)
+        except BlockingIOError:
+            pass
+        return self.endpoints
+
+    def close(self) -> None:
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Directory:
+    """The topic → endpoints table, hosted by one agent; pure state, fed requests by that agent."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, tuple[float, list]] = {}
+
+    def handle(self, request: list) -> Optional[list]:
+        kind = request[0]
+        if kind == "sync":
+            _, seq, node_id, announcements, watched = request
+            self._nodes[node_id] = (time.monotonic() + ENTRY_TTL, announcements)
+            return ["synced", seq, {topic: self.endpoints(topic) for topic in watched}]
+        if kind == "bye":
+            self._nodes.pop(request[1], None)
+            return None
+        raise ValueError(f"unknown request {kind!r}")
+
+    def endpoints(self, topic: str) -> list[str]:
+        now = time.monotonic()
+        for node_id in [n for n, (expiry, _) in self._nodes.items() if expiry < now]:
+            del self._nodes[node_id]
+        return sorted({endpoint for _, announced in self._nodes.values()
+                       for t, endpoint, _info in announced if t == topic})
+
+
+class NodeAgent:
+    """This process's discovery thread. Use :meth:`get`; all methods are thread-safe."""
+
+    _instance: Optional["NodeAgent"] = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "NodeAgent":
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance._pid != os.getpid():
+                cls._instance = cls(zmq.Context.instance(), ZeroMQSettings.from_environment())
+            return cls._instance
+
+    def __init__(self, context: zmq.Context, settings: ZeroMQSettings) -> None:
+        self._pid = os.getpid()
+        self._context = context
+        self._address = settings.discovery
+        self._node_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._announcements: dict[int, list] = {}
+        self._watches: dict[str, list[Watch]] = {}
+        self._keys = itertools.count()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="wrapyfi_like-discovery", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def announce(self, topic: str, endpoint: str, info: dict) -> int:
+        """Tell the directory that ``endpoint`` publishes ``topic``; returns a key for :meth:`withdraw`."""
+        with self._lock:
+            key = next(self._keys)
+            self._announcements[key] = [topic, endpoint, info]
+        self._wake()
+        return key
+
+    def withdraw(self, key: int) -> None:
+        with self._lock:
+            self._announcements.pop(key, None)
+        self._wake()
+
+    def watch(self, topic: str) -> Watch:
+        """Follow the publishers of ``topic``."""
+        watch = Watch(topic)
+        with self._lock:
+            self._watches.setdefault(topic, []).append(watch)
+        self._wake()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        with self._lock:
+            watches = self._watches.get(watch.topic, [])
+            if watch in watches:
+                watches.remove(watch)
+            if not watches:
+                self._watches.pop(watch.topic, None)
+        watch.close()
+
+    def stop(self) -> None:
+        """Say goodbye to the directory and end the thread (also run at interpreter exit)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=2.0)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"!")
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        directory: Optional[Directory] = None
+        router = self._try_host()
+        if router is not None:
+            directory = Directory()
+        dealer = self._connect_dealer()
+        seq = itertools.count()
+        awaiting: Optional[tuple[int, float]] = None
+        next_sync = 0.0
+        try:
+            while not self._stopping:
+                poller = zmq.Poller()
+                poller.register(self._wake_read, zmq.POLLIN)
+                poller.register(dealer, zmq.POLLIN)
+                if router is not None:
+                    poller.register(router, zmq.POLLIN)
+                now = time.monotonic()
+                deadline = awaiting[1] + REPLY_TIMEOUT if awaiting else next_sync
+                events = dict(poller.poll(max(0.0, deadline - now) * 1000))
+                if self._wake_read in events:
+                    os.read(self._wake_read, 4096)
+                    next_sync = 0.0
+                if router is not None and router in events:
+                    self._serve(router, directory)
+                if dealer in events:
+                    awaiting = self._receive_reply(dealer, awaiting)
+                now = time.monotonic()
+                if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
+                    logger.info("discovery directory at %s did not answer; taking over or reconnecting",
+                                self._address)
+                    dealer.close(linger=0)
+                    if router is None:
+                        router = self._try_host()
+                        directory = Directory() if router is not None else None
+                    dealer = self._connect_dealer()
+                    awaiting, next_sync = None, 0.0
+                if awaiting is None and now >= next_sync:
+                    number = next(seq)
+                    dealer.send(msgpack.packb(["sync", number, self._node_id, *self._state()]))
+                    awaiting = (number, now)
+                    next_sync = now + self._interval()
+            dealer.send(msgpack.packb(["bye", self._node_id]))
+        finally:
+            dealer.close(linger=200)
+            if router is not None:
+                router.close(linger=0)
+
+    def _state(self) -> tuple[list, list]:
+        with self._lock:
+            return list(self._announcements.values()), list(self._watches)
+
+    def _interval(self) -> float:
+        with self._lock:
+            waiting = any(not w.endpoints for ws in self._watches.values() for w in ws)
+        return FAST_SYNC_INTERVAL if waiting else SYNC_INTERVAL
+
+    def _try_host(self) -> Optional[zmq.Socket]:
+        router = self._context.socket(zmq.ROUTER)
+        try:
+            router.bind(self._address)
+        except zmq.ZMQError:
+            router.close(linger=0)
+            return None
+        logger.debug("hosting the discovery directory at %s", self._address)
+        return router
+
+    def _connect_dealer(self) -> zmq.Socket:
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self._address)
+        return dealer
+
+    def _serve(self, router: zmq.Socket, directory: Directory) -> None:
+        while True:
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                reply = directory.handle(msgpack.unpackb(frames[-1]))
+            except Exception as error:  # a bad request must not take the directory down
+                logger.warning("ignored a malformed discovery request: %s", error)
+                continue
+            if reply is not None:
+                router.send_multipart([frames[0], msgpack.packb(reply)])
+
+    def _receive_reply(self, dealer: zmq.Socket, awaiting: Optional[tuple[int, float]]):
+        while True:
+            try:
+                reply = msgpack.unpackb(dealer.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return awaiting
+            except Exception as error:
+                logger.warning("ignored a malformed discovery reply: %s", error)
+                continue
+            if awaiting is None or reply[:2] != ["synced", awaiting[0]]:
+                continue  # a late answer to a sync we already gave up on
+            with self._lock:
+                for topic, endpoints in reply[2].items():
+                    for watch in self._watches.get(topic, []):
+                        watch.update(frozenset(endpoints))
+            awaiting = None

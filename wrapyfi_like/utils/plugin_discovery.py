@@ -1,0 +1,141 @@
+"""Finding plugins: built-in ones lazily, external ones from ``WRAPYFI_PLUGIN_PATHS``.
+
+Built-in plugins live in the top-level ``plugins/`` folder, installed as ``wrapyfi_like.plugins``.
+Their index (:data:`wrapyfi_like.plugins.BUILTIN_PLUGINS`) says which libraries, codec ids and
+kwargs each serves, so a plugin module (and the heavy library it imports) is loaded only when an
+object of that library is first encoded, its codec id first decoded, or its kwargs first given.
+Importing wrapyfi_like therefore never imports torch, pandas, pyarrow or PIL.
+
+External plugins are every ``<path>/plugins/*.py`` for each path in ``WRAPYFI_PLUGIN_PATHS``
+(``os.pathsep``-separated). Nothing is read from the current directory when the variable is unset.
+A module that fails to import is logged with its path and error, remembered in
+:func:`load_failures`, and does not stop the others from loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+PLUGIN_PATHS_ENV = "WRAPYFI_PLUGIN_PATHS"
+BUILTIN_PACKAGE = "wrapyfi_like.plugins"
+
+logger = logging.getLogger("wrapyfi_like.plugins")
+
+
+class BuiltinPlugin(NamedTuple):
+    """One entry of the built-in plugin index."""
+
+    module: str
+    libraries: tuple[str, ...]
+    codec_ids: tuple[str, ...]
+    kwargs: tuple[str, ...] = ()
+
+
+class LoadFailure(NamedTuple):
+    path: str
+    error: str
+
+
+_lock = threading.RLock()
+_attempted_modules: set[str] = set()
+_scanned_paths: set[str] = set()
+_failures: list[LoadFailure] = []
+
+
+def builtin_index() -> tuple[BuiltinPlugin, ...]:
+    from wrapyfi_like.plugins import BUILTIN_PLUGINS
+
+    return BUILTIN_PLUGINS
+
+
+def load_failures() -> list[LoadFailure]:
+    """Every plugin module that failed to import in this process, with its error."""
+    with _lock:
+        return list(_failures)
+
+
+def load_external_plugins() -> None:
+    """Import plugins from any ``WRAPYFI_PLUGIN_PATHS`` entry not scanned yet in this process."""
+    for entry in os.environ.get(PLUGIN_PATHS_ENV, "").split(os.pathsep):
+        if not entry:
+            continue
+        folder = (Path(entry).expanduser().resolve() / "plugins")
+        with _lock:
+            if str(folder) in _scanned_paths:
+                continue
+            _scanned_paths.add(str(folder))
+        if not folder.is_dir():
+            logger.warning("%s names %s, which has no plugins/ folder", PLUGIN_PATHS_ENV, entry)
+            continue
+        for path in sorted(folder.glob("*.py")):
+            _import_file(path)
+
+
+def _import_file(path: Path) -> None:
+    digest = hashlib.sha1(str(path.parent).encode()).hexdigest()[:12]
+    name = f"wrapyfi_like.external_plugins.p{digest}.{path.stem}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except Exception as error:  # a broken plugin must not break the others
+        sys.modules.pop(name, None)
+        _record_failure(str(path), error)
+
+
+def _import_builtin(entry: BuiltinPlugin) -> None:
+    module = f"{BUILTIN_PACKAGE}.{entry.module}"
+    with _lock:
+        if module in _attempted_modules:
+            return
+        _attempted_modules.add(module)
+    try:
+        importlib.import_module(module)
+    except Exception as error:
+        _record_failure(module, error)
+
+
+def _record_failure(where: str, error: BaseException) -> None:
+    message = f"{type(error).__name__}: {error}"
+    logger.error("plugin %s failed to load: %s", where, message)
+    with _lock:
+        _failures.append(LoadFailure(where, message))
+
+
+def load_builtin_for_type(obj_type: type) -> bool:
+    """Load the built-in plugin for ``obj_type``'s library; True if one was found to load."""
+    libraries = {cls.__module__.split(".")[0] for cls in obj_type.__mro__[:-1]}
+    return _load_matching(entry for entry in builtin_index() if libraries & set(entry.libraries))
+
+
+def load_builtin_for_id(codec_id: str) -> bool:
+    """Load the built-in plugin that decodes ``codec_id``; True if one was found to load."""
+    return _load_matching(entry for entry in builtin_index() if codec_id in entry.codec_ids)
+
+
+def load_builtins_for_kwargs(kwargs: Iterable[str]) -> None:
+    """Load the built-in plugins that take any of ``kwargs``, so their settings are checked now."""
+    names = set(kwargs)
+    _load_matching(entry for entry in builtin_index() if names & set(entry.kwargs))
+
+
+def load_all_builtins() -> None:
+    """Load every built-in plugin (for listings; the data path loads them lazily)."""
+    _load_matching(builtin_index())
+
+
+def _load_matching(entries: Iterable[BuiltinPlugin]) -> bool:
+    found = False
+    for entry in entries:
+        _import_builtin(entry)
+        found = True
+    return found
