@@ -1,0 +1,104 @@
+"""torch.Tensor as raw storage bytes in an out-of-band frame (never ``torch.save``, never pickle).
+
+A tensor travels as ``("torch.Tensor", raw, dtype, shape, device, requires_grad)``: ``raw`` is a
+uint8 numpy view of the tensor's contiguous storage bytes, so a contiguous CPU tensor is sent
+without a copy (a non-contiguous view is made contiguous once; a GPU tensor is copied to the CPU
+once). Going through uint8 is what lets dtypes numpy lacks, such as bfloat16, travel too: the
+receiver views the bytes with torch's own dtype.
+
+On receive the tensor is built on the received frame itself (``torch.from_numpy``), so a tensor
+that stays on the CPU costs no copy; the device table of :mod:`torch_devices` decides where it
+goes. Every received field is checked: the dtype must be a plain numeric one from the list
+below, the shape must match the byte count exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
+from wrapyfi_like.plugins.torch_devices import DeviceRouter, build_device_map, normalise_device
+from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
+
+_DTYPE_NAMES = (
+    "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+    "float16", "bfloat16", "float32", "float64", "complex32", "complex64", "complex128",
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+)
+DTYPES: dict[str, torch.dtype] = {
+    name: getattr(torch, name) for name in _DTYPE_NAMES if isinstance(getattr(torch, name, None), torch.dtype)
+}
+_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+_MAX_DEVICE_CHARS = 64
+
+
+@PluginRegistrar.register(types=(torch.Tensor,))
+class TorchTensor(Plugin):
+    """Sends tensors of any plain dtype, shape, device and layout of strides.
+
+    ``load_torch_device`` and ``map_torch_devices`` (listener kwargs) choose where received tensors
+    go; both are checked here, so a bad setting fails when the listener is created.
+    """
+
+    codec_id = "torch.Tensor"
+
+    def __init__(self, load_torch_device: Any = None, map_torch_devices: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._router = DeviceRouter(build_device_map(load_torch_device, map_torch_devices))
+
+    def encode(self, obj: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[bool, dict]:
+        name = _NAMES.get(obj.dtype)
+        if name is None:
+            raise EncodeError(f"torch tensors of dtype {obj.dtype} cannot be sent; supported: {', '.join(DTYPES)}")
+        if obj.layout != torch.strided or obj.is_quantized:
+            raise EncodeError(f"torch tensors with layout {obj.layout} cannot be sent; convert with .to_dense() first")
+        if obj.device.type == "meta":
+            raise EncodeError("torch tensors on the 'meta' device have no data to send")
+        data = obj.detach().cpu().resolve_conj().resolve_neg().contiguous()
+        raw = data.reshape(-1).view(torch.uint8).numpy()
+        device = normalise_device(obj.device)
+        return True, {"__wrapyfi__": (self.codec_id, raw, name, list(obj.shape), device, obj.requires_grad)}
+
+    def decode(self, obj_type: str, obj_full: tuple, *args: Any, **kwargs: Any) -> tuple[bool, torch.Tensor]:
+        if len(obj_full) != 6:
+            raise DecodeError(f"a torch.Tensor payload has 6 fields, got {len(obj_full)}")
+        _, raw, name, shape, device, requires_grad = obj_full
+        dtype = DTYPES.get(name) if isinstance(name, str) else None
+        if dtype is None:
+            raise DecodeError(f"torch dtype {name!r:.40} is not allowed on the wire")
+        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+            raise DecodeError("torch.Tensor data must be a flat uint8 buffer")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise DecodeError(f"torch.Tensor shape must be a list of non-negative ints, got {shape!r:.80}")
+        if type(requires_grad) is not bool or (requires_grad and not (dtype.is_floating_point or dtype.is_complex)):
+            raise DecodeError(f"bad requires_grad {requires_grad!r:.40} for a {name} tensor")
+        if not isinstance(device, str) or len(device) > _MAX_DEVICE_CHARS:
+            raise DecodeError(f"bad torch device {device!r:.80}")
+        expected = math.prod(shape) * dtype.itemsize
+        if raw.nbytes != expected:
+            raise DecodeError(f"a {name} tensor of shape {tuple(shape)} needs {expected} bytes, frame has {raw.nbytes}")
+        tensor = _tensor_on(raw, dtype, shape)
+        target = self._router.target(_source_device(device))
+        if target != "cpu":
+            tensor = tensor.to(target)
+        return True, tensor.requires_grad_(requires_grad)
+
+
+def _tensor_on(raw: np.ndarray, dtype: torch.dtype, shape: list) -> torch.Tensor:
+    """A tensor whose memory is ``raw`` (copied only when the frame is read-only: tensors are writable)."""
+    if raw.nbytes == 0:
+        return torch.empty(shape, dtype=dtype)
+    if not raw.flags.writeable:
+        raw = raw.copy()
+    return torch.from_numpy(raw).view(dtype).reshape(shape)
+
+
+def _source_device(device: str) -> str:
+    try:
+        return normalise_device(device)
+    except ConfigurationError:
+        raise DecodeError(f"bad torch device {device!r}") from None

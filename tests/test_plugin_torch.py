@@ -1,0 +1,197 @@
+"""The torch.Tensor plugin: every dtype, zero-copy receive, requires_grad, device maps."""
+
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wrapyfi_like.encoding import Codec  # noqa: E402
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError  # noqa: E402
+from wrapyfi_like.plugins import torch_tensor  # noqa: E402
+from wrapyfi_like.plugins.torch_devices import build_device_map, normalise_device  # noqa: E402
+from wrapyfi_like.testing import PluginConformance, round_trip, wire_copy  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def _sample(dtype):
+    if dtype == torch.bool:
+        return torch.tensor([[True, False, True], [False, False, True]])
+    if dtype.is_complex:
+        return torch.tensor([[1 + 2j, -3.5j, 0], [4, 5 - 1j, 6]], dtype=dtype)
+    if dtype.is_floating_point:
+        return torch.arange(6, dtype=torch.float32).reshape(2, 3).sub(2.5).to(dtype)
+    return torch.arange(6, dtype=torch.int64).reshape(2, 3).to(dtype)
+
+
+def _raw_bytes(tensor):
+    """The tensor's values as bytes, so NaNs and dtypes without comparison ops compare exactly."""
+    return tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8)
+
+
+class TestTorchConformance(PluginConformance):
+    plugin = torch_tensor.TorchTensor
+
+    def samples(self):
+        cases = {name: _sample(dtype) for name, dtype in torch_tensor.DTYPES.items()
+                 if name not in ("complex32",) and not name.startswith("float8")}
+        cases.update({
+            "0-d": torch.tensor(3.25, dtype=torch.float64),
+            "4-d": torch.arange(120, dtype=torch.int16).reshape(2, 3, 4, 5),
+            "requires_grad": torch.ones(2, 2, requires_grad=True),
+            "parameter": torch.nn.Parameter(torch.full((3,), 0.5)),
+            "conj_view": torch.tensor([1 + 1j, 2 - 3j]).conj(),
+            "neg_view": torch.tensor([1.0, -2.0], dtype=torch.float32).neg(),
+            "float8_e4m3fn": torch.tensor([0.5, -1.0, 2.0]).to(torch.float8_e4m3fn),
+        })
+        return cases
+
+    def assert_equal(self, expected, actual):
+        assert type(actual) is torch.Tensor
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        assert actual.requires_grad == expected.requires_grad
+        assert actual.device == torch.device("cpu")
+        assert torch.equal(_raw_bytes(actual), _raw_bytes(expected))
+
+    def empty_sample(self):
+        return torch.empty(0, 3, dtype=torch.float32)
+
+    def non_contiguous_sample(self):
+        return torch.arange(24, dtype=torch.float32).reshape(4, 6)[::2, 1::2].t()
+
+    def read_only_sample(self):
+        array = np.arange(10, dtype=np.float64)
+        array.flags.writeable = False
+        with pytest.warns(UserWarning, match="not writable"):
+            return torch.from_numpy(array)
+
+    def large_sample(self):
+        return torch.rand(1024, 1024)  # 4 MiB
+
+
+def test_bfloat16_keeps_exact_bits():
+    tensor = torch.tensor([1.0, -2.5, 3.140625, 1e30, float("inf")]).to(torch.bfloat16)
+    received = round_trip(Codec(), tensor)
+    assert received.dtype == torch.bfloat16
+    assert torch.equal(received.view(torch.int16), tensor.view(torch.int16))
+
+
+def test_received_tensor_is_the_received_frame():
+    codec = Codec()
+    frames = wire_copy(codec.encode(torch.arange(8, dtype=torch.int32)))
+    received = codec.decode(frames)
+    frame = np.frombuffer(frames[1], dtype=np.uint8)
+    assert received.data_ptr() == frame.ctypes.data
+    frame[:4] = 255  # writing the frame changes the tensor: no copy was made
+    assert received[0].item() == -1
+
+
+def test_publisher_sends_contiguous_cpu_tensor_without_copy():
+    tensor = torch.arange(16, dtype=torch.float32)
+    frames = Codec().encode(tensor)
+    buffers = [frame for frame in frames[1:] if isinstance(frame, np.ndarray)]
+    assert len(buffers) == 1 and buffers[0].ctypes.data == tensor.data_ptr()
+
+
+def test_gradients_flow_on_received_tensor():
+    received = round_trip(Codec(), torch.ones(3, requires_grad=True))
+    received.sum().backward()
+    assert torch.equal(received.grad, torch.ones(3))
+
+
+def test_decode_rejects_requires_grad_on_integer_tensor():
+    codec = Codec()
+    plugin = codec.encoder_plugin(torch.Tensor)
+    ok, wrapped = plugin.encode(torch.arange(3))
+    fields = list(wrapped["__wrapyfi__"])
+    fields[5] = True
+    with pytest.raises(DecodeError, match="requires_grad"):
+        plugin.decode("torch.Tensor", tuple(fields))
+
+
+@pytest.mark.parametrize("spelling", ["cuda:1", torch.device("cuda", 1), torch.device("cuda:1"), 1])
+def test_device_spellings_are_one_key(spelling):
+    assert normalise_device(spelling) == "cuda:1"
+
+
+def test_device_without_index_means_index_zero_and_cpu_has_none():
+    assert normalise_device("cuda") == "cuda:0"
+    assert normalise_device(torch.device("cpu", 0)) == "cpu"
+
+
+def test_load_device_alone_is_the_default():
+    assert build_device_map("cpu", None) == {"default": "cpu"}
+
+
+def test_map_is_normalised_and_callers_dict_untouched():
+    given = {torch.device("cuda", 0): "cpu", "cuda:1": torch.device("cpu")}
+    snapshot = dict(given)
+    table = build_device_map("cpu", given)
+    assert table == {"cuda:0": "cpu", "cuda:1": "cpu", "default": "cpu"}
+    assert given == snapshot
+
+
+def test_one_source_to_two_targets_is_an_error():
+    with pytest.raises(ConfigurationError, match="cuda:1"):
+        build_device_map(None, {"cuda:1": "cpu", torch.device("cuda", 1): "cuda:0"})
+
+
+def test_load_device_conflicting_with_map_default_is_an_error():
+    with pytest.raises(ConfigurationError, match="default"):
+        build_device_map("cpu", {"default": "cuda:0"})
+
+
+def test_conflict_raises_when_the_codec_is_built():
+    with pytest.raises(ConfigurationError):
+        Codec(map_torch_devices={"cuda:0": "cpu", 0: "cuda:0"})
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks a target this machine lacks")
+def test_mapping_to_a_missing_device_is_an_error():
+    with pytest.raises(ConfigurationError, match="does not have"):
+        Codec(load_torch_device="cuda:0")
+
+
+def _from_device(device, tensor, **kwargs):
+    """Encode ``tensor`` as if it lived on ``device`` and decode it with a codec built from kwargs."""
+    sender = Codec()
+    plugin = sender.encoder_plugin(torch.Tensor)
+    ok, wrapped = plugin.encode(tensor)
+    fields = list(wrapped["__wrapyfi__"])
+    fields[4] = device
+    receiver = Codec(**kwargs)
+    return receiver.decoder_plugin("torch.Tensor").decode("torch.Tensor", tuple(fields))[1]
+
+
+def test_cuda_tensor_mapped_to_cpu():
+    tensor = torch.arange(4.0)
+    received = _from_device("cuda:0", tensor, map_torch_devices={"cuda:0": "cpu"})
+    assert received.device.type == "cpu" and torch.equal(received, tensor)
+
+
+def test_default_applies_to_unmapped_devices():
+    received = _from_device("cuda:3", torch.ones(2), map_torch_devices={"cuda:0": "cpu", "default": "cpu"})
+    assert received.device.type == "cpu"
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="needs a machine without CUDA")
+def test_tensor_from_missing_device_falls_back_to_cpu_with_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like.plugins.torch"):
+        received = _from_device("cuda:7", torch.ones(2))
+    assert received.device.type == "cpu"
+    assert "cuda:7" in caplog.text
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_cpu_tensor_mapped_to_cuda():
+    received = _from_device("cpu", torch.ones(2), map_torch_devices={"cpu": "cuda:0"})
+    assert received.device == torch.device("cuda", 0)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_cuda_tensor_round_trip_keeps_device():
+    tensor = torch.arange(5.0, device="cuda:0")
+    received = round_trip(Codec(), tensor)
+    assert received.device == tensor.device and torch.equal(received, tensor)
