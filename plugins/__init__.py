@@ -7,4 +7,12 @@ kwargs it takes; :mod:`wrapyfi_like.utils.plugin_discovery` loads a module on fi
 
 from wrapyfi_like.utils.plugin_discovery import BuiltinPlugin
 
-BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = ()
+BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
+    BuiltinPlugin("torch_tensor", ("torch",), ("torch.Tensor",), ("load_torch_device", "map_torch_devices")),
+    BuiltinPlugin("pandas_data", ("pandas",), ("pandas.DataFrame", "pandas.Series")),
+    BuiltinPlugin(
+        "pyarrow_data", ("pyarrow",),
+        ("pyarrow.Array", "pyarrow.ChunkedArray", "pyarrow.RecordBatch", "pyarrow.Table"),
+    ),
+    BuiltinPlugin("pillow_image", ("PIL",), ("PIL.Image",), ("pillow_encoded",)),
+)

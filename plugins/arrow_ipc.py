@@ -1,0 +1,46 @@
+"""Arrow IPC streams: the byte format shared by the pyarrow and pandas plugins.
+
+Writing a stream copies the column data once into one contiguous buffer, which then travels as a
+single out-of-band frame. Reading wraps the received frame with ``pa.py_buffer``, so every
+column of the result points into that frame: no copy on receive.
+
+The received bytes are untrusted. A stream must end with Arrow's end-of-stream marker (otherwise
+a stream cut at a message boundary would read as a shorter, valid table), and the result is
+validated in full, so a corrupt offset or length raises :class:`DecodeError` here instead of
+crashing later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from wrapyfi_like.exceptions import DecodeError
+
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def write_stream(batches: list[pa.RecordBatch], schema: pa.Schema) -> memoryview:
+    """One IPC stream holding ``batches`` (zero or more) of ``schema``."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return memoryview(sink.getvalue()).cast("B")
+
+
+def read_stream(stream: Any) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """The schema and batches of a received IPC stream; their columns point into ``stream`` itself."""
+    if not isinstance(stream, memoryview):
+        raise DecodeError(f"an Arrow IPC stream must arrive as a buffer, got {type(stream).__name__}")
+    if stream.nbytes < len(_END_OF_STREAM) or stream[-len(_END_OF_STREAM):] != _END_OF_STREAM:
+        raise DecodeError("Arrow IPC stream is truncated (no end-of-stream marker)")
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(stream))
+        batches = list(reader)
+        for batch in batches:
+            batch.validate(full=True)
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise DecodeError(f"corrupt Arrow IPC stream: {type(error).__name__}: {error}") from None
+    return reader.schema, batches

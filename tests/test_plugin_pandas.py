@@ -1,0 +1,125 @@
+"""The pandas plugin: every common dtype, index kind and column label survives exactly."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+from pandas.testing import assert_frame_equal, assert_series_equal  # noqa: E402
+
+from wrapyfi_like.encoding import Codec  # noqa: E402
+from wrapyfi_like.plugins import pandas_data  # noqa: E402
+from wrapyfi_like.testing import PluginConformance, round_trip  # noqa: E402
+
+
+def _all_dtypes(rows=4):
+    return pd.DataFrame({
+        "int64": np.arange(rows, dtype=np.int64),
+        "int8": np.arange(rows, dtype=np.int8),
+        "uint32": np.arange(rows, dtype=np.uint32),
+        "float64": np.linspace(0, 1, rows),
+        "float32": np.full(rows, np.nan, dtype=np.float32),
+        "bool": np.arange(rows) % 2 == 0,
+        "str": ["a", "b", None, "d"][:rows],
+        "object_str": pd.Series(["x", "y", "z", "w"][:rows], dtype=object),
+        "Int64": pd.array([1, None, 3, 4][:rows], dtype="Int64"),
+        "boolean": pd.array([True, None, False, True][:rows], dtype="boolean"),
+        "string": pd.array(["a", None, "c", "d"][:rows], dtype="string"),
+        "Float64": pd.array([1.5, None, 2.0, 3.0][:rows], dtype="Float64"),
+        "category": pd.Categorical(["a", "b", "a", "c"][:rows]),
+        "ordered": pd.Categorical(["a", "b", "a", "c"][:rows], categories=["c", "b", "a", "z"], ordered=True),
+        "datetime": pd.date_range("2024-01-01", periods=rows, freq="h"),
+        "datetime_tz": pd.date_range("2024-03-31 00:30", periods=rows, freq="h", tz="Europe/Paris"),
+        "datetime_ns": pd.date_range("2024-01-01", periods=rows, freq="D").astype("datetime64[ns]"),
+        "timedelta": pd.to_timedelta(np.arange(rows), unit="s"),
+        "dates": [dt.date(2024, 1, day + 1) for day in range(rows)],
+    })
+
+
+class TestDataFrameConformance(PluginConformance):
+    plugin = pandas_data.PandasDataFrame
+
+    def samples(self):
+        index = pd.MultiIndex.from_arrays(
+            [pd.Index(["a", "a", "b"], dtype=object), [1, 2, 1],
+             pd.date_range("2024", periods=3, tz="UTC")], names=["key", 0, ("t", 1)])
+        return {
+            "all_dtypes": _all_dtypes(),
+            "int_columns": pd.DataFrame({0: [1, 2], 1: [3, 4]}),
+            "float_and_none_columns": pd.DataFrame({0.5: [1, 2], None: [3, 4]}),
+            "mixed_columns": pd.DataFrame({0: [1, 2], "a": [3, 4], (1, "b"): [5, 6]}),
+            "duplicate_columns": pd.DataFrame([[1, 2]], columns=["a", "a"]),
+            "multiindex_columns": pd.DataFrame(
+                [[1, 2]], columns=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)], names=["l0", None])),
+            "timestamp_columns": pd.DataFrame([[1, 2]], columns=pd.date_range("2024", periods=2, tz="Asia/Tokyo")),
+            "named_columns": pd.DataFrame({"a": [1]}).rename_axis(columns="cols"),
+            "multiindex_rows": pd.DataFrame({"x": [1.0, 2.0, 3.0]}, index=index),
+            "object_index": pd.DataFrame({"x": [1, 2]}, index=pd.Index(["p", "q"], dtype=object, name=5)),
+            "string_index": pd.DataFrame({"x": [1, 2]}, index=pd.Index(["p", "q"], name="name")),
+            "datetime_index_freq": pd.DataFrame({"x": [1, 2, 3]}, index=pd.date_range("2024", periods=3, freq="2D")),
+            "timedelta_index": pd.DataFrame({"x": [1, 2]}, index=pd.to_timedelta([1, 2], unit="min")),
+            "range_index_step": pd.DataFrame({"x": [1, 2]}, index=pd.RangeIndex(5, 9, 2, name="r")),
+            "categorical_index": pd.DataFrame({"x": [1, 2]}, index=pd.CategoricalIndex(["u", "v"])),
+        }
+
+    def assert_equal(self, expected, actual):
+        assert_frame_equal(actual, expected, check_freq=True, check_flags=True)
+
+    def empty_sample(self):
+        return pd.DataFrame({"a": pd.Series([], dtype="int64"), "b": pd.Series([], dtype=object)})
+
+    def non_contiguous_sample(self):
+        return pd.DataFrame(np.arange(40.0).reshape(8, 5)[:, ::2], columns=["a", "b", "c"]).iloc[::3]
+
+    def read_only_sample(self):
+        values = np.arange(12.0).reshape(4, 3)
+        values.flags.writeable = False
+        return pd.DataFrame(values, copy=False)
+
+    def large_sample(self):
+        return pd.DataFrame({"x": np.arange(2**19, dtype=np.float64), "y": np.ones(2**19, dtype=np.int32)})
+
+
+class TestSeriesConformance(PluginConformance):
+    plugin = pandas_data.PandasSeries
+
+    def samples(self):
+        return {
+            "named": pd.Series([1, 2, 3], name="s"),
+            "unnamed": pd.Series([1.5, None]),
+            "tuple_name": pd.Series(["a", "b"], dtype=object, name=(1, "x")),
+            "int_name": pd.Series(pd.Categorical(["a", "b"]), name=7),
+            "tz": pd.Series(pd.date_range("2024", periods=2, tz="US/Eastern"), index=pd.Index(["p", "q"])),
+        }
+
+    def assert_equal(self, expected, actual):
+        assert_series_equal(actual, expected, check_freq=True)
+
+    def empty_sample(self):
+        return pd.Series([], dtype="float32", name="empty")
+
+    def non_contiguous_sample(self):
+        return pd.Series(np.arange(20)[::3])
+
+
+def test_caller_frame_is_not_modified():
+    frame = pd.DataFrame({0: [1, 2], "b": pd.Series(["x", "y"], dtype=object)}, index=pd.Index([3, 4], name="i"))
+    before = frame.copy(deep=True)
+    round_trip(Codec(), frame)
+    assert_frame_equal(frame, before)
+
+
+def test_received_frame_is_writable():
+    received = round_trip(Codec(), pd.DataFrame({"a": [1.0, 2.0]}))
+    received.loc[0, "a"] = 9.0
+    assert received["a"].tolist() == [9.0, 2.0]
+
+
+def test_object_column_of_mixed_types_raises_a_clear_error():
+    from wrapyfi_like.exceptions import EncodeError
+
+    with pytest.raises(EncodeError, match="PandasDataFrame"):
+        Codec().encode(pd.DataFrame({"mixed": pd.Series([1, "a"], dtype=object)}))
