@@ -101,7 +101,7 @@ class PandasSeries(_PandasPlugin):
         return obj.to_frame(name="values")
 
     def columns_of(self, obj: pd.Series) -> pd.Index:
-        return pd.Index([obj.name], dtype=object)
+        return pd.Index([obj.name], dtype=object, tupleize_cols=False)
 
     def column_count(self, frame: pd.DataFrame) -> int:
         if frame.shape[1] != 1:
@@ -167,7 +167,7 @@ def _level_from_wire(labels: list, dtype_name: str, name: Any) -> pd.Index:
     if isinstance(dtype, pd.DatetimeTZDtype):
         utc = pd.DatetimeIndex(np.array(values, dtype=f"datetime64[{dtype.unit}]"))
         return utc.tz_localize("UTC").tz_convert(dtype.tz).rename(name)
-    return pd.Index(values, dtype=dtype, name=name)
+    return pd.Index(values, dtype=dtype, name=name, tupleize_cols=False)  # tuples stay labels
 
 
 def _label_from_wire(label: Any) -> Any:

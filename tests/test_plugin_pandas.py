@@ -123,3 +123,14 @@ def test_object_column_of_mixed_types_raises_a_clear_error():
 
     with pytest.raises(EncodeError, match="PandasDataFrame"):
         Codec().encode(pd.DataFrame({"mixed": pd.Series([1, "a"], dtype=object)}))
+
+
+def test_labels_keep_their_python_types():
+    frame = pd.DataFrame([[1, 2, 3]], columns=[0, "a", (1, "b")])
+    series = pd.Series([1], name=("sensor", 2))
+    codec = Codec()
+    received_columns = list(round_trip(codec, frame).columns)
+    assert [(type(label), label) for label in received_columns] == [(int, 0), (str, "a"), (tuple, (1, "b"))]
+    assert [type(part) for part in received_columns[2]] == [int, str]
+    name = round_trip(codec, series).name
+    assert name == ("sensor", 2) and [type(part) for part in name] == [str, int]

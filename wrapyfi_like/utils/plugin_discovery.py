@@ -44,6 +44,15 @@ class LoadFailure(NamedTuple):
     error: str
 
 
+class LoadedPlugin(NamedTuple):
+    """A registered plugin class, where it came from and the types it encodes (for listings)."""
+
+    codec_id: str
+    name: str
+    source: str
+    types: tuple[str, ...]
+
+
 _lock = threading.RLock()
 _attempted_modules: set[str] = set()
 _scanned_paths: set[str] = set()
@@ -60,6 +69,19 @@ def load_failures() -> list[LoadFailure]:
     """Every plugin module that failed to import in this process, with its error."""
     with _lock:
         return list(_failures)
+
+
+def loaded_plugins() -> list[LoadedPlugin]:
+    """Every plugin registered in this process, sorted by codec id."""
+    from wrapyfi_like.utils.core_utils import PluginRegistrar
+
+    found = []
+    for codec_id, cls in sorted(PluginRegistrar.decoder_registry.items()):
+        module = sys.modules.get(cls.__module__)
+        types = tuple(sorted(f"{t.__module__}.{t.__qualname__}"
+                             for t, owner in PluginRegistrar.encoder_registry.items() if owner is cls))
+        found.append(LoadedPlugin(codec_id, cls.__qualname__, getattr(module, "__file__", None) or cls.__module__, types))
+    return found
 
 
 def load_external_plugins() -> None:
