@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from wrapyfi_like.utils.core_utils import PluginRegistrar
+
 PLUGIN_PATHS_ENV = "WRAPYFI_PLUGIN_PATHS"
 BUILTIN_PACKAGE = "wrapyfi_like.plugins"
 
@@ -73,8 +75,6 @@ def load_failures() -> list[LoadFailure]:
 
 def loaded_plugins() -> list[LoadedPlugin]:
     """Every plugin registered in this process, sorted by codec id."""
-    from wrapyfi_like.utils.core_utils import PluginRegistrar
-
     found = []
     for codec_id, cls in sorted(PluginRegistrar.decoder_registry.items()):
         module = sys.modules.get(cls.__module__)
