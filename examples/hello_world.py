@@ -9,6 +9,7 @@ Each message is a dict holding a string, a nested tuple and a numpy array.
 """
 
 import argparse
+import logging
 import time
 
 import numpy as np
@@ -41,6 +42,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     hello = HelloWorld()
     hello.activate_communication(HelloWorld.send_message, mode=args.mode)
     sent = 0

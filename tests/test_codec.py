@@ -1,0 +1,213 @@
+"""The codec round-trips every supported type exactly and rejects what it cannot carry."""
+
+import datetime as dt
+import math
+import zoneinfo
+
+import msgpack
+import numpy as np
+import pytest
+
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.encoding.codec import Ext
+from wrapyfi_like.exceptions import DecodeError, EncodeError
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec()
+
+
+def wire(frames):
+    """What a receiver gets: each frame as its own writable buffer, like ZeroMQ frames."""
+    return [bytearray(memoryview(frame).cast("B")) for frame in frames]
+
+
+def roundtrip(codec, value):
+    return codec.decode(wire(codec.encode(value)))
+
+
+def assert_exact(expected, actual):
+    assert type(actual) is type(expected), (expected, actual)
+    if isinstance(expected, np.ndarray):
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        np.testing.assert_array_equal(actual, expected)
+    elif isinstance(expected, np.generic):
+        assert actual.dtype == expected.dtype
+        assert actual.tobytes() == expected.tobytes()
+    elif isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(actual)
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected)
+        for e, a in zip(expected, actual):
+            assert_exact(e, a)
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected)
+        for key in expected:
+            assert type(next(k for k in actual if k == key)) is type(key)
+            assert_exact(expected[key], actual[key])
+    else:
+        assert actual == expected
+        if isinstance(expected, (dt.datetime, dt.time)):
+            assert actual.tzinfo == expected.tzinfo and actual.fold == expected.fold
+
+
+SCALARS = [
+    None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64, 2**200, -(2**200) + 7,
+    0.0, -0.0, 1.5, float("inf"), float("-inf"), float("nan"), 1 + 2j, complex(0, -1e300),
+    "", "héllo ✓", b"", b"\x00\xff" * 10, bytearray(b"mutable"),
+    dt.datetime(2024, 2, 29, 23, 59, 59, 999999),
+    dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc),
+    dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30), "NST")),
+    dt.datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("America/New_York")),
+    dt.date(1, 1, 1), dt.time(0, 0), dt.time(13, 14, 15, 16, tzinfo=dt.timezone.utc),
+    dt.timedelta(days=-3, seconds=5, microseconds=7),
+]
+
+
+@pytest.mark.parametrize("value", SCALARS, ids=repr)
+def test_scalars_round_trip_exactly(codec, value):
+    assert_exact(value, roundtrip(codec, value))
+
+
+def test_containers_keep_their_types_at_every_depth(codec):
+    value = {
+        "tuple": (1, (2, (3, [4, (5,)])), []),
+        "list": [(), [()], {"inner": (1.0, "x")}],
+        3: "int key",
+        (1, "a"): "tuple key",
+        "set": {1, 2, 3},
+        "frozenset": frozenset({"a", (1, 2)}),
+        "empty": {},
+        "nested": [[[[(1,)]]]],
+        "bytes_in_list": [b"ab", bytearray(b"cd")],
+    }
+    result = roundtrip(codec, value)
+    assert_exact({k: v for k, v in value.items() if not isinstance(v, (set, frozenset))},
+                 {k: v for k, v in result.items() if not isinstance(v, (set, frozenset))})
+    assert type(result["set"]) is set and result["set"] == value["set"]
+    assert type(result["frozenset"]) is frozenset and result["frozenset"] == value["frozenset"]
+
+
+def test_top_level_tuple_and_memoryview(codec):
+    assert_exact((1, "a", None), roundtrip(codec, (1, "a", None)))
+    view = memoryview(np.arange(6, dtype=np.int32).tobytes()).cast("i", [2, 3])
+    result = roundtrip(codec, view)
+    assert isinstance(result, memoryview)
+    assert result.format == "i" and result.shape == (2, 3) and result.tolist() == view.tolist()
+
+
+NUMERIC_DTYPES = ["?", "i1", "u1", "<i2", ">i2", "<u2", "<i4", ">i4", "<u4", "<i8", ">u8",
+                  "<f2", "<f4", ">f4", "<f8", ">f8", "<c8", ">c16", "<M8[ns]", "<M8[D]", "<m8[us]",
+                  "S5", "<U3"]
+
+
+@pytest.mark.parametrize("dtype", NUMERIC_DTYPES)
+def test_arrays_of_every_dtype(codec, dtype):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 100, size=(3, 4)).astype(dtype)
+    result = roundtrip(codec, array)
+    assert_exact(array, result)
+    assert result.dtype.str == np.dtype(dtype).str
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (0, 3), (5,), (2, 3, 4), (1, 1, 1, 1)])
+def test_arrays_of_any_shape(codec, shape):
+    array = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    assert_exact(array, roundtrip(codec, array))
+
+
+def test_fortran_and_non_contiguous_arrays(codec):
+    base = np.arange(60, dtype=np.int64).reshape(3, 4, 5)
+    for array in (np.asfortranarray(base), base[:, ::2, 1:4], base.T, base[::-1], base[..., 0]):
+        assert_exact(array, roundtrip(codec, array))
+
+
+def test_fortran_array_is_sent_without_copy(codec):
+    array = np.asfortranarray(np.ones((100, 50)))
+    _, buffer = codec.encode(array)
+    assert np.shares_memory(buffer, array)
+
+
+def test_received_array_is_the_receive_buffer_and_writable(codec):
+    array = np.arange(1000, dtype=np.float32)
+    frames = wire(codec.encode(array))
+    result = codec.decode(frames)
+    assert result.flags.writeable
+    result[0] = 42.0
+    assert np.frombuffer(frames[1], np.float32)[0] == 42.0
+
+
+def test_numpy_scalars_keep_their_dtype(codec):
+    for scalar in (np.float32(1.5), np.float64(2.5), np.int8(-3), np.uint64(2**64 - 1), np.bool_(True),
+                   np.complex64(1 - 1j), np.datetime64("2020-01-01T00:00", "m"), np.timedelta64(5, "s"),
+                   np.float16(0.25)):
+        assert_exact(scalar, roundtrip(codec, scalar))
+
+
+def test_arrays_are_separate_frames_not_in_the_header(codec):
+    array = np.zeros(1 << 16, dtype=np.uint8)
+    frames = codec.encode({"a": array, "b": b"x" * 5000})
+    assert len(frames) == 3
+    assert len(frames[0]) < 200
+
+
+@pytest.mark.parametrize("value", [object(), np.array([object()]), {"key": [1, 2, lambda: 0]},
+                                   np.zeros(2, dtype=[("a", "i4")])], ids=["object", "object-array", "nested", "structured"])
+def test_unsupported_types_raise_type_error_naming_the_type(codec, value):
+    with pytest.raises(TypeError) as error:
+        codec.encode(value)
+    assert isinstance(error.value, EncodeError)
+    assert "plugin" in str(error.value) or "dtype" in str(error.value)
+
+
+def test_subclasses_are_not_flattened_silently(codec):
+    import collections
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    for value in (Color.RED, collections.OrderedDict(a=1), np.ma.masked_array([1, 2], mask=[0, 1])):
+        with pytest.raises(EncodeError, match=type(value).__qualname__):
+            codec.encode(value)
+
+
+BAD_MESSAGES = {
+    "empty": [],
+    "garbage header": [b"\x00\x01garbage"],
+    "wrong version": [bytes([0x93, 0x02]) + msgpack.packb(0) + msgpack.packb(None)],
+    "truncated": [Codec().encode({"a": [1, 2, 3]})[0][:-2]],
+    "missing buffer": Codec().encode(np.arange(3))[:1],
+    "extra buffer": [*Codec().encode(np.arange(3)), b"extra"],
+    "short buffer": [Codec().encode(np.arange(3))[0], b"\x00" * 5],
+    "unknown ext": [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(99, b""))],
+    "unknown codec id": [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(Ext.PLUGIN, msgpack.packb(["no.such.plugin", 1])))],
+    "object dtype": [bytes([0x93, 0x01, 0x01]) + msgpack.packb(msgpack.ExtType(Ext.NDARRAY, msgpack.packb([0, "|O", [1], False]))), b"\x00" * 8],
+    "negative shape": [bytes([0x93, 0x01, 0x01]) + msgpack.packb(msgpack.ExtType(Ext.NDARRAY, msgpack.packb([0, "<f4", [-1], False]))), b"\x00" * 4],
+    "bad buffer index": [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(Ext.BYTES, msgpack.packb(5)))],
+    "tuple not list": [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(Ext.TUPLE, msgpack.packb(3)))],
+    "bad datetime": [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(Ext.DATETIME, msgpack.packb([2020, 13, 1, 0, 0, 0, 0, 0, None])))],
+    "unhashable key": [bytes([0x93, 0x01, 0x00]) + b"\x81" + msgpack.packb(msgpack.ExtType(Ext.SET, msgpack.packb([1]))) + b"\x01"],
+}
+
+
+@pytest.mark.parametrize("frames", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
+def test_malformed_messages_raise_decode_error_only(codec, frames):
+    with pytest.raises(DecodeError):
+        codec.decode(frames)
+
+
+def test_random_bytes_never_raise_anything_but_decode_error(codec):
+    rng = np.random.default_rng(1)
+    valid = codec.encode({"a": (1, 2.5, "x"), "b": np.arange(4), "c": {1, 2}})
+    header = bytes(valid[0])
+    for _ in range(3000):
+        mutated = bytearray(header)
+        for position in rng.integers(0, len(mutated), size=rng.integers(1, 4)):
+            mutated[position] = rng.integers(0, 256)
+        cut = rng.integers(1, len(mutated) + 1)
+        try:
+            codec.decode([bytes(mutated[:cut]), *wire(valid[1:])])
+        except DecodeError:
+            pass
