@@ -1,18 +1,24 @@
-"""ZeroMQ publish/subscribe transport: frames in, frames out; it never sees Python objects.
+"""ZeroMQ publish/listen transport: frames in, frames out; it never sees Python objects.
 
-A message is the multipart ``[topic + b"\\0", header, *buffers]``. libzmq filters subscriptions by
-prefix; ending the topic frame with a NUL byte (which a topic may not contain) makes the prefix
-match exact, so a listener on ``/demo/a`` never receives ``/demo/ab``.
+Each listener binds a PULL socket of its own and announces it to discovery under
+:func:`listener_key` of its topic. Each publisher watches that key and connects one PUSH socket
+to every listener of its topic, and sends each message to each of them (fan-out in the publisher,
+one hop, no broker). Why not PUB/SUB: a SUB socket only sends its subscription when the thread
+that owns it next touches it, so a publisher waiting for a subscription could wait forever on a
+listener whose thread is blocked elsewhere (for instance listening to another topic first). A
+PUSH socket queues messages for its listener as soon as it connects, so nothing depends on the
+listener's thread and the first message is never lost.
 
-The publisher is an XPUB socket, so it sees every subscription arrive and leave: with
-``should_wait=True`` it sends only when at least one listener is subscribed, and the first message
-is not lost. ``XPUB_NODROP`` makes a full send queue push back instead of dropping silently; the
-publisher then waits for room (a slow listener slows the publisher; nothing is lost).
+A message is the multipart ``[topic, header, *buffers]``. Topics match exactly: discovery keys are
+compared whole, and a listener also checks the topic frame of every message it receives.
+
+Nothing is dropped: a full queue (a slow listener) makes the publisher wait for room.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Optional
@@ -28,7 +34,6 @@ logger = logging.getLogger("wrapyfi_like.zeromq")
 MAX_TOPIC_LENGTH = 1024
 PUBLISHER_LINGER_MS = 1000
 """How long unsent messages may hold up closing a publisher (and interpreter exit)."""
-_SUBSCRIBE, _UNSUBSCRIBE = 1, 0
 
 
 def topic_frame(topic: str) -> bytes:
@@ -37,7 +42,12 @@ def topic_frame(topic: str) -> bytes:
     encoded = topic.encode()
     if len(encoded) > MAX_TOPIC_LENGTH:
         raise ConfigurationError(f"topic is {len(encoded)} bytes long; the limit is {MAX_TOPIC_LENGTH}")
-    return encoded + b"\0"
+    return encoded
+
+
+def listener_key(topic: str) -> str:
+    """The discovery key listeners of ``topic`` announce under; never equal to another kind's key."""
+    return "\0listener " + topic
 
 
 def _remaining_ms(deadline: Optional[float]) -> Optional[int]:
@@ -47,7 +57,11 @@ def _remaining_ms(deadline: Optional[float]) -> Optional[int]:
 
 
 class ZeroMQPublisherTransport:
-    """Binds a socket of its own, announces it to discovery and sends frames to its listeners."""
+    """Connects to every listener of its topic that discovery reports and sends frames to each.
+
+    Listeners bind, so the listener's ``carrier`` decides how a publisher reaches it; the
+    publisher's ``carrier`` is accepted for Wrapyfi compatibility.
+    """
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None) -> None:
@@ -56,119 +70,68 @@ class ZeroMQPublisherTransport:
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
-        self._listeners = 0
-        self._socket = zmq.Context.instance().socket(zmq.XPUB)
-        self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)
-        self._socket.setsockopt(zmq.XPUB_NODROP, 1)
-        self._socket.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
-        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
-        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._context = zmq.Context.instance()
+        self._outlets: dict[str, zmq.Socket] = {}
+        self._followed: frozenset[str] = frozenset()
         self._agent = NodeAgent.get()
-        self._announcement = self._agent.announce(topic, self.endpoint, info or {})
+        self._watch = self._agent.watch(listener_key(topic))
         self._closed = False
 
     @property
     def listener_count(self) -> int:
         with self._lock:
-            self._track_subscriptions()
-            return self._listeners
+            self._follow()
+            return len(self._outlets)
 
     def send(self, frames: list) -> None:
-        """Send one message; with ``should_wait``, first wait until a listener is subscribed."""
+        """Send one message to every listener; with ``should_wait``, first wait for one to exist."""
         with self._lock:
             if self._closed:
                 raise ClosedError(f"publisher on {self.topic} is closed")
-            self._track_subscriptions()
-            if self._should_wait and self._listeners == 0:
+            self._follow()
+            if self._should_wait and not self._outlets:
                 self._wait_for_listener()
-            self._send_when_room([self._topic_frame, *frames])
+            message = [self._topic_frame, *frames]
+            for endpoint in list(self._outlets):
+                self._send_when_room(endpoint, message)
 
-    def _track_subscriptions(self) -> None:
-        while self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            message = self._socket.recv()
-            if message[1:] == self._topic_frame:
-                self._listeners += 1 if message[0] == _SUBSCRIBE else -1
+    def _follow(self) -> None:
+        if self._watch.endpoints is self._followed:
+            return  # nothing changed: the common case costs no system call
+        endpoints = self._followed = self._watch.consume()
+        for endpoint in endpoints - self._outlets.keys():
+            outlet = self._context.socket(zmq.PUSH)
+            outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
+            outlet.connect(endpoint)
+            self._outlets[endpoint] = outlet
+        for endpoint in self._outlets.keys() - endpoints:
+            self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
 
     def _wait_for_listener(self) -> None:
         logger.info("waiting for a listener on %s", self.topic)
         deadline = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
-        while self._listeners == 0:
-            if not self._socket.poll(_remaining_ms(deadline), zmq.POLLIN):
+        while not self._outlets:
+            if not zmq.select([self._watch.fileno()], [], [], _seconds(deadline))[0]:
                 raise WaitTimeout(
-                    f"no listener subscribed to {self.topic} within {self._wait_timeout} s "
+                    f"no listener for {self.topic} appeared within {self._wait_timeout} s "
                     "(wait_timeout); start one, or publish with should_wait=False"
                 )
-            self._track_subscriptions()
+            self._watch.consume()
+            self._follow()
 
-    def _send_when_room(self, frames: list) -> None:
-        while True:
+    def _send_when_room(self, endpoint: str, message: list) -> None:
+        """Send, or wait until the listener's queue has room; give up only if the listener leaves."""
+        while endpoint in self._outlets:
+            outlet = self._outlets[endpoint]
             try:
-                self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
                 return
             except zmq.Again:
-                self._socket.poll(None, zmq.POLLOUT)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._agent.withdraw(self._announcement)
-            self._socket.close()
-
-
-class ZeroMQListenerTransport:
-    """Subscribes to one topic and connects to every publisher discovery reports for it."""
-
-    def __init__(self, topic: str, carrier: str = "tcp", **_: object) -> None:
-        self.topic = topic
-        self._topic_frame = topic_frame(topic)
-        self._lock = threading.Lock()
-        self._socket = zmq.Context.instance().socket(zmq.SUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SUBSCRIBE, self._topic_frame)
-        self._agent = NodeAgent.get()
-        self._watch = self._agent.watch(topic)
-        self._connected: set[str] = set()
-        self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._watch.fileno(), zmq.POLLIN)
-        self._closed = False
-
-    def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
-        """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.
-
-        ``timeout=None`` waits as long as it takes. The buffers are the received frames
-        themselves (zero-copy, writable).
-        """
-        with self._lock:
-            if self._closed:
-                raise ClosedError(f"listener on {self.topic} is closed")
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                events = dict(self._poller.poll(_remaining_ms(deadline)))
-                if self._watch.fileno() in events:
-                    self._follow(self._watch.consume())
-                if self._socket in events:
-                    return self._receive()
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-
-    def _receive(self) -> list[memoryview]:
-        frames = self._socket.recv_multipart(copy=False)
-        if frames[0].bytes != self._topic_frame:
-            raise DecodeError(f"frame for topic {frames[0].bytes[:80]!r} arrived on {self.topic}")
-        return [frame.buffer for frame in frames[1:]]
-
-    def _follow(self, endpoints: frozenset[str]) -> None:
-        for endpoint in endpoints - self._connected:
-            self._socket.connect(endpoint)
-        for endpoint in self._connected - endpoints:
-            try:
-                self._socket.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # already gone
-        self._connected = set(endpoints)
+                poller = zmq.Poller()
+                poller.register(outlet, zmq.POLLOUT)
+                poller.register(self._watch.fileno(), zmq.POLLIN)
+                if self._watch.fileno() in dict(poller.poll()):
+                    self._follow()
 
     def close(self) -> None:
         with self._lock:
@@ -176,4 +139,65 @@ class ZeroMQListenerTransport:
                 return
             self._closed = True
             self._agent.unwatch(self._watch)
+            for outlet in self._outlets.values():
+                outlet.close()
+            self._outlets.clear()
+
+
+def _seconds(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class ZeroMQListenerTransport:
+    """Binds a socket for one topic and announces it, so publishers of that topic connect to it."""
+
+    def __init__(self, topic: str, carrier: str = "tcp", **_: object) -> None:
+        self.topic = topic
+        self._topic_frame = topic_frame(topic)
+        self._lock = threading.Lock()
+        self._socket = zmq.Context.instance().socket(zmq.PULL)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
+        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._wake_read, self._wake_write = os.pipe()
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._wake_read, zmq.POLLIN)
+        self._closing = False
+        self._agent = NodeAgent.get()
+        self._announcement = self._agent.announce(listener_key(topic), self.endpoint, {})
+
+    def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
+        """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.
+
+        ``timeout=None`` waits as long as it takes; :meth:`close` from another thread ends the wait
+        with :class:`ClosedError`. The buffers are the received frames themselves (zero-copy,
+        writable).
+        """
+        with self._lock:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._closing:
+                events = dict(self._poller.poll(_remaining_ms(deadline)))
+                if self._socket in events:
+                    return self._receive()
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+            raise ClosedError(f"listener on {self.topic} is closed")
+
+    def _receive(self) -> list[memoryview]:
+        frames = self._socket.recv_multipart(copy=False)
+        if frames[0].bytes != self._topic_frame:
+            raise DecodeError(f"frame for topic {frames[0].bytes[:80]!r} arrived on {self.topic}")
+        return [frame.buffer for frame in frames[1:]]
+
+    def close(self) -> None:
+        """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
+        if self._closing:
+            return
+        self._closing = True
+        os.write(self._wake_write, b"!")
+        with self._lock:
+            self._agent.withdraw(self._announcement)
             self._socket.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)

@@ -1,0 +1,199 @@
+"""Publish/listen over real ZeroMQ sockets on 127.0.0.1, within one process."""
+
+import threading
+from concurrent.futures import Future
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.exceptions import ClosedError, WaitTimeout
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pair(topic):
+    listener = Listener("Test", topic, should_wait=True)
+    publisher = Publisher("Test", topic, should_wait=True, wait_timeout=10)
+    yield publisher, listener
+    publisher.close()
+    listener.close()
+
+
+class Background:
+    """Runs listeners on daemon threads: a publisher that waits for a listener must not be the
+    thread that would later serve that listener, and a failed test must not hang on its thread."""
+
+    def submit(self, function) -> Future:
+        future: Future = Future()
+
+        def run():
+            try:
+                future.set_result(function())
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+
+@pytest.fixture
+def background():
+    return Background()
+
+
+def test_first_message_is_not_lost_and_arrives_exactly(pair, background):
+    publisher, listener = pair
+    received = background.submit(listener.listen)
+    value = {"text": "hi", "tuple": (1, (2,)), "array": np.arange(12, dtype=">f8").reshape(3, 4)}
+    publisher.publish(value)
+    result = received.result(timeout=10)
+    assert result["text"] == "hi" and result["tuple"] == (1, (2,))
+    np.testing.assert_array_equal(result["array"], value["array"])
+    assert result["array"].dtype == np.dtype(">f8")
+
+
+def test_messages_arrive_in_order(pair, background):
+    publisher, listener = pair
+    received = background.submit(lambda: [listener.listen() for _ in range(200)])
+    for index in range(200):
+        publisher.publish(index)
+    assert received.result(timeout=10) == list(range(200))
+
+
+def test_large_array_arrives_intact_and_writable(pair, background):
+    publisher, listener = pair
+    received = background.submit(listener.listen)
+    array = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    publisher.publish(array)
+    result = received.result(timeout=10)
+    np.testing.assert_array_equal(result, array)
+    assert result.flags.writeable
+
+
+def test_listeners_of_prefix_topics_get_only_their_own(topic, background):
+    short, long = Listener("Test", topic + "/a"), Listener("Test", topic + "/ab")
+    to_short = Publisher("Test", topic + "/a", wait_timeout=10)
+    to_long = Publisher("Test", topic + "/ab", wait_timeout=10)
+    try:
+        received = background.submit(lambda: (short.listen(), long.listen(), short.listen()))
+        to_long.publish("for /ab")
+        to_short.publish("for /a")
+        to_short.publish("for /a again")
+        assert received.result(timeout=10) == ("for /a", "for /ab", "for /a again")
+    finally:
+        for communicator in (short, long, to_short, to_long):
+            communicator.close()
+
+
+def test_publisher_does_not_depend_on_the_listeners_thread(topic):
+    first, second = Listener("Test", topic + "/1"), Listener("Test", topic + "/2")
+    to_first = Publisher("Test", topic + "/1", wait_timeout=10)
+    to_second = Publisher("Test", topic + "/2", wait_timeout=10)
+    try:
+        to_second.publish("second")
+        to_first.publish("first")
+        assert (first.listen(), second.listen()) == ("first", "second")
+    finally:
+        for communicator in (first, second, to_first, to_second):
+            communicator.close()
+
+
+def test_close_from_another_thread_ends_a_blocking_listen(topic, background):
+    listener = Listener("Test", topic)
+    received = background.submit(listener.listen)
+    listener.close()
+    with pytest.raises(ClosedError):
+        received.result(timeout=10)
+
+
+def test_listener_without_wait_returns_none_when_nothing_arrived(topic):
+    listener = Listener("Test", topic, should_wait=False)
+    try:
+        assert listener.listen() is None
+    finally:
+        listener.close()
+
+
+def test_publisher_wait_timeout_gives_a_clear_error(topic):
+    publisher = Publisher("Test", topic, should_wait=True, wait_timeout=0.2)
+    try:
+        with pytest.raises(WaitTimeout, match=topic):
+            publisher.publish("nobody listens")
+    finally:
+        publisher.close()
+
+
+def test_ipc_carrier(topic, background):
+    listener = Listener("Test", topic, carrier="ipc")
+    publisher = Publisher("Test", topic, carrier="ipc", wait_timeout=10)
+    try:
+        assert listener._transport.endpoint.startswith("ipc://")
+        received = background.submit(listener.listen)
+        publisher.publish(np.ones(5))
+        np.testing.assert_array_equal(received.result(timeout=10), np.ones(5))
+    finally:
+        publisher.close()
+        listener.close()
+
+
+class RawPublisher:
+    """A PUSH socket connected to a listener, so tests can send it any bytes."""
+
+    def __init__(self, listener):
+        self.socket = zmq.Context.instance().socket(zmq.PUSH)
+        self.socket.connect(listener._transport.endpoint)
+        self.topic_frame = listener.in_topic.encode()
+
+    def send(self, *frames):
+        self.socket.send_multipart([self.topic_frame, *frames])
+
+    def close(self):
+        self.socket.close(linger=0)
+
+
+def test_frames_of_another_topic_are_counted_as_malformed(topic, background):
+    listener = Listener("Test", topic)
+    received = background.submit(listener.listen)
+    raw = RawPublisher(listener)
+    codec = Codec()
+    try:
+        raw.socket.send_multipart([(topic + "b").encode(), *codec.encode("prefix topic")])
+        raw.socket.send_multipart([topic[:-1].encode(), *codec.encode("shorter topic")])
+        raw.send(*codec.encode("exact topic"))
+        assert received.result(timeout=10) == "exact topic"
+        assert listener.malformed == 2
+    finally:
+        raw.close()
+        listener.close()
+
+
+def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, background):
+    listener = Listener("Test", topic)
+    received = background.submit(listener.listen)
+    raw = RawPublisher(listener)
+    codec = Codec()
+    try:
+        garbage = [
+            [b"not msgpack at all"],
+            [],
+            [bytes([0x93, 0x07, 0x00, 0xC0])],
+            [codec.encode(np.arange(4))[0]],
+            [codec.encode({"a": 1})[0][:-1]],
+            [bytes([0x93, 0x01, 0x00]) + msgpack.packb(msgpack.ExtType(15, msgpack.packb(["unknown.codec", 1])))],
+        ]
+        for frames in garbage:
+            raw.send(*frames)
+        raw.send(*codec.encode({"valid": (1, 2)}))
+        assert received.result(timeout=10) == {"valid": (1, 2)}
+        assert listener.malformed == len(garbage)
+        assert caplog.text.count(f"malformed message on {topic}") == len(garbage)
+        assert "unknown.codec" in caplog.text
+    finally:
+        raw.close()
+        listener.close()
