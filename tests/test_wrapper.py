@@ -1,0 +1,167 @@
+"""The decorator and modes, as a Wrapyfi user writes them, over real ZeroMQ sockets."""
+
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from wrapyfi_like.connect.wrapper import DEFAULT_COMMUNICATOR, MiddlewareCommunicator
+from wrapyfi_like.exceptions import ConfigurationError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def in_thread(function) -> Future:
+    """Run ``function`` on a daemon thread (a failed test must not hang on it)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(function())
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+class Sensor(MiddlewareCommunicator):
+    calls = 0
+
+    @MiddlewareCommunicator.register("NativeObject", "$mware", "Sensor", "$topic", should_wait=True,
+                                     publisher_kwargs=dict(wait_timeout=10))
+    def read(self, value, topic, mware=DEFAULT_COMMUNICATOR):
+        Sensor.calls += 1
+        return {"value": value, "pair": (value, str(value))},
+
+
+class Stereo(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Stereo", "$0", should_wait=True)
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Stereo", "$1", should_wait=True)
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Stereo", "$stamp_topic", should_wait=True)
+    def frames(self, left_topic, right_topic, stamp_topic, index=0):
+        return np.full(3, index), np.full(3, -index), index
+
+
+@pytest.fixture(autouse=True)
+def close_everything():
+    yield
+    MiddlewareCommunicator.close_all_instances()
+
+
+def test_publish_and_listen_with_argument_references(topic):
+    publisher, listener = Sensor(), Sensor()
+    publisher.activate_communication(Sensor.read, mode="publish")
+    listener.activate_communication("read", mode="listen")
+    calls_before = Sensor.calls
+    received = in_thread(lambda: listener.read(None, topic=topic, mware="zeromq"))
+    assert publisher.read(7, topic, mware="zeromq") == ({"value": 7, "pair": (7, "7")},)
+    (message,) = received.result(timeout=10)
+    assert message == {"value": 7, "pair": (7, "7")}
+    assert Sensor.calls == calls_before + 1, "listen mode must not run the method body"
+
+
+def test_stacked_decorators_top_is_element_zero(topic):
+    publisher, listener = Stereo(), Stereo()
+    publisher.activate_communication(Stereo.frames, mode="publish")
+    listener.activate_communication(Stereo.frames, mode="listen")
+    topics = (topic + "/left", topic + "/right", topic + "/stamp")
+    received = in_thread(lambda: listener.frames(*topics))
+    publisher.frames(*topics, index=5)
+    left, right, stamp = received.result(timeout=10)
+    np.testing.assert_array_equal(left, np.full(3, 5))
+    np.testing.assert_array_equal(right, np.full(3, -5))
+    assert stamp == 5
+
+
+def test_modes_none_and_disable():
+    sensor = Sensor()
+    assert sensor.read(3, "/unused") == ({"value": 3, "pair": (3, "3")},)
+    sensor.activate_communication(Sensor.read, mode="disable")
+    assert list(sensor.read(3, "/unused")) == [None]
+    sensor.activate_communication(Sensor.read, mode=None)
+    assert sensor.read(4, "/unused")[0]["value"] == 4
+
+
+def test_a_list_of_modes_gives_each_instance_its_own(topic):
+    first, second, third = Sensor(), Sensor(), Sensor()
+    modes = ["publish", "listen", "disable"]
+    for sensor in (first, second, third):
+        sensor.activate_communication(Sensor.read, mode=modes)
+    received = in_thread(lambda: second.read(None, topic))
+    first.read(1, topic)
+    assert received.result(timeout=10)[0]["value"] == 1
+    assert list(third.read(1, topic)) == [None]
+
+
+def test_close_then_reopen(topic):
+    publisher, listener = Sensor(), Sensor()
+    for round_number in range(2):
+        publisher.activate_communication(Sensor.read, mode="publish")
+        listener.activate_communication(Sensor.read, mode="listen")
+        received = in_thread(lambda: listener.read(None, topic))
+        publisher.read(round_number, topic)
+        assert received.result(timeout=10)[0]["value"] == round_number
+        publisher.close()
+        listener.close()
+        assert publisher.read(9, topic)[0]["value"] == 9, "a closed instance runs its method normally"
+
+
+def test_listen_without_waiting_returns_none(topic):
+    class Poller(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Poller", topic, should_wait=False)
+        def poll(self):
+            return "never runs",
+
+    poller = Poller()
+    poller.activate_communication(Poller.poll, mode="listen")
+    assert list(poller.poll()) == [None]
+
+
+def test_unknown_middleware_and_data_type_list_what_exists():
+    with pytest.raises(ConfigurationError, match="NativeObject"):
+        MiddlewareCommunicator.register("NoSuchType", "zeromq", "X", "/x")
+
+    class Wrong(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "carrier-pigeon", "Wrong", "/x")
+        def send(self):
+            return 1,
+
+    wrong = Wrong()
+    wrong.activate_communication(Wrong.send, mode="publish")
+    with pytest.raises(ConfigurationError, match="zeromq"):
+        wrong.send()
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(ConfigurationError, match="publish"):
+        Sensor().activate_communication(Sensor.read, mode="broadcast")
+
+
+def test_returning_the_wrong_shape_is_a_clear_error(topic):
+    class Bare(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Bare", topic, should_wait=False)
+        def send(self):
+            return {"not": "a tuple"}
+
+    bare = Bare()
+    bare.activate_communication(Bare.send, mode="publish")
+    with pytest.raises(ConfigurationError, match="return value,"):
+        bare.send()
+
+
+def test_unencodable_return_raises_at_publish(topic):
+    class Odd(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Odd", topic, should_wait=False)
+        def send(self):
+            return object(),
+
+    odd = Odd()
+    odd.activate_communication(Odd.send, mode="publish")
+    with pytest.raises(TypeError, match="builtins.object.*plugin"):
+        odd.send()
+
+
+def test_get_communicators_lists_zeromq():
+    assert "zeromq" in MiddlewareCommunicator.get_communicators()
