@@ -38,3 +38,11 @@ class WaitTimeout(TransportError, TimeoutError):
 
 class ClosedError(TransportError):
     """The communicator was closed and cannot be used any more."""
+
+
+class RemoteError(WrapyfiLikeError):
+    """The server of a request raised an error; the message says which and why."""
+
+
+class ShapeError(WrapyfiLikeError, ValueError):
+    """A value does not match what its data type declares (image size, colour, dtype, audio rate)."""

@@ -2,9 +2,10 @@
 
 ``MiddlewareCommunicator.register`` attaches one communication spec per decorator to a method;
 ``activate_communication`` gives an instance a mode for that method. Calling the method then runs
-it normally (mode None), publishes what it returns ("publish"), returns what arrived instead of
-running it ("listen"), or returns Nones ("disable"). Publishers and listeners are built on the
-first call, when ``$0``/``$name`` references to the call's arguments can be resolved.
+it normally (mode None) or as its mode says (:mod:`wrapyfi_like.connect.modes`: publish, listen,
+reply, request, transceive, reemit, receive, disable). Publishers, listeners, servers and clients
+are built on the first call, when ``$0``/``$name`` references to the call's arguments can be
+resolved. A :class:`~wrapyfi_like.config.ConfigManager` file can set the modes instead.
 
 This module only keeps books: which instance has which mode and which communicators. Encoding
 lives in :mod:`wrapyfi_like.encoding`, sockets in :mod:`wrapyfi_like.middlewares`.
@@ -13,15 +14,14 @@ lives in :mod:`wrapyfi_like.encoding`, sockets in :mod:`wrapyfi_like.middlewares
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from wrapyfi_like.connect.listeners import Listener
-from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.config.manager import ConfigManager
+from wrapyfi_like.connect import modes
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import MIDDLEWARES
@@ -29,9 +29,9 @@ from wrapyfi_like.middlewares import MIDDLEWARES
 DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_COMMUNICATOR", "zeromq")
 DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_MWARE", DEFAULT_COMMUNICATOR)
 
-MODES = ("publish", "listen", "disable", None)
-_ROLE_KWARGS = {"publish": "publisher_kwargs", "listen": "listener_kwargs"}
+MODES = modes.MODES
 _BINDINGS_ATTR = "_wrapyfi_like_bindings"
+_CONFIG_ATTR = "_wrapyfi_like_config"
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,16 @@ class _Spec:
     args: tuple
     kwargs: dict
 
-    def build(self, role: str, call_args: tuple, named: dict) -> Union[Publisher, Listener]:
-        kwargs = {k: v for k, v in self.kwargs.items() if k not in _ROLE_KWARGS.values()}
-        kwargs.update(self.kwargs.get(_ROLE_KWARGS[role]) or {})
+    def resolve(self, role: str, call_args: tuple, named: dict) -> tuple[tuple, dict]:
+        """The decorator's args and kwargs for ``role`` (its ``publisher_kwargs`` or
+        ``listener_kwargs`` merged in), with ``$`` references resolved and the middleware named."""
+        kwargs = {k: v for k, v in self.kwargs.items() if k not in modes.ROLE_KWARGS.values()}
+        kwargs.update(self.kwargs.get(modes.ROLE_KWARGS[role]) or {})
         resolve = functools.partial(_resolve, call_args=call_args, named=named)
         args = tuple(resolve(arg) for arg in self.args)
         kwargs = {key: resolve(value) for key, value in kwargs.items()}
-        communicator = Publisher if role == "publish" else Listener
-        return communicator(*args, data_type=self.data_type, middleware=resolve(self.middleware), **kwargs)
+        kwargs["middleware"] = resolve(self.middleware)
+        return args, kwargs
 
 
 @dataclass(frozen=True)
@@ -74,32 +76,32 @@ def _resolve(value: Any, call_args: tuple, named: dict) -> Any:
 
 
 class _Binding:
-    """One instance's mode for one method, and the communicators built for it."""
+    """One instance's mode for one method, and the communicators built for it, by role."""
 
     def __init__(self, mode: Optional[str]) -> None:
         self.mode = mode
-        self.communicators: Optional[list] = None
+        self._communicators: dict[str, Any] = {}
         self.lock = threading.Lock()
 
-    def communicators_for(self, registrations: list[_Registration], func: Callable,
-                          instance: Any, args: tuple, kwargs: dict) -> list:
+    def communicators(self, role: str, build: Callable[[], Any]) -> Any:
         with self.lock:
-            if self.communicators is None:
-                bound = inspect.signature(func).bind(instance, *args, **kwargs)
-                bound.apply_defaults()
-                named = dict(list(bound.arguments.items())[1:])
-                self.communicators = [
-                    [spec.build(self.mode, args, named) for spec in registration.specs]
-                    for registration in registrations
-                ]
-            return self.communicators
+            if role not in self._communicators:
+                self._communicators[role] = build()
+            return self._communicators[role]
 
     def close(self) -> None:
         with self.lock:
-            for group in self.communicators or []:
-                for communicator in group:
-                    communicator.close()
-            self.communicators = None
+            for built in self._communicators.values():
+                _close(built)
+            self._communicators.clear()
+
+
+def _close(built: Any) -> None:
+    if isinstance(built, list):
+        for item in built:
+            _close(item)
+    else:
+        built.close()
 
 
 class MiddlewareCommunicator:
@@ -110,7 +112,7 @@ class MiddlewareCommunicator:
     _class_lock = threading.Lock()
 
     def __init__(self) -> None:
-        pass
+        _apply_config(self)
 
     @classmethod
     def register(cls, data_type: Union[str, list], middleware: str = DEFAULT_COMMUNICATOR,
@@ -131,16 +133,12 @@ class MiddlewareCommunicator:
 
             @functools.wraps(func)
             def wrapper(self, *call_args: Any, **call_kwargs: Any) -> Any:
+                _apply_config(self)
                 binding = getattr(self, _BINDINGS_ATTR, {}).get(func.__qualname__)
                 if binding is None or binding.mode is None:
                     return func(self, *call_args, **call_kwargs)
-                registrations = wrapper._wrapyfi_like_registrations
-                if binding.mode == "disable":
-                    return [None] * len(registrations)
-                communicators = binding.communicators_for(registrations, func, self, call_args, call_kwargs)
-                if binding.mode == "publish":
-                    return _publish(func, self, call_args, call_kwargs, registrations, communicators)
-                return [_listen(group, registration) for group, registration in zip(communicators, registrations)]
+                call = modes.Call(func, self, call_args, call_kwargs, wrapper._wrapyfi_like_registrations, binding)
+                return modes.run(binding.mode, call)
 
             wrapper._wrapyfi_like_registrations = [registration]
             wrapper._wrapyfi_like_func = func
@@ -153,6 +151,7 @@ class MiddlewareCommunicator:
 
         A list of modes gives the n-th instance (in order of activation) the n-th mode.
         """
+        _apply_config(self)
         method = getattr(type(self), func) if isinstance(func, str) else func
         inner = getattr(method, "_wrapyfi_like_func", None)
         if inner is None:
@@ -218,29 +217,31 @@ def _check_data_type(name: str) -> str:
     return name
 
 
-def _publish(func: Callable, instance: Any, args: tuple, kwargs: dict,
-             registrations: list[_Registration], communicators: list) -> Any:
-    returns = func(instance, *args, **kwargs)
-    if not isinstance(returns, (tuple, list)) or len(returns) != len(registrations):
-        raise ConfigurationError(
-            f"{func.__qualname__} has {len(registrations)} register decorator(s), so it must return a "
-            f"tuple of {len(registrations)} value(s) (e.g. `return value,`), got {type(returns).__name__}"
-        )
-    for value, group, registration in zip(returns, communicators, registrations):
-        if registration.is_list:
-            if not isinstance(value, (tuple, list)) or len(value) != len(group):
-                raise ConfigurationError(
-                    f"{func.__qualname__}: a list-form register decorator names {len(group)} topics, "
-                    f"so its value must be a list of {len(group)} items"
-                )
-            for item, publisher in zip(value, group):
-                publisher.publish(item)
-        else:
-            group[0].publish(value)
-    return returns
+
+def _apply_config(instance: MiddlewareCommunicator) -> None:
+    """Give ``instance`` the modes the loaded :class:`ConfigManager` lists for its class, once.
+
+    Called from ``__init__`` and, for subclasses that skip ``super().__init__()``, from the first
+    ``activate_communication`` or decorated call, so explicit activations made later still win.
+    """
+    manager = ConfigManager.active()
+    if manager is None or instance.__dict__.get(_CONFIG_ATTR) is manager:
+        return
+    instance.__dict__[_CONFIG_ATTR] = manager
+    manager.check_class_names(cls.__name__ for cls in _communicator_classes(MiddlewareCommunicator))
+    class_name = type(instance).__name__
+    for method_name, mode in manager.modes_for(class_name).items():
+        method = getattr(type(instance), method_name, None)
+        if getattr(method, "_wrapyfi_like_func", None) is None:
+            decorated = [name for name in dir(type(instance))
+                         if hasattr(getattr(type(instance), name, None), "_wrapyfi_like_func")]
+            raise manager.method_typo_error(class_name, method_name, decorated)
+        instance.activate_communication(method, mode)
 
 
-def _listen(group: list, registration: _Registration) -> Any:
-    if registration.is_list:
-        return [listener.listen() for listener in group]
-    return group[0].listen()
+def _communicator_classes(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_communicator_classes(sub))
+    return found

@@ -1,4 +1,5 @@
-"""The registry of middlewares: name → module with ``PublisherTransport`` and ``ListenerTransport``.
+"""The registry of middlewares: name → module with ``PublisherTransport``, ``ListenerTransport``,
+``ServerTransport`` and ``ClientTransport``.
 
 Modules are imported on first use, so naming a middleware costs nothing until it is used.
 """

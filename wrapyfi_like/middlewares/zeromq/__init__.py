@@ -1,8 +1,11 @@
-"""The ZeroMQ middleware: direct publisher → listener sockets found through discovery."""
+"""The ZeroMQ middleware: direct publisher → listener and client → server sockets found through discovery."""
 
 from wrapyfi_like.middlewares.zeromq.pubsub import ZeroMQListenerTransport, ZeroMQPublisherTransport
+from wrapyfi_like.middlewares.zeromq.reqrep import ZeroMQClientTransport, ZeroMQServerTransport
 
 PublisherTransport = ZeroMQPublisherTransport
 ListenerTransport = ZeroMQListenerTransport
+ServerTransport = ZeroMQServerTransport
+ClientTransport = ZeroMQClientTransport
 
-__all__ = ["PublisherTransport", "ListenerTransport"]
+__all__ = ["PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport"]

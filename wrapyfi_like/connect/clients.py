@@ -1,0 +1,62 @@
+"""A client: the call's arguments → codec → request; reply → formats → the method's return values."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import msgpack
+
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.middlewares import middleware_module
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+"""Seconds a request waits for a server and its reply unless ``request_timeout`` says otherwise."""
+
+
+class Client:
+    """Calls the server of ``in_topic`` with a method's arguments and returns its return values.
+
+    ``request_timeout`` bounds the whole call: finding a server, sending, and the reply (None: no
+    bound). When it expires, :meth:`request` raises :class:`~wrapyfi_like.exceptions.WaitTimeout`
+    and the next request works as usual. An error raised by the server's method is raised here as
+    :class:`~wrapyfi_like.exceptions.RemoteError` carrying its type and message. Other kwargs go to
+    the codec that encodes requests.
+    """
+
+    def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
+                 *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
+                 request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT, **kwargs: Any) -> None:
+        self.name = name
+        self.in_topic = in_topic
+        self.request_timeout = request_timeout
+        self._formats = list(value_formats)
+        self._request_codec = Codec(**kwargs)
+        self._transport = middleware_module(middleware).ClientTransport(in_topic, carrier=carrier)
+
+    def request(self, args: tuple, kwargs: dict) -> list:
+        """Call the server with ``args``/``kwargs``; one returned value per value format."""
+        frames = self._transport.request(self._request_codec.encode((tuple(args), dict(kwargs))),
+                                         self.request_timeout)
+        return [fmt.decode(part) for fmt, part in zip(self._formats, self._split(frames))]
+
+    def _split(self, frames: list) -> list[list]:
+        try:
+            counts = msgpack.unpackb(frames[0]) if frames else None
+        except Exception as error:
+            raise DecodeError(f"malformed reply from service {self.in_topic}: {error}") from None
+        if (not isinstance(counts, list) or len(counts) != len(self._formats)
+                or not all(isinstance(n, int) and n >= 1 for n in counts) or sum(counts) != len(frames) - 1):
+            raise DecodeError(
+                f"reply from service {self.in_topic} does not hold {len(self._formats)} value(s); "
+                "do the client and the server decorate the method the same way?"
+            )
+        parts, start = [], 1
+        for count in counts:
+            parts.append(frames[start:start + count])
+            start += count
+        return parts
+
+    def close(self) -> None:
+        self._transport.close()

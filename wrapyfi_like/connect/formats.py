@@ -1,0 +1,30 @@
+"""A value format: one returned value's data type and codec, built once and reused per message.
+
+Publishers and listeners pair a format with a pub/sub socket; servers and clients pair several
+(one per value a method returns) with one request/reply socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from wrapyfi_like.data_types import data_type_class
+from wrapyfi_like.encoding import Codec
+
+
+class ValueFormat:
+    """Checks and encodes one value on the way out, decodes and checks it on the way in.
+
+    ``kwargs`` are the decorator's kwargs; the data type and the plugins each take what they need.
+    """
+
+    def __init__(self, data_type: str = "NativeObject", **kwargs: Any) -> None:
+        self.data_type = data_type
+        self._data_type = data_type_class(data_type)(**kwargs)
+        self._codec = Codec(**kwargs)
+
+    def encode(self, value: Any) -> list:
+        return self._codec.encode(self._data_type.to_wire(value))
+
+    def decode(self, frames: Sequence[Any]) -> Any:
+        return self._data_type.from_wire(self._codec.decode(frames))

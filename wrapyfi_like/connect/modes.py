@@ -1,0 +1,218 @@
+"""What each mode does with one call of a decorated method.
+
+| mode | the method body | returns |
+|---|---|---|
+| ``publish`` | runs; its returns are published | the returns |
+| ``listen`` | skipped | what arrived, one item per decorator |
+| ``reply`` | runs with the arguments of a client's request; its returns go back | the returns |
+| ``request`` | skipped; a server runs it with this call's arguments | the server's returns |
+| ``transceive`` | runs; its returns are published, then the listener side is heard | what arrived |
+| ``reemit`` | runs with what arrived appended to the arguments; its returns are published | the returns |
+| ``receive`` | like ``reemit``, without publishing | the returns |
+
+Publishing uses the decorators' ``publisher_kwargs``, listening their ``listener_kwargs`` (where a
+transceiver's listener names the ``in_topic`` that the reemitter publishes on). Everything here is
+plain blocking code: no event loop is started, so every mode also works when called from inside a
+running asyncio loop (the call blocks that loop's thread while it waits, as any blocking call does).
+
+The service of a ``reply``/``request`` method is its top decorator's topic; one request carries the
+call's ``(args, kwargs)`` and one reply carries every returned value, each encoded by its own
+decorator's data type and codec.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import Any, Callable
+
+from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.connect.servers import Server
+from wrapyfi_like.exceptions import ConfigurationError
+
+logger = logging.getLogger("wrapyfi_like.modes")
+
+ROLE_KWARGS = {"publish": "publisher_kwargs", "listen": "listener_kwargs",
+               "reply": "publisher_kwargs", "request": "listener_kwargs"}
+"""Which decorator kwargs refine each role: a server publishes, a client listens (as in Wrapyfi)."""
+
+
+class Call:
+    """One call of a decorated method on an instance whose mode for it is not None."""
+
+    def __init__(self, func: Callable, instance: Any, args: tuple, kwargs: dict,
+                 registrations: list, binding: Any) -> None:
+        self.func = func
+        self.instance = instance
+        self.args = args
+        self.kwargs = kwargs
+        self.registrations = registrations
+        self.binding = binding
+
+    @functools.cached_property
+    def named(self) -> dict:
+        """The call's arguments by name, defaults included, for ``$name`` references.
+
+        Partial: a server is called without the arguments its clients will send."""
+        bound = inspect.signature(self.func).bind_partial(self.instance, *self.args, **self.kwargs)
+        bound.apply_defaults()
+        return dict(list(bound.arguments.items())[1:])
+
+    def communicators(self, role: str) -> Any:
+        """This binding's communicators for ``role``, built on first use and kept."""
+        return self.binding.communicators(role, lambda: _BUILDERS[role](self))
+
+    def run(self, *extra_args: Any) -> Any:
+        return self.func(self.instance, *self.args, *extra_args, **self.kwargs)
+
+
+def run(mode: str, call: Call) -> Any:
+    return _MODES[mode](call)
+
+
+# -- building communicators -----------------------------------------------------------------------
+
+def _build_each(communicator: type, role: str, call: Call) -> list:
+    return [[_construct(communicator, *spec.resolve(role, call.args, call.named), data_type=spec.data_type)
+             for spec in registration.specs] for registration in call.registrations]
+
+
+def _build_service(communicator: type, role: str, call: Call) -> Any:
+    specs = [spec for registration in call.registrations for spec in registration.specs]
+    formats = []
+    for spec in specs:
+        _, kwargs = spec.resolve(role, call.args, call.named)
+        kwargs.pop("middleware", None)
+        formats.append(ValueFormat(spec.data_type, **kwargs))
+    args, kwargs = specs[0].resolve(role, call.args, call.named)
+    return _construct(communicator, args, kwargs, value_formats=formats)
+
+
+def _construct(communicator: type, args: tuple, kwargs: dict, **extra: Any) -> Any:
+    """Build ``communicator`` from a decorator's positional args and kwargs.
+
+    Kwargs win over positional args, so ``listener_kwargs=dict(in_topic=...)`` (Wrapyfi's way of
+    giving a transceiver's listener its own topic) replaces the decorator's topic; ``class_name``
+    is Wrapyfi's name for the ``name`` parameter.
+    """
+    try:
+        params = inspect.signature(communicator).bind_partial(*args).arguments
+    except TypeError as error:
+        raise ConfigurationError(f"{communicator.__name__}: {error}") from None
+    kwargs = dict(kwargs)
+    if "class_name" in kwargs:
+        kwargs["name"] = kwargs.pop("class_name")
+    params.update(kwargs)
+    return communicator(**params, **extra)
+
+
+_BUILDERS = {
+    "publish": functools.partial(_build_each, Publisher, "publish"),
+    "listen": functools.partial(_build_each, Listener, "listen"),
+    "reply": functools.partial(_build_service, Server, "reply"),
+    "request": functools.partial(_build_service, Client, "request"),
+}
+
+
+# -- the modes ------------------------------------------------------------------------------------
+
+def _publish(call: Call) -> Any:
+    publishers = call.communicators("publish")
+    returns = call.run()
+    for value, group in zip(_per_decorator(call, returns), publishers):
+        for item, publisher in zip(value, group):
+            publisher.publish(item)
+    return returns
+
+
+def _listen(call: Call) -> list:
+    return _regroup(call, [listener.listen() for group in call.communicators("listen") for listener in group])
+
+
+def _transceive(call: Call) -> list:
+    call.communicators("listen")  # subscribe before publishing, so the answer cannot be missed
+    _publish(call)
+    return _listen(call)
+
+
+def _reemit(call: Call) -> Any:
+    publishers = call.communicators("publish")
+    returns = _receive(call)
+    for value, group in zip(_per_decorator(call, returns), publishers):
+        for item, publisher in zip(value, group):
+            publisher.publish(item)
+    return returns
+
+
+def _receive(call: Call) -> Any:
+    return call.run(*_listen(call))
+
+
+def _reply(call: Call) -> Any:
+    """Serve one request; a failing method's error goes to its client and the next request is served."""
+    server = call.communicators("reply")
+    while True:
+        request = server.await_request()
+        if request is None:
+            return [None] * len(call.registrations)
+        try:
+            returns = call.func(call.instance, *request.args, **request.kwargs)
+            server.reply(request, [item for value in _per_decorator(call, returns) for item in value])
+        except Exception as error:
+            logger.warning("%s raised while serving a request on %s; the error goes back to the client",
+                           call.func.__qualname__, server.out_topic, exc_info=True)
+            server.reply_error(request, error)
+            continue
+        return returns
+
+
+def _request(call: Call) -> list:
+    return _regroup(call, call.communicators("request").request(call.args, call.kwargs))
+
+
+def _disable(call: Call) -> list:
+    return [None] * len(call.registrations)
+
+
+_MODES = {"publish": _publish, "listen": _listen, "transceive": _transceive, "reemit": _reemit,
+          "receive": _receive, "reply": _reply, "request": _request, "disable": _disable}
+MODES = (*_MODES, None)
+
+
+# -- returns <-> one value per decorator spec ------------------------------------------------------
+
+def _per_decorator(call: Call, returns: Any) -> list[list]:
+    """Split a method's returns into one list of values per decorator (a list-form decorator's
+    value is its list of items), checking that they match the decorators."""
+    name = call.func.__qualname__
+    if not isinstance(returns, (tuple, list)) or len(returns) != len(call.registrations):
+        raise ConfigurationError(
+            f"{name} has {len(call.registrations)} register decorator(s), so it must return a "
+            f"tuple of {len(call.registrations)} value(s) (e.g. `return value,`), got {type(returns).__name__}"
+        )
+    values = []
+    for value, registration in zip(returns, call.registrations):
+        if not registration.is_list:
+            values.append([value])
+        elif isinstance(value, (tuple, list)) and len(value) == len(registration.specs):
+            values.append(list(value))
+        else:
+            raise ConfigurationError(
+                f"{name}: a list-form register decorator names {len(registration.specs)} topics, "
+                f"so its value must be a list of {len(registration.specs)} items"
+            )
+    return values
+
+
+def _regroup(call: Call, flat: list) -> list:
+    """The inverse of flattening: one item per decorator, a list for a list-form decorator."""
+    grouped, start = [], 0
+    for registration in call.registrations:
+        items = flat[start:start + len(registration.specs)]
+        start += len(registration.specs)
+        grouped.append(items if registration.is_list else items[0])
+    return grouped

@@ -1,0 +1,101 @@
+"""A server: request → codec → the method's arguments; the method's returns → formats → reply.
+
+One server serves one decorated method on its service topic (the topic of its top decorator).
+Every value the method returns is encoded by its own decorator's data type and codec, exactly as a
+publisher would encode it, and the reply carries them all, so one request costs one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import msgpack
+
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.middlewares import middleware_module
+
+logger = logging.getLogger("wrapyfi_like.servers")
+
+
+@dataclass
+class Request:
+    """One client call: the arguments to run the method with, and where the reply goes."""
+
+    args: tuple
+    kwargs: dict
+    ticket: Any
+
+
+class Server:
+    """Receives calls on ``out_topic`` and replies with the method's return values.
+
+    ``should_wait=True``: :meth:`await_request` blocks until a valid request arrives; ``False``:
+    it returns None when none is waiting. A malformed request is logged, counted in
+    :attr:`malformed`, answered with an error when it can be, and skipped. Other kwargs go to the
+    codec that decodes requests (plugin settings such as device maps).
+    """
+
+    def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
+                 *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
+                 **kwargs: Any) -> None:
+        self.name = name
+        self.out_topic = out_topic
+        self.should_wait = should_wait
+        self._formats = list(value_formats)
+        self._request_codec = Codec(**kwargs)
+        self._transport = middleware_module(middleware).ServerTransport(
+            out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
+        )
+        self.served = 0
+        self.malformed = 0
+
+    def await_request(self) -> Optional[Request]:
+        timeout = None if self.should_wait else 0.0
+        while True:
+            try:
+                received = self._transport.recv(timeout)
+            except DecodeError as error:
+                self._skip(None, error)
+                continue
+            if received is None:
+                return None
+            ticket, frames = received
+            try:
+                args, kwargs = self._decode_call(frames)
+            except DecodeError as error:
+                self._skip(ticket, error)
+                continue
+            return Request(args, kwargs, ticket)
+
+    def _decode_call(self, frames: list) -> tuple[tuple, dict]:
+        call = self._request_codec.decode(frames)
+        if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], tuple)
+                and isinstance(call[1], dict) and all(isinstance(key, str) for key in call[1])):
+            raise DecodeError("a request must be the pair (args tuple, kwargs dict with str keys)")
+        return call
+
+    def _skip(self, ticket: Any, error: DecodeError) -> None:
+        self.malformed += 1
+        logger.warning("skipped a malformed request on %s: %s", self.out_topic, error)
+        if ticket is not None:
+            self._transport.send_error(ticket, f"malformed request: {error}")
+
+    def reply(self, request: Request, values: Sequence[Any]) -> None:
+        """Send ``values`` (one per value format, in order) back to the caller of ``request``."""
+        parts = [fmt.encode(value) for fmt, value in zip(self._formats, values, strict=True)]
+        frames = [msgpack.packb([len(part) for part in parts])]
+        for part in parts:
+            frames.extend(part)
+        self._transport.send(request.ticket, frames)
+        self.served += 1
+
+    def reply_error(self, request: Request, error: BaseException) -> None:
+        """Tell the caller of ``request`` that the method raised ``error``."""
+        self._transport.send_error(request.ticket, f"{type(error).__name__}: {error}")
+
+    def close(self) -> None:
+        self._transport.close()

@@ -1,0 +1,237 @@
+"""ZeroMQ request/reply transport: frames in, frames out; it never sees Python objects.
+
+A server binds a ROUTER socket on a port of its own and announces it to discovery under the
+service's key; a client connects a DEALER socket to every server discovery reports. ROUTER/DEALER
+rather than REQ/REP because REQ is a state machine: a request whose reply never comes leaves a REQ
+socket unable to send again. A DEALER can always send, so a timed-out request costs nothing, and
+a ROUTER serves any number of clients, each reply routed back by the client's identity.
+
+Messages (after the identity frame ROUTER adds and removes):
+
+- request: ``[request_id, *frames]``
+- reply:   ``[request_id, b"ok", *frames]`` or ``[request_id, b"error", message]``
+
+The client numbers its requests and drops replies whose id is not the one it waits for, so a late
+reply to a request that already timed out can never be taken for the answer to the next one.
+
+Services are announced under :func:`service_key` of their topic, which starts with a NUL byte:
+a pub/sub topic may not contain NUL, so a service and a pub/sub topic of the same name never meet
+(a SUB socket is never pointed at a ROUTER).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+import threading
+import time
+from typing import Optional
+
+import zmq
+
+from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+
+logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
+
+REPLY_SEND_TIMEOUT = 5.0
+"""Seconds a server waits for room to send a reply to a slow client before dropping it (logged)."""
+_OK, _ERROR = b"ok", b"error"
+_REQUEST_ID = struct.Struct("<Q")
+
+
+def service_key(topic: str) -> str:
+    """The discovery key of the service on ``topic``; never equal to a pub/sub topic."""
+    topic_frame(topic)  # validates the topic
+    return "\0service " + topic
+
+
+def _remaining_ms(deadline: Optional[float]) -> Optional[int]:
+    if deadline is None:
+        return None
+    return max(0, int((deadline - time.monotonic()) * 1000))
+
+
+class Ticket:
+    """Where one received request came from: the reply goes back with it."""
+
+    __slots__ = ("identity", "request_id")
+
+    def __init__(self, identity: bytes, request_id: bytes) -> None:
+        self.identity = identity
+        self.request_id = request_id
+
+
+class ZeroMQServerTransport:
+    """Receives requests on one service topic and sends each reply back to its client."""
+
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None, **_: object) -> None:
+        self.topic = topic
+        self._lock = threading.Lock()
+        self._socket = zmq.Context.instance().socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
+        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._agent = NodeAgent.get()
+        self._announcement = self._agent.announce(service_key(topic), self.endpoint,
+                                                  {**(info or {}), "service": True})
+        self.dropped_replies = 0
+        self._closed = False
+
+    def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
+        """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first.
+
+        Raises :class:`DecodeError` for a message too short to be a request (there is nobody to
+        answer it then); the caller logs it and goes on.
+        """
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"server on {self.topic} is closed")
+            if not self._socket.poll(_remaining_ms(None if timeout is None else time.monotonic() + timeout)):
+                return None
+            frames = self._socket.recv_multipart(copy=False)
+        if len(frames) < 2 or len(frames[1].bytes) != _REQUEST_ID.size:
+            raise DecodeError(f"a message without a request id arrived on service {self.topic}")
+        return Ticket(frames[0].bytes, frames[1].bytes), [frame.buffer for frame in frames[2:]]
+
+    def send(self, ticket: Ticket, frames: list) -> None:
+        """Reply to the request ``ticket`` came with."""
+        self._send(ticket, [_OK, *frames])
+
+    def send_error(self, ticket: Ticket, message: str) -> None:
+        """Tell the client its request failed, and why."""
+        self._send(ticket, [_ERROR, message.encode("utf-8", "replace")])
+
+    def _send(self, ticket: Ticket, frames: list) -> None:
+        message = [ticket.identity, ticket.request_id, *frames]
+        deadline = time.monotonic() + REPLY_SEND_TIMEOUT
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"server on {self.topic} is closed")
+            while True:
+                try:
+                    self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    if self._socket.poll(_remaining_ms(deadline), zmq.POLLOUT):
+                        continue
+                    reason = f"the client did not take it within {REPLY_SEND_TIMEOUT} s"
+                except zmq.ZMQError as error:
+                    if error.errno != zmq.EHOSTUNREACH:
+                        raise
+                    reason = "the client is gone"
+                self.dropped_replies += 1
+                logger.warning("dropped a reply on service %s: %s", self.topic, reason)
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._agent.withdraw(self._announcement)
+            self._socket.close()
+
+
+class ZeroMQClientTransport:
+    """Sends requests to the servers of one service topic and waits for the matching reply.
+
+    Thread-safe: calls from several threads take turns on the one socket.
+    """
+
+    def __init__(self, topic: str, carrier: str = "tcp", **_: object) -> None:
+        self.topic = topic
+        self._key = service_key(topic)
+        self._lock = threading.Lock()
+        self._socket = zmq.Context.instance().socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.IMMEDIATE, 1)  # queue requests only to servers that are up
+        self._agent = NodeAgent.get()
+        self._watch = self._agent.watch(self._key)
+        self._connected: set[str] = set()
+        self._request_ids = itertools.count(1)
+        self.stale_replies = 0
+        self._closed = False
+
+    def request(self, frames: list, timeout: Optional[float]) -> list[memoryview]:
+        """Send ``frames`` to a server of the topic and return its reply's frames.
+
+        Waits for a server to exist, for room to send and for the reply, all within ``timeout``
+        seconds (None: as long as it takes). Raises :class:`WaitTimeout` when it expires (the
+        next request works as usual) and :class:`RemoteError` when the server reports an error.
+        """
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"client of {self.topic} is closed")
+            deadline = None if timeout is None else time.monotonic() + timeout
+            request_id = _REQUEST_ID.pack(next(self._request_ids))
+            self._follow(self._watch.consume())
+            self._send([request_id, *frames], deadline, timeout)
+            return self._await_reply(request_id, deadline, timeout)
+
+    def _send(self, message: list, deadline: Optional[float], timeout: Optional[float]) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLOUT)
+        poller.register(self._watch.fileno(), zmq.POLLIN)
+        while True:
+            try:
+                self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass  # no server connected yet, or every server's queue is full
+            events = dict(poller.poll(_remaining_ms(deadline)))
+            if self._watch.fileno() in events:
+                self._follow(self._watch.consume())
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"no server for service {self.topic} could take the request within {timeout} s "
+                    "(request_timeout); start one with mode='reply'"
+                )
+
+    def _await_reply(self, request_id: bytes, deadline: Optional[float],
+                     timeout: Optional[float]) -> list[memoryview]:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._watch.fileno(), zmq.POLLIN)
+        while True:
+            events = dict(poller.poll(_remaining_ms(deadline)))
+            if self._watch.fileno() in events:
+                self._follow(self._watch.consume())
+            if self._socket in events:
+                frames = self._socket.recv_multipart(copy=False)
+                if len(frames) >= 2 and frames[0].bytes == request_id:
+                    return self._unpack(frames[1:])
+                self.stale_replies += 1
+                logger.debug("dropped a late or foreign reply on service %s", self.topic)
+            elif deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
+
+    def _unpack(self, frames: list) -> list[memoryview]:
+        status = frames[0].bytes
+        if status == _OK:
+            return [frame.buffer for frame in frames[1:]]
+        if status == _ERROR and len(frames) == 2:
+            raise RemoteError(f"service {self.topic} failed: {frames[1].bytes.decode('utf-8', 'replace')}")
+        raise DecodeError(f"malformed reply on service {self.topic} (status {status[:16]!r})")
+
+    def _follow(self, endpoints: frozenset[str]) -> None:
+        for endpoint in endpoints - self._connected:
+            self._socket.connect(endpoint)
+        for endpoint in self._connected - endpoints:
+            try:
+                self._socket.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+        self._connected = set(endpoints)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._agent.unwatch(self._watch)
+            self._socket.close()
