@@ -38,7 +38,7 @@ class Listener:
             try:
                 frames = self._transport.recv(timeout)
                 if frames is None:
-                    return None
+                    return self._data_type.from_wire(None)  # e.g. AudioChunk's (None, rate)
                 value = self._data_type.from_wire(self._codec.decode(frames))
             except DecodeError as error:
                 self.malformed += 1

@@ -1,0 +1,138 @@
+"""reply/request modes over real ZeroMQ sockets on 127.0.0.1 (servers run on background threads)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+from wrapyfi_like.exceptions import RemoteError, WaitTimeout
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Calculator(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Calculator", "$topic",
+                                     request_timeout="$timeout")
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Calculator", "$topic")
+    def compute(self, x, scale=1, *, topic, timeout=10.0):
+        if isinstance(x, str):
+            raise ValueError(f"cannot compute with {x!r}")
+        return {"sum": x * scale, "who": threading.current_thread().name}, np.full((2, 2), x * scale)
+
+
+def pair(topic, timeout=10.0):
+    server, client = Calculator(), Calculator()
+    server.activate_communication(Calculator.compute, mode="reply")
+    client.activate_communication(Calculator.compute, mode="request")
+    return server, client
+
+
+def serve(server, topic, count):
+    """Serve ``count`` requests on a background thread; the future holds what the server returned."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="server")
+    future = executor.submit(lambda: [server.compute(topic=topic) for _ in range(count)])
+    executor.shutdown(wait=False)
+    return future
+
+
+def test_request_gets_the_servers_returns_for_its_arguments(topic):
+    server, client = pair(topic)
+    served = serve(server, topic, 1)
+    try:
+        result, array = client.compute(np.float64(3.5), scale=2, topic=topic)
+        assert result["sum"] == 7.0 and result["who"].startswith("server")
+        np.testing.assert_array_equal(array, np.full((2, 2), 7.0))
+        (server_result, server_array), = served.result(timeout=10)
+        assert server_result["sum"] == 7.0
+    finally:
+        server.close(), client.close()
+
+
+def test_timeout_without_server_then_success_once_it_runs(topic):
+    server, client = pair(topic)
+    try:
+        with pytest.raises(WaitTimeout, match="request_timeout"):
+            client.compute(1, topic=topic, timeout=0.3)
+        served = serve(server, topic, 1)
+        result, _ = client.compute(2, topic=topic, timeout=0.3)
+        assert result["sum"] == 2
+        served.result(timeout=10)
+    finally:
+        server.close(), client.close()
+
+
+def test_a_late_reply_is_never_taken_for_the_next_one(topic):
+    server, client = pair(topic)
+    try:
+        serve(server, topic, 1)
+        # $timeout is resolved at the first call: this client's requests time out after 1 s
+        assert client.compute(1, topic=topic, timeout=1.0)[0]["sum"] == 1  # the server is up and known
+        with pytest.raises(WaitTimeout):
+            client.compute(10, topic=topic)  # nobody serves now: times out
+        served = serve(server, topic, 2)  # answers the stale request (10), then the next one
+        assert client.compute(20, topic=topic)[0]["sum"] == 20
+        assert [r[0]["sum"] for r in served.result(timeout=10)] == [10, 20]
+    finally:
+        server.close(), client.close()
+
+
+def test_server_error_is_raised_in_the_client_and_the_server_goes_on(topic):
+    server, client = pair(topic)
+    served = serve(server, topic, 1)
+    try:
+        with pytest.raises(RemoteError, match="ValueError: cannot compute with 'boom'"):
+            client.compute("boom", topic=topic)
+        assert client.compute(5, topic=topic)[0]["sum"] == 5
+        assert served.result(timeout=10)[0][0]["sum"] == 5  # the failed call did not end the serve
+    finally:
+        server.close(), client.close()
+
+
+def test_two_services_on_two_topics_never_see_each_others_requests(topic):
+    (server_a, client_a), (server_b, client_b) = pair(topic + "/a"), pair(topic + "/ab")
+    try:
+        served_a = serve(server_a, topic + "/a", 3)
+        served_b = serve(server_b, topic + "/ab", 3)
+        for n in range(3):
+            assert client_b.compute(100 + n, topic=topic + "/ab")[0]["sum"] == 100 + n
+            assert client_a.compute(n, topic=topic + "/a")[0]["sum"] == n
+        assert [r[0]["sum"] for r in served_a.result(timeout=10)] == [0, 1, 2]
+        assert [r[0]["sum"] for r in served_b.result(timeout=10)] == [100, 101, 102]
+    finally:
+        for communicator in (server_a, client_a, server_b, client_b):
+            communicator.close()
+
+
+def test_several_clients_call_one_server_concurrently(topic):
+    server = Calculator()
+    server.activate_communication(Calculator.compute, mode="reply")
+    clients = [Calculator() for _ in range(4)]
+    for client in clients:
+        client.activate_communication(Calculator.compute, mode="request")
+    served = serve(server, topic, 4 * 5)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(
+                lambda i: [clients[i].compute(i * 100 + n, topic=topic)[0]["sum"] for n in range(5)], range(4)))
+        assert results == [[i * 100 + n for n in range(5)] for i in range(4)]
+        assert len(served.result(timeout=10)) == 20
+    finally:
+        server.close()
+        for client in clients:
+            client.close()
+
+
+def test_reply_without_wait_returns_nones_when_no_request_is_there(topic):
+    class Lazy(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Lazy", topic, should_wait=False)
+        def answer(self):
+            return 42,
+
+    lazy = Lazy()
+    lazy.activate_communication(Lazy.answer, mode="reply")
+    try:
+        assert lazy.answer() == [None]
+    finally:
+        lazy.close()
