@@ -21,6 +21,7 @@ a pub/sub topic may not contain NUL, so a service and a pub/sub topic of the sam
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import struct
@@ -37,10 +38,40 @@ from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 
+SERVER_LINGER_MS = 1000
+"""How long unsent replies may hold up closing a server (and interpreter exit)."""
 REPLY_SEND_TIMEOUT = 5.0
 """Seconds a server waits for room to send a reply to a slow client before dropping it (logged)."""
 _OK, _ERROR = b"ok", b"error"
 _REQUEST_ID = struct.Struct("<Q")
+
+
+def _flush_replies_at_exit() -> None:
+    """Let replies sent just before exit reach their clients.
+
+    pyzmq does not terminate its context at interpreter exit, so messages still queued in
+    libzmq's I/O thread would die with the process (a replier that exits after its last reply
+    would lose that reply). Terminating the context waits for them, up to each socket's linger;
+    it is only safe once every socket is closed, so it is skipped when some are still open.
+    """
+    NodeAgent.get().stop()  # closes the discovery sockets first
+    context = zmq.Context.instance()
+    if not any(not socket.closed for socket in list(getattr(context, "_sockets", None) or [])):
+        context.term()
+    else:
+        logger.debug("sockets left open at exit; queued replies may be lost")
+
+
+_exit_flush_registered = False
+_exit_flush_lock = threading.Lock()
+
+
+def _register_exit_flush() -> None:
+    global _exit_flush_registered
+    with _exit_flush_lock:
+        if not _exit_flush_registered:
+            atexit.register(_flush_replies_at_exit)  # runs before the agent's own atexit stop
+            _exit_flush_registered = True
 
 
 def service_key(topic: str) -> str:
@@ -73,10 +104,11 @@ class ZeroMQServerTransport:
         self._lock = threading.Lock()
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.LINGER, SERVER_LINGER_MS)  # a reply sent just before exit still goes out
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._agent = NodeAgent.get()
+        _register_exit_flush()
         self._announcement = self._agent.announce(service_key(topic), self.endpoint,
                                                   {**(info or {}), "service": True})
         self.dropped_replies = 0
@@ -149,7 +181,8 @@ class ZeroMQClientTransport:
         self._lock = threading.Lock()
         self._socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.IMMEDIATE, 1)  # queue requests only to servers that are up
+        # Not ZMQ_IMMEDIATE: with it, libzmq discards replies not yet read when their server
+        # disconnects, so a server that exits right after its last reply would lose that reply.
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(self._key)
         self._connected: set[str] = set()
@@ -200,7 +233,7 @@ class ZeroMQClientTransport:
         while True:
             events = dict(poller.poll(_remaining_ms(deadline)))
             if self._watch.fileno() in events:
-                self._follow(self._watch.consume())
+                self._follow(self._watch.consume(), drop_gone=False)
             if self._socket in events:
                 frames = self._socket.recv_multipart(copy=False)
                 if len(frames) >= 2 and frames[0].bytes == request_id:
@@ -218,15 +251,22 @@ class ZeroMQClientTransport:
             raise RemoteError(f"service {self.topic} failed: {frames[1].bytes.decode('utf-8', 'replace')}")
         raise DecodeError(f"malformed reply on service {self.topic} (status {status[:16]!r})")
 
-    def _follow(self, endpoints: frozenset[str]) -> None:
+    def _follow(self, endpoints: frozenset[str], drop_gone: bool = True) -> None:
+        """Connect to new servers; with ``drop_gone``, disconnect from withdrawn ones.
+
+        Never drop while a reply is awaited: disconnecting discards what already arrived from
+        that server, and a server that exits right after replying withdraws at that moment.
+        """
         for endpoint in endpoints - self._connected:
             self._socket.connect(endpoint)
-        for endpoint in self._connected - endpoints:
-            try:
-                self._socket.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # already gone
-        self._connected = set(endpoints)
+            self._connected.add(endpoint)
+        if drop_gone:
+            for endpoint in self._connected - endpoints:
+                try:
+                    self._socket.disconnect(endpoint)
+                except zmq.ZMQError:
+                    pass  # already gone
+            self._connected = set(endpoints)
 
     def close(self) -> None:
         with self._lock:
