@@ -79,3 +79,19 @@ def test_listener_first():
     listened, published = finish(listener, publisher)
     check_received(listened)
     assert published[0] == 0, published[2]
+
+
+def test_a_publisher_that_exits_without_closing_still_delivers(topic):
+    from wrapyfi_like.connect.listeners import Listener
+
+    listener = Listener("Test", topic)
+    script = ("import numpy as np; from wrapyfi_like.connect.publishers import Publisher; "
+              f"publisher = Publisher('Test', {topic!r}, wait_timeout=30); "
+              "[publisher.publish(np.full(1 << 20, index, np.float32)) for index in range(5)]")
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        for index in range(5):
+            assert listener.listen()[0] == index
+    finally:
+        listener.close()

@@ -26,6 +26,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError, WaitTimeout
+from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
@@ -76,6 +77,7 @@ class ZeroMQPublisherTransport:
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(listener_key(topic))
         self._closed = False
+        lifecycle.track(self)
 
     @property
     def listener_count(self) -> int:
@@ -166,6 +168,7 @@ class ZeroMQListenerTransport:
         self._closing = False
         self._agent = NodeAgent.get()
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, {})
+        lifecycle.track(self)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.

@@ -21,7 +21,6 @@ a pub/sub topic may not contain NUL, so a service and a pub/sub topic of the sam
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import struct
@@ -32,6 +31,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
@@ -44,34 +44,6 @@ REPLY_SEND_TIMEOUT = 5.0
 """Seconds a server waits for room to send a reply to a slow client before dropping it (logged)."""
 _OK, _ERROR = b"ok", b"error"
 _REQUEST_ID = struct.Struct("<Q")
-
-
-def _flush_replies_at_exit() -> None:
-    """Let replies sent just before exit reach their clients.
-
-    pyzmq does not terminate its context at interpreter exit, so messages still queued in
-    libzmq's I/O thread would die with the process (a replier that exits after its last reply
-    would lose that reply). Terminating the context waits for them, up to each socket's linger;
-    it is only safe once every socket is closed, so it is skipped when some are still open.
-    """
-    NodeAgent.get().stop()  # closes the discovery sockets first
-    context = zmq.Context.instance()
-    if not any(not socket.closed for socket in list(getattr(context, "_sockets", None) or [])):
-        context.term()
-    else:
-        logger.debug("sockets left open at exit; queued replies may be lost")
-
-
-_exit_flush_registered = False
-_exit_flush_lock = threading.Lock()
-
-
-def _register_exit_flush() -> None:
-    global _exit_flush_registered
-    with _exit_flush_lock:
-        if not _exit_flush_registered:
-            atexit.register(_flush_replies_at_exit)  # runs before the agent's own atexit stop
-            _exit_flush_registered = True
 
 
 def service_key(topic: str) -> str:
@@ -108,7 +80,7 @@ class ZeroMQServerTransport:
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._agent = NodeAgent.get()
-        _register_exit_flush()
+        lifecycle.track(self)
         self._announcement = self._agent.announce(service_key(topic), self.endpoint,
                                                   {**(info or {}), "service": True})
         self.dropped_replies = 0
@@ -186,6 +158,7 @@ class ZeroMQClientTransport:
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(self._key)
         self._connected: set[str] = set()
+        lifecycle.track(self)
         self._request_ids = itertools.count(1)
         self.stale_replies = 0
         self._closed = False
