@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Optional
+from typing import Optional
 
 import msgpack
 import zmq

@@ -27,6 +27,7 @@ import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError, WaitTimeout
 from wrapyfi_like.middlewares.zeromq import lifecycle
+from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms, remaining_seconds
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
@@ -49,12 +50,6 @@ def topic_frame(topic: str) -> bytes:
 def listener_key(topic: str) -> str:
     """The discovery key listeners of ``topic`` announce under; never equal to another kind's key."""
     return "\0listener " + topic
-
-
-def _remaining_ms(deadline: Optional[float]) -> Optional[int]:
-    if deadline is None:
-        return None
-    return max(0, int((deadline - time.monotonic()) * 1000))
 
 
 class ZeroMQPublisherTransport:
@@ -111,9 +106,9 @@ class ZeroMQPublisherTransport:
 
     def _wait_for_listener(self) -> None:
         logger.info("waiting for a listener on %s", self.topic)
-        deadline = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
+        deadline = deadline_after(self._wait_timeout)
         while not self._outlets:
-            if not zmq.select([self._watch.fileno()], [], [], _seconds(deadline))[0]:
+            if not zmq.select([self._watch.fileno()], [], [], remaining_seconds(deadline))[0]:
                 raise WaitTimeout(
                     f"no listener for {self.topic} appeared within {self._wait_timeout} s "
                     "(wait_timeout); start one, or publish with should_wait=False"
@@ -146,10 +141,6 @@ class ZeroMQPublisherTransport:
             self._outlets.clear()
 
 
-def _seconds(deadline: Optional[float]) -> Optional[float]:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
 class ZeroMQListenerTransport:
     """Binds a socket for one topic and announces it, so publishers of that topic connect to it."""
 
@@ -178,9 +169,9 @@ class ZeroMQListenerTransport:
         writable).
         """
         with self._lock:
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = deadline_after(timeout)
             while not self._closing:
-                events = dict(self._poller.poll(_remaining_ms(deadline)))
+                events = dict(self._poller.poll(remaining_ms(deadline)))
                 if self._socket in events:
                     return self._receive()
                 if deadline is not None and time.monotonic() >= deadline:

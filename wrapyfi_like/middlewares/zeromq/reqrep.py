@@ -32,6 +32,7 @@ import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares.zeromq import lifecycle
+from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
@@ -50,12 +51,6 @@ def service_key(topic: str) -> str:
     """The discovery key of the service on ``topic``; never equal to a pub/sub topic."""
     topic_frame(topic)  # validates the topic
     return "\0service " + topic
-
-
-def _remaining_ms(deadline: Optional[float]) -> Optional[int]:
-    if deadline is None:
-        return None
-    return max(0, int((deadline - time.monotonic()) * 1000))
 
 
 class Ticket:
@@ -95,7 +90,7 @@ class ZeroMQServerTransport:
         with self._lock:
             if self._closed:
                 raise ClosedError(f"server on {self.topic} is closed")
-            if not self._socket.poll(_remaining_ms(None if timeout is None else time.monotonic() + timeout)):
+            if not self._socket.poll(remaining_ms(deadline_after(timeout))):
                 return None
             frames = self._socket.recv_multipart(copy=False)
         if len(frames) < 2 or len(frames[1].bytes) != _REQUEST_ID.size:
@@ -121,7 +116,7 @@ class ZeroMQServerTransport:
                     self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
                     return
                 except zmq.Again:
-                    if self._socket.poll(_remaining_ms(deadline), zmq.POLLOUT):
+                    if self._socket.poll(remaining_ms(deadline), zmq.POLLOUT):
                         continue
                     reason = f"the client did not take it within {REPLY_SEND_TIMEOUT} s"
                 except zmq.ZMQError as error:
@@ -173,7 +168,7 @@ class ZeroMQClientTransport:
         with self._lock:
             if self._closed:
                 raise ClosedError(f"client of {self.topic} is closed")
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = deadline_after(timeout)
             request_id = _REQUEST_ID.pack(next(self._request_ids))
             self._follow(self._watch.consume())
             self._send([request_id, *frames], deadline, timeout)
@@ -189,7 +184,7 @@ class ZeroMQClientTransport:
                 return
             except zmq.Again:
                 pass  # no server connected yet, or every server's queue is full
-            events = dict(poller.poll(_remaining_ms(deadline)))
+            events = dict(poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
             if not events and deadline is not None and time.monotonic() >= deadline:
@@ -204,7 +199,7 @@ class ZeroMQClientTransport:
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._watch.fileno(), zmq.POLLIN)
         while True:
-            events = dict(poller.poll(_remaining_ms(deadline)))
+            events = dict(poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume(), drop_gone=False)
             if self._socket in events:
