@@ -28,3 +28,7 @@ class ValueFormat:
 
     def decode(self, frames: Sequence[Any]) -> Any:
         return self._data_type.from_wire(self._codec.decode(frames))
+
+    def empty(self) -> Any:
+        """What a non-waiting receive returns when nothing arrived (None, or e.g. ``(None, rate)``)."""
+        return self._data_type.from_wire(None)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wrapyfi_like.data_types import data_type_class
-from wrapyfi_like.encoding import Codec
+from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.middlewares import middleware_module
 
@@ -26,8 +25,7 @@ class Listener:
         self.name = name
         self.in_topic = in_topic
         self.should_wait = should_wait
-        self._data_type = data_type_class(data_type)(**kwargs)
-        self._codec = Codec(**kwargs)
+        self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).ListenerTransport(in_topic, carrier=carrier)
         self.received = 0
         self.malformed = 0
@@ -38,8 +36,8 @@ class Listener:
             try:
                 frames = self._transport.recv(timeout)
                 if frames is None:
-                    return self._data_type.from_wire(None)  # e.g. AudioChunk's (None, rate)
-                value = self._data_type.from_wire(self._codec.decode(frames))
+                    return self._format.empty()  # e.g. AudioChunk's (None, rate)
+                value = self._format.decode(frames)
             except DecodeError as error:
                 self.malformed += 1
                 logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)

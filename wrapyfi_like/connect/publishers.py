@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Optional
 
-from wrapyfi_like.data_types import data_type_class
-from wrapyfi_like.encoding import Codec
+from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.middlewares import middleware_module
-
-logger = logging.getLogger("wrapyfi_like.publishers")
 
 
 class Publisher:
@@ -24,8 +20,7 @@ class Publisher:
                  wait_timeout: Optional[float] = None, **kwargs: Any) -> None:
         self.name = name
         self.out_topic = out_topic
-        self._data_type = data_type_class(data_type)(**kwargs)
-        self._codec = Codec(**kwargs)
+        self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).PublisherTransport(
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
             info={"class_name": name, "data_type": data_type},
@@ -33,8 +28,7 @@ class Publisher:
         self.sent = 0
 
     def publish(self, value: Any) -> None:
-        frames = self._codec.encode(self._data_type.to_wire(value))
-        self._transport.send(frames)
+        self._transport.send(self._format.encode(value))
         self.sent += 1
 
     def close(self) -> None:
