@@ -7,7 +7,9 @@ topics.
 
 import os
 import socket
+import threading
 import uuid
+from concurrent.futures import Future
 
 import pytest
 
@@ -26,3 +28,26 @@ os.environ.pop("WRAPYFI_PLUGIN_PATHS", None)
 def topic() -> str:
     """A topic name no other test uses."""
     return f"/test/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def in_thread():
+    """Run a function on a daemon thread and get a Future of its result.
+
+    In one process, a publisher that waits for a listener must not be the thread that would later
+    serve that listener; daemon threads keep a failed test from hanging the run at exit.
+    """
+
+    def submit(function) -> Future:
+        future: Future = Future()
+
+        def run():
+            try:
+                future.set_result(function())
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+    return submit

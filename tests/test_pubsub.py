@@ -1,7 +1,5 @@
 """Publish/listen over real ZeroMQ sockets on 127.0.0.1, within one process."""
 
-import threading
-from concurrent.futures import Future
 
 import msgpack
 import numpy as np
@@ -25,31 +23,9 @@ def pair(topic):
     listener.close()
 
 
-class Background:
-    """Runs listeners on daemon threads: a publisher that waits for a listener must not be the
-    thread that would later serve that listener, and a failed test must not hang on its thread."""
-
-    def submit(self, function) -> Future:
-        future: Future = Future()
-
-        def run():
-            try:
-                future.set_result(function())
-            except BaseException as error:
-                future.set_exception(error)
-
-        threading.Thread(target=run, daemon=True).start()
-        return future
-
-
-@pytest.fixture
-def background():
-    return Background()
-
-
-def test_first_message_is_not_lost_and_arrives_exactly(pair, background):
+def test_first_message_is_not_lost_and_arrives_exactly(pair, in_thread):
     publisher, listener = pair
-    received = background.submit(listener.listen)
+    received = in_thread(listener.listen)
     value = {"text": "hi", "tuple": (1, (2,)), "array": np.arange(12, dtype=">f8").reshape(3, 4)}
     publisher.publish(value)
     result = received.result(timeout=10)
@@ -58,17 +34,17 @@ def test_first_message_is_not_lost_and_arrives_exactly(pair, background):
     assert result["array"].dtype == np.dtype(">f8")
 
 
-def test_messages_arrive_in_order(pair, background):
+def test_messages_arrive_in_order(pair, in_thread):
     publisher, listener = pair
-    received = background.submit(lambda: [listener.listen() for _ in range(200)])
+    received = in_thread(lambda: [listener.listen() for _ in range(200)])
     for index in range(200):
         publisher.publish(index)
     assert received.result(timeout=10) == list(range(200))
 
 
-def test_large_array_arrives_intact_and_writable(pair, background):
+def test_large_array_arrives_intact_and_writable(pair, in_thread):
     publisher, listener = pair
-    received = background.submit(listener.listen)
+    received = in_thread(listener.listen)
     array = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
     publisher.publish(array)
     result = received.result(timeout=10)
@@ -76,12 +52,12 @@ def test_large_array_arrives_intact_and_writable(pair, background):
     assert result.flags.writeable
 
 
-def test_listeners_of_prefix_topics_get_only_their_own(topic, background):
+def test_listeners_of_prefix_topics_get_only_their_own(topic, in_thread):
     short, long = Listener("Test", topic + "/a"), Listener("Test", topic + "/ab")
     to_short = Publisher("Test", topic + "/a", wait_timeout=10)
     to_long = Publisher("Test", topic + "/ab", wait_timeout=10)
     try:
-        received = background.submit(lambda: (short.listen(), long.listen(), short.listen()))
+        received = in_thread(lambda: (short.listen(), long.listen(), short.listen()))
         to_long.publish("for /ab")
         to_short.publish("for /a")
         to_short.publish("for /a again")
@@ -104,9 +80,9 @@ def test_publisher_does_not_depend_on_the_listeners_thread(topic):
             communicator.close()
 
 
-def test_close_from_another_thread_ends_a_blocking_listen(topic, background):
+def test_close_from_another_thread_ends_a_blocking_listen(topic, in_thread):
     listener = Listener("Test", topic)
-    received = background.submit(listener.listen)
+    received = in_thread(listener.listen)
     listener.close()
     with pytest.raises(ClosedError):
         received.result(timeout=10)
@@ -129,12 +105,12 @@ def test_publisher_wait_timeout_gives_a_clear_error(topic):
         publisher.close()
 
 
-def test_ipc_carrier(topic, background):
+def test_ipc_carrier(topic, in_thread):
     listener = Listener("Test", topic, carrier="ipc")
     publisher = Publisher("Test", topic, carrier="ipc", wait_timeout=10)
     try:
         assert listener._transport.endpoint.startswith("ipc://")
-        received = background.submit(listener.listen)
+        received = in_thread(listener.listen)
         publisher.publish(np.ones(5))
         np.testing.assert_array_equal(received.result(timeout=10), np.ones(5))
     finally:
@@ -157,9 +133,9 @@ class RawPublisher:
         self.socket.close(linger=0)
 
 
-def test_frames_of_another_topic_are_counted_as_malformed(topic, background):
+def test_frames_of_another_topic_are_counted_as_malformed(topic, in_thread):
     listener = Listener("Test", topic)
-    received = background.submit(listener.listen)
+    received = in_thread(listener.listen)
     raw = RawPublisher(listener)
     codec = Codec()
     try:
@@ -173,9 +149,9 @@ def test_frames_of_another_topic_are_counted_as_malformed(topic, background):
         listener.close()
 
 
-def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, background):
+def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, in_thread):
     listener = Listener("Test", topic)
-    received = background.submit(listener.listen)
+    received = in_thread(listener.listen)
     raw = RawPublisher(listener)
     codec = Codec()
     try:

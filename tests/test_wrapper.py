@@ -1,8 +1,5 @@
 """The decorator and modes, as a Wrapyfi user writes them, over real ZeroMQ sockets."""
 
-import threading
-from concurrent.futures import Future
-
 import numpy as np
 import pytest
 
@@ -10,20 +7,6 @@ from wrapyfi_like.connect.wrapper import DEFAULT_COMMUNICATOR, MiddlewareCommuni
 from wrapyfi_like.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def in_thread(function) -> Future:
-    """Run ``function`` on a daemon thread (a failed test must not hang on it)."""
-    future: Future = Future()
-
-    def run():
-        try:
-            future.set_result(function())
-        except BaseException as error:
-            future.set_exception(error)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
 
 
 class Sensor(MiddlewareCommunicator):
@@ -50,7 +33,7 @@ def close_everything():
     MiddlewareCommunicator.close_all_instances()
 
 
-def test_publish_and_listen_with_argument_references(topic):
+def test_publish_and_listen_with_argument_references(topic, in_thread):
     publisher, listener = Sensor(), Sensor()
     publisher.activate_communication(Sensor.read, mode="publish")
     listener.activate_communication("read", mode="listen")
@@ -62,7 +45,7 @@ def test_publish_and_listen_with_argument_references(topic):
     assert Sensor.calls == calls_before + 1, "listen mode must not run the method body"
 
 
-def test_stacked_decorators_top_is_element_zero(topic):
+def test_stacked_decorators_top_is_element_zero(topic, in_thread):
     publisher, listener = Stereo(), Stereo()
     publisher.activate_communication(Stereo.frames, mode="publish")
     listener.activate_communication(Stereo.frames, mode="listen")
@@ -84,7 +67,7 @@ def test_modes_none_and_disable():
     assert sensor.read(4, "/unused")[0]["value"] == 4
 
 
-def test_a_list_of_modes_gives_each_instance_its_own(topic):
+def test_a_list_of_modes_gives_each_instance_its_own(topic, in_thread):
     first, second, third = Sensor(), Sensor(), Sensor()
     modes = ["publish", "listen", "disable"]
     for sensor in (first, second, third):
@@ -95,7 +78,7 @@ def test_a_list_of_modes_gives_each_instance_its_own(topic):
     assert list(third.read(1, topic)) == [None]
 
 
-def test_close_then_reopen(topic):
+def test_close_then_reopen(topic, in_thread):
     publisher, listener = Sensor(), Sensor()
     for round_number in range(2):
         publisher.activate_communication(Sensor.read, mode="publish")

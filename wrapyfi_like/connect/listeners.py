@@ -26,7 +26,9 @@ class Listener:
         self.in_topic = in_topic
         self.should_wait = should_wait
         self._format = ValueFormat(data_type, **kwargs)
-        self._transport = middleware_module(middleware).ListenerTransport(in_topic, carrier=carrier)
+        self._transport = middleware_module(middleware).ListenerTransport(
+            in_topic, carrier=carrier, info={"class_name": name, "data_type": data_type},
+        )
         self.received = 0
         self.malformed = 0
 

@@ -122,7 +122,10 @@ _BUILDERS = {
 
 def _publish(call: Call) -> Any:
     publishers = call.communicators("publish")
-    returns = call.run()
+    return _publish_returns(call, publishers, call.run())
+
+
+def _publish_returns(call: Call, publishers: list, returns: Any) -> Any:
     for value, group in zip(_per_decorator(call, returns), publishers):
         for item, publisher in zip(value, group):
             publisher.publish(item)
@@ -141,11 +144,7 @@ def _transceive(call: Call) -> list:
 
 def _reemit(call: Call) -> Any:
     publishers = call.communicators("publish")
-    returns = _receive(call)
-    for value, group in zip(_per_decorator(call, returns), publishers):
-        for item, publisher in zip(value, group):
-            publisher.publish(item)
-    return returns
+    return _publish_returns(call, publishers, _receive(call))
 
 
 def _receive(call: Call) -> Any:

@@ -22,9 +22,7 @@ class Publisher:
         self.out_topic = out_topic
         self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).PublisherTransport(
-            out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
-            info={"class_name": name, "data_type": data_type},
-        )
+            out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout)
         self.sent = 0
 
     def publish(self, value: Any) -> None:

@@ -60,7 +60,7 @@ class ZeroMQPublisherTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
-                 wait_timeout: Optional[float] = None, info: Optional[dict] = None) -> None:
+                 wait_timeout: Optional[float] = None) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
@@ -73,12 +73,6 @@ class ZeroMQPublisherTransport:
         self._watch = self._agent.watch(listener_key(topic))
         self._closed = False
         lifecycle.track(self)
-
-    @property
-    def listener_count(self) -> int:
-        with self._lock:
-            self._follow()
-            return len(self._outlets)
 
     def send(self, frames: list) -> None:
         """Send one message to every listener; with ``should_wait``, first wait for one to exist."""
@@ -144,7 +138,7 @@ class ZeroMQPublisherTransport:
 class ZeroMQListenerTransport:
     """Binds a socket for one topic and announces it, so publishers of that topic connect to it."""
 
-    def __init__(self, topic: str, carrier: str = "tcp", **_: object) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._lock = threading.Lock()
@@ -158,7 +152,7 @@ class ZeroMQListenerTransport:
         self._poller.register(self._wake_read, zmq.POLLIN)
         self._closing = False
         self._agent = NodeAgent.get()
-        self._announcement = self._agent.announce(listener_key(topic), self.endpoint, {})
+        self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         lifecycle.track(self)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
