@@ -137,7 +137,7 @@ def _listen(call: Call) -> list:
 
 
 def _transceive(call: Call) -> list:
-    call.communicators("listen")  # subscribe before publishing, so the answer cannot be missed
+    call.communicators("listen")  # announce the listener before publishing, so the answer cannot be missed
     _publish(call)
     return _listen(call)
 

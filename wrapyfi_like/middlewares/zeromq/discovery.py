@@ -1,13 +1,15 @@
-"""Discovery: which endpoints publish which topic, so listeners connect straight to publishers.
+"""Discovery: which endpoints serve which key, so peers connect to each other directly.
 
-Data never passes through discovery: a publisher binds its own socket and a listener connects to
-it directly (one hop, no broker). Discovery only tells listeners where publishers are.
+Data never passes through discovery: a listener (or a service) binds its own socket and
+publishers (or clients) connect to it directly (one hop, no broker). Discovery only tells them
+where to connect. Keys are namespaced per kind (:func:`~.pubsub.listener_key`,
+:func:`~.reqrep.service_key`), so kinds never mix.
 
 Every process runs one :class:`NodeAgent` thread. The first agent to bind the directory address
 (``WRAPYFI_ZEROMQ_DISCOVERY``) hosts the :class:`Directory` in its thread; every agent, the host's
-included, syncs with it over a DEALER socket: it sends its announcements and the topics it
-watches, and receives the endpoints of those topics. Entries that are not refreshed expire, so a
-killed publisher disappears by itself. When the directory stops answering (its host exited),
+included, syncs with it over a DEALER socket: it sends its announcements and the keys it
+watches, and receives the endpoints of those keys. Entries that are not refreshed expire, so a
+killed listener or server disappears by itself. When the directory stops answering (its host exited),
 agents try to bind the address; one succeeds and hosts a new directory, the others sync with it,
 and the directory is rebuilt from their next syncs. Connections already made are not touched, so
 data keeps flowing while the directory moves. Start order therefore never matters.

@@ -14,9 +14,9 @@ Messages (after the identity frame ROUTER adds and removes):
 The client numbers its requests and drops replies whose id is not the one it waits for, so a late
 reply to a request that already timed out can never be taken for the answer to the next one.
 
-Services are announced under :func:`service_key` of their topic, which starts with a NUL byte:
-a pub/sub topic may not contain NUL, so a service and a pub/sub topic of the same name never meet
-(a SUB socket is never pointed at a ROUTER).
+Services are announced under :func:`service_key` of their topic:
+listeners' keys have a prefix of their own, so a service and a pub/sub topic of the same name
+never meet (a publisher is never pointed at a ROUTER).
 """
 
 from __future__ import annotations
