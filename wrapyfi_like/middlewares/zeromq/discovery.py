@@ -21,14 +21,16 @@ import atexit
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import msgpack
 import zmq
 
+from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
@@ -84,8 +86,21 @@ class Watch:
                 pass
 
 
+class DirectoryEntry(NamedTuple):
+    """One live announcement: its key (e.g. a :func:`~.pubsub.listener_key`), endpoint and info."""
+
+    key: str
+    endpoint: str
+    info: dict
+    node: str
+
+
 class Directory:
-    """The topic → endpoints table, hosted by one agent; pure state, fed requests by that agent."""
+    """The topic → endpoints table, hosted by one agent; pure state, fed requests by that agent.
+
+    Besides the agents' ``sync`` and ``bye``, it answers ``list`` with every live announcement, so
+    tools (``wrapyfi-like topics``, ``record --all``) can see the whole table without joining it.
+    """
 
     def __init__(self) -> None:
         self._nodes: dict[str, tuple[float, list]] = {}
@@ -99,14 +114,43 @@ class Directory:
         if kind == "bye":
             self._nodes.pop(request[1], None)
             return None
+        if kind == "list":
+            return ["listing", request[1], [[*entry, node_id] for node_id, announced in self._live()
+                                            for entry in announced]]
         raise ValueError(f"unknown request {kind!r}")
 
     def endpoints(self, topic: str) -> list[str]:
+        return sorted({endpoint for _, announced in self._live()
+                       for t, endpoint, _info in announced if t == topic})
+
+    def _live(self) -> list[tuple[str, list]]:
+        """(node id, its announcements) of every node, once expired nodes are dropped."""
         now = time.monotonic()
         for node_id in [n for n, (expiry, _) in self._nodes.items() if expiry < now]:
             del self._nodes[node_id]
-        return sorted({endpoint for _, announced in self._nodes.values()
-                       for t, endpoint, _info in announced if t == topic})
+        return [(node_id, announced) for node_id, (_, announced) in self._nodes.items()]
+
+
+def list_directory(address: Optional[str] = None, timeout: float = REPLY_TIMEOUT) -> list[DirectoryEntry]:
+    """Every live announcement in the directory at ``address`` (default: from the environment).
+
+    Read-only: it asks once over a socket of its own and never announces or hosts anything.
+    Raises :class:`WaitTimeout` if no directory answers within ``timeout`` seconds, which means no
+    wrapyfi_like process is running against that address.
+    """
+    address = address or ZeroMQSettings.from_environment().discovery
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    try:
+        dealer.connect(address)
+        dealer.send(msgpack.packb(["list", 0]))
+        if not dealer.poll(timeout * 1000):
+            raise WaitTimeout(f"no discovery directory answered at {address} within {timeout} s "
+                              "(no wrapyfi_like process is running with this WRAPYFI_ZEROMQ_DISCOVERY)")
+        kind, _seq, rows = msgpack.unpackb(dealer.recv())
+    finally:
+        dealer.close()
+    return [DirectoryEntry(key, endpoint, info, node) for key, endpoint, info, node in rows]
 
 
 class NodeAgent:
@@ -127,6 +171,7 @@ class NodeAgent:
         self._context = context
         self._address = settings.discovery
         self._node_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._identity = {"pid": os.getpid(), "host": socket.gethostname()}
         self._lock = threading.Lock()
         self._announcements: dict[int, list] = {}
         self._watches: dict[str, list[Watch]] = {}
@@ -139,10 +184,13 @@ class NodeAgent:
         atexit.register(self.stop)
 
     def announce(self, topic: str, endpoint: str, info: dict) -> int:
-        """Tell the directory that ``endpoint`` publishes ``topic``; returns a key for :meth:`withdraw`."""
+        """Tell the directory that ``endpoint`` publishes ``topic``; returns a key for :meth:`withdraw`.
+
+        The process id and host name are added to ``info``, so listings can say who announced.
+        """
         with self._lock:
             key = next(self._keys)
-            self._announcements[key] = [topic, endpoint, info]
+            self._announcements[key] = [topic, endpoint, {**info, **self._identity}]
         self._wake()
         return key
 

@@ -52,6 +52,11 @@ def listener_key(topic: str) -> str:
     return "\0listener " + topic
 
 
+def publisher_key(topic: str) -> str:
+    """The discovery key publishers of ``topic`` announce under (for listings; nobody connects to it)."""
+    return "\0publisher " + topic
+
+
 class ZeroMQPublisherTransport:
     """Connects to every listener of its topic that discovery reports and sends frames to each.
 
@@ -60,7 +65,7 @@ class ZeroMQPublisherTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
-                 wait_timeout: Optional[float] = None) -> None:
+                 wait_timeout: Optional[float] = None, info: Optional[dict] = None) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
@@ -71,6 +76,8 @@ class ZeroMQPublisherTransport:
         self._followed: frozenset[str] = frozenset()
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(listener_key(topic))
+        # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
+        self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
         self._closed = False
         lifecycle.track(self)
 
@@ -129,6 +136,7 @@ class ZeroMQPublisherTransport:
             if self._closed:
                 return
             self._closed = True
+            self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
             for outlet in self._outlets.values():
                 outlet.close()
