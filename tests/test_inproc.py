@@ -1,0 +1,143 @@
+"""The in-memory middleware behaves as the ZeroMQ one.
+
+The behaviour tests of pub/sub, req/rep, the modes and the wrapper are imported here and run again
+inside ``inproc_middleware()``, which routes their ``"zeromq"`` communicators to memory: one set
+of tests, both middlewares. Below them, what only the in-memory middleware has.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from test_modes_transceive import (  # noqa: F401  (fixtures and tests, re-run in memory)
+    background, test_receive_calls_the_method_with_what_arrived_and_does_not_publish,
+    test_transceive_publishes_then_returns_what_the_reemitter_sent_back, topics,
+)
+from test_pubsub import (  # noqa: F401
+    pair, test_close_from_another_thread_ends_a_blocking_listen, test_first_message_is_not_lost_and_arrives_exactly,
+    test_large_array_arrives_intact_and_writable, test_listener_without_wait_returns_none_when_nothing_arrived,
+    test_listeners_of_prefix_topics_get_only_their_own, test_messages_arrive_in_order,
+    test_publisher_does_not_depend_on_the_listeners_thread, test_publisher_wait_timeout_gives_a_clear_error,
+)
+from test_reqrep import (  # noqa: F401
+    test_a_late_reply_is_never_taken_for_the_next_one, test_reply_without_wait_returns_nones_when_no_request_is_there,
+    test_request_gets_the_servers_returns_for_its_arguments, test_server_error_is_raised_in_the_client_and_the_server_goes_on,
+    test_several_clients_call_one_server_concurrently, test_timeout_without_server_then_success_once_it_runs,
+    test_two_services_on_two_topics_never_see_each_others_requests,
+)
+from test_wrapper import (  # noqa: F401
+    close_everything, test_a_list_of_modes_gives_each_instance_its_own, test_close_then_reopen,
+    test_listen_without_waiting_returns_none, test_publish_and_listen_with_argument_references,
+    test_returning_the_wrong_shape_is_a_clear_error, test_stacked_decorators_top_is_element_zero,
+    test_unencodable_return_raises_at_publish,
+)
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
+from wrapyfi_like.middlewares import middleware_module, redirected
+from wrapyfi_like.middlewares.inproc import PublisherTransport
+from wrapyfi_like.testing import inproc_middleware
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def in_memory():
+    """Every test in this module runs on a fresh in-memory bus, with no socket opened."""
+    with inproc_middleware() as bus:
+        assert middleware_module("zeromq").__name__ == "wrapyfi_like.middlewares.inproc"
+        yield bus
+
+
+def test_the_imported_tests_really_run_in_memory(topic, in_thread):
+    listener = Listener("Test", topic)
+    assert type(listener._transport).__module__.startswith("wrapyfi_like.middlewares.inproc")
+    listener.close()
+
+
+def test_a_publisher_changing_its_array_afterwards_does_not_change_what_arrived(topic, in_thread):
+    listener = Listener("Test", topic)
+    publisher = Publisher("Test", topic, wait_timeout=5)
+    array = np.zeros(4)
+    publisher.publish({"array": array, "data": bytearray(b"abc")})
+    array[:] = 7
+    received = listener.listen()
+    np.testing.assert_array_equal(received["array"], np.zeros(4))
+    assert received["data"] == bytearray(b"abc") and received["array"].flags.writeable
+
+
+def test_every_listener_of_a_topic_gets_every_message_and_owns_its_copy(topic):
+    listeners = [Listener("Test", topic) for _ in range(3)]
+    publisher = Publisher("Test", topic, wait_timeout=5)
+    publisher.publish(np.arange(3))
+    publisher.publish("second")
+    arrived = [(listener.listen(), listener.listen()) for listener in listeners]
+    arrived[0][0][0] = 100  # one receiver writing into its array does not touch the others'
+    for array, text in arrived[1:]:
+        np.testing.assert_array_equal(array, np.arange(3))
+        assert text == "second"
+
+
+def test_register_with_inproc_directly_and_get_communicators_lists_it(topic):
+    class Counter(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "inproc", "Counter", topic, should_wait=False)
+        def count(self, n):
+            return n,
+
+    listener, publisher = Counter(), Counter()
+    listener.activate_communication(Counter.count, mode="listen")
+    publisher.activate_communication(Counter.count, mode="publish")
+    assert listener.count(0) == [None]
+    publisher.count((1, 2))
+    assert listener.count(0) == [(1, 2)]
+    assert {"zeromq", "inproc"} <= MiddlewareCommunicator.get_communicators()
+
+
+def test_communicators_of_an_ended_block_raise_closed_error(topic):
+    with inproc_middleware() as bus:
+        listener = Listener("Test", topic, should_wait=False)
+        publisher = Publisher("Test", topic, should_wait=False)
+        assert bus.topics() == [topic]
+    with pytest.raises(ClosedError, match="inproc_middleware block has ended"):
+        publisher.publish(1)
+    with pytest.raises(ClosedError):
+        listener.listen()
+
+
+def test_blocks_get_their_own_bus_and_restore_the_routing(topic, in_memory):
+    outer = Listener("Test", topic, should_wait=False)
+    with inproc_middleware() as inner_bus:
+        Publisher("Test", topic, should_wait=False).publish("inner")  # nobody listens on the inner bus
+        assert inner_bus.topics() == []
+    assert middleware_module("zeromq").__name__ == "wrapyfi_like.middlewares.inproc"  # the outer block's
+    assert outer.listen() is None and in_memory.topics() == [topic]
+
+
+def test_redirect_to_an_unknown_middleware_is_refused():
+    with pytest.raises(ConfigurationError, match="inproc"):
+        with redirected("zeromq", "carrier-pigeon"):
+            pass
+
+
+def test_close_from_another_thread_ends_a_publisher_waiting_for_a_listener(topic, in_thread):
+    publisher = Publisher("Test", topic, should_wait=True)  # no wait_timeout: would wait for ever
+    started = threading.Event()
+    sending = in_thread(lambda: (started.set(), publisher.publish("nobody listens")))
+    started.wait(5)
+    publisher.close()
+    with pytest.raises(ClosedError):
+        sending.result(timeout=5)
+
+
+@pytest.mark.parametrize("policy, expected", [("drop", [0, 1]), ("latest", [2, 3])])
+def test_backpressure_drop_and_latest_count_what_they_lose(topic, policy, expected):
+    listener = Listener("Test", topic)
+    transport = PublisherTransport(topic, should_wait=False, backpressure=policy, queue_depth=2)
+    encode = ValueFormat().encode
+    for n in range(4):
+        transport.send(encode(n))
+    assert [listener.listen() for _ in range(2)] == expected
+    assert transport.dropped == 2

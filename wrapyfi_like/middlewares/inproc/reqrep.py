@@ -1,0 +1,143 @@
+"""In-memory request/reply: the ZeroMQ transport's behaviour without sockets.
+
+Each server has an inbox on the bus under its service topic; a client puts its request into one
+server's inbox (taking turns when there are several, as a DEALER socket does) and waits in its own
+reply inbox for the reply carrying its request id. Replies to requests that already timed out are
+counted and dropped, so a late reply can never be taken for the answer to the next request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from wrapyfi_like.exceptions import ClosedError, RemoteError, WaitTimeout
+from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, copy_frames, current_bus
+from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+
+logger = logging.getLogger("wrapyfi_like.inproc.reqrep")
+
+_OK, _ERROR = "ok", "error"
+
+
+class Ticket:
+    """Where one received request came from: the reply goes back with it."""
+
+    __slots__ = ("reply_inbox", "request_id")
+
+    def __init__(self, reply_inbox: Inbox, request_id: int) -> None:
+        self.reply_inbox = reply_inbox
+        self.request_id = request_id
+
+
+class InprocServerTransport:
+    """Receives requests on one service topic and sends each reply back to its client."""
+
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None, **_: Any) -> None:
+        topic_frame(topic)
+        self.topic = topic
+        self.info = dict(info or {})
+        self._bus = current_bus()
+        self._inbox = Inbox(f"server on {topic}")
+        self._bus.join(SERVICES, topic, self._inbox)
+        self.dropped_replies = 0
+
+    def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
+        """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first."""
+        return self._inbox.get(timeout)
+
+    def send(self, ticket: Ticket, frames: list) -> None:
+        """Reply to the request ``ticket`` came with."""
+        self._send(ticket, _OK, copy_frames(frames))
+
+    def send_error(self, ticket: Ticket, message: str) -> None:
+        """Tell the client its request failed, and why."""
+        self._send(ticket, _ERROR, message)
+
+    def _send(self, ticket: Ticket, status: str, payload: Any) -> None:
+        if self._inbox.closed:
+            raise ClosedError(f"server on {self.topic} is closed")
+        if not ticket.reply_inbox.put((ticket.request_id, status, payload)):
+            self.dropped_replies += 1
+            logger.warning("dropped a reply on service %s: the client is gone", self.topic)
+
+    def close(self) -> None:
+        self._bus.leave(SERVICES, self.topic, self._inbox)
+        self._inbox.close()
+
+
+class InprocClientTransport:
+    """Sends requests to the servers of one service topic and waits for the matching reply.
+
+    Thread-safe: calls from several threads take turns, as on the ZeroMQ client's one socket.
+    """
+
+    def __init__(self, topic: str, carrier: str = "tcp", **_: Any) -> None:
+        topic_frame(topic)
+        self.topic = topic
+        self._lock = threading.Lock()
+        self._bus = current_bus()
+        self._bus.check_open(f"client of {topic}")
+        self._replies = Inbox(f"client of {topic}", capacity=None)
+        self._request_ids = itertools.count(1)
+        self._turns = itertools.count()
+        self.stale_replies = 0
+
+    def request(self, frames: list, timeout: Optional[float]) -> list[memoryview]:
+        """Send ``frames`` to a server of the topic and return its reply's frames.
+
+        Waits for a server to exist, for room in its inbox and for the reply, all within
+        ``timeout`` seconds (None: as long as it takes). Raises :class:`WaitTimeout` when it
+        expires (the next request works as usual), :class:`RemoteError` when the server reports
+        an error and :class:`ClosedError` when the client is closed meanwhile.
+        """
+        with self._lock:
+            if self._replies.closed:
+                raise ClosedError(f"client of {self.topic} is closed")
+            self._bus.check_open(f"client of {self.topic}")
+            deadline = deadline_after(timeout)
+            request_id = next(self._request_ids)
+            self._send((Ticket(self._replies, request_id), copy_frames(frames)), deadline, timeout)
+            return self._await_reply(request_id, deadline, timeout)
+
+    def _send(self, request: tuple, deadline: Optional[float], timeout: Optional[float]) -> None:
+        while True:
+            servers = self._bus.wait_for_members(SERVICES, self.topic, deadline, self._abandoned)
+            if servers:
+                server = servers[next(self._turns) % len(servers)]
+                if server.put(request, deadline, self._abandoned):
+                    return
+            if self._abandoned():
+                raise ClosedError(f"client of {self.topic} is closed")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"no server for service {self.topic} could take the request within {timeout} s "
+                    "(request_timeout); start one with mode='reply'"
+                )
+
+    def _await_reply(self, request_id: int, deadline: Optional[float],
+                     timeout: Optional[float]) -> list[memoryview]:
+        while True:
+            reply = self._replies.get(remaining_seconds(deadline))
+            if reply is None:
+                raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
+            reply_id, status, payload = reply
+            if reply_id != request_id:
+                self.stale_replies += 1
+                logger.debug("dropped a late reply on service %s", self.topic)
+                continue
+            if status == _ERROR:
+                raise RemoteError(f"service {self.topic} failed: {payload}")
+            return payload
+
+    def _abandoned(self) -> bool:
+        return self._replies.closed or self._bus.closed
+
+    def close(self) -> None:
+        """Close, also while another thread waits in :meth:`request` (it gets :class:`ClosedError`)."""
+        self._replies.close()
+        self._bus.wake()
