@@ -1,10 +1,11 @@
 # Two commands set everything up: `make demo` and `make test`. Both create .venv on first use.
+# `make docs` builds the documentation site into site/ (mkdocs-material, strict).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test clean
+.PHONY: demo test docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +15,13 @@ $(VENV)/.base: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
+# The test environment also gets the docs extra: tests/test_docs.py builds the site in strict mode.
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) -e ".[test,torch]"
+	$(PIP) -e ".[test,torch,docs]"
+	touch $@
+
+$(VENV)/.docs: $(VENV)/.base
+	$(PIP) -e ".[docs]"
 	touch $@
 
 demo: $(VENV)/.base
@@ -24,5 +30,8 @@ demo: $(VENV)/.base
 test: $(VENV)/.test
 	$(BIN)/pytest
 
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
