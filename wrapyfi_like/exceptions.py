@@ -20,6 +20,10 @@ class DecodeError(WrapyfiLikeError, ValueError):
     """Received bytes are not a valid message: never trusted, always checked."""
 
 
+class MessageTooLarge(WrapyfiLikeError, ValueError):
+    """A message exceeds ``max_message_size`` or the frame limit; raised before anything is sent."""
+
+
 class PluginError(WrapyfiLikeError):
     """A plugin is registered wrongly, e.g. two plugins claim the same codec id."""
 

@@ -9,6 +9,7 @@ import msgpack
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
 from wrapyfi_like.middlewares import middleware_module
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
@@ -21,25 +22,43 @@ class Client:
     ``request_timeout`` bounds the whole call: finding a server, sending, and the reply (None: no
     bound). When it expires, :meth:`request` raises :class:`~wrapyfi_like.exceptions.WaitTimeout`
     and the next request works as usual. An error raised by the server's method is raised here as
-    :class:`~wrapyfi_like.exceptions.RemoteError` carrying its type and message. Other kwargs go to
-    the codec that encodes requests.
+    :class:`~wrapyfi_like.exceptions.RemoteError` carrying its type and message.
+    ``max_message_size`` (bytes) bounds requests (a larger one raises
+    :class:`~wrapyfi_like.exceptions.MessageTooLarge` before sending) and replies (a larger reply
+    is dropped by the transport, and the request times out). Other kwargs go to the codec that
+    encodes requests.
     """
 
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
-                 request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT, **kwargs: Any) -> None:
+                 request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
+                 max_message_size: Optional[int] = None, **kwargs: Any) -> None:
+        check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
         self.request_timeout = request_timeout
         self._formats = list(value_formats)
         self._request_codec = Codec(**kwargs)
-        self._transport = middleware_module(middleware).ClientTransport(in_topic, carrier=carrier)
+        self.max_message_size = check_max_message_size(max_message_size)
+        self._transport = middleware_module(middleware).ClientTransport(
+            in_topic, carrier=carrier, max_message_size=self.max_message_size)
+        self.sent = 0
+        self.received = 0
+        self.malformed = 0
 
     def request(self, args: tuple, kwargs: dict) -> list:
         """Call the server with ``args``/``kwargs``; one returned value per value format."""
-        frames = self._transport.request(self._request_codec.encode((tuple(args), dict(kwargs))),
-                                         self.request_timeout)
-        return [fmt.decode(part) for fmt, part in zip(self._formats, self._split(frames))]
+        request = self._request_codec.encode((tuple(args), dict(kwargs)))
+        check_outgoing(request, self.max_message_size, f"a request to service {self.in_topic}")
+        self.sent += 1
+        try:
+            frames = self._transport.request(request, self.request_timeout)
+            values = [fmt.decode(part) for fmt, part in zip(self._formats, self._split(frames))]
+        except DecodeError:
+            self.malformed += 1
+            raise
+        self.received += 1
+        return values
 
     def _split(self, frames: list) -> list[list]:
         try:
@@ -57,6 +76,10 @@ class Client:
             parts.append(frames[start:start + count])
             start += count
         return parts
+
+    def stats(self) -> dict[str, int]:
+        """``sent`` counts requests, ``received`` valid replies."""
+        return {"sent": self.sent, "received": self.received, "dropped": 0, "malformed": self.malformed}
 
     def close(self) -> None:
         self._transport.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from typing import Any, Optional
 
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.middlewares import middleware_module
 
 logger = logging.getLogger("wrapyfi_like.listeners")
@@ -17,23 +19,39 @@ class Listener:
 
     ``should_wait=True`` blocks until a valid message arrives; ``False`` returns None when none is
     waiting. A malformed message never reaches the caller: it is logged with the topic and the
-    reason, counted in :attr:`malformed`, and the listener goes on to the next one.
+    reason, counted in :attr:`malformed`, and the listener goes on to the next one. A message
+    larger than ``max_message_size`` bytes (default
+    :data:`~wrapyfi_like.limits.DEFAULT_MAX_MESSAGE_SIZE`) is malformed too, and is never held
+    whole in memory. ``queue_depth`` bounds how many messages wait here unread (None: the
+    transport's default); publishers apply their ``backpressure`` policy when it is full.
+
+    Thread-safe: any thread may listen; concurrent calls take turns.
     """
 
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
-                 *, data_type: str = "NativeObject", middleware: str = "zeromq", **kwargs: Any) -> None:
+                 *, data_type: str = "NativeObject", middleware: str = "zeromq",
+                 max_message_size: Optional[int] = None, queue_depth: Optional[int] = None,
+                 **kwargs: Any) -> None:
+        check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
         self.should_wait = should_wait
+        self.max_message_size = check_max_message_size(max_message_size)
         self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).ListenerTransport(
             in_topic, carrier=carrier, info={"class_name": name, "data_type": data_type},
+            max_message_size=self.max_message_size, queue_depth=check_queue_depth(queue_depth),
         )
+        self._lock = threading.Lock()
         self.received = 0
         self.malformed = 0
 
     def listen(self) -> Any:
         timeout = None if self.should_wait else 0.0
+        with self._lock:
+            return self._listen(timeout)
+
+    def _listen(self, timeout: Optional[float]) -> Any:
         while True:
             try:
                 frames = self._transport.recv(timeout)
@@ -46,6 +64,9 @@ class Listener:
                 continue
             self.received += 1
             return value
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": 0, "received": self.received, "dropped": 0, "malformed": self.malformed}
 
     def close(self) -> None:
         self._transport.close()

@@ -16,6 +16,7 @@ import msgpack
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
 from wrapyfi_like.middlewares import middleware_module
 
 logger = logging.getLogger("wrapyfi_like.servers")
@@ -36,20 +37,26 @@ class Server:
     ``should_wait=True``: :meth:`await_request` blocks until a valid request arrives; ``False``:
     it returns None when none is waiting. A malformed request is logged, counted in
     :attr:`malformed`, answered with an error when it can be, and skipped. Other kwargs go to the
-    codec that decodes requests (plugin settings such as device maps).
+    codec that decodes requests (plugin settings such as device maps). ``max_message_size``
+    (bytes) bounds requests (a larger one is malformed, never held whole in memory) and replies
+    (a larger reply goes back to the client as an error).
     """
 
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
-                 **kwargs: Any) -> None:
+                 max_message_size: Optional[int] = None, **kwargs: Any) -> None:
+        check_topic(out_topic)
         self.name = name
         self.out_topic = out_topic
         self.should_wait = should_wait
         self._formats = list(value_formats)
         self._request_codec = Codec(**kwargs)
+        self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ServerTransport(
             out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
+            max_message_size=self.max_message_size,
         )
+        self.received = 0
         self.served = 0
         self.malformed = 0
 
@@ -69,6 +76,7 @@ class Server:
             except DecodeError as error:
                 self._skip(ticket, error)
                 continue
+            self.received += 1
             return Request(args, kwargs, ticket)
 
     def _decode_call(self, frames: list) -> tuple[tuple, dict]:
@@ -90,12 +98,19 @@ class Server:
         frames = [msgpack.packb([len(part) for part in parts])]
         for part in parts:
             frames.extend(part)
+        check_outgoing(frames, self.max_message_size, f"the reply of service {self.out_topic}")
         self._transport.send(request.ticket, frames)
         self.served += 1
 
     def reply_error(self, request: Request, error: BaseException) -> None:
         """Tell the caller of ``request`` that the method raised ``error``."""
         self._transport.send_error(request.ticket, f"{type(error).__name__}: {error}")
+
+    def stats(self) -> dict[str, int]:
+        """``sent`` counts replies, ``received`` valid requests; a dropped reply is one whose
+        client was gone or too slow to take it."""
+        dropped = getattr(self._transport, "dropped_replies", 0)
+        return {"sent": self.served, "received": self.received, "dropped": dropped, "malformed": self.malformed}
 
     def close(self) -> None:
         self._transport.close()

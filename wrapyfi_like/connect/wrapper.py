@@ -32,6 +32,7 @@ DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_MWARE", DEFAULT_COMMUNICA
 MODES = modes.MODES
 _BINDINGS_ATTR = "_wrapyfi_like_bindings"
 _CONFIG_ATTR = "_wrapyfi_like_config"
+_COUNTS = ("sent", "received", "dropped", "malformed")
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,20 @@ class _Binding:
                 self._communicators[role] = build()
             return self._communicators[role]
 
+    def built(self) -> list:
+        """Every publisher, listener, server and client built so far, flattened."""
+        with self.lock:
+            return [item for built in self._communicators.values() for item in _flatten(built)]
+
     def close(self) -> None:
         with self.lock:
             for built in self._communicators.values():
                 _close(built)
             self._communicators.clear()
+
+
+def _flatten(built: Any) -> list:
+    return [leaf for item in built for leaf in _flatten(item)] if isinstance(built, list) else [built]
 
 
 def _close(built: Any) -> None:
@@ -186,6 +196,25 @@ class MiddlewareCommunicator:
         """Close this instance's publishers and listeners; its methods then run normally."""
         for binding in self.__dict__.pop(_BINDINGS_ATTR, {}).values():
             binding.close()
+
+    def stats(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Message counts of this instance's communicators: ``{method name: {topic: counts}}``.
+
+        ``counts`` is ``{"sent", "received", "dropped", "malformed"}``: messages published (or
+        requests sent, or replies served), valid messages received, messages not delivered by the
+        ``backpressure`` policy (or replies whose client was gone), and invalid messages skipped.
+        A method whose publisher and listener share a topic (``transceive``) has their counts
+        added. Communicators count from when they are built (the first call) until ``close()``.
+        """
+        result: dict[str, dict[str, dict[str, int]]] = {}
+        for qualname, binding in self.__dict__.get(_BINDINGS_ATTR, {}).items():
+            per_topic = result.setdefault(qualname.rsplit(".", 1)[-1], {})
+            for communicator in binding.built():
+                topic = getattr(communicator, "out_topic", None) or communicator.in_topic
+                counts = per_topic.setdefault(topic, dict.fromkeys(_COUNTS, 0))
+                for key, value in communicator.stats().items():
+                    counts[key] += value
+        return result
 
     @classmethod
     def close_all_instances(cls) -> None:

@@ -12,7 +12,13 @@ listener's thread and the first message is never lost.
 A message is the multipart ``[topic, header, *buffers]``. Topics match exactly: discovery keys are
 compared whole, and a listener also checks the topic frame of every message it receives.
 
-Nothing is dropped: a full queue (a slow listener) makes the publisher wait for room.
+When a listener's queue (``queue_depth`` messages on the publisher's side of each connection) is
+full, the publisher's ``backpressure`` policy applies: ``"block"`` waits for room (nothing is
+lost), ``"drop"`` drops the new message for that listener, ``"latest"`` holds the new message as
+the one pending message for that listener, replacing (dropping) any older pending one, and sends
+it on the next publish or at close. Every message not delivered this way is counted in
+``dropped``. (ZMQ_CONFLATE would do "latest" inside libzmq, but it does not support multipart
+messages.)
 """
 
 from __future__ import annotations
@@ -25,26 +31,23 @@ from typing import Optional
 
 import zmq
 
-from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_TOPIC_LENGTH, check_topic  # noqa: F401
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms, remaining_seconds
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
-MAX_TOPIC_LENGTH = 1024
 PUBLISHER_LINGER_MS = 1000
 """How long unsent messages may hold up closing a publisher (and interpreter exit)."""
 
 
 def topic_frame(topic: str) -> bytes:
-    if not isinstance(topic, str) or not topic or "\0" in topic:
-        raise ConfigurationError(f"a topic must be a non-empty string without NUL bytes, got {topic!r}")
-    encoded = topic.encode()
-    if len(encoded) > MAX_TOPIC_LENGTH:
-        raise ConfigurationError(f"topic is {len(encoded)} bytes long; the limit is {MAX_TOPIC_LENGTH}")
-    return encoded
+    """The topic frame of ``topic``'s messages; checks the topic (:func:`wrapyfi_like.limits.check_topic`)."""
+    return check_topic(topic)
 
 
 def listener_key(topic: str) -> str:
@@ -65,8 +68,15 @@ class ZeroMQPublisherTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
-                 wait_timeout: Optional[float] = None, info: Optional[dict] = None) -> None:
+                 wait_timeout: Optional[float] = None, info: Optional[dict] = None,
+                 backpressure: str = "block", queue_depth: int = 1000) -> None:
         self.topic = topic
+        self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
+                         "latest": self._send_latest}[backpressure]
+        self._queue_depth = queue_depth
+        self._pending: dict[str, list] = {}  # "latest": the one message held per listener
+        self.dropped = 0
+        self._wake_read, self._wake_write = os.pipe()  # close() wakes a send blocked in a wait
         self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
@@ -91,7 +101,7 @@ class ZeroMQPublisherTransport:
                 self._wait_for_listener()
             message = [self._topic_frame, *frames]
             for endpoint in list(self._outlets):
-                self._send_when_room(endpoint, message)
+                self._send_to(endpoint, message)
 
     def _follow(self) -> None:
         if self._watch.endpoints is self._followed:
@@ -100,16 +110,21 @@ class ZeroMQPublisherTransport:
         for endpoint in endpoints - self._outlets.keys():
             outlet = self._context.socket(zmq.PUSH)
             outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
+            outlet.setsockopt(zmq.SNDHWM, self._queue_depth)
             outlet.connect(endpoint)
             self._outlets[endpoint] = outlet
         for endpoint in self._outlets.keys() - endpoints:
             self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
+            if self._pending.pop(endpoint, None) is not None:
+                self.dropped += 1
 
     def _wait_for_listener(self) -> None:
         logger.info("waiting for a listener on %s", self.topic)
         deadline = deadline_after(self._wait_timeout)
         while not self._outlets:
-            if not zmq.select([self._watch.fileno()], [], [], remaining_seconds(deadline))[0]:
+            ready = zmq.select([self._watch.fileno(), self._wake_read], [], [], remaining_seconds(deadline))[0]
+            self._check_open()
+            if not ready:
                 raise WaitTimeout(
                     f"no listener for {self.topic} appeared within {self._wait_timeout} s "
                     "(wait_timeout); start one, or publish with should_wait=False"
@@ -128,14 +143,46 @@ class ZeroMQPublisherTransport:
                 poller = zmq.Poller()
                 poller.register(outlet, zmq.POLLOUT)
                 poller.register(self._watch.fileno(), zmq.POLLIN)
-                if self._watch.fileno() in dict(poller.poll()):
+                poller.register(self._wake_read, zmq.POLLIN)
+                events = dict(poller.poll())
+                self._check_open()
+                if self._watch.fileno() in events:
                     self._follow()
 
+    def _send_or_drop(self, endpoint: str, message: list) -> None:
+        if not _try_send(self._outlets[endpoint], message):
+            self.dropped += 1
+
+    def _send_latest(self, endpoint: str, message: list) -> None:
+        """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
+        outlet = self._outlets[endpoint]
+        pending = self._pending.pop(endpoint, None)
+        if pending is not None and not _try_send(outlet, pending):
+            self.dropped += 1  # still no room: the older pending message gives way to the newer
+        if not _try_send(outlet, message):
+            self._pending[endpoint] = message
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"publisher on {self.topic} was closed while sending")
+
     def close(self) -> None:
+        """Close, also while another thread waits in :meth:`send` (it gets :class:`ClosedError`).
+
+        A message still held by the ``"latest"`` policy gets one more chance to go out, else it
+        counts as dropped; queued messages get ``PUBLISHER_LINGER_MS`` to leave.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._wake_write, b"!")
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+            for endpoint, pending in self._pending.items():
+                if not _try_send(self._outlets[endpoint], pending):
+                    self.dropped += 1
+            self._pending.clear()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
             for outlet in self._outlets.values():
@@ -143,15 +190,33 @@ class ZeroMQPublisherTransport:
             self._outlets.clear()
 
 
-class ZeroMQListenerTransport:
-    """Binds a socket for one topic and announces it, so publishers of that topic connect to it."""
+def _try_send(outlet: zmq.Socket, message: list) -> bool:
+    try:
+        outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+        return True
+    except zmq.Again:
+        return False
 
-    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None) -> None:
+
+class ZeroMQListenerTransport:
+    """Binds a socket for one topic and announces it, so publishers of that topic connect to it.
+
+    ``max_message_size`` bounds what one message may make this process hold (see
+    :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
+    wait here unread (None: libzmq's default, 1000).
+    """
+
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
+        self._max_message_size = max_message_size
         self._lock = threading.Lock()
         self._socket = zmq.Context.instance().socket(zmq.PULL)
         self._socket.setsockopt(zmq.LINGER, 0)
+        limit_frame_size(self._socket, max_message_size)
+        if queue_depth is not None:
+            self._socket.setsockopt(zmq.RCVHWM, queue_depth)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._wake_read, self._wake_write = os.pipe()
@@ -181,10 +246,12 @@ class ZeroMQListenerTransport:
             raise ClosedError(f"listener on {self.topic} is closed")
 
     def _receive(self) -> list[memoryview]:
-        frames = self._socket.recv_multipart(copy=False)
-        if frames[0].bytes != self._topic_frame:
-            raise DecodeError(f"frame for topic {frames[0].bytes[:80]!r} arrived on {self.topic}")
-        return [frame.buffer for frame in frames[1:]]
+        (topic,), body, problem = receive_bounded(self._socket, 1, self._max_message_size)
+        if len(topic) != len(self._topic_frame) or topic.bytes != self._topic_frame:
+            raise DecodeError(f"frame for topic {bytes(topic.buffer[:80])!r} arrived on {self.topic}")
+        if problem:
+            raise DecodeError(problem)
+        return [frame.buffer for frame in body]
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import struct
 import threading
 import time
@@ -33,7 +34,9 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
@@ -64,13 +67,24 @@ class Ticket:
 
 
 class ZeroMQServerTransport:
-    """Receives requests on one service topic and sends each reply back to its client."""
+    """Receives requests on one service topic and sends each reply back to its client.
 
-    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None, **_: object) -> None:
+    A request larger than ``max_message_size`` is refused with an error reply and never held
+    whole in memory (see :mod:`~wrapyfi_like.middlewares.zeromq.framing`).
+    """
+
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: object) -> None:
         self.topic = topic
+        self._max_message_size = max_message_size
         self._lock = threading.Lock()
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        limit_frame_size(self._socket, max_message_size)
+        self._wake_read, self._wake_write = os.pipe()  # close() wakes a recv blocked in a wait
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._wake_read, zmq.POLLIN)
         self._socket.setsockopt(zmq.LINGER, SERVER_LINGER_MS)  # a reply sent just before exit still goes out
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
@@ -85,17 +99,25 @@ class ZeroMQServerTransport:
         """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first.
 
         Raises :class:`DecodeError` for a message too short to be a request (there is nobody to
-        answer it then); the caller logs it and goes on.
+        answer it then) or too large (its client gets an error reply); the caller logs it and
+        goes on. :meth:`close` from another thread ends a wait with :class:`ClosedError`.
         """
         with self._lock:
             if self._closed:
                 raise ClosedError(f"server on {self.topic} is closed")
-            if not self._socket.poll(remaining_ms(deadline_after(timeout))):
+            events = dict(self._poller.poll(remaining_ms(deadline_after(timeout))))
+            if self._closed:
+                raise ClosedError(f"server on {self.topic} is closed")
+            if self._socket not in events:
                 return None
-            frames = self._socket.recv_multipart(copy=False)
-        if len(frames) < 2 or len(frames[1].bytes) != _REQUEST_ID.size:
+            head, body, problem = receive_bounded(self._socket, 2, self._max_message_size)
+        if len(head) < 2 or len(head[1]) != _REQUEST_ID.size:
             raise DecodeError(f"a message without a request id arrived on service {self.topic}")
-        return Ticket(frames[0].bytes, frames[1].bytes), [frame.buffer for frame in frames[2:]]
+        ticket = Ticket(head[0].bytes, head[1].bytes)
+        if problem:
+            self.send_error(ticket, f"request refused: {problem}")
+            raise DecodeError(problem)
+        return ticket, [frame.buffer for frame in body]
 
     def send(self, ticket: Ticket, frames: list) -> None:
         """Reply to the request ``ticket`` came with."""
@@ -128,12 +150,15 @@ class ZeroMQServerTransport:
                 return
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._wake_write, b"!")
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             self._agent.withdraw(self._announcement)
             self._socket.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
 
 
 class ZeroMQClientTransport:
@@ -142,12 +167,15 @@ class ZeroMQClientTransport:
     Thread-safe: calls from several threads take turns on the one socket.
     """
 
-    def __init__(self, topic: str, carrier: str = "tcp", **_: object) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp",
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: object) -> None:
         self.topic = topic
         self._key = service_key(topic)
+        self._max_message_size = max_message_size
         self._lock = threading.Lock()
         self._socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        limit_frame_size(self._socket, max_message_size)
         # Not ZMQ_IMMEDIATE: with it, libzmq discards replies not yet read when their server
         # disconnects, so a server that exits right after its last reply would lose that reply.
         self._agent = NodeAgent.get()
@@ -203,9 +231,11 @@ class ZeroMQClientTransport:
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume(), drop_gone=False)
             if self._socket in events:
-                frames = self._socket.recv_multipart(copy=False)
-                if len(frames) >= 2 and frames[0].bytes == request_id:
-                    return self._unpack(frames[1:])
+                head, body, problem = receive_bounded(self._socket, 2, self._max_message_size)
+                if len(head) == 2 and len(head[0]) == len(request_id) and head[0].bytes == request_id:
+                    if problem:
+                        raise DecodeError(f"reply from service {self.topic} refused: {problem}")
+                    return self._unpack([head[1], *body])
                 self.stale_replies += 1
                 logger.debug("dropped a late or foreign reply on service %s", self.topic)
             elif deadline is not None and time.monotonic() >= deadline:
