@@ -141,3 +141,12 @@ def test_backpressure_drop_and_latest_count_what_they_lose(topic, policy, expect
         transport.send(encode(n))
     assert [listener.listen() for _ in range(2)] == expected
     assert transport.dropped == 2
+
+
+def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(topic, caplog):
+    listener = Listener("Test", topic, should_wait=False, max_message_size=1000)
+    publisher = Publisher("Test", topic, should_wait=False)
+    publisher.publish(np.zeros(1000))
+    publisher.publish("small")
+    assert listener.listen() == "small"
+    assert listener.malformed == 1 and "max_message_size" in caplog.text

@@ -11,7 +11,8 @@ import logging
 import threading
 from typing import Any, Optional
 
-from wrapyfi_like.exceptions import ClosedError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.inproc.bus import LISTENERS, QUEUE_CAPACITY, Inbox, copy_frames, current_bus
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
@@ -91,10 +92,12 @@ class InprocPublisherTransport:
 class InprocListenerTransport:
     """An inbox on the current bus for one topic; publishers of that topic fill it."""
 
-    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None, **_: Any) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
         topic_frame(topic)
         self.topic = topic
         self.info = dict(info or {})
+        self._max_message_size = max_message_size
         self._bus = current_bus()
         self._inbox = Inbox(f"listener on {topic}")
         self._bus.join(LISTENERS, topic, self._inbox)
@@ -103,9 +106,14 @@ class InprocListenerTransport:
         """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.
 
         ``timeout=None`` waits as long as it takes; :meth:`close` from another thread ends the wait
-        with :class:`ClosedError`. The buffers are writable copies owned by this listener.
+        with :class:`ClosedError`. The buffers are writable copies owned by this listener. A
+        message larger than ``max_message_size`` raises :class:`DecodeError`, as on the wire.
         """
-        return self._inbox.get(timeout)
+        frames = self._inbox.get(timeout)
+        if frames is not None and sum(frame.nbytes for frame in frames) > self._max_message_size:
+            raise DecodeError(f"a message of {sum(f.nbytes for f in frames)} bytes arrived; "
+                              f"max_message_size is {self._max_message_size}")
+        return frames
 
     def close(self) -> None:
         self._bus.leave(LISTENERS, self.topic, self._inbox)
