@@ -1,4 +1,4 @@
-"""Finding plugins: built-in ones lazily, external ones from ``WRAPYFI_PLUGIN_PATHS``.
+"""Finding plugins: built-in ones lazily, external ones from ``WRAPYFI_PLUGIN_PATHS`` and entry points.
 
 Built-in plugins live in the top-level ``plugins/`` folder, installed as ``wrapyfi_like.plugins``.
 Their index (:data:`wrapyfi_like.plugins.BUILTIN_PLUGINS`) says which libraries, codec ids and
@@ -8,6 +8,8 @@ Importing wrapyfi_like therefore never imports torch, pandas, pyarrow or PIL.
 
 External plugins are every ``<path>/plugins/*.py`` for each path in ``WRAPYFI_PLUGIN_PATHS``
 (``os.pathsep``-separated). Nothing is read from the current directory when the variable is unset.
+Installed packages can also ship plugins as entry points in the :data:`ENTRY_POINT_GROUP` group
+(``my_plugin = my_package.my_module``); each is imported once, when the first codec is built.
 A module that fails to import is logged with its path and error, remembered in
 :func:`load_failures`, and does not stop the others from loading.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -28,6 +31,7 @@ from wrapyfi_like.utils.core_utils import PluginRegistrar
 
 PLUGIN_PATHS_ENV = "WRAPYFI_PLUGIN_PATHS"
 BUILTIN_PACKAGE = "wrapyfi_like.plugins"
+ENTRY_POINT_GROUP = "wrapyfi_like.plugins"
 
 logger = logging.getLogger("wrapyfi_like.plugins")
 
@@ -58,6 +62,7 @@ class LoadedPlugin(NamedTuple):
 _lock = threading.RLock()
 _attempted_modules: set[str] = set()
 _scanned_paths: set[str] = set()
+_entry_points_loaded = False
 _failures: list[LoadFailure] = []
 
 
@@ -85,7 +90,9 @@ def loaded_plugins() -> list[LoadedPlugin]:
 
 
 def load_external_plugins() -> None:
-    """Import plugins from any ``WRAPYFI_PLUGIN_PATHS`` entry not scanned yet in this process."""
+    """Import plugins from any ``WRAPYFI_PLUGIN_PATHS`` entry not scanned yet in this process,
+    and, the first time, from every entry point in :data:`ENTRY_POINT_GROUP`."""
+    _load_entry_points()
     for entry in os.environ.get(PLUGIN_PATHS_ENV, "").split(os.pathsep):
         if not entry:
             continue
@@ -99,6 +106,19 @@ def load_external_plugins() -> None:
             continue
         for path in sorted(folder.glob("*.py")):
             _import_file(path)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    with _lock:
+        if _entry_points_loaded:
+            return
+        _entry_points_loaded = True
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as error:  # a broken plugin must not break the others
+            _record_failure(f"entry point {entry_point.name} = {entry_point.value}", error)
 
 
 def _import_file(path: Path) -> None:

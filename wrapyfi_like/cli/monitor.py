@@ -1,0 +1,82 @@
+"""The loop behind ``hz`` and ``bw``: collect receive times and sizes, show figures once a second.
+
+In a terminal the figures are redrawn in place (rich); in a pipe or a file each refresh is
+printed after the previous one, so logs keep the history. The last figures are always printed
+when the command stops (``--count`` reached, or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import deque
+from typing import Callable, TextIO
+
+from wrapyfi_like.cli.command import CommandError, positive_float, positive_int, require_extra
+from wrapyfi_like.cli.subscription import Subscription
+
+REFRESH_SECONDS = 1.0
+
+Render = Callable[[str, deque, deque], str]
+"""(topic, receive times in seconds, sizes in bytes) → the text to show."""
+
+
+def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument("--window", type=positive_int, default=1000, metavar="N",
+                        help="compute over the last N messages (default 1000)")
+    parser.add_argument("--count", type=positive_int, metavar="N",
+                        help="stop after N messages and print the final figures")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                        help="exit 1 if no message arrives for this long (default: wait forever)")
+
+
+def monitor(args: argparse.Namespace, out: TextIO, tool: str, render: Render) -> int:
+    require_extra("rich")
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False)
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+    def show(text: str) -> None:
+        if live is not None:
+            live.update(Text(text), refresh=True)
+        else:
+            out.write(text + "\n")
+            out.flush()
+
+    times: deque = deque(maxlen=args.window)
+    sizes: deque = deque(maxlen=args.window)
+    received = 0
+    with Subscription(args.topic, tool) as subscription:
+        if live is not None:
+            live.start()
+        try:
+            last_arrival = next_refresh = time.monotonic()
+            next_refresh += REFRESH_SECONDS
+            while args.count is None or received < args.count:
+                now = time.monotonic()
+                wait = next_refresh - now
+                if args.timeout is not None:
+                    wait = min(wait, last_arrival + args.timeout - now)
+                message = subscription.poll(max(wait, 0.0))
+                now = time.monotonic()
+                if message is not None:
+                    times.append(message.time_ns / 1e9)
+                    sizes.append(message.size)
+                    received += 1
+                    last_arrival = now
+                elif args.timeout is not None and now - last_arrival >= args.timeout:
+                    raise CommandError(f"no message on {args.topic} within {args.timeout:g} s")
+                if now >= next_refresh:
+                    show(render(args.topic, times, sizes))
+                    next_refresh = now + REFRESH_SECONDS
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if live is not None:
+                live.stop()
+    out.write(render(args.topic, times, sizes) + "\n")
+    return 0
