@@ -12,12 +12,12 @@ $(BIN)/python:
 
 # Stamps record what is installed; they are rebuilt when the packaging files change.
 $(VENV)/.base: $(BIN)/python setup.cfg pyproject.toml constraints.txt
-	$(PIP) -e .
+	$(PIP) -e ".[cli]"
 	touch $@
 
 # The test environment also gets the docs extra: tests/test_docs.py builds the site in strict mode.
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) -e ".[test,torch,docs]"
+	$(PIP) -e ".[test,torch,docs,cli]"
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.base
