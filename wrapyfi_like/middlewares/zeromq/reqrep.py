@@ -37,6 +37,7 @@ from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
+from wrapyfi_like.middlewares.zeromq.peers import ConnectionMonitor, PeerState, prepare
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
@@ -176,6 +177,9 @@ class ZeroMQClientTransport:
         self._socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         limit_frame_size(self._socket, max_message_size)
+        prepare(self._socket)
+        self._monitor = ConnectionMonitor(self._socket, f"client of {topic}")
+        self._parked: set[str] = set()  # servers still listed, but not connected: see _park_dead
         # Not ZMQ_IMMEDIATE: with it, libzmq discards replies not yet read when their server
         # disconnects, so a server that exits right after its last reply would lose that reply.
         self._agent = NodeAgent.get()
@@ -203,15 +207,19 @@ class ZeroMQClientTransport:
             return self._await_reply(request_id, deadline, timeout)
 
     def _send(self, message: list, deadline: Optional[float], timeout: Optional[float]) -> None:
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLOUT)
-        poller.register(self._watch.fileno(), zmq.POLLIN)
         while True:
-            try:
-                self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
-                return
-            except zmq.Again:
-                pass  # no server connected yet, or every server's queue is full
+            live = self._park_dead()
+            if live:
+                try:
+                    self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    pass  # no server connected yet, or every server's queue is full
+            poller = zmq.Poller()
+            poller.register(self._watch.fileno(), zmq.POLLIN)
+            poller.register(self._monitor.events, zmq.POLLIN)
+            if live:
+                poller.register(self._socket, zmq.POLLOUT)
             events = dict(poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
@@ -255,16 +263,46 @@ class ZeroMQClientTransport:
         Never drop while a reply is awaited: disconnecting discards what already arrived from
         that server, and a server that exits right after replying withdraws at that moment.
         """
-        for endpoint in endpoints - self._connected:
+        for endpoint in endpoints - self._connected - self._parked:
+            self._monitor.connecting(endpoint)
             self._socket.connect(endpoint)
             self._connected.add(endpoint)
         if drop_gone:
             for endpoint in self._connected - endpoints:
-                try:
-                    self._socket.disconnect(endpoint)
-                except zmq.ZMQError:
-                    pass  # already gone
-            self._connected = set(endpoints)
+                self._disconnect(endpoint)
+            self._connected = set(endpoints) - self._parked
+            self._parked &= endpoints
+
+    def _disconnect(self, endpoint: str) -> None:
+        self._monitor.forget(endpoint)
+        try:
+            self._socket.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass  # already gone
+
+    def _park_dead(self) -> bool:
+        """Disconnect from servers whose connection dropped while another server may answer;
+        True if a server that may answer (connecting or connected) is connected.
+
+        A killed server stays listed in discovery until its entry expires, and a DEALER hands
+        requests round-robin to every connection, live or not: without this, every other request
+        would wait for a dead server until it times out. When no live server is left, the parked
+        ones are connected again, but count as live only once a handshake succeeds, so a server
+        that was only cut off is found again once it is back.
+        """
+        states = self._monitor.update()
+        dead = {e for e in self._connected if states.get(e) in (PeerState.DOWN, PeerState.REJECTED)}
+        if dead and dead != self._connected:
+            for endpoint in dead:
+                self._disconnect(endpoint)
+            self._connected -= dead
+            self._parked |= dead
+        elif self._parked and not self._connected - dead:
+            parked, self._parked = self._parked, set()
+            self._follow(frozenset(parked | self._connected), drop_gone=False)
+            for endpoint in parked:
+                states[endpoint] = PeerState.DOWN
+        return bool(self._connected - dead)
 
     def close(self) -> None:
         with self._lock:
@@ -273,3 +311,4 @@ class ZeroMQClientTransport:
             self._closed = True
             self._agent.unwatch(self._watch)
             self._socket.close()
+            self._monitor.close()
