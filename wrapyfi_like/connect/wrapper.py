@@ -148,7 +148,13 @@ class MiddlewareCommunicator:
                 if binding is None or binding.mode is None:
                     return func(self, *call_args, **call_kwargs)
                 call = modes.Call(func, self, call_args, call_kwargs, wrapper._wrapyfi_like_registrations, binding)
-                return modes.run(binding.mode, call)
+                try:
+                    return modes.run(binding.mode, call)
+                except KeyboardInterrupt as interrupt:
+                    if _raised_inside(interrupt, func):
+                        raise  # Ctrl-C in the method's own body: the user needs those frames
+                    # Ctrl-C while waiting on the network: the user's call is the whole story
+                    raise KeyboardInterrupt from None
 
             wrapper._wrapyfi_like_registrations = [registration]
             wrapper._wrapyfi_like_func = func
@@ -225,6 +231,16 @@ class MiddlewareCommunicator:
     def get_communicators() -> set[str]:
         """The names of the available middlewares."""
         return set(MIDDLEWARES)
+
+
+def _raised_inside(error: BaseException, func: Callable) -> bool:
+    """Whether ``func``'s own code was running when ``error`` was raised."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is func.__code__:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _registration(data_type: Union[str, list], middleware: str, args: tuple, kwargs: dict) -> _Registration:

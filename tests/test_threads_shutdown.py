@@ -1,0 +1,157 @@
+"""Threads sharing communicators, Ctrl-C in every blocking wait, and exit with unsent messages."""
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.connect.servers import Server
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+from wrapyfi_like.exceptions import ClosedError
+
+pytestmark = pytest.mark.timeout(60)
+
+CHILD = Path(__file__).resolve().parent / "shutdown_child.py"
+PUBLISHING_THREADS, LISTENING_THREADS = 8, 2
+PUBLISH_SECONDS = 0.5
+
+
+class Feed(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Feed", "$topic", should_wait=True,
+                                     publisher_kwargs=dict(wait_timeout=10))
+    def item(self, topic, thread=None, seq=None):
+        return {"thread": thread, "seq": seq, "data": np.full(256, thread * 1_000_000 + seq, np.int64)},
+
+
+def test_eight_threads_publish_through_one_communicator_and_two_listen(topic):
+    feed, viewer = Feed(), Feed()
+    feed.activate_communication(Feed.item, "publish")
+    viewer.activate_communication(Feed.item, "listen")
+    received, corrupt = [], []
+    arrived = threading.Condition()
+
+    def listen():
+        try:
+            while True:
+                value, = viewer.item(topic)
+                if not np.array_equal(value["data"], np.full(256, value["thread"] * 1_000_000 + value["seq"])):
+                    corrupt.append(value)
+                with arrived:
+                    received.append((value["thread"], value["seq"]))
+                    arrived.notify_all()
+        except ClosedError:
+            pass  # the viewer was closed while this thread waited: the way to stop a listening thread
+
+    counts = [0] * PUBLISHING_THREADS
+
+    def publish(thread):
+        deadline = time.monotonic() + PUBLISH_SECONDS
+        while time.monotonic() < deadline:
+            feed.item(topic, thread, counts[thread])
+            counts[thread] += 1
+
+    listeners = [threading.Thread(target=listen, daemon=True) for _ in range(LISTENING_THREADS)]
+    publishers = [threading.Thread(target=publish, args=(n,), daemon=True) for n in range(PUBLISHING_THREADS)]
+    try:
+        for thread in listeners + publishers:
+            thread.start()
+        for thread in publishers:
+            thread.join(30)
+        total = sum(counts)
+        with arrived:
+            assert arrived.wait_for(lambda: len(received) >= total, 30), (len(received), total)
+        assert feed.stats()["item"][topic]["sent"] == total
+        assert viewer.stats()["item"][topic]["received"] == total
+    finally:
+        viewer.close()  # wakes both listening threads
+        feed.close()
+    for thread in listeners:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert not corrupt
+    assert sorted(received) == [(t, s) for t in range(PUBLISHING_THREADS) for s in range(counts[t])]
+    assert all(counts)
+
+
+def test_close_twice_is_harmless(topic):
+    feed = Feed()
+    feed.activate_communication(Feed.item, "listen")
+    communicators = [Listener("T", topic), Publisher("T", topic, should_wait=False),
+                     Server("T", topic + "/s", value_formats=[ValueFormat()]),
+                     Client("T", topic + "/s", value_formats=[ValueFormat()])]
+    for communicator in communicators:
+        communicator.close()
+        communicator.close()
+    feed.close()
+    feed.close()
+    MiddlewareCommunicator.close_all_instances()
+
+
+def read_line(process, timeout=30.0):
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    assert selector.select(timeout), "the child did not report in time"
+    return process.stdout.readline().strip()
+
+
+def start_child(*args):
+    return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def seconds_to_exit(process):
+    start = time.monotonic()
+    try:
+        out, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the child hung; stderr: {err}")
+    return time.monotonic() - start, out, err
+
+
+BLOCKING_CASES = ["listen", "publish_wait", "publish_full", "request"]
+
+
+@pytest.mark.parametrize("case", BLOCKING_CASES)
+def test_ctrl_c_in_a_blocking_wait_exits_at_once_and_quietly(case, topic):
+    process = start_child(case, topic, "catch")
+    assert read_line(process) == "blocked"
+    process.send_signal(signal.SIGINT)
+    seconds, out, err = seconds_to_exit(process)
+    assert (process.returncode, out, err) == (0, "interrupted\n", "")
+    assert seconds < 2.0  # at most EXIT_LINGER_MS for undeliverable queued messages, plus exit
+
+
+@pytest.mark.parametrize("case", ["listen", "publish_full"])
+def test_uncaught_ctrl_c_shows_only_the_users_frames(case, topic):
+    process = start_child(case, topic)
+    assert read_line(process) == "blocked"
+    process.send_signal(signal.SIGINT)
+    seconds, out, err = seconds_to_exit(process)
+    assert process.returncode == -signal.SIGINT
+    frames = [line for line in err.splitlines() if line.startswith('  File "')]
+    assert err.startswith("Traceback (most recent call last):") and err.endswith("KeyboardInterrupt\n")
+    ours = [line for line in frames if "wrapyfi_like" in line]
+    assert len(ours) == 1 and "wrapper.py" in ours[0], err  # the decorated call, nothing inside it
+    assert "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("policy", ["drop", "latest"])
+def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic):
+    process = start_child(f"exit_{policy}", topic)
+    assert read_line(process) == "returning"
+    seconds, out, err = seconds_to_exit(process)
+    assert (process.returncode, err) == (0, "")
+    assert seconds < 2.0  # bounded by EXIT_LINGER_MS
