@@ -155,3 +155,29 @@ def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic):
     seconds, out, err = seconds_to_exit(process)
     assert (process.returncode, err) == (0, "")
     assert seconds < 2.0  # bounded by EXIT_LINGER_MS
+
+
+def wait_until_polling(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Return once ``thread`` is inside a ZeroMQ poll (it is blocked in a wait of ours)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name in ("poll", "select") and "zmq" in frame.f_code.co_filename:
+                return
+            frame = frame.f_back
+        time.sleep(0.005)
+    pytest.fail("the thread never reached a ZeroMQ wait")
+
+
+def test_close_from_another_thread_ends_a_blocked_publish_and_serve(topic):
+    publisher = Publisher("T", topic)  # should_wait, no listener: waits for one
+    server = Server("T", topic + "/s", value_formats=[ValueFormat()])
+    for communicator, call in ((publisher, lambda: publisher.publish(1)), (server, server.await_request)):
+        errors = []
+        thread = threading.Thread(target=lambda: errors.append(pytest.raises(ClosedError, call)), daemon=True)
+        thread.start()
+        wait_until_polling(thread)
+        communicator.close()
+        thread.join(5)
+        assert not thread.is_alive() and len(errors) == 1
