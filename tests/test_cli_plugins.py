@@ -1,0 +1,47 @@
+"""``wrapyfi-like plugins`` also lists plugins installed as entry points, and entry points that fail."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLUGIN = '''
+from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
+
+
+class Celsius(float):
+    pass
+
+
+@PluginRegistrar.register(types=(Celsius,))
+class CelsiusPlugin(Plugin):
+    codec_id = "demo.Celsius"
+
+    def encode(self, obj, *args, **kwargs):
+        return True, {"__wrapyfi__": (self.codec_id, float(obj))}
+
+    def decode(self, obj_type, obj_full, *args, **kwargs):
+        return True, Celsius(obj_full[1])
+'''
+
+
+def test_entry_point_plugins_are_listed_with_source_and_failures(tmp_path):
+    (tmp_path / "celsius_plugin.py").write_text(PLUGIN)
+    dist_info = tmp_path / "celsius_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: celsius-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[wrapyfi_like.plugins]\ncelsius = celsius_plugin\nbroken = no_such_module_here\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "wrapyfi_like", "plugins"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1  # one entry point failed
+    out = result.stdout
+    assert "demo.Celsius  (CelsiusPlugin)" in out
+    assert f"from:  {tmp_path / 'celsius_plugin.py'}" in out
+    assert "types: celsius_plugin.Celsius" in out
+    assert "FAILED entry point broken = no_such_module_here" in out
+    assert "No module named 'no_such_module_here'" in out
+    assert "Traceback" not in result.stderr
