@@ -32,7 +32,8 @@ class Client:
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
-                 max_message_size: Optional[int] = None, **kwargs: Any) -> None:
+                 max_message_size: Optional[int] = None, curve_server_key: Optional[str] = None,
+                 **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
@@ -41,7 +42,7 @@ class Client:
         self._request_codec = Codec(**kwargs)
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ClientTransport(
-            in_topic, carrier=carrier, max_message_size=self.max_message_size)
+            in_topic, carrier=carrier, max_message_size=self.max_message_size, curve_server_key=curve_server_key)
         self.sent = 0
         self.received = 0
         self.malformed = 0

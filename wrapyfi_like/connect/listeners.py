@@ -31,7 +31,7 @@ class Listener:
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, queue_depth: Optional[int] = None,
-                 **kwargs: Any) -> None:
+                 curve_server_key: Optional[str] = None, **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
@@ -41,6 +41,7 @@ class Listener:
         self._transport = middleware_module(middleware).ListenerTransport(
             in_topic, carrier=carrier, info={"class_name": name, "data_type": data_type},
             max_message_size=self.max_message_size, queue_depth=check_queue_depth(queue_depth),
+            curve_server_key=curve_server_key,
         )
         self._lock = threading.Lock()
         self.received = 0

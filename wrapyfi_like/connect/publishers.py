@@ -34,7 +34,7 @@ class Publisher:
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  wait_timeout: Optional[float] = None, backpressure: str = "block",
                  queue_depth: Optional[int] = None, max_message_size: Optional[int] = None,
-                 **kwargs: Any) -> None:
+                 curve_secret_key: Optional[str] = None, **kwargs: Any) -> None:
         if backpressure not in BACKPRESSURE_POLICIES:
             raise ConfigurationError(f"backpressure must be one of {BACKPRESSURE_POLICIES}, got {backpressure!r}")
         if check_queue_depth(queue_depth) is None:
@@ -46,7 +46,7 @@ class Publisher:
         self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).PublisherTransport(
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
-            backpressure=backpressure, queue_depth=queue_depth)
+            backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key)
         self._count_lock = threading.Lock()
         self.sent = 0
 

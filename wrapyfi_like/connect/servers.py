@@ -44,7 +44,8 @@ class Server:
 
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
-                 max_message_size: Optional[int] = None, **kwargs: Any) -> None:
+                 max_message_size: Optional[int] = None, curve_secret_key: Optional[str] = None,
+                 **kwargs: Any) -> None:
         check_topic(out_topic)
         self.name = name
         self.out_topic = out_topic
@@ -54,7 +55,7 @@ class Server:
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ServerTransport(
             out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
-            max_message_size=self.max_message_size,
+            max_message_size=self.max_message_size, curve_secret_key=curve_secret_key,
         )
         self.received = 0
         self.served = 0

@@ -35,14 +35,18 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_TOPIC_LENGTH, check_topic  # noqa: F401
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms, remaining_seconds
+from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
+from wrapyfi_like.middlewares.zeromq.peers import ConnectionMonitor, PeerState, prepare
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
 PUBLISHER_LINGER_MS = 1000
 """How long unsent messages may hold up closing a publisher (and interpreter exit)."""
+PEER_CHECK_INTERVAL = 0.1
+"""Seconds between looks at the connection monitors while sending (for refused handshakes)."""
 
 
 def topic_frame(topic: str) -> bytes:
@@ -69,8 +73,14 @@ class ZeroMQPublisherTransport:
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
-                 backpressure: str = "block", queue_depth: int = 1000) -> None:
+                 backpressure: str = "block", queue_depth: int = 1000,
+                 curve_secret_key: Optional[Key] = None) -> None:
         self.topic = topic
+        self._keys = producer_keys(curve_secret_key)
+        self._monitors: dict[str, ConnectionMonitor] = {}
+        self._rejected: set[str] = set()  # listeners that refused the handshake, while listed
+        self._unreachable: set[str] = set()  # listeners whose messages are being dropped (logged once)
+        self._next_peer_check = 0.0
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._queue_depth = queue_depth
@@ -99,6 +109,8 @@ class ZeroMQPublisherTransport:
             self._follow()
             if self._should_wait and not self._outlets:
                 self._wait_for_listener()
+            if time.monotonic() >= self._next_peer_check:
+                self._check_peers()
             message = [self._topic_frame, *frames]
             for endpoint in list(self._outlets):
                 self._send_to(endpoint, message)
@@ -107,16 +119,38 @@ class ZeroMQPublisherTransport:
         if self._watch.endpoints is self._followed:
             return  # nothing changed: the common case costs no system call
         endpoints = self._followed = self._watch.consume()
-        for endpoint in endpoints - self._outlets.keys():
+        self._rejected &= endpoints
+        for endpoint in endpoints - self._outlets.keys() - self._rejected:
             outlet = self._context.socket(zmq.PUSH)
             outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
             outlet.setsockopt(zmq.SNDHWM, self._queue_depth)
+            prepare(outlet)
+            if self._keys is not None:
+                self._keys.apply(outlet)
+            self._monitors[endpoint] = ConnectionMonitor(outlet, f"publisher on {self.topic}")
+            self._monitors[endpoint].connecting(endpoint)
             outlet.connect(endpoint)
             self._outlets[endpoint] = outlet
         for endpoint in self._outlets.keys() - endpoints:
-            self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
-            if self._pending.pop(endpoint, None) is not None:
-                self.dropped += 1
+            self._drop_outlet(endpoint)  # that listener is gone
+
+    def _drop_outlet(self, endpoint: str) -> None:
+        self._outlets.pop(endpoint).close(linger=0)
+        self._monitors.pop(endpoint).close()
+        self._unreachable.discard(endpoint)
+        if self._pending.pop(endpoint, None) is not None:
+            self.dropped += 1
+
+    def _check_peers(self) -> None:
+        """Close outlets whose listener refused the handshake (it cannot take our messages)."""
+        self._next_peer_check = time.monotonic() + PEER_CHECK_INTERVAL
+        for endpoint, monitor in list(self._monitors.items()):
+            state = monitor.update().get(endpoint)
+            if state is PeerState.REJECTED:
+                self._drop_outlet(endpoint)
+                self._rejected.add(endpoint)
+            elif state is PeerState.UP:
+                self._unreachable.discard(endpoint)
 
     def _wait_for_listener(self) -> None:
         logger.info("waiting for a listener on %s", self.topic)
@@ -140,14 +174,32 @@ class ZeroMQPublisherTransport:
                 outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
                 return
             except zmq.Again:
+                self._check_peers()
+                if self._monitors.get(endpoint) is None:
+                    return  # it refused us
+                if self._monitors[endpoint].state(endpoint) is PeerState.DOWN:
+                    self._drop_for_unreachable(endpoint)
+                    return
                 poller = zmq.Poller()
                 poller.register(outlet, zmq.POLLOUT)
                 poller.register(self._watch.fileno(), zmq.POLLIN)
                 poller.register(self._wake_read, zmq.POLLIN)
+                poller.register(self._monitors[endpoint].events, zmq.POLLIN)
                 events = dict(poller.poll())
                 self._check_open()
                 if self._watch.fileno() in events:
                     self._follow()
+
+    def _drop_for_unreachable(self, endpoint: str) -> None:
+        """A listener whose connection dropped never holds the publisher up: its queue is full,
+        so this message for it is dropped (counted; logged once per outage). Its queued messages
+        still go out if it reconnects; if it is dead, discovery soon stops listing it. (A listener
+        not connected yet is waited for: it is new, or dead and soon no longer listed.)"""
+        self.dropped += 1
+        if endpoint not in self._unreachable:
+            self._unreachable.add(endpoint)
+            logger.warning("publisher on %s: listener %s is unreachable and its queue is full; "
+                           "dropping its messages until it reconnects", self.topic, endpoint)
 
     def _send_or_drop(self, endpoint: str, message: list) -> None:
         if not _try_send(self._outlets[endpoint], message):
@@ -188,6 +240,9 @@ class ZeroMQPublisherTransport:
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
+            for monitor in self._monitors.values():
+                monitor.close()
+            self._monitors.clear()
 
 
 def _try_send(outlet: zmq.Socket, message: list) -> bool:
@@ -207,7 +262,8 @@ class ZeroMQListenerTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
+                 curve_server_key: Optional[Key] = None) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._max_message_size = max_message_size
@@ -217,6 +273,9 @@ class ZeroMQListenerTransport:
         limit_frame_size(self._socket, max_message_size)
         if queue_depth is not None:
             self._socket.setsockopt(zmq.RCVHWM, queue_depth)
+        keys = consumer_keys(curve_server_key)
+        if keys is not None:
+            keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._wake_read, self._wake_write = os.pipe()

@@ -35,9 +35,9 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitT
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
+from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
-from wrapyfi_like.middlewares.zeromq.peers import ConnectionMonitor, PeerState, prepare
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
@@ -75,7 +75,8 @@ class ZeroMQServerTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: object) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Optional[Key] = None,
+                 **_: object) -> None:
         self.topic = topic
         self._max_message_size = max_message_size
         self._lock = threading.Lock()
@@ -87,6 +88,9 @@ class ZeroMQServerTransport:
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._wake_read, zmq.POLLIN)
         self._socket.setsockopt(zmq.LINGER, SERVER_LINGER_MS)  # a reply sent just before exit still goes out
+        keys = producer_keys(curve_secret_key)
+        if keys is not None:
+            keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._agent = NodeAgent.get()
@@ -168,8 +172,8 @@ class ZeroMQClientTransport:
     Thread-safe: calls from several threads take turns on the one socket.
     """
 
-    def __init__(self, topic: str, carrier: str = "tcp",
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: object) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 curve_server_key: Optional[Key] = None, **_: object) -> None:
         self.topic = topic
         self._key = service_key(topic)
         self._max_message_size = max_message_size
@@ -177,9 +181,9 @@ class ZeroMQClientTransport:
         self._socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         limit_frame_size(self._socket, max_message_size)
-        prepare(self._socket)
-        self._monitor = ConnectionMonitor(self._socket, f"client of {topic}")
-        self._parked: set[str] = set()  # servers still listed, but not connected: see _park_dead
+        keys = consumer_keys(curve_server_key)
+        if keys is not None:
+            keys.apply(self._socket)
         # Not ZMQ_IMMEDIATE: with it, libzmq discards replies not yet read when their server
         # disconnects, so a server that exits right after its last reply would lose that reply.
         self._agent = NodeAgent.get()
@@ -207,19 +211,15 @@ class ZeroMQClientTransport:
             return self._await_reply(request_id, deadline, timeout)
 
     def _send(self, message: list, deadline: Optional[float], timeout: Optional[float]) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLOUT)
+        poller.register(self._watch.fileno(), zmq.POLLIN)
         while True:
-            live = self._park_dead()
-            if live:
-                try:
-                    self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
-                    return
-                except zmq.Again:
-                    pass  # no server connected yet, or every server's queue is full
-            poller = zmq.Poller()
-            poller.register(self._watch.fileno(), zmq.POLLIN)
-            poller.register(self._monitor.events, zmq.POLLIN)
-            if live:
-                poller.register(self._socket, zmq.POLLOUT)
+            try:
+                self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass  # no server connected yet, or every server's queue is full
             events = dict(poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
@@ -263,46 +263,16 @@ class ZeroMQClientTransport:
         Never drop while a reply is awaited: disconnecting discards what already arrived from
         that server, and a server that exits right after replying withdraws at that moment.
         """
-        for endpoint in endpoints - self._connected - self._parked:
-            self._monitor.connecting(endpoint)
+        for endpoint in endpoints - self._connected:
             self._socket.connect(endpoint)
             self._connected.add(endpoint)
         if drop_gone:
             for endpoint in self._connected - endpoints:
-                self._disconnect(endpoint)
-            self._connected = set(endpoints) - self._parked
-            self._parked &= endpoints
-
-    def _disconnect(self, endpoint: str) -> None:
-        self._monitor.forget(endpoint)
-        try:
-            self._socket.disconnect(endpoint)
-        except zmq.ZMQError:
-            pass  # already gone
-
-    def _park_dead(self) -> bool:
-        """Disconnect from servers whose connection dropped while another server may answer;
-        True if a server that may answer (connecting or connected) is connected.
-
-        A killed server stays listed in discovery until its entry expires, and a DEALER hands
-        requests round-robin to every connection, live or not: without this, every other request
-        would wait for a dead server until it times out. When no live server is left, the parked
-        ones are connected again, but count as live only once a handshake succeeds, so a server
-        that was only cut off is found again once it is back.
-        """
-        states = self._monitor.update()
-        dead = {e for e in self._connected if states.get(e) in (PeerState.DOWN, PeerState.REJECTED)}
-        if dead and dead != self._connected:
-            for endpoint in dead:
-                self._disconnect(endpoint)
-            self._connected -= dead
-            self._parked |= dead
-        elif self._parked and not self._connected - dead:
-            parked, self._parked = self._parked, set()
-            self._follow(frozenset(parked | self._connected), drop_gone=False)
-            for endpoint in parked:
-                states[endpoint] = PeerState.DOWN
-        return bool(self._connected - dead)
+                try:
+                    self._socket.disconnect(endpoint)
+                except zmq.ZMQError:
+                    pass  # already gone
+            self._connected = set(endpoints)
 
     def close(self) -> None:
         with self._lock:
@@ -311,4 +281,3 @@ class ZeroMQClientTransport:
             self._closed = True
             self._agent.unwatch(self._watch)
             self._socket.close()
-            self._monitor.close()
