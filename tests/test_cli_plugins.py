@@ -45,3 +45,36 @@ def test_entry_point_plugins_are_listed_with_source_and_failures(tmp_path):
     assert "FAILED entry point broken = no_such_module_here" in out
     assert "No module named 'no_such_module_here'" in out
     assert "Traceback" not in result.stderr
+
+
+ENCODE = '''
+from celsius_plugin import Celsius
+from wrapyfi_like.encoding import Codec
+print(" ".join(bytes(frame).hex() for frame in Codec().encode({"t": Celsius(21.5)})))
+'''
+
+DECODE = '''
+import sys
+from wrapyfi_like.encoding import Codec
+codec = Codec()
+assert "importlib.metadata" not in sys.modules, "entry points were read at start-up"
+value = codec.decode([bytes.fromhex(frame) for frame in sys.argv[1].split()])["t"]
+print(type(value).__name__, value)
+'''
+
+
+def test_a_plugin_installed_only_as_an_entry_point_is_found_when_first_needed(tmp_path):
+    """The receiving process never imports the plugin itself: the unknown codec id makes the
+    codec read the entry points, which it does not do at start-up (it costs ~60 ms)."""
+    (tmp_path / "celsius_plugin.py").write_text(PLUGIN)
+    dist_info = tmp_path / "celsius_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: celsius-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[wrapyfi_like.plugins]\ncelsius = celsius_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    encoded = subprocess.run([sys.executable, "-c", ENCODE], env=env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, check=True).stdout.strip()
+    result = subprocess.run([sys.executable, "-c", DECODE, encoded], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Celsius 21.5"

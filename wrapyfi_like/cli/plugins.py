@@ -12,6 +12,7 @@ from wrapyfi_like.utils import plugin_discovery
 def list_plugins(args: argparse.Namespace, out: TextIO) -> int:
     """Load every plugin (built-in, WRAPYFI_PLUGIN_PATHS, entry points) and list them; 1 if any failed."""
     plugin_discovery.load_external_plugins()
+    plugin_discovery.load_entry_point_plugins()
     plugin_discovery.load_all_builtins()
     for plugin in plugin_discovery.loaded_plugins():
         out.write(f"{plugin.codec_id}  ({plugin.name})\n")

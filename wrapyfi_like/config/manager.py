@@ -24,14 +24,11 @@ after the file is loaded, so this cannot be an error at load time).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
 import warnings
 from typing import Any, Iterable, Optional, Union
-
-import yaml
 
 from wrapyfi_like.connect.modes import MODES
 from wrapyfi_like.exceptions import ConfigurationError
@@ -100,7 +97,7 @@ class ConfigManager:
         known = sorted(set(known))
         for name in self.config:
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=3)
+                close = _close_matches(name, known)
                 message = (f"the mode configuration from {self.source} names class {name!r}, which is "
                            "not a MiddlewareCommunicator class defined so far"
                            + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""))
@@ -109,7 +106,7 @@ class ConfigManager:
 
     def method_typo_error(self, class_name: str, method: str, decorated: Iterable[str]) -> ConfigurationError:
         decorated = sorted(decorated)
-        close = difflib.get_close_matches(method, decorated, n=3)
+        close = _close_matches(method, decorated)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else (
             f"its decorated methods are {', '.join(decorated) or 'none'}")
         return ConfigurationError(
@@ -118,7 +115,15 @@ class ConfigManager:
         )
 
 
+def _close_matches(name: str, known: Iterable[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, known, n=3)
+
+
 def _load_file(path: Union[str, os.PathLike]) -> Any:
+    import yaml  # here, not at the top: importing PyYAML is a quarter of our import time
+
     try:
         with open(path, encoding="utf-8") as stream:
             return yaml.safe_load(stream) or {}

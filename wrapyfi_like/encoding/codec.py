@@ -106,13 +106,15 @@ class Codec:
 
     def encoder_plugin(self, obj_type: type) -> Plugin | None:
         plugin_cls = PluginRegistrar.encoder_for(obj_type)
-        if plugin_cls is None and plugin_discovery.load_builtin_for_type(obj_type):
+        if plugin_cls is None and (plugin_discovery.load_builtin_for_type(obj_type)
+                                   or plugin_discovery.load_entry_point_plugins()):
             plugin_cls = PluginRegistrar.encoder_for(obj_type)
         return None if plugin_cls is None else self._plugin(plugin_cls)
 
     def decoder_plugin(self, codec_id: str) -> Plugin:
         plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
-        if plugin_cls is None and plugin_discovery.load_builtin_for_id(codec_id):
+        if plugin_cls is None and (plugin_discovery.load_builtin_for_id(codec_id)
+                                   or plugin_discovery.load_entry_point_plugins()):
             plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
         if plugin_cls is None:
             raise DecodeError(
