@@ -1,11 +1,13 @@
 # Two commands set everything up: `make demo` and `make test`. Both create .venv on first use.
 # `make docs` builds the documentation site into site/ (mkdocs-material, strict).
+# `make bench` measures us against plain pyzmq (and Wrapyfi) and rewrites docs/benchmarks.md;
+# `make bench-quick` is the under-two-minutes version, written to benchmarks/results/quick/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test docs clean
+.PHONY: demo test docs bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,10 @@ $(VENV)/.docs: $(VENV)/.base
 	$(PIP) -e ".[docs]"
 	touch $@
 
+$(VENV)/.bench: $(VENV)/.test
+	$(PIP) -e ".[test,torch,cli,bench]"
+	touch $@
+
 demo: $(VENV)/.base
 	$(BIN)/python examples/demo.py
 
@@ -32,6 +38,13 @@ test: $(VENV)/.test
 
 docs: $(VENV)/.docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+bench: $(VENV)/.bench
+	$(BIN)/python -m benchmarks.run
+
+QUICK_RESULTS ?= benchmarks/results/quick
+bench-quick: $(VENV)/.bench
+	$(BIN)/python -m benchmarks.run --quick --output-dir $(QUICK_RESULTS) --markdown $(QUICK_RESULTS)/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build site *.egg-info

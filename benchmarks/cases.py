@@ -1,0 +1,90 @@
+"""What the benchmark sends: one :class:`Case` per payload, shared by the driver and the peers.
+
+A case names a payload kind and size. The peers build the payload from the case (so nothing large
+crosses a command line), and every path (ours, the pyzmq baseline, Wrapyfi) sends the same value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+KB, MB = 1024, 1024 * 1024
+
+IMAGE_SHAPE = (480, 640, 3)
+TABLE_SIDE = 200
+
+
+@dataclass(frozen=True)
+class Case:
+    """One payload. ``kind`` picks how it is built and which data type carries it."""
+
+    kind: str
+    size: int
+    pattern: str = "stream"  # "stream": publish → listen; "rpc": request → reply echo
+
+    @property
+    def name(self) -> str:
+        labels = {"numpy": "float32", "torch": "torch f32", "dict": "dict", "dataframe": "DataFrame 200x200",
+                  "table": "Table 200x200", "image": "Image 640x480 raw", "jpeg": "Image 640x480 JPEG",
+                  "echo": "REQ/REP echo"}
+        if self.kind in ("dataframe", "table", "image", "jpeg"):
+            return labels[self.kind]
+        return f"{labels[self.kind]} {human_size(self.size)}"
+
+    def counts(self, quick: bool) -> tuple[int, int]:
+        """Messages for the flat-out run and for the lock-step latency run."""
+        budget = (96 if quick else 384) * MB
+        flat_out = max(12 if quick else 24, min(2000 if quick else 6000, budget // self.size))
+        lock_step = max(8 if quick else 16, min(300 if quick else 1000, (budget // 4) // self.size))
+        return int(flat_out), int(lock_step)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def human_size(size: int) -> str:
+    return f"{size // MB} MB" if size >= MB else f"{size // KB} KB"
+
+
+def all_cases(quick: bool) -> list[Case]:
+    sizes = [KB, MB, 16 * MB] if quick else [KB, 64 * KB, MB, 16 * MB, 64 * MB]
+    cases = [Case("numpy", size) for size in sizes]
+    cases += [Case("torch", size) for size in sizes]
+    cases += [Case("dict", KB), Case("dataframe", TABLE_SIDE * TABLE_SIDE * 8), Case("table", TABLE_SIDE * TABLE_SIDE * 8),
+              Case("image", IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]),
+              Case("jpeg", IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2])]
+    cases += [Case("echo", KB, "rpc"), Case("echo", MB, "rpc")]
+    if quick:
+        cases.append(Case("numpy", 64 * MB))  # the memory targets are stated at 64 MB
+    return cases
+
+
+def make_payload(case: Case) -> Any:
+    """The value every path sends for ``case``; deterministic so runs compare like with like."""
+    import numpy as np
+
+    if case.kind in ("numpy", "echo"):
+        return np.arange(case.size // 4, dtype=np.float32)
+    if case.kind == "torch":
+        import torch
+
+        return torch.arange(case.size // 4, dtype=torch.float32)
+    if case.kind == "dict":
+        return {"name": "pose", "frame": 42, "ok": True, "stamp": 1732350000.25,
+                "values": [float(i) * 0.5 for i in range(100)], "label": "x" * 64}
+    if case.kind in ("dataframe", "table"):
+        import pandas as pd
+
+        frame = pd.DataFrame(np.arange(TABLE_SIDE * TABLE_SIDE, dtype=np.float64).reshape(TABLE_SIDE, TABLE_SIDE),
+                             columns=[f"c{i}" for i in range(TABLE_SIDE)])
+        if case.kind == "dataframe":
+            return frame
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if case.kind in ("image", "jpeg"):
+        rows = np.arange(IMAGE_SHAPE[0], dtype=np.uint16)[:, None, None]
+        cols = np.arange(IMAGE_SHAPE[1], dtype=np.uint16)[None, :, None]
+        return ((rows + cols * np.array([1, 2, 3], dtype=np.uint16)) % 256).astype(np.uint8)
+    raise ValueError(f"unknown case kind {case.kind!r}")

@@ -1,0 +1,262 @@
+"""The ways a payload can travel, each as a sender and a receiver used by :mod:`benchmarks.peer`.
+
+- ``ours``: a decorated method in publish/listen (or request/reply) mode: the path users take.
+- ``baseline``: plain pyzmq, the fastest honest Python path: a small msgpack header frame plus the
+  payload's own buffer sent with ``copy=False``, rebuilt with ``np.frombuffer`` on receipt; tables
+  travel as Arrow IPC bytes, JPEG frames as Pillow-encoded bytes, dicts as one msgpack frame.
+- ``wrapyfi``: Wrapyfi 0.5.0's zeromq middleware, when it is installed (``pip install .[bench]``).
+
+Every receiver returns ``(sequence_number, value)``; the sequence number is None where the data
+type leaves no room for one (an ``Image`` is just the frame), and drops are then counted by number.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+from typing import Any, Callable, Optional
+
+import msgpack
+import numpy as np
+import zmq
+
+from benchmarks.cases import IMAGE_SHAPE, Case
+
+RECONNECT_IVL_MS = 10
+"""The baseline's sockets retry a connection every 10 ms, not pyzmq's 100 ms, so the baseline's
+start-up time is not inflated by a retry interval."""
+
+
+def data_type_and_kwargs(case: Case) -> tuple[str, dict]:
+    if case.kind in ("image", "jpeg"):
+        height, width, _ = IMAGE_SHAPE
+        return "Image", {"width": width, "height": height, "rgb": True, "jpg": case.kind == "jpeg"}
+    return "NativeObject", {}
+
+
+def carries_sequence(case: Case) -> bool:
+    return data_type_and_kwargs(case)[0] == "NativeObject"
+
+
+# --- ours -----------------------------------------------------------------------------------------
+
+def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str = "wrapyfi_like") -> Any:
+    """A decorated method in ``mode``, written exactly as a user writes it, from ``package``
+    (``wrapyfi_like``, or ``wrapyfi``: the same code with the other import)."""
+    MiddlewareCommunicator = importlib.import_module(f"{package}.connect.wrapper").MiddlewareCommunicator
+
+    data_type, kwargs = data_type_and_kwargs(case)
+
+    class Bench(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register(data_type, "zeromq", "Bench", topic, carrier=carrier,
+                                         should_wait=True, **kwargs)
+        def exchange(self, value: Any) -> tuple:
+            return value,
+
+    bench = Bench()
+    bench.activate_communication(Bench.exchange, mode=mode)
+    return bench
+
+
+class OursSender:
+    package = "wrapyfi_like"
+
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._wraps = carries_sequence(case)
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package)
+
+    def send(self, sequence: int, payload: Any) -> None:
+        self._bench.exchange({"seq": sequence, "data": payload} if self._wraps else payload)
+
+    def close(self) -> None:
+        self._bench.close()
+
+
+class OursReceiver:
+    package = "wrapyfi_like"
+
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._wraps = carries_sequence(case)
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "listen", self.package)
+
+    def recv(self) -> tuple[Optional[int], Any]:
+        value, = self._bench.exchange(None)
+        if self._wraps:
+            return value["seq"], value["data"]
+        return None, value
+
+    def close(self) -> None:
+        self._bench.close()
+
+
+class OursServer:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "reply")
+
+    def serve_one(self) -> None:
+        self._bench.exchange(None)
+
+    def close(self) -> None:
+        self._bench.close()
+
+
+class OursClient:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "request")
+
+    def call(self, payload: Any) -> Any:
+        return self._bench.exchange(payload)[0]
+
+    def close(self) -> None:
+        self._bench.close()
+
+
+# --- baseline: plain pyzmq ------------------------------------------------------------------------
+
+def _socket(kind: int) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(kind)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.LINGER, 5000)
+    return sock
+
+
+def _to_frames(case: Case, sequence: int, payload: Any) -> list:
+    """The baseline's message: ``[msgpack header, body]``, the body zero-copy wherever possible."""
+    if case.kind in ("numpy", "echo", "image"):
+        return [msgpack.packb([sequence, payload.dtype.str, payload.shape]), payload]
+    if case.kind == "torch":
+        array = payload.numpy()
+        return [msgpack.packb([sequence, array.dtype.str, array.shape]), array]
+    if case.kind == "dict":
+        return [msgpack.packb([sequence]), msgpack.packb(payload)]
+    if case.kind in ("dataframe", "table"):
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(payload, preserve_index=False) if case.kind == "dataframe" else payload
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return [msgpack.packb([sequence]), sink.getvalue()]
+    if case.kind == "jpeg":
+        from PIL import Image
+
+        encoded = io.BytesIO()
+        Image.fromarray(payload).save(encoded, format="JPEG", quality=90)
+        return [msgpack.packb([sequence]), encoded.getbuffer()]
+    raise ValueError(case.kind)
+
+
+def _from_frames(case: Case, frames: list) -> tuple[int, Any]:
+    header = msgpack.unpackb(frames[0].buffer)
+    body = frames[1].buffer
+    if case.kind in ("numpy", "echo", "image", "torch"):
+        array = np.frombuffer(body, dtype=header[1]).reshape(header[2])
+        if case.kind == "torch":
+            import torch
+
+            return header[0], torch.from_numpy(array)
+        return header[0], array
+    if case.kind == "dict":
+        return header[0], msgpack.unpackb(body)
+    if case.kind in ("dataframe", "table"):
+        import pyarrow as pa
+
+        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        return header[0], table.to_pandas() if case.kind == "dataframe" else table
+    if case.kind == "jpeg":
+        from PIL import Image
+
+        return header[0], np.asarray(Image.open(io.BytesIO(body)))
+    raise ValueError(case.kind)
+
+
+class BaselineSender:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._case = case
+        self._socket = _socket(zmq.PUSH)
+        self._socket.connect(endpoints["data"])
+
+    def send(self, sequence: int, payload: Any) -> None:
+        self._socket.send_multipart(_to_frames(self._case, sequence, payload), copy=False)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class BaselineReceiver:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._case = case
+        self._socket = _socket(zmq.PULL)
+        self._socket.bind(endpoints["data"])
+
+    def recv(self) -> tuple[Optional[int], Any]:
+        return _from_frames(self._case, self._socket.recv_multipart(copy=False))
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class BaselineServer:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._case = case
+        self._socket = _socket(zmq.REP)
+        self._socket.bind(endpoints["data"])
+
+    def serve_one(self) -> None:
+        sequence, value = _from_frames(self._case, self._socket.recv_multipart(copy=False))
+        self._socket.send_multipart(_to_frames(self._case, sequence, value), copy=False)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class BaselineClient:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        self._case = case
+        self._socket = _socket(zmq.REQ)
+        self._socket.connect(endpoints["data"])
+
+    def call(self, payload: Any) -> Any:
+        self._socket.send_multipart(_to_frames(self._case, 0, payload), copy=False)
+        return _from_frames(self._case, self._socket.recv_multipart(copy=False))[1]
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+# --- Wrapyfi 0.5.0 -------------------------------------------------------------------------------
+
+class WrapyfiSender(OursSender):
+    package = "wrapyfi"
+
+
+class WrapyfiReceiver(OursReceiver):
+    """Wrapyfi's listener returns None until its subscription is established, even with
+    ``should_wait``, so a Wrapyfi user loops until a value arrives; so does this receiver."""
+
+    package = "wrapyfi"
+
+    def recv(self) -> tuple[Optional[int], Any]:
+        while True:
+            value, = self._bench.exchange(None)
+            if value is not None:
+                return (value["seq"], value["data"]) if self._wraps else (None, value)
+
+
+def wrapyfi_environment(free_port: Callable[[], int]) -> dict:
+    """Wrapyfi's settings for one run: its built-in plugins (numpy, torch, pandas …) load only from
+    WRAPYFI_PLUGIN_PATHS, and its broker and parameter ports must not collide between runs."""
+    import wrapyfi
+
+    ports = ("SOCKET_PUB_PORT", "SOCKET_SUB_PORT", "PARAM_PUB_PORT", "PARAM_SUB_PORT", "PARAM_REQREP_PORT")
+    return {"WRAPYFI_PLUGIN_PATHS": os.path.dirname(wrapyfi.__file__),
+            **{f"WRAPYFI_ZEROMQ_{port}": str(free_port()) for port in ports}}
+
+
+PATHS = {
+    "ours": {"sender": OursSender, "receiver": OursReceiver, "server": OursServer, "client": OursClient},
+    "baseline": {"sender": BaselineSender, "receiver": BaselineReceiver, "server": BaselineServer,
+                 "client": BaselineClient},
+    "wrapyfi": {"sender": WrapyfiSender, "receiver": WrapyfiReceiver},
+}

@@ -1,0 +1,236 @@
+"""Run every benchmark case through every path, alternating, and write the results.
+
+``python -m benchmarks.run [--quick]`` (``make bench`` / ``make bench-quick``). Each case runs as a
+fresh pair of processes per path, our path and the baseline back to back (their order alternating
+between repetitions), so both see the same machine at nearly the same moment: the ratios between
+them are what we judge, the absolute numbers are what this machine happened to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from benchmarks.cases import MB, Case, all_cases
+from benchmarks.paths import wrapyfi_environment
+from benchmarks.report import write_markdown, write_plot
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT = 180.0
+"""Seconds one pair of processes may take; a run that never sees its last message ends here."""
+IMPORT_REPEATS = 7
+
+logger = logging.getLogger("benchmarks")
+
+
+def now_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def address(transport: str, workdir: str) -> str:
+    if transport == "tcp":
+        return f"tcp://127.0.0.1:{free_port()}"
+    return f"ipc://{workdir}/{uuid.uuid4().hex[:12]}.sock"
+
+
+def available_paths() -> list[str]:
+    paths = ["ours", "baseline"]
+    try:
+        import wrapyfi  # noqa: F401  (only asks whether it is installed)
+    except ImportError:
+        return paths
+    return paths + ["wrapyfi"]
+
+
+def user_environment() -> dict:
+    """This environment as a user's would be: Python caches compiled modules (a test runner or
+    CI may have turned that off, which would add compile time to every start-up and import)."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
+def run_pair(case: Case, path: str, transport: str, quick: bool, workdir: str) -> dict:
+    """Launch both ends of one run together and combine what they report."""
+    flat_out, lock_step = case.counts(quick)
+    if path == "wrapyfi":  # 20-40x slower: fewer messages keep the run short, the rate is still clear
+        flat_out, lock_step = max(8, flat_out // 8), max(4, lock_step // 4)
+    spec = {"case": case.to_dict(), "path": path, "flat_out": flat_out, "lock_step": lock_step,
+            "ack": address(transport, workdir),
+            "endpoints": {"topic": f"/bench/{uuid.uuid4().hex[:8]}", "carrier": transport,
+                          "data": address(transport, workdir)}}
+    env = dict(user_environment(), WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
+               WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
+    if path == "wrapyfi":
+        env.update(wrapyfi_environment(free_port))
+    roles = ("receiver", "sender") if case.pattern == "stream" else ("server", "client")
+    launched = now_ns()
+    peers = {role: Peer(role, {**spec, "role": role}, env) for role in roles}
+    reports, errors = collect(peers)
+    row = {"case": case.name, "kind": case.kind, "size": case.size, "pattern": case.pattern,
+           "path": path, "transport": transport, "flat_out": flat_out, "lock_step": lock_step}
+    if errors:
+        return {**row, "error": "; ".join(errors)}
+    return {**row, **(stream_metrics(case, reports, launched) if case.pattern == "stream"
+                      else rpc_metrics(reports, launched))}
+
+
+class Peer:
+    """One end of a run: its process, with output kept in files so it can never block on a pipe."""
+
+    def __init__(self, role: str, spec: dict, env: dict) -> None:
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.peer", json.dumps(spec)],
+                                        cwd=REPO, env=env, text=True, stdout=self.out, stderr=self.err)
+
+    def outputs(self) -> tuple[str, str]:
+        outputs = []
+        for stream in (self.out, self.err):
+            stream.seek(0)
+            outputs.append(stream.read())
+            stream.close()
+        return outputs[0], outputs[1]
+
+
+def collect(peers: dict[str, Peer]) -> tuple[dict, list[str]]:
+    """Each role's JSON report; if one end fails or the run times out, both ends are stopped."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    running = [peer.process for peer in peers.values()]
+    while running and time.monotonic() < deadline:
+        try:
+            running[0].wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            running.append(running.pop(0))  # check the other end next
+            continue
+        if running.pop(0).returncode != 0:
+            break
+    for process in running:
+        process.kill()
+        process.wait()
+    reports, errors = {}, []
+    for role, peer in peers.items():
+        out, err = peer.outputs()
+        if peer.process.returncode != 0:
+            last_line = (err.strip().splitlines() or ["killed: the other end failed or the run timed out"])[-1]
+            errors.append(f"{role} exited {peer.process.returncode}: {last_line}")
+        else:
+            reports[role] = json.loads(out.strip().splitlines()[-1])
+    return reports, errors
+
+
+def stream_metrics(case: Case, reports: dict, launched: int) -> dict:
+    sender, receiver = reports["sender"], reports["receiver"]
+    seconds = (receiver["last_ns"] - receiver["first_ns"]) / 1e9
+    rate = (receiver["arrived"] - 1) / seconds if seconds > 0 else float("nan")
+    latencies = sorted(sender["latencies_ns"])
+    return {"msgs_per_s": rate, "mb_per_s": rate * case.size / 1e6,
+            "latency_median_us": percentile(latencies, 50) / 1e3, "latency_p99_us": percentile(latencies, 99) / 1e3,
+            "missing": receiver["missing"], "out_of_order": receiver["out_of_order"],
+            "startup_s": (receiver["first_arrival_ns"] - launched) / 1e9,
+            "listener_extra_payloads": receiver["lock_step_extra_memory"] / case.size,
+            "listener_flat_out_extra_payloads": receiver["flat_out_extra_memory"] / case.size,
+            "publisher_extra_payloads": sender["extra_memory"] / case.size}
+
+
+def rpc_metrics(reports: dict, launched: int) -> dict:
+    round_trips = sorted(reports["client"]["round_trips_ns"])
+    return {"msgs_per_s": 1e9 / statistics.fmean(round_trips),
+            "latency_median_us": percentile(round_trips, 50) / 1e3,
+            "latency_p99_us": percentile(round_trips, 99) / 1e3, "missing": 0,
+            "startup_s": (reports["client"]["first_arrival_ns"] - launched) / 1e9}
+
+
+def percentile(ordered: list, percent: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(percent / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+IMPORTS = {"ours": "import wrapyfi_like.connect.wrapper", "baseline": "import zmq, numpy, msgpack"}
+
+
+def import_times(repeats: int) -> dict[str, list[float]]:
+    """Seconds each import statement takes in a fresh interpreter, alternating between the two."""
+    times: dict[str, list[float]] = {name: [] for name in IMPORTS}
+    for repeat in range(repeats + 1):  # the first round only fills the bytecode caches
+        for name in (list(IMPORTS) if repeat % 2 == 0 else list(reversed(IMPORTS))):
+            code = f"import time; t = time.perf_counter(); {IMPORTS[name]}; print(time.perf_counter() - t)"
+            out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=user_environment(), check=True,
+                                 capture_output=True, text=True)
+            if repeat:
+                times[name].append(float(out.stdout))
+    return times
+
+
+def wrapyfi_runs(case: Case, transport: str, quick: bool) -> bool:
+    """Wrapyfi's column: publish/listen over tcp (it sends pub/sub over tcp whatever the carrier);
+    in a quick run only up to 1 MB, where it takes seconds rather than minutes."""
+    return case.pattern == "stream" and transport == "tcp" and (not quick or case.size <= MB)
+
+
+def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats: int, quick: bool) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wl-bench-") as workdir:
+        for repeat in range(repeats):
+            for transport in transports:
+                for case in cases:
+                    order = paths if repeat % 2 == 0 else list(reversed(paths))
+                    for path in order:
+                        if path == "wrapyfi" and not wrapyfi_runs(case, transport, quick):
+                            continue
+                        row = run_pair(case, path, transport, quick, workdir)
+                        rows.append({**row, "repeat": repeat})
+                        logger.info("%-22s %-4s %-8s %s", case.name, transport, path,
+                                    row.get("error") or f"{row['msgs_per_s']:.0f} msg/s")
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, messages and repetitions (under 2 minutes)")
+    parser.add_argument("--repeats", type=int, help="repetitions of every case (default 3, quick 1)")
+    parser.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 'dict'")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "docs" / "assets" / "benchmarks",
+                        help="where results.json and throughput.png go")
+    parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "benchmarks.md",
+                        help="the Markdown report to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    repeats = args.repeats or (1 if args.quick else 3)
+    transports = ["tcp"] if args.quick else ["tcp", "ipc"]
+    paths = available_paths()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    cases = [case for case in all_cases(args.quick) if args.cases is None or args.cases in case.name]
+    if not cases:
+        parser.error(f"no case name contains {args.cases!r}")
+    rows = run_all(cases, paths, transports, repeats, args.quick)
+    imports = import_times(3 if args.quick else IMPORT_REPEATS)
+    results = {"started": started.isoformat(timespec="seconds"), "quick": args.quick, "repeats": repeats,
+               "paths": paths, "transports": transports, "rows": rows, "import_seconds": imports}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    plot = write_plot(results, args.output_dir / "throughput.png")
+    write_markdown(results, args.markdown, plot)
+    failed = [row for row in rows if "error" in row and row["path"] != "wrapyfi"]
+    for row in failed:
+        logger.error("%s %s %s: %s", row["case"], row["transport"], row["path"], row["error"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
