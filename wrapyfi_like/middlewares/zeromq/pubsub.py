@@ -297,10 +297,10 @@ class ZeroMQListenerTransport:
         with self._lock:
             deadline = deadline_after(timeout)
             while not self._closing:
+                if self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return self._receive()  # a message is waiting: no poll (it costs more than the read)
                 events = dict(self._poller.poll(remaining_ms(deadline)))
-                if self._socket in events:
-                    return self._receive()
-                if deadline is not None and time.monotonic() >= deadline:
+                if self._socket not in events and deadline is not None and time.monotonic() >= deadline:
                     return None
             raise ClosedError(f"listener on {self.topic} is closed")
 
