@@ -38,15 +38,12 @@ from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
-from wrapyfi_like.middlewares.zeromq.peers import ConnectionMonitor, PeerState, prepare
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
 PUBLISHER_LINGER_MS = 1000
 """How long unsent messages may hold up closing a publisher (and interpreter exit)."""
-PEER_CHECK_INTERVAL = 0.1
-"""Seconds between looks at the connection monitors while sending (for refused handshakes)."""
 
 
 def topic_frame(topic: str) -> bytes:
@@ -77,10 +74,6 @@ class ZeroMQPublisherTransport:
                  curve_secret_key: Optional[Key] = None) -> None:
         self.topic = topic
         self._keys = producer_keys(curve_secret_key)
-        self._monitors: dict[str, ConnectionMonitor] = {}
-        self._rejected: set[str] = set()  # listeners that refused the handshake, while listed
-        self._unreachable: set[str] = set()  # listeners whose messages are being dropped (logged once)
-        self._next_peer_check = 0.0
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._queue_depth = queue_depth
@@ -109,8 +102,6 @@ class ZeroMQPublisherTransport:
             self._follow()
             if self._should_wait and not self._outlets:
                 self._wait_for_listener()
-            if time.monotonic() >= self._next_peer_check:
-                self._check_peers()
             message = [self._topic_frame, *frames]
             for endpoint in list(self._outlets):
                 self._send_to(endpoint, message)
@@ -119,38 +110,18 @@ class ZeroMQPublisherTransport:
         if self._watch.endpoints is self._followed:
             return  # nothing changed: the common case costs no system call
         endpoints = self._followed = self._watch.consume()
-        self._rejected &= endpoints
-        for endpoint in endpoints - self._outlets.keys() - self._rejected:
+        for endpoint in endpoints - self._outlets.keys():
             outlet = self._context.socket(zmq.PUSH)
             outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
             outlet.setsockopt(zmq.SNDHWM, self._queue_depth)
-            prepare(outlet)
             if self._keys is not None:
                 self._keys.apply(outlet)
-            self._monitors[endpoint] = ConnectionMonitor(outlet, f"publisher on {self.topic}")
-            self._monitors[endpoint].connecting(endpoint)
             outlet.connect(endpoint)
             self._outlets[endpoint] = outlet
         for endpoint in self._outlets.keys() - endpoints:
-            self._drop_outlet(endpoint)  # that listener is gone
-
-    def _drop_outlet(self, endpoint: str) -> None:
-        self._outlets.pop(endpoint).close(linger=0)
-        self._monitors.pop(endpoint).close()
-        self._unreachable.discard(endpoint)
-        if self._pending.pop(endpoint, None) is not None:
-            self.dropped += 1
-
-    def _check_peers(self) -> None:
-        """Close outlets whose listener refused the handshake (it cannot take our messages)."""
-        self._next_peer_check = time.monotonic() + PEER_CHECK_INTERVAL
-        for endpoint, monitor in list(self._monitors.items()):
-            state = monitor.update().get(endpoint)
-            if state is PeerState.REJECTED:
-                self._drop_outlet(endpoint)
-                self._rejected.add(endpoint)
-            elif state is PeerState.UP:
-                self._unreachable.discard(endpoint)
+            self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
+            if self._pending.pop(endpoint, None) is not None:
+                self.dropped += 1
 
     def _wait_for_listener(self) -> None:
         logger.info("waiting for a listener on %s", self.topic)
@@ -174,32 +145,14 @@ class ZeroMQPublisherTransport:
                 outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
                 return
             except zmq.Again:
-                self._check_peers()
-                if self._monitors.get(endpoint) is None:
-                    return  # it refused us
-                if self._monitors[endpoint].state(endpoint) is PeerState.DOWN:
-                    self._drop_for_unreachable(endpoint)
-                    return
                 poller = zmq.Poller()
                 poller.register(outlet, zmq.POLLOUT)
                 poller.register(self._watch.fileno(), zmq.POLLIN)
                 poller.register(self._wake_read, zmq.POLLIN)
-                poller.register(self._monitors[endpoint].events, zmq.POLLIN)
                 events = dict(poller.poll())
                 self._check_open()
                 if self._watch.fileno() in events:
                     self._follow()
-
-    def _drop_for_unreachable(self, endpoint: str) -> None:
-        """A listener whose connection dropped never holds the publisher up: its queue is full,
-        so this message for it is dropped (counted; logged once per outage). Its queued messages
-        still go out if it reconnects; if it is dead, discovery soon stops listing it. (A listener
-        not connected yet is waited for: it is new, or dead and soon no longer listed.)"""
-        self.dropped += 1
-        if endpoint not in self._unreachable:
-            self._unreachable.add(endpoint)
-            logger.warning("publisher on %s: listener %s is unreachable and its queue is full; "
-                           "dropping its messages until it reconnects", self.topic, endpoint)
 
     def _send_or_drop(self, endpoint: str, message: list) -> None:
         if not _try_send(self._outlets[endpoint], message):
@@ -240,9 +193,6 @@ class ZeroMQPublisherTransport:
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
-            for monitor in self._monitors.values():
-                monitor.close()
-            self._monitors.clear()
 
 
 def _try_send(outlet: zmq.Socket, message: list) -> bool:
