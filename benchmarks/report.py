@@ -115,7 +115,7 @@ def case_table(summary: dict, transport: str, paths: list[str]) -> list[str]:
     header = ["case", "ours msg/s", "baseline msg/s", "throughput ratio", "ours MB/s",
               "latency median ours / base (µs)", "median ratio", "p99 ratio", "missing"]
     if "wrapyfi" in others:
-        header += ["Wrapyfi msg/s", "Wrapyfi ratio"]
+        header += ["Wrapyfi msg/s", "ours ÷ Wrapyfi"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     cases = sorted({(s["kind"], s["size"], key[0]) for key, s in summary.items() if key[1] == transport},
                    key=lambda item: (["numpy", "torch", "dict", "dataframe", "table", "image", "jpeg", "echo"].index(item[0]), item[1]))
@@ -128,7 +128,8 @@ def case_table(summary: dict, transport: str, paths: list[str]) -> list[str]:
                  _fmt(ratio(summary, case, transport, "latency_p99_us"), 2, "×"), str(ours.get("missing", "–"))]
         if "wrapyfi" in others:
             wrapyfi = summary.get((case, transport, "wrapyfi"), {})
-            cells += [_fmt(wrapyfi.get("msgs_per_s"), 0), _fmt(ratio(summary, case, transport, "msgs_per_s", "wrapyfi"), 2, "×")]
+            speedup = ours["msgs_per_s"] / wrapyfi["msgs_per_s"] if ours and wrapyfi else None
+            cells += [_fmt(wrapyfi.get("msgs_per_s"), 0), _fmt(speedup, 1, "×")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -184,13 +185,14 @@ def write_plot(results: dict, path: Path) -> Optional[Path]:
         return None
     summary = summarise(results["rows"])
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    colours = {"ours": "tab:blue", "baseline": "tab:grey", "wrapyfi": "tab:red"}
     for path_name in results["paths"]:
         for kind, style in (("numpy", "-o"), ("torch", "--s")):
             points = sorted((s["size"], s["mb_per_s"]) for (case, transport, p), s in summary.items()
                             if p == path_name and transport == "tcp" and s["kind"] == kind and "mb_per_s" in s)
             if points:
                 axes.plot([size / MB for size, _ in points], [rate for _, rate in points], style,
-                          label=f"{path_name} ({'float32 array' if kind == 'numpy' else 'torch tensor'})")
+                          color=colours.get(path_name), label=f"{path_name} ({'float32 array' if kind == 'numpy' else 'torch tensor'})")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("payload (MB)")
