@@ -17,17 +17,14 @@ $(VENV)/.base: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 	$(PIP) -e ".[cli]"
 	touch $@
 
-# The test environment also gets the docs extra: tests/test_docs.py builds the site in strict mode.
+# The test environment also gets the docs extra (tests/test_docs.py builds the site in strict mode)
+# and the bench extra (make bench uses this environment; tests/test_bench_smoke.py runs bench-quick).
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) -e ".[test,torch,docs,cli]"
+	$(PIP) -e ".[test,torch,docs,cli,bench]"
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.base
 	$(PIP) -e ".[docs]"
-	touch $@
-
-$(VENV)/.bench: $(VENV)/.test
-	$(PIP) -e ".[test,torch,cli,bench]"
 	touch $@
 
 demo: $(VENV)/.base
@@ -39,11 +36,11 @@ test: $(VENV)/.test
 docs: $(VENV)/.docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-bench: $(VENV)/.bench
+bench: $(VENV)/.test
 	$(BIN)/python -m benchmarks.run
 
 QUICK_RESULTS ?= benchmarks/results/quick
-bench-quick: $(VENV)/.bench
+bench-quick: $(VENV)/.test
 	$(BIN)/python -m benchmarks.run --quick --output-dir $(QUICK_RESULTS) --markdown $(QUICK_RESULTS)/benchmarks.md $(BENCH_ARGS)
 
 clean:
