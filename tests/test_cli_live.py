@@ -48,6 +48,7 @@ def test_topics_lists_publishers_and_listeners_with_pid_and_endpoint(topic):
     assert mine[0].split()[0] == "listener" and "Sink (NativeObject)" in mine[0]
     assert f"pid {os.getpid()}" in mine[0] and "tcp://127.0.0.1:" in mine[0]
     assert mine[1].split()[0] == "publisher" and f"pid {os.getpid()}" in mine[1]
+    assert "Source (NativeObject)" in mine[1]
 
 
 def test_echo_summarises_arrays_as_text_and_json(topic, in_thread):

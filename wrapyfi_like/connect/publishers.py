@@ -46,6 +46,7 @@ class Publisher:
         self._format = ValueFormat(data_type, **kwargs)
         self._transport = middleware_module(middleware).PublisherTransport(
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
+            info={"class_name": name, "data_type": data_type},
             backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key)
         self._count_lock = threading.Lock()
         self.sent = 0
