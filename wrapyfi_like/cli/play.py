@@ -85,8 +85,10 @@ def play(args: argparse.Namespace, out: TextIO) -> int:
         raise CommandError(f"{args.file} has no topic {', '.join(missing)} (it has: {', '.join(sorted(counts))})")
     total = sum(counts[topic] for topic in (args.topics or counts))
     player = Player(args.wait)
+    console = Console(file=sys.stderr)
+    # Only a terminal shows the bar; in a pipe or a log rich would still leave an empty line.
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(file=sys.stderr), transient=True)
+                        console=console, transient=True, disable=not console.is_terminal)
     try:
         with progress:
             passes = 0
