@@ -63,11 +63,22 @@ def test_pub_without_listener_times_out_with_one_line(topic, capsys):
 
 
 def test_info_and_play_reject_what_is_not_an_mcap_file(tmp_path, capsys):
-    bogus = tmp_path / "notes.mcap"
-    bogus.write_text("not a recording")
-    assert "is not a readable MCAP file" in one_line_error(capsys, ["info", str(bogus)])
-    assert "is not a readable MCAP file" in one_line_error(capsys, ["play", str(bogus)])
+    sample = (ROOT / "examples" / "recordings" / "numbers.mcap").read_bytes()
+    for name, content in [("notes.mcap", b"not a recording"), ("tiny.mcap", b"abc"),
+                          ("cut.mcap", sample[:len(sample) // 2])]:
+        bogus = tmp_path / name
+        bogus.write_bytes(content)
+        assert "is not a readable MCAP file" in one_line_error(capsys, ["info", str(bogus)])
+        assert "is not a readable MCAP file" in one_line_error(capsys, ["play", str(bogus)])
     assert "No such file" in one_line_error(capsys, ["info", str(tmp_path / "missing.mcap")])
+
+
+def test_play_of_a_recording_damaged_inside_a_chunk_stops_with_one_line(tmp_path, capsys):
+    damaged = bytearray((ROOT / "examples" / "recordings" / "numbers.mcap").read_bytes())
+    damaged[100:116] = b"\xff" * 16  # inside the first chunk; the summary at the end is intact
+    path = tmp_path / "damaged.mcap"
+    path.write_bytes(damaged)
+    assert "the recording is damaged" in one_line_error(capsys, ["play", str(path), "--wait", "0.1"])
 
 
 def test_record_needs_topics_or_all_and_a_new_file(tmp_path, capsys):

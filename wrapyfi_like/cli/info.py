@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import TextIO
 
-from wrapyfi_like.cli.command import Command, CommandError, require_extra
+from wrapyfi_like.cli.command import Command, require_extra
 
 
 def _when(time_ns: int) -> str:
@@ -15,17 +15,9 @@ def _when(time_ns: int) -> str:
 
 def info(args: argparse.Namespace, out: TextIO) -> int:
     require_extra("mcap")
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
+    from wrapyfi_like.cli.mcap_format import read_summary
 
-    with open(args.file, "rb") as stream:
-        try:
-            reader = make_reader(stream)
-            header, summary = reader.get_header(), reader.get_summary()
-        except McapError as error:
-            raise CommandError(f"{args.file} is not a readable MCAP file: {error}") from None
-    if summary is None or summary.statistics is None:
-        raise CommandError(f"{args.file} has no summary section (was the recording cut short?)")
+    header, summary = read_summary(args.file)
     stats = summary.statistics
     out.write(f"file:      {args.file}\n")
     out.write(f"written:   {header.library or '?'} (profile {header.profile or 'none'})\n")

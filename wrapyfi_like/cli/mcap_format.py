@@ -108,6 +108,30 @@ class RecordingWriter:
         self._writer.finish()
 
 
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def read_summary(path: str) -> tuple[Any, Any]:
+    """The ``(header, summary)`` of the MCAP file at ``path``.
+
+    Raises :class:`DecodeError` (one line for the CLI, never a traceback) if it is not an MCAP
+    file, or has no summary section, as when the recorder was killed before finishing it.
+    """
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as stream:
+        try:
+            reader = make_reader(stream)
+            header, summary = reader.get_header(), reader.get_summary()
+        except Exception as error:  # an untrusted file: the reader raises McapError, struct.error,
+            # ValueError (CRC) and its decompressors' own errors; each is one line, not a traceback
+            raise DecodeError(f"{path} is not a readable MCAP file: {_reason(error)}") from None
+    if summary is None or summary.statistics is None:
+        raise DecodeError(f"{path} has no summary section (was the recording cut short?)")
+    return header, summary
+
+
 class RecordedMessage(NamedTuple):
     topic: str
     data_type: str
@@ -118,13 +142,19 @@ class RecordedMessage(NamedTuple):
 def read_messages(stream, topics: Optional[Iterable[str]] = None) -> Iterator[RecordedMessage]:
     """The recorded messages in log-time order, of ``topics`` only if given.
 
-    Channels of other encodings (a file from another tool) raise :class:`DecodeError`.
+    Channels of other encodings (a file from another tool) and damaged records raise
+    :class:`DecodeError`.
     """
     from mcap.reader import make_reader
 
-    reader = make_reader(stream)
-    for _schema, channel, message in reader.iter_messages(topics=list(topics) if topics else None,
-                                                          log_time_order=True):
+    messages = make_reader(stream).iter_messages(topics=list(topics) if topics else None, log_time_order=True)
+    while True:
+        try:
+            _schema, channel, message = next(messages)
+        except StopIteration:
+            return
+        except Exception as error:  # as in read_summary: any reader error on a damaged file
+            raise DecodeError(f"the recording is damaged: {_reason(error)}") from None
         if channel.message_encoding != MESSAGE_ENCODING:
             raise DecodeError(f"channel {channel.topic} is encoded as {channel.message_encoding!r}, "
                               f"not {MESSAGE_ENCODING!r}: not a wrapyfi_like recording")

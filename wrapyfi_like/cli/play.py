@@ -20,16 +20,9 @@ from wrapyfi_like.middlewares import middleware_module
 
 def recorded_counts(path: str) -> dict[str, int]:
     """Messages per topic, from the file's summary section."""
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
+    from wrapyfi_like.cli.mcap_format import read_summary
 
-    with open(path, "rb") as stream:
-        try:
-            summary = make_reader(stream).get_summary()
-        except McapError as error:
-            raise CommandError(f"{path} is not a readable MCAP file: {error}") from None
-    if summary is None or summary.statistics is None:
-        raise CommandError(f"{path} has no summary section (was the recording cut short?)")
+    _header, summary = read_summary(path)
     counts: dict[str, int] = {}
     for channel_id, channel in summary.channels.items():
         counts[channel.topic] = counts.get(channel.topic, 0) + summary.statistics.channel_message_counts.get(channel_id, 0)
