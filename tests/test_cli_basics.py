@@ -87,6 +87,8 @@ def test_record_needs_topics_or_all_and_a_new_file(tmp_path, capsys):
     existing.write_bytes(b"keep me")
     assert "exists" in one_line_error(capsys, ["record", "-o", str(existing), "/t"])
     assert existing.read_bytes() == b"keep me"
+    assert "non-empty string" in one_line_error(capsys, ["record", "-o", str(tmp_path / "c.mcap"), "/t", ""])
+    assert not (tmp_path / "c.mcap").exists()
 
 
 def test_console_script_and_module_run_topics_without_a_directory_as_one_line(tmp_path):

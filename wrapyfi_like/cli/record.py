@@ -21,6 +21,7 @@ from wrapyfi_like.cli.command import Command, CommandError, positive_int, requir
 from wrapyfi_like.cli.directory import pubsub_topics
 from wrapyfi_like.cli.subscription import Subscription
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
+from wrapyfi_like.limits import check_topic
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, list_directory
 
 SCAN_SECONDS = 0.5
@@ -95,6 +96,8 @@ def record(args: argparse.Namespace, out: TextIO) -> int:
 
     if bool(args.topics) == args.all:
         raise CommandError("name the TOPICs to record, or give --all (not both)")
+    for topic in args.topics:
+        check_topic(topic)  # before the file exists: a typo must not leave an empty recording behind
     path = Path(args.output)
     if path.exists():
         raise CommandError(f"{path} exists; record into a new file")
