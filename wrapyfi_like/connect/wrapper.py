@@ -32,6 +32,8 @@ DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_MWARE", DEFAULT_COMMUNICA
 MODES = modes.MODES
 _BINDINGS_ATTR = "_wrapyfi_like_bindings"
 _CONFIG_ATTR = "_wrapyfi_like_config"
+_MODES_STATE = "_wrapyfi_like_modes"
+"""The key under which a pickled instance carries its activated modes."""
 _COUNTS = ("sent", "received", "dropped", "malformed")
 
 
@@ -197,6 +199,32 @@ class MiddlewareCommunicator:
                     return index
             order.append(weakref.ref(self))
             return len(order) - 1
+
+    def __getstate__(self) -> dict:
+        """What travels when an instance is pickled (e.g. to a ``spawn``-started process).
+
+        The user's attributes and the activated mode of each method travel; communicators and
+        locks do not (sockets belong to the process that opened them). The copy builds its own
+        publishers and listeners on the first call of each method, in the process it runs in.
+        """
+        state = {key: value for key, value in self.__dict__.items() if key not in (_BINDINGS_ATTR, _CONFIG_ATTR)}
+        modes_by_method = {qualname: binding.mode for qualname, binding in self.__dict__.get(_BINDINGS_ATTR, {}).items()}
+        if modes_by_method:
+            state[_MODES_STATE] = modes_by_method
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        modes_by_method = state.pop(_MODES_STATE, {})
+        self.__dict__.update(state)
+        _apply_config(self)  # a config file loaded in this process applies, as to a new instance ...
+        if modes_by_method:  # ... but the modes the instance had win, as explicit activations do
+            bindings = self.__dict__.setdefault(_BINDINGS_ATTR, {})
+            for qualname, mode in modes_by_method.items():
+                if qualname in bindings:
+                    bindings[qualname].close()
+                bindings[qualname] = _Binding(mode)
+            MiddlewareCommunicator._instances.add(self)
 
     def close(self) -> None:
         """Close this instance's publishers and listeners; its methods then run normally."""
