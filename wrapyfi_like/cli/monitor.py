@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import time
 from collections import deque
-from typing import Callable, TextIO
+from typing import Callable, Optional, TextIO
 
 from wrapyfi_like.cli.command import CommandError, positive_float, positive_int, require_extra
 from wrapyfi_like.cli.subscription import Subscription
 
 REFRESH_SECONDS = 1.0
 
-Render = Callable[[str, deque, deque], str]
-"""(topic, receive times in seconds, sizes in bytes) → the text to show."""
+Render = Callable[[str, deque, deque], Optional[str]]
+"""(topic, receive times in seconds, sizes in bytes) → the text to show; None until the window
+holds enough messages for figures."""
 
 
 def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,15 +41,19 @@ def monitor(args: argparse.Namespace, out: TextIO, tool: str, render: Render) ->
     console = Console(file=out, highlight=False)
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
 
+    times: deque = deque(maxlen=args.window)
+    sizes: deque = deque(maxlen=args.window)
+
+    def figures() -> str:
+        text = render(args.topic, times, sizes)
+        return f"{args.topic}: waiting for messages ({len(times)} so far)" if text is None else text
+
     def show(text: str) -> None:
         if live is not None:
             live.update(Text(text), refresh=True)
         else:
             out.write(text + "\n")
             out.flush()
-
-    times: deque = deque(maxlen=args.window)
-    sizes: deque = deque(maxlen=args.window)
     received = 0
     with Subscription(args.topic, tool) as subscription:
         if live is not None:
@@ -71,12 +76,14 @@ def monitor(args: argparse.Namespace, out: TextIO, tool: str, render: Render) ->
                 elif args.timeout is not None and now - last_arrival >= args.timeout:
                     raise CommandError(f"no message on {args.topic} within {args.timeout:g} s")
                 if now >= next_refresh:
-                    show(render(args.topic, times, sizes))
+                    show(figures())
                     next_refresh = now + REFRESH_SECONDS
         except KeyboardInterrupt:
             pass
         finally:
-            if live is not None:
+            if live is not None:  # the last figures replace the live ones instead of following them
+                show(figures())
                 live.stop()
-    out.write(render(args.topic, times, sizes) + "\n")
+    if live is None:
+        show(figures())
     return 0
