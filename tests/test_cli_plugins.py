@@ -27,14 +27,19 @@ class CelsiusPlugin(Plugin):
 '''
 
 
-def test_entry_point_plugins_are_listed_with_source_and_failures(tmp_path):
-    (tmp_path / "celsius_plugin.py").write_text(PLUGIN)
-    dist_info = tmp_path / "celsius_plugin-1.0.dist-info"
+def installed_with_entry_points(folder, *entry_points):
+    """An environment in which ``folder`` holds an installed distribution: the Celsius plugin
+    module and a dist-info declaring ``entry_points`` (``"name = module"``) in our group."""
+    (folder / "celsius_plugin.py").write_text(PLUGIN)
+    dist_info = folder / "celsius_plugin-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: celsius-plugin\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text(
-        "[wrapyfi_like.plugins]\ncelsius = celsius_plugin\nbroken = no_such_module_here\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    (dist_info / "entry_points.txt").write_text("[wrapyfi_like.plugins]\n" + "".join(f"{e}\n" for e in entry_points))
+    return {**os.environ, "PYTHONPATH": str(folder)}
+
+
+def test_entry_point_plugins_are_listed_with_source_and_failures(tmp_path):
+    env = installed_with_entry_points(tmp_path, "celsius = celsius_plugin", "broken = no_such_module_here")
     result = subprocess.run([sys.executable, "-m", "wrapyfi_like", "plugins"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1  # one entry point failed
@@ -66,12 +71,7 @@ print(type(value).__name__, value)
 def test_a_plugin_installed_only_as_an_entry_point_is_found_when_first_needed(tmp_path):
     """The receiving process never imports the plugin itself: the unknown codec id makes the
     codec read the entry points, which it does not do at start-up (it costs ~60 ms)."""
-    (tmp_path / "celsius_plugin.py").write_text(PLUGIN)
-    dist_info = tmp_path / "celsius_plugin-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: celsius-plugin\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[wrapyfi_like.plugins]\ncelsius = celsius_plugin\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = installed_with_entry_points(tmp_path, "celsius = celsius_plugin")
     encoded = subprocess.run([sys.executable, "-c", ENCODE], env=env, cwd=ROOT, capture_output=True,
                              text=True, timeout=120, check=True).stdout.strip()
     result = subprocess.run([sys.executable, "-c", DECODE, encoded], env=env, cwd=ROOT,
