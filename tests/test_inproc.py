@@ -150,3 +150,26 @@ def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(t
     publisher.publish("small")
     assert listener.listen() == "small"
     assert listener.malformed == 1 and "max_message_size" in caplog.text
+
+
+def test_a_request_over_the_servers_max_message_size_is_refused_and_the_server_goes_on(topic, in_thread):
+    from wrapyfi_like.connect.clients import Client
+    from wrapyfi_like.connect.servers import Server
+    from wrapyfi_like.exceptions import RemoteError
+
+    server = Server("Test", topic, value_formats=[ValueFormat()], max_message_size=1000)
+    client = Client("Test", topic, value_formats=[ValueFormat()], request_timeout=5)
+    answered = in_thread(lambda: server.reply(request := server.await_request(), [request.args[0]]))
+    with pytest.raises(RemoteError, match="max_message_size is 1000"):
+        client.request((b"x" * 2000,), {})
+    assert client.request(("small",), {}) == ["small"]
+    answered.result(timeout=5)
+    assert server.malformed == 1
+
+
+@pytest.mark.parametrize("make", [lambda topic: Listener("Test", topic, carrier="udp"),
+                                  lambda topic: middleware_module("zeromq").ServerTransport(topic, carrier="udp")],
+                         ids=["listener", "server"])
+def test_a_carrier_zeromq_cannot_bind_is_refused_in_memory_too(topic, make):
+    with pytest.raises(ConfigurationError, match="unknown carrier 'udp'"):
+        make(topic)

@@ -16,13 +16,31 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
-from wrapyfi_like.exceptions import ClosedError
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
 
 QUEUE_CAPACITY = 1000
 """Messages an inbox holds before a sender waits for room (ZeroMQ's default high-water mark)."""
 
 LISTENERS, SERVICES = "listener", "service"
+
+
+CARRIERS = ("tcp", "ipc")
+"""The carriers a ZeroMQ listener or server can bind with."""
+
+
+def check_carrier(carrier: str) -> None:
+    """Refuse a carrier ZeroMQ would refuse, so a typo fails in the unit test, not in production."""
+    if carrier not in CARRIERS:
+        raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
+
+
+def oversize(frames: list, max_message_size: int) -> Optional[str]:
+    """Why ``frames`` may not be received (larger than ``max_message_size``, as the socket would
+    refuse it), or None."""
+    size = sum(frame.nbytes for frame in frames)
+    return f"a message of {size} bytes arrived; max_message_size is {max_message_size}" \
+        if size > max_message_size else None
 
 
 def copy_frames(frames: list) -> list[memoryview]:

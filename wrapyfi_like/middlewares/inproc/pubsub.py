@@ -13,7 +13,9 @@ from typing import Any, Optional
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
-from wrapyfi_like.middlewares.inproc.bus import LISTENERS, QUEUE_CAPACITY, Inbox, copy_frames, current_bus
+from wrapyfi_like.middlewares.inproc.bus import (
+    LISTENERS, QUEUE_CAPACITY, Inbox, check_carrier, copy_frames, current_bus, oversize,
+)
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 
@@ -95,6 +97,7 @@ class InprocListenerTransport:
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
         topic_frame(topic)
+        check_carrier(carrier)
         self.topic = topic
         self.info = dict(info or {})
         self._max_message_size = max_message_size
@@ -110,9 +113,9 @@ class InprocListenerTransport:
         message larger than ``max_message_size`` raises :class:`DecodeError`, as on the wire.
         """
         frames = self._inbox.get(timeout)
-        if frames is not None and sum(frame.nbytes for frame in frames) > self._max_message_size:
-            raise DecodeError(f"a message of {sum(f.nbytes for f in frames)} bytes arrived; "
-                              f"max_message_size is {self._max_message_size}")
+        problem = None if frames is None else oversize(frames, self._max_message_size)
+        if problem:
+            raise DecodeError(problem)
         return frames
 
     def close(self) -> None:

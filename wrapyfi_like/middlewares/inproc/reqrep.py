@@ -14,8 +14,9 @@ import threading
 import time
 from typing import Any, Optional
 
-from wrapyfi_like.exceptions import ClosedError, RemoteError, WaitTimeout
-from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, copy_frames, current_bus
+from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
+from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, check_carrier, copy_frames, current_bus, oversize
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 
@@ -37,18 +38,30 @@ class Ticket:
 class InprocServerTransport:
     """Receives requests on one service topic and sends each reply back to its client."""
 
-    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None, **_: Any) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
         topic_frame(topic)
+        check_carrier(carrier)
         self.topic = topic
         self.info = dict(info or {})
+        self._max_message_size = max_message_size
         self._bus = current_bus()
         self._inbox = Inbox(f"server on {topic}")
         self._bus.join(SERVICES, topic, self._inbox)
         self.dropped_replies = 0
 
     def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
-        """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first."""
-        return self._inbox.get(timeout)
+        """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first.
+
+        A request larger than ``max_message_size`` gets an error reply and raises
+        :class:`DecodeError`, as on the wire; the caller logs it and goes on.
+        """
+        request = self._inbox.get(timeout)
+        problem = None if request is None else oversize(request[1], self._max_message_size)
+        if problem:
+            self.send_error(request[0], f"request refused: {problem}")
+            raise DecodeError(problem)
+        return request
 
     def send(self, ticket: Ticket, frames: list) -> None:
         """Reply to the request ``ticket`` came with."""
