@@ -1,5 +1,6 @@
 """CURVE: only consumers holding the producer's public key get data; the others never disturb it."""
 
+import threading
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from wrapyfi_like.security import generate_keypair, keypair
 
 pytestmark = pytest.mark.timeout(60)
 
-MESSAGES = 500  # fewer than a listener's queue holds: see docs/reliability.md on refused listeners
+MESSAGES = 3000  # more than a refused listener's queue would hold: it must be no destination at all
 
 
 def wait_until(condition, timeout=10.0):
@@ -27,15 +28,19 @@ def test_only_listeners_with_the_server_key_receive(topic, tmp_path):
     good = Listener("Secure", topic, curve_server_key=str(public_file))
     keyless = Listener("Secure", topic, should_wait=False)
     wrong = Listener("Secure", topic, should_wait=False, curve_server_key=wrong_public)
-    # "drop": the publisher is not told of refused handshakes, so it must not wait for their queues
-    publisher = Publisher("Secure", topic, curve_secret_key=str(secret_file), wait_timeout=10,
-                          backpressure="drop")
+    # the default policy ("block"): refused listeners must not make it wait
+    publisher = Publisher("Secure", topic, curve_secret_key=str(secret_file), wait_timeout=10)
     try:
         wait_until(lambda: len(publisher._transport._watch.endpoints) == 3)
+        received = []
+        listening = threading.Thread(target=lambda: received.extend(good.listen()["seq"] for _ in range(MESSAGES)))
+        listening.start()
         for seq in range(MESSAGES):
             publisher.publish({"seq": seq})
-        assert [good.listen()["seq"] for _ in range(MESSAGES)] == list(range(MESSAGES))
+        listening.join(timeout=30)
+        assert received == list(range(MESSAGES))
         assert keyless.listen() is None and wrong.listen() is None
+        assert publisher.dropped == 0
     finally:
         for communicator in (publisher, good, keyless, wrong):
             communicator.close()
@@ -45,12 +50,16 @@ def test_a_listener_with_a_server_key_ignores_a_plain_publisher(topic, tmp_path)
     public_file, _ = generate_keypair(tmp_path)
     secure = Listener("Secure", topic, should_wait=False, curve_server_key=public_file)
     plain = Listener("Secure", topic)
-    publisher = Publisher("Secure", topic, wait_timeout=10, backpressure="drop")
+    publisher = Publisher("Secure", topic, wait_timeout=10)
     try:
         wait_until(lambda: len(publisher._transport._watch.endpoints) == 2)
+        received = []
+        listening = threading.Thread(target=lambda: received.extend(plain.listen() for _ in range(MESSAGES)))
+        listening.start()
         for seq in range(MESSAGES):
             publisher.publish(seq)
-        assert [plain.listen() for _ in range(MESSAGES)] == list(range(MESSAGES))
+        listening.join(timeout=30)
+        assert received == list(range(MESSAGES))
         assert secure.listen() is None
     finally:
         for communicator in (publisher, secure, plain):

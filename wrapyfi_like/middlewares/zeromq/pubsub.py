@@ -34,7 +34,8 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_TOPIC_LENGTH, check_topic  # noqa: F401
 from wrapyfi_like.middlewares.zeromq import lifecycle
-from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms, remaining_seconds
+from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.zeromq.connections import connected, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
@@ -44,6 +45,10 @@ logger = logging.getLogger("wrapyfi_like.zeromq")
 
 PUBLISHER_LINGER_MS = 1000
 """How long unsent messages may hold up closing a publisher (and interpreter exit)."""
+CONNECT_GRACE = 0.5
+"""Seconds a ``should_wait`` publisher with ``"block"`` waits for a newly found listener's
+connection to complete, so a listener found just before a publish gets it; a listener whose
+connection is still not complete (refused, dead, or slow) is passed over until it is."""
 
 
 def topic_frame(topic: str) -> bytes:
@@ -86,6 +91,8 @@ class ZeroMQPublisherTransport:
         self._lock = threading.Lock()
         self._context = zmq.Context.instance()
         self._outlets: dict[str, zmq.Socket] = {}
+        self._found_at: dict[str, float] = {}  # when each outlet was created (for CONNECT_GRACE)
+        self._connected: set[str] = set()  # outlets that have taken a message: their listener is there
         self._followed: frozenset[str] = frozenset()
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(listener_key(topic))
@@ -100,7 +107,7 @@ class ZeroMQPublisherTransport:
             if self._closed:
                 raise ClosedError(f"publisher on {self.topic} is closed")
             self._follow()
-            if self._should_wait and not self._outlets:
+            if self._should_wait and not self._connected:
                 self._wait_for_listener()
             message = [self._topic_frame, *frames]
             for endpoint in list(self._outlets):
@@ -114,53 +121,84 @@ class ZeroMQPublisherTransport:
             outlet = self._context.socket(zmq.PUSH)
             outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
             outlet.setsockopt(zmq.SNDHWM, self._queue_depth)
+            only_completed_connections(outlet)  # a refusing or dead listener is no destination
             if self._keys is not None:
                 self._keys.apply(outlet)
             outlet.connect(endpoint)
             self._outlets[endpoint] = outlet
+            self._found_at[endpoint] = time.monotonic()
         for endpoint in self._outlets.keys() - endpoints:
             self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
+            del self._found_at[endpoint]
+            self._connected.discard(endpoint)
             if self._pending.pop(endpoint, None) is not None:
                 self.dropped += 1
 
     def _wait_for_listener(self) -> None:
+        """Wait until a connection to a listener is *complete*: one discovery still lists after
+        it closed, or one that refuses our CURVE key, never completes, so it never counts."""
         logger.info("waiting for a listener on %s", self.topic)
         deadline = deadline_after(self._wait_timeout)
-        while not self._outlets:
-            ready = zmq.select([self._watch.fileno(), self._wake_read], [], [], remaining_seconds(deadline))[0]
+        while True:
+            self._connected.update(endpoint for endpoint, outlet in self._outlets.items() if connected(outlet))
+            if self._connected:
+                return
+            poller = zmq.Poller()
+            for outlet in self._outlets.values():
+                poller.register(outlet, zmq.POLLOUT)
+            poller.register(self._watch.fileno(), zmq.POLLIN)
+            poller.register(self._wake_read, zmq.POLLIN)
+            events = dict(poller.poll(remaining_ms(deadline)))
             self._check_open()
-            if not ready:
+            if not events and deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(
-                    f"no listener for {self.topic} appeared within {self._wait_timeout} s "
+                    f"no listener for {self.topic} connected within {self._wait_timeout} s "
                     "(wait_timeout); start one, or publish with should_wait=False"
                 )
-            self._watch.consume()
-            self._follow()
+            if self._watch.fileno() in events:
+                self._watch.consume()
+                self._follow()
 
     def _send_when_room(self, endpoint: str, message: list) -> None:
-        """Send, or wait until the listener's queue has room; give up only if the listener leaves."""
+        """Send, or wait until the listener's queue has room; give up only if the listener leaves.
+
+        A listener whose connection has not completed is waited for only up to ``CONNECT_GRACE``
+        after it was found (and only with ``should_wait``), then passed over until it connects.
+        """
         while endpoint in self._outlets:
             outlet = self._outlets[endpoint]
             try:
                 outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+                self._connected.add(endpoint)
                 return
             except zmq.Again:
+                until = None
+                if endpoint not in self._connected:
+                    until = self._found_at[endpoint] + (CONNECT_GRACE if self._should_wait else 0.0)
+                    if time.monotonic() >= until:
+                        return  # not connected: not a destination (yet)
                 poller = zmq.Poller()
                 poller.register(outlet, zmq.POLLOUT)
                 poller.register(self._watch.fileno(), zmq.POLLIN)
                 poller.register(self._wake_read, zmq.POLLIN)
-                events = dict(poller.poll())
+                events = dict(poller.poll(remaining_ms(until)))
                 self._check_open()
                 if self._watch.fileno() in events:
                     self._follow()
 
     def _send_or_drop(self, endpoint: str, message: list) -> None:
-        if not _try_send(self._outlets[endpoint], message):
-            self.dropped += 1
+        if _try_send(self._outlets[endpoint], message):
+            self._connected.add(endpoint)
+        elif endpoint in self._connected:
+            self.dropped += 1  # (a listener not connected yet is no destination, see connections.py)
 
     def _send_latest(self, endpoint: str, message: list) -> None:
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
         outlet = self._outlets[endpoint]
+        if endpoint not in self._connected:
+            if _try_send(outlet, message):
+                self._connected.add(endpoint)
+            return  # not connected yet: no destination, nothing to hold for it
         pending = self._pending.pop(endpoint, None)
         if pending is not None and not _try_send(outlet, pending):
             self.dropped += 1  # still no room: the older pending message gives way to the newer

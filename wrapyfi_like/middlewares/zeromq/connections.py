@@ -1,0 +1,49 @@
+"""Socket options that keep dead and refusing peers from holding a connecting socket's messages.
+
+libzmq hides connections: by default a PUSH or DEALER that connects queues messages for its
+peer from the moment ``connect()`` returns, whether or not the peer is there, and keeps them
+across reconnects. So a message could wait forever for a listener that refused the CURVE
+handshake, or that was closed or killed while discovery still listed it, and could even reach a
+different socket that later binds the same port. Two options fix that without socket monitors:
+
+- ``ZMQ_IMMEDIATE``: messages queue only on *completed* connections (handshake done). A peer
+  that is not there or refuses us is simply not a destination: a send to it finds no room
+  (``zmq.Again``), and a connection that drops takes its queued messages with it.
+- ZMTP heartbeats: a peer that goes silent without closing its TCP connection (a cut cable, a
+  stopped process) is disconnected after ``HEARTBEAT_TIMEOUT_MS`` instead of when TCP gives up,
+  minutes later.
+
+``ZMQ_IMMEDIATE`` also throws away messages *received* on a connection that drops before they
+were read, so a request client (which reads replies) must not set it; see
+:class:`~.reqrep.ZeroMQClientTransport` for how it tells live servers from dead ones.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+HEARTBEAT_IVL_MS = 1000
+"""How often a connecting socket pings its peer."""
+HEARTBEAT_TIMEOUT_MS = 3000
+"""A peer silent for this long counts as gone: the connection drops and libzmq reconnects."""
+HANDSHAKE_IVL_MS = 3000
+"""A peer that does not complete its handshake within this time is disconnected (and retried)."""
+
+
+def keep_alive(socket: zmq.Socket) -> None:
+    """Heartbeats and a handshake bound; call before the socket connects."""
+    socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+
+
+def only_completed_connections(socket: zmq.Socket) -> None:
+    """``ZMQ_IMMEDIATE`` plus :func:`keep_alive`: queue messages only for peers that completed a
+    handshake and are still there; call before the socket connects."""
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    keep_alive(socket)
+
+
+def connected(socket: zmq.Socket) -> bool:
+    """Whether a socket with :func:`only_completed_connections` has a live peer with room."""
+    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
