@@ -5,7 +5,9 @@ inside ``inproc_middleware()``, which routes their ``"zeromq"`` communicators to
 of tests, both middlewares. Below them, what only the in-memory middleware has.
 """
 
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -122,14 +124,29 @@ def test_redirect_to_an_unknown_middleware_is_refused():
             pass
 
 
-def test_close_from_another_thread_ends_a_publisher_waiting_for_a_listener(topic, in_thread):
+def wait_until_inside(thread: threading.Thread, function: str, timeout: float = 10.0) -> None:
+    """Return once ``thread`` is running ``function`` (so it is blocked in that wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return
+            frame = frame.f_back
+        time.sleep(0.005)  # polling a condition with a deadline, not waiting a fixed time
+    pytest.fail(f"the thread never reached {function}")
+
+
+def test_close_from_another_thread_ends_a_publisher_waiting_for_a_listener(topic):
     publisher = Publisher("Test", topic, should_wait=True)  # no wait_timeout: would wait for ever
-    started = threading.Event()
-    sending = in_thread(lambda: (started.set(), publisher.publish("nobody listens")))
-    started.wait(5)
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(pytest.raises(ClosedError, publisher.publish, 1)),
+                              daemon=True)
+    thread.start()
+    wait_until_inside(thread, "wait_for_members")  # closing before the wait would not test the wake-up
     publisher.close()
-    with pytest.raises(ClosedError):
-        sending.result(timeout=5)
+    thread.join(5)
+    assert not thread.is_alive() and len(errors) == 1
 
 
 @pytest.mark.parametrize("policy, expected", [("drop", [0, 1]), ("latest", [2, 3])])
