@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 
 QUEUE_CAPACITY = 1000
 """Messages an inbox holds before a sender waits for room (ZeroMQ's default high-water mark)."""
@@ -27,12 +28,6 @@ LISTENERS, SERVICES = "listener", "service"
 
 CARRIERS = ("tcp", "ipc")
 """The carriers a ZeroMQ listener or server can bind with."""
-
-
-def check_carrier(carrier: str) -> None:
-    """Refuse a carrier ZeroMQ would refuse, so a typo fails in the unit test, not in production."""
-    if carrier not in CARRIERS:
-        raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
 
 
 def oversize(frames: list, max_message_size: int) -> Optional[str]:
@@ -194,6 +189,29 @@ class Bus:
             self._changed.notify_all()
         for inbox in inboxes:
             inbox.close()
+
+
+class Member:
+    """What an in-memory listener and server share: an inbox on the current bus under their exact
+    topic, joined on creation and left on :meth:`close`. Topic and carrier are checked as ZeroMQ
+    checks them when it binds, so a typo fails in the unit test, not in production."""
+
+    def __init__(self, kind: str, role: str, topic: str, carrier: str, info: Optional[dict],
+                 max_message_size: int) -> None:
+        topic_frame(topic)
+        if carrier not in CARRIERS:
+            raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
+        self.topic = topic
+        self.info = dict(info or {})
+        self._max_message_size = max_message_size
+        self._kind = kind
+        self._bus = current_bus()
+        self._inbox = Inbox(f"{role} on {topic}")
+        self._bus.join(kind, topic, self._inbox)
+
+    def close(self) -> None:
+        self._bus.leave(self._kind, self.topic, self._inbox)
+        self._inbox.close()
 
 
 _default_bus = Bus("the process-wide in-memory bus")

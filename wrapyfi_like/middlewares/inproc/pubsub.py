@@ -14,7 +14,7 @@ from typing import Any, Optional
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.inproc.bus import (
-    LISTENERS, QUEUE_CAPACITY, Inbox, check_carrier, copy_frames, current_bus, oversize,
+    LISTENERS, QUEUE_CAPACITY, Inbox, Member, copy_frames, current_bus, oversize,
 )
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
@@ -91,19 +91,12 @@ class InprocPublisherTransport:
         self._bus.wake()
 
 
-class InprocListenerTransport:
+class InprocListenerTransport(Member):
     """An inbox on the current bus for one topic; publishers of that topic fill it."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
-        topic_frame(topic)
-        check_carrier(carrier)
-        self.topic = topic
-        self.info = dict(info or {})
-        self._max_message_size = max_message_size
-        self._bus = current_bus()
-        self._inbox = Inbox(f"listener on {topic}")
-        self._bus.join(LISTENERS, topic, self._inbox)
+        super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.
@@ -117,7 +110,3 @@ class InprocListenerTransport:
         if problem:
             raise DecodeError(problem)
         return frames
-
-    def close(self) -> None:
-        self._bus.leave(LISTENERS, self.topic, self._inbox)
-        self._inbox.close()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
-from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, check_carrier, copy_frames, current_bus, oversize
+from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 
@@ -35,19 +35,12 @@ class Ticket:
         self.request_id = request_id
 
 
-class InprocServerTransport:
+class InprocServerTransport(Member):
     """Receives requests on one service topic and sends each reply back to its client."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
-        topic_frame(topic)
-        check_carrier(carrier)
-        self.topic = topic
-        self.info = dict(info or {})
-        self._max_message_size = max_message_size
-        self._bus = current_bus()
-        self._inbox = Inbox(f"server on {topic}")
-        self._bus.join(SERVICES, topic, self._inbox)
+        super().__init__(SERVICES, "server", topic, carrier, info, max_message_size)
         self.dropped_replies = 0
 
     def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
@@ -77,10 +70,6 @@ class InprocServerTransport:
         if not ticket.reply_inbox.put((ticket.request_id, status, payload)):
             self.dropped_replies += 1
             logger.warning("dropped a reply on service %s: the client is gone", self.topic)
-
-    def close(self) -> None:
-        self._bus.leave(SERVICES, self.topic, self._inbox)
-        self._inbox.close()
 
 
 class InprocClientTransport:
