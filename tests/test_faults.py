@@ -95,8 +95,6 @@ def test_nodes_keep_connections_and_recover_discovery_when_its_host_dies(topic, 
     late_listener.wait_for(got_from(publisher))
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: a client's DEALER may hand a request to a killed server "
-                   "that discovery still lists (TTL 4 s); the fix via socket monitors broke discovery, reverted")
 def test_request_to_a_dead_server_times_out_and_a_restarted_server_answers(topic, nodes):
     from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
     from wrapyfi_like.exceptions import WaitTimeout

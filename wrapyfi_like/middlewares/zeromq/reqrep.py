@@ -35,6 +35,7 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitT
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
+from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
@@ -170,6 +171,15 @@ class ZeroMQClientTransport:
     """Sends requests to the servers of one service topic and waits for the matching reply.
 
     Thread-safe: calls from several threads take turns on the one socket.
+
+    Requests go only to servers that are there: discovery lists a killed server until its entry
+    expires, and a DEALER hands requests to every peer it was told to connect to, so without care
+    a request could wait in the queue of a dead server. Each server gets a *probe*, a DEALER with
+    ``ZMQ_IMMEDIATE`` that never sends: it is writable exactly while its connection to the server
+    is complete (see :mod:`~.connections`). Before each request the request socket connects to
+    the servers whose probe is writable and disconnects from the others. The request socket
+    itself cannot use ``ZMQ_IMMEDIATE``: with it, libzmq discards replies not yet read when their
+    server disconnects, so a server that exits right after its last reply would lose that reply.
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -181,14 +191,14 @@ class ZeroMQClientTransport:
         self._socket = zmq.Context.instance().socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         limit_frame_size(self._socket, max_message_size)
-        keys = consumer_keys(curve_server_key)
-        if keys is not None:
-            keys.apply(self._socket)
-        # Not ZMQ_IMMEDIATE: with it, libzmq discards replies not yet read when their server
-        # disconnects, so a server that exits right after its last reply would lose that reply.
+        self._keys = consumer_keys(curve_server_key)
+        if self._keys is not None:
+            self._keys.apply(self._socket)
+        keep_alive(self._socket)
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(self._key)
-        self._connected: set[str] = set()
+        self._probes: dict[str, zmq.Socket] = {}  # per listed server: writable while it is there
+        self._connected: set[str] = set()  # servers the request socket is connected to
         lifecycle.track(self)
         self._request_ids = itertools.count(1)
         self.stale_replies = 0
@@ -211,15 +221,18 @@ class ZeroMQClientTransport:
             return self._await_reply(request_id, deadline, timeout)
 
     def _send(self, message: list, deadline: Optional[float], timeout: Optional[float]) -> None:
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLOUT)
-        poller.register(self._watch.fileno(), zmq.POLLIN)
         while True:
+            self._route()
             try:
                 self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
                 return
             except zmq.Again:
-                pass  # no server connected yet, or every server's queue is full
+                pass  # no live server yet, or every live server's queue is full
+            poller = zmq.Poller()
+            poller.register(self._socket, zmq.POLLOUT)
+            poller.register(self._watch.fileno(), zmq.POLLIN)
+            for endpoint in self._probes.keys() - self._connected:
+                poller.register(self._probes[endpoint], zmq.POLLOUT)  # wakes when that server is up
             events = dict(poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
@@ -258,21 +271,41 @@ class ZeroMQClientTransport:
         raise DecodeError(f"malformed reply on service {self.topic} (status {status[:16]!r})")
 
     def _follow(self, endpoints: frozenset[str], drop_gone: bool = True) -> None:
-        """Connect to new servers; with ``drop_gone``, disconnect from withdrawn ones.
+        """Probe new servers; with ``drop_gone``, forget withdrawn ones.
 
         Never drop while a reply is awaited: disconnecting discards what already arrived from
         that server, and a server that exits right after replying withdraws at that moment.
         """
-        for endpoint in endpoints - self._connected:
-            self._socket.connect(endpoint)
-            self._connected.add(endpoint)
+        for endpoint in endpoints - self._probes.keys():
+            probe = self._socket.context.socket(zmq.DEALER)
+            probe.setsockopt(zmq.LINGER, 0)
+            only_completed_connections(probe)
+            if self._keys is not None:
+                self._keys.apply(probe)  # a server that refuses our key never counts as there
+            probe.connect(endpoint)
+            self._probes[endpoint] = probe
         if drop_gone:
-            for endpoint in self._connected - endpoints:
-                try:
-                    self._socket.disconnect(endpoint)
-                except zmq.ZMQError:
-                    pass  # already gone
-            self._connected = set(endpoints)
+            for endpoint in self._probes.keys() - endpoints:
+                self._probes.pop(endpoint).close()
+                self._disconnect(endpoint)
+
+    def _route(self) -> None:
+        """Connect the request socket to the servers that are there, and only to them."""
+        for endpoint, probe in self._probes.items():
+            if connected(probe):
+                if endpoint not in self._connected:
+                    self._socket.connect(endpoint)
+                    self._connected.add(endpoint)
+            elif endpoint in self._connected:
+                self._disconnect(endpoint)
+
+    def _disconnect(self, endpoint: str) -> None:
+        if endpoint in self._connected:
+            self._connected.discard(endpoint)
+            try:
+                self._socket.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
 
     def close(self) -> None:
         with self._lock:
@@ -280,4 +313,7 @@ class ZeroMQClientTransport:
                 return
             self._closed = True
             self._agent.unwatch(self._watch)
+            for probe in self._probes.values():
+                probe.close()
+            self._probes.clear()
             self._socket.close()
