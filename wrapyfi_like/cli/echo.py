@@ -38,7 +38,7 @@ def echo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument("topic", metavar="TOPIC", help="the topic to print (matched exactly)")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--once", action="store_true", help="print one message and exit")
     stop.add_argument("--count", type=positive_int, metavar="N", help="print N messages and exit")

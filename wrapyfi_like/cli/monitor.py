@@ -23,7 +23,7 @@ holds enough messages for figures."""
 
 
 def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument("topic", metavar="TOPIC", help="the topic to watch (matched exactly)")
     parser.add_argument("--window", type=positive_int, default=1000, metavar="N",
                         help="compute over the last N messages (default 1000)")
     parser.add_argument("--count", type=positive_int, metavar="N",

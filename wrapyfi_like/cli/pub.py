@@ -42,7 +42,7 @@ def pub(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument("topic", metavar="TOPIC", help="the topic to publish on")
     parser.add_argument("value", metavar="VALUE", help="a YAML or JSON value, e.g. '{msg: hi, n: [1, 2]}'")
     parser.add_argument("--rate", type=positive_float, metavar="HZ",
                         help="publish repeatedly at this rate until Ctrl-C (or --count)")
