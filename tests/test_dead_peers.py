@@ -1,0 +1,96 @@
+"""Listeners that discovery lists but that are gone never count as a listener nor get messages.
+
+Discovery is eventually consistent: a publisher created just after a listener closed (or was
+killed) can still be told of it. Such a listener must not satisfy ``should_wait`` (the first
+message would go nowhere), and messages published while it is gone must not wait to reach
+whatever binds its port next.
+"""
+
+import time
+
+import pytest
+import zmq
+
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.encoding.codec import Codec
+from wrapyfi_like.exceptions import WaitTimeout
+from wrapyfi_like.middlewares.zeromq.connections import connected
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.pubsub import listener_key, topic_frame
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was bound and closed)."""
+    socket = zmq.Context.instance().socket(zmq.PULL)
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+    socket.close(linger=0)
+    return port
+
+
+def test_a_listed_but_closed_listener_is_not_waited_for_and_the_first_message_reaches_a_real_one(topic):
+    agent = NodeAgent.get()
+    stale = agent.announce(listener_key(topic), f"tcp://127.0.0.1:{closed_port()}", {})
+    impatient = Publisher("Test", topic, wait_timeout=0.5)
+    publisher = Publisher("Test", topic, wait_timeout=10)
+    listener = None
+    try:
+        with pytest.raises(WaitTimeout, match="no listener"):
+            impatient.publish("nobody is there")
+        assert impatient._transport._outlets, "the stale endpoint was listed, so it was tried"
+
+        listener = Listener("Test", topic)
+        publisher.publish("first")  # waits for the real listener, not the stale one
+        publisher.publish("second")
+        assert listener.listen() == "first"
+        assert listener.listen() == "second"
+        assert publisher.dropped == 0
+    finally:
+        agent.withdraw(stale)
+        for communicator in (impatient, publisher, listener):
+            if communicator is not None:
+                communicator.close()
+
+
+def test_messages_published_while_a_listener_is_gone_never_reach_the_next_socket_on_its_port(topic):
+    context = zmq.Context.instance()
+    first = context.socket(zmq.PULL)
+    port = first.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    agent = NodeAgent.get()
+    announcement = agent.announce(listener_key(topic), endpoint, {})
+    publisher = Publisher("Test", topic, wait_timeout=10, backpressure="drop")
+    second = None
+    try:
+        publisher.publish("to the first")
+        assert first.poll(10_000)
+        assert first.recv_multipart()[0] == topic_frame(topic)
+        first.close(linger=0)
+        outlet = publisher._transport._outlets[endpoint]
+        wait_until(lambda: not connected(outlet))  # the publisher noticed the listener went away
+
+        for _ in range(5):
+            publisher.publish("while it is gone")
+        assert publisher.dropped == 5, "each message for the gone listener is counted, none queued"
+
+        second = context.socket(zmq.PULL)
+        second.bind(endpoint)
+        wait_until(lambda: connected(outlet))  # reconnected to whatever binds the port now
+        publisher.publish("to the second")
+        assert second.poll(10_000)
+        frames = second.recv_multipart()  # one connection keeps order: a stale message would come first
+        assert Codec().decode([memoryview(frame) for frame in frames[1:]]) == "to the second"
+    finally:
+        agent.withdraw(announcement)
+        publisher.close()
+        if second is not None:
+            second.close(linger=0)
