@@ -221,7 +221,9 @@ class ZeroMQPublisherTransport:
         os.write(self._wake_write, b"!")
         with self._lock:
             for endpoint, pending in self._pending.items():
-                if not _try_send(self._outlets[endpoint], pending):
+                outlet = self._outlets[endpoint]
+                connected(outlet)  # reading ZMQ_EVENTS takes in libzmq's news of room freed since the last send
+                if not _try_send(outlet, pending):
                     self.dropped += 1
             self._pending.clear()
             os.close(self._wake_read)
