@@ -4,8 +4,9 @@ Roles follow the data, not bind/connect: the side that *produces* data (a publis
 server) is the CURVE server and holds a secret key; the side that *consumes* it (a listener, a
 request client) is a CURVE client and must know that server's public key. So a listener only ever
 accepts data from a holder of the secret key, and everything on the wire is encrypted. A consumer
-without the right server key completes no handshake and receives nothing. (The producer is not
-told: its queue for that consumer fills, and then the ``backpressure`` policy applies.)
+without the right server key completes no handshake and receives nothing; the producer only
+sends over completed connections (see :mod:`~.connections`), so that consumer is no destination
+and never holds it up.
 
 Keys are z85 strings (40 characters) or paths to key files as written by
 :func:`wrapyfi_like.security.generate_keypair` (ZeroMQ's certificate format). Kwargs win over

@@ -6,8 +6,10 @@ to every listener of its topic, and sends each message to each of them (fan-out 
 one hop, no broker). Why not PUB/SUB: a SUB socket only sends its subscription when the thread
 that owns it next touches it, so a publisher waiting for a subscription could wait forever on a
 listener whose thread is blocked elsewhere (for instance listening to another topic first). A
-PUSH socket queues messages for its listener as soon as it connects, so nothing depends on the
-listener's thread and the first message is never lost.
+PUSH socket queues messages for its listener as soon as its connection completes (libzmq's I/O
+threads do the handshake), so nothing depends on the listener's thread and the first message is
+never lost. Outlets send only over completed connections (:mod:`~.connections`): a listener that
+discovery still lists after it went away, or that refuses our CURVE key, is no destination.
 
 A message is the multipart ``[topic, header, *buffers]``. Topics match exactly: discovery keys are
 compared whole, and a listener also checks the topic frame of every message it receives.
