@@ -19,7 +19,9 @@ $(VENV)/.base: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 
 # The test environment also gets the docs extra (tests/test_docs.py builds the site in strict mode)
 # and the bench extra (make bench uses this environment; tests/test_bench_smoke.py runs bench-quick).
+# tests/test_netns.py needs iproute2's `ip`: as root on a fresh machine (CI) it is installed here.
 $(VENV)/.test: $(VENV)/.base
+	command -v ip >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q iproute2) || true
 	$(PIP) -e ".[test,torch,docs,cli,bench]"
 	touch $@
 
