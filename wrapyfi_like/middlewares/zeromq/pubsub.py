@@ -132,6 +132,9 @@ class ZeroMQPublisherTransport:
         for endpoint in self._outlets.keys() - endpoints:
             self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
             del self._found_at[endpoint]
+            if endpoint in self._connected:
+                logger.warning("publisher on %s: listener %s left discovery; messages still queued for it "
+                               "are discarded", self.topic, endpoint)
             self._connected.discard(endpoint)
             if self._pending.pop(endpoint, None) is not None:
                 self.dropped += 1
@@ -167,6 +170,7 @@ class ZeroMQPublisherTransport:
         A listener whose connection has not completed is waited for only up to ``CONNECT_GRACE``
         after it was found (and only with ``should_wait``), then passed over until it connects.
         """
+        was_connected = endpoint in self._connected
         while endpoint in self._outlets:
             outlet = self._outlets[endpoint]
             try:
@@ -187,6 +191,8 @@ class ZeroMQPublisherTransport:
                 self._check_open()
                 if self._watch.fileno() in events:
                     self._follow()
+        if was_connected:
+            self.dropped += 1  # the listener left while this message waited for room: counted, not lost silently
 
     def _send_or_drop(self, endpoint: str, message: list) -> None:
         if _try_send(self._outlets[endpoint], message):
