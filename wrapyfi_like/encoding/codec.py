@@ -180,31 +180,26 @@ class _EncodeRun:
                 return {self.prepare(key): self.prepare(item) for key, item in value.items()}
             if _PLAIN.issuperset(map(type, value.values())):
                 return value
-            rebuilt = None
-            for key, item in value.items():
-                if type(item) in _WALKED:
-                    prepared = self.prepare(item)
-                    if prepared is not item:
-                        rebuilt = rebuilt or dict(value)
-                        rebuilt[key] = prepared
-            return value if rebuilt is None else rebuilt
+            return self._replace_walked(value, value.items())
         if kind is list:
-            if _PLAIN.issuperset(map(type, value)):
-                return value
-            rebuilt = None
-            for index, item in enumerate(value):
-                if type(item) in _WALKED:
-                    prepared = self.prepare(item)
-                    if prepared is not item:
-                        rebuilt = rebuilt or list(value)
-                        rebuilt[index] = prepared
-            return value if rebuilt is None else rebuilt
+            return value if _PLAIN.issuperset(map(type, value)) else self._replace_walked(value, enumerate(value))
         if kind is bytes or kind is bytearray:
             return msgpack.ExtType(_BYTES_LIKE[kind], self.pack(self.out_of_band(value)))
         if kind is memoryview:
             flat = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
             return msgpack.ExtType(Ext.MEMORYVIEW, self.pack([self.out_of_band(flat), value.format, list(value.shape)]))
         return value
+
+    def _replace_walked(self, container: Any, items: Any) -> Any:
+        """``container`` with its walked items prepared; copied only if one of them changed."""
+        rebuilt = None
+        for key, item in items:
+            if type(item) in _WALKED:
+                prepared = self.prepare(item)
+                if prepared is not item:
+                    rebuilt = container.copy() if rebuilt is None else rebuilt
+                    rebuilt[key] = prepared
+        return container if rebuilt is None else rebuilt
 
     def out_of_band(self, buffer: Any) -> int:
         """Queue ``buffer`` as a frame of its own; return its index."""
