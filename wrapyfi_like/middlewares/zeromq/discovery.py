@@ -32,6 +32,7 @@ import zmq
 
 from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
 
@@ -46,44 +47,33 @@ ENTRY_TTL = 4.0
 
 
 class Watch:
-    """The endpoints publishing one topic, as last reported; its pipe becomes readable on change.
+    """The endpoints announced under one key, as last reported; :meth:`fileno` becomes readable
+    on a change.
 
-    A listener polls :meth:`fileno` together with its data socket, so it wakes as soon as a new
-    publisher is known, without polling in slices.
+    A publisher (or client) polls :meth:`fileno` together with its sockets, so it wakes as soon as
+    a listener (or server) appears or goes, without polling in slices.
     """
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.endpoints: frozenset[str] = frozenset()
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._changed = Wakeup()
 
     def fileno(self) -> int:
-        return self._read_fd
+        return self._changed.fileno()
 
     def update(self, endpoints: frozenset[str]) -> None:
         if endpoints != self.endpoints:
             self.endpoints = endpoints
-            try:
-                os.write(self._write_fd, b"!")
-            except BlockingIOError:
-                pass  # the pipe already holds an unread notice
+            self._changed.set()
 
     def consume(self) -> frozenset[str]:
         """Acknowledge the notice and return the current endpoints."""
-        try:
-            os.read(self._read_fd, 4096)
-        except BlockingIOError:
-            pass
+        self._changed.clear()
         return self.endpoints
 
     def close(self) -> None:
-        for fd in (self._read_fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._changed.close()
 
 
 class DirectoryEntry(NamedTuple):
@@ -176,8 +166,7 @@ class NodeAgent:
         self._announcements: dict[int, list] = {}
         self._watches: dict[str, list[Watch]] = {}
         self._keys = itertools.count()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_write, False)
+        self._wakeup = Wakeup()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="wrapyfi_like-discovery", daemon=True)
         self._thread.start()
@@ -191,20 +180,20 @@ class NodeAgent:
         with self._lock:
             key = next(self._keys)
             self._announcements[key] = [topic, endpoint, {**info, **self._identity}]
-        self._wake()
+        self._wakeup.set()
         return key
 
     def withdraw(self, key: int) -> None:
         with self._lock:
             self._announcements.pop(key, None)
-        self._wake()
+        self._wakeup.set()
 
     def watch(self, topic: str) -> Watch:
         """Follow the publishers of ``topic``."""
         watch = Watch(topic)
         with self._lock:
             self._watches.setdefault(topic, []).append(watch)
-        self._wake()
+        self._wakeup.set()
         return watch
 
     def unwatch(self, watch: Watch) -> None:
@@ -221,14 +210,8 @@ class NodeAgent:
         if self._stopping:
             return
         self._stopping = True
-        self._wake()
+        self._wakeup.set()
         self._thread.join(timeout=2.0)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"!")
-        except (BlockingIOError, OSError):
-            pass
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -244,15 +227,15 @@ class NodeAgent:
         try:
             while not self._stopping:
                 poller = zmq.Poller()
-                poller.register(self._wake_read, zmq.POLLIN)
+                poller.register(self._wakeup.fileno(), zmq.POLLIN)
                 poller.register(dealer, zmq.POLLIN)
                 if router is not None:
                     poller.register(router, zmq.POLLIN)
                 now = time.monotonic()
                 deadline = awaiting[1] + REPLY_TIMEOUT if awaiting else next_sync
                 events = dict(poller.poll(max(0.0, deadline - now) * 1000))
-                if self._wake_read in events:
-                    os.read(self._wake_read, 4096)
+                if self._wakeup.fileno() in events:
+                    self._wakeup.clear()
                     next_sync = 0.0
                 if router is not None and router in events:
                     self._serve(router, directory)

@@ -26,7 +26,6 @@ messages.)
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Optional
@@ -34,7 +33,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
-from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_TOPIC_LENGTH, check_topic  # noqa: F401
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.zeromq.connections import connected, only_completed_connections
@@ -42,6 +41,7 @@ from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_k
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -86,7 +86,7 @@ class ZeroMQPublisherTransport:
         self._queue_depth = queue_depth
         self._pending: dict[str, list] = {}  # "latest": the one message held per listener
         self.dropped = 0
-        self._wake_read, self._wake_write = os.pipe()  # close() wakes a send blocked in a wait
+        self._wakeup = Wakeup()  # close() wakes a send blocked in a wait
         self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
@@ -152,7 +152,7 @@ class ZeroMQPublisherTransport:
             for outlet in self._outlets.values():
                 poller.register(outlet, zmq.POLLOUT)
             poller.register(self._watch.fileno(), zmq.POLLIN)
-            poller.register(self._wake_read, zmq.POLLIN)
+            poller.register(self._wakeup.fileno(), zmq.POLLIN)
             events = dict(poller.poll(remaining_ms(deadline)))
             self._check_open()
             if not events and deadline is not None and time.monotonic() >= deadline:
@@ -186,7 +186,7 @@ class ZeroMQPublisherTransport:
                 poller = zmq.Poller()
                 poller.register(outlet, zmq.POLLOUT)
                 poller.register(self._watch.fileno(), zmq.POLLIN)
-                poller.register(self._wake_read, zmq.POLLIN)
+                poller.register(self._wakeup.fileno(), zmq.POLLIN)
                 events = dict(poller.poll(remaining_ms(until)))
                 self._check_open()
                 if self._watch.fileno() in events:
@@ -226,7 +226,7 @@ class ZeroMQPublisherTransport:
         if self._closed:
             return
         self._closed = True
-        os.write(self._wake_write, b"!")
+        self._wakeup.set()
         with self._lock:
             for endpoint, pending in self._pending.items():
                 outlet = self._outlets[endpoint]
@@ -234,8 +234,7 @@ class ZeroMQPublisherTransport:
                 if not _try_send(outlet, pending):
                     self.dropped += 1
             self._pending.clear()
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
             for outlet in self._outlets.values():
@@ -276,10 +275,10 @@ class ZeroMQListenerTransport:
             keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._wake_read, self._wake_write = os.pipe()
+        self._wakeup = Wakeup()
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._wake_read, zmq.POLLIN)
+        self._poller.register(self._wakeup.fileno(), zmq.POLLIN)
         self._closing = False
         self._agent = NodeAgent.get()
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
@@ -315,9 +314,8 @@ class ZeroMQListenerTransport:
         if self._closing:
             return
         self._closing = True
-        os.write(self._wake_write, b"!")
+        self._wakeup.set()
         with self._lock:
             self._agent.withdraw(self._announcement)
             self._socket.close()
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            self._wakeup.close()

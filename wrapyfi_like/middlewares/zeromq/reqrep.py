@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import struct
 import threading
 import time
@@ -41,6 +40,7 @@ from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 
@@ -84,10 +84,10 @@ class ZeroMQServerTransport:
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         limit_frame_size(self._socket, max_message_size)
-        self._wake_read, self._wake_write = os.pipe()  # close() wakes a recv blocked in a wait
+        self._wakeup = Wakeup()  # close() wakes a recv blocked in a wait
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._wake_read, zmq.POLLIN)
+        self._poller.register(self._wakeup.fileno(), zmq.POLLIN)
         self._socket.setsockopt(zmq.LINGER, SERVER_LINGER_MS)  # a reply sent just before exit still goes out
         keys = producer_keys(curve_secret_key)
         if keys is not None:
@@ -159,12 +159,11 @@ class ZeroMQServerTransport:
         if self._closed:
             return
         self._closed = True
-        os.write(self._wake_write, b"!")
+        self._wakeup.set()
         with self._lock:
             self._agent.withdraw(self._announcement)
             self._socket.close()
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            self._wakeup.close()
 
 
 class ZeroMQClientTransport:
