@@ -14,6 +14,7 @@ import time
 from typing import TextIO
 
 from wrapyfi_like.cli.command import Command, CommandError, positive_float, require_extra
+from wrapyfi_like.cli.pacing import sleep_until
 from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
 
@@ -112,8 +113,7 @@ def _play_once(args: argparse.Namespace, player: Player, read_messages, advance)
             if start is None:
                 start, first_log_time = time.monotonic(), message.log_time_ns
             else:
-                due = start + (message.log_time_ns - first_log_time) / 1e9 / args.rate
-                time.sleep(max(0.0, due - time.monotonic()))  # the recording's pace, not a wait for peers
+                sleep_until(start + (message.log_time_ns - first_log_time) / 1e9 / args.rate)
             start += player.send(message.topic, message.data_type, message.frames)
             advance()
 

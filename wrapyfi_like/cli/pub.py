@@ -9,6 +9,7 @@ from typing import Any, TextIO
 import yaml
 
 from wrapyfi_like.cli.command import Command, CommandError, positive_float, positive_int
+from wrapyfi_like.cli.pacing import sleep_until
 from wrapyfi_like.connect.publishers import Publisher
 
 
@@ -32,7 +33,7 @@ def pub(args: argparse.Namespace, out: TextIO) -> int:
             # After a wait (for a listener, or for room), go on at the rate; never burst to catch up.
             next_time = max(next_time + period, time.monotonic())
             if count is None or publisher.sent < count:
-                time.sleep(max(0.0, next_time - time.monotonic()))  # pacing, not waiting for a peer
+                sleep_until(next_time)
     except KeyboardInterrupt:
         pass
     finally:
