@@ -31,13 +31,19 @@ class Node(MiddlewareCommunicator):
         return value,
 
 
+def in_zeromq_wait(code) -> bool:
+    """A poll, or a listener's blocking receive (which calls straight into libzmq)."""
+    return ((code.co_name in ("poll", "select") and "zmq" in code.co_filename)
+            or code.co_name == "receive_bounded")
+
+
 def report_when_blocked() -> None:
-    """Print ``blocked`` once the main thread waits inside ZeroMQ's poll (a condition, not a guess)."""
+    """Print ``blocked`` once the main thread waits inside ZeroMQ (a condition, not a guess)."""
     main = threading.main_thread().ident
     while True:
         frame = sys._current_frames().get(main)
         while frame is not None:
-            if frame.f_code.co_name in ("poll", "select") and "zmq" in frame.f_code.co_filename:
+            if in_zeromq_wait(frame.f_code):
                 print("blocked", flush=True)
                 return
             frame = frame.f_back

@@ -21,9 +21,12 @@ def limit_frame_size(socket: zmq.Socket, max_message_size: int) -> None:
     socket.setsockopt(zmq.MAXMSGSIZE, max(max_message_size, MAX_TOPIC_LENGTH))
 
 
-def receive_bounded(socket: zmq.Socket, envelope: int,
-                    max_message_size: int) -> tuple[list[zmq.Frame], list[zmq.Frame], Optional[str]]:
+def receive_bounded(socket: zmq.Socket, envelope: int, max_message_size: int,
+                    flags: int = 0) -> tuple[list[zmq.Frame], list[zmq.Frame], Optional[str]]:
     """Read one whole message as ``(envelope_frames, body_frames, problem)``.
+
+    ``flags=0`` blocks until a message arrives; ``zmq.NOBLOCK`` raises ``zmq.Again`` if none is
+    waiting (the frames of a multipart message arrive together, so only the first can be missing).
 
     The first ``envelope`` frames are the transport's own (topic, identity, request id): not
     counted, each already bounded by :func:`limit_frame_size`. The body is the codec's
@@ -35,7 +38,7 @@ def receive_bounded(socket: zmq.Socket, envelope: int,
     size = frames = 0
     more = True
     while more:
-        frame = socket.recv(copy=False)
+        frame = socket.recv(flags, copy=False)
         more = frame.more
         if len(head) < envelope:
             head.append(frame)

@@ -25,6 +25,7 @@ messages.)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -173,24 +174,22 @@ class ZeroMQPublisherTransport:
         was_connected = endpoint in self._connected
         while endpoint in self._outlets:
             outlet = self._outlets[endpoint]
-            try:
-                outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            if _try_send(outlet, message):
                 self._connected.add(endpoint)
                 return
-            except zmq.Again:
-                until = None
-                if endpoint not in self._connected:
-                    until = self._found_at[endpoint] + (CONNECT_GRACE if self._should_wait else 0.0)
-                    if time.monotonic() >= until:
-                        return  # not connected: not a destination (yet)
-                poller = zmq.Poller()
-                poller.register(outlet, zmq.POLLOUT)
-                poller.register(self._watch.fileno(), zmq.POLLIN)
-                poller.register(self._wakeup.fileno(), zmq.POLLIN)
-                events = dict(poller.poll(remaining_ms(until)))
-                self._check_open()
-                if self._watch.fileno() in events:
-                    self._follow()
+            until = None
+            if endpoint not in self._connected:
+                until = self._found_at[endpoint] + (CONNECT_GRACE if self._should_wait else 0.0)
+                if time.monotonic() >= until:
+                    return  # not connected: not a destination (yet)
+            poller = zmq.Poller()
+            poller.register(outlet, zmq.POLLOUT)
+            poller.register(self._watch.fileno(), zmq.POLLIN)
+            poller.register(self._wakeup.fileno(), zmq.POLLIN)
+            events = dict(poller.poll(remaining_ms(until)))
+            self._check_open()
+            if self._watch.fileno() in events:
+                self._follow()
         if was_connected:
             self.dropped += 1  # the listener left while this message waited for room: counted, not lost silently
 
@@ -242,12 +241,30 @@ class ZeroMQPublisherTransport:
             self._outlets.clear()
 
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+
+
 def _try_send(outlet: zmq.Socket, message: list) -> bool:
+    """Send ``message`` if the listener's queue has room; False if it has none.
+
+    Frame by frame with plain int flags: pyzmq's ``send_multipart`` type-checks every frame and
+    combines flag enums in Python, which costs more than sending a small message. Only the first
+    frame can find no room: libzmq takes the rest of a message it has started.
+    """
+    last = len(message) - 1
     try:
-        outlet.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
-        return True
+        for index, frame in enumerate(message):
+            outlet.send(frame, _MORE if index < last else _NOBLOCK, copy=False)
     except zmq.Again:
         return False
+    return True
+
+
+WAKE_FRAME = b""
+"""The one-frame message ``close()`` sends to its own listener socket to end a blocking receive:
+no publisher sends it, because a topic is never empty."""
+_wake_endpoints = itertools.count()
 
 
 class ZeroMQListenerTransport:
@@ -256,6 +273,10 @@ class ZeroMQListenerTransport:
     ``max_message_size`` bounds what one message may make this process hold (see
     :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
     wait here unread (None: libzmq's default, 1000).
+
+    Waiting without a timeout is a plain blocking receive, the cheapest wait libzmq has (no poll
+    set to build per message). To end it, :meth:`close` sends :data:`WAKE_FRAME` to the socket
+    itself over an inproc connection that only this object holds.
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
@@ -264,8 +285,10 @@ class ZeroMQListenerTransport:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._max_message_size = max_message_size
-        self._lock = threading.Lock()
-        self._socket = zmq.Context.instance().socket(zmq.PULL)
+        self._lock = threading.Lock()  # held while receiving; close() takes it to close the socket
+        self._close_lock = threading.Lock()
+        context = zmq.Context.instance()
+        self._socket = context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.LINGER, 0)
         limit_frame_size(self._socket, max_message_size)
         if queue_depth is not None:
@@ -275,10 +298,12 @@ class ZeroMQListenerTransport:
             keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._wakeup = Wakeup()
+        wake_endpoint = f"inproc://wrapyfi_like-listener-wake-{next(_wake_endpoints)}"
+        self._socket.bind(wake_endpoint)
+        self._wake = context.socket(zmq.PUSH)
+        self._wake.connect(wake_endpoint)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._wakeup.fileno(), zmq.POLLIN)
         self._closing = False
         self._agent = NodeAgent.get()
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
@@ -292,18 +317,23 @@ class ZeroMQListenerTransport:
         writable).
         """
         with self._lock:
+            if self._closing:
+                raise ClosedError(f"listener on {self.topic} is closed")
+            if timeout is None:
+                return self._receive(0)
             deadline = deadline_after(timeout)
-            while not self._closing:
-                if self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    return self._receive()  # a message is waiting: no poll (it costs more than the read)
-                events = dict(self._poller.poll(remaining_ms(deadline)))
-                if self._socket not in events and deadline is not None and time.monotonic() >= deadline:
-                    return None
-            raise ClosedError(f"listener on {self.topic} is closed")
+            while True:
+                try:
+                    return self._receive(zmq.NOBLOCK)
+                except zmq.Again:
+                    if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
+                        return None
 
-    def _receive(self) -> list[memoryview]:
-        (topic,), body, problem = receive_bounded(self._socket, 1, self._max_message_size)
+    def _receive(self, flags: int) -> list[memoryview]:
+        (topic,), body, problem = receive_bounded(self._socket, 1, self._max_message_size, flags)
         if len(topic) != len(self._topic_frame) or topic.bytes != self._topic_frame:
+            if not len(topic) and self._closing:
+                raise ClosedError(f"listener on {self.topic} was closed while receiving")
             raise DecodeError(f"frame for topic {bytes(topic.buffer[:80])!r} arrived on {self.topic}")
         if problem:
             raise DecodeError(problem)
@@ -311,11 +341,12 @@ class ZeroMQListenerTransport:
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._wakeup.set()
+        with self._close_lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._wake.send(WAKE_FRAME)
         with self._lock:
             self._agent.withdraw(self._announcement)
             self._socket.close()
-            self._wakeup.close()
+            self._wake.close()
