@@ -59,7 +59,9 @@ def check_outgoing(frames: Sequence[Any], max_message_size: int, topic: str) -> 
             f"a message on {topic} would have {len(frames)} frames; the limit is {MAX_FRAMES} "
             "(send fewer separate arrays/bytes objects, e.g. stack them into one array)"
         )
-    size = sum(memoryview(frame).nbytes for frame in frames)
+    size = len(frames[0])  # the header is bytes; the buffers may be arrays, whose len() is not their size
+    for buffer in frames[1:]:
+        size += memoryview(buffer).nbytes
     if size > max_message_size:
         raise MessageTooLarge(
             f"a message on {topic} would be {size} bytes; max_message_size is {max_message_size} "

@@ -44,6 +44,8 @@ ROLE_KWARGS = {"publish": "publisher_kwargs", "listen": "listener_kwargs",
 class Call:
     """One call of a decorated method on an instance whose mode for it is not None."""
 
+    __slots__ = ("func", "instance", "args", "kwargs", "registrations", "binding", "__dict__")
+
     def __init__(self, func: Callable, instance: Any, args: tuple, kwargs: dict,
                  registrations: list, binding: Any) -> None:
         self.func = func
@@ -187,6 +189,9 @@ MODES = (*_MODES, None)
 def _per_decorator(call: Call, returns: Any) -> list[list]:
     """Split a method's returns into one list of values per decorator (a list-form decorator's
     value is its list of items), checking that they match the decorators."""
+    registrations = call.registrations
+    if len(registrations) == 1 and not registrations[0].is_list and type(returns) is tuple and len(returns) == 1:
+        return [[returns[0]]]  # one decorator, one value: the common case, checked in one step
     name = call.func.__qualname__
     if not isinstance(returns, (tuple, list)) or len(returns) != len(call.registrations):
         raise ConfigurationError(

@@ -87,10 +87,13 @@ class _Binding:
         self.lock = threading.Lock()
 
     def communicators(self, role: str, build: Callable[[], Any]) -> Any:
-        with self.lock:
-            if role not in self._communicators:
-                self._communicators[role] = build()
-            return self._communicators[role]
+        built = self._communicators.get(role)  # every call after the first: no lock needed to read
+        if built is None:
+            with self.lock:
+                built = self._communicators.get(role)
+                if built is None:
+                    built = self._communicators[role] = build()
+        return built
 
     def built(self) -> list:
         """Every publisher, listener, server and client built so far, flattened."""
