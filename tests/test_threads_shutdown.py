@@ -105,9 +105,23 @@ def read_line(process, timeout=30.0):
     return process.stdout.readline().strip()
 
 
-def start_child(*args):
-    return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+@pytest.fixture
+def start_child():
+    """Start ``shutdown_child.py`` with the given args; any child still running at teardown (a
+    failed test) is killed, so it cannot go on using CPU under the tests that follow."""
+    processes = []
+
+    def start(*args):
+        process = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def seconds_to_exit(process):
@@ -125,7 +139,7 @@ BLOCKING_CASES = ["listen", "publish_wait", "publish_full", "request"]
 
 
 @pytest.mark.parametrize("case", BLOCKING_CASES)
-def test_ctrl_c_in_a_blocking_wait_exits_at_once_and_quietly(case, topic):
+def test_ctrl_c_in_a_blocking_wait_exits_at_once_and_quietly(case, topic, start_child):
     process = start_child(case, topic, "catch")
     assert read_line(process) == "blocked"
     process.send_signal(signal.SIGINT)
@@ -135,7 +149,7 @@ def test_ctrl_c_in_a_blocking_wait_exits_at_once_and_quietly(case, topic):
 
 
 @pytest.mark.parametrize("case", ["listen", "publish_full"])
-def test_uncaught_ctrl_c_shows_only_the_users_frames(case, topic):
+def test_uncaught_ctrl_c_shows_only_the_users_frames(case, topic, start_child):
     process = start_child(case, topic)
     assert read_line(process) == "blocked"
     process.send_signal(signal.SIGINT)
@@ -149,7 +163,7 @@ def test_uncaught_ctrl_c_shows_only_the_users_frames(case, topic):
 
 
 @pytest.mark.parametrize("policy", ["drop", "latest"])
-def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic):
+def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic, start_child):
     process = start_child(f"exit_{policy}", topic)
     assert read_line(process) == "returning"
     seconds, out, err = seconds_to_exit(process)
