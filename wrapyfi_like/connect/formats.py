@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from wrapyfi_like.data_types import data_type_class
+from wrapyfi_like.data_types import NativeObject, data_type_class
 from wrapyfi_like.encoding import Codec
 
 
@@ -22,6 +22,9 @@ class ValueFormat:
         self.data_type = data_type
         self._data_type = data_type_class(data_type)(**kwargs)
         self._codec = Codec(**kwargs)
+        if type(self._data_type) is NativeObject:  # values go out unchanged: the codec is the whole format
+            self.encode = self._codec.encode
+            self.decode = self._codec.decode
 
     def encode(self, value: Any) -> list:
         return self._codec.encode(self._data_type.to_wire(value))

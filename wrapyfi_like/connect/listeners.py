@@ -50,21 +50,18 @@ class Listener:
     def listen(self) -> Any:
         timeout = None if self.should_wait else 0.0
         with self._lock:
-            return self._listen(timeout)
-
-    def _listen(self, timeout: Optional[float]) -> Any:
-        while True:
-            try:
-                frames = self._transport.recv(timeout)
-                if frames is None:
-                    return self._format.empty()  # e.g. AudioChunk's (None, rate)
-                value = self._format.decode(frames)
-            except DecodeError as error:
-                self.malformed += 1
-                logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)
-                continue
-            self.received += 1
-            return value
+            while True:
+                try:
+                    frames = self._transport.recv(timeout)
+                    if frames is None:
+                        return self._format.empty()  # e.g. AudioChunk's (None, rate)
+                    value = self._format.decode(frames)
+                except DecodeError as error:
+                    self.malformed += 1
+                    logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)
+                    continue
+                self.received += 1
+                return value
 
     def stats(self) -> dict[str, int]:
         return {"sent": 0, "received": self.received, "dropped": 0, "malformed": self.malformed}

@@ -214,6 +214,8 @@ def _per_decorator(call: Call, returns: Any) -> list[list]:
 
 def _regroup(call: Call, flat: list) -> list:
     """The inverse of flattening: one item per decorator, a list for a list-form decorator."""
+    if len(call.registrations) == 1 and not call.registrations[0].is_list:
+        return flat  # one decorator, one value: already grouped
     grouped, start = [], 0
     for registration in call.registrations:
         items = flat[start:start + len(registration.specs)]

@@ -34,20 +34,20 @@ def receive_bounded(socket: zmq.Socket, envelope: int, max_message_size: int,
     ``max_message_size`` bytes, it comes back empty and ``problem`` says why.
     """
     head: list[zmq.Frame] = []
+    more = True
+    while more and len(head) < envelope:
+        head.append(socket.recv(flags, copy=False))
+        more = head[-1].more
     body: list[zmq.Frame] = []
     size = frames = 0
-    more = True
     while more:
         frame = socket.recv(flags, copy=False)
         more = frame.more
-        if len(head) < envelope:
-            head.append(frame)
-            continue
         size += len(frame)
         frames += 1
         if frames <= MAX_FRAMES and size <= max_message_size:
             body.append(frame)
-        else:
+        elif body:
             body.clear()  # released now; the rest of this message is read and dropped
     if frames > MAX_FRAMES:
         return head, [], f"a message of {frames} frames arrived; the limit is {MAX_FRAMES}"
