@@ -35,6 +35,7 @@ _CONFIG_ATTR = "_wrapyfi_like_config"
 _MODES_STATE = "_wrapyfi_like_modes"
 """The key under which a pickled instance carries its activated modes."""
 _COUNTS = ("sent", "received", "dropped", "malformed")
+_NO_BINDINGS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,16 @@ class MiddlewareCommunicator:
                 registrations.insert(0, registration)
                 return func
 
+            qualname = func.__qualname__
+            registrations = [registration]  # decorators stacked above insert theirs at the front
+
             @functools.wraps(func)
             def wrapper(self, *call_args: Any, **call_kwargs: Any) -> Any:
                 _apply_config(self)
-                binding = getattr(self, _BINDINGS_ATTR, {}).get(func.__qualname__)
+                binding = self.__dict__.get(_BINDINGS_ATTR, _NO_BINDINGS).get(qualname)
                 if binding is None or binding.mode is None:
                     return func(self, *call_args, **call_kwargs)
-                call = modes.Call(func, self, call_args, call_kwargs, wrapper._wrapyfi_like_registrations, binding)
+                call = modes.Call(func, self, call_args, call_kwargs, registrations, binding)
                 try:
                     return modes.run(binding.mode, call)
                 except KeyboardInterrupt as interrupt:
@@ -161,7 +165,7 @@ class MiddlewareCommunicator:
                     # Ctrl-C while waiting on the network: the user's call is the whole story
                     raise KeyboardInterrupt from None
 
-            wrapper._wrapyfi_like_registrations = [registration]
+            wrapper._wrapyfi_like_registrations = registrations
             wrapper._wrapyfi_like_func = func
             return wrapper
 
