@@ -214,7 +214,7 @@ def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, messages and repetitions (under 2 minutes)")
-    parser.add_argument("--repeats", type=int, help="repetitions of every case (default 2, quick 1)")
+    parser.add_argument("--repeats", type=int, help="repetitions of every case (default 3, quick 1)")
     parser.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 'dict'")
     parser.add_argument("--output-dir", type=Path, default=REPO / "docs" / "assets" / "benchmarks",
                         help="where results.json and throughput.png go")
@@ -222,7 +222,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="the Markdown report to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 3)
     transports = ["tcp"] if args.quick else ["tcp", "ipc"]
     paths = available_paths()
     started = datetime.datetime.now(datetime.timezone.utc)
