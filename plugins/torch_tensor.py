@@ -14,6 +14,7 @@ below, the shape must match the byte count exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -60,7 +61,7 @@ class TorchTensor(Plugin):
             raise EncodeError("torch tensors on the 'meta' device have no data to send")
         data = obj.detach().cpu().resolve_conj().resolve_neg().contiguous()
         raw = data.reshape(-1).view(torch.uint8).numpy()
-        device = normalise_device(obj.device)
+        device = _device_name(obj.device)
         return True, {"__wrapyfi__": (self.codec_id, raw, name, list(obj.shape), device, obj.requires_grad)}
 
     def decode(self, obj_type: str, obj_full: tuple, *args: Any, **kwargs: Any) -> tuple[bool, torch.Tensor]:
@@ -97,7 +98,22 @@ def _tensor_on(raw: np.ndarray, dtype: torch.dtype, shape: list) -> torch.Tensor
     return torch.from_numpy(raw).view(dtype).reshape(shape)
 
 
+_DEVICE_NAMES: dict[torch.device, str] = {}
+"""The wire name of each device this process has sent from (a few at most): parsing a device
+costs about as much as the rest of encoding a small tensor."""
+
+
+def _device_name(device: torch.device) -> str:
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = normalise_device(device)
+    return name
+
+
+@functools.lru_cache(maxsize=64)
 def _source_device(device: str) -> str:
+    """The normalised source device of a received tensor; the last 64 names are kept (names
+    come from the network, so the cache is bounded)."""
     try:
         return normalise_device(device)
     except ConfigurationError:
