@@ -152,6 +152,17 @@ def test_arrays_are_separate_frames_not_in_the_header(codec):
     assert len(frames[0]) < 200
 
 
+
+@pytest.mark.parametrize("tail", [[b"raw" * 2000], [bytearray(b"x" * 6000)], [{"inner": b"y" * 6000}],
+                                  [[b"z" * 6000]], [float("inf"), float("-inf"), b"w" * 6000], [1e308, 1e308, b"v" * 6000]],
+                         ids=["bytes", "bytearray", "dict", "list", "infinities", "overflowing-sum"])
+def test_bytes_after_floats_in_a_list_still_travel_out_of_band(codec, tail):
+    """A list starting with floats takes the fast all-numbers check; one bytes-like item must still be found."""
+    value = [0.5, 1.5, *tail]
+    frames = codec.encode(value)
+    assert len(frames) == 2 and len(frames[0]) < 200
+    assert_exact(value, roundtrip(codec, value))
+
 @pytest.mark.parametrize("value", [object(), np.array([object()]), {"key": [1, 2, lambda: 0]},
                                    np.zeros(2, dtype=[("a", "i4")])], ids=["object", "object-array", "nested", "structured"])
 def test_unsupported_types_raise_type_error_naming_the_type(codec, value):
