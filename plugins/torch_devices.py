@@ -90,7 +90,11 @@ class DeviceRouter:
 
     A source device that the table does not cover and that this process lacks (a ``cuda:1``
     tensor reaching a CPU-only listener) goes to the CPU, with one warning per source device.
+    Source devices come from the network, so at most :data:`REMEMBERED_SOURCES` are remembered;
+    past that, each further unknown device is checked and warned about once per tensor.
     """
+
+    REMEMBERED_SOURCES = 64
 
     def __init__(self, table: dict[str, str]) -> None:
         self._table = table
@@ -109,5 +113,6 @@ class DeviceRouter:
                     "loading them on the CPU (set load_torch_device or map_torch_devices to choose)",
                     source,
                 )
-            self._fallbacks[source] = fallback
+            if len(self._fallbacks) < self.REMEMBERED_SOURCES:
+                self._fallbacks[source] = fallback
         return fallback

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from wrapyfi_like.encoding import Codec  # noqa: E402
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError  # noqa: E402
 from wrapyfi_like.plugins import torch_tensor  # noqa: E402
-from wrapyfi_like.plugins.torch_devices import build_device_map, normalise_device  # noqa: E402
+from wrapyfi_like.plugins.torch_devices import DeviceRouter, build_device_map, device_available, normalise_device  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, round_trip, wire_copy  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
@@ -195,3 +195,19 @@ def test_cuda_tensor_round_trip_keeps_device():
     tensor = torch.arange(5.0, device="cuda:0")
     received = round_trip(Codec(), tensor)
     assert received.device == tensor.device and torch.equal(received, tensor)
+
+
+@pytest.mark.skipif(device_available("cuda:7"), reason="this process has a cuda:7")
+def test_tensors_from_a_device_this_process_lacks_go_to_the_cpu_with_one_warning(caplog):
+    router = DeviceRouter(build_device_map())
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like.plugins.torch"):
+        assert [router.target("cuda:7") for _ in range(3)] == ["cpu"] * 3
+    assert len([record for record in caplog.records if "cuda:7" in record.getMessage()]) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a process without CUDA devices")
+def test_unknown_source_devices_from_the_network_are_remembered_up_to_a_bound():
+    router = DeviceRouter(build_device_map())
+    for index in range(3 * DeviceRouter.REMEMBERED_SOURCES):
+        assert router.target(f"cuda:{index}") == "cpu"
+    assert len(router._fallbacks) == DeviceRouter.REMEMBERED_SOURCES
