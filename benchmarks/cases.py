@@ -35,9 +35,9 @@ class Case:
     def counts(self, quick: bool) -> tuple[int, int]:
         """Messages for the flat-out run and for the lock-step latency run.
 
-        A full run sends about 1.5 GB (at most 20,000 messages) flat out, so every rate is taken
-        over at least half a second: shorter runs on a shared 2-core machine measured the same
-        1 MB case at 0.72x and at 1.5x the baseline."""
+        A full run sends about 1.5 GB (at most 20,000 messages) flat out, about a quarter of a
+        second or more on the 2-core machines: with a fifth of that, the same 1 MB case measured
+        0.72x and 1.5x the baseline in two runs."""
         budget = (96 if quick else 1536) * MB
         flat_out = max(12 if quick else 24, min(2000 if quick else 20000, budget // self.size))
         lock_step = max(8 if quick else 16, min(300 if quick else 2000, (budget // 4) // self.size))
