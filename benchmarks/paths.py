@@ -82,9 +82,10 @@ class OursReceiver:
 
     def recv(self) -> tuple[Optional[int], Any]:
         value, = self._bench.exchange(None)
-        if self._wraps:
-            return value["seq"], value["data"]
-        return None, value
+        return self._unwrap(value)
+
+    def _unwrap(self, value: Any) -> tuple[Optional[int], Any]:
+        return (value["seq"], value["data"]) if self._wraps else (None, value)
 
     def close(self) -> None:
         self._bench.close()
@@ -171,58 +172,49 @@ def _from_frames(case: Case, frames: list) -> tuple[int, Any]:
     raise ValueError(case.kind)
 
 
-class BaselineSender:
+class _BaselineEnd:
+    """One plain pyzmq socket of ``kind`` on the run's data endpoint: bound if ``binds``, else connected."""
+
+    kind: int
+    binds: bool
+
     def __init__(self, case: Case, endpoints: dict) -> None:
         self._case = case
-        self._socket = _socket(zmq.PUSH)
-        self._socket.connect(endpoints["data"])
+        self._socket = _socket(self.kind)
+        (self._socket.bind if self.binds else self._socket.connect)(endpoints["data"])
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class BaselineSender(_BaselineEnd):
+    kind, binds = zmq.PUSH, False
 
     def send(self, sequence: int, payload: Any) -> None:
         self._socket.send_multipart(_to_frames(self._case, sequence, payload), copy=False)
 
-    def close(self) -> None:
-        self._socket.close()
 
-
-class BaselineReceiver:
-    def __init__(self, case: Case, endpoints: dict) -> None:
-        self._case = case
-        self._socket = _socket(zmq.PULL)
-        self._socket.bind(endpoints["data"])
+class BaselineReceiver(_BaselineEnd):
+    kind, binds = zmq.PULL, True
 
     def recv(self) -> tuple[Optional[int], Any]:
         return _from_frames(self._case, self._socket.recv_multipart(copy=False))
 
-    def close(self) -> None:
-        self._socket.close()
 
-
-class BaselineServer:
-    def __init__(self, case: Case, endpoints: dict) -> None:
-        self._case = case
-        self._socket = _socket(zmq.REP)
-        self._socket.bind(endpoints["data"])
+class BaselineServer(_BaselineEnd):
+    kind, binds = zmq.REP, True
 
     def serve_one(self) -> None:
         sequence, value = _from_frames(self._case, self._socket.recv_multipart(copy=False))
         self._socket.send_multipart(_to_frames(self._case, sequence, value), copy=False)
 
-    def close(self) -> None:
-        self._socket.close()
 
-
-class BaselineClient:
-    def __init__(self, case: Case, endpoints: dict) -> None:
-        self._case = case
-        self._socket = _socket(zmq.REQ)
-        self._socket.connect(endpoints["data"])
+class BaselineClient(_BaselineEnd):
+    kind, binds = zmq.REQ, False
 
     def call(self, payload: Any) -> Any:
         self._socket.send_multipart(_to_frames(self._case, 0, payload), copy=False)
         return _from_frames(self._case, self._socket.recv_multipart(copy=False))[1]
-
-    def close(self) -> None:
-        self._socket.close()
 
 
 # --- Wrapyfi 0.5.0 -------------------------------------------------------------------------------
@@ -241,7 +233,7 @@ class WrapyfiReceiver(OursReceiver):
         while True:
             value, = self._bench.exchange(None)
             if value is not None:
-                return (value["seq"], value["data"]) if self._wraps else (None, value)
+                return self._unwrap(value)
 
 
 def wrapyfi_environment(free_port: Callable[[], int]) -> dict:

@@ -44,8 +44,6 @@ ROLE_KWARGS = {"publish": "publisher_kwargs", "listen": "listener_kwargs",
 class Call:
     """One call of a decorated method on an instance whose mode for it is not None."""
 
-    __slots__ = ("func", "instance", "args", "kwargs", "registrations", "binding", "__dict__")
-
     def __init__(self, func: Callable, instance: Any, args: tuple, kwargs: dict,
                  registrations: list, binding: Any) -> None:
         self.func = func
