@@ -88,11 +88,19 @@ def test_received_tensor_is_the_received_frame():
     assert received[0].item() == -1
 
 
+def test_tensor_from_read_only_frames_is_a_writable_copy():
+    codec = Codec()
+    frames = [bytes(frame) for frame in codec.encode(torch.arange(4, dtype=torch.int32))]  # as read from a file
+    received = codec.decode(frames)
+    received[0] = 7  # torch has no read-only tensors: writing must not touch the frame
+    assert received.tolist() == [7, 1, 2, 3]
+    assert np.frombuffer(frames[1], dtype=np.int32).tolist() == [0, 1, 2, 3]
+
+
 def test_publisher_sends_contiguous_cpu_tensor_without_copy():
     tensor = torch.arange(16, dtype=torch.float32)
     frames = Codec().encode(tensor)
-    buffers = [frame for frame in frames[1:] if isinstance(frame, np.ndarray)]
-    assert len(buffers) == 1 and buffers[0].ctypes.data == tensor.data_ptr()
+    assert len(frames) == 2 and np.frombuffer(frames[1], dtype=np.uint8).ctypes.data == tensor.data_ptr()
 
 
 def test_gradients_flow_on_received_tensor():

@@ -12,6 +12,7 @@ shape exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -45,11 +46,11 @@ def array_to_wire(array: np.ndarray) -> tuple[list, np.ndarray]:
 
 def array_from_wire(meta: Any, buffer: memoryview) -> np.ndarray:
     """Wrap ``buffer`` as the array ``meta`` describes, after checking every field."""
-    if not isinstance(meta, list) or len(meta) != 3:
+    if type(meta) is not list or len(meta) != 3:
         raise DecodeError(f"array metadata must be [dtype, shape, fortran], got {meta!r:.80}")
     dtype_str, shape, fortran = meta
     dtype = _safe_dtype(dtype_str)
-    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+    if not is_shape(shape):
         raise DecodeError(f"array shape must be a list of non-negative ints, got {shape!r:.80}")
     expected = math.prod(shape) * dtype.itemsize
     if expected != buffer.nbytes:
@@ -58,7 +59,15 @@ def array_from_wire(meta: Any, buffer: memoryview) -> np.ndarray:
             f"frame has {buffer.nbytes}"
         )
     flat = np.frombuffer(buffer, dtype=dtype)
-    return flat.reshape(shape, order="F" if fortran else "C")
+    return flat if len(shape) == 1 else flat.reshape(shape, order="F" if fortran else "C")
+
+
+def is_shape(shape: Any) -> bool:
+    """Whether a received ``shape`` is a list of non-negative ints (checked in C, no generator)."""
+    return type(shape) is list and _INTS.issuperset(map(type, shape)) and min(shape, default=0) >= 0
+
+
+_INTS = frozenset({int})
 
 
 def scalar_to_wire(value: np.generic) -> list:
@@ -76,8 +85,16 @@ def scalar_from_wire(meta: Any) -> np.generic:
 
 
 def _safe_dtype(dtype_str: Any) -> np.dtype:
-    if not isinstance(dtype_str, str) or len(dtype_str) > 32:
+    if type(dtype_str) is not str or len(dtype_str) > 32:
         raise DecodeError(f"bad dtype {dtype_str!r:.80}")
+    return _checked_dtype(dtype_str)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_dtype(dtype_str: str) -> np.dtype:
+    """The dtype ``dtype_str`` names, if it may travel; the last 64 names checked are kept (they
+    come from the network, so the cache is bounded), because parsing one costs as much as the
+    rest of decoding an array."""
     try:
         dtype = np.dtype(dtype_str)
     except TypeError as error:

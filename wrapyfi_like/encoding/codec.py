@@ -93,7 +93,7 @@ class Codec:
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
                 f"(header starts {bytes(header[:8])!r})"
             )
-        run = _DecodeRun(self, [memoryview(frame) for frame in frames[1:]])
+        run = _DecodeRun(self, list(map(memoryview, frames[1:])))
         try:
             message = run.unpack(header)
         except DecodeError:
@@ -151,6 +151,28 @@ glibc's mmap threshold, so a packer per call (and the codec packs once per exten
 and unmap memory every time: 10 µs instead of 1 µs."""
 
 
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """msgpack's ExtType, built without its Python-level argument checks: on a cold CPU (a message
+    sent now and then) those checks cost more than packing the payload. Every code here is an
+    :class:`Ext` and every payload bytes, by construction."""
+    return _new_tuple(msgpack.ExtType, (code, data))
+
+
+_new_tuple = tuple.__new__
+
+
+class _PlainPacker(threading.local):
+    """A packer per thread for the codec's own metadata (indices, dtype strings, shapes): it holds
+    only types msgpack carries natively, so it needs no walk for bytes-like values and no
+    extension hook, and a packer without a hook never re-enters itself."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(strict_types=True, buf_size=PACK_BUFFER_SIZE).pack
+
+
+_plain = _PlainPacker()
+
+
 def _all_numbers(items: list) -> bool:
     """Whether a list that starts with a float holds only real numbers, found at C speed.
 
@@ -196,7 +218,8 @@ class _EncodeRun:
         self.buffers: list = []
 
     def pack(self, value: Any) -> bytes:
-        return msgpack.packb(self.prepare(value), default=self.default, strict_types=True, buf_size=PACK_BUFFER_SIZE)
+        packer = msgpack.Packer(default=self.default, strict_types=True, buf_size=PACK_BUFFER_SIZE)
+        return packer.pack(self.prepare(value))
 
     def prepare(self, value: Any) -> Any:
         kind = type(value)
@@ -211,10 +234,10 @@ class _EncodeRun:
                 return value
             return self._replace_walked(value, enumerate(value))
         if kind is bytes or kind is bytearray:
-            return msgpack.ExtType(_BYTES_LIKE[kind], self.pack(self.out_of_band(value)))
+            return _ext(_BYTES_LIKE[kind], _plain.pack(self.out_of_band(value)))
         if kind is memoryview:
             flat = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
-            return msgpack.ExtType(Ext.MEMORYVIEW, self.pack([self.out_of_band(flat), value.format, list(value.shape)]))
+            return _ext(Ext.MEMORYVIEW, _plain.pack([self.out_of_band(flat), value.format, list(value.shape)]))
         return value
 
     def _replace_walked(self, container: Any, items: Any) -> Any:
@@ -238,7 +261,7 @@ class _EncodeRun:
         if encoder is not None:
             return encoder(self, value)
         if isinstance(value, np.generic):
-            return msgpack.ExtType(Ext.NPSCALAR, self.pack(arrays.scalar_to_wire(value)))
+            return _ext(Ext.NPSCALAR, self.pack(arrays.scalar_to_wire(value)))
         plugin = self.codec.encoder_plugin(type(value))
         if plugin is not None:
             return self.plugin(plugin, value)
@@ -266,7 +289,7 @@ class _EncodeRun:
             )
         if fields[0] not in PluginRegistrar.decoder_registry:
             raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
-        return msgpack.ExtType(Ext.PLUGIN, self.pack(list(fields)))
+        return _ext(Ext.PLUGIN, self.pack(list(fields)))
 
 
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
@@ -276,24 +299,24 @@ _WALKED = frozenset({dict, list, bytes, bytearray, memoryview})
 
 def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
     meta, flat = arrays.array_to_wire(value)
-    return msgpack.ExtType(Ext.NDARRAY, run.pack([run.out_of_band(flat), *meta]))
+    return _ext(Ext.NDARRAY, _plain.pack([run.out_of_band(flat), *meta]))
 
 
 def _bigint(run: _EncodeRun, value: int) -> msgpack.ExtType:
-    return msgpack.ExtType(Ext.BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+    return _ext(Ext.BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
 
 
 _LEAF_ENCODERS = {
-    tuple: lambda run, v: msgpack.ExtType(Ext.TUPLE, run.pack(list(v))),
-    set: lambda run, v: msgpack.ExtType(Ext.SET, run.pack(list(v))),
-    frozenset: lambda run, v: msgpack.ExtType(Ext.FROZENSET, run.pack(list(v))),
+    tuple: lambda run, v: _ext(Ext.TUPLE, run.pack(list(v))),
+    set: lambda run, v: _ext(Ext.SET, run.pack(list(v))),
+    frozenset: lambda run, v: _ext(Ext.FROZENSET, run.pack(list(v))),
     int: _bigint,
-    complex: lambda run, v: msgpack.ExtType(Ext.COMPLEX, _COMPLEX.pack(v.real, v.imag)),
+    complex: lambda run, v: _ext(Ext.COMPLEX, _COMPLEX.pack(v.real, v.imag)),
     np.ndarray: _ndarray,
-    dt.datetime: lambda run, v: msgpack.ExtType(Ext.DATETIME, run.pack(temporal.datetime_to_wire(v))),
-    dt.date: lambda run, v: msgpack.ExtType(Ext.DATE, run.pack(temporal.date_to_wire(v))),
-    dt.time: lambda run, v: msgpack.ExtType(Ext.TIME, run.pack(temporal.time_to_wire(v))),
-    dt.timedelta: lambda run, v: msgpack.ExtType(Ext.TIMEDELTA, run.pack(temporal.timedelta_to_wire(v))),
+    dt.datetime: lambda run, v: _ext(Ext.DATETIME, run.pack(temporal.datetime_to_wire(v))),
+    dt.date: lambda run, v: _ext(Ext.DATE, run.pack(temporal.date_to_wire(v))),
+    dt.time: lambda run, v: _ext(Ext.TIME, run.pack(temporal.time_to_wire(v))),
+    dt.timedelta: lambda run, v: _ext(Ext.TIMEDELTA, run.pack(temporal.timedelta_to_wire(v))),
 }
 
 
@@ -310,7 +333,7 @@ class _DecodeRun:
         return msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
 
     def unpack_list(self, data: bytes, what: str) -> list:
-        items = self.unpack(data)
+        items = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
         if not isinstance(items, list):
             raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
         return items
@@ -374,5 +397,5 @@ _DECODERS = {
     Ext.DATE: lambda run, data: temporal.date_from_wire(run.unpack_list(data, "date")),
     Ext.TIME: lambda run, data: temporal.time_from_wire(run.unpack_list(data, "time")),
     Ext.TIMEDELTA: lambda run, data: temporal.timedelta_from_wire(run.unpack_list(data, "timedelta")),
-    Ext.PLUGIN: lambda run, data: run.plugin(data),
+    Ext.PLUGIN: _DecodeRun.plugin,
 }
