@@ -103,8 +103,13 @@ class TorchTensor(Plugin):
 
 
 def _flat_bytes(array: np.ndarray) -> memoryview:
-    """The array's elements in C order as one flat byte view (copied only if not C-contiguous)."""
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    """The array's elements in C order as one flat byte view (copied only if not C-contiguous).
+
+    memoryview's ``cast`` is one call where numpy's ``reshape`` and ``view`` are two; it refuses
+    only empty views, which have no bytes to send anyway."""
+    if not array.size:
+        return memoryview(b"")
+    return memoryview(np.ascontiguousarray(array)).cast("B")
 
 
 def _tensor_on(raw: memoryview, dtype: torch.dtype, shape: list) -> torch.Tensor:
