@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from wrapyfi_like.encoding import Codec  # noqa: E402
-from wrapyfi_like.exceptions import ConfigurationError, DecodeError  # noqa: E402
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError  # noqa: E402
 from wrapyfi_like.plugins import torch_tensor  # noqa: E402
 from wrapyfi_like.plugins.torch_devices import DeviceRouter, build_device_map, device_available, normalise_device  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, round_trip, wire_copy  # noqa: E402
@@ -107,6 +107,23 @@ def test_gradients_flow_on_received_tensor():
     received = round_trip(Codec(), torch.ones(3, requires_grad=True))
     received.sum().backward()
     assert torch.equal(received.grad, torch.ones(3))
+
+
+@pytest.mark.parametrize("tensor, reason", [
+    (torch.eye(3).to_sparse(), "with layout torch.sparse_coo"),
+    (torch.empty(3, device="meta"), "'meta' device"),
+])
+def test_tensors_without_plain_data_are_refused_by_name(tensor, reason):
+    with pytest.raises(EncodeError, match=reason):
+        Codec().encode(tensor)
+
+
+def test_decode_rejects_raw_that_is_not_a_byte_buffer():
+    plugin = Codec().encoder_plugin(torch.Tensor)
+    fields = list(plugin.encode(torch.arange(3, dtype=torch.int32))[1]["__wrapyfi__"])
+    fields[1] = memoryview(bytearray(12)).cast("i")
+    with pytest.raises(DecodeError, match="byte buffer"):
+        plugin.decode("torch.Tensor", tuple(fields))
 
 
 def test_decode_rejects_requires_grad_on_integer_tensor():
