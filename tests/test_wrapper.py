@@ -134,6 +134,26 @@ def test_returning_the_wrong_shape_is_a_clear_error(topic):
         bare.send()
 
 
+def test_later_calls_take_every_return_shape_the_first_may(topic, in_thread):
+    """After the first call, one-decorator methods take a direct path; it must publish and
+    check returns exactly as the first call did."""
+    class Echo(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Echo", topic, should_wait=True)
+        def send(self, returns):
+            return returns
+
+    publisher, listener = Echo(), Echo()
+    publisher.activate_communication(Echo.send, mode="publish")
+    listener.activate_communication(Echo.send, mode="listen")
+    for returns in [(1,), (2,), [3], (4,)]:  # a one-item list is accepted as a tuple is
+        received = in_thread(lambda: listener.send(None))
+        assert publisher.send(returns) == returns
+        assert received.result(timeout=10) == [returns[0]]
+    for wrong in [{"not": "a tuple"}, (5, 6), ()]:
+        with pytest.raises(ConfigurationError, match="return value,"):
+            publisher.send(wrong)
+
+
 def test_unencodable_return_raises_at_publish(topic):
     class Odd(MiddlewareCommunicator):
         @MiddlewareCommunicator.register("NativeObject", "zeromq", "Odd", topic, should_wait=False)

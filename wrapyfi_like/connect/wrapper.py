@@ -84,6 +84,7 @@ class _Binding:
 
     def __init__(self, mode: Optional[str]) -> None:
         self.mode = mode
+        self.direct: Optional[Callable[[Any, tuple, dict], Any]] = None  # set by modes.run, see there
         self._communicators: dict[str, Any] = {}
         self.lock = threading.Lock()
 
@@ -103,6 +104,7 @@ class _Binding:
 
     def close(self) -> None:
         with self.lock:
+            self.direct = None
             for built in self._communicators.values():
                 _close(built)
             self._communicators.clear()
@@ -156,9 +158,11 @@ class MiddlewareCommunicator:
                 binding = self.__dict__.get(_BINDINGS_ATTR, _NO_BINDINGS).get(qualname)
                 if binding is None or binding.mode is None:
                     return func(self, *call_args, **call_kwargs)
-                call = modes.Call(func, self, call_args, call_kwargs, registrations, binding)
                 try:
-                    return modes.run(binding.mode, call)
+                    direct = binding.direct
+                    if direct is not None:
+                        return direct(self, call_args, call_kwargs)
+                    return modes.run(binding.mode, modes.Call(func, self, call_args, call_kwargs, registrations, binding))
                 except KeyboardInterrupt as interrupt:
                     if _raised_inside(interrupt, func):
                         raise  # Ctrl-C in the method's own body: the user needs those frames

@@ -243,19 +243,23 @@ class ZeroMQPublisherTransport:
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_COPY_BELOW = zmq.COPY_THRESHOLD  # pyzmq's own size below which even a zero-copy send copies
 
 
 def _try_send(outlet: zmq.Socket, message: list) -> bool:
     """Send ``message`` if the listener's queue has room; False if it has none.
 
     Frame by frame with plain int flags: pyzmq's ``send_multipart`` type-checks every frame and
-    combines flag enums in Python, which costs more than sending a small message. Only the first
+    combines flag enums in Python, which costs more than sending a small message. The topic and
+    a small header are copied into libzmq: a zero-copy send builds a pyzmq ``Frame`` object,
+    which costs more than copying a few KB; the buffers always go zero-copy. Only the first
     frame can find no room: libzmq takes the rest of a message it has started.
     """
     last = len(message) - 1
     try:
         for index, frame in enumerate(message):
-            outlet.send(frame, _MORE if index < last else _NOBLOCK, copy=False)
+            copy = index < 2 and len(frame) < _COPY_BELOW  # the topic and the header are bytes
+            outlet.send(frame, _MORE if index < last else _NOBLOCK, copy=copy)
     except zmq.Again:
         return False
     return True
