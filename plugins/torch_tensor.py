@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wrapyfi_like.encoding.arrays import is_shape
+from wrapyfi_like.encoding.arrays import flat_bytes, is_shape
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
 from wrapyfi_like.plugins.torch_devices import DeviceRouter, build_device_map, normalise_device
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
@@ -65,7 +65,8 @@ class TorchTensor(Plugin):
             array = obj.numpy()  # a CPU tensor without grad, conjugate or negative bit, of a dtype numpy has
         except (RuntimeError, TypeError):
             return True, self._encode_general(obj, name)
-        return True, {"__wrapyfi__": (self.codec_id, _flat_bytes(array), name, list(array.shape), "cpu", False)}
+        raw = flat_bytes(np.ascontiguousarray(array))
+        return True, {"__wrapyfi__": (self.codec_id, raw, name, list(array.shape), "cpu", False)}
 
     def _encode_general(self, obj: torch.Tensor, name: str) -> dict:
         """Any other tensor: on another device, needing grad, with a lazy bit, or of a dtype numpy lacks."""
@@ -74,7 +75,7 @@ class TorchTensor(Plugin):
         if obj.device.type == "meta":
             raise EncodeError("torch tensors on the 'meta' device have no data to send")
         data = obj.detach().cpu().resolve_conj().resolve_neg().contiguous()
-        raw = _flat_bytes(data.reshape(-1).view(torch.uint8).numpy())
+        raw = flat_bytes(data.reshape(-1).view(torch.uint8).numpy())
         return {"__wrapyfi__": (self.codec_id, raw, name, list(obj.shape), _device_name(obj.device), obj.requires_grad)}
 
     def decode(self, obj_type: str, obj_full: tuple, *args: Any, **kwargs: Any) -> tuple[bool, torch.Tensor]:
@@ -100,16 +101,6 @@ class TorchTensor(Plugin):
         if target != "cpu":
             tensor = tensor.to(target)
         return True, tensor.requires_grad_() if requires_grad else tensor
-
-
-def _flat_bytes(array: np.ndarray) -> memoryview:
-    """The array's elements in C order as one flat byte view (copied only if not C-contiguous).
-
-    memoryview's ``cast`` is one call where numpy's ``reshape`` and ``view`` are two; it refuses
-    only empty views, which have no bytes to send anyway."""
-    if not array.size:
-        return memoryview(b"")
-    return memoryview(np.ascontiguousarray(array)).cast("B")
 
 
 def _tensor_on(raw: memoryview, dtype: torch.dtype, shape: list) -> torch.Tensor:

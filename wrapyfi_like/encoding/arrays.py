@@ -33,15 +33,27 @@ def check_dtype(dtype: np.dtype) -> None:
         )
 
 
-def array_to_wire(array: np.ndarray) -> tuple[list, np.ndarray]:
-    """Return ``([dtype, shape, fortran], flat uint8 view)``; copies only non-contiguous input."""
+def array_to_wire(array: np.ndarray) -> tuple[list, memoryview]:
+    """Return ``([dtype, shape, fortran], flat bytes)``; copies only non-contiguous input."""
     check_dtype(array.dtype)
     fortran = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
-    if fortran:
-        flat = array.T.reshape(-1)
-    else:
-        flat = np.ascontiguousarray(array).reshape(-1)
-    return [array.dtype.str, list(array.shape), fortran], flat.view(np.uint8)
+    contiguous = array.T if fortran else np.ascontiguousarray(array)
+    return [array.dtype.str, list(array.shape), fortran], flat_bytes(contiguous)
+
+
+def flat_bytes(contiguous: np.ndarray) -> memoryview:
+    """A C-contiguous array's bytes as one flat byte view, without a copy.
+
+    memoryview's ``cast`` is one call where numpy's ``reshape`` and ``view`` are two, and each
+    costs 5-10 µs when a message comes alone to a cold CPU. Datetime64/timedelta64 arrays have
+    no buffer protocol, so they go through numpy's uint8 view; memoryview refuses to cast an
+    empty view, which has no bytes anyway.
+    """
+    if not contiguous.size:
+        return memoryview(b"")
+    if contiguous.dtype.kind in "mM":
+        return memoryview(contiguous.reshape(-1).view(np.uint8))
+    return memoryview(contiguous).cast("B")
 
 
 def array_from_wire(meta: Any, buffer: memoryview) -> np.ndarray:
