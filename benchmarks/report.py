@@ -16,26 +16,42 @@ METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us", "sta
 PACKAGES = ("wrapyfi_like", "numpy", "pyzmq", "msgpack", "torch", "pandas", "pyarrow", "pillow", "wrapyfi")
 
 
+RATIO_METRICS = ("msgs_per_s", "latency_median_us", "latency_p99_us")
+
+
 def summarise(rows: list[dict]) -> dict[tuple, dict]:
-    """Median of every metric over the repetitions, keyed by (case, transport, path)."""
+    """Per (case, transport, path): the median of every metric over the repetitions, and under
+    ``"ratios"`` the median over repetitions of the ratio to the baseline in the same repetition.
+
+    A repetition runs the paths back to back, so its ratio compares them under one state of the
+    shared machine; the quotient of two medians could pair a fast repetition of one path with a
+    slow one of the other.
+    """
     grouped: dict[tuple, list[dict]] = {}
+    baseline_runs: dict[tuple, dict] = {}
     for row in rows:
         if "error" not in row:
             grouped.setdefault((row["case"], row["transport"], row["path"]), []).append(row)
+            if row["path"] == "baseline":
+                baseline_runs[(row["case"], row["transport"], row["repeat"])] = row
     summary = {}
     for key, group in grouped.items():
         medians = {metric: statistics.median(row[metric] for row in group)
                    for metric in METRICS if metric in group[0]}
         medians["missing"] = sum(row["missing"] for row in group)
-        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians}
+        pairs = [(row, baseline_runs.get((row["case"], row["transport"], row["repeat"]))) for row in group]
+        ratios = {}
+        for metric in RATIO_METRICS:
+            paired = [row[metric] / base[metric] for row, base in pairs if base and row.get(metric) is not None
+                      and base.get(metric)]
+            if paired:
+                ratios[metric] = statistics.median(paired)
+        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians, "ratios": ratios}
     return summary
 
 
 def ratio(summary: dict, case: str, transport: str, metric: str, path: str = "ours") -> Optional[float]:
-    ours, base = summary.get((case, transport, path)), summary.get((case, transport, "baseline"))
-    if not ours or not base or metric not in ours or not base.get(metric):
-        return None
-    return ours[metric] / base[metric]
+    return summary.get((case, transport, path), {}).get("ratios", {}).get(metric)
 
 
 def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]]:
@@ -142,7 +158,10 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "listener process. The baseline is plain pyzmq: a small msgpack header frame plus the payload's",
              "own buffer sent with `copy=False` and rebuilt with `np.frombuffer` (tables as Arrow IPC bytes,",
              "JPEG as Pillow-encoded bytes, dicts as one msgpack frame). **Ratios are what we judge**; the",
-             "absolute numbers are what a shared 2-core machine happened to do.", "", *machine_lines(results), "",
+             "absolute numbers are what a shared 2-core machine happened to do. A ratio is the median, over",
+             "the repetitions, of ours ÷ baseline within one repetition (the two ran back to back), so it",
+             "can differ from the quotient of the two medians shown beside it.", "",
+             *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {limit} | {measured} | {'yes' if met else '**no**'} |"
               for name, limit, measured, met in target_rows(results, summary)]
