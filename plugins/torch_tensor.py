@@ -22,7 +22,6 @@ import functools
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from wrapyfi_like.encoding.arrays import flat_bytes, is_shape
@@ -65,8 +64,7 @@ class TorchTensor(Plugin):
             array = obj.numpy()  # a CPU tensor without grad, conjugate or negative bit, of a dtype numpy has
         except (RuntimeError, TypeError):
             return True, self._encode_general(obj, name)
-        raw = flat_bytes(np.ascontiguousarray(array))
-        return True, {"__wrapyfi__": (self.codec_id, raw, name, list(array.shape), "cpu", False)}
+        return True, {"__wrapyfi__": (self.codec_id, flat_bytes(array), name, list(array.shape), "cpu", False)}
 
     def _encode_general(self, obj: torch.Tensor, name: str) -> dict:
         """Any other tensor: on another device, needing grad, with a lazy bit, or of a dtype numpy lacks."""

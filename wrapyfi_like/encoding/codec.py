@@ -195,7 +195,7 @@ def _header_start(buffer_count: int) -> bytes:
     """The header's bytes before the value: array marker, version, buffer count."""
     if buffer_count < len(_HEADER_STARTS):
         return _HEADER_STARTS[buffer_count]
-    return _HEADER_PREFIX + msgpack.packb(buffer_count)
+    return _HEADER_PREFIX + _plain.pack(buffer_count)
 
 
 _HEADER_STARTS = [_HEADER_PREFIX + bytes([count]) for count in range(0x80)]  # counts that are a msgpack fixint
@@ -333,6 +333,8 @@ class _DecodeRun:
         return msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
 
     def unpack_list(self, data: bytes, what: str) -> list:
+        # unpack's call written out: a nested extension then costs no extra Python frame (binding
+        # a partial per run instead costs 0.5 µs on every decode, extensions or not).
         items = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
         if not isinstance(items, list):
             raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
