@@ -12,6 +12,12 @@ RangeIndex as metadata. Three things it cannot carry exactly travel in the layou
 
 The frame's data is copied once into the IPC stream on send; on receive ``to_pandas`` builds
 ordinary writable pandas columns from the received frame.
+
+The common frame of sensor logs and features, numpy number, bool and datetime64/timedelta64
+columns over a RangeIndex,
+skips pandas' own Arrow converter, whose Python work per column (about 45 µs) made a 200-column
+frame cost 9 ms to send. Its columns become Arrow arrays directly, the stream carries no pandas
+metadata, and the row range travels in the layout record. Arrow maps those dtypes back exactly.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.plugins.arrow_ipc import read_stream, write_stream
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 
-_LAYOUT_KEYS = frozenset({"columns", "index_names", "object_columns", "object_levels", "freq"})
+_LAYOUT_KEYS = frozenset({"columns", "index_names", "object_columns", "object_levels", "freq", "rows"})
+_PLAIN_KINDS = frozenset("biufMm")  # numpy bool, int, float, datetime64, timedelta64: exact without metadata
 _SCALAR_LABELS = (str, int, float, bool, bytes, type(None), np.generic, dt.datetime, dt.date, dt.timedelta)
 
 
@@ -44,10 +51,17 @@ class _PandasPlugin(Plugin):
             "object_columns": [i for i, dtype in enumerate(frame.dtypes) if dtype == object],
             "object_levels": [i for i, level in enumerate(_level_values(frame.index)) if level.dtype == object],
             "freq": getattr(frame.index, "freqstr", None),
+            "rows": None,
         }
-        positional = frame.set_axis([f"c{i}" for i in range(frame.shape[1])], axis=1)
-        positional.index = positional.index.set_names([None] * frame.index.nlevels)
-        table = pa.Table.from_pandas(positional)
+        names = [f"c{i}" for i in range(frame.shape[1])]
+        plain_columns = _plain_columns(frame)
+        if plain_columns is None:
+            positional = frame.set_axis(names, axis=1)
+            positional.index = positional.index.set_names([None] * frame.index.nlevels)
+            table = pa.Table.from_pandas(positional)
+        else:
+            table = pa.Table.from_arrays([pa.array(column) for column in plain_columns], names=names)
+            layout["rows"] = _index_to_wire(frame.index)
         return True, {"__wrapyfi__": (self.codec_id, write_stream(table.to_batches(), table.schema), layout)}
 
     def decode(self, obj_type: str, obj_full: tuple, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
@@ -61,6 +75,8 @@ class _PandasPlugin(Plugin):
         columns = _index_from_wire(layout["columns"])
         if len(columns) != self.column_count(frame):
             raise DecodeError(f"{self.codec_id} layout names {len(columns)} columns, the data has {frame.shape[1]}")
+        if layout["rows"] is not None:
+            frame.index = _row_range_from_wire(layout["rows"], len(frame))
         _restore_index(frame, layout)
         for position in _positions(layout["object_columns"], frame.shape[1]):
             frame.isetitem(position, frame.iloc[:, position].astype(object))
@@ -110,6 +126,27 @@ class PandasSeries(_PandasPlugin):
 
     def from_frame(self, frame: pd.DataFrame, columns: pd.Index) -> pd.Series:
         return frame.iloc[:, 0].rename(columns[0])
+
+
+def _plain_columns(frame: pd.DataFrame) -> list[np.ndarray] | None:
+    """The columns as numpy arrays if every one is a native-endian number, bool, datetime64 or
+    timedelta64 and the rows are a RangeIndex (what Arrow carries exactly without pandas metadata);
+    else None."""
+    dtypes = list(frame.dtypes)
+    if not dtypes or not isinstance(frame.index, pd.RangeIndex):
+        return None  # without columns, an Arrow table cannot say how many rows it has
+    if not all(isinstance(dtype, np.dtype) and dtype.kind in _PLAIN_KINDS and dtype.isnative for dtype in dtypes):
+        return None
+    if len(set(dtypes)) == 1:
+        return list(frame.to_numpy().T)  # one dtype: one 2-D array, often the frame's own block
+    return [series.to_numpy() for _, series in frame.items()]
+
+
+def _row_range_from_wire(wire: Any, row_count: int) -> pd.RangeIndex:
+    rows = _index_from_wire(wire)
+    if not isinstance(rows, pd.RangeIndex) or len(rows) != row_count:
+        raise DecodeError(f"layout rows {wire!r:.80} do not fit a stream of {row_count} rows")
+    return rows
 
 
 def _label_to_wire(label: Any) -> Any:

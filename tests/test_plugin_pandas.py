@@ -12,6 +12,7 @@ from pandas.testing import assert_frame_equal, assert_series_equal  # noqa: E402
 
 from wrapyfi_like.encoding import Codec  # noqa: E402
 from wrapyfi_like.plugins import pandas_data  # noqa: E402
+from wrapyfi_like.plugins.arrow_ipc import read_stream  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, round_trip  # noqa: E402
 
 
@@ -63,6 +64,14 @@ class TestDataFrameConformance(PluginConformance):
             "timedelta_index": pd.DataFrame({"x": [1, 2]}, index=pd.to_timedelta([1, 2], unit="min")),
             "range_index_step": pd.DataFrame({"x": [1, 2]}, index=pd.RangeIndex(5, 9, 2, name="r")),
             "categorical_index": pd.DataFrame({"x": [1, 2]}, index=pd.CategoricalIndex(["u", "v"])),
+            "plain_one_dtype": pd.DataFrame(np.arange(12.0).reshape(3, 4), columns=list("abcd")),
+            "plain_mixed_dtypes": pd.DataFrame({
+                "int8": np.arange(3, dtype=np.int8), "uint64": np.array([0, 1, 2**64 - 1], dtype=np.uint64),
+                "float16": np.arange(3, dtype=np.float16), "float32": np.array([1, np.nan, 3], dtype=np.float32),
+                "bool": [True, False, True],
+                "datetime_ms": np.array(["2024-01-01T00:00:00.001", "NaT", "1969-12-31"], dtype="datetime64[ms]"),
+                "timedelta_us": np.array([1, -2, 3], dtype="timedelta64[us]")}, index=pd.RangeIndex(10, 4, -2, name=("r", 1))),
+            "no_columns": pd.DataFrame(index=pd.RangeIndex(3)),
         }
 
     def assert_equal(self, expected, actual):
@@ -103,6 +112,33 @@ class TestSeriesConformance(PluginConformance):
 
     def non_contiguous_sample(self):
         return pd.Series(np.arange(20)[::3])
+
+
+@pytest.mark.parametrize("frame, plain", [
+    (pd.DataFrame({"a": [1.0, 2.0], "t": pd.to_datetime(["2024-01-01", "2024-01-02"])}), True),
+    (pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index([3, 4])), False),
+    (pd.DataFrame({"a": [1.0, 2.0], "o": pd.Series(["x", "y"], dtype=object)}), False),
+    (pd.DataFrame({"a": [1.0, 2.0], "i": pd.array([1, None], dtype="Int64")}), False),
+    (pd.DataFrame(index=pd.RangeIndex(2)), False),
+])
+def test_only_columns_arrow_maps_back_exactly_skip_the_pandas_metadata(frame, plain):
+    _, encoded = pandas_data.PandasDataFrame().encode(frame)
+    _, stream, layout = encoded["__wrapyfi__"]
+    schema, _ = read_stream(stream)
+    assert (layout["rows"] is not None, schema.pandas_metadata is None) == (plain, plain)
+    assert_frame_equal(round_trip(Codec(), frame), frame)
+
+
+def test_row_range_that_does_not_fit_the_data_is_refused():
+    from wrapyfi_like.exceptions import DecodeError
+
+    plugin = pandas_data.PandasDataFrame()
+    _, encoded = plugin.encode(pd.DataFrame({"a": [1.0, 2.0]}))
+    codec_id, stream, layout = encoded["__wrapyfi__"]
+    for rows in ({"range": [0, 3, 1], "name": None}, {"levels": [[0, 1]], "dtypes": ["int64"], "names": [None],
+                                                      "multi": False}):
+        with pytest.raises(DecodeError, match="rows"):
+            plugin.decode(codec_id, (codec_id, stream, {**layout, "rows": rows}))
 
 
 def test_caller_frame_is_not_modified():
