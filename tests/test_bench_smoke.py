@@ -28,7 +28,7 @@ def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
 
 
 def test_ratios_pair_each_repetition_with_its_own_baseline():
-    from benchmarks.report import ratio, summarise
+    from benchmarks.report import ratio, ratio_cell, summarise
 
     def row(path, repeat, rate):
         return {"case": "dict 1 KB", "kind": "dict", "size": 1024, "pattern": "stream", "transport": "tcp",
@@ -37,4 +37,6 @@ def test_ratios_pair_each_repetition_with_its_own_baseline():
     runs = [(100, 50), (200, 400), (300, 250)]  # per repetition: 2.0×, 0.5×, 1.2×; medians 200 vs 250
     rows = [row(path, repeat, rate) for repeat, rates in enumerate(runs)
             for path, rate in zip(("ours", "baseline"), rates)]
-    assert ratio(summarise(rows), "dict 1 KB", "tcp", "msgs_per_s") == pytest.approx(1.2)
+    summary = summarise(rows)
+    assert ratio(summary, "dict 1 KB", "tcp", "msgs_per_s") == pytest.approx(1.2)
+    assert ratio_cell(summary, "dict 1 KB", "tcp", "msgs_per_s") == "1.20× (0.50–2.00)"
