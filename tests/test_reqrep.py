@@ -136,3 +136,30 @@ def test_reply_without_wait_returns_nones_when_no_request_is_there(topic):
         assert lazy.answer() == [None]
     finally:
         lazy.close()
+
+
+def test_later_requests_of_a_one_decorator_method_carry_their_own_arguments(topic):
+    """After the first call a one-decorator client takes a direct path; every call must still
+    send its own arguments, return one item per decorator, and raise the server's errors."""
+    class Doubler(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Doubler", topic)
+        def double(self, x, offset=0):
+            if x is None:
+                raise ValueError("nothing to double")
+            return x * 2 + offset,
+
+    server, client = Doubler(), Doubler()
+    server.activate_communication(Doubler.double, mode="reply")
+    client.activate_communication(Doubler.double, mode="request")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="server")
+    served = executor.submit(lambda: [server.double(0) for _ in range(3)])
+    executor.shutdown(wait=False)
+    try:
+        assert client.double(1) == [2]
+        assert client.double(2, offset=10) == [14]
+        with pytest.raises(RemoteError, match="nothing to double"):
+            client.double(None)
+        assert client.double(3, 100) == [106]
+        assert served.result(timeout=10) == [(2,), (14,), (106,)]
+    finally:
+        server.close(), client.close()

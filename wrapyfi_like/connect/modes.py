@@ -90,6 +90,9 @@ def _direct(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]
     if mode == "listen":
         (listener,), = call.communicators("listen")
         return lambda instance, args, kwargs: [listener.listen()]
+    if mode == "request":
+        client = call.communicators("request")
+        return lambda instance, args, kwargs: client.request(args, kwargs)
     return None
 
 

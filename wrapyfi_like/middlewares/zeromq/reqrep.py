@@ -196,8 +196,12 @@ class ZeroMQClientTransport:
         keep_alive(self._socket)
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(self._key)
+        self._followed: Optional[frozenset[str]] = None  # the server list _follow last acted on in full
         self._probes: dict[str, zmq.Socket] = {}  # per listed server: writable while it is there
         self._connected: set[str] = set()  # servers the request socket is connected to
+        self._reply_poller = zmq.Poller()
+        self._reply_poller.register(self._socket, zmq.POLLIN)
+        self._reply_poller.register(self._watch.fileno(), zmq.POLLIN)
         lifecycle.track(self)
         self._request_ids = itertools.count(1)
         self.stale_replies = 0
@@ -215,7 +219,8 @@ class ZeroMQClientTransport:
                 raise ClosedError(f"client of {self.topic} is closed")
             deadline = deadline_after(timeout)
             request_id = _REQUEST_ID.pack(next(self._request_ids))
-            self._follow(self._watch.consume())
+            if self._watch.endpoints is not self._followed:  # unchanged, the common case, costs no system call
+                self._follow(self._watch.consume())
             self._send([request_id, *frames], deadline, timeout)
             return self._await_reply(request_id, deadline, timeout)
 
@@ -243,11 +248,8 @@ class ZeroMQClientTransport:
 
     def _await_reply(self, request_id: bytes, deadline: Optional[float],
                      timeout: Optional[float]) -> list[memoryview]:
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._watch.fileno(), zmq.POLLIN)
         while True:
-            events = dict(poller.poll(remaining_ms(deadline)))
+            events = dict(self._reply_poller.poll(remaining_ms(deadline)))
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume(), drop_gone=False)
             if self._socket in events:
@@ -284,6 +286,7 @@ class ZeroMQClientTransport:
             probe.connect(endpoint)
             self._probes[endpoint] = probe
         if drop_gone:
+            self._followed = endpoints
             for endpoint in self._probes.keys() - endpoints:
                 self._probes.pop(endpoint).close()
                 self._disconnect(endpoint)
