@@ -154,15 +154,19 @@ def test_arrays_are_separate_frames_not_in_the_header(codec):
 
 
 
-@pytest.mark.parametrize("tail", [[b"raw" * 2000], [bytearray(b"x" * 6000)], [{"inner": b"y" * 6000}],
-                                  [[b"z" * 6000]], [float("inf"), float("-inf"), b"w" * 6000], [1e308, 1e308, b"v" * 6000]],
-                         ids=["bytes", "bytearray", "dict", "list", "infinities", "overflowing-sum"])
+@pytest.mark.parametrize("tail", [[b"raw" * 2000], [bytearray(b"x" * 6000)], [memoryview(b"m" * 6000)],
+                                  [{"inner": b"y" * 6000}], [[b"z" * 6000]],
+                                  [float("inf"), float("-inf"), b"w" * 6000], [1e308, 1e308, b"v" * 6000],
+                                  [3 + 4j, b"n" * 6000], [10 ** 400, b"o" * 6000]],
+                         ids=["bytes", "bytearray", "memoryview", "dict", "list", "infinities", "overflowing-sum",
+                              "addable-numbers-first", "huge-int"])
 def test_bytes_after_floats_in_a_list_still_travel_out_of_band(codec, tail):
     """A list starting with floats takes the fast all-numbers check; one bytes-like item must still be found."""
     value = [0.5, 1.5, *tail]
     frames = codec.encode(value)
     assert len(frames) == 2 and len(frames[0]) < 200
     assert_exact(value, roundtrip(codec, value))
+
 
 @pytest.mark.parametrize("value", [object(), np.array([object()]), {"key": [1, 2, lambda: 0]},
                                    np.zeros(2, dtype=[("a", "i4")])], ids=["object", "object-array", "nested", "structured"])
