@@ -244,6 +244,9 @@ class ZeroMQPublisherTransport:
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _COPY_BELOW = zmq.COPY_THRESHOLD  # pyzmq's own size below which even a zero-copy send copies
+_send_frame = zmq.backend.Socket.send
+"""pyzmq's send itself: ``zmq.Socket.send`` wraps it in Python to add routing ids and groups
+(draft socket types a PUSH never has), which costs 0.45 µs per frame, twice per small message."""
 
 
 def _try_send(outlet: zmq.Socket, message: list) -> bool:
@@ -259,7 +262,7 @@ def _try_send(outlet: zmq.Socket, message: list) -> bool:
     try:
         for index, frame in enumerate(message):
             copy = index < 2 and len(frame) < _COPY_BELOW  # the topic and the header are bytes
-            outlet.send(frame, _MORE if index < last else _NOBLOCK, copy=copy)
+            _send_frame(outlet, frame, _MORE if index < last else _NOBLOCK, copy)
     except zmq.Again:
         return False
     return True
