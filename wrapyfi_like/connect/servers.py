@@ -8,7 +8,6 @@ publisher would encode it, and the reply carries them all, so one request costs 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import msgpack
@@ -22,13 +21,15 @@ from wrapyfi_like.middlewares import middleware_module
 logger = logging.getLogger("wrapyfi_like.servers")
 
 
-@dataclass
 class Request:
     """One client call: the arguments to run the method with, and where the reply goes."""
 
-    args: tuple
-    kwargs: dict
-    ticket: Any
+    __slots__ = ("args", "kwargs", "ticket")
+
+    def __init__(self, args: tuple, kwargs: dict, ticket: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.ticket = ticket
 
 
 class Server:
