@@ -35,7 +35,9 @@ REPEATS = 5
 """Repetitions of every case in a full run. One case's ratio moves by a factor of 1.5 or more
 between repetitions on the shared 2-core machines; the median of 3 still swung a 10% target
 either way from one run to the next."""
-IMPORT_REPEATS = 7
+IMPORT_REPEATS = 15
+"""Fresh interpreters per import statement; each takes about 0.1 s, and on a busy machine single
+imports vary between 65 and 130 ms."""
 
 logger = logging.getLogger("benchmarks")
 
