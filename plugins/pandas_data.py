@@ -13,11 +13,11 @@ RangeIndex as metadata. Three things it cannot carry exactly travel in the layou
 The frame's data is copied once into the IPC stream on send; on receive ``to_pandas`` builds
 ordinary writable pandas columns from the received frame.
 
-The common frame of sensor logs and features, numpy number, bool and datetime64/timedelta64
-columns over a RangeIndex,
-skips pandas' own Arrow converter, whose Python work per column (about 45 µs) made a 200-column
-frame cost 9 ms to send. Its columns become Arrow arrays directly, the stream carries no pandas
-metadata, and the row range travels in the layout record. Arrow maps those dtypes back exactly.
+The common frame of sensor logs and features (numpy number, bool, datetime64 and timedelta64
+columns over a RangeIndex) skips pandas' own Arrow converter, whose Python work per column
+(about 45 µs) made a 200-column frame cost 9 ms to send. Its columns become Arrow arrays
+directly, the stream carries no pandas metadata, and the row range travels in the layout record;
+Arrow maps those dtypes back exactly.
 """
 
 from __future__ import annotations

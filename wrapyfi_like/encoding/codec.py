@@ -18,6 +18,7 @@ dtypes and sizes are checked, and anything wrong raises :class:`DecodeError` (ne
 from __future__ import annotations
 
 import datetime as dt
+import math
 import struct
 import threading
 from enum import IntEnum
@@ -173,21 +174,20 @@ _plain = _PlainPacker()
 
 
 def _all_numbers(items: list) -> bool:
-    """Whether a list that starts with a float holds nothing :meth:`_EncodeRun.prepare` must
-    look into, found at C speed.
+    """Whether a list that starts with a float holds only real numbers, found at C speed.
 
-    ``sum`` adds floats in C and raises for an item a float cannot be added to, which includes
-    every bytes-like value, dict and list. An item that can be added (a numpy scalar, a complex)
-    is left to msgpack's ``default`` hook, as it would be after a scan. A list of floats, the common
-    large list (joint angles, poses), is checked in a sixth of the time a type scan takes; other
-    lists are scanned instead. Only lists starting with a float are tried, so objects whose
-    arithmetic is costly (a CUDA scalar tensor) are not added for nothing.
+    ``math.fsum`` reads each item as a float and fails on anything else (no bytes-like, dict or
+    list converts to float). A list of floats, the common large list (joint angles, poses), is
+    checked in a third of the time a type scan takes; other lists are scanned instead. Only lists
+    starting with a float are tried, so objects whose ``__float__`` is costly (a CUDA scalar
+    tensor) are not converted for nothing. (``sum`` is twice as fast on floats, but it would add
+    a following array to the float, e.g. ``[stamp, image]``: a full copy on every message.)
     """
     if not items or type(items[0]) is not float:
         return False
     try:
-        sum(items, 0.0)
-    except Exception:  # TypeError for most items; whatever an item's own __radd__ raises
+        math.fsum(items)
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
 
