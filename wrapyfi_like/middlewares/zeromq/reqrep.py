@@ -219,7 +219,7 @@ class ZeroMQClientTransport:
                 raise ClosedError(f"client of {self.topic} is closed")
             deadline = deadline_after(timeout)
             request_id = _REQUEST_ID.pack(next(self._request_ids))
-            if self._watch.endpoints is not self._followed:  # unchanged, the common case, costs no system call
+            if self._watch.endpoints is not self._followed:  # an unchanged list (the common case) costs no system call
                 self._follow(self._watch.consume())
             self._send([request_id, *frames], deadline, timeout)
             return self._await_reply(request_id, deadline, timeout)
