@@ -71,7 +71,8 @@ class _PandasPlugin(Plugin):
         if not isinstance(layout, dict) or set(layout) != _LAYOUT_KEYS:
             raise DecodeError(f"a {self.codec_id} layout must be a dict with keys {sorted(_LAYOUT_KEYS)}")
         schema, batches = read_stream(stream)
-        frame = pa.Table.from_batches(batches, schema=schema).to_pandas()
+        # integer_object_nulls: an object column of ints with None comes back as that, not as floats
+        frame = pa.Table.from_batches(batches, schema=schema).to_pandas(integer_object_nulls=True)
         columns = _index_from_wire(layout["columns"])
         if len(columns) != self.column_count(frame):
             raise DecodeError(f"{self.codec_id} layout names {len(columns)} columns, the data has {frame.shape[1]}")

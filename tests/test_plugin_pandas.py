@@ -72,6 +72,7 @@ class TestDataFrameConformance(PluginConformance):
                 "datetime_ms": np.array(["2024-01-01T00:00:00.001", "NaT", "1969-12-31"], dtype="datetime64[ms]"),
                 "timedelta_us": np.array([1, -2, 3], dtype="timedelta64[us]")}, index=pd.RangeIndex(10, 4, -2, name=("r", 1))),
             "no_columns": pd.DataFrame(index=pd.RangeIndex(3)),
+            "object_ints_and_none": pd.DataFrame({"ids": pd.Series([1, None, 2**40], dtype=object)}),
         }
 
     def assert_equal(self, expected, actual):
