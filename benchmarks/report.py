@@ -79,8 +79,8 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
         found = [item for item in found if item[0] is not None]
         if not found:
             return None
-        _, case, transport = worst(found, key=lambda item: item[0])
-        return ratio(summary, case, transport, metric), f"{ratio_cell(summary, case, transport, metric)}, worst: {case} {transport}"
+        value, case, transport = worst(found, key=lambda item: item[0])
+        return value, f"{ratio_cell(summary, case, transport, metric)}, worst: {case} {transport}"
 
     def add(name: str, limit: str, found: Optional[tuple[float, str]], met: Callable[[float], bool]) -> None:
         if found is not None:
