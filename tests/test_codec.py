@@ -210,6 +210,45 @@ def test_plugin_fields_of_every_kind_round_trip(codec, fields):
     assert_exact(fields, received)
 
 
+class BaseMessage:
+    def __init__(self, text):
+        self.text = text
+
+
+class DerivedMessage(BaseMessage):
+    pass
+
+
+@PluginRegistrar.register(types=(BaseMessage,))
+class BaseMessagePlugin(Plugin):
+    codec_id = "tests.codec.BaseMessage"
+
+    def encode(self, obj, *args, **kwargs):
+        return True, {"__wrapyfi__": (self.codec_id, obj.text)}
+
+    def decode(self, obj_type, obj_full, *args, **kwargs):
+        return True, BaseMessage(obj_full[1])
+
+
+def test_a_plugin_registered_after_a_type_was_encoded_takes_over_its_more_derived_type(codec):
+    """The codec keeps the plugin it found for each type; a later, more specific registration
+    still wins from the next message on."""
+    assert type(roundtrip(codec, DerivedMessage("a"))) is BaseMessage
+
+    @PluginRegistrar.register(types=(DerivedMessage,))
+    class DerivedMessagePlugin(Plugin):
+        codec_id = "tests.codec.DerivedMessage"
+
+        def encode(self, obj, *args, **kwargs):
+            return True, {"__wrapyfi__": (self.codec_id, obj.text)}
+
+        def decode(self, obj_type, obj_full, *args, **kwargs):
+            return True, DerivedMessage(obj_full[1])
+
+    received = roundtrip(codec, DerivedMessage("b"))
+    assert type(received) is DerivedMessage and received.text == "b"
+
+
 def test_subclasses_are_not_flattened_silently(codec):
     import collections
     import enum

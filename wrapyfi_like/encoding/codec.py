@@ -71,6 +71,11 @@ class Codec:
     def __init__(self, **plugin_kwargs: Any) -> None:
         self._plugin_kwargs = plugin_kwargs
         self._plugins: dict[type, Plugin] = {}
+        # Plugins found per type and per codec id, each with the registrar's generation at the
+        # lookup: a message then finds its plugin in one step instead of an MRO walk and two
+        # tables, and a plugin registered later (a more derived type) is still found.
+        self._encoders: dict[type, tuple[int, Plugin]] = {}
+        self._decoders: dict[str, tuple[int, Plugin]] = {}
         self._lock = threading.Lock()
         plugin_discovery.load_external_plugins()
         plugin_discovery.load_builtins_for_kwargs(plugin_kwargs)
@@ -106,13 +111,25 @@ class Codec:
         return value
 
     def encoder_plugin(self, obj_type: type) -> Plugin | None:
+        found = self._encoders.get(obj_type)
+        generation = PluginRegistrar.generation
+        if found is not None and found[0] == generation:
+            return found[1]
         plugin_cls = PluginRegistrar.encoder_for(obj_type)
         if plugin_cls is None and (plugin_discovery.load_builtin_for_type(obj_type)
                                    or plugin_discovery.load_entry_point_plugins()):
             plugin_cls = PluginRegistrar.encoder_for(obj_type)
-        return None if plugin_cls is None else self._plugin(plugin_cls)
+        if plugin_cls is None:
+            return None
+        plugin = self._plugin(plugin_cls)
+        self._encoders[obj_type] = (generation, plugin)
+        return plugin
 
     def decoder_plugin(self, codec_id: str) -> Plugin:
+        found = self._decoders.get(codec_id)
+        generation = PluginRegistrar.generation
+        if found is not None and found[0] == generation:
+            return found[1]
         plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
         if plugin_cls is None and (plugin_discovery.load_builtin_for_id(codec_id)
                                    or plugin_discovery.load_entry_point_plugins()):
@@ -122,7 +139,9 @@ class Codec:
                 f"unknown codec id {codec_id!r}: the sender used a plugin this process does not "
                 f"have; install it or add its folder to WRAPYFI_PLUGIN_PATHS ({PLUGIN_GUIDE})"
             )
-        return self._plugin(plugin_cls)
+        plugin = self._plugin(plugin_cls)
+        self._decoders[codec_id] = (generation, plugin)
+        return plugin
 
     def _plugin(self, plugin_cls: type) -> Plugin:
         plugin = self._plugins.get(plugin_cls)

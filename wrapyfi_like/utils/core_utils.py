@@ -56,6 +56,8 @@ class PluginRegistrar:
 
     encoder_registry: dict[type, type] = {}
     decoder_registry: dict[str, type] = {}
+    generation = 0
+    """Counts registrations, so a codec knows when the plugins it looked up and kept may have changed."""
     _lock = threading.Lock()
 
     @staticmethod
@@ -84,6 +86,7 @@ class PluginRegistrar:
                     f"which {_qualified(known)} already has; give one of them another id"
                 )
             PluginRegistrar.decoder_registry[codec_id] = cls
+            PluginRegistrar.generation += 1
             for cls_type in types:
                 owner = PluginRegistrar.encoder_registry.get(cls_type)
                 if owner is not None and _qualified(owner) != _qualified(cls):
