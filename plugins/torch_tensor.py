@@ -18,7 +18,6 @@ dispatcher, and a message sent one at a time meets a cold CPU: in lock-step, eac
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -55,6 +54,7 @@ class TorchTensor(Plugin):
     def __init__(self, load_torch_device: Any = None, map_torch_devices: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._router = DeviceRouter(build_device_map(load_torch_device, map_torch_devices))
+        self._targets: dict[str, str] = {}  # wire device name -> target, see _target
 
     def encode(self, obj: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[bool, dict]:
         name = _NAMES.get(obj.dtype)
@@ -95,10 +95,23 @@ class TorchTensor(Plugin):
         if raw.nbytes != expected:
             raise DecodeError(f"a {name} tensor of shape {tuple(shape)} needs {expected} bytes, frame has {raw.nbytes}")
         tensor = _tensor_on(raw, dtype, shape)
-        target = self._router.target(_source_device(device))
+        target = self._targets.get(device) or self._target(device)
         if target != "cpu":
             tensor = tensor.to(target)
         return True, tensor.requires_grad_() if requires_grad else tensor
+
+    def _target(self, device: str) -> str:
+        """Where tensors sent from ``device`` (a name off the wire) go. As many names as the router
+        remembers are kept, so a tensor costs one lookup and a peer sending ever new names cannot
+        grow the table."""
+        try:
+            source = normalise_device(device)
+        except ConfigurationError:
+            raise DecodeError(f"bad torch device {device!r}") from None
+        target = self._router.target(source)
+        if len(self._targets) < DeviceRouter.REMEMBERED_SOURCES:
+            self._targets[device] = target
+        return target
 
 
 def _tensor_on(raw: memoryview, dtype: torch.dtype, shape: list) -> torch.Tensor:
@@ -122,12 +135,3 @@ def _device_name(device: torch.device) -> str:
         name = _DEVICE_NAMES[device] = normalise_device(device)
     return name
 
-
-@functools.lru_cache(maxsize=64)
-def _source_device(device: str) -> str:
-    """The normalised source device of a received tensor; the last 64 names are kept (names
-    come from the network, so the cache is bounded)."""
-    try:
-        return normalise_device(device)
-    except ConfigurationError:
-        raise DecodeError(f"bad torch device {device!r}") from None

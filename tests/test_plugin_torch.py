@@ -236,3 +236,25 @@ def test_unknown_source_devices_from_the_network_are_remembered_up_to_a_bound():
     for index in range(3 * DeviceRouter.REMEMBERED_SOURCES):
         assert router.target(f"cuda:{index}") == "cpu"
     assert len(router._fallbacks) == DeviceRouter.REMEMBERED_SOURCES
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a process without CUDA devices")
+def test_a_listener_keeps_the_targets_of_at_most_a_bounded_number_of_wire_device_names():
+    plugin = Codec().decoder_plugin("torch.Tensor")
+    sent = torch.arange(3.0)
+    fields = list(Codec().encoder_plugin(torch.Tensor).encode(sent)[1]["__wrapyfi__"])
+    for index in range(2 * DeviceRouter.REMEMBERED_SOURCES):
+        fields[4] = f"cuda:{index}"
+        ok, received = plugin.decode("torch.Tensor", tuple(fields))
+        assert received.device.type == "cpu" and torch.equal(received, sent)
+    assert len(plugin._targets) == DeviceRouter.REMEMBERED_SOURCES
+
+
+@pytest.mark.parametrize("device", ["gpu:0", "cuda:-1", "cuda:x"])
+def test_a_bad_wire_device_name_is_refused_every_time_it_arrives(device):
+    plugin = Codec().decoder_plugin("torch.Tensor")
+    fields = list(Codec().encoder_plugin(torch.Tensor).encode(torch.ones(2))[1]["__wrapyfi__"])
+    fields[4] = device
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="bad torch device"):
+            plugin.decode("torch.Tensor", tuple(fields))
