@@ -161,7 +161,8 @@ class MiddlewareCommunicator:
 
             @functools.wraps(func)
             def wrapper(self, *call_args: Any, **call_kwargs: Any) -> Any:
-                _apply_config(self)
+                if ConfigManager._current is not None:  # read in place: two calls per message otherwise
+                    _apply_config(self)
                 binding = self.__dict__.get(_BINDINGS_ATTR, _NO_BINDINGS).get(qualname)
                 if binding is None or binding.mode is None:
                     return func(self, *call_args, **call_kwargs)
