@@ -11,6 +11,11 @@ same for every path, so it adds the same cost to each:
 3. flat-out: ``flat_out`` messages as fast as the sender can go; the receiver counts them after
    decoding, checks sequence numbers, and reports its first and last arrival times.
 
+A latency run (roles latency_sender, latency_receiver, latency_client, latency_server) carries
+every path of ``spec["paths"]`` between the same two processes and alternates them message by
+message, one message in flight: the paths' latencies are then measured under one state of the
+shared machine, message for message, where separate runs seconds apart see different states.
+
 The result is one JSON line on stdout.
 """
 
@@ -166,7 +171,77 @@ def run_server(spec: dict, case: Case) -> dict:
     return {}
 
 
-ROLES = {"sender": run_sender, "receiver": run_receiver, "client": run_client, "server": run_server}
+def alternating(paths: list[str], count: int):
+    """``(sequence, path)`` for ``count`` messages per path, the order flipping every sequence
+    number (ABBAAB…), so neither path always follows the other."""
+    for sequence in range(1, count + 1):
+        for path in (paths if sequence % 2 else paths[::-1]):
+            yield sequence, path
+
+
+def run_latency_sender(spec: dict, case: Case) -> dict:
+    payload = make_payload(case)
+    acks = AckChannel(spec["ack"], sending=False)
+    senders = {path: PATHS[path]["sender"](case, spec["endpoints"][path]) for path in spec["paths"]}
+    for sender in senders.values():
+        sender.send(0, payload)
+        acks.recv()
+    latencies: dict[str, list[int]] = {path: [] for path in senders}
+    for sequence, path in alternating(spec["paths"], spec["lock_step"]):
+        sent = now_ns()
+        senders[path].send(sequence, payload)
+        latencies[path].append(acks.recv() - sent)
+    for sender in senders.values():
+        sender.close()
+    acks.close()
+    return {"latencies_ns": latencies}
+
+
+def run_latency_receiver(spec: dict, case: Case) -> dict:
+    acks = AckChannel(spec["ack"], sending=True)
+    receivers = {path: PATHS[path]["receiver"](case, spec["endpoints"][path]) for path in spec["paths"]}
+    for receiver in receivers.values():
+        receiver.recv()
+        acks.send("ready")
+    for sequence, path in alternating(spec["paths"], spec["lock_step"]):
+        value = receivers[path].recv()
+        acks.send(now_ns())
+        del value
+    for receiver in receivers.values():
+        receiver.close()
+    acks.close()
+    return {}
+
+
+def run_latency_client(spec: dict, case: Case) -> dict:
+    payload = make_payload(case)
+    clients = {path: PATHS[path]["client"](case, spec["endpoints"][path]) for path in spec["paths"]}
+    for client in clients.values():
+        client.call(payload)
+    round_trips: dict[str, list[int]] = {path: [] for path in clients}
+    for sequence, path in alternating(spec["paths"], spec["lock_step"]):
+        sent = now_ns()
+        clients[path].call(payload)
+        round_trips[path].append(now_ns() - sent)
+    for client in clients.values():
+        client.close()
+    return {"latencies_ns": round_trips}
+
+
+def run_latency_server(spec: dict, case: Case) -> dict:
+    servers = {path: PATHS[path]["server"](case, spec["endpoints"][path]) for path in spec["paths"]}
+    for server in servers.values():
+        server.serve_one()
+    for sequence, path in alternating(spec["paths"], spec["lock_step"]):
+        servers[path].serve_one()
+    for server in servers.values():
+        server.close()
+    return {}
+
+
+ROLES = {"sender": run_sender, "receiver": run_receiver, "client": run_client, "server": run_server,
+         "latency_sender": run_latency_sender, "latency_receiver": run_latency_receiver,
+         "latency_client": run_latency_client, "latency_server": run_latency_server}
 
 
 def main() -> None:

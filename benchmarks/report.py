@@ -178,7 +178,10 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "absolute numbers are what a shared 2-core machine happened to do. A ratio is the median, over",
              "the repetitions, of ours ÷ baseline within one repetition (the two ran back to back), so it",
              "can differ from the quotient of the two medians shown beside it; in brackets, the lowest and",
-             "highest of those per-repetition ratios.", "",
+             "highest of those per-repetition ratios. Latencies (ours and the baseline's) come from one more",
+             "pair of processes per case and repetition that carries both paths and alternates them message",
+             "by message, so both meet the same state of the machine: measured in separate runs, one case's",
+             "latency ratio moved by ±20% between repetitions; alternating, by about ±2%.", "",
              *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {limit} | {measured} | {'yes' if met else '**no**'} |"
@@ -197,6 +200,9 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
               "  sequence numbers count anything missing (an `Image` carries none: it is counted by number).",
               "- One-way latency: one message in flight; the listener acks with its clock reading after",
               "  decoding (`CLOCK_MONOTONIC` is one clock for all processes on a host). REQ/REP: round trip.",
+              "  Ours and the baseline alternate message by message (ABBA…) between one pair of processes;",
+              "  Wrapyfi's latency is from its own runs. Each run's own lock-step latencies stay in",
+              "  `results.json` as `solo_latency_median_us` and `solo_latency_p99_us`.",
               "- Memory: peak resident memory (`VmHWM`, reset through `/proc/self/clear_refs`) above the",
               "  resident memory before the first message.",
               "- Launch → first message: from starting both processes to the first decoded message.",

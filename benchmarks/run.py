@@ -79,23 +79,46 @@ def run_pair(case: Case, path: str, transport: str, quick: bool, workdir: str) -
     if path == "wrapyfi":  # 20-40x slower: fewer messages keep the run short, the rate is still clear
         flat_out, lock_step = max(8, flat_out // 8), max(4, lock_step // 4)
     spec = {"case": case.to_dict(), "path": path, "flat_out": flat_out, "lock_step": lock_step,
-            "ack": address(transport, workdir),
-            "endpoints": {"topic": f"/bench/{uuid.uuid4().hex[:8]}", "carrier": transport,
-                          "data": address(transport, workdir)}}
-    env = dict(user_environment(), WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
-               WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
+            "ack": address(transport, workdir), "endpoints": endpoints(transport, workdir)}
+    env = peer_environment(workdir)
     if path == "wrapyfi":
         env.update(wrapyfi_environment(free_port))
     roles = ("receiver", "sender") if case.pattern == "stream" else ("server", "client")
     launched = now_ns()
-    peers = {role: Peer(role, {**spec, "role": role}, env) for role in roles}
-    reports, errors = collect(peers)
+    reports, errors = collect({role: Peer(role, {**spec, "role": role}, env) for role in roles})
     row = {"case": case.name, "kind": case.kind, "size": case.size, "pattern": case.pattern,
            "path": path, "transport": transport, "flat_out": flat_out, "lock_step": lock_step}
     if errors:
         return {**row, "error": "; ".join(errors)}
     return {**row, **(stream_metrics(case, reports, launched) if case.pattern == "stream"
                       else rpc_metrics(reports, launched))}
+
+
+def run_latency(case: Case, paths: list[str], transport: str, quick: bool, workdir: str) -> dict:
+    """One latency run carrying ``paths`` alternately between one pair of processes (see
+    :mod:`benchmarks.peer`): ``{path: {latency_median_us, latency_p99_us}}``, or ``{"error": …}``."""
+    _, lock_step = case.counts(quick)
+    spec = {"case": case.to_dict(), "paths": paths, "lock_step": lock_step, "ack": address(transport, workdir),
+            "endpoints": {path: endpoints(transport, workdir) for path in paths}}
+    roles = ("latency_receiver", "latency_sender") if case.pattern == "stream" else ("latency_server", "latency_client")
+    env = peer_environment(workdir)
+    reports, errors = collect({role: Peer(role, {**spec, "role": role}, env) for role in roles})
+    if errors:
+        return {"error": "latency run: " + "; ".join(errors)}
+    measured = reports[roles[1]]["latencies_ns"]
+    return {path: {"latency_median_us": percentile(sorted(measured[path]), 50) / 1e3,
+                   "latency_p99_us": percentile(sorted(measured[path]), 99) / 1e3} for path in paths}
+
+
+def endpoints(transport: str, workdir: str) -> dict:
+    """Where one path's data travels: a topic for ours and Wrapyfi's, an address for the baseline's."""
+    return {"topic": f"/bench/{uuid.uuid4().hex[:8]}", "carrier": transport, "data": address(transport, workdir)}
+
+
+def peer_environment(workdir: str) -> dict:
+    """A run's own discovery port and ipc folder, so runs never see each other."""
+    return dict(user_environment(), WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
+                WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
 
 
 class Peer:
@@ -207,14 +230,37 @@ def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats:
             for transport in transports:
                 for case in cases:
                     order = paths if repeat % 2 == 0 else list(reversed(paths))
+                    runs = {}
                     for path in order:
                         if path == "wrapyfi" and not wrapyfi_runs(case, transport, quick):
                             continue
-                        row = run_pair(case, path, transport, quick, workdir)
-                        rows.append({**row, "repeat": repeat})
+                        runs[path] = row = {**run_pair(case, path, transport, quick, workdir), "repeat": repeat}
+                        rows.append(row)
                         logger.info("%-22s %-4s %-8s %s", case.name, transport, path,
                                     row.get("error") or f"{row['msgs_per_s']:.0f} msg/s")
+                    compared = [path for path in order if path in INTERLEAVED]
+                    latency = run_latency(case, compared, transport, quick, workdir)
+                    for path in compared:
+                        use_interleaved_latency(runs[path], latency)
+                    logger.info("%-22s %-4s latency  %s", case.name, transport, latency.get("error") or " / ".join(
+                        f"{path} {latency[path]['latency_median_us']:.0f} µs" for path in compared))
     return rows
+
+
+INTERLEAVED = ("ours", "baseline")
+"""The paths whose latencies come from one latency run that alternates them message by message
+(Wrapyfi, 20-40x slower, keeps the latency of its own runs)."""
+
+
+def use_interleaved_latency(row: dict, latency: dict) -> None:
+    """Give ``row`` the latencies of the latency run; its own run's are kept as ``solo_…``."""
+    for metric in ("latency_median_us", "latency_p99_us"):
+        if metric in row:
+            row[f"solo_{metric}"] = row.pop(metric)
+    if "error" in latency:
+        row["error"] = "; ".join(filter(None, [row.get("error"), latency["error"]]))
+    else:
+        row.update(latency[row["path"]])
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,6 +22,7 @@ def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
         if row["path"] != "wrapyfi":
             assert "error" not in row, row
             assert row["missing"] == 0 and row["msgs_per_s"] > 0
+            assert row["latency_median_us"] > 0 and row["solo_latency_median_us"] > 0  # both latency runs
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| target | limit | measured | met |" in report and "dict 1 KB" in report
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -40,3 +41,23 @@ def test_ratios_pair_each_repetition_with_its_own_baseline():
     summary = summarise(rows)
     assert ratio(summary, "dict 1 KB", "tcp", "msgs_per_s") == pytest.approx(1.2)
     assert ratio_cell(summary, "dict 1 KB", "tcp", "msgs_per_s") == "1.20× (0.50–2.00)"
+
+
+def test_a_latency_run_alternates_the_paths_abba_with_as_many_messages_each():
+    from benchmarks.peer import alternating
+
+    order = list(alternating(["ours", "baseline"], 3))
+    assert order == [(1, "ours"), (1, "baseline"), (2, "baseline"), (2, "ours"), (3, "ours"), (3, "baseline")]
+
+
+def test_latency_ratios_come_from_the_alternating_run_and_each_runs_own_are_kept():
+    from benchmarks.run import use_interleaved_latency
+
+    row = {"path": "ours", "msgs_per_s": 10.0, "latency_median_us": 500.0, "latency_p99_us": 900.0}
+    use_interleaved_latency(row, {"ours": {"latency_median_us": 110.0, "latency_p99_us": 150.0},
+                                  "baseline": {"latency_median_us": 100.0, "latency_p99_us": 120.0}})
+    assert row == {"path": "ours", "msgs_per_s": 10.0, "latency_median_us": 110.0, "latency_p99_us": 150.0,
+                   "solo_latency_median_us": 500.0, "solo_latency_p99_us": 900.0}
+    failed = {"path": "baseline", "latency_median_us": 1.0}
+    use_interleaved_latency(failed, {"error": "latency run: sender exited 1"})
+    assert failed["error"] == "latency run: sender exited 1" and "latency_median_us" not in failed
