@@ -11,10 +11,11 @@ same for every path, so it adds the same cost to each:
 3. flat-out: ``flat_out`` messages as fast as the sender can go; the receiver counts them after
    decoding, checks sequence numbers, and reports its first and last arrival times.
 
-A latency run (roles latency_sender, latency_receiver, latency_client, latency_server) carries
-every path of ``spec["paths"]`` between the same two processes and alternates them message by
-message, one message in flight: the paths' latencies are then measured under one state of the
-shared machine, message for message, where separate runs seconds apart see different states.
+A paired run (roles paired_sender, paired_receiver, paired_client, paired_server) carries every
+path of ``spec["paths"]`` between the same two processes and alternates them: message by message
+in lock-step, and block by block flat out (each path's block acked before the next starts). The
+paths' ratios are then measured under one state of the shared machine, where separate runs
+seconds apart see different states.
 
 The result is one JSON line on stdout.
 """
@@ -172,14 +173,14 @@ def run_server(spec: dict, case: Case) -> dict:
 
 
 def alternating(paths: list[str], count: int):
-    """``(sequence, path)`` for ``count`` messages per path, the order flipping every sequence
-    number (ABBAAB…), so neither path always follows the other."""
-    for sequence in range(1, count + 1):
-        for path in (paths if sequence % 2 else paths[::-1]):
-            yield sequence, path
+    """``(index, path)`` for ``count`` turns of each path (index from 1), the order flipping
+    every index (ABBAAB…), so neither path always follows the other."""
+    for index in range(1, count + 1):
+        for path in (paths if index % 2 else paths[::-1]):
+            yield index, path
 
 
-def run_latency_sender(spec: dict, case: Case) -> dict:
+def run_paired_sender(spec: dict, case: Case) -> dict:
     payload = make_payload(case)
     acks = AckChannel(spec["ack"], sending=False)
     senders = {path: PATHS[path]["sender"](case, spec["endpoints"][path]) for path in spec["paths"]}
@@ -191,13 +192,18 @@ def run_latency_sender(spec: dict, case: Case) -> dict:
         sent = now_ns()
         senders[path].send(sequence, payload)
         latencies[path].append(acks.recv() - sent)
+    blocks: dict[str, list[dict]] = {path: [] for path in senders}
+    for index, path in alternating(spec["paths"], spec["blocks"]):
+        for sequence in flat_out_block(spec, index):
+            senders[path].send(sequence, payload)
+        blocks[path].append(acks.recv())
     for sender in senders.values():
         sender.close()
     acks.close()
-    return {"latencies_ns": latencies}
+    return {"latencies_ns": latencies, "blocks": blocks}
 
 
-def run_latency_receiver(spec: dict, case: Case) -> dict:
+def run_paired_receiver(spec: dict, case: Case) -> dict:
     acks = AckChannel(spec["ack"], sending=True)
     receivers = {path: PATHS[path]["receiver"](case, spec["endpoints"][path]) for path in spec["paths"]}
     for receiver in receivers.values():
@@ -207,13 +213,21 @@ def run_latency_receiver(spec: dict, case: Case) -> dict:
         value = receivers[path].recv()
         acks.send(now_ns())
         del value
+    for index, path in alternating(spec["paths"], spec["blocks"]):
+        acks.send(receive_flat_out(receivers[path], list(flat_out_block(spec, index))))
     for receiver in receivers.values():
         receiver.close()
     acks.close()
     return {}
 
 
-def run_latency_client(spec: dict, case: Case) -> dict:
+def flat_out_block(spec: dict, index: int) -> range:
+    """The sequence numbers of each path's ``index``-th flat-out block (after the lock-step ones)."""
+    first = spec["lock_step"] + 1 + (index - 1) * spec["block"]
+    return range(first, first + spec["block"])
+
+
+def run_paired_client(spec: dict, case: Case) -> dict:
     payload = make_payload(case)
     clients = {path: PATHS[path]["client"](case, spec["endpoints"][path]) for path in spec["paths"]}
     for client in clients.values():
@@ -228,7 +242,7 @@ def run_latency_client(spec: dict, case: Case) -> dict:
     return {"latencies_ns": round_trips}
 
 
-def run_latency_server(spec: dict, case: Case) -> dict:
+def run_paired_server(spec: dict, case: Case) -> dict:
     servers = {path: PATHS[path]["server"](case, spec["endpoints"][path]) for path in spec["paths"]}
     for server in servers.values():
         server.serve_one()
@@ -240,8 +254,8 @@ def run_latency_server(spec: dict, case: Case) -> dict:
 
 
 ROLES = {"sender": run_sender, "receiver": run_receiver, "client": run_client, "server": run_server,
-         "latency_sender": run_latency_sender, "latency_receiver": run_latency_receiver,
-         "latency_client": run_latency_client, "latency_server": run_latency_server}
+         "paired_sender": run_paired_sender, "paired_receiver": run_paired_receiver,
+         "paired_client": run_paired_client, "paired_server": run_paired_server}
 
 
 def main() -> None:

@@ -94,20 +94,38 @@ def run_pair(case: Case, path: str, transport: str, quick: bool, workdir: str) -
                       else rpc_metrics(reports, launched))}
 
 
-def run_latency(case: Case, paths: list[str], transport: str, quick: bool, workdir: str) -> dict:
-    """One latency run carrying ``paths`` alternately between one pair of processes (see
-    :mod:`benchmarks.peer`): ``{path: {latency_median_us, latency_p99_us}}``, or ``{"error": …}``."""
-    _, lock_step = case.counts(quick)
-    spec = {"case": case.to_dict(), "paths": paths, "lock_step": lock_step, "ack": address(transport, workdir),
+def run_paired(case: Case, paths: list[str], transport: str, quick: bool, workdir: str) -> dict:
+    """One paired run carrying ``paths`` alternately between one pair of processes (see
+    :mod:`benchmarks.peer`): ``{path: {metric: value}}`` for :data:`PAIRED_METRICS`, or ``{"error": …}``."""
+    flat_out, lock_step = case.counts(quick)
+    blocks = PAIRED_BLOCKS_QUICK if quick else PAIRED_BLOCKS
+    spec = {"case": case.to_dict(), "paths": paths, "lock_step": lock_step, "blocks": blocks,
+            "block": max(6, flat_out // blocks), "ack": address(transport, workdir),
             "endpoints": {path: endpoints(transport, workdir) for path in paths}}
-    roles = ("latency_receiver", "latency_sender") if case.pattern == "stream" else ("latency_server", "latency_client")
+    roles = ("paired_receiver", "paired_sender") if case.pattern == "stream" else ("paired_server", "paired_client")
     env = peer_environment(workdir)
     reports, errors = collect({role: Peer(role, {**spec, "role": role}, env) for role in roles})
     if errors:
-        return {"error": "latency run: " + "; ".join(errors)}
-    measured = reports[roles[1]]["latencies_ns"]
-    return {path: {"latency_median_us": percentile(sorted(measured[path]), 50) / 1e3,
-                   "latency_p99_us": percentile(sorted(measured[path]), 99) / 1e3} for path in paths}
+        return {"error": "paired run: " + "; ".join(errors)}
+    report = reports[roles[1]]
+    measured = {}
+    for path in paths:
+        latencies = sorted(report["latencies_ns"][path])
+        metrics = {"latency_median_us": percentile(latencies, 50) / 1e3, "latency_p99_us": percentile(latencies, 99) / 1e3}
+        if case.pattern == "stream":
+            blocks_of_path = report["blocks"][path]
+            seconds = sum(block["last_ns"] - block["first_ns"] for block in blocks_of_path) / 1e9
+            rate = sum(block["arrived"] - 1 for block in blocks_of_path) / seconds if seconds > 0 else float("nan")
+            metrics.update(msgs_per_s=rate, mb_per_s=rate * case.size / 1e6,
+                           missing=sum(block["missing"] for block in blocks_of_path))
+        else:
+            metrics.update(msgs_per_s=1e9 / statistics.fmean(latencies), missing=0)
+        measured[path] = metrics
+    return measured
+
+
+PAIRED_BLOCKS, PAIRED_BLOCKS_QUICK = 4, 2
+"""Flat-out blocks per path in a paired run, together as many messages as a separate run's."""
 
 
 def endpoints(transport: str, workdir: str) -> dict:
@@ -238,29 +256,34 @@ def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats:
                         rows.append(row)
                         logger.info("%-22s %-4s %-8s %s", case.name, transport, path,
                                     row.get("error") or f"{row['msgs_per_s']:.0f} msg/s")
-                    compared = [path for path in order if path in INTERLEAVED]
-                    latency = run_latency(case, compared, transport, quick, workdir)
+                    compared = [path for path in order if path in PAIRED]
+                    paired = run_paired(case, compared, transport, quick, workdir)
                     for path in compared:
-                        use_interleaved_latency(runs[path], latency)
-                    logger.info("%-22s %-4s latency  %s", case.name, transport, latency.get("error") or " / ".join(
-                        f"{path} {latency[path]['latency_median_us']:.0f} µs" for path in compared))
+                        use_paired_metrics(runs[path], paired)
+                    logger.info("%-22s %-4s paired   %s", case.name, transport, paired.get("error") or " / ".join(
+                        f"{path} {paired[path]['msgs_per_s']:.0f} msg/s {paired[path]['latency_median_us']:.0f} µs"
+                        for path in compared))
     return rows
 
 
-INTERLEAVED = ("ours", "baseline")
-"""The paths whose latencies come from one latency run that alternates them message by message
-(Wrapyfi, 20-40x slower, keeps the latency of its own runs)."""
+PAIRED = ("ours", "baseline")
+"""The paths whose ratios come from one paired run that alternates them (Wrapyfi, 20-40x slower,
+keeps the numbers of its own runs)."""
+PAIRED_METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us")
 
 
-def use_interleaved_latency(row: dict, latency: dict) -> None:
-    """Give ``row`` the latencies of the latency run; its own run's are kept as ``solo_…``."""
-    for metric in ("latency_median_us", "latency_p99_us"):
+def use_paired_metrics(row: dict, paired: dict) -> None:
+    """Give ``row`` the throughput and latencies of the paired run; its own run's are kept as
+    ``solo_…``, and whatever went missing in either run is counted."""
+    for metric in PAIRED_METRICS:
         if metric in row:
             row[f"solo_{metric}"] = row.pop(metric)
-    if "error" in latency:
-        row["error"] = "; ".join(filter(None, [row.get("error"), latency["error"]]))
-    else:
-        row.update(latency[row["path"]])
+    if "error" in paired:
+        row["error"] = "; ".join(filter(None, [row.get("error"), paired["error"]]))
+        return
+    measured = paired[row["path"]]
+    row.update({metric: measured[metric] for metric in PAIRED_METRICS if metric in measured})
+    row["missing"] = row.get("missing", 0) + measured["missing"]
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,7 +22,7 @@ def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
         if row["path"] != "wrapyfi":
             assert "error" not in row, row
             assert row["missing"] == 0 and row["msgs_per_s"] > 0
-            assert row["latency_median_us"] > 0 and row["solo_latency_median_us"] > 0  # both latency runs
+            assert row["solo_msgs_per_s"] > 0 and row["solo_latency_median_us"] > 0  # its own run and the paired one
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| target | limit | measured | met |" in report and "dict 1 KB" in report
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -43,21 +43,32 @@ def test_ratios_pair_each_repetition_with_its_own_baseline():
     assert ratio_cell(summary, "dict 1 KB", "tcp", "msgs_per_s") == "1.20× (0.50–2.00)"
 
 
-def test_a_latency_run_alternates_the_paths_abba_with_as_many_messages_each():
+def test_a_paired_run_alternates_the_paths_abba_with_as_many_turns_each():
     from benchmarks.peer import alternating
 
     order = list(alternating(["ours", "baseline"], 3))
     assert order == [(1, "ours"), (1, "baseline"), (2, "baseline"), (2, "ours"), (3, "ours"), (3, "baseline")]
 
 
-def test_latency_ratios_come_from_the_alternating_run_and_each_runs_own_are_kept():
-    from benchmarks.run import use_interleaved_latency
+def test_flat_out_blocks_follow_the_lock_step_sequence_numbers_without_gaps_or_overlaps():
+    from benchmarks.peer import flat_out_block
 
-    row = {"path": "ours", "msgs_per_s": 10.0, "latency_median_us": 500.0, "latency_p99_us": 900.0}
-    use_interleaved_latency(row, {"ours": {"latency_median_us": 110.0, "latency_p99_us": 150.0},
-                                  "baseline": {"latency_median_us": 100.0, "latency_p99_us": 120.0}})
-    assert row == {"path": "ours", "msgs_per_s": 10.0, "latency_median_us": 110.0, "latency_p99_us": 150.0,
-                   "solo_latency_median_us": 500.0, "solo_latency_p99_us": 900.0}
-    failed = {"path": "baseline", "latency_median_us": 1.0}
-    use_interleaved_latency(failed, {"error": "latency run: sender exited 1"})
-    assert failed["error"] == "latency run: sender exited 1" and "latency_median_us" not in failed
+    spec = {"lock_step": 10, "block": 4}
+    assert [list(flat_out_block(spec, index)) for index in (1, 2)] == [[11, 12, 13, 14], [15, 16, 17, 18]]
+
+
+def test_ratios_come_from_the_paired_run_and_each_runs_own_numbers_are_kept():
+    from benchmarks.run import use_paired_metrics
+
+    row = {"path": "ours", "msgs_per_s": 10.0, "mb_per_s": 1.0, "latency_median_us": 500.0,
+           "latency_p99_us": 900.0, "missing": 1, "startup_s": 0.2}
+    use_paired_metrics(row, {"ours": {"msgs_per_s": 20.0, "mb_per_s": 2.0, "latency_median_us": 110.0,
+                                      "latency_p99_us": 150.0, "missing": 2},
+                             "baseline": {"msgs_per_s": 30.0, "mb_per_s": 3.0, "latency_median_us": 100.0,
+                                          "latency_p99_us": 120.0, "missing": 0}})
+    assert row == {"path": "ours", "msgs_per_s": 20.0, "mb_per_s": 2.0, "latency_median_us": 110.0,
+                   "latency_p99_us": 150.0, "missing": 3, "startup_s": 0.2, "solo_msgs_per_s": 10.0,
+                   "solo_mb_per_s": 1.0, "solo_latency_median_us": 500.0, "solo_latency_p99_us": 900.0}
+    failed = {"path": "baseline", "msgs_per_s": 1.0, "missing": 0}
+    use_paired_metrics(failed, {"error": "paired run: paired_sender exited 1"})
+    assert failed["error"] == "paired run: paired_sender exited 1" and "msgs_per_s" not in failed
