@@ -163,3 +163,27 @@ def test_later_requests_of_a_one_decorator_method_carry_their_own_arguments(topi
         assert served.result(timeout=10) == [(2,), (14,), (106,)]
     finally:
         server.close(), client.close()
+
+
+def test_a_reply_whose_client_is_gone_is_counted_and_logged_not_lost_silently(topic, caplog):
+    import zmq
+    import zmq.utils.monitor
+
+    from wrapyfi_like.middlewares.zeromq.reqrep import ZeroMQServerTransport
+
+    server = ZeroMQServerTransport(topic)
+    monitor = server._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    client = zmq.Context.instance().socket(zmq.DEALER)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(server.endpoint)
+    client.send_multipart([(1).to_bytes(8, "little"), b"request"])
+    ticket, frames = server.recv(timeout=10.0)
+    client.close()
+    assert monitor.poll(10_000), "the server never saw its client disconnect"
+    assert zmq.utils.monitor.recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+    with caplog.at_level("WARNING", logger="wrapyfi_like.zeromq.reqrep"):
+        server.send(ticket, [b"reply"])
+    assert server.dropped_replies == 1
+    assert "the client is gone" in caplog.text
+    monitor.close()
+    server.close()

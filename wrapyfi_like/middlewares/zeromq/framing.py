@@ -1,4 +1,5 @@
-"""Receiving one multipart message without ever holding more of it than the limits allow.
+"""Sending one multipart message cheaply, and receiving one without ever holding more of it than
+the limits allow.
 
 libzmq's ``ZMQ_MAXMSGSIZE`` bounds each *frame*: a peer announcing a larger frame is disconnected
 before the frame is allocated. A message of many frames, each under that bound, could still add
@@ -54,3 +55,31 @@ def receive_bounded(socket: zmq.Socket, envelope: int, max_message_size: int,
     if size > max_message_size:
         return head, [], f"a message of {size} bytes arrived; max_message_size is {max_message_size}"
     return head, body, None
+
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_COPY_BELOW = zmq.COPY_THRESHOLD  # pyzmq's own size below which even a zero-copy send copies
+_send_frame = zmq.backend.Socket.send
+"""pyzmq's send itself: ``zmq.Socket.send`` wraps it in Python to add routing ids and groups
+(draft socket types, which we never use), which costs 0.45 µs per frame."""
+
+
+def try_send(socket: zmq.Socket, message: list) -> bool:
+    """Send ``message`` without blocking; False if the socket has no room for it.
+
+    Frame by frame with plain int flags: pyzmq's ``send_multipart`` type-checks every frame and
+    combines flag enums in Python, which costs more than sending a small message. Small ``bytes``
+    frames (topics, ids, headers) are copied into libzmq: a zero-copy send builds a pyzmq
+    ``Frame`` object, which costs more than copying a few KB; buffers always go zero-copy. Only
+    the first frame can find no room: libzmq takes the rest of a message it has started. Errors
+    other than no room (a ROUTER's unreachable peer) are raised.
+    """
+    last = len(message) - 1
+    try:
+        for index, frame in enumerate(message):
+            copy = type(frame) is bytes and len(frame) < _COPY_BELOW
+            _send_frame(socket, frame, _MORE if index < last else _NOBLOCK, copy)
+    except zmq.Again:
+        return False
+    return True

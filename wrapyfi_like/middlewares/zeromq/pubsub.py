@@ -40,7 +40,7 @@ from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_
 from wrapyfi_like.middlewares.zeromq.connections import connected, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
-from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
+from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
@@ -174,7 +174,7 @@ class ZeroMQPublisherTransport:
         was_connected = endpoint in self._connected
         while endpoint in self._outlets:
             outlet = self._outlets[endpoint]
-            if _try_send(outlet, message):
+            if try_send(outlet, message):
                 self._connected.add(endpoint)
                 return
             until = None
@@ -194,7 +194,7 @@ class ZeroMQPublisherTransport:
             self.dropped += 1  # the listener left while this message waited for room: counted, not lost silently
 
     def _send_or_drop(self, endpoint: str, message: list) -> None:
-        if _try_send(self._outlets[endpoint], message):
+        if try_send(self._outlets[endpoint], message):
             self._connected.add(endpoint)
         elif endpoint in self._connected:
             self.dropped += 1  # (a listener not connected yet is no destination, see connections.py)
@@ -203,13 +203,13 @@ class ZeroMQPublisherTransport:
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
         outlet = self._outlets[endpoint]
         if endpoint not in self._connected:
-            if _try_send(outlet, message):
+            if try_send(outlet, message):
                 self._connected.add(endpoint)
             return  # not connected yet: no destination, nothing to hold for it
         pending = self._pending.pop(endpoint, None)
-        if pending is not None and not _try_send(outlet, pending):
+        if pending is not None and not try_send(outlet, pending):
             self.dropped += 1  # still no room: the older pending message gives way to the newer
-        if not _try_send(outlet, message):
+        if not try_send(outlet, message):
             self._pending[endpoint] = message
 
     def _check_open(self) -> None:
@@ -230,7 +230,7 @@ class ZeroMQPublisherTransport:
             for endpoint, pending in self._pending.items():
                 outlet = self._outlets[endpoint]
                 connected(outlet)  # reading ZMQ_EVENTS takes in libzmq's news of room freed since the last send
-                if not _try_send(outlet, pending):
+                if not try_send(outlet, pending):
                     self.dropped += 1
             self._pending.clear()
             self._wakeup.close()
@@ -239,33 +239,6 @@ class ZeroMQPublisherTransport:
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
-
-
-_NOBLOCK = int(zmq.NOBLOCK)
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_COPY_BELOW = zmq.COPY_THRESHOLD  # pyzmq's own size below which even a zero-copy send copies
-_send_frame = zmq.backend.Socket.send
-"""pyzmq's send itself: ``zmq.Socket.send`` wraps it in Python to add routing ids and groups
-(draft socket types a PUSH never has), which costs 0.45 µs per frame, twice per small message."""
-
-
-def _try_send(outlet: zmq.Socket, message: list) -> bool:
-    """Send ``message`` if the listener's queue has room; False if it has none.
-
-    Frame by frame with plain int flags: pyzmq's ``send_multipart`` type-checks every frame and
-    combines flag enums in Python, which costs more than sending a small message. The topic and
-    a small header are copied into libzmq: a zero-copy send builds a pyzmq ``Frame`` object,
-    which costs more than copying a few KB; the buffers always go zero-copy. Only the first
-    frame can find no room: libzmq takes the rest of a message it has started.
-    """
-    last = len(message) - 1
-    try:
-        for index, frame in enumerate(message):
-            copy = index < 2 and len(frame) < _COPY_BELOW  # the topic and the header are bytes
-            _send_frame(outlet, frame, _MORE if index < last else _NOBLOCK, copy)
-    except zmq.Again:
-        return False
-    return True
 
 
 WAKE_FRAME = b""

@@ -37,7 +37,7 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
-from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
+from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -141,9 +141,8 @@ class ZeroMQServerTransport:
                 raise ClosedError(f"server on {self.topic} is closed")
             while True:
                 try:
-                    self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
-                    return
-                except zmq.Again:
+                    if try_send(self._socket, message):
+                        return
                     if self._socket.poll(remaining_ms(deadline), zmq.POLLOUT):
                         continue
                     reason = f"the client did not take it within {REPLY_SEND_TIMEOUT} s"
@@ -227,11 +226,9 @@ class ZeroMQClientTransport:
     def _send(self, message: list, deadline: Optional[float], timeout: Optional[float]) -> None:
         while True:
             self._route()
-            try:
-                self._socket.send_multipart(message, flags=zmq.NOBLOCK, copy=False)
+            if try_send(self._socket, message):
                 return
-            except zmq.Again:
-                pass  # no live server yet, or every live server's queue is full
+            # no live server yet, or every live server's queue is full
             poller = zmq.Poller()
             poller.register(self._socket, zmq.POLLOUT)
             poller.register(self._watch.fileno(), zmq.POLLIN)
