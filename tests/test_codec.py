@@ -222,12 +222,13 @@ class DerivedMessage(BaseMessage):
 @PluginRegistrar.register(types=(BaseMessage,))
 class BaseMessagePlugin(Plugin):
     codec_id = "tests.codec.BaseMessage"
+    message_type = BaseMessage
 
     def encode(self, obj, *args, **kwargs):
         return True, {"__wrapyfi__": (self.codec_id, obj.text)}
 
     def decode(self, obj_type, obj_full, *args, **kwargs):
-        return True, BaseMessage(obj_full[1])
+        return True, self.message_type(obj_full[1])
 
 
 def test_a_plugin_registered_after_a_type_was_encoded_takes_over_its_more_derived_type(codec):
@@ -236,14 +237,9 @@ def test_a_plugin_registered_after_a_type_was_encoded_takes_over_its_more_derive
     assert type(roundtrip(codec, DerivedMessage("a"))) is BaseMessage
 
     @PluginRegistrar.register(types=(DerivedMessage,))
-    class DerivedMessagePlugin(Plugin):
+    class DerivedMessagePlugin(BaseMessagePlugin):
         codec_id = "tests.codec.DerivedMessage"
-
-        def encode(self, obj, *args, **kwargs):
-            return True, {"__wrapyfi__": (self.codec_id, obj.text)}
-
-        def decode(self, obj_type, obj_full, *args, **kwargs):
-            return True, DerivedMessage(obj_full[1])
+        message_type = DerivedMessage
 
     received = roundtrip(codec, DerivedMessage("b"))
     assert type(received) is DerivedMessage and received.text == "b"

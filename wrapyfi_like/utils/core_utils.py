@@ -86,7 +86,6 @@ class PluginRegistrar:
                     f"which {_qualified(known)} already has; give one of them another id"
                 )
             PluginRegistrar.decoder_registry[codec_id] = cls
-            PluginRegistrar.generation += 1
             for cls_type in types:
                 owner = PluginRegistrar.encoder_registry.get(cls_type)
                 if owner is not None and _qualified(owner) != _qualified(cls):
@@ -96,6 +95,7 @@ class PluginRegistrar:
                     )
                     continue
                 PluginRegistrar.encoder_registry[cls_type] = cls
+            PluginRegistrar.generation += 1  # last: a lookup that saw half of this keeps the old count
 
     @staticmethod
     def encoder_for(obj_type: type) -> Optional[type]:
