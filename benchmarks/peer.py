@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.peer '<json spec>'`` with the spec's ``role`` one of sender, receiver,
 server or client. The two ends of a stream run talk over a separate pyzmq "ack" socket that is the
-same for every path, so it adds the same cost to each:
+same for every path, so it adds the same cost to each (over ipc, whatever the data's transport: a
+tcp port picked in advance could be taken by a listener's own port before the ack socket binds it):
 
 1. first message (its arrival, measured from the launch of both processes, is the start-up time);
 2. lock-step: one message in flight; the receiver acks with its decode-done clock reading, so the

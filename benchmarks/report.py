@@ -181,7 +181,7 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "highest of those per-repetition ratios. Ours and the baseline's throughput and latency come",
              "from one more pair of processes per case and repetition that carries both paths and",
              "alternates them, so both meet the same state of the machine: measured in separate runs, one",
-             "case's ratio moved by ±20% between repetitions; alternating, by about ±2% (latency) and ±5%",
+             "case's ratio moved by ±20% between repetitions; alternating, by about ±2% (latency) and ±5-10%",
              "(throughput). Memory, start-up and Wrapyfi's numbers come from the separate runs.", "",
              *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
@@ -199,7 +199,7 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
               "## How it is measured", "",
               "- Throughput: messages counted by the listener after decoding, flat out, first to last arrival;",
               "  sequence numbers count anything missing (an `Image` carries none: it is counted by number).",
-              "  Ours and the baseline alternate in blocks (4 per path, each acked before the next starts)",
+              "  Ours and the baseline alternate in blocks (8 per path, each acked before the next starts)",
               "  between one pair of processes; missing messages of both kinds of run are counted.",
               "- One-way latency: one message in flight; the listener acks with its clock reading after",
               "  decoding (`CLOCK_MONOTONIC` is one clock for all processes on a host). REQ/REP: round trip.",
