@@ -1,9 +1,11 @@
 """Run every benchmark case through every path, alternating, and write the results.
 
 ``python -m benchmarks.run [--quick]`` (``make bench`` / ``make bench-quick``). Each case runs as a
-fresh pair of processes per path, our path and the baseline back to back (their order alternating
-between repetitions), so both see the same machine at nearly the same moment: the ratios between
-them are what we judge, the absolute numbers are what this machine happened to do.
+fresh pair of processes per path, back to back (their order alternating between repetitions), for
+start-up, memory and drops; then as one *paired* run whose two processes carry our path and the
+baseline alternately, message by message in lock-step and block by block flat out, for the
+throughput and latency ratios: both then meet the same state of the machine. The ratios are what
+we judge, the absolute numbers are what this machine happened to do.
 """
 
 from __future__ import annotations
