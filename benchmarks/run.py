@@ -140,7 +140,8 @@ def endpoints(transport: str, workdir: str) -> dict:
 
 
 def peer_environment(workdir: str) -> dict:
-    """A run's own discovery port and ipc folder, so runs never see each other."""
+    """A run's own discovery port, so runs never see each other's publishers and listeners (the
+    ipc folder is the whole benchmark's; every ipc endpoint in it has a name of its own)."""
     return dict(user_environment(), WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
                 WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
 
