@@ -17,7 +17,7 @@ from wrapyfi_like.encoding.codec import Codec
 from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares.zeromq.connections import connected
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
-from wrapyfi_like.middlewares.zeromq.pubsub import listener_key, topic_frame
+from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 
 pytestmark = pytest.mark.timeout(60)
 

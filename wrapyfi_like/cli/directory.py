@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import NamedTuple, Optional
 
 from wrapyfi_like.middlewares.zeromq.discovery import DirectoryEntry, list_directory
-from wrapyfi_like.middlewares.zeromq.pubsub import listener_key, publisher_key
+from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key
 from wrapyfi_like.middlewares.zeromq.reqrep import service_key
 
 _KEY_PREFIXES = {

@@ -17,8 +17,8 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
-from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.limits import check_topic
 
 QUEUE_CAPACITY = 1000
 """Messages an inbox holds before a sender waits for room (ZeroMQ's default high-water mark)."""
@@ -198,7 +198,7 @@ class Member:
 
     def __init__(self, kind: str, role: str, topic: str, carrier: str, info: Optional[dict],
                  max_message_size: int) -> None:
-        topic_frame(topic)
+        check_topic(topic)
         if carrier not in CARRIERS:
             raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
         self.topic = topic

@@ -16,8 +16,8 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.inproc.bus import (
     LISTENERS, QUEUE_CAPACITY, Inbox, Member, copy_frames, current_bus, oversize,
 )
-from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after
-from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+from wrapyfi_like.middlewares.deadlines import deadline_after
+from wrapyfi_like.limits import check_topic
 
 logger = logging.getLogger("wrapyfi_like.inproc")
 
@@ -34,7 +34,7 @@ class InprocPublisherTransport:
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
                  wait_timeout: Optional[float] = None, backpressure: str = "block",
                  queue_depth: Optional[int] = None, **_: Any) -> None:
-        topic_frame(topic)  # the same topic rules as on the wire
+        check_topic(topic)  # the same topic rules as on the wire
         self.topic = topic
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout

@@ -17,8 +17,8 @@ from typing import Any, Optional
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
-from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.limits import check_topic
 
 logger = logging.getLogger("wrapyfi_like.inproc.reqrep")
 
@@ -79,7 +79,7 @@ class InprocClientTransport:
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", **_: Any) -> None:
-        topic_frame(topic)
+        check_topic(topic)
         self.topic = topic
         self._lock = threading.Lock()
         self._bus = current_bus()

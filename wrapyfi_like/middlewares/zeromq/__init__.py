@@ -1,6 +1,7 @@
 """The ZeroMQ middleware: direct publisher → listener and client → server sockets found through discovery."""
 
-from wrapyfi_like.middlewares.zeromq.pubsub import ZeroMQListenerTransport, ZeroMQPublisherTransport
+from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
 from wrapyfi_like.middlewares.zeromq.reqrep import ZeroMQClientTransport, ZeroMQServerTransport
 
 PublisherTransport = ZeroMQPublisherTransport

@@ -2,7 +2,7 @@
 
 Data never passes through discovery: a listener (or a service) binds its own socket and
 publishers (or clients) connect to it directly (one hop, no broker). Discovery only tells them
-where to connect. Keys are namespaced per kind (:func:`~.pubsub.listener_key`,
+where to connect. Keys are namespaced per kind (:func:`~.keys.listener_key`,
 :func:`~.reqrep.service_key`), so kinds never mix.
 
 Every process runs one :class:`NodeAgent` thread. The first agent to bind the directory address
@@ -77,7 +77,7 @@ class Watch:
 
 
 class DirectoryEntry(NamedTuple):
-    """One live announcement: its key (e.g. a :func:`~.pubsub.listener_key`), endpoint and info."""
+    """One live announcement: its key (e.g. a :func:`~.keys.listener_key`), endpoint and info."""
 
     key: str
     endpoint: str

@@ -32,13 +32,13 @@ import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares.zeromq import lifecycle
-from wrapyfi_like.middlewares.zeromq.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
-from wrapyfi_like.middlewares.zeromq.pubsub import topic_frame
+from wrapyfi_like.middlewares.zeromq.keys import topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 

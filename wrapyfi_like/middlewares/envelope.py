@@ -1,0 +1,75 @@
+"""The envelope of a pub/sub message: who sent it, its place in that sender's stream, and which
+call of a stacked method it belongs to.
+
+Every transport puts one envelope before the codec's ``[header, *buffers]``, so a listener can
+tell a gap (a message lost on the way: counted as ``missed``) from a repeat or a late arrival
+(``duplicate``: never handed to the user), whatever the engine. On ZeroMQ a message is
+``[topic, envelope, header, *buffers]`` (docs/wire.md).
+
+Layout (little-endian, :data:`ENVELOPE`, 36 bytes):
+
+| field | type | meaning |
+|---|---|---|
+| magic | 2 bytes ``b"WL"`` | not a wrapyfi_like message otherwise |
+| version | u8 | :data:`VERSION`; a listener refuses any other |
+| flags | u8 | :data:`LATEST`: the publisher keeps only the newest message (``backpressure="latest"``) |
+| publisher | 8 bytes | random per publisher transport; a restarted publisher is a new one |
+| seq | u64 | 1, 2, 3, … per publisher; never 0 |
+| origin | 8 bytes | the stacked method's call group origin (zeros: not part of a group) |
+| call | u64 | the call number within ``origin`` (0 when not part of a group) |
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import NamedTuple, Optional
+
+from wrapyfi_like.exceptions import DecodeError
+
+ENVELOPE = struct.Struct("<2sBB8sQ8sQ")
+MAGIC = b"WL"
+VERSION = 1
+LATEST = 0x01
+"""Flag: the sender's policy is ``"latest"``; a listener may skip to the newest such message."""
+_NO_ORIGIN = bytes(8)
+
+
+class Group(NamedTuple):
+    """The call a message belongs to: every decorator stacked on one method publishes its part
+    of one call with the same group, so a listener can return the parts of one call together."""
+
+    origin: bytes
+    call: int
+
+
+class Envelope(NamedTuple):
+    publisher: bytes
+    seq: int
+    flags: int
+    group: Optional[Group]
+
+
+def new_publisher_id() -> bytes:
+    """A random id for a new publisher (or a new call group origin)."""
+    return os.urandom(8)
+
+
+def pack(publisher: bytes, seq: int, flags: int = 0, group: Optional[Group] = None) -> bytes:
+    origin, call = group if group is not None else (_NO_ORIGIN, 0)
+    return ENVELOPE.pack(MAGIC, VERSION, flags, publisher, seq, origin, call)
+
+
+def unpack(frame) -> Envelope:
+    """The envelope in ``frame`` (bytes-like); :class:`DecodeError` if it is not one."""
+    if len(frame) != ENVELOPE.size:
+        raise DecodeError(f"an envelope is {ENVELOPE.size} bytes, this frame has {len(frame)}")
+    magic, version, flags, publisher, seq, origin, call = ENVELOPE.unpack(frame)
+    if magic != MAGIC:
+        raise DecodeError("the frame after the topic is not a wrapyfi_like envelope")
+    if version != VERSION:
+        raise DecodeError(f"envelope version {version} is not supported (this node speaks {VERSION})")
+    if seq == 0:
+        raise DecodeError("envelope sequence number 0 is never sent")
+    group = None if origin == _NO_ORIGIN else Group(origin, call)
+    return Envelope(publisher, seq, flags, group)
