@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import OrderedDict
 from typing import NamedTuple, Optional
 
 from wrapyfi_like.exceptions import DecodeError
@@ -73,3 +74,55 @@ def unpack(frame) -> Envelope:
         raise DecodeError("envelope sequence number 0 is never sent")
     group = None if origin == _NO_ORIGIN else Group(origin, call)
     return Envelope(publisher, seq, flags, group)
+
+
+MAX_TRACKED_PUBLISHERS = 4096
+"""Publishers whose last sequence number a listener remembers; the least recently heard is
+forgotten first, so a peer inventing publisher ids cannot grow a listener's memory."""
+
+
+class SequenceCheck:
+    """One listener's view of each publisher's stream: counts gaps and refuses repeats.
+
+    The first message from a publisher starts its stream (a listener that joins late cannot know
+    what it did not see). After that, a sequence number above the next expected one counts the
+    numbers in between as ``missed``; one at or below the last seen is a ``duplicate`` (a repeat
+    or a late arrival) and must not reach the user, so reordering never does.
+    """
+
+    def __init__(self) -> None:
+        self._last: OrderedDict[bytes, int] = OrderedDict()
+        self.per_publisher: OrderedDict[bytes, dict[str, int]] = OrderedDict()
+        self.missed = 0
+        self.duplicate = 0
+
+    def accept(self, envelope: Envelope) -> int:
+        """How many messages from ``envelope``'s publisher went missing just before it (0: none),
+        or -1 if it is a duplicate to skip."""
+        publisher, seq = envelope.publisher, envelope.seq
+        last = self._last.get(publisher)
+        counts = self._counts(publisher)
+        if last is not None and seq <= last:
+            self.duplicate += 1
+            counts["duplicate"] += 1
+            return -1
+        gap = 0 if last is None else seq - last - 1
+        self._last[publisher] = seq
+        self._last.move_to_end(publisher)
+        if len(self._last) > MAX_TRACKED_PUBLISHERS:
+            self._last.popitem(last=False)
+        counts["received"] += 1
+        if gap:
+            self.missed += gap
+            counts["missed"] += gap
+        return gap
+
+    def _counts(self, publisher: bytes) -> dict[str, int]:
+        counts = self.per_publisher.get(publisher)
+        if counts is None:
+            counts = self.per_publisher[publisher] = {"received": 0, "missed": 0, "duplicate": 0}
+            if len(self.per_publisher) > MAX_TRACKED_PUBLISHERS:
+                self.per_publisher.popitem(last=False)
+        else:
+            self.per_publisher.move_to_end(publisher)
+        return counts
