@@ -10,6 +10,7 @@ from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ClosedError, WaitTimeout
+from wrapyfi_like.middlewares import envelope
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -119,15 +120,21 @@ def test_ipc_carrier(topic, in_thread):
 
 
 class RawPublisher:
-    """A PUSH socket connected to a listener, so tests can send it any bytes."""
+    """A PUSH socket connected to a listener, so tests can send it any bytes after a valid envelope."""
 
     def __init__(self, listener):
         self.socket = zmq.Context.instance().socket(zmq.PUSH)
         self.socket.connect(listener._transport.endpoint)
         self.topic_frame = listener.in_topic.encode()
+        self.publisher_id = envelope.new_publisher_id()
+        self.seq = 0
+
+    def envelope(self) -> bytes:
+        self.seq += 1
+        return envelope.pack(self.publisher_id, self.seq)
 
     def send(self, *frames):
-        self.socket.send_multipart([self.topic_frame, *frames])
+        self.socket.send_multipart([self.topic_frame, self.envelope(), *frames])
 
     def close(self):
         self.socket.close(linger=0)
@@ -139,11 +146,11 @@ def test_frames_of_another_topic_are_counted_as_malformed(topic, in_thread):
     raw = RawPublisher(listener)
     codec = Codec()
     try:
-        raw.socket.send_multipart([(topic + "b").encode(), *codec.encode("prefix topic")])
-        raw.socket.send_multipart([topic[:-1].encode(), *codec.encode("shorter topic")])
+        raw.socket.send_multipart([(topic + "b").encode(), raw.envelope(), *codec.encode("prefix topic")])
+        raw.socket.send_multipart([topic[:-1].encode(), raw.envelope(), *codec.encode("shorter topic")])
         raw.send(*codec.encode("exact topic"))
         assert received.result(timeout=10) == "exact topic"
-        assert listener.malformed == 2
+        assert listener._transport.statistics()["malformed"] == 2
     finally:
         raw.close()
         listener.close()
@@ -167,8 +174,11 @@ def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, in_thr
             raw.send(*frames)
         raw.send(*codec.encode({"valid": (1, 2)}))
         assert received.result(timeout=10) == {"valid": (1, 2)}
-        assert listener.malformed == len(garbage)
-        assert caplog.text.count(f"malformed message on {topic}") == len(garbage)
+        # a message without a header is the transport's to refuse; the rest reach the codec
+        assert listener._transport.statistics()["malformed"] == 1
+        assert listener.malformed == len(garbage) - 1
+        assert caplog.text.count(f"malformed message on {topic}") == len(garbage) - 1
+        assert "without a header" in caplog.text
         assert "unknown.codec" in caplog.text
     finally:
         raw.close()

@@ -16,6 +16,17 @@ different socket that later binds the same port. Two options fix that without so
 ``ZMQ_IMMEDIATE`` also throws away messages *received* on a connection that drops before they
 were read, so a request client (which reads replies) must not set it; see
 :class:`~.reqrep.ZeroMQClientTransport` for how it tells live servers from dead ones.
+
+Data connections (publisher → listener) must tell a *slow* listener from a *dead* one, and ZMTP
+heartbeats cannot: a listener whose queue is full stops reading its socket, so it never reads the
+pings either, and a stopped process answers nothing. So :func:`data_connection` uses the kernel's
+TCP liveness instead, which a busy or SIGSTOPped listener's kernel keeps answering:
+
+- a killed listener's kernel closes its sockets: the publisher sees the disconnect at once;
+- a listener host that vanished stops acknowledging: with data unacknowledged, the connection
+  drops after :data:`TCP_MAXRT_MS` (``TCP_USER_TIMEOUT``; since Linux 5.13 a receiver that keeps
+  answering zero-window probes, e.g. a stopped process, never counts as gone); with nothing to
+  send, TCP keepalive drops it after ``IDLE + INTVL * CNT`` = :data:`DEAD_AFTER_IDLE_S` seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +53,31 @@ def only_completed_connections(socket: zmq.Socket) -> None:
     handshake and are still there; call before the socket connects."""
     socket.setsockopt(zmq.IMMEDIATE, 1)
     keep_alive(socket)
+
+
+TCP_KEEPALIVE_IDLE_S = 2
+"""Seconds of silence on a data connection before the kernel probes the peer."""
+TCP_KEEPALIVE_INTVL_S = 1
+"""Seconds between unanswered keepalive probes."""
+TCP_KEEPALIVE_CNT = 3
+"""Unanswered keepalive probes after which the connection is dropped."""
+DEAD_AFTER_IDLE_S = TCP_KEEPALIVE_IDLE_S + TCP_KEEPALIVE_INTVL_S * TCP_KEEPALIVE_CNT
+"""Seconds after which an idle data connection to a vanished host is dropped."""
+TCP_MAXRT_MS = 5000
+"""Milliseconds sent data may stay unacknowledged before a data connection is dropped."""
+
+
+def data_connection(socket: zmq.Socket) -> None:
+    """``ZMQ_IMMEDIATE``, a handshake bound and TCP liveness, but no ZMTP heartbeat timeout, so a
+    busy or stopped listener is waited for and a dead one is let go (module docstring); call
+    before the socket connects."""
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+    socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, TCP_KEEPALIVE_IDLE_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, TCP_KEEPALIVE_INTVL_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, TCP_KEEPALIVE_CNT)
+    socket.setsockopt(zmq.TCP_MAXRT, TCP_MAXRT_MS)
 
 
 def connected(socket: zmq.Socket) -> bool:

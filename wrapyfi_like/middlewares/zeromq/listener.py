@@ -1,4 +1,16 @@
-"""ZeroMQ listener transport: binds a PULL socket per topic, announces it, receives frames."""
+"""ZeroMQ listener transport: binds a PULL socket per topic, announces it, receives frames.
+
+Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The listener checks the
+topic and the envelope of each one before the codec sees it: a message that is not one of ours is
+*malformed* (counted, logged at most once per 10 s per kind, skipped); the envelope's sequence
+number tells a gap (*missed*: counted exactly, logged) from a repeat (*duplicate*: counted, never
+returned), so neither loss nor reordering reaches the user unnoticed.
+
+``backpressure="latest"`` publishers flag their messages :data:`~..envelope.LATEST`: when such a
+message is read, the listener also reads what else is already waiting and returns the newest
+message of that publisher, counting the older ones it skipped as *dropped* (the publisher chose
+that; they are not *missed*).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +18,18 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from typing import Optional
 
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
-from wrapyfi_like.middlewares.zeromq import lifecycle
+from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.envelope import LATEST, Envelope, SequenceCheck
+from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
@@ -25,6 +41,10 @@ logger = logging.getLogger("wrapyfi_like.zeromq")
 WAKE_FRAME = b""
 """The one-frame message ``close()`` sends to its own listener socket to end a blocking receive:
 no publisher sends it, because a topic is never empty."""
+LATEST_HOLD = 4
+"""Messages a listener holds while it looks for the newest ``"latest"`` message: reading stops
+once this many messages (from different publishers, or not flagged ``LATEST``) are held, so a
+peer cannot make it hold more than ``LATEST_HOLD + 1`` messages this way."""
 _wake_endpoints = itertools.count()
 
 
@@ -66,6 +86,14 @@ class ZeroMQListenerTransport:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._closing = False
+        self._sequence = SequenceCheck()
+        self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
+        self._log = RateLimitedLog(logger)
+        self.received = 0
+        self.malformed = 0
+        self.dropped = 0
+        self.last_envelope: Optional[Envelope] = None
+        """The envelope of the message :meth:`recv` returned last (None before the first)."""
         self._agent = NodeAgent.get()
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         lifecycle.track(self)
@@ -75,30 +103,113 @@ class ZeroMQListenerTransport:
 
         ``timeout=None`` waits as long as it takes; :meth:`close` from another thread ends the wait
         with :class:`ClosedError`. The buffers are the received frames themselves (zero-copy,
-        writable).
+        writable). Malformed messages and duplicates are skipped here (counted); right after a
+        message is returned, :attr:`last_envelope` is its envelope.
         """
         with self._lock:
             if self._closing:
                 raise ClosedError(f"listener on {self.topic} is closed")
-            if timeout is None:
-                return self._receive(0)
+            if self._held:
+                return self._deliver(*self._held.popleft())
             deadline = deadline_after(timeout)
             while True:
                 try:
-                    return self._receive(zmq.NOBLOCK)
+                    message = self._receive(0 if timeout is None else zmq.NOBLOCK)
                 except zmq.Again:
                     if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
                         return None
+                    continue
+                if message is None:
+                    continue  # malformed or duplicate: counted, skipped
+                if message[0].flags & LATEST:
+                    message = self._newest(message)
+                return self._deliver(*message)
 
-    def _receive(self, flags: int) -> list[memoryview]:
-        (topic,), body, problem = receive_bounded(self._socket, 1, self._max_message_size, flags)
+    def _deliver(self, envelope: Envelope, body: list) -> list[memoryview]:
+        self.received += 1
+        self.last_envelope = envelope
+        return [frame.buffer for frame in body]
+
+    def _newest(self, message: tuple[Envelope, list]) -> tuple[Envelope, list]:
+        """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
+
+        Returns the first message to deliver; the others stay in ``_held`` in arrival order.
+        """
+        self._held.append(message)
+        while len(self._held) <= LATEST_HOLD:
+            try:
+                message = self._receive(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if message is None:
+                continue
+            envelope = message[0]
+            if envelope.flags & LATEST:
+                for index, (held, _) in enumerate(self._held):
+                    if held.publisher == envelope.publisher and held.flags & LATEST:
+                        del self._held[index]
+                        self._count_dropped(held.publisher)
+                        break
+            self._held.append(message)
+        return self._held.popleft()
+
+    def _count_dropped(self, publisher: bytes) -> None:
+        self.dropped += 1
+        counts = self._sequence.per_publisher.get(publisher)
+        if counts is not None:
+            counts["dropped"] = counts.get("dropped", 0) + 1
+
+    def _receive(self, flags: int) -> Optional[tuple[Envelope, list]]:
+        """One message off the socket as ``(envelope, body)``; None if it was skipped (counted)."""
+        head, body, problem = receive_bounded(self._socket, 2, self._max_message_size, flags)
+        topic = head[0]
         if len(topic) != len(self._topic_frame) or topic.bytes != self._topic_frame:
             if not len(topic) and self._closing:
                 raise ClosedError(f"listener on {self.topic} was closed while receiving")
-            raise DecodeError(f"frame for topic {bytes(topic.buffer[:80])!r} arrived on {self.topic}")
+            return self._malformed("topic", "a message for topic %s arrived",
+                                   truncate(repr(bytes(topic.buffer[:256]))))
+        if len(head) < 2:
+            return self._malformed("envelope", "a message without an envelope arrived")
+        try:
+            envelope = envelopes.unpack(head[1].buffer)
+        except DecodeError as error:
+            return self._malformed("envelope", "%s", error)
         if problem:
-            raise DecodeError(problem)
-        return [frame.buffer for frame in body]
+            return self._malformed("size", "%s", problem)
+        if not body:
+            return self._malformed("header", "a message without a header arrived")
+        gap = self._sequence.accept(envelope)
+        if gap < 0:
+            return None
+        if gap:
+            # a "latest" publisher replaces what finds no room: gaps are its policy (it counts them)
+            level = logging.INFO if envelope.flags & LATEST else logging.WARNING
+            self._log.log(level, envelope.publisher.hex(), "missed",
+                              "listener on %s: %d messages from publisher %s never arrived "
+                              "(%d missed in total on this listener)",
+                              self.topic, gap, envelope.publisher.hex(), self._sequence.missed)
+        return envelope, body
+
+    def _malformed(self, kind: str, reason: str, *args) -> None:
+        self.malformed += 1
+        self._log.warning(self.topic, kind, "listener on %s skipped a malformed message: " + reason,
+                          self.topic, *args)
+        return None
+
+    def statistics(self) -> dict[str, int]:
+        """Counters since creation: ``received`` (returned by :meth:`recv`), ``missed`` (gaps in a
+        publisher's sequence: lost on the way), ``duplicate`` (repeats, skipped), ``malformed``
+        (not a message of ours, or over a limit; skipped) and ``dropped`` (older ``"latest"``
+        messages skipped for a newer one)."""
+        return {"received": self.received, "missed": self._sequence.missed,
+                "duplicate": self._sequence.duplicate, "malformed": self.malformed,
+                "dropped": self.dropped}
+
+    def per_publisher(self) -> dict[str, dict[str, int]]:
+        """``received``/``missed``/``duplicate``/``dropped`` per publisher id (hex), for the
+        :data:`~..envelope.MAX_TRACKED_PUBLISHERS` most recently heard publishers."""
+        return {publisher.hex(): {"dropped": 0, **counts}
+                for publisher, counts in list(self._sequence.per_publisher.items())}
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
@@ -108,6 +219,7 @@ class ZeroMQListenerTransport:
             self._closing = True
             self._wake.send(WAKE_FRAME)
         with self._lock:
+            self._held.clear()
             self._agent.withdraw(self._announcement)
             self._socket.close()
             self._wake.close()

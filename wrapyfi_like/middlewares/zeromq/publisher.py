@@ -2,44 +2,59 @@
 
 Each listener binds a PULL socket of its own and announces it to discovery under
 :func:`listener_key` of its topic. Each publisher watches that key and connects one PUSH socket
-to every listener of its topic, and sends each message to each of them (fan-out in the publisher,
-one hop, no broker). Why not PUB/SUB: a SUB socket only sends its subscription when the thread
-that owns it next touches it, so a publisher waiting for a subscription could wait forever on a
-listener whose thread is blocked elsewhere (for instance listening to another topic first). A
-PUSH socket queues messages for its listener as soon as its connection completes (libzmq's I/O
-threads do the handshake), so nothing depends on the listener's thread and the first message is
-never lost. Outlets send only over completed connections (:mod:`~.connections`): a listener that
-discovery still lists after it went away, or that refuses our CURVE key, is no destination.
+(an :class:`~.outlets.Outlet`) to every listener of its topic, and sends each message to each of
+them (fan-out in the publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its
+subscription when the thread that owns it next touches it, so a publisher waiting for a
+subscription could wait forever on a listener whose thread is blocked elsewhere. A PUSH socket
+queues messages for its listener as soon as its connection completes (libzmq's I/O threads do
+the handshake), so nothing depends on the listener's thread and the first message is never lost.
+Outlets send only over completed connections (:mod:`~.connections`): a listener that discovery
+still lists after it went away, or that refuses our CURVE key, is no destination. An outlet is
+closed only when its own connection is down and discovery no longer lists it (:mod:`~.outlets`).
 
-A message is the multipart ``[topic, header, *buffers]``. Topics match exactly: discovery keys are
-compared whole, and a listener also checks the topic frame of every message it receives.
+A message is the multipart ``[topic, envelope, header, *buffers]``: the envelope
+(:mod:`wrapyfi_like.middlewares.envelope`) carries this publisher's random id and a sequence
+number 1, 2, 3, …, so listeners count what they missed. Topics match exactly.
 
 When a listener's queue (``queue_depth`` messages on the publisher's side of each connection) is
-full, the publisher's ``backpressure`` policy applies: ``"block"`` waits for room (nothing is
-lost), ``"drop"`` drops the new message for that listener, ``"latest"`` holds the new message as
-the one pending message for that listener, replacing (dropping) any older pending one, and sends
-it on the next publish or at close. Every message not delivered this way is counted in
-``dropped``. (ZMQ_CONFLATE would do "latest" inside libzmq, but it does not support multipart
-messages.)
+full, the publisher's ``backpressure`` policy applies: ``"block"`` waits for room while the
+listener's connection is up (up to ``wait_timeout`` if set, then :class:`WaitTimeout`); nothing
+is discarded for a slow or stopped listener. ``"drop"`` drops the new message for that listener.
+``"latest"`` holds the new message as the one pending message for that listener, replacing
+(dropping) any older pending one; a flusher thread sends it as soon as there is room, so the
+newest message never waits for the next publish. Every message not delivered this way is counted
+in ``dropped`` and logged (at most once per 10 s). A message for a listener whose connection
+dropped (killed, host gone) is counted in ``dropped`` too.
+
+Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
+as :meth:`send` returns. ``"block"`` sends large buffers zero-copy and waits until libzmq has
+written them out (pyzmq's ``MessageTracker``); ``"drop"`` and ``"latest"`` must never wait for a
+slow listener, so they copy large buffers once instead. Small buffers (< 64 KiB) are always
+copied by pyzmq. ``"unsafe"`` sends zero-copy and returns at once: the caller must not modify a
+published buffer until libzmq has sent it, or the listener receives the modified bytes.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from typing import Optional
 
 import zmq
 
-from wrapyfi_like.exceptions import ClosedError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
+from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares import envelope as envelopes
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
+from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
-from wrapyfi_like.middlewares.zeromq.connections import connected, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
+from wrapyfi_like.middlewares.zeromq.outlets import Outlet
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
@@ -50,6 +65,15 @@ CONNECT_GRACE = 0.5
 """Seconds a ``should_wait`` publisher with ``"block"`` waits for a newly found listener's
 connection to complete, so a listener found just before a publish gets it; a listener whose
 connection is still not complete (refused, dead, or slow) is passed over until it is."""
+DEFAULT_MAX_OUTLETS = 64
+"""Listeners one publisher connects to at most; discovery entries beyond it are skipped (and
+logged), so a flood of fake entries cannot exhaust file descriptors (each outlet holds ~3)."""
+ZERO_COPY_MODES = ("safe", "unsafe")
+TRACK_FROM = zmq.COPY_THRESHOLD
+"""Buffers of at least this many bytes go zero-copy; smaller ones pyzmq copies anyway."""
+FLUSH_RECHECK = 0.05
+"""Seconds the ``"latest"`` flusher waits on a socket's signal before looking again anyway
+(libzmq's signal is edge-triggered; the recheck makes a missed edge cost at most this)."""
 
 
 class ZeroMQPublisherTransport:
@@ -62,24 +86,36 @@ class ZeroMQPublisherTransport:
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
                  backpressure: str = "block", queue_depth: int = 1000,
-                 curve_secret_key: Optional[Key] = None) -> None:
+                 curve_secret_key: Optional[Key] = None, zero_copy: str = "safe",
+                 max_outlets: int = DEFAULT_MAX_OUTLETS) -> None:
+        if zero_copy not in ZERO_COPY_MODES:
+            raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
         self.topic = topic
         self._keys = producer_keys(curve_secret_key)
+        self._backpressure = backpressure
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
+        self._flags = LATEST if backpressure == "latest" else 0
+        self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
+                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _as_given)
         self._queue_depth = queue_depth
-        self._pending: dict[str, list] = {}  # "latest": the one message held per listener
+        self._max_outlets = max_outlets
+        self.publisher_id = envelopes.new_publisher_id()
+        self._seq = 0
+        self.sent = 0
         self.dropped = 0
+        self._log = RateLimitedLog(logger)
         self._wakeup = Wakeup()  # close() wakes a send blocked in a wait
         self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
         self._context = zmq.Context.instance()
-        self._outlets: dict[str, zmq.Socket] = {}
-        self._found_at: dict[str, float] = {}  # when each outlet was created (for CONNECT_GRACE)
-        self._connected: set[str] = set()  # outlets that have taken a message: their listener is there
-        self._followed: frozenset[str] = frozenset()
+        self._outlets: dict[str, Outlet] = {}
+        self._refused: set[str] = set()  # listed endpoints we cannot or will not connect to
+        self._followed: Optional[frozenset[str]] = None
+        self._flusher: Optional[threading.Thread] = None
+        self._flush_needed = threading.Event()
         self._agent = NodeAgent.get()
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
@@ -87,41 +123,71 @@ class ZeroMQPublisherTransport:
         self._closed = False
         lifecycle.track(self)
 
-    def send(self, frames: list) -> None:
-        """Send one message to every listener; with ``should_wait``, first wait for one to exist."""
+    def send(self, frames: list, group: Optional[Group] = None) -> None:
+        """Send one message to every listener; with ``should_wait``, first wait for one to exist.
+
+        ``group`` goes into the envelope (the call a stacked method's parts belong to). When this
+        returns, the caller may modify ``frames``' buffers (unless ``zero_copy="unsafe"``).
+        """
         with self._lock:
             if self._closed:
                 raise ClosedError(f"publisher on {self.topic} is closed")
             self._follow()
-            if self._should_wait and not self._connected:
+            if self._should_wait and not any(outlet.was_up for outlet in self._outlets.values()):
                 self._wait_for_listener()
-            message = [self._topic_frame, *frames]
-            for endpoint in list(self._outlets):
-                self._send_to(endpoint, message)
+            self._seq += 1
+            head = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq, self._flags, group)]
+            body, trackers = self._own(frames)
+            message = head + body
+            del body
+            for outlet in list(self._outlets.values()):
+                if self._outlets.get(outlet.endpoint) is outlet:  # not closed by an earlier wait
+                    self._send_to(outlet, message)
+            del message
+            if trackers:
+                self._wait_for_trackers(trackers)
+            self.sent += 1
 
     def _follow(self) -> None:
+        """Open outlets for newly listed endpoints; close those both unlisted and down."""
         if self._watch.endpoints is self._followed:
             return  # nothing changed: the common case costs no system call
         endpoints = self._followed = self._watch.consume()
-        for endpoint in endpoints - self._outlets.keys():
-            outlet = self._context.socket(zmq.PUSH)
-            outlet.setsockopt(zmq.LINGER, PUBLISHER_LINGER_MS)
-            outlet.setsockopt(zmq.SNDHWM, self._queue_depth)
-            only_completed_connections(outlet)  # a refusing or dead listener is no destination
-            if self._keys is not None:
-                self._keys.apply(outlet)
-            outlet.connect(endpoint)
-            self._outlets[endpoint] = outlet
-            self._found_at[endpoint] = time.monotonic()
-        for endpoint in self._outlets.keys() - endpoints:
-            self._outlets.pop(endpoint).close(linger=0)  # that listener is gone
-            del self._found_at[endpoint]
-            if endpoint in self._connected:
-                logger.warning("publisher on %s: listener %s left discovery; messages still queued for it "
-                               "are discarded", self.topic, endpoint)
-            self._connected.discard(endpoint)
-            if self._pending.pop(endpoint, None) is not None:
-                self.dropped += 1
+        self._refused &= endpoints
+        for outlet in self._outlets.values():
+            outlet.listed = outlet.endpoint in endpoints
+        for endpoint in endpoints - self._outlets.keys() - self._refused:
+            if len(self._outlets) >= self._max_outlets:
+                self._log.warning(self.topic, "max_outlets",
+                                  "publisher on %s: discovery lists more than %d listeners; the others "
+                                  "are not connected (max_outlets)", self.topic, self._max_outlets)
+                self._followed = None  # look again once an outlet closes
+                break
+            try:
+                self._outlets[endpoint] = Outlet(self._context, endpoint, self._queue_depth,
+                                                 PUBLISHER_LINGER_MS, self._keys)
+            except (ValueError, zmq.ZMQError) as error:
+                self._refused.add(endpoint)
+                self._log.warning(truncate(endpoint), "endpoint",
+                                  "publisher on %s: skipped listener endpoint %s from discovery: %s",
+                                  self.topic, truncate(repr(endpoint)), error)
+        for outlet in list(self._outlets.values()):
+            if not outlet.listed:
+                self._check(outlet)
+
+    def _check(self, outlet: Outlet) -> None:
+        """Take in the outlet's connection news; close it if it is down and no longer listed."""
+        if outlet.check():
+            self._log.warning(outlet.endpoint, "disconnected",
+                              "publisher on %s: the connection to listener %s dropped (the listener died "
+                              "or its host is unreachable); messages queued for it were discarded by "
+                              "libzmq, at most queue_depth=%d", self.topic, outlet.endpoint, self._queue_depth)
+        if not outlet.up and not outlet.listed:
+            del self._outlets[outlet.endpoint]
+            outlet.close(0)
+            if outlet.pending is not None:
+                self._count_dropped(outlet, 1)
+            self._followed = None  # an endpoint skipped for max_outlets may fit now
 
     def _wait_for_listener(self) -> None:
         """Wait until a connection to a listener is *complete*: one discovery still lists after
@@ -129,12 +195,15 @@ class ZeroMQPublisherTransport:
         logger.info("waiting for a listener on %s", self.topic)
         deadline = deadline_after(self._wait_timeout)
         while True:
-            self._connected.update(endpoint for endpoint, outlet in self._outlets.items() if connected(outlet))
-            if self._connected:
+            for outlet in list(self._outlets.values()):
+                self._check(outlet)
+            if any(outlet.up and outlet.room() for outlet in self._outlets.values()):
                 return
             poller = zmq.Poller()
             for outlet in self._outlets.values():
-                poller.register(outlet, zmq.POLLOUT)
+                poller.register(outlet.monitor, zmq.POLLIN)
+                if outlet.up:
+                    poller.register(outlet.socket, zmq.POLLOUT)  # up; its pipe is being attached
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
             events = dict(poller.poll(remaining_ms(deadline)))
@@ -145,55 +214,128 @@ class ZeroMQPublisherTransport:
                     "(wait_timeout); start one, or publish with should_wait=False"
                 )
             if self._watch.fileno() in events:
-                self._watch.consume()
                 self._follow()
 
-    def _send_when_room(self, endpoint: str, message: list) -> None:
-        """Send, or wait until the listener's queue has room; give up only if the listener leaves.
+    def _send_when_room(self, outlet: Outlet, message: list) -> None:
+        """Send, or wait for room while the listener's connection is up.
 
         A listener whose connection has not completed is waited for only up to ``CONNECT_GRACE``
         after it was found (and only with ``should_wait``), then passed over until it connects.
+        A connection that drops (its listener died) ends the wait; the message is counted.
         """
-        was_connected = endpoint in self._connected
-        while endpoint in self._outlets:
-            outlet = self._outlets[endpoint]
-            if try_send(outlet, message):
-                self._connected.add(endpoint)
+        deadline = deadline_after(self._wait_timeout)
+        while True:
+            if self._outlets.get(outlet.endpoint) is not outlet:
+                if outlet.was_up:  # closed meanwhile: down and no longer listed
+                    self._count_dropped(outlet, 1)
                 return
-            until = None
-            if endpoint not in self._connected:
-                until = self._found_at[endpoint] + (CONNECT_GRACE if self._should_wait else 0.0)
+            if try_send(outlet.socket, message):
+                outlet.mark_up()
+                return
+            self._check(outlet)
+            if self._outlets.get(outlet.endpoint) is not outlet:
+                continue
+            if not outlet.up:
+                if outlet.was_up:
+                    return self._count_dropped(outlet, 1)
+                until = outlet.found_at + (CONNECT_GRACE if self._should_wait else 0.0)
                 if time.monotonic() >= until:
-                    return  # not connected: not a destination (yet)
+                    return  # not connected yet: not a destination (yet)
+            else:
+                until = deadline
             poller = zmq.Poller()
-            poller.register(outlet, zmq.POLLOUT)
+            poller.register(outlet.socket, zmq.POLLOUT)
+            poller.register(outlet.monitor, zmq.POLLIN)
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
             events = dict(poller.poll(remaining_ms(until)))
             self._check_open()
             if self._watch.fileno() in events:
                 self._follow()
-        if was_connected:
-            self.dropped += 1  # the listener left while this message waited for room: counted, not lost silently
+            if outlet.up and not events and deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"listener {outlet.endpoint} of {self.topic} had no room for "
+                                  f"{self._wait_timeout} s (wait_timeout); the message was not sent to it")
 
-    def _send_or_drop(self, endpoint: str, message: list) -> None:
-        if try_send(self._outlets[endpoint], message):
-            self._connected.add(endpoint)
-        elif endpoint in self._connected:
-            self.dropped += 1  # (a listener not connected yet is no destination, see connections.py)
+    def _send_or_drop(self, outlet: Outlet, message: list) -> None:
+        if try_send(outlet.socket, message):
+            outlet.mark_up()
+            return
+        self._check(outlet)
+        if outlet.was_up:
+            self._count_dropped(outlet, 1)  # (a listener not connected yet is no destination)
 
-    def _send_latest(self, endpoint: str, message: list) -> None:
+    def _send_latest(self, outlet: Outlet, message: list) -> None:
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
-        outlet = self._outlets[endpoint]
-        if endpoint not in self._connected:
-            if try_send(outlet, message):
-                self._connected.add(endpoint)
-            return  # not connected yet: no destination, nothing to hold for it
-        pending = self._pending.pop(endpoint, None)
-        if pending is not None and not try_send(outlet, pending):
-            self.dropped += 1  # still no room: the older pending message gives way to the newer
-        if not try_send(outlet, message):
-            self._pending[endpoint] = message
+        if outlet.pending is not None:
+            if try_send(outlet.socket, outlet.pending):
+                outlet.pending = None
+            else:
+                outlet.pending = None
+                self._count_dropped(outlet, 1)  # still no room: the older message gives way
+        if try_send(outlet.socket, message):
+            outlet.mark_up()
+            return
+        self._check(outlet)
+        if outlet.was_up and outlet.endpoint in self._outlets:
+            outlet.pending = message
+            self._start_flusher()
+
+    def _count_dropped(self, outlet: Outlet, count: int) -> None:
+        self.dropped += count
+        self._log.warning(self.topic, "dropped",
+                          "publisher on %s (backpressure=%s): a message was not delivered to listener %s; "
+                          "%d dropped in total", self.topic, self._backpressure, outlet.endpoint, self.dropped)
+
+    def _wait_for_trackers(self, trackers: list) -> None:
+        """Wait until libzmq no longer references the caller's buffers (``zero_copy="safe"``)."""
+        deadline = deadline_after(self._wait_timeout)
+        for tracker in trackers:
+            while not tracker.done:
+                try:
+                    tracker.wait(min(FLUSH_RECHECK * 2, remaining_seconds(deadline) or FLUSH_RECHECK * 2))
+                except zmq.NotDone:
+                    self._check_open()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise WaitTimeout(f"a message on {self.topic} was still being sent after "
+                                          f"{self._wait_timeout} s (wait_timeout)") from None
+
+    def _start_flusher(self) -> None:
+        self._flush_needed.set()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush, daemon=True,
+                                             name=f"wrapyfi_like-latest-{self.topic}")
+            self._flusher.start()
+
+    def _flush(self) -> None:
+        """``"latest"``: send each pending message as soon as its listener has room."""
+        while True:
+            self._flush_needed.wait()
+            with self._lock:
+                if self._closed:
+                    return
+                signals = []
+                for outlet in list(self._outlets.values()):
+                    if outlet.pending is not None:
+                        if try_send(outlet.socket, outlet.pending):
+                            outlet.pending = None
+                        else:
+                            signals.append(outlet.socket.getsockopt(zmq.FD))
+                if not signals:
+                    self._flush_needed.clear()
+                    continue
+                signals.append(self._wakeup.fileno())
+            try:
+                select.select(signals, [], [], FLUSH_RECHECK)
+            except (OSError, ValueError):
+                pass  # a socket closed meanwhile: look again under the lock
+
+    def statistics(self) -> dict[str, int]:
+        """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
+        listener, not delivered because of ``backpressure`` or a dropped connection),
+        ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped)."""
+        outlets = list(self._outlets.values())
+        return {"sent": self.sent, "dropped": self.dropped, "outlets": len(outlets),
+                "disconnects": sum(outlet.disconnects for outlet in outlets)}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -209,16 +351,40 @@ class ZeroMQPublisherTransport:
             return
         self._closed = True
         self._wakeup.set()
+        self._flush_needed.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join()
         with self._lock:
-            for endpoint, pending in self._pending.items():
-                outlet = self._outlets[endpoint]
-                connected(outlet)  # reading ZMQ_EVENTS takes in libzmq's news of room freed since the last send
-                if not try_send(outlet, pending):
-                    self.dropped += 1
-            self._pending.clear()
+            for outlet in self._outlets.values():
+                if outlet.pending is not None:
+                    outlet.room()  # reading ZMQ_EVENTS takes in libzmq's news of room freed since
+                    if not try_send(outlet.socket, outlet.pending):
+                        self._count_dropped(outlet, 1)
+                    outlet.pending = None
             self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
+
+
+def _as_given(frames: list) -> tuple[list, list]:
+    return frames, []
+
+
+def _copied(frames: list) -> tuple[list, list]:
+    """Large buffers copied once (immutable bytes, shared by every listener); the header is bytes."""
+    return [frame if type(frame) is bytes or memoryview(frame).nbytes < TRACK_FROM
+            else memoryview(frame).tobytes() for frame in frames], []
+
+
+def _tracked(frames: list) -> tuple[list, list]:
+    """Large buffers as tracked zero-copy frames; their trackers say when libzmq let go."""
+    body, trackers = [], []
+    for frame in frames:
+        if type(frame) is not bytes and memoryview(frame).nbytes >= TRACK_FROM:
+            frame = zmq.Frame(frame, track=True)
+            trackers.append(frame.tracker)
+        body.append(frame)
+    return body, trackers

@@ -1,0 +1,88 @@
+"""One publisher → listener connection ("outlet"), and whether it is up.
+
+libzmq hides its connections, but a publisher must know when the one to a listener dies: a
+``"block"`` publisher waits for room only while the listener is alive, and what a dead
+connection took with it must be reported. A socket monitor tells us: every completed handshake
+and every disconnect arrives as an event on an inproc socket. Events are read only when a send
+finds no room (or discovery changes), so the common path costs nothing.
+
+An outlet is closed only when its own connection is down *and* discovery no longer lists its
+endpoint: a directory that was just rebuilt (its host died) may briefly not know a listener that
+is alive and connected, and that must not cost the listener its messages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Optional
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from wrapyfi_like.middlewares.zeromq.connections import data_connection
+
+ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}|ipc:///[^\0]{1,200}")
+"""Endpoints an outlet connects to: tcp to a host and port, or an ipc path. Anything else found
+in discovery (another transport, junk) is refused before libzmq sees it."""
+_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+
+
+class Outlet:
+    """A PUSH socket connected to one listener's endpoint, with its connection state."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, queue_depth: int, linger_ms: int,
+                 keys=None) -> None:
+        if not ENDPOINT.fullmatch(endpoint):
+            raise ValueError("not a tcp://host:port or ipc:///path endpoint")
+        self.endpoint = endpoint
+        self.socket = context.socket(zmq.PUSH)
+        self.socket.setsockopt(zmq.LINGER, linger_ms)
+        self.socket.setsockopt(zmq.SNDHWM, queue_depth)
+        data_connection(self.socket)
+        if keys is not None:
+            keys.apply(self.socket)
+        self.monitor = self.socket.get_monitor_socket(_EVENTS)
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError:
+            self.close(0)
+            raise
+        self.found_at = time.monotonic()
+        self.up = False
+        """The connection's handshake completed and it has not dropped since."""
+        self.was_up = False
+        """The connection completed a handshake at least once: the listener was there."""
+        self.listed = True
+        """Discovery lists the endpoint (as of the publisher's last look)."""
+        self.pending: Optional[list] = None
+        """``"latest"``: the newest message that found no room yet."""
+        self.disconnects = 0
+
+    def mark_up(self) -> None:
+        """A send succeeded: the connection is up (the monitor's event may still be on its way)."""
+        self.up = self.was_up = True
+
+    def check(self) -> int:
+        """Read the monitor's news; returns how many disconnects happened since the last check."""
+        before = self.disconnects
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.up = self.was_up = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.up = False
+                self.disconnects += 1
+        return self.disconnects - before
+
+    def room(self) -> bool:
+        """Whether a message can be sent now (reading ZMQ_EVENTS also takes in libzmq's news)."""
+        return bool(self.socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+
+    def close(self, linger_ms: Optional[int] = None) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
+        self.socket.close(linger=linger_ms)
