@@ -24,9 +24,10 @@ TCP liveness instead, which a busy or SIGSTOPped listener's kernel keeps answeri
 
 - a killed listener's kernel closes its sockets: the publisher sees the disconnect at once;
 - a listener host that vanished stops acknowledging: with data unacknowledged, the connection
-  drops after :data:`TCP_MAXRT_MS` (``TCP_USER_TIMEOUT``; since Linux 5.13 a receiver that keeps
-  answering zero-window probes, e.g. a stopped process, never counts as gone); with nothing to
-  send, TCP keepalive drops it after ``IDLE + INTVL * CNT`` = :data:`DEAD_AFTER_IDLE_S` seconds.
+  drops after :data:`TCP_MAXRT_MS` (``TCP_USER_TIMEOUT``); with nothing to send, TCP keepalive
+  drops it after ``IDLE + INTVL * CNT`` = :data:`DEAD_AFTER_IDLE_S` seconds;
+- a stopped or busy listener's kernel keeps acknowledging keepalives, so it is waited for, up to
+  :data:`TCP_MAXRT_MS` once its receive buffer is full (see there).
 """
 
 from __future__ import annotations
@@ -63,8 +64,12 @@ TCP_KEEPALIVE_CNT = 3
 """Unanswered keepalive probes after which the connection is dropped."""
 DEAD_AFTER_IDLE_S = TCP_KEEPALIVE_IDLE_S + TCP_KEEPALIVE_INTVL_S * TCP_KEEPALIVE_CNT
 """Seconds after which an idle data connection to a vanished host is dropped."""
-TCP_MAXRT_MS = 5000
-"""Milliseconds sent data may stay unacknowledged before a data connection is dropped."""
+TCP_MAXRT_MS = 30000
+"""Milliseconds sent data may stay unacknowledged before a data connection is dropped. Also the
+longest a *stopped* listener (SIGSTOP) with data queued toward it is waited for: measured on
+Linux 6.18 over loopback, its kernel stops acknowledging once the receive buffer is full, so a
+5 s value dropped a listener stopped for 10 s. Past this, the connection drops, the publisher
+counts what it could not send, and a listener that comes back counts the gap as ``missed``."""
 
 
 def data_connection(socket: zmq.Socket) -> None:

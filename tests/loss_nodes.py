@@ -1,0 +1,151 @@
+"""Publisher and listener processes for the loss tests: they count what they send and get.
+
+Run as a script, a node plays one role and reports JSON lines on stdout, like
+:mod:`node_processes` (whose :class:`~node_processes.Node` drives it). A listener does not report
+every message: it checks sequence numbers itself and reports a ``summary`` (received, gaps, out
+of order, duplicates, its transport's counters, message ages) when it has the last message, or
+when nothing arrived for ``--idle`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from node_processes import Node, _report
+
+SCRIPT = os.path.abspath(__file__)
+
+
+class LossNode(Node):
+    """A :class:`Node` running this script instead of :mod:`node_processes`."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.args = args
+        self.process = subprocess.Popen(
+            [sys.executable, SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.events: queue.Queue = queue.Queue()
+        self.seen: list[dict] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read_events, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+
+def rss_kib() -> int:
+    """This process's resident set size now (KiB), from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _publish(options) -> None:
+    from wrapyfi_like.connect.publishers import Publisher
+
+    publisher = Publisher("Loss", options.topic, should_wait=options.wait, wait_timeout=30,
+                          **json.loads(options.kwargs))
+    transport = publisher._transport
+    buffer = np.zeros(options.size, np.uint8)  # one buffer, reused for every message (a camera loop)
+    _report("ready", publisher=transport.publisher_id.hex())
+    interval = 1.0 / options.rate if options.rate else 0.0
+    start_at = time.monotonic()
+    for seq in range(options.count):
+        if options.size:
+            buffer.fill(seq % 251)
+        publisher.publish({"seq": seq, "t": time.time(), "data": buffer})
+        if seq % options.every == 0:
+            _report("sent", seq=seq, dropped=publisher.dropped)
+        if interval:
+            pause = start_at + (seq + 1) * interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # the publishing rate under test, not a wait for anything
+    _report("done", stats=transport.statistics())
+    publisher.close()
+    _report("closed", stats=transport.statistics())
+
+
+def _listen(options) -> None:
+    from wrapyfi_like.connect.listeners import Listener
+
+    listener = Listener("Loss", options.topic, should_wait=False, **json.loads(options.kwargs))
+    transport = listener._transport
+    _report("ready", endpoint=transport.endpoint, rss_kib=rss_kib())
+    seqs: list[int] = []
+    ages: list[float] = []
+    corrupt = 0
+    last_arrival = time.monotonic()
+    while True:
+        frames = transport.recv(0.1)
+        if frames is None:
+            if seqs and time.monotonic() - last_arrival > options.idle:
+                break
+            if not seqs and time.monotonic() - last_arrival > 60:
+                break
+            continue
+        last_arrival = time.monotonic()
+        message = listener._format.decode(frames)
+        seq = message["seq"]
+        ages.append(time.time() - message["t"])
+        data = message["data"]
+        if len(data) and not (data == seq % 251).all():
+            corrupt += 1
+        if not seqs:
+            _report("first", seq=seq)
+        seqs.append(seq)
+        if len(seqs) == options.pause_after:
+            _report("pausing")
+            time.sleep(options.pause)  # the listener's thread busy elsewhere: the fault under test
+            _report("resumed")
+        if options.interval:
+            time.sleep(options.interval)  # a slow consumer: the fault under test
+        if seq == options.count - 1:
+            break
+    _report("summary", **_summary(seqs, ages), corrupt=corrupt, stats=transport.statistics(),
+            per_publisher=transport.per_publisher(), rss_kib=rss_kib(),
+            max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    listener.close()
+
+
+def _summary(seqs: list[int], ages: list[float]) -> dict:
+    if not seqs:
+        return {"received": 0}
+    ordered = all(a < b for a, b in zip(seqs, seqs[1:]))
+    percentiles = np.percentile(ages, [50, 90, 99]).round(4).tolist() if ages else []
+    return {"received": len(seqs), "first": seqs[0], "last": seqs[-1], "in_order": ordered,
+            "missing": seqs[-1] - seqs[0] + 1 - len(set(seqs)), "repeats": len(seqs) - len(set(seqs)),
+            "age_percentiles": percentiles}
+
+
+def main() -> None:
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["publish", "listen"])
+    parser.add_argument("topic")
+    parser.add_argument("--count", type=int, default=10**9)
+    parser.add_argument("--size", type=int, default=1024, help="bytes of payload per message")
+    parser.add_argument("--rate", type=float, default=0.0, help="messages per second; 0: flat out")
+    parser.add_argument("--every", type=int, default=1000, help="report every n-th message sent")
+    parser.add_argument("--wait", type=int, default=1, help="publisher's should_wait (0 or 1)")
+    parser.add_argument("--pause-after", type=int, default=0, help="listener: busy after this many messages")
+    parser.add_argument("--pause", type=float, default=0.0, help="listener: seconds busy")
+    parser.add_argument("--interval", type=float, default=0.0, help="listener: seconds of work per message")
+    parser.add_argument("--idle", type=float, default=3.0, help="listener: end after this long without messages")
+    parser.add_argument("--kwargs", default="{}", help="JSON of extra communicator kwargs")
+    options = parser.parse_args()
+    {"publish": _publish, "listen": _listen}[options.role](options)
+
+
+if __name__ == "__main__":
+    main()
