@@ -1,0 +1,69 @@
+"""The caller owns its buffers again when ``publish()`` returns.
+
+A publisher process reuses one 16 MiB buffer for every message, filling it with the message's
+number before each publish (what a camera loop does); the listener process checks every byte.
+Before, ``publish()`` returned while libzmq still referenced the array, and 16.1 of 16.8 MB of a
+message were replaced by the next message's bytes in flight.
+"""
+
+import json
+import signal
+import socket
+
+import numpy as np
+import pytest
+
+from loss_nodes import LossNode
+from node_processes import event_is
+from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+SIZE = 16 * 1024 * 1024
+COUNT = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("policy", [{}, {"backpressure": "drop", "queue_depth": 2},
+                                    {"backpressure": "latest"}])
+def test_a_reused_buffer_never_changes_a_message_in_flight(topic, policy):
+    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+    listener = LossNode("listen", topic, "--count", str(COUNT), "--idle", "3", env=env)
+    publisher = None
+    try:
+        listener.wait_for(event_is("ready"))
+        publisher = LossNode("publish", topic, "--count", str(COUNT), "--size", str(SIZE),
+                             "--kwargs", json.dumps(policy), env=env)
+        summary = listener.wait_for(event_is("summary"), timeout=40)
+        assert summary["received"] > 0
+        assert summary["corrupt"] == 0, f"{summary['corrupt']} of {summary['received']} messages changed in flight"
+        if not policy:
+            assert summary["received"] == COUNT
+    finally:
+        for node in (listener, publisher):
+            if node is not None:
+                if node.process.poll() is None:
+                    node.process.send_signal(signal.SIGCONT)
+                node.stop()
+
+
+def test_zero_copy_mode_is_checked(topic):
+    with pytest.raises(ConfigurationError, match="zero_copy"):
+        ZeroMQPublisherTransport(topic, zero_copy="yes please")
+
+
+def test_safe_mode_sends_large_buffers_tracked_and_copies_only_for_drop_and_latest():
+    from wrapyfi_like.middlewares.zeromq.publisher import _copied, _tracked
+
+    array = np.arange(1 << 20, dtype=np.uint8)
+    header = b"header"
+    body, trackers = _tracked([header, memoryview(array), memoryview(array[:10])])
+    assert len(trackers) == 1 and body[0] is header and body[2].nbytes == 10
+    copied, none = _copied([header, memoryview(array)])
+    assert none == [] and type(copied[1]) is bytes and copied[1] == array.tobytes()
