@@ -78,13 +78,14 @@ def _publish(options) -> None:
 
 def _listen(options) -> None:
     from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.exceptions import DecodeError
 
     listener = Listener("Loss", options.topic, should_wait=False, **json.loads(options.kwargs))
     transport = listener._transport
     _report("ready", endpoint=transport.endpoint, rss_kib=rss_kib())
     seqs: list[int] = []
     ages: list[float] = []
-    corrupt = 0
+    corrupt = undecodable = foreign = 0
     last_arrival = time.monotonic()
     while True:
         frames = transport.recv(0.1)
@@ -95,7 +96,14 @@ def _listen(options) -> None:
                 break
             continue
         last_arrival = time.monotonic()
-        message = listener._format.decode(frames)
+        try:
+            message = listener._format.decode(frames)
+        except DecodeError:
+            undecodable += 1  # reached the codec (a hostile peer's), refused there: counted, skipped
+            continue
+        if not isinstance(message, dict) or message.keys() != {"seq", "t", "data"}:
+            foreign += 1  # well-formed, but not from our publisher (a hostile peer's)
+            continue
         seq = message["seq"]
         ages.append(time.time() - message["t"])
         data = message["data"]
@@ -112,7 +120,7 @@ def _listen(options) -> None:
             time.sleep(options.interval)  # a slow consumer: the fault under test
         if seq == options.count - 1:
             break
-    _report("summary", **_summary(seqs, ages), corrupt=corrupt, stats=transport.statistics(),
+    _report("summary", **_summary(seqs, ages), corrupt=corrupt, undecodable=undecodable, foreign=foreign, stats=transport.statistics(),
             per_publisher=transport.per_publisher(), rss_kib=rss_kib(),
             max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     listener.close()
