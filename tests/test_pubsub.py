@@ -1,5 +1,6 @@
 """Publish/listen over real ZeroMQ sockets on 127.0.0.1, within one process."""
 
+import time
 
 import msgpack
 import numpy as np
@@ -11,6 +12,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ClosedError, WaitTimeout
 from wrapyfi_like.middlewares import envelope
+from wrapyfi_like.middlewares.zeromq import ZeroMQListenerTransport, ZeroMQPublisherTransport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -183,3 +185,41 @@ def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, in_thr
     finally:
         raw.close()
         listener.close()
+
+
+def _closing_wakes(call, close, in_thread) -> float:
+    """Start ``call`` on a thread, wait until it is stuck, ``close()``: seconds until it raised."""
+    started = in_thread(call)
+    with pytest.raises(TimeoutError):
+        started.result(timeout=0.5)  # still waiting: it is stuck, as intended
+    closed_at = time.monotonic()
+    close()
+    with pytest.raises(ClosedError):
+        started.result(timeout=5)
+    return time.monotonic() - closed_at
+
+
+def test_close_wakes_a_publisher_waiting_for_a_listener_within_half_a_second(topic, in_thread):
+    transport = ZeroMQPublisherTransport(topic, should_wait=True)
+    assert _closing_wakes(lambda: transport.send([b"\x93\x01\x00\xc0"]), transport.close, in_thread) < 0.5
+
+
+@pytest.mark.parametrize("zero_copy", ["safe", "unsafe"])
+def test_close_wakes_a_publisher_blocked_by_a_full_listener_within_half_a_second(topic, in_thread, zero_copy):
+    listener = ZeroMQListenerTransport(topic, queue_depth=1)  # never read: its queue fills
+    transport = ZeroMQPublisherTransport(topic, should_wait=True, queue_depth=1, zero_copy=zero_copy)
+    payload = np.zeros(4 * 1024 * 1024, np.uint8)  # larger than the kernel's socket buffers
+
+    def publish_until_stuck():
+        while True:
+            transport.send([b"\x93\x01\x01\xc4\x00", payload])
+
+    try:
+        assert _closing_wakes(publish_until_stuck, transport.close, in_thread) < 0.5
+    finally:
+        listener.close()
+
+
+def test_close_wakes_a_blocking_receive_within_half_a_second(topic, in_thread):
+    listener = ZeroMQListenerTransport(topic)
+    assert _closing_wakes(lambda: listener.recv(None), listener.close, in_thread) < 0.5

@@ -13,6 +13,7 @@ is alive and connected, and that must not cost the listener its messages.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Optional
@@ -26,6 +27,7 @@ ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-
 """Endpoints an outlet connects to: tcp to a host and port, or an ipc path. Anything else found
 in discovery (another transport, junk) is refused before libzmq sees it."""
 _EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+_monitor_names = itertools.count()
 
 
 class Outlet:
@@ -42,7 +44,12 @@ class Outlet:
         data_connection(self.socket)
         if keys is not None:
             keys.apply(self.socket)
-        self.monitor = self.socket.get_monitor_socket(_EVENTS)
+        # our own inproc name: pyzmq's default is derived from the socket's file descriptor, which
+        # a new outlet may reuse before libzmq has let go of the old name
+        monitor = f"inproc://wrapyfi_like-outlet-monitor-{next(_monitor_names)}"
+        self.socket.monitor(monitor, _EVENTS)
+        self.monitor = context.socket(zmq.PAIR)
+        self.monitor.connect(monitor)
         try:
             self.socket.connect(endpoint)
         except zmq.ZMQError:
