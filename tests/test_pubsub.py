@@ -223,3 +223,57 @@ def test_close_wakes_a_publisher_blocked_by_a_full_listener_within_half_a_second
 def test_close_wakes_a_blocking_receive_within_half_a_second(topic, in_thread):
     listener = ZeroMQListenerTransport(topic)
     assert _closing_wakes(lambda: listener.recv(None), listener.close, in_thread) < 0.5
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the probe is closed
+
+
+HEADER_ONLY = [b"\x93\x01\x00\xc0"]  # a codec message holding None
+
+
+def test_bad_discovery_entries_never_make_publish_raise_nor_hide_the_honest_listener(topic):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.keys import listener_key
+
+    agent = NodeAgent.get()
+    junk = ["garbage", "tcp://", "tcp://a b:1", "inproc://elsewhere", "tcp://127.0.0.1:99999",
+            "ipc://relative", "tcp://" + "x" * 5000 + ":1", "tcp://127.0.0.1:1\0"]
+    announcements = [agent.announce(listener_key(topic), endpoint, {}) for endpoint in junk]
+    listener = ZeroMQListenerTransport(topic)
+    publisher = ZeroMQPublisherTransport(topic, should_wait=True, wait_timeout=10)
+    try:
+        publisher.send(HEADER_ONLY)
+        assert listener.recv(10) is not None
+        assert publisher.statistics()["outlets"] == 1
+    finally:
+        publisher.close()
+        listener.close()
+        for announcement in announcements:
+            agent.withdraw(announcement)
+
+
+def test_fake_entries_beyond_max_outlets_are_skipped_and_the_honest_listener_gets_its_turn(topic):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.keys import listener_key
+
+    agent = NodeAgent.get()
+    announcements = [agent.announce(listener_key(topic), f"tcp://127.0.0.1:{_closed_port()}", {})
+                     for _ in range(60)]
+    listener = ZeroMQListenerTransport(topic)
+    publisher = ZeroMQPublisherTransport(topic, should_wait=False, max_outlets=16)
+    try:
+        deadline = time.monotonic() + 30
+        while listener.recv(0.05) is None:
+            assert time.monotonic() < deadline, "the honest listener never got a place"
+            publisher.send(HEADER_ONLY)
+            assert publisher.statistics()["outlets"] <= 16
+    finally:
+        publisher.close()
+        listener.close()
+        for announcement in announcements:
+            agent.withdraw(announcement)

@@ -35,26 +35,32 @@ class Outlet:
 
     def __init__(self, context: zmq.Context, endpoint: str, queue_depth: int, linger_ms: int,
                  keys=None) -> None:
-        if not ENDPOINT.fullmatch(endpoint):
+        if not ENDPOINT.fullmatch(endpoint) or (endpoint.startswith("tcp:")
+                                                and not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536):
             raise ValueError("not a tcp://host:port or ipc:///path endpoint")
         self.endpoint = endpoint
         self.socket = context.socket(zmq.PUSH)
-        self.socket.setsockopt(zmq.LINGER, linger_ms)
-        self.socket.setsockopt(zmq.SNDHWM, queue_depth)
-        data_connection(self.socket)
-        if keys is not None:
-            keys.apply(self.socket)
-        # our own inproc name: pyzmq's default is derived from the socket's file descriptor, which
-        # a new outlet may reuse before libzmq has let go of the old name
-        monitor = f"inproc://wrapyfi_like-outlet-monitor-{next(_monitor_names)}"
-        self.socket.monitor(monitor, _EVENTS)
-        self.monitor = context.socket(zmq.PAIR)
-        self.monitor.connect(monitor)
+        self.monitor: Optional[zmq.Socket] = None
         try:
-            self.socket.connect(endpoint)
-        except zmq.ZMQError:
+            self.socket.setsockopt(zmq.LINGER, linger_ms)
+            self.socket.setsockopt(zmq.SNDHWM, queue_depth)
+            data_connection(self.socket)
+            if keys is not None:
+                keys.apply(self.socket)
+            # our own inproc name: pyzmq's default is derived from the socket's file descriptor,
+            # which a new outlet may reuse before libzmq has let go of the old name
+            monitor = f"inproc://wrapyfi_like-outlet-monitor-{next(_monitor_names)}"
+            self.socket.monitor(monitor, _EVENTS)
+            self.monitor = context.socket(zmq.PAIR)
+            self.monitor.connect(monitor)
+        except BaseException:
             self.close(0)
             raise
+        try:
+            self.socket.connect(endpoint)
+        except zmq.ZMQError as error:
+            self.close(0)
+            raise ValueError(f"libzmq refuses it: {error}") from None
         self.found_at = time.monotonic()
         self.up = False
         """The connection's handshake completed and it has not dropped since."""
@@ -90,6 +96,7 @@ class Outlet:
         return bool(self.socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
 
     def close(self, linger_ms: Optional[int] = None) -> None:
-        self.socket.disable_monitor()
-        self.monitor.close(linger=0)
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close(linger=0)
         self.socket.close(linger=linger_ms)

@@ -68,6 +68,9 @@ connection is still not complete (refused, dead, or slow) is passed over until i
 DEFAULT_MAX_OUTLETS = 64
 """Listeners one publisher connects to at most; discovery entries beyond it are skipped (and
 logged), so a flood of fake entries cannot exhaust file descriptors (each outlet holds ~3)."""
+OUTLET_PATIENCE = 1.0
+"""Seconds an outlet that never connected keeps its place while other listed endpoints wait for
+one (only when ``max_outlets`` are open)."""
 ZERO_COPY_MODES = ("safe", "unsafe")
 TRACK_FROM = zmq.COPY_THRESHOLD
 """Buffers of at least this many bytes go zero-copy; smaller ones pyzmq copies anyway."""
@@ -113,6 +116,7 @@ class ZeroMQPublisherTransport:
         self._context = zmq.Context.instance()
         self._outlets: dict[str, Outlet] = {}
         self._refused: set[str] = set()  # listed endpoints we cannot or will not connect to
+        self._tried: set[str] = set()  # endpoints whose outlet never connected and gave way (max_outlets)
         self._followed: Optional[frozenset[str]] = None
         self._flusher: Optional[threading.Thread] = None
         self._flush_needed = threading.Event()
@@ -149,31 +153,59 @@ class ZeroMQPublisherTransport:
             self.sent += 1
 
     def _follow(self) -> None:
-        """Open outlets for newly listed endpoints; close those both unlisted and down."""
+        """Open outlets for newly listed endpoints; close those both unlisted and down.
+
+        At most ``max_outlets`` are open; while more endpoints are listed, an outlet whose
+        connection never completed gives its place to another after ``OUTLET_PATIENCE``, so fake
+        entries cannot keep a real listener out for good.
+        """
         if self._watch.endpoints is self._followed:
             return  # nothing changed: the common case costs no system call
         endpoints = self._followed = self._watch.consume()
         self._refused &= endpoints
+        self._tried &= endpoints
         for outlet in self._outlets.values():
             outlet.listed = outlet.endpoint in endpoints
-        for endpoint in endpoints - self._outlets.keys() - self._refused:
+        waiting = endpoints - self._outlets.keys() - self._refused - self._tried
+        if not waiting and self._tried:
+            self._tried.clear()  # every endpoint had its turn: start another round
+            waiting = endpoints - self._outlets.keys() - self._refused
+        if waiting and len(self._outlets) >= self._max_outlets:
+            self._make_room()
+        for endpoint in sorted(waiting):
             if len(self._outlets) >= self._max_outlets:
                 self._log.warning(self.topic, "max_outlets",
                                   "publisher on %s: discovery lists more than %d listeners; the others "
-                                  "are not connected (max_outlets)", self.topic, self._max_outlets)
-                self._followed = None  # look again once an outlet closes
+                                  "wait for a place (max_outlets)", self.topic, self._max_outlets)
+                self._followed = None  # look again on the next send
                 break
             try:
                 self._outlets[endpoint] = Outlet(self._context, endpoint, self._queue_depth,
                                                  PUBLISHER_LINGER_MS, self._keys)
-            except (ValueError, zmq.ZMQError) as error:
+            except ValueError as error:
                 self._refused.add(endpoint)
                 self._log.warning(truncate(endpoint), "endpoint",
                                   "publisher on %s: skipped listener endpoint %s from discovery: %s",
                                   self.topic, truncate(repr(endpoint)), error)
+            except zmq.ZMQError as error:  # out of sockets or file descriptors: try again later
+                self._log.warning(self.topic, "outlet", "publisher on %s: cannot open a connection "
+                                  "to listener %s: %s", self.topic, truncate(repr(endpoint)), error)
+                self._followed = None
+                break
         for outlet in list(self._outlets.values()):
             if not outlet.listed:
                 self._check(outlet)
+
+    def _make_room(self) -> None:
+        """Close outlets that never connected within ``OUTLET_PATIENCE`` (their turn is over)."""
+        now = time.monotonic()
+        for outlet in list(self._outlets.values()):
+            if not outlet.was_up and now - outlet.found_at >= OUTLET_PATIENCE:
+                outlet.check()
+                if not outlet.was_up:
+                    del self._outlets[outlet.endpoint]
+                    outlet.close(0)
+                    self._tried.add(outlet.endpoint)
 
     def _check(self, outlet: Outlet) -> None:
         """Take in the outlet's connection news; close it if it is down and no longer listed."""
