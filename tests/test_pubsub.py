@@ -277,3 +277,48 @@ def test_fake_entries_beyond_max_outlets_are_skipped_and_the_honest_listener_get
         listener.close()
         for announcement in announcements:
             agent.withdraw(announcement)
+
+
+def test_listener_counts_gaps_skips_repeats_and_reports_per_publisher(topic, caplog):
+    listener = Listener("Test", topic)
+    raw = RawPublisher(listener)
+    codec = Codec()
+    try:
+        for seq in (1, 2, 5, 4, 5, 6):  # 3 and 4 lost on the way; a late 4 and a repeated 5 arrive
+            raw.socket.send_multipart([raw.topic_frame, envelope.pack(raw.publisher_id, seq), *codec.encode(seq)])
+        got = []
+        for _ in range(4):
+            got.append(listener.listen())
+            assert listener._transport.last_envelope.seq == got[-1]
+        assert got == [1, 2, 5, 6]
+        assert listener._transport.recv(0.2) is None  # the late 4 and the repeated 5 never come out
+        stats = listener._transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"]) == (4, 2, 2)
+        assert listener._transport.per_publisher() == {
+            raw.publisher_id.hex(): {"received": 4, "missed": 2, "duplicate": 2, "dropped": 0}}
+        assert "2 messages from publisher" in caplog.text
+    finally:
+        raw.close()
+        listener.close()
+
+
+def test_a_latest_listener_returns_the_newest_waiting_message_and_counts_the_skipped(topic):
+    listener = ZeroMQListenerTransport(topic)
+    raw = zmq.Context.instance().socket(zmq.PUSH)
+    raw.connect(listener.endpoint)
+    codec, publisher = Codec(), envelope.new_publisher_id()
+    try:
+        for seq in range(1, 11):
+            raw.send_multipart([topic.encode(), envelope.pack(publisher, seq, envelope.LATEST), *codec.encode(seq)])
+        deadline = time.monotonic() + 10
+        while listener.statistics()["dropped"] + 1 < 10:  # until all ten were read at once
+            frames = listener.recv(1)
+            if frames is not None and codec.decode(frames) == 10:
+                break
+            assert time.monotonic() < deadline
+        assert listener.last_envelope.seq == 10
+        assert listener.statistics()["missed"] == 0
+        assert listener.statistics()["dropped"] + listener.statistics()["received"] == 10
+    finally:
+        raw.close(linger=0)
+        listener.close()

@@ -117,10 +117,17 @@ class SequenceCheck:
             counts["missed"] += gap
         return gap
 
+    def dropped(self, publisher: bytes) -> None:
+        """Count a message of ``publisher`` that was accepted but skipped for a newer one
+        (``"latest"``): the publisher's choice, so not ``missed``."""
+        counts = self.per_publisher.get(publisher)
+        if counts is not None:
+            counts["dropped"] += 1
+
     def _counts(self, publisher: bytes) -> dict[str, int]:
         counts = self.per_publisher.get(publisher)
         if counts is None:
-            counts = self.per_publisher[publisher] = {"received": 0, "missed": 0, "duplicate": 0}
+            counts = self.per_publisher[publisher] = {"received": 0, "missed": 0, "duplicate": 0, "dropped": 0}
             if len(self.per_publisher) > MAX_TRACKED_PUBLISHERS:
                 self.per_publisher.popitem(last=False)
         else:

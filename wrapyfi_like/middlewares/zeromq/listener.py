@@ -45,6 +45,9 @@ LATEST_HOLD = 4
 """Messages a listener holds while it looks for the newest ``"latest"`` message: reading stops
 once this many messages (from different publishers, or not flagged ``LATEST``) are held, so a
 peer cannot make it hold more than ``LATEST_HOLD + 1`` messages this way."""
+LATEST_READS = 1024
+"""Messages one call reads ahead at most while looking for the newest: a publisher faster than
+the reader cannot keep a call from returning."""
 _wake_endpoints = itertools.count()
 
 
@@ -136,7 +139,9 @@ class ZeroMQListenerTransport:
         Returns the first message to deliver; the others stay in ``_held`` in arrival order.
         """
         self._held.append(message)
-        while len(self._held) <= LATEST_HOLD:
+        for _ in range(LATEST_READS):
+            if len(self._held) > LATEST_HOLD:
+                break
             try:
                 message = self._receive(zmq.NOBLOCK)
             except zmq.Again:
@@ -155,9 +160,7 @@ class ZeroMQListenerTransport:
 
     def _count_dropped(self, publisher: bytes) -> None:
         self.dropped += 1
-        counts = self._sequence.per_publisher.get(publisher)
-        if counts is not None:
-            counts["dropped"] = counts.get("dropped", 0) + 1
+        self._sequence.dropped(publisher)
 
     def _receive(self, flags: int) -> Optional[tuple[Envelope, list]]:
         """One message off the socket as ``(envelope, body)``; None if it was skipped (counted)."""
@@ -208,8 +211,7 @@ class ZeroMQListenerTransport:
     def per_publisher(self) -> dict[str, dict[str, int]]:
         """``received``/``missed``/``duplicate``/``dropped`` per publisher id (hex), for the
         :data:`~..envelope.MAX_TRACKED_PUBLISHERS` most recently heard publishers."""
-        return {publisher.hex(): {"dropped": 0, **counts}
-                for publisher, counts in list(self._sequence.per_publisher.items())}
+        return {publisher.hex(): dict(counts) for publisher, counts in list(self._sequence.per_publisher.items())}
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
