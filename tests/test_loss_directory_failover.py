@@ -18,7 +18,7 @@ from node_processes import Node, event_is
 pytestmark = pytest.mark.timeout(90)
 
 PAIRS = 3
-RATE, COUNT = 400, 2800  # 7 s per publisher
+RATE, COUNT = 400, 2000  # 5 s per publisher
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from node_processes import event_is
 pytestmark = pytest.mark.timeout(60)
 
 FRAME = 640 * 480 * 3
-RATE, COUNT = 30, 90
+RATE, COUNT = 30, 60
 PERIOD = 1.0 / RATE
 
 

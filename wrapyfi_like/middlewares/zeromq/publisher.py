@@ -124,6 +124,7 @@ class ZeroMQPublisherTransport:
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
+        self._found_one = False  # a listener's connection completed once: should_wait waits no more
         self._closed = False
         lifecycle.track(self)
 
@@ -137,12 +138,12 @@ class ZeroMQPublisherTransport:
             if self._closed:
                 raise ClosedError(f"publisher on {self.topic} is closed")
             self._follow()
-            if self._should_wait and not any(outlet.was_up for outlet in self._outlets.values()):
+            if self._should_wait and not self._found_one:
                 self._wait_for_listener()
+                self._found_one = True
             self._seq += 1
-            head = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq, self._flags, group)]
             body, trackers = self._own(frames)
-            message = head + body
+            message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq, self._flags, group), *body]
             del body
             for outlet in list(self._outlets.values()):
                 if self._outlets.get(outlet.endpoint) is outlet:  # not closed by an earlier wait
@@ -249,6 +250,12 @@ class ZeroMQPublisherTransport:
                 self._follow()
 
     def _send_when_room(self, outlet: Outlet, message: list) -> None:
+        if try_send(outlet.socket, message):
+            outlet.up = outlet.was_up = True
+        else:
+            self._wait_for_room(outlet, message)
+
+    def _wait_for_room(self, outlet: Outlet, message: list) -> None:
         """Send, or wait for room while the listener's connection is up.
 
         A listener whose connection has not completed is waited for only up to ``CONNECT_GRACE``
@@ -407,16 +414,21 @@ def _as_given(frames: list) -> tuple[list, list]:
 
 def _copied(frames: list) -> tuple[list, list]:
     """Large buffers copied once (immutable bytes, shared by every listener); the header is bytes."""
-    return [frame if type(frame) is bytes or memoryview(frame).nbytes < TRACK_FROM
+    return [frame if type(frame) is bytes or _size(frame) < TRACK_FROM
             else memoryview(frame).tobytes() for frame in frames], []
 
 
 def _tracked(frames: list) -> tuple[list, list]:
     """Large buffers as tracked zero-copy frames; their trackers say when libzmq let go."""
-    body, trackers = [], []
-    for frame in frames:
-        if type(frame) is not bytes and memoryview(frame).nbytes >= TRACK_FROM:
-            frame = zmq.Frame(frame, track=True)
+    body, trackers = frames, []
+    for index, frame in enumerate(frames):
+        if type(frame) is not bytes and _size(frame) >= TRACK_FROM:
+            if not trackers:
+                body = list(frames)
+            body[index] = frame = zmq.Frame(frame, track=True)
             trackers.append(frame.tracker)
-        body.append(frame)
     return body, trackers
+
+
+def _size(buffer) -> int:
+    return buffer.nbytes if type(buffer) is memoryview else memoryview(buffer).nbytes
