@@ -11,6 +11,7 @@ Before, with the default 512 MiB limit, an unfinished 6 x 300 MB message made a 
 import json
 import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -39,6 +40,30 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field} for {pid}")
+
+
+class RawZmtpPush:
+    """A ZMTP 3.0 PUSH peer written by hand over a plain TCP socket, so it can leave a multipart
+    message unfinished on the wire (libzmq itself never sends a message before its last frame)."""
+
+    def __init__(self, endpoint: str) -> None:
+        host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+        self.socket = socket.create_connection((host, int(port)), timeout=10)
+        greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\0") + b"\x00" + bytes(31)
+        ready = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 4) + b"PUSH"
+        self.socket.sendall(greeting)
+        received = b""
+        while len(received) < 64:  # libzmq refuses a READY that arrives before its own greeting went out
+            chunk = self.socket.recv(64 - len(received))
+            assert chunk, "the listener closed the connection during the greeting"
+            received += chunk
+        self.socket.sendall(b"\x04" + bytes([len(ready)]) + ready)
+
+    def send_frame(self, data: bytes, more: bool) -> None:
+        self.socket.sendall(bytes([0x02 | (0x01 if more else 0)]) + struct.pack(">Q", len(data)) + data)
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
@@ -72,8 +97,9 @@ def test_hostile_shapes_hold_what_the_documentation_says(topic):
         base = memory_kib(pid)
 
         # 1. an unfinished multipart message: libzmq holds every frame until the last one comes
-        unfinished = raw()
-        unfinished.send_multipart(head + [bytes(FRAME)] * 6, flags=zmq.SNDMORE)
+        unfinished = RawZmtpPush(ready["endpoint"])
+        for frame in head + [bytes(FRAME)] * 6:
+            unfinished.send_frame(frame, more=True)
         wait_until(lambda: memory_kib(pid) > base + 5 * FRAME // 1024)
         held = memory_kib(pid) - base
         unfinished.close()  # its sender goes away: libzmq discards the unfinished message
@@ -100,7 +126,6 @@ def test_hostile_shapes_hold_what_the_documentation_says(topic):
         assert summary["stats"]["malformed"] == 5  # the complete over-limit messages; the oversized
         # frames never arrived (libzmq dropped their connection)
         assert peak < 6 * 6 * FRAME // 1024  # at most the five complete messages queued, plus the unfinished one
-        assert summary["rss_kib"] - base < 16 * MIB
     finally:
         for sock in hostile:
             sock.close()
