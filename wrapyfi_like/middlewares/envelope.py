@@ -79,6 +79,13 @@ def unpack(frame) -> Envelope:
 MAX_TRACKED_PUBLISHERS = 4096
 """Publishers whose last sequence number a listener remembers; the least recently heard is
 forgotten first, so a peer inventing publisher ids cannot grow a listener's memory."""
+LATE_WINDOW = 1 << 16
+"""How far behind the last accepted sequence number a message can still be a late arrival (a
+duplicate to skip). Real late arrivals come from the queues of one connection being replaced by
+another, a few thousand messages at most; a message further behind restarts the publisher's
+stream instead (counted in ``restarts``). So a peer that learnt a publisher's id and sends a huge
+sequence number under it can inflate ``missed``, but cannot make a listener skip that
+publisher's real messages."""
 
 
 class SequenceCheck:
@@ -87,7 +94,8 @@ class SequenceCheck:
     The first message from a publisher starts its stream (a listener that joins late cannot know
     what it did not see). After that, a sequence number above the next expected one counts the
     numbers in between as ``missed``; one at or below the last seen is a ``duplicate`` (a repeat
-    or a late arrival) and must not reach the user, so reordering never does.
+    or a late arrival) and must not reach the user, so reordering never does; one more than
+    :data:`LATE_WINDOW` behind restarts the stream (``restarts``).
     """
 
     def __init__(self) -> None:
@@ -95,6 +103,7 @@ class SequenceCheck:
         self.per_publisher: OrderedDict[bytes, dict[str, int]] = OrderedDict()
         self.missed = 0
         self.duplicate = 0
+        self.restarts = 0
 
     def accept(self, envelope: Envelope) -> int:
         """How many messages from ``envelope``'s publisher went missing just before it (0: none),
@@ -103,9 +112,12 @@ class SequenceCheck:
         last = self._last.get(publisher)
         counts = self._counts(publisher)
         if last is not None and seq <= last:
-            self.duplicate += 1
-            counts["duplicate"] += 1
-            return -1
+            if last - seq < LATE_WINDOW:
+                self.duplicate += 1
+                counts["duplicate"] += 1
+                return -1
+            self.restarts += 1
+            last = None
         gap = 0 if last is None else seq - last - 1
         self._last[publisher] = seq
         self._last.move_to_end(publisher)

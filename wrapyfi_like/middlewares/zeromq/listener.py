@@ -203,10 +203,11 @@ class ZeroMQListenerTransport:
         """Counters since creation: ``received`` (returned by :meth:`recv`), ``missed`` (gaps in a
         publisher's sequence: lost on the way), ``duplicate`` (repeats, skipped), ``malformed``
         (not a message of ours, or over a limit; skipped) and ``dropped`` (older ``"latest"``
-        messages skipped for a newer one)."""
+        messages skipped for a newer one), and ``restarts`` (a publisher's stream begun again: a
+        sequence number far behind the last, see :data:`~..envelope.LATE_WINDOW`)."""
         return {"received": self.received, "missed": self._sequence.missed,
                 "duplicate": self._sequence.duplicate, "malformed": self.malformed,
-                "dropped": self.dropped}
+                "dropped": self.dropped, "restarts": self._sequence.restarts}
 
     def per_publisher(self) -> dict[str, dict[str, int]]:
         """``received``/``missed``/``duplicate``/``dropped`` per publisher id (hex), for the
