@@ -1,0 +1,76 @@
+"""Every middleware passes the transport conformance suite (wrapyfi_like.testing.TransportConformance).
+
+Checks of contract pieces that land with other branches (pub/sub envelopes, statistics(),
+per_publisher(), zero_copy=, "latest" delivering the newest, a client's close() during a request)
+are marked as expected failures, strictly: the lead removes a mark when its branch is merged.
+"""
+
+import pytest
+import zmq
+
+from wrapyfi_like.exceptions import ClosedError, TransportError, WaitTimeout, map_exceptions
+from wrapyfi_like.testing import TransportConformance, inproc_middleware
+
+pytestmark = pytest.mark.timeout(90)
+
+ENVELOPE_CONTRACT = ("test_statistics_and_envelopes", "test_group_and_latest_flag_travel_in_the_envelope",
+                     "test_losses_are_counted_by_the_listener", "test_latest_losses_are_counted",
+                     "test_malformed_messages_are_counted")
+
+
+def pending(*names, reason="contract lands with the datapath/connect branches"):
+    """Class decorator: mark the inherited checks ``names`` as strict expected failures here only."""
+    def mark(cls):
+        for name in names:
+            setattr(cls, name, pytest.mark.xfail(strict=True, reason=reason)(_inherited(name)))
+        return cls
+    return mark
+
+
+def _inherited(name):
+    """A function of its own for check ``name``: marking the suite's function would mark it everywhere."""
+    check = getattr(TransportConformance, name)
+
+    def run(self):
+        check(self)
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
+@pending(*ENVELOPE_CONTRACT, "test_latest_returns_the_newest", "test_the_caller_owns_its_buffer_once_send_returns")
+@pending("test_close_ends_a_blocked_request", reason="a client's close() during a request lands with the reqrep branch")
+class TestZeroMQ(TransportConformance):
+    middleware = "zeromq"
+
+
+@pending(*ENVELOPE_CONTRACT)
+class TestInproc(TransportConformance):
+    middleware = "inproc"
+
+    def session(self):
+        return inproc_middleware()
+
+
+class _EngineError(Exception):
+    pass
+
+
+def test_map_exceptions_maps_the_most_specific_engine_error_and_keeps_the_cause():
+    mapping = {zmq.ZMQError: TransportError, zmq.Again: WaitTimeout}
+    with pytest.raises(WaitTimeout, match="^listener on /a: ") as raised:
+        with map_exceptions(mapping, "listener on /a"):
+            raise zmq.Again()
+    assert isinstance(raised.value.__cause__, zmq.Again)
+    with pytest.raises(TransportError) as raised:
+        with map_exceptions(mapping):
+            raise zmq.ZMQError(zmq.EINVAL)
+    assert type(raised.value) is TransportError and str(raised.value) == "Invalid argument"
+
+
+def test_map_exceptions_passes_our_errors_and_unnamed_ones_through():
+    with pytest.raises(ClosedError):
+        with map_exceptions({Exception: TransportError}):
+            raise ClosedError("closed")
+    with pytest.raises(_EngineError):
+        with map_exceptions({zmq.ZMQError: TransportError}):
+            raise _EngineError()
