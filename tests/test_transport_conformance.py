@@ -5,10 +5,16 @@ per_publisher(), zero_copy=, "latest" delivering the newest, a client's close() 
 are marked as expected failures, strictly: the lead removes a mark when its branch is merged.
 """
 
+import sys
+import types
+
 import pytest
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, TransportError, WaitTimeout, map_exceptions
+from wrapyfi_like.middlewares import MIDDLEWARES, inproc
+from wrapyfi_like.middlewares.inproc.bus import LISTENERS, copy_frames
+from wrapyfi_like.middlewares.inproc.pubsub import InprocListenerTransport, InprocPublisherTransport
 from wrapyfi_like.testing import TransportConformance, inproc_middleware
 
 pytestmark = pytest.mark.timeout(90)
@@ -74,3 +80,79 @@ def test_map_exceptions_passes_our_errors_and_unnamed_ones_through():
     with pytest.raises(_EngineError):
         with map_exceptions({zmq.ZMQError: TransportError}):
             raise _EngineError()
+
+
+# -- the suite itself fails broken transports ----------------------------------------------------
+
+class PrefixPublisher(InprocPublisherTransport):
+    """Broken: delivers to every listener whose topic starts with its own (libzmq's SUB filter)."""
+
+    def send(self, frames, group=None):
+        for (kind, topic), inboxes in list(self._bus._members.items()):
+            if kind == LISTENERS and topic.startswith(self.topic):
+                for inbox in inboxes:
+                    inbox.put(copy_frames(frames))
+
+
+class SilentlyDroppingPublisher(InprocPublisherTransport):
+    """Broken: under "block" drops what finds no room, and counts nothing."""
+
+    def _deliver(self, inbox, message):
+        inbox.put_or_drop(message, self._queue_depth, drop_oldest=False)
+
+
+class DeafToCloseListener(InprocListenerTransport):
+    """Broken: close() leaves the bus but does not wake a blocked recv."""
+
+    def close(self):
+        self._bus.leave(self._kind, self.topic, self._inbox)
+
+
+class LeakingListener(InprocListenerTransport):
+    """Broken: lets an engine error through instead of mapping it."""
+
+    def recv(self, timeout):
+        raise OSError("engine failure")
+
+
+def run_check(monkeypatch, check, **transports):
+    """Run the suite's ``check`` on inproc with some transports replaced by ``transports``."""
+    module = types.ModuleType("broken_inproc_middleware")
+    for kind in ("PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport"):
+        setattr(module, kind, transports.get(kind, getattr(inproc, kind)))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(MIDDLEWARES, "broken", module.__name__)
+
+    class Suite(TransportConformance):
+        middleware = "broken"
+        patience = 2.0
+
+        def session(self):
+            return inproc_middleware()
+
+    suite = Suite()
+    suite.setup_method()
+    try:
+        getattr(suite, check)()
+    finally:
+        suite.teardown_method()
+
+
+def test_prefix_topic_matching_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="another topic's message"):
+        run_check(monkeypatch, "test_topics_match_exactly", PublisherTransport=PrefixPublisher)
+
+
+def test_silent_drops_under_block_fail_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="nothing blocked"):
+        run_check(monkeypatch, "test_block_loses_nothing", PublisherTransport=SilentlyDroppingPublisher)
+
+
+def test_a_close_that_does_not_wake_recv_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="did not end the blocked call"):
+        run_check(monkeypatch, "test_close_ends_a_blocked_recv", ListenerTransport=DeafToCloseListener)
+
+
+def test_an_engine_error_escaping_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="builtins.OSError .* only wrapyfi_like.exceptions errors"):
+        run_check(monkeypatch, "test_listener_timeout_returns_none", ListenerTransport=LeakingListener)
