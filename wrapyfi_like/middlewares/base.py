@@ -77,7 +77,7 @@ class Session(Protocol):
 class PublisherTransport(ABC):
     """Sends each message to every listener of ``topic`` (exact match, never a prefix).
 
-    ``should_wait``: the first ``send`` waits until a listener is connected (at most
+    ``should_wait``: ``send`` waits while no listener is connected (at most
     ``wait_timeout`` seconds, None: no bound, then :class:`WaitTimeout`), so it is not lost;
     False: ``send`` never waits for listeners. ``backpressure`` when ``queue_depth`` messages wait
     for a listener: ``"block"`` waits for room and loses nothing; ``"drop"`` discards the new
