@@ -43,27 +43,29 @@ def index_of(frames: list) -> int:
     return _INDEX.unpack(bytes(frames[0]))[0]
 
 
+def _ours_only(function: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``function``, failing the check if it raises anything but :data:`TRANSPORT_ERRORS`."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TRANSPORT_ERRORS:
+            raise
+        except Exception as error:
+            raise AssertionError(
+                f"{what} raised {type(error).__module__}.{type(error).__qualname__} ({error}); "
+                "a transport may raise only wrapyfi_like.exceptions errors (map_exceptions)") from error
+    return call
+
+
 class _Guard:
-    """A transport whose every call may raise only our errors (:data:`TRANSPORT_ERRORS`)."""
+    """A transport whose every call may raise only our errors."""
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._transport, name)
-        if not callable(value):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return value(*args, **kwargs)
-            except TRANSPORT_ERRORS:
-                raise
-            except Exception as error:
-                raise AssertionError(f"{type(self._transport).__name__}.{name} raised {type(error).__module__}."
-                                     f"{type(error).__qualname__} ({error}); a transport may raise only "
-                                     "wrapyfi_like.exceptions errors (map_exceptions)") from error
-        return call
+        return _ours_only(value, f"{type(self._transport).__name__}.{name}") if callable(value) else value
 
 
 class _Call:
@@ -144,7 +146,7 @@ class TransportConformance:
         return self._base + suffix
 
     def _make(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-        transport = getattr(middleware_module(self.middleware), kind)(*args, **kwargs)
+        transport = _ours_only(getattr(middleware_module(self.middleware), kind), kind)(*args, **kwargs)
         self._made.append(transport)
         return _Guard(transport)
 
@@ -305,6 +307,15 @@ class TransportConformance:
         publisher = self.publisher(wait_timeout=None)
         self._assert_close_ends(publisher, _Call(lambda: publisher.send(message(1))), publisher._transport.send)
 
+    def test_close_ends_a_send_blocked_by_backpressure(self) -> None:
+        listener = self.listener(queue_depth=1)
+        publisher = self.publisher(backpressure="block", queue_depth=1)
+        publisher.send(message(0))  # connected: from now on only a full queue can block a send
+        assert index_of(self.receive(listener)) == 0
+        payload = bytes(MIB)
+        flood = _Call(lambda: [publisher.send(message(index, payload)) for index in range(1, 1000)])
+        self._assert_close_ends(publisher, flood, publisher._transport.send)
+
     def test_close_ends_a_blocked_server_recv(self) -> None:
         server = self.server()
         self._assert_close_ends(server, _Call(lambda: server.recv(None)), server._transport.recv)
@@ -382,6 +393,24 @@ class TransportConformance:
         for number in range(3):
             reply = client.request([b"n", str(number).encode(), b""], self.patience)
             assert [bytes(frame) for frame in reply] == [b"re:n", b"re:" + str(number).encode(), b"re:"]
+
+    def test_large_request_and_reply(self) -> None:
+        server, client = self.server(), self.client()
+        self.serve(server, lambda ticket, frames: server.send(ticket, list(reversed(frames))))
+        payload = bytes(range(256)) * (16 * MIB // 256)
+        reply = client.request([b"big", payload, b""], self.patience)
+        assert [frame.nbytes for frame in reply] == [0, len(payload), 3] and reply[1] == payload
+
+    def test_each_reply_reaches_its_own_client(self) -> None:
+        server, clients = self.server(), [self.client(), self.client()]
+        self.serve(server, lambda ticket, frames: server.send(ticket, [bytes(frames[0])]))
+
+        def ask(client: Any, name: bytes) -> list[bytes]:
+            return [bytes(client.request([name + str(n).encode()], self.patience)[0]) for n in range(20)]
+        calls = [_Call(lambda client=client, name=name: ask(client, name))
+                 for client, name in zip(clients, (b"a", b"b"))]
+        for call, name in zip(calls, (b"a", b"b")):
+            assert call.result(self.patience) == [name + str(n).encode() for n in range(20)]
 
     def test_server_error_is_remote_error(self) -> None:
         server, client = self.server(), self.client()
