@@ -50,7 +50,7 @@ COUNTERS: dict[str, str] = {
 """Every counter a transport may report, with its one meaning."""
 PUBLISHER_COUNTERS = ("sent", "dropped")
 LISTENER_COUNTERS = ("received", "missed", "duplicate", "malformed", "dropped")
-PER_PUBLISHER_COUNTERS = ("received", "missed", "duplicate")
+PER_PUBLISHER_COUNTERS = ("received", "missed", "duplicate", "dropped")
 """The counters of each publisher a listener hears (``per_publisher()``)."""
 
 TRANSPORT_ERRORS = (ConfigurationError, TransportError, WaitTimeout, ClosedError, RemoteError, DecodeError,
