@@ -15,7 +15,7 @@ Rules every transport keeps:
   in another thread (``send``, ``recv``, ``request``) ends within 0.5 s with :class:`ClosedError`,
   and so does every call made after it.
 - **Counters** are named and defined once, in :data:`COUNTERS`; ``statistics()`` returns at least
-  the kind's names (:data:`PUBLISHER_COUNTERS`, :data:`LISTENER_COUNTERS`), never resetting them.
+  the kind's names (``PUBLISHER_COUNTERS`` …), never resetting them.
 - **Sessions are passed in.** What the transports of one middleware share in a process (ZeroMQ's
   discovery agent, a Zenoh session, the in-memory bus) reaches each transport as the keyword
   ``session=`` at construction, never from a singleton inside it, so tests and isolated
@@ -37,21 +37,30 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.middlewares.envelope import Envelope, Group
 
 COUNTERS: dict[str, str] = {
-    "sent": "messages a publisher handed to its engine (one per send, whatever the listener count)",
-    "received": "messages a listener returned to its caller",
-    "dropped": "messages discarded on purpose by the backpressure policy: by a publisher under "
-               "'drop' or 'latest', by a listener skipping older 'latest' messages for a newer one",
+    "sent": "messages handed to the engine: a publisher's (one per send, whatever the listener "
+            "count), a server's replies, a client's requests",
+    "received": "messages returned to the caller: a listener's, a server's requests, a client's "
+                "(ok) replies",
+    "dropped": "messages discarded on purpose: by a publisher's 'drop' or 'latest' policy, by a "
+               "listener skipping older 'latest' messages for a newer one, by a server whose "
+               "client is gone or does not read",
     "missed": "messages a listener never got: gaps in a publisher's sequence numbers",
     "duplicate": "messages a listener got again or late (sequence at or below the last seen); "
                  "skipped, never returned",
-    "malformed": "messages a listener refused as bad input (DecodeError: bad envelope, too large, "
-                 "wrong topic); skipped",
+    "malformed": "messages refused as bad input (DecodeError: bad envelope, too large, wrong "
+                 "topic); skipped by a listener or a server, raised by a client",
+    "errors": "a server's error replies (send_error), counted in its sent too",
+    "remote_errors": "a client's requests answered with an error (raised as RemoteError)",
+    "timeouts": "a client's requests that raised WaitTimeout",
+    "stale": "replies a client threw away: late (to a request that had timed out) or not its own",
 }
 """Every counter a transport may report, with its one meaning."""
 PUBLISHER_COUNTERS = ("sent", "dropped")
 LISTENER_COUNTERS = ("received", "missed", "duplicate", "malformed", "dropped")
 PER_PUBLISHER_COUNTERS = ("received", "missed", "duplicate", "dropped")
 """The counters of each publisher a listener hears (``per_publisher()``)."""
+SERVER_COUNTERS = ("received", "sent", "errors", "dropped", "malformed")
+CLIENT_COUNTERS = ("sent", "received", "remote_errors", "timeouts", "stale", "malformed")
 
 TRANSPORT_ERRORS = (ConfigurationError, TransportError, WaitTimeout, ClosedError, RemoteError, DecodeError,
                     MessageTooLarge)
@@ -61,7 +70,8 @@ Ticket = Any
 """Where a received request came from; opaque to everyone but the server transport that made it."""
 
 __all__ = [
-    "COUNTERS", "PUBLISHER_COUNTERS", "LISTENER_COUNTERS", "PER_PUBLISHER_COUNTERS", "TRANSPORT_ERRORS",
+    "COUNTERS", "PUBLISHER_COUNTERS", "LISTENER_COUNTERS", "PER_PUBLISHER_COUNTERS", "SERVER_COUNTERS",
+    "CLIENT_COUNTERS", "TRANSPORT_ERRORS",
     "Session", "PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport", "Ticket",
     "with_session", "map_exceptions", "Envelope", "Group",
 ]
@@ -149,12 +159,11 @@ class ServerTransport(ABC):
     """Receives requests on one service ``topic``; each reply goes back to its own client.
 
     A request larger than ``max_message_size`` gets an error reply and raises
-    :class:`DecodeError` from ``recv``. A reply whose client is gone or does not take it in a
-    bounded time is dropped and counted in ``dropped_replies``, never waited for without bound.
+    :class:`DecodeError` from ``recv``. A reply whose client is gone or does not read is dropped
+    and counted, never waited for: one client cannot stall the others.
     """
 
     topic: str
-    dropped_replies: int
 
     @abstractmethod
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
@@ -172,6 +181,10 @@ class ServerTransport(ABC):
     @abstractmethod
     def send_error(self, ticket: Ticket, message: str) -> None:
         """Make that request raise :class:`RemoteError` with ``message`` in the client."""
+
+    @abstractmethod
+    def statistics(self) -> dict[str, int]:
+        """At least :data:`SERVER_COUNTERS`."""
 
     @abstractmethod
     def close(self) -> None:
@@ -193,6 +206,10 @@ class ClientTransport(ABC):
         seconds (None: no bound), else :class:`WaitTimeout`; the next request works as usual and
         never gets a late reply meant for an earlier one. A server's ``send_error`` raises
         :class:`RemoteError`."""
+
+    @abstractmethod
+    def statistics(self) -> dict[str, int]:
+        """At least :data:`CLIENT_COUNTERS`."""
 
     @abstractmethod
     def close(self) -> None:

@@ -28,7 +28,8 @@ from typing import Any, Callable, ContextManager, Optional
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.base import (
-    LISTENER_COUNTERS, PER_PUBLISHER_COUNTERS, PUBLISHER_COUNTERS, TRANSPORT_ERRORS,
+    CLIENT_COUNTERS, LISTENER_COUNTERS, PER_PUBLISHER_COUNTERS, PUBLISHER_COUNTERS, SERVER_COUNTERS,
+    TRANSPORT_ERRORS,
 )
 from wrapyfi_like.middlewares.envelope import LATEST, Group, new_publisher_id
 
@@ -450,8 +451,9 @@ class TransportConformance:
         else:
             raise AssertionError("a request without a server returned")
 
-    def test_a_late_reply_never_answers_the_next_request(self) -> None:
-        server, client = self.server(), self.client()
+    def _time_out_then_reply_late(self, server: Any, client: Any) -> None:
+        """One answered request (so the client has found the server), then one that times out and
+        is answered afterwards."""
         warm_up = _Call(lambda: server.recv(self.patience))
         client_found_server = _Call(lambda: client.request([b"warm-up"], self.patience))
         server.send(warm_up.result(self.patience)[0], [b"ok"])
@@ -464,6 +466,10 @@ class TransportConformance:
             pass
         ticket, _ = first.result(self.patience)
         server.send(ticket, [b"late"])
+
+    def test_a_late_reply_never_answers_the_next_request(self) -> None:
+        server, client = self.server(), self.client()
+        self._time_out_then_reply_late(server, client)
         self.serve(server, lambda ticket, frames: server.send(ticket, [bytes(frames[0])]))
         assert [bytes(frame) for frame in client.request([b"second"], self.patience)] == [b"second"]
 
@@ -558,6 +564,27 @@ class TransportConformance:
         listener = self._send_oversize_then_fine()
         self._receive_past_malformed(listener)
         assert listener.statistics()["malformed"] == 1
+
+    def test_request_reply_statistics(self) -> None:
+        server, client = self.server(), self.client()
+        self._time_out_then_reply_late(server, client)
+
+        def answer(ticket: Any, frames: list) -> None:
+            if bytes(frames[0]) == b"fail":
+                server.send_error(ticket, "ValueError: asked to")
+            else:
+                server.send(ticket, [bytes(frames[0])])
+        self.serve(server, answer)
+        client.request([b"second"], self.patience)
+        try:
+            client.request([b"fail"], self.patience)
+        except RemoteError:
+            pass
+        served, asked = server.statistics(), client.statistics()
+        assert {name: served[name] for name in SERVER_COUNTERS} == {
+            "received": 4, "sent": 4, "errors": 1, "dropped": 0, "malformed": 0}
+        assert {name: asked[name] for name in CLIENT_COUNTERS} == {
+            "sent": 4, "received": 2, "remote_errors": 1, "timeouts": 1, "stale": 1, "malformed": 0}
 
     def test_the_caller_owns_its_buffer_once_send_returns(self) -> None:
         buffer = bytearray(b"\x01" * (4 * MIB))
