@@ -12,7 +12,8 @@ import pytest
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, TransportError, WaitTimeout, map_exceptions
-from wrapyfi_like.middlewares import MIDDLEWARES, inproc
+from wrapyfi_like.middlewares import MIDDLEWARES, base, inproc
+from wrapyfi_like.middlewares.inproc.bus import Bus
 from wrapyfi_like.middlewares.inproc.pubsub import InprocListenerTransport, InprocPublisherTransport
 from wrapyfi_like.testing import TransportConformance, inproc_middleware
 
@@ -169,3 +170,48 @@ def test_a_close_that_does_not_wake_recv_fails_the_suite(monkeypatch):
 def test_an_engine_error_escaping_fails_the_suite(monkeypatch):
     with pytest.raises(AssertionError, match="builtins.OSError .* only wrapyfi_like.exceptions errors"):
         run_check(monkeypatch, "test_listener_timeout_returns_none", ListenerTransport=LeakingListener)
+
+
+# -- the interface ----------------------------------------------------------------------------------
+
+class Recorder(base.ClientTransport):
+    """A client that only records what it was built with."""
+
+    def __init__(self, topic, carrier="tcp", max_message_size=0, curve_server_key=None, *, session):
+        self.topic, self.session = topic, session
+
+    def request(self, frames, timeout):
+        return frames
+
+    def statistics(self):
+        return dict.fromkeys(base.CLIENT_COUNTERS, 0)
+
+    def close(self):
+        pass
+
+
+def test_with_session_fills_the_session_from_the_middleware_unless_one_is_passed():
+    sessions = iter(["first", "second"])
+    ClientTransport = base.with_session(Recorder, lambda: next(sessions))
+    assert ClientTransport("/a", carrier="ipc").session == "first"
+    assert ClientTransport("/a", session="mine").session == "mine"
+    assert ClientTransport("/a").session == "second"
+
+
+def test_a_transport_missing_part_of_the_interface_cannot_be_built():
+    class NoStatistics(base.ClientTransport):
+        def __init__(self, topic, *, session):
+            pass
+
+        def request(self, frames, timeout):
+            return frames
+
+        def close(self):
+            pass
+
+    with pytest.raises(TypeError, match="statistics"):
+        NoStatistics("/a", session=None)
+
+
+def test_the_in_memory_bus_is_a_session():
+    assert isinstance(Bus("a bus"), base.Session)
