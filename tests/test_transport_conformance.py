@@ -1,9 +1,9 @@
 """Every middleware passes the transport conformance suite (wrapyfi_like.testing.TransportConformance).
 
 Checks of contract pieces that land with other branches (pub/sub envelopes, statistics(),
-per_publisher(), zero_copy=, "latest" delivering the newest, a client's close() during a request)
-are marked as expected failures, strictly: the lead removes a mark when its branch is merged.
-"""
+per_publisher(), zero_copy=, "latest" delivering the newest, server and client statistics(), a
+client's close() during a request) are marked as expected failures, strictly: the lead removes a
+mark when its branch is merged."""
 
 import sys
 import types
