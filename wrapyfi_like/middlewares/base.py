@@ -66,12 +66,16 @@ TRANSPORT_ERRORS = (ConfigurationError, TransportError, WaitTimeout, ClosedError
                     MessageTooLarge)
 """The exceptions a transport may raise; anything else is a bug in the transport."""
 
+CARRIERS = ("tcp", "ipc")
+"""The ``carrier`` names there are. An engine may ignore a carrier (it picks its own links) but
+refuses a name not listed here with :class:`ConfigurationError`, so a typo never passes silently."""
+
 Ticket = Any
 """Where a received request came from; opaque to everyone but the server transport that made it."""
 
 __all__ = [
     "COUNTERS", "PUBLISHER_COUNTERS", "LISTENER_COUNTERS", "PER_PUBLISHER_COUNTERS", "SERVER_COUNTERS",
-    "CLIENT_COUNTERS", "TRANSPORT_ERRORS",
+    "CLIENT_COUNTERS", "TRANSPORT_ERRORS", "CARRIERS",
     "Session", "PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport", "Ticket",
     "with_session", "map_exceptions", "Envelope", "Group",
 ]
@@ -94,7 +98,8 @@ class PublisherTransport(ABC):
     message; ``"latest"`` keeps only the newest (flag ``LATEST`` in its envelope). Each discard
     counts as ``dropped``. ``zero_copy="safe"``: the caller may change its buffers once ``send``
     returns; ``"unsafe"``: not until the engine has sent them. ``info`` describes the sender to
-    tools that list topics. A setting the engine cannot honour raises :class:`ConfigurationError`.
+    tools that list topics. A setting the engine cannot honour (a CURVE key without CURVE, a
+    carrier not in :data:`CARRIERS`) raises :class:`ConfigurationError`.
     """
 
     topic: str

@@ -28,7 +28,7 @@ from typing import Any, Callable, ContextManager, Optional
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.base import (
-    CLIENT_COUNTERS, LISTENER_COUNTERS, PER_PUBLISHER_COUNTERS, PUBLISHER_COUNTERS, SERVER_COUNTERS,
+    CARRIERS, CLIENT_COUNTERS, LISTENER_COUNTERS, PER_PUBLISHER_COUNTERS, PUBLISHER_COUNTERS, SERVER_COUNTERS,
     TRANSPORT_ERRORS,
 )
 from wrapyfi_like.middlewares.envelope import LATEST, Group, new_publisher_id
@@ -187,6 +187,16 @@ class TransportConformance:
         listener = self.listener()
         self.publisher().send([b"header", b"payload"])
         assert [bytes(frame) for frame in self.receive(listener)] == [b"header", b"payload"]
+
+    def test_every_carrier(self) -> None:
+        for carrier in CARRIERS:
+            listener = self.listener(self.topic("/" + carrier), carrier=carrier)
+            self.publisher(self.topic("/" + carrier), carrier=carrier).send(message(1))
+            assert index_of(self.receive(listener)) == 1, f"nothing arrived over {carrier}"
+            service = self.topic("/service/" + carrier)
+            server, client = self.server(service, carrier=carrier), self.client(service, carrier=carrier)
+            self.serve(server, lambda ticket, frames, server=server: server.send(ticket, frames))
+            assert bytes(client.request([b"ping"], self.patience)[0]) == b"ping", f"no reply over {carrier}"
 
     def test_order(self) -> None:
         listener, publisher = self.listener(), self.publisher()
