@@ -124,6 +124,9 @@ class TransportConformance:
     """Seconds a timed-out call may return late on a loaded machine."""
     prompt = 3.0
     """Seconds within which a message already sent arrives when nothing may hold it back."""
+    publisher_counts_drops = True
+    """False for an engine whose publishers cannot see what they drop (Zenoh drops inside the
+    engine): its listeners must still count every loss, as ``missed``."""
 
     def session(self) -> ContextManager[Any]:
         """The environment each check runs in (default: none)."""
@@ -377,6 +380,9 @@ class TransportConformance:
         return publisher, listener
 
     def test_drop_counts_what_it_drops(self) -> None:
+        if not self.publisher_counts_drops:
+            _skip("this middleware's publishers cannot see their drops; test_losses_are_counted_by_the_listener "
+                  "checks that its listeners count them")
         count = 40
         publisher, listener = self._flood("drop", count, MIB)
         received: list[int] = []
@@ -390,16 +396,17 @@ class TransportConformance:
             f"{count} sent, {len(received)} received, {publisher.dropped} counted as dropped")
         assert received == sorted(received)
 
-    def _until_newest(self, listener: Any, newest: int) -> list[int]:
+    def _until_newest(self, listener: Any, newest: int, within: Optional[float] = None) -> list[int]:
         """What ``listener`` returns until message ``newest`` (within :attr:`prompt`)."""
         returned: list[int] = []
-        deadline = time.monotonic() + self.prompt
+        within = self.prompt if within is None else within
+        deadline = time.monotonic() + within
         while (not returned or returned[-1] != newest) and time.monotonic() < deadline:
             frames = listener.recv(max(0.0, deadline - time.monotonic()))
             if frames is not None:
                 returned.append(index_of(frames))
         assert returned and returned[-1] == newest, (
-            f"the newest message did not arrive within {self.prompt} s (got {returned})")
+            f"the newest message did not arrive within {within} s (got {returned})")
         return returned
 
     def test_latest_returns_the_newest(self) -> None:
@@ -555,11 +562,13 @@ class TransportConformance:
         publisher, listener = self._flood("drop", count, MIB)
         while listener.recv(0.2) is not None:
             pass
-        publisher.send(message(count + 1))  # a message after the gap shows the gap
-        assert index_of(self.receive(listener)) == count + 1
+        publisher.send(message(count + 1))  # after the queue has drained: it shows the last gap
+        self._until_newest(listener, count + 1, self.patience)
         heard = listener.statistics()
-        assert heard["missed"] == publisher.statistics()["dropped"] > 0
-        assert heard["received"] + heard["missed"] == count + 2
+        assert heard["missed"] > 0, "40 MB to a listener that reads nothing under 'drop', and nothing missed"
+        assert heard["received"] + heard["missed"] == count + 2, heard
+        if self.publisher_counts_drops:
+            assert heard["missed"] == publisher.statistics()["dropped"]
 
     def test_latest_losses_are_counted(self) -> None:
         count = 20
@@ -568,7 +577,8 @@ class TransportConformance:
         heard = listener.statistics()
         assert heard["received"] == 1 + len(returned)
         assert heard["received"] + heard["missed"] + heard["dropped"] == count + 1, heard
-        assert heard["missed"] == publisher.statistics()["dropped"]
+        if self.publisher_counts_drops:
+            assert heard["missed"] == publisher.statistics()["dropped"]
 
     def test_malformed_messages_are_counted(self) -> None:
         listener = self._send_oversize_then_fine()
@@ -590,11 +600,17 @@ class TransportConformance:
             client.request([b"fail"], self.patience)
         except RemoteError:
             pass
-        served, asked = server.statistics(), client.statistics()
-        assert {name: served[name] for name in SERVER_COUNTERS} == {
-            "received": 4, "sent": 4, "errors": 1, "dropped": 0, "malformed": 0}
-        assert {name: asked[name] for name in CLIENT_COUNTERS} == {
-            "sent": 4, "received": 2, "remote_errors": 1, "timeouts": 1, "stale": 1, "malformed": 0}
+        expected = {"received": 4, "sent": 4, "errors": 1, "dropped": 0, "malformed": 0}
+        deadline = time.monotonic() + self.prompt  # the server counts a reply after the client may have it
+        while (served := {name: server.statistics()[name] for name in SERVER_COUNTERS}) != expected:
+            assert time.monotonic() < deadline, f"server statistics {served}, expected {expected}"
+            threading.Event().wait(0.01)
+        asked = client.statistics()
+        # The late reply is stale where it reaches the client; an engine that gives every request a
+        # query of its own (Zenoh) never delivers it, so counts none.
+        assert asked["stale"] in (0, 1)
+        assert {name: asked[name] for name in CLIENT_COUNTERS if name != "stale"} == {
+            "sent": 4, "received": 2, "remote_errors": 1, "timeouts": 1, "malformed": 0}
 
     def test_the_caller_owns_its_buffer_once_send_returns(self) -> None:
         buffer = bytearray(b"\x01" * (4 * MIB))
@@ -602,3 +618,9 @@ class TransportConformance:
         self.publisher(zero_copy="safe").send([b"h", buffer])
         buffer[:] = b"\x02" * len(buffer)  # a camera loop reusing its frame buffer
         assert self.receive(listener)[1] == b"\x01" * (4 * MIB)
+
+
+def _skip(reason: str) -> None:
+    import pytest  # only here: the suite needs pytest, importing wrapyfi_like.testing does not
+
+    pytest.skip(reason)
