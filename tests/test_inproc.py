@@ -149,15 +149,29 @@ def test_close_from_another_thread_ends_a_publisher_waiting_for_a_listener(topic
     assert not thread.is_alive() and len(errors) == 1
 
 
-@pytest.mark.parametrize("policy, expected", [("drop", [0, 1]), ("latest", [2, 3])])
-def test_backpressure_drop_and_latest_count_what_they_lose(topic, policy, expected):
-    listener = Listener("Test", topic)
-    transport = PublisherTransport(topic, should_wait=False, backpressure=policy, queue_depth=2)
+def test_backpressure_drop_counts_what_it_loses_on_both_sides(topic):
+    listener = Listener("Test", topic, should_wait=False)
+    transport = PublisherTransport(topic, should_wait=False, backpressure="drop", queue_depth=2)
     encode = ValueFormat().encode
     for n in range(4):
         transport.send(encode(n))
-    assert [listener.listen() for _ in range(2)] == expected
+    assert [listener.listen() for _ in range(2)] == [0, 1]
+    transport.send(encode(4))
+    assert listener.listen() == 4 and listener.listen() is None
     assert transport.dropped == 2
+    assert listener.stats()["missed"] == 2  # the gap in the publisher's sequence, seen on arrival of 4
+
+
+def test_backpressure_latest_gives_the_newest_message_whatever_the_queue_depth(topic):
+    listener = Listener("Test", topic, should_wait=False)
+    transport = PublisherTransport(topic, should_wait=False, backpressure="latest", queue_depth=2)
+    encode = ValueFormat().encode
+    for n in range(4):
+        transport.send(encode(n))
+    assert listener.listen() == 3 and listener.listen() is None  # 3, not the oldest waiting (2)
+    assert transport.dropped == 2  # 0 and 1 made room for 2 and 3
+    assert listener.stats()["dropped"] == 1  # 2, skipped for the newer 3
+    assert listener.stats()["missed"] == 0  # a skip is not a gap
 
 
 def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(topic, caplog):
