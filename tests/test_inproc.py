@@ -41,6 +41,7 @@ from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares import middleware_module, redirected
 from wrapyfi_like.middlewares.inproc import PublisherTransport
+from wrapyfi_like.middlewares.inproc.bus import copy_frames
 from wrapyfi_like.testing import inproc_middleware
 
 pytestmark = pytest.mark.timeout(30)
@@ -204,3 +205,93 @@ def test_a_request_over_the_servers_max_message_size_is_refused_and_the_server_g
 def test_a_carrier_zeromq_cannot_bind_is_refused_in_memory_too(topic, make):
     with pytest.raises(ConfigurationError, match="unknown carrier 'udp'"):
         make(topic)
+
+
+def test_zero_copy_unsafe_shares_the_senders_buffer_as_zeromq_would(topic):
+    """The opt-out must not be hidden by a copy here: a sender that reuses its array before the
+    message is taken changes what arrives (the hazard docs/guide/register.md describes)."""
+    listener = Listener("Test", topic, should_wait=False)
+    unsafe = Publisher("Test", topic, should_wait=False, zero_copy="unsafe")
+    safe = Publisher("Test", topic, should_wait=False)
+    frame = np.zeros(8, np.uint8)
+    unsafe.publish(frame)
+    safe.publish(frame)
+    frame[:] = 9  # the camera loop writing its next frame into the same buffer
+    np.testing.assert_array_equal(listener.listen(), np.full(8, 9))  # unsafe: the reuse shows
+    np.testing.assert_array_equal(listener.listen(), np.zeros(8))  # safe: the caller owned it again
+
+
+def test_zero_copy_is_checked(topic):
+    with pytest.raises(ConfigurationError, match="zero_copy must be one of"):
+        Publisher("Test", topic, zero_copy="sometimes")
+
+
+def test_the_envelope_carries_publisher_sequence_flags_and_group(topic):
+    from wrapyfi_like.middlewares.envelope import LATEST, Group
+
+    listener = Listener("Test", topic, should_wait=False)
+    transport = listener._transport
+    latest = PublisherTransport(topic, should_wait=False, backpressure="latest", queue_depth=5)
+    block = PublisherTransport(topic, should_wait=False)
+    encode = ValueFormat().encode
+    block.send(encode("a"))
+    block.send(encode("b"), Group(b"12345678", 7))
+    latest.send(encode("c"))
+    stamps = []
+    for expected in ("a", "b", "c"):
+        assert listener.listen() == expected
+        stamps.append(transport.last_envelope)
+    assert [stamp.seq for stamp in stamps] == [1, 2, 1]
+    assert stamps[0].publisher == stamps[1].publisher != stamps[2].publisher
+    assert [stamp.flags & LATEST for stamp in stamps] == [0, 0, LATEST]
+    assert [stamp.group for stamp in stamps] == [None, Group(b"12345678", 7), None]
+    assert set(transport.per_publisher()) == {stamps[0].publisher.hex(), stamps[2].publisher.hex()}
+
+
+def test_a_repeated_message_is_skipped_and_counted_and_a_gap_is_counted(topic):
+    from wrapyfi_like.middlewares import envelope
+
+    listener = Listener("Test", topic, should_wait=False)
+    inbox = listener._transport._inbox
+    header = ValueFormat().encode
+    publisher = envelope.new_publisher_id()
+    for seq, value in ((1, "one"), (1, "one again"), (4, "four")):
+        inbox.put([envelope.pack(publisher, seq), *copy_frames(header(value))])  # as a publisher would
+    assert [listener.listen(), listener.listen(), listener.listen()] == ["one", "four", None]
+    assert listener.stats() == {"sent": 0, "received": 2, "dropped": 0, "malformed": 0, "missed": 2,
+                                     "duplicate": 1, "incomplete": 0}
+    assert listener.publisher_stats() == {publisher.hex(): {"received": 2, "missed": 2, "duplicate": 1,
+                                                            "dropped": 0}}
+
+
+def test_a_message_without_a_valid_envelope_is_counted_as_malformed(topic, caplog):
+    listener = Listener("Test", topic, should_wait=False)
+    listener._transport._inbox.put([b"not an envelope", *copy_frames(ValueFormat().encode("x"))])
+    Publisher("Test", topic, should_wait=False).publish("valid")
+    assert listener.listen() == "valid"
+    assert listener.stats()["malformed"] == 1 and "envelope" in caplog.text
+
+
+def test_stats_and_publisher_stats_of_an_instance(topic):
+    class Counter(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Counter", topic, should_wait=False,
+                                         publisher_kwargs=dict(backpressure="drop", queue_depth=1))
+        def count(self, n):
+            return n,
+
+    sender, receiver = Counter(), Counter()
+    sender.activate_communication(Counter.count, "publish")
+    receiver.activate_communication(Counter.count, "listen")
+    receiver.count(None)
+    sender.count(1)
+    sender.count(2)  # dropped: the queue holds 1
+    assert receiver.count(None) == [1]
+    sender.count(3)
+    assert receiver.count(None) == [3]
+    keys = {"sent", "received", "dropped", "malformed", "missed", "duplicate", "incomplete"}
+    assert receiver.stats() == {"count": {topic: dict.fromkeys(keys, 0) | {"received": 2, "missed": 1}}}
+    assert sender.stats() == {"count": {topic: dict.fromkeys(keys, 0) | {"sent": 3, "dropped": 1}}}
+    (publisher_id, counts), = receiver.publisher_stats()["count"][topic].items()
+    assert counts == {"received": 2, "missed": 1, "duplicate": 0, "dropped": 0} and len(publisher_id) == 16
+    assert sender.publisher_stats() == {"count": {}}
+    MiddlewareCommunicator.close_all_instances()
