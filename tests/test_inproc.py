@@ -31,6 +31,7 @@ from test_reqrep import (  # noqa: F401
 from test_wrapper import (  # noqa: F401
     close_everything, test_a_list_of_modes_gives_each_instance_its_own, test_close_then_reopen,
     test_listen_without_waiting_returns_none, test_publish_and_listen_with_argument_references,
+    test_publish_without_waiting_loses_nothing_once_connected_and_the_counts_say_so,
     test_returning_the_wrong_shape_is_a_clear_error, test_stacked_decorators_top_is_element_zero,
     test_unencodable_return_raises_at_publish,
 )
