@@ -296,3 +296,32 @@ def test_stats_and_publisher_stats_of_an_instance(topic):
     assert counts == {"received": 2, "missed": 1, "duplicate": 0, "dropped": 0} and len(publisher_id) == 16
     assert sender.publisher_stats() == {"count": {}}
     MiddlewareCommunicator.close_all_instances()
+
+
+def test_a_slow_latest_listener_gets_fresh_messages_whatever_the_queue_depth(topic):
+    """17.6 in memory: a 1 kHz publisher, a consumer that works 20 ms per message, a queue of
+    1000. Keep-last-1 means each message is at most about one publish interval old when taken;
+    a queue served oldest-first would hand out messages hundreds of milliseconds old by the end."""
+    listener = Listener("Test", topic)
+    publisher = Publisher("Test", topic, should_wait=False, backpressure="latest", queue_depth=1000)
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            publisher.publish(time.monotonic())
+            stop.wait(0.001)  # pacing the publisher at about 1 kHz
+
+    publishing = threading.Thread(target=publish, daemon=True)
+    publishing.start()
+    ages = []
+    try:
+        for _ in range(20):
+            ages.append(time.monotonic() - listener.listen())
+            time.sleep(0.02)  # the consumer's work: the slowness under test, not a wait for anything
+    finally:
+        stop.set()
+        publishing.join(5)
+    p50, p90 = np.percentile(ages, [50, 90])
+    print(f"latest, 1 kHz publisher, 20 ms consumer: message age p50 {p50 * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms")
+    assert p50 < 0.05 and p90 < 0.1, (p50, p90)
+    assert listener.stats()["dropped"] > 0  # older messages were skipped, and counted
