@@ -60,7 +60,7 @@ def check_one_call(image, meta):
     assert meta is not None and np.all(image == meta["index"]), (image[:1], meta)
 
 
-def test_a_part_lost_on_one_topic_discards_its_partner_and_counts_it(topic, in_memory):
+def test_a_part_lost_on_one_topic_discards_its_partner_and_counts_it(topic, in_memory, caplog):
     """image queue 1, metadata queue 3: calls 2 and 3 lose their image only. Paired by arrival
     order, the viewer would return image 4 with metadata 2."""
     camera, viewer = pair(topic)
@@ -80,6 +80,7 @@ def test_a_part_lost_on_one_topic_discards_its_partner_and_counts_it(topic, in_m
     assert stats[topic + "/image"]["missed"] == 2  # images 2 and 3: the gap seen when image 4 came
     assert stats[topic + "/image"]["incomplete"] == 0
     assert camera.stats()["capture"][topic + "/image"]["dropped"] == 2
+    assert "whose other parts never arrived" in caplog.text
 
 
 def test_a_non_waiting_listen_that_finds_only_some_parts_returns_the_whole_call_later(topic, in_memory):

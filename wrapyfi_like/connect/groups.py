@@ -15,11 +15,15 @@ order, one from each listener, as they always were.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Optional, Sequence
 
+from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares.envelope import Group, new_publisher_id
+
+_log = RateLimitedLog(logging.getLogger("wrapyfi_like.listeners"))
 
 MAX_HELD = 64
 """Parts one listener of a stacked method holds while waiting for the rest of their calls; the
@@ -85,8 +89,7 @@ class Aligner:
         held, seen = self._held[index], self._seen[index]
         held[group] = value
         if len(held) > MAX_HELD:
-            held.popitem(last=False)
-            self._listeners[index].incomplete += 1
+            self._discard(index, held.popitem(last=False)[0])
         seen[group.origin] = max(group.call, seen.pop(group.origin, 0))
         if len(seen) > MAX_ORIGINS:
             seen.popitem(last=False)
@@ -105,7 +108,7 @@ class Aligner:
         for index, held in enumerate(self._held):
             for older in [g for g in held if g.origin == group.origin and g.call < group.call]:
                 del held[older]
-                self._listeners[index].incomplete += 1
+                self._discard(index, older)
         return values
 
     def _discard_dead(self) -> None:
@@ -117,7 +120,15 @@ class Aligner:
                 for other_held, other_seen in zip(self._held, self._seen) if other_held is not held)]
             for group in dead:
                 del held[group]
-                self._listeners[index].incomplete += 1
+                self._discard(index, group)
+
+    def _discard(self, index: int, group: Group) -> None:
+        """Count (and log, rate-limited) a part of ``group`` that listener ``index`` gives up."""
+        listener = self._listeners[index]
+        listener.incomplete += 1
+        _log.warning(listener.in_topic, "incomplete", "listener on %s: discarded the part of call %d whose "
+                     "other parts never arrived (%d incomplete in all)", listener.in_topic, group.call,
+                     listener.incomplete)
 
     def _lacking(self) -> int:
         """A listener to read next: one lacking a part that another holds (else the first)."""
