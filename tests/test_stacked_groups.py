@@ -192,42 +192,54 @@ def test_a_single_decorator_publish_sends_no_group(topic, in_memory):
 ZEROMQ_CARRIES_GROUPS = "group" in inspect.signature(ZeroMQPublisherTransport.send).parameters
 
 
+class WaitingCamera(MiddlewareCommunicator):
+    """:class:`Camera` whose publishers wait for their listeners and whose listeners block."""
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Camera", "$image_topic", should_wait=True,
+                                     publisher_kwargs=dict(backpressure="drop", queue_depth=1, wait_timeout=20),
+                                     listener_kwargs=dict(queue_depth=1))
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Camera", "$meta_topic", should_wait=True,
+                                     publisher_kwargs=dict(backpressure="drop", queue_depth=1000, wait_timeout=20))
+    def capture(self, index, image_topic, meta_topic):
+        return np.full(1 << 17, index, np.int64), {"index": index}  # 1 MB image, small metadata
+
+
 @pytest.mark.skipif(not ZEROMQ_CARRIES_GROUPS, reason="this zeromq transport does not carry call groups yet")
 def test_over_zeromq_a_listener_that_fell_behind_never_returns_mixed_calls(topic):
     """1 MB images with queue_depth 1 and small metadata with room for all, sent while the viewer
     reads nothing: images are dropped, metadata not. Every tuple the viewer then gets is one call."""
-    camera, viewer = pair(topic)
-    kwargs = dict(image_topic=topic + "/image", meta_topic=topic + "/meta", image_depth=1, meta_depth=1000,
-                  size=1 << 17, wait=True)
+    camera, viewer = WaitingCamera(), WaitingCamera()
+    camera.activate_communication(WaitingCamera.capture, "publish")
+    viewer.activate_communication(WaitingCamera.capture, "listen")
+    topics = dict(image_topic=topic + "/image", meta_topic=topic + "/meta")
     burst = 60
     returned, mixed = [], []
-    changed = threading.Condition()
+    changed, burst_sent = threading.Condition(), threading.Event()
 
     def view():
-        try:
-            while True:
-                image, meta = viewer.capture(None, **kwargs)
-                if not np.all(image == meta["index"]):
-                    mixed.append(meta)
-                with changed:
-                    returned.append(meta["index"])
-                    changed.notify_all()
-        except ClosedError:
-            pass
+        while not returned or returned[-1] < burst:  # until a flush call (below) came through
+            image, meta = viewer.capture(None, **topics)
+            if not np.all(image == meta["index"]):
+                mixed.append(meta)
+            with changed:
+                returned.append(meta["index"])
+                changed.notify_all()
+            burst_sent.wait(30)  # fall behind: read nothing while the burst goes out
 
-    camera.capture(0, **{**kwargs, "wait": False})  # builds the publishers; nobody listens yet
     viewing = threading.Thread(target=view, daemon=True)
     viewing.start()
-    for index in range(1, burst):  # the first waits for the viewer; the viewer's thread is slower
-        camera.capture(index, **kwargs)
+    for index in range(burst):  # the first waits for the viewer's listeners
+        camera.capture(index, **topics)
+    burst_sent.set()
     index = burst
-    with changed:  # last calls until one gets through whole (a dropped image may be the last)
+    with changed:  # flush calls until one gets through whole (the last image may have been dropped)
         while not changed.wait_for(lambda: returned and returned[-1] >= burst, 1.0):
             assert index < burst + 30, returned[-5:]
-            camera.capture(index, **kwargs)
+            camera.capture(index, **topics)
             index += 1
-    viewer.close()
     viewing.join(10)
     assert not mixed
     assert returned == sorted(set(returned))
-    assert viewer.stats()["capture"][topic + "/meta"]["incomplete"] > 0, "no image was dropped: nothing tested"
+    heard = viewer.stats()["capture"]
+    assert heard[topic + "/meta"]["incomplete"] > 0, "no image was dropped: nothing tested"
+    assert heard[topic + "/image"]["missed"] > 0
