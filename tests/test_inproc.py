@@ -174,6 +174,7 @@ def test_backpressure_latest_gives_the_newest_message_whatever_the_queue_depth(t
     assert transport.dropped == 2  # 0 and 1 made room for 2 and 3
     assert listener.stats()["dropped"] == 1  # 2, skipped for the newer 3
     assert listener.stats()["missed"] == 0  # a skip is not a gap
+    assert list(listener.publisher_stats().values()) == [{"received": 2, "missed": 0, "duplicate": 0, "dropped": 1}]
 
 
 def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(topic, caplog):

@@ -22,7 +22,7 @@ from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.envelope import LATEST, MAX_TRACKED_PUBLISHERS, Envelope, Group, SequenceCheck
+from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, SequenceCheck
 from wrapyfi_like.middlewares.inproc.bus import (
     LISTENERS, QUEUE_CAPACITY, Inbox, Member, copy_frames, current_bus, oversize, share_frames,
 )
@@ -139,7 +139,6 @@ class InprocListenerTransport(Member):
         super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size)
         self.last_envelope: Optional[Envelope] = None
         self._sequence = SequenceCheck()
-        self._dropped_from: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self.received = 0
         self.malformed = 0
@@ -189,16 +188,16 @@ class InprocListenerTransport(Member):
         for older in [message, *newer[:-1]] if newer else []:
             older_stamp = envelope.unpack(older[0])
             if self._sequence.accept(older_stamp) >= 0:
-                self.dropped += 1
                 self._count_dropped(older_stamp.publisher)
         if not newer:
             return message, stamp
         return newer[-1], envelope.unpack(newer[-1][0])
 
     def _count_dropped(self, publisher: bytes) -> None:
-        self._dropped_from[publisher] = self._dropped_from.pop(publisher, 0) + 1
-        if len(self._dropped_from) > MAX_TRACKED_PUBLISHERS:  # bounded as the sequence check is
-            del self._dropped_from[next(iter(self._dropped_from))]
+        self.dropped += 1
+        counts = self._sequence.per_publisher.get(publisher)  # bounded by the sequence check
+        if counts is not None:
+            counts["dropped"] = counts.get("dropped", 0) + 1
 
     def statistics(self) -> dict[str, int]:
         """``received``: messages returned; ``missed``: gaps in publishers' sequences;
@@ -208,13 +207,12 @@ class InprocListenerTransport(Member):
                 "duplicate": self._sequence.duplicate, "malformed": self.malformed, "dropped": self.dropped}
 
     def per_publisher(self) -> dict[str, dict[str, int]]:
-        """The counts of each publisher heard (by id, in hex): ``received``, ``missed``,
-        ``duplicate``, ``dropped``."""
-        result = {}
-        for publisher, counts in list(self._sequence.per_publisher.items()):
-            dropped = self._dropped_from.get(publisher, 0)
-            result[publisher.hex()] = {**counts, "received": counts["received"] - dropped, "dropped": dropped}
-        return result
+        """The counts of each publisher heard (by id, in hex): ``received`` (arrived, including
+        those later skipped), ``missed``, ``duplicate``, ``dropped`` (skipped for a newer
+        ``latest`` message), for the most recently heard
+        :data:`~wrapyfi_like.middlewares.envelope.MAX_TRACKED_PUBLISHERS` publishers."""
+        return {publisher.hex(): {"dropped": 0, **counts}
+                for publisher, counts in list(self._sequence.per_publisher.items())}
 
 
 def _same_latest_stream(frame: Any, publisher: bytes) -> bool:
