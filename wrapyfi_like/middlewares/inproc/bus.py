@@ -52,7 +52,8 @@ def share_frames(frames: list) -> list[memoryview]:
 
     Why: with that opt-out the ZeroMQ transport hands the sender's buffers to libzmq and returns
     before they are sent, so a sender that reuses its array changes what is delivered. Sharing the
-    buffers here lets a unit test see that hazard instead of a copy that hides it.
+    buffers here lets a unit test see that hazard instead of a copy that hides it. (The listeners
+    of one message share its buffers too, which over ZeroMQ they would not.)
     """
     return [memoryview(frame) for frame in frames]
 
