@@ -141,14 +141,15 @@ class NodeAgent:
 
     def stop(self) -> None:
         """Say goodbye to the directory and end the thread (also run at interpreter exit, which is
-        why it also stops the process's CURVE authenticator: the context can then terminate)."""
+        why the process's agent also stops the CURVE authenticator: the context can then terminate)."""
         if self._stopping:
             return
         self._stopping = True
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        curve.stop_authenticators()
+        if NodeAgent._instance is self:
+            curve.stop_authenticators()
 
     # -- the thread ---------------------------------------------------------------------------
 

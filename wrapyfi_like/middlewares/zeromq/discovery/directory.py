@@ -93,8 +93,8 @@ class Directory:
                          peer.source, truncate(request.realm), self.realm)
             if isinstance(request, Bye):
                 return None
-            return protocol.refused(request.seq, f"this directory serves realm {self.realm!r} (a user id and "
-                                                 "WRAPYFI_LIKE_DOMAIN), not {request.realm!r}")
+            return protocol.refused(request.seq, f"this directory serves realm {self.realm!r} (user id/"
+                                                 f"WRAPYFI_LIKE_DOMAIN), not {truncate(request.realm)!r}")
         if isinstance(request, Sync):
             return self._sync(peer, request, len(frame))
         if isinstance(request, Bye):
