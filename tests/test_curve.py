@@ -3,6 +3,8 @@ never receive, announce or disturb anything."""
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -207,3 +209,22 @@ def _listing_as(address, env):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+EXIT_SCRIPT = """
+import atexit, os, zmq
+context = zmq.Context.instance()
+atexit.register(lambda: print("terminated" if context.closed else "not terminated"))  # runs last
+from wrapyfi_like.connect.publishers import Publisher
+publisher = Publisher("Exit", "/curve/exit", should_wait=False)
+publisher.publish(1)
+"""
+
+
+def test_a_curve_process_still_terminates_its_context_at_exit(tmp_path):
+    """The ZAP handler's socket is closed at exit, so the context terminates (which is what
+    delivers messages still queued when a script ends)."""
+    _, server_secret = keypair()
+    env = {**os.environ, "WRAPYFI_ZEROMQ_DISCOVERY": _free_address(), curve.SECRET_KEY_VARIABLE: server_secret}
+    result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=30)
+    assert result.stdout == "terminated\n", result.stderr
