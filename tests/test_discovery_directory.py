@@ -143,3 +143,25 @@ def test_another_realm_is_refused(clock):
     assert isinstance(reply, Refused) and "realm" in reply.reason
     assert isinstance(decode_listing(directory.handle(HONEST, protocol.list_request(1, "1000/3"))), Refused)
     assert directory.statistics()["nodes"] == 0
+
+
+def test_one_address_may_use_half_of_each_limit(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_NODES", 8)
+    flooder = [Peer(b"F%d" % n, None, "10.0.0.66") for n in range(8)]
+    accepted = [isinstance(sync(warm, peer, f"flood{n}"), Synced) for n, peer in enumerate(flooder)]
+    assert accepted == [True] * 4 + [False] * 4
+    assert "10.0.0.66" in sync(warm, flooder[5], "flood5").reason
+    for n in range(4):  # other hosts still get in
+        assert isinstance(sync(warm, Peer(b"H%d" % n, None, "10.0.0.%d" % n), f"honest{n}"), Synced)
+    assert isinstance(sync(warm, Peer(b"late", None, "10.0.0.9"), "late"), Refused)  # the whole is full
+    warm.handle(flooder[0], protocol.bye("flood0", ""))
+    assert isinstance(sync(warm, flooder[6], "flood6"), Synced)  # its share has room again
+
+
+def test_one_address_may_hold_half_of_the_announcements(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 40)
+    big = [(f"\0listener /t{n}", endpoint(3000 + n), {}) for n in range(15)]
+    assert isinstance(sync(warm, Peer(b"A", None, "10.0.0.1"), "a", big), Synced)
+    assert isinstance(sync(warm, Peer(b"B", None, "10.0.0.1"), "b", big), Refused)
+    assert isinstance(sync(warm, Peer(b"C", None, "10.0.0.2"), "c", big), Synced)
+    assert warm.statistics()["entries"] == 30

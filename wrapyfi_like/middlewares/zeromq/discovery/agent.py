@@ -261,7 +261,7 @@ class NodeAgent:
                 frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            peer = Peer(frames[0].bytes, self._user_id(frames[-1]))
+            peer = Peer(frames[0].bytes, self._user_id(frames[-1]), _property(frames[-1], "Peer-Address") or "")
             if len(frames) != 2:
                 self.directory.counters["malformed"] += 1
                 _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
@@ -277,12 +277,7 @@ class NodeAgent:
 
     def _user_id(self, frame: zmq.Frame) -> Optional[str]:
         """The CURVE key ZAP authenticated for the connection ``frame`` came over (None: plain)."""
-        if self._server_keys is None:
-            return None
-        try:
-            return frame.get("User-Id")
-        except zmq.ZMQError:
-            return None
+        return _property(frame, "User-Id") if self._server_keys is not None else None
 
     def _receive_replies(self, dealer: zmq.Socket, awaiting: Optional[tuple[int, float]]):
         while True:
@@ -322,3 +317,11 @@ class NodeAgent:
                     continue  # not asked in that sync (watched since): the next reply says
                 for watch in watches:
                     watch.update(endpoints, warming=reply.warming)
+
+
+def _property(frame: zmq.Frame, name: str) -> Optional[str]:
+    """A metadata property of the connection ``frame`` came over, or None if it has none."""
+    try:
+        return frame.get(name)
+    except zmq.ZMQError:
+        return None

@@ -11,8 +11,9 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
 - **Bounded.** Per node at most :data:`~.protocol.MAX_ANNOUNCEMENTS` announcements and
   :data:`~.protocol.MAX_WATCHED` watched keys (checked by the protocol); at most
   :data:`~.protocol.MAX_NODES` nodes, :data:`~.protocol.MAX_ENTRIES` announcements and
-  :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all. A sync that would pass a limit
-  is refused and counted; what the node had before stays as it was.
+  :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all, and the nodes of one network
+  address at most :data:`ADDRESS_SHARE` of each. A sync that would pass a limit is refused and
+  counted; what the node had before stays as it was.
 - **Expiry runs on a timer** (:meth:`expire`, called by the host's loop), whether or not anyone
   watches or lists.
 - **Warm-up.** A new directory (after a takeover) does not yet know every live node: its replies
@@ -37,13 +38,19 @@ _log = RateLimitedLog(logger)
 
 ENTRY_TTL = 4.0
 """Seconds a node's announcements live in the directory without a sync refreshing them."""
+ADDRESS_SHARE = 0.5
+"""The share of each limit (nodes, announcements, bytes) the nodes of one network address may
+use, so a flood of valid registrations from one host leaves room for the others (connections
+without an address, over ipc, share no limit but the whole)."""
 
 
 class Peer(NamedTuple):
-    """Who sent a request: its connection's routing id, and its CURVE public key (z85) if any."""
+    """Who sent a request: its connection's routing id, its CURVE public key (z85) if any, and the
+    network address it connects from ("" if unknown, e.g. over ipc)."""
 
     routing_id: bytes
     user: Optional[str] = None
+    address: str = ""
 
     @property
     def source(self) -> str:
@@ -73,6 +80,7 @@ class Directory:
         self._by_key: dict[str, dict[str, tuple[str, ...]]] = {}  # key -> node id -> its endpoints
         self._entries = 0
         self._bytes = 0
+        self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes]
         self._listing: Optional[bytes] = None  # cached encoded rows; None after any change
         self.counters: Counter[str] = Counter()
 
@@ -107,7 +115,7 @@ class Directory:
         node = self._nodes.get(request.node)
         problem = self._check_owner(peer, request.node, node)
         if problem is None:
-            problem = self._check_room(node, request, size)
+            problem = self._check_room(peer, node, request, size)
         if problem is not None:
             kind, reason = problem
             self.counters[kind] += 1
@@ -117,10 +125,12 @@ class Directory:
         if node is None:
             node = self._nodes[request.node] = _Node(peer, now)
             self._owned[peer] = request.node
+            self._share(peer)[0] += 1
         node.expiry = now + ENTRY_TTL
         if node.announcements != request.announcements:
             self._replace(request.node, node, request.announcements)
         self._bytes += size - node.size
+        self._share(peer)[2] += size - node.size
         node.size = size
         return protocol.synced(request.seq, {key: self.endpoints(key) for key in request.watched},
                                warming=now < self._warm_after)
@@ -133,15 +143,25 @@ class Directory:
             return "refused_identity", "this connection already announces another node id"
         return None
 
-    def _check_room(self, node: Optional[_Node], request: Sync, size: int) -> Optional[tuple[str, str]]:
-        if node is None and len(self._nodes) >= protocol.MAX_NODES:
-            return "refused_limit", f"the directory holds {protocol.MAX_NODES} nodes, its limit"
-        old_entries, old_size = (len(node.announcements), node.size) if node is not None else (0, 0)
-        if self._entries - old_entries + len(request.announcements) > protocol.MAX_ENTRIES:
-            return "refused_limit", f"the directory would hold more than {protocol.MAX_ENTRIES} announcements"
-        if self._bytes - old_size + size > protocol.MAX_DIRECTORY_BYTES:
-            return "refused_limit", f"the directory would hold more than {protocol.MAX_DIRECTORY_BYTES} bytes"
+    def _check_room(self, peer: Peer, node: Optional[_Node], request: Sync, size: int) -> Optional[tuple[str, str]]:
+        """Why the sync does not fit (in all, or in the share of the peer's address), or None."""
+        added_nodes = 0 if node is not None else 1
+        added_entries = len(request.announcements) - (len(node.announcements) if node is not None else 0)
+        added_bytes = size - (node.size if node is not None else 0)
+        share = self._by_address.get(peer.address, [0, 0, 0])
+        for what, total, mine, added, limit in (
+                ("nodes", len(self._nodes), share[0], added_nodes, protocol.MAX_NODES),
+                ("announcements", self._entries, share[1], added_entries, protocol.MAX_ENTRIES),
+                ("bytes", self._bytes, share[2], added_bytes, protocol.MAX_DIRECTORY_BYTES)):
+            if added > 0 and total + added > limit:
+                return "refused_limit", f"the directory would hold more than {limit} {what}"
+            if added > 0 and peer.address and mine + added > limit * ADDRESS_SHARE:
+                return "refused_limit", (f"the nodes at {truncate(peer.address, 64)} would hold more than "
+                                         f"{ADDRESS_SHARE:.0%} of the directory's {limit} {what}")
         return None
+
+    def _share(self, peer: Peer) -> list[int]:
+        return self._by_address.setdefault(peer.address, [0, 0, 0])
 
     def _bye(self, peer: Peer, request: Bye) -> None:
         node = self._nodes.get(request.node)
@@ -196,6 +216,7 @@ class Directory:
         self._unindex(node_id, node)
         node.announcements = announcements
         self._entries += len(announcements)
+        self._share(node.owner)[1] += len(announcements)
         grouped: dict[str, list[str]] = {}
         for key, endpoint, _info in announcements:
             grouped.setdefault(key, []).append(endpoint)
@@ -211,11 +232,17 @@ class Directory:
                 if not by_node:
                     del self._by_key[key]
         self._entries -= len(node.announcements)
+        self._share(node.owner)[1] -= len(node.announcements)
         self._listing = None
 
     def _remove(self, node_id: str) -> None:
         node = self._nodes.pop(node_id)
         self._unindex(node_id, node)
         self._bytes -= node.size
+        share = self._share(node.owner)
+        share[0] -= 1
+        share[2] -= node.size
+        if share[0] == 0:
+            del self._by_address[node.owner.address]
         if self._owned.get(node.owner) == node_id:
             del self._owned[node.owner]
