@@ -202,7 +202,11 @@ def test_a_live_directory_survives_hostile_peers_with_bounded_memory(topic):
         victim = Node("listen", f"{topic}/victim", env=env)
         nodes.append(victim)
         victim_endpoint = victim.wait_for(event_is("ready"))["endpoint"]
-        victim_row = next(e for e in list_directory(address, timeout=5) if e.endpoint == victim_endpoint)
+        deadline = time.monotonic() + 20  # "ready" comes when it announced; the directory hears of it at its next sync
+        while not (rows := [e for e in list_directory(address, timeout=5) if e.endpoint == victim_endpoint]):
+            assert time.monotonic() < deadline, "the victim never appeared in the directory"
+            time.sleep(0.02)
+        victim_row = rows[0]
         memory = {"before": rss(pid)}
 
         counters = {"sent": 0, "answered": 0}

@@ -52,8 +52,8 @@ REPLY_TIMEOUT = 1.5
 """A directory that has not answered a sync for this long is presumed gone."""
 EXPIRY_INTERVAL = 0.25
 """Seconds between two expiry runs of a hosted directory."""
-SERVE_BATCH = 256
-"""Requests the host handles before it looks at its own sync again (a flood cannot starve it)."""
+SERVE_SLICE = 0.05
+"""Seconds the host spends on requests before it looks at its own sync again (a flood cannot starve it)."""
 REQUEST_QUEUE = 8
 """Requests (and replies) libzmq holds per directory connection: at most this many
 :data:`~.protocol.MAX_REQUEST_BYTES` frames wait for the host per peer."""
@@ -256,7 +256,8 @@ class NodeAgent:
         return dealer
 
     def _handle_requests(self, router: zmq.Socket) -> None:
-        for _ in range(SERVE_BATCH):
+        until = time.monotonic() + SERVE_SLICE
+        while time.monotonic() < until:
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
