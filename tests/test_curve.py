@@ -101,8 +101,9 @@ def test_only_allowed_clients_get_replies(topic, monkeypatch):
     allowed_public, allowed_secret = keypair()
     monkeypatch.setenv(curve.ALLOWED_VARIABLE, allowed_public)
     server = ZeroMQServerTransport(topic, curve_secret_key=server_secret)
-    allowed = consumer(monkeypatch, allowed_secret, lambda: ZeroMQClientTransport(topic, curve_server_key=server_public))
-    intruder = consumer(monkeypatch, None, lambda: ZeroMQClientTransport(topic, curve_server_key=server_public))
+    client = lambda: ZeroMQClientTransport(topic, curve_server_key=server_public)  # noqa: E731
+    allowed = consumer(monkeypatch, allowed_secret, client)
+    intruder = consumer(monkeypatch, None, client)
 
     def serve():
         ticket, frames = server.recv(10)

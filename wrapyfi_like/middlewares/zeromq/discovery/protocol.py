@@ -58,8 +58,8 @@ MAX_SEQ = 2**63 - 1
 
 _TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})")
 
-Info = dict
-Announcement = tuple  # (key, endpoint, info)
+Announcement = tuple
+"""``(key, endpoint, info)``: one checked announcement."""
 
 
 class Sync(NamedTuple):
