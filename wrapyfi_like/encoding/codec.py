@@ -498,7 +498,18 @@ class _DecodeRun:
         return value
 
     def unpack_list(self, data: bytes, what: str) -> list:
-        items = self.unpack(data)
+        # unpack's body written out: a nested extension then costs no extra Python frame
+        depth = self.depth + 1
+        self.depth = depth
+        if depth <= FAST_LEVELS:
+            items = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+        elif depth <= MAX_DEPTH:
+            items = _unpack_on_heap(data, self.ext_hook)
+        else:
+            raise DecodeError(f"extension values nest more than MAX_DEPTH = {MAX_DEPTH} deep")
+        self.depth = depth - 1
+        if self.scan:
+            _refuse_timestamps(items)
         if not isinstance(items, list):
             raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
         return items
