@@ -214,3 +214,14 @@ def test_error_messages_are_bounded():
         with pytest.raises(DecodeError) as caught:
             CODEC.decode(_message(body, [b"\x00" * 8]))
         assert len(str(caught.value)) <= MAX_ERROR_CHARS, str(caught.value)[:300]
+
+
+@pytest.mark.parametrize("count", [
+    msgpack.packb(msgpack.ExtType(9, msgpack.packb([0, "<u1", [2], False]))),  # an array (found by the fuzz test)
+    msgpack.packb(msgpack.ExtType(1, b"\x90")),  # a tuple
+    b"\xc3",  # True, which == 1 in Python
+    b"\xa1\x31",  # the string "1"
+])
+def test_buffer_count_must_be_an_int(count):
+    with pytest.raises(DecodeError, match="buffers"):
+        CODEC.decode([b"\x93\x01" + count + b"\xc0", b"\x01\x02"])

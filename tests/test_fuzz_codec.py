@@ -1,7 +1,7 @@
 """Structure-aware fuzzing of the codec: whatever the bytes, ``decode`` returns a value or raises
 :class:`DecodeError`, nothing else, and never crashes the process.
 
-Three sources of input, about 190,000 cases in all (counted and checked in each test):
+Three sources of input, about 220,000 cases in all:
 
 - hypothesis strategies over the wire grammar of docs/wire.md: random *valid values* (which must
   also round-trip exactly) and random *msgpack trees* with extension codes anywhere, some of
@@ -9,9 +9,10 @@ Three sources of input, about 190,000 cases in all (counted and checked in each 
 - seeded *mutation* of valid encoded messages: bit flips, interesting bytes, truncation,
   insertion, deletion, splices of two messages, frame duplication, removal and swaps, and
   corrupted msgpack length fields; this is most of the volume, at ~20 µs a case;
-- the same mutation of the built-in plugins' messages (torch, PIL, pandas, pyarrow) and the
-  hostile shapes (deep nesting, a huge header) in *subprocesses*, so that a segfault in our code
-  or a library fails one test instead of killing pytest.
+- the same mutation of the built-in plugins' messages (torch, PIL, pandas, pyarrow) and of the
+  Image and AudioChunk data types' (raw, JPEG, PNG), and the hostile shapes (deep nesting, a huge
+  header), in *subprocesses*, so that a segfault in our code or a library fails one test instead
+  of killing pytest.
 """
 
 import datetime as dt
@@ -33,10 +34,10 @@ from wrapyfi_like.exceptions import DecodeError
 pytestmark = pytest.mark.timeout(120)
 
 CODEC = Codec()
-VALUE_EXAMPLES = 1_000
-TREE_EXAMPLES = 2_000
+VALUE_EXAMPLES = 800
+TREE_EXAMPLES = 1_500
 MUTATIONS = 200_000
-PLUGIN_MUTATIONS = 4_000  # per plugin, in a subprocess
+PLUGIN_MUTATIONS = 3_000  # per plugin and per data type, in a subprocess
 FUZZ_SETTINGS = dict(deadline=None, database=None, derandomize=True,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -272,7 +273,9 @@ def test_mutated_plugin_messages_in_a_subprocess():
             "pandas": [pd.DataFrame({{"a": [1, 2], "b": ["x", None]}}), pd.Series([1.5, None], name="s")],
             "pyarrow": [pa.table({{"a": [1, 2], "l": [[1], None]}}), pa.array(["x", None])],
         }}
+        from wrapyfi_like.connect.formats import ValueFormat
         from wrapyfi_like.encoding import Codec
+        from wrapyfi_like.exceptions import DecodeError
         encoder = Codec(pillow_encoded=True)
         rng = random.Random(7)
         for name, objects in values.items():
@@ -281,9 +284,25 @@ def test_mutated_plugin_messages_in_a_subprocess():
             decoded = sum(decode_or_decode_error(mutate(rng, rng.choice(corpus), corpus))
                           for _ in range({PLUGIN_MUTATIONS}))
             print(name, {PLUGIN_MUTATIONS}, decoded)
+        frame = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+        data_types = {{  # the data types' own checks, and JPEG/PNG decoding, after the codec's
+            "Image": [ValueFormat("Image", **kwargs) for kwargs in ({{}}, {{"jpg": True}}, {{"png": True}})],
+            "AudioChunk": [ValueFormat("AudioChunk", rate=16000)],
+        }}
+        for name, formats in data_types.items():
+            sample = frame if name == "Image" else (np.zeros((160, 1), np.float32), 16000)
+            corpus = [[bytes(memoryview(f).cast("B")) for f in fmt.encode(sample)] for fmt in formats]
+            decoded = 0
+            for _ in range({PLUGIN_MUTATIONS}):
+                try:
+                    rng.choice(formats).decode(mutate(rng, rng.choice(corpus), corpus))
+                    decoded += 1
+                except DecodeError:
+                    pass
+            print(name, {PLUGIN_MUTATIONS}, decoded)
     """)
     lines = _run_isolated(script).split("\n")
-    assert [line.split()[0] for line in lines if line] == ["torch", "PIL", "pandas", "pyarrow"]
+    assert [line.split()[0] for line in lines if line] == ["torch", "PIL", "pandas", "pyarrow", "Image", "AudioChunk"]
 
 
 def test_hostile_shapes_in_a_subprocess():

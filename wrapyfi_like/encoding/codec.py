@@ -166,8 +166,8 @@ class Codec:
         except Exception as error:
             raise DecodeError(f"malformed message: {type(error).__name__}: {truncate(error)}") from None
         version, buffer_count, value = message
-        if buffer_count != len(run.buffers):
-            raise DecodeError(f"header announces {buffer_count} buffers, message has {len(run.buffers)}")
+        if type(buffer_count) is not int or buffer_count != len(run.buffers):  # an array here would not compare
+            raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(run.buffers)}")
         return value
 
     def encoder_plugin(self, obj_type: type) -> Plugin | None:
