@@ -102,11 +102,12 @@ class Codec:
     """
 
     def __init__(self, allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
-        if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in allowed_plugins):
+        names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
+        if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
             raise ConfigurationError(
                 f"allowed_plugins must be a list of codec ids such as ['torch.Tensor'], got {allowed_plugins!r:.200}"
             )
-        self._allowed = frozenset(allowed_plugins)
+        self._allowed = frozenset(names)
         self._plugin_kwargs = plugin_kwargs
         self._plugins: dict[type, Plugin] = {}
         # Plugins found per type and per codec id, each with the registrar's generation at the
