@@ -9,12 +9,14 @@ from typing import Any, Optional
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
+from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.envelope import Group
 
 logger = logging.getLogger("wrapyfi_like.listeners")
 _NOTHING = object()
 """What :meth:`Listener._next` returns when nothing arrived (a received value may be None)."""
+_bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
 
 
 class Listener:
@@ -82,7 +84,8 @@ class Listener:
                 value = self._format.decode(frames)
             except DecodeError as error:
                 self.malformed += 1
-                logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)
+                _bad_input.warning(self.in_topic, "malformed", "skipped a malformed message on %s: %s",
+                                   self.in_topic, truncate(error))
                 continue
             self.received += 1
             return value

@@ -16,9 +16,11 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
+from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 
 logger = logging.getLogger("wrapyfi_like.servers")
+_bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
 
 
 class Request:
@@ -90,9 +92,10 @@ class Server:
 
     def _skip(self, ticket: Any, error: DecodeError) -> None:
         self.malformed += 1
-        logger.warning("skipped a malformed request on %s: %s", self.out_topic, error)
+        _bad_input.warning(self.out_topic, "malformed", "skipped a malformed request on %s: %s",
+                           self.out_topic, truncate(error))
         if ticket is not None:
-            self._transport.send_error(ticket, f"malformed request: {error}")
+            self._transport.send_error(ticket, f"malformed request: {truncate(error)}")
 
     def reply(self, request: Request, values: Sequence[Any]) -> None:
         """Send ``values`` (one per value format, in order) back to the caller of ``request``."""
