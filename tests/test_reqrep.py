@@ -165,25 +165,18 @@ def test_later_requests_of_a_one_decorator_method_carry_their_own_arguments(topi
         server.close(), client.close()
 
 
-def test_a_reply_whose_client_is_gone_is_counted_and_logged_not_lost_silently(topic, caplog):
-    import zmq
-    import zmq.utils.monitor
-
-    from wrapyfi_like.middlewares.zeromq.reqrep import ZeroMQServerTransport
+def test_a_reply_whose_client_is_gone_is_counted_and_logged_once_not_lost_silently(topic, caplog):
+    """A client that is gone (here: an identity the server's ROUTER does not know) costs its reply,
+    counted each time and logged once (rate-limited), and never an error in the server."""
+    from wrapyfi_like.middlewares.zeromq.reqrep import REQUEST_ID, Ticket
+    from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
 
     server = ZeroMQServerTransport(topic)
-    monitor = server._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-    client = zmq.Context.instance().socket(zmq.DEALER)
-    client.setsockopt(zmq.LINGER, 0)
-    client.connect(server.endpoint)
-    client.send_multipart([(1).to_bytes(8, "little"), b"request"])
-    ticket, frames = server.recv(timeout=10.0)
-    client.close()
-    assert monitor.poll(10_000), "the server never saw its client disconnect"
-    assert zmq.utils.monitor.recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
-    with caplog.at_level("WARNING", logger="wrapyfi_like.zeromq.reqrep"):
-        server.send(ticket, [b"reply"])
-    assert server.dropped_replies == 1
-    assert "the client is gone" in caplog.text
-    monitor.close()
-    server.close()
+    try:
+        with caplog.at_level("WARNING", logger="wrapyfi_like.zeromq.reqrep"):
+            for number in range(3):
+                server.send(Ticket(b"\x00gone", REQUEST_ID.pack(number)), [b"reply"])
+        assert server.statistics() == {"received": 0, "sent": 0, "errors": 0, "dropped": 3, "malformed": 0}
+        assert caplog.text.count("the client is gone") == 1
+    finally:
+        server.close()
