@@ -62,12 +62,15 @@ def serve(topic: str) -> None:
     _report("ready", endpoint=server._transport.endpoint, pid=os.getpid())
     while True:
         request = server.await_request()
-        if request.args == ("stop",):
+        if len(request.args) == 1 and type(request.args[0]) is str and request.args[0] == "stop":
             server.reply(request, ["stopping"])
             _report("stopped", statistics=server.statistics())
             server.close()
             return
-        server.reply(request, [request.args[0] if request.args else None])
+        try:
+            server.reply(request, [request.args[0] if request.args else None])
+        except Exception as error:  # as the reply mode does: the error goes back to the client
+            server.reply_error(request, error)
 
 
 def rss_bytes(pid: int) -> int:
@@ -114,11 +117,12 @@ def flood(endpoint: str) -> None:
 # -- helpers for the tests ------------------------------------------------------------------------
 
 class Process:
-    """A node of this module running as a process; its JSON events arrive in order."""
+    """A node running as a process (``script``: this module unless given); its JSON events
+    arrive in order."""
 
-    def __init__(self, *args: str, stderr_path: Path) -> None:
+    def __init__(self, *args: str, stderr_path: Path, script: str = __file__) -> None:
         self._stderr = open(stderr_path, "w")
-        self.process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE,
                                         stderr=self._stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._events: list[dict] = []
         self._changed = threading.Condition()
