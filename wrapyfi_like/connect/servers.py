@@ -42,10 +42,9 @@ class Server:
     :data:`~wrapyfi_like.logs.PEER_TEXT_LIMIT` characters: it may quote the peer), and skipped.
     A reply is never waited for: one its client does not take at once is dropped and counted
     (see :mod:`wrapyfi_like.middlewares.zeromq.server`), so no client can hold up the others.
-    Other kwargs go to the
-    codec that decodes requests (plugin settings such as device maps). ``max_message_size``
-    (bytes) bounds requests (a larger one is malformed, never held whole in memory) and replies
-    (a larger reply goes back to the client as an error).
+    Other kwargs go to the codec that decodes requests (plugin settings such as device maps).
+    ``max_message_size`` (bytes) bounds requests (a larger one is malformed, never held whole in
+    memory) and replies (a larger reply goes back to the client as an error).
     """
 
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
