@@ -180,3 +180,57 @@ def test_a_reply_whose_client_is_gone_is_counted_and_logged_once_not_lost_silent
         assert caplog.text.count("the client is gone") == 1
     finally:
         server.close()
+
+
+
+FOREIGN_REPLY_FLOOD = """
+import sys
+BACKLOG = 100_000
+import zmq
+from wrapyfi_like.middlewares.zeromq.reqrep import REQUEST_ID
+from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
+
+server = ZeroMQServerTransport(sys.argv[1])
+ticket, _ = server.recv(timeout=20)
+foreign = [ticket.identity, REQUEST_ID.pack(10 ** 6), b"ok", b"not yours"]
+print("flooding", flush=True)
+sent = 0
+while True:  # until the test kills it, as fast as a raw socket goes
+    try:
+        server._socket.send_multipart(foreign, zmq.NOBLOCK)
+        sent += 1
+    except zmq.Again:
+        continue
+    if sent == BACKLOG:
+        print("backlog", flush=True)  # queued for the client, mostly in socket buffers
+"""
+
+
+def test_a_server_flooding_foreign_replies_cannot_hold_a_request_past_its_timeout(topic):
+    """Replies with other request ids are thrown away; a stream of them from a hostile server
+    process must not keep the client reading past ``request_timeout``."""
+    import subprocess
+    import sys
+    import time
+
+    from wrapyfi_like.connect.clients import Client
+    from wrapyfi_like.connect.formats import ValueFormat
+
+    flooder = subprocess.Popen([sys.executable, "-c", FOREIGN_REPLY_FLOOD, topic], stdout=subprocess.PIPE, text=True)
+    lines = {"flooding": threading.Event(), "backlog": threading.Event()}
+    threading.Thread(target=lambda: [lines[line.strip()].set() for line in flooder.stdout], daemon=True).start()
+    client = Client("Flood", topic, value_formats=[ValueFormat()], request_timeout=0.2)
+    try:
+        while not lines["flooding"].is_set():  # until the flooder has taken a request: it answers none
+            with pytest.raises(WaitTimeout):
+                client.request((1,), {})
+        assert lines["backlog"].wait(20)
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout):
+            client.request((2,), {})
+        assert time.monotonic() - started < 0.5
+        assert client.statistics()["dropped"] > 0
+    finally:
+        client.close()
+        flooder.kill()
+        flooder.communicate()

@@ -139,7 +139,7 @@ class ZeroMQClientTransport:
                     return self._unpack([head[1], *body])
                 self.stale += 1
                 logger.debug("dropped a late or foreign reply on service %s", self.topic)
-            elif deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:  # also while foreign replies keep coming
                 raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
 
     def _unpack(self, frames: list) -> list[memoryview]:
