@@ -22,7 +22,6 @@ pytestmark = pytest.mark.timeout(90)
 ENVELOPE_CONTRACT = ("test_statistics_and_envelopes", "test_group_and_latest_flag_travel_in_the_envelope",
                      "test_losses_are_counted_by_the_listener", "test_latest_losses_are_counted",
                      "test_malformed_messages_are_counted")
-REQREP = "server/client statistics() and a client's close() during a request land with the reqrep branch"
 
 
 def pending(*names, reason="contract lands with the datapath/connect branches"):
@@ -45,13 +44,10 @@ def _inherited(name):
 
 
 @pending(*ENVELOPE_CONTRACT, "test_latest_returns_the_newest", "test_the_caller_owns_its_buffer_once_send_returns")
-@pending("test_close_ends_a_blocked_request", "test_request_reply_statistics", reason=REQREP)
 class TestZeroMQ(TransportConformance):
     middleware = "zeromq"
 
 
-@pending(*ENVELOPE_CONTRACT)
-@pending("test_request_reply_statistics", reason=REQREP)
 class TestInproc(TransportConformance):
     middleware = "inproc"
 
