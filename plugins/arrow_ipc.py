@@ -7,11 +7,14 @@ column of the result points into that frame: no copy on receive.
 The received bytes are untrusted. A stream must end with Arrow's end-of-stream marker (otherwise
 a stream cut at a message boundary would read as a shorter, valid table), and the result is
 validated in full, so a corrupt offset or length raises :class:`DecodeError` here instead of
-crashing later.
+crashing later. pyarrow before 14.0.1 unpickles extension-type data while reading IPC
+(CVE-2023-47248), so with such a version this module refuses to load and the plugins that read
+streams stay unavailable (their failure is listed by ``wrapyfi-like plugins``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +22,20 @@ import pyarrow as pa
 from wrapyfi_like.exceptions import DecodeError
 
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+SAFE_PYARROW = (14, 0, 1)
+
+
+def check_pyarrow_version(version: str) -> None:
+    """Raise ImportError for a pyarrow older than :data:`SAFE_PYARROW` (see the module docstring)."""
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    if numbers < SAFE_PYARROW:
+        raise ImportError(
+            f"pyarrow {version} unpickles data while reading IPC streams (CVE-2023-47248); "
+            f"the Arrow plugins need pyarrow>=14.0.1: pip install -U 'pyarrow>=14.0.1'"
+        )
+
+
+check_pyarrow_version(pa.__version__)
 
 
 def write_stream(batches: list[pa.RecordBatch], schema: pa.Schema) -> memoryview:

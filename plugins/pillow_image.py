@@ -9,9 +9,12 @@ read-only, and Pillow copies it only if it is modified.
 An image that came from a file keeps its ``format`` (``"PNG"``, ``"JPEG"`` …). With the publisher
 kwarg ``pillow_encoded=True`` such an image travels re-encoded in that format instead, which is
 much smaller for photos; JPEG keeps its original quantisation tables (``quality="keep"``), so
-the loss is minimal but pixels are not bit-exact. The receiver decodes only the announced format
-after checking the CRC-32 of the bytes (a file format may decode a cut file without
-complaint), and checks the result has the announced mode and size. ``info`` entries whose values are not
+the loss is minimal but pixels are not bit-exact. The receiver decodes only the announced format,
+and only if it is one of :data:`ALLOWED_FORMATS` (the sender must not pick Pillow's decoder: EPS
+would run Ghostscript); images of other formats travel as raw pixels. It checks the CRC-32 of the
+bytes (a file format may decode a cut file without complaint), then, from the file's header and
+before decoding any pixel, that the image has the announced mode and size and at most
+:data:`wrapyfi_like.limits.MAX_IMAGE_PIXELS` pixels (a decompression bomb stops there). ``info`` entries whose values are not
 plain values (numbers, strings, bytes, tuples of them) cannot travel and are dropped with a
 warning.
 """
@@ -26,6 +29,8 @@ from typing import Any
 from PIL import Image, ImageMode
 
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.limits import MAX_IMAGE_PIXELS
+from wrapyfi_like.logs import truncate
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 
 logger = logging.getLogger("wrapyfi_like.plugins.pillow")
@@ -33,6 +38,8 @@ logger = logging.getLogger("wrapyfi_like.plugins.pillow")
 _PALETTE_MODES = frozenset({"RGB", "RGBA"})
 _INFO_SCALARS = (str, int, float, bool, bytes)
 _MAX_NAME_CHARS = 16
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+"""File formats a receiver decodes: common, with decoders built into Pillow's own libraries."""
 
 
 @PluginRegistrar.register(types=(Image.Image,))
@@ -74,12 +81,9 @@ class PillowImage(Plugin):
         if file_crc32 is None:
             image = _from_pixels(data, mode, tuple(size))
         elif type(file_crc32) is int and fmt is not None:
-            image = _from_file_bytes(data, fmt, file_crc32)
+            image = _from_file_bytes(data, fmt, file_crc32, mode, size)
         else:
             raise DecodeError(f"bad file checksum {file_crc32!r:.40} for format {fmt!r:.40}")
-        if image.mode != mode or list(image.size) != size:
-            raise DecodeError(f"the {fmt} data holds a {image.mode} image of size {image.size}, "
-                              f"announced {mode} of size {tuple(size)}")
         if palette is not None:
             _put_palette(image, palette)
         image.info.update(_checked_info(info))
@@ -111,8 +115,9 @@ def _checked_info(info: Any) -> dict:
 
 
 def _writable(fmt: str) -> bool:
+    """Whether an image of ``fmt`` can travel as file bytes: Pillow writes it and receivers decode it."""
     Image.init()
-    return fmt.upper() in Image.SAVE
+    return fmt in ALLOWED_FORMATS and fmt in Image.SAVE
 
 
 def _file_bytes(image: Image.Image, fmt: str) -> memoryview:
@@ -122,15 +127,31 @@ def _file_bytes(image: Image.Image, fmt: str) -> memoryview:
     return buffer.getbuffer()
 
 
-def _from_file_bytes(data: memoryview, fmt: str, file_crc32: int) -> Image.Image:
+def _from_file_bytes(data: memoryview, fmt: str, file_crc32: int, mode: str, size: list) -> Image.Image:
+    """Decode file bytes of an allowed format; mode, size and pixel count are checked from the
+    file's header (``Image.open`` reads only that) before ``load()`` decodes any pixel."""
+    if fmt not in ALLOWED_FORMATS:
+        raise DecodeError(f"PIL image format {truncate(repr(fmt))} is not decoded here; "
+                          f"allowed: {', '.join(ALLOWED_FORMATS)}")
+    _check_pixels(size)
     if zlib.crc32(data) != file_crc32:
         raise DecodeError(f"{fmt} image data is damaged (CRC-32 mismatch)")
     try:
         image = Image.open(io.BytesIO(data), formats=[fmt])
+        if image.mode != mode or list(image.size) != size:
+            raise DecodeError(f"the {fmt} data holds a {image.mode} image of size {image.size}, "
+                              f"announced {mode} of size {tuple(size)}")
         image.load()
+    except DecodeError:
+        raise
     except (OSError, ValueError, KeyError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DecodeError(f"corrupt {fmt} image data: {type(error).__name__}: {error}") from None
+        raise DecodeError(f"corrupt {fmt} image data: {type(error).__name__}: {truncate(error)}") from None
     return image
+
+
+def _check_pixels(size: list) -> None:
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DecodeError(f"a {size[0]}x{size[1]} image exceeds MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}")
 
 
 def _from_pixels(data: memoryview, mode: str, size: tuple[int, int]) -> Image.Image:

@@ -32,10 +32,10 @@ class Node(MiddlewareCommunicator):
 
 
 def in_zeromq_wait(code) -> bool:
-    """A poll, a listener's blocking receive (which calls straight into libzmq), or a publisher
-    waiting until libzmq has sent the caller's buffers (``zero_copy="safe"``)."""
-    return ((code.co_name in ("poll", "select") and "zmq" in code.co_filename)
-            or code.co_name in ("receive_bounded", "_wait_for_trackers"))
+    """A poll, a wait for libzmq to release a sent buffer (pyzmq's MessageTracker), or a
+    listener's blocking receive (which calls straight into libzmq)."""
+    return ((code.co_name in ("poll", "select", "wait") and "zmq" in code.co_filename)
+            or code.co_name == "receive_bounded")
 
 
 def report_when_blocked() -> None:

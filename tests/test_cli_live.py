@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -36,15 +37,18 @@ def test_topics_lists_publishers_and_listeners_with_pid_and_endpoint(topic):
 
     listener = Listener("Sink", topic, data_type="NativeObject")
     publisher = Publisher("Source", topic, should_wait=False)
+    deadline = time.monotonic() + 10
     try:
-        code, out = run("topics")
+        while True:  # both announcements reach the directory with this process's next sync
+            code, out = run("topics")
+            lines = out.splitlines()
+            mine = lines[lines.index(topic) + 1:lines.index(topic) + 3] if topic in lines else []
+            if [line.split()[:1] for line in mine] == [["listener"], ["publisher"]] or time.monotonic() > deadline:
+                break
     finally:
         publisher.close()
         listener.close()
     assert code == 0
-    lines = out.splitlines()
-    at = lines.index(topic)
-    mine = lines[at + 1:at + 3]
     assert mine[0].split()[0] == "listener" and "Sink (NativeObject)" in mine[0]
     assert f"pid {os.getpid()}" in mine[0] and "tcp://127.0.0.1:" in mine[0]
     assert mine[1].split()[0] == "publisher" and f"pid {os.getpid()}" in mine[1]

@@ -61,20 +61,29 @@ print(" ".join(bytes(frame).hex() for frame in Codec().encode({"t": Celsius(21.5
 DECODE = '''
 import sys
 from wrapyfi_like.encoding import Codec
-codec = Codec()
+from wrapyfi_like.exceptions import DecodeError
+frames = [bytes.fromhex(frame) for frame in sys.argv[1].split()]
+try:
+    Codec().decode(frames)
+except DecodeError as error:
+    print("refused:", error)
+codec = Codec(allowed_plugins=["demo.Celsius"])
 assert "importlib.metadata" not in sys.modules, "entry points were read at start-up"
-value = codec.decode([bytes.fromhex(frame) for frame in sys.argv[1].split()])["t"]
+value = codec.decode(frames)["t"]
 print(type(value).__name__, value)
 '''
 
 
 def test_a_plugin_installed_only_as_an_entry_point_is_found_when_first_needed(tmp_path):
-    """The receiving process never imports the plugin itself: the unknown codec id makes the
-    codec read the entry points, which it does not do at start-up (it costs ~60 ms)."""
+    """The receiving process never imports the plugin itself: the unknown codec id, once the
+    listener allows it, makes the codec read the entry points, which it does not do at start-up
+    (it costs ~60 ms); a codec id nobody allowed imports nothing."""
     env = installed_with_entry_points(tmp_path, "celsius = celsius_plugin")
     encoded = subprocess.run([sys.executable, "-c", ENCODE], env=env, cwd=ROOT, capture_output=True,
                              text=True, timeout=120, check=True).stdout.strip()
     result = subprocess.run([sys.executable, "-c", DECODE, encoded], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "Celsius 21.5"
+    refused, decoded = result.stdout.strip().split("\n")
+    assert refused.startswith("refused: unknown codec id 'demo.Celsius'") and "allowed_plugins" in refused
+    assert decoded == "Celsius 21.5"

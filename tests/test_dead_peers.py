@@ -6,6 +6,7 @@ message would go nowhere), and messages published while it is gone must not wait
 whatever binds its port next.
 """
 
+import os
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding.codec import Codec
 from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares.zeromq.connections import connected
-from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, list_directory, protocol
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,3 +95,38 @@ def test_messages_published_while_a_listener_is_gone_never_reach_the_next_socket
         publisher.close()
         if second is not None:
             second.close(linger=0)
+
+
+def test_fake_and_malformed_entries_never_reach_a_publisher_beyond_the_endpoint_limit(topic):
+    """Made-up listeners announced by a raw peer: a malformed endpoint is never handed out, and of
+    1,100 well-formed fake ones a publisher is given at most MAX_ENDPOINTS_PER_KEY, the real
+    (longest-known) listener first; publishing neither raises nor misses the real listener."""
+    listener = Listener("Test", topic)
+    wait_until(lambda: listener._transport.endpoint in {e.endpoint for e in list_directory()})
+    address = os.environ["WRAPYFI_ZEROMQ_DISCOVERY"]
+    realm = NodeAgent.get().realm
+    fakes = []
+    for node in range(5):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        announcements = [[listener_key(topic), f"tcp://127.0.0.1:{20000 + node * 220 + n}", {}] for n in range(220)]
+        sock.send(protocol.sync(0, f"fake-{node}", announcements, [], realm))
+        fakes.append(sock)
+    malformed = fakes[0]
+    malformed.send(protocol.encode(["sync", 1, "fake-0", [[listener_key(topic), "tcp://127.0.0.1", {}]], [], realm]))
+    publisher = Publisher("Test", topic, wait_timeout=10, backpressure="drop")
+    try:
+        for sock in fakes:
+            assert sock.poll(5000), "the directory did not answer a fake node"
+        wait_until(lambda: len(publisher._transport._watch.endpoints) == protocol.MAX_ENDPOINTS_PER_KEY)
+        assert listener._transport.endpoint in publisher._transport._watch.endpoints
+        assert "tcp://127.0.0.1" not in publisher._transport._watch.endpoints
+        publisher.publish("to the real one")
+        assert listener.listen() == "to the real one"
+        assert len(publisher._transport._outlets) <= protocol.MAX_ENDPOINTS_PER_KEY
+    finally:
+        publisher.close()
+        listener.close()
+        for sock in fakes:
+            sock.close()

@@ -1,12 +1,14 @@
 """Limits and bad input over real sockets: raw ZeroMQ peers throw garbage at a listener and a server.
 
-Each bad message must be logged and counted exactly once; the valid message sent after each batch
-must come out exactly; a message over ``max_message_size`` never reaches the codec.
+Each bad message must be counted exactly once and logged rate-limited (one line per topic per
+10 s, then a line saying how many were suppressed); the valid message sent after each batch must
+come out exactly; a message over ``max_message_size`` never reaches the codec.
 """
 
 import logging
 import random
 import struct
+import time
 
 import msgpack
 import numpy as np
@@ -21,6 +23,7 @@ from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, MessageTooLarge, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_FRAMES, MAX_TOPIC_LENGTH
+from wrapyfi_like.logs import LOG_INTERVAL, PEER_TEXT_LIMIT, RateLimitedLog
 from wrapyfi_like.middlewares import envelope
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,7 +43,7 @@ def _header(n_buffers: int, body: bytes) -> bytes:
 
 def bad_bodies(rng: random.Random):
     """One invalid ``[header, *buffers]`` per call, of a kind chosen at random."""
-    kind = rng.randrange(10)
+    kind = rng.randrange(13)
     if kind == 0:  # random bytes in random frames
         return [rng.randbytes(rng.randrange(0, 64)) for _ in range(rng.randrange(1, 4))]
     if kind == 1:  # random bytes after a valid prefix, so the msgpack parser itself gets fuzzed
@@ -66,8 +69,24 @@ def bad_bodies(rng: random.Random):
         return rng.choice([[_header(1, _ext(9, [0, "|O", [1], False])), b"12345678"],
                            [_header(0, _ext(99, [1]))],
                            [_header(0, _ext(10, ["<f8", b"123"]))]])
-    # kind 9: a valid message, over max_message_size in total with every frame under it
+    if kind == 9:  # tuples nested 200 deep: 944 bytes that used to crash the process (C stack)
+        data = msgpack.packb(1)
+        for _ in range(200):
+            data = msgpack.packb(msgpack.ExtType(1, b"\x91" + data))
+        return [_header(0, data)]
+    if kind == 10:  # msgpack's Timestamp extension (-1), outside the wire format
+        return [_header(0, rng.choice([b"\xd6\xff\x00\x00\x00\x01", b"\x91\xd7\xff" + bytes(8)]))]
+    if kind == 11:  # a codec id of 40 KB: the log line and the error reply must stay short
+        return [_header(0, _ext(15, ["c" * 40_000, 1]))]
+    # kind 12: a valid message, over max_message_size in total with every frame under it
     return CODEC.encode([bytes(MAX_SIZE // 3) for _ in range(4)])
+
+
+def _assert_rate_limited(records, started: float, topic: str) -> None:
+    """At most one line per LOG_INTERVAL for the topic (plus the first), each a short one."""
+    lines = [r.getMessage() for r in records if "malformed" in r.getMessage() and topic in r.getMessage()]
+    assert 1 <= len(lines) <= 1 + (time.monotonic() - started) / LOG_INTERVAL + 1
+    assert all(len(line) < 2 * PEER_TEXT_LIMIT + 200 + len(topic) for line in lines)
 
 
 def test_topic_and_size_limits_are_checked_when_building(topic):
@@ -109,6 +128,7 @@ def test_listener_survives_bad_input_and_returns_each_valid_message(topic, caplo
     sender, seqs = envelope.new_publisher_id(), iter(range(1, 10**9))
     stamp = lambda: envelope.pack(sender, next(seqs))  # noqa: E731  (each message after its topic)
     bad = 0
+    started = time.monotonic()
     try:
         with caplog.at_level(logging.WARNING, logger="wrapyfi_like.listeners"):
             for round_ in range(ROUNDS):
@@ -133,8 +153,7 @@ def test_listener_survives_bad_input_and_returns_each_valid_message(topic, caplo
         # wrong topics, no header and too many frames are the transport's to count; the rest the codec's
         assert listener.malformed + listener._transport.statistics()["malformed"] == bad >= 10_000
         assert listener.received == ROUNDS + 1
-        skipped = [r for r in caplog.records if r.name == "wrapyfi_like.listeners" and "malformed" in r.message]
-        assert len(skipped) == listener.malformed
+        _assert_rate_limited([r for r in caplog.records if r.name == "wrapyfi_like.listeners"], started, topic)
     finally:
         raw.close()
         listener.close()
@@ -169,6 +188,7 @@ def test_server_survives_bad_input_and_answers_each_valid_request(topic, caplog)
     raw.connect(server._transport.endpoint)
     rng = random.Random(99)
     bad = errors_expected = errors_seen = 0
+    started = time.monotonic()
     try:
         with caplog.at_level(logging.WARNING, logger="wrapyfi_like.servers"):
             for round_ in range(ROUNDS):
@@ -194,11 +214,11 @@ def test_server_survives_bad_input_and_answers_each_valid_request(topic, caplog)
                         assert Codec().decode(reply[3:]) == round_ * 2
                         break
                     assert reply[1] == b"error", reply
+                    assert len(reply[2]) < 2 * PEER_TEXT_LIMIT + 200, reply[2][:300]
                     errors_seen += 1
         assert server.malformed == bad >= 10_000
         assert errors_seen == errors_expected
-        skipped = [r for r in caplog.records if r.name == "wrapyfi_like.servers" and "malformed" in r.message]
-        assert len(skipped) == bad
+        _assert_rate_limited([r for r in caplog.records if r.name == "wrapyfi_like.servers"], started, topic)
     finally:
         raw.close()
         server.close()
@@ -242,3 +262,22 @@ def test_a_reply_over_the_clients_limit_is_refused(topic, in_thread):
     finally:
         client.close()
         server.close()
+
+
+def test_rate_limited_log_summarises_what_it_suppressed(caplog, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    log = RateLimitedLog(logging.getLogger("wrapyfi_like.test_rate"))
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like.test_rate"):
+        for second in range(25):  # 100 bad messages a second from one source, 1 from another
+            for _ in range(100):
+                log.warning("/a", "malformed", "bad message on %s", "/a")
+            log.warning("/b", "malformed", "bad message on %s", "/b")
+            now[0] += 1.0
+    lines = [r.getMessage() for r in caplog.records]
+    from_a = [line for line in lines if "on /a" in line]
+    assert len(from_a) == 3  # at 0 s, 10 s and 20 s
+    assert from_a[0] == "bad message on /a"
+    assert "suppressed 999 similar messages from /a in the last 10 s" in from_a[1]
+    assert "suppressed 999 similar messages" in from_a[2]
+    assert len([line for line in lines if "on /b" in line]) == 3

@@ -120,6 +120,35 @@ def test_lax_plugin_fails_the_corruption_check():
         Suite().test_corrupted_payload_raises_decode_error()
 
 
+class ExitingSamples(Samples):
+    pass
+
+
+@PluginRegistrar.register(types=(ExitingSamples,))
+class ExitingSamplesPlugin(Plugin):
+    """Broken: ends the process on a payload it does not like (as a C library's abort() would)."""
+
+    codec_id = "tests.conformance.ExitingSamples"
+
+    def encode(self, obj, *args, **kwargs):
+        return True, {"__wrapyfi__": (self.codec_id, obj.values.tobytes(), obj.name)}
+
+    def decode(self, obj_type, obj_full, *args, **kwargs):
+        if len(obj_full) != 3 or not isinstance(obj_full[1], bytes) or len(obj_full[1]) % 8:
+            raise SystemExit("bad payload")
+        return True, ExitingSamples(obj_full[2], np.frombuffer(obj_full[1]))
+
+
+def test_plugin_ending_the_process_on_bad_input_fails_the_damage_check():
+    class Suite(_SamplesSuite):
+        plugin = ExitingSamplesPlugin
+        kind = ExitingSamples
+
+    Suite().test_round_trip()
+    with pytest.raises(AssertionError, match="SystemExit: bad payload instead of DecodeError"):
+        Suite().test_damaged_messages_raise_only_decode_error()
+
+
 def test_plugin_rejecting_unknown_kwargs_fails():
     class Suite(_SamplesSuite):
         plugin = RigidSamplesPlugin

@@ -37,16 +37,51 @@ def test_first_object_of_a_library_loads_its_plugin_only(library, make, plugin_m
     assert before == [] and plugin_module in after
 
 
-def test_received_codec_id_loads_its_plugin_in_a_fresh_process():
-    pytest.importorskip("torch")
+def _torch_message():
     from wrapyfi_like.encoding import Codec
     import torch
 
     frames = Codec().encode({"t": torch.arange(3)})
-    payload = [bytes(memoryview(frame).cast("B")) for frame in frames]
-    script = ("import sys; from wrapyfi_like.encoding import Codec; "
-              f"value = Codec().decode({payload!r}); print(type(value['t']).__module__, value['t'].tolist())")
+    return [bytes(memoryview(frame).cast("B")) for frame in frames]
+
+
+def test_received_codec_id_imports_nothing_in_a_fresh_process():
+    """A 20-byte message naming torch.Tensor must not make a listener import torch (190 MB, 1 s)."""
+    pytest.importorskip("torch")
+    header = b"\x93\x01\x00\xc7\x0f\x0f\x92\xactorch.Tensor\xc0"  # ext 15 ["torch.Tensor", nil]
+    assert len(header) == 21
+    script = ("import sys; from wrapyfi_like.encoding import Codec; from wrapyfi_like.exceptions import DecodeError\n"
+              "for frames in (" + repr([header]) + ", " + repr(_torch_message()) + "):\n"
+              "    try:\n        Codec().decode(frames)\n    except DecodeError as error:\n        print(error)\n"
+              "print('torch' in sys.modules, any(m.startswith('wrapyfi_like.plugins.torch') for m in sys.modules))")
+    lines = _run(script).strip().splitlines()
+    assert lines[-1] == "False False"
+    assert len(lines) == 3
+    for line in lines[:2]:
+        assert "'torch.Tensor'" in line and "allowed_plugins=['torch.Tensor']" in line
+
+
+def test_allowed_plugins_lets_a_received_codec_id_load_its_plugin():
+    pytest.importorskip("torch")
+    script = ("from wrapyfi_like.encoding import Codec; "
+              f"value = Codec(allowed_plugins=['torch.Tensor']).decode({_torch_message()!r}); "
+              "print(type(value['t']).__module__, value['t'].tolist())")
     assert _run(script).strip() == "torch [0, 1, 2]"
+
+
+def test_a_library_the_process_imported_lets_its_plugin_load_on_decode():
+    pytest.importorskip("torch")
+    script = ("import torch; from wrapyfi_like.encoding import Codec; "
+              f"value = Codec().decode({_torch_message()!r}); print(value['t'].tolist())")
+    assert _run(script).strip() == "[0, 1, 2]"
+
+
+def test_allowed_plugins_must_be_a_list_of_codec_ids():
+    from wrapyfi_like.encoding import Codec
+    from wrapyfi_like.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="allowed_plugins"):
+        Codec(allowed_plugins="torch.Tensor")
 
 
 def test_torch_kwargs_load_and_check_the_plugin_when_the_codec_is_built():

@@ -122,3 +122,68 @@ def test_encoded_data_of_another_format_is_rejected():
     frames[1] = bytearray(buffer.getvalue())
     with pytest.raises(DecodeError):
         codec.decode(frames)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` grey pixels, with no pixel data at all:
+    what a decompression bomb looks like before ``load()``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def _file_message(data: bytes, fmt: str, mode: str, size: tuple) -> list:
+    import zlib
+
+    import msgpack
+
+    memoryview_ext = msgpack.ExtType(8, msgpack.packb([0, "B", [len(data)]]))
+    fields = msgpack.packb(["PIL.Image", memoryview_ext, mode, list(size), None, {}, fmt,
+                            zlib.crc32(data)])
+    return [b"\x93\x01\x01" + msgpack.packb(msgpack.ExtType(15, fields)), data]
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "PDF", "GIF", "ICNS", "x" * 10])
+def test_only_allowed_formats_are_decoded(fmt, monkeypatch):
+    """The sender must not choose Pillow's decoder: EPS would run Ghostscript."""
+    opened = []
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(args))
+    with pytest.raises(DecodeError, match="PNG, JPEG, WEBP, BMP, TIFF"):
+        Codec().decode(_file_message(b"%!PS-Adobe-3.0 EPSF-3.0\n", fmt, "RGB", (1, 1)))
+    assert opened == []
+
+
+@pytest.mark.parametrize("announced", [(9_000, 8_000), (16, 16)])
+def test_pixel_limit_is_checked_before_any_pixel_is_decoded(announced, monkeypatch):
+    from wrapyfi_like.limits import MAX_IMAGE_PIXELS
+
+    bomb = _png_header_only(9_000, 8_000)
+    assert 9_000 * 8_000 > MAX_IMAGE_PIXELS  # and below Pillow's own limit, which would only warn
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self.size))
+    with pytest.raises(DecodeError, match="MAX_IMAGE_PIXELS|announced"):
+        Codec().decode(_file_message(bomb, "PNG", "L", announced))
+    assert loads == []
+
+
+def test_image_data_type_refuses_a_png_over_the_pixel_limit():
+    from wrapyfi_like.data_types.image import Image as ImageType
+
+    bomb = _png_header_only(9_000, 8_000)
+    with pytest.raises(DecodeError, match="MAX_IMAGE_PIXELS"):
+        ImageType(rgb=False).from_wire(("image/png", memoryview(bomb)))
+
+
+def test_images_of_other_formats_travel_as_raw_pixels():
+    buffer = io.BytesIO()
+    _image("P", (8, 6)).save(buffer, format="GIF")
+    gif = Image.open(io.BytesIO(buffer.getvalue()))
+    gif.load()
+    frames = Codec(pillow_encoded=True).encode(gif)
+    assert not bytes(memoryview(frames[1])).startswith(b"GIF")
+    assert_same_image(gif, Codec().decode(wire_copy(frames)))

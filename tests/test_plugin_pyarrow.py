@@ -123,3 +123,18 @@ def test_received_table_points_into_the_received_frame():
     start = np.frombuffer(frame, dtype=np.uint8).ctypes.data
     data_address = table.column("x").chunk(0).buffers()[1].address
     assert start <= data_address < start + len(frame)
+
+
+@pytest.mark.parametrize("version, safe", [
+    ("13.0.0", False), ("14.0.0", False), ("0.17.1", False),
+    ("14.0.1", True), ("14.0.2", True), ("25.0.1", True), ("15.0.0.dev123", True),
+])
+def test_pyarrow_older_than_14_0_1_is_refused(version, safe):
+    """CVE-2023-47248: such versions unpickle while reading IPC, which the plugins do on receive."""
+    from wrapyfi_like.plugins.arrow_ipc import check_pyarrow_version
+
+    if safe:
+        check_pyarrow_version(version)
+    else:
+        with pytest.raises(ImportError, match="CVE-2023-47248"):
+            check_pyarrow_version(version)

@@ -5,11 +5,17 @@
 | ``max_message_size`` | :data:`DEFAULT_MAX_MESSAGE_SIZE` (512 MiB) | sending: before anything is sent; receiving: per frame by the socket, in total while reading |
 | frames per message | :data:`MAX_FRAMES` | sending and receiving |
 | topic length | :data:`MAX_TOPIC_LENGTH` bytes (UTF-8) | when a communicator is created |
+| header size | :data:`MAX_HEADER_SIZE` (4 MiB) | the codec: encoding, and decoding before unpacking |
+| nested extension values | :data:`MAX_DEPTH` (64) | the codec: encoding, and decoding before each nested unpack |
+| pixels of a compressed image | :data:`MAX_IMAGE_PIXELS` (64 Mi) | decoding, from the file's header, before any pixel is decoded |
 
 The size of a message is the sum of its codec frames (``[header, *buffers]``), i.e. of what the
 value encodes to; the few bytes a transport adds (topic frame, request id) are not counted.
 512 MiB holds any single camera frame (an 8K RGB image is 100 MB) or a large tensor batch, and
 still stops a broken or hostile peer from making a listener allocate gigabytes.
+
+The codec's own limits (header size, nesting) are explained, with their tests, in
+:mod:`wrapyfi_like.encoding.codec`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ MAX_FRAMES = 65536
 """Frames (header plus out-of-band buffers) one message may hold."""
 MAX_TOPIC_LENGTH = 1024
 """Bytes a topic may take in UTF-8."""
+MAX_HEADER_SIZE = 4 * 1024 * 1024
+"""Bytes a message header (the msgpack document describing the value) may take. Payloads travel
+as separate frames, so a header only grows with the number of plain values (a list of 450,000
+floats fits); decoding one costs at most ~80 bytes of Python objects per header byte (~320 MB)."""
+MAX_DEPTH = 64
+"""Extension values (tuples, sets, frozensets, numpy scalars, datetimes, plugin objects) that may
+enclose one another in a message. Each level re-enters the msgpack unpacker: this bounds the
+C stack a decode uses, whatever a peer sends."""
+MAX_IMAGE_PIXELS = 1 << 26
+"""Pixels (width x height) of a JPEG/PNG/… image a receiver decodes: 64 Mi, twice an 8K UHD
+frame, at most 256 MiB of decoded pixels in any Pillow mode."""
 
 
 def check_max_message_size(max_message_size: Optional[int]) -> int:

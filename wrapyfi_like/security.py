@@ -11,9 +11,10 @@ public_file, secret_file = generate_keypair("keys")   # keys/wrapyfi_like.key, .
 
 Pass ``curve_secret_key=secret_file`` to publishers/servers and ``curve_server_key=public_file``
 to listeners/clients (as decorator kwargs, or ``publisher_kwargs``/``listener_kwargs``), or set
-``WRAPYFI_ZEROMQ_CURVE_SECRET_KEY`` / ``WRAPYFI_ZEROMQ_CURVE_SERVER_KEY``. A key is a path to a
-key file or the 40-character z85 text (:func:`keypair` gives those). docs/reliability.md says
-what this protects and what it does not.
+``WRAPYFI_ZEROMQ_CURVE_SECRET_KEY`` / ``WRAPYFI_ZEROMQ_CURVE_SERVER_KEY``. Consumers also need a
+key pair of their own (``WRAPYFI_ZEROMQ_CURVE_CLIENT_KEY``) whose public key the producers allow
+(``WRAPYFI_ZEROMQ_CURVE_ALLOWED``). A key is a path to a key file or the 40-character z85 text
+(:func:`keypair` gives those). docs/reliability.md says what this protects and what it does not.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""``wrapyfi-like topics``: the live topics and who publishes, listens to or serves each."""
+"""``wrapyfi-like topics``: the live topics and who publishes, listens to or serves each.
+
+The first line names the domain (``WRAPYFI_LIKE_DOMAIN``) and the directory asked, so a user who
+sees nothing knows which system they looked at.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ from typing import TextIO
 from wrapyfi_like.cli.command import Command, positive_float
 from wrapyfi_like.cli.directory import participants
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 
 def list_topics(args: argparse.Namespace, out: TextIO) -> int:
+    settings = ZeroMQSettings.from_environment()
     by_topic = participants(list_directory(timeout=args.timeout))
+    out.write(f"domain {settings.domain} (discovery {settings.discovery})\n")
     if not by_topic:
         out.write("no topics (a directory is running, but nothing is announced)\n")
     for topic, members in by_topic.items():

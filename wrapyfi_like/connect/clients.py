@@ -78,9 +78,21 @@ class Client:
             start += count
         return parts
 
+    def statistics(self) -> dict[str, int]:
+        """``sent``: requests; ``received``: valid replies; ``malformed``: invalid replies (raised
+        as ``DecodeError``); ``remote_errors``: error replies (raised as ``RemoteError``);
+        ``timeouts``: requests that raised ``WaitTimeout``; ``dropped``: late replies (to requests
+        that had timed out) thrown away."""
+        counts = self._transport.statistics()
+        return {"sent": self.sent, "received": self.received, "malformed": self.malformed,
+                "remote_errors": counts["remote_errors"], "timeouts": counts["timeouts"],
+                "dropped": counts["stale"]}
+
     def stats(self) -> dict[str, int]:
-        """``sent`` counts requests, ``received`` valid replies."""
-        return {"sent": self.sent, "received": self.received, "dropped": 0, "malformed": self.malformed}
+        """The counts :meth:`MiddlewareCommunicator.stats` adds up: ``sent``, ``received``,
+        ``dropped`` and ``malformed`` of :meth:`statistics`."""
+        counts = self.statistics()
+        return {key: counts[key] for key in ("sent", "received", "dropped", "malformed")}
 
     def close(self) -> None:
         self._transport.close()

@@ -16,9 +16,11 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
+from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 
 logger = logging.getLogger("wrapyfi_like.servers")
+_bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
 
 
 class Request:
@@ -37,10 +39,13 @@ class Server:
 
     ``should_wait=True``: :meth:`await_request` blocks until a valid request arrives; ``False``:
     it returns None when none is waiting. A malformed request is logged, counted in
-    :attr:`malformed`, answered with an error when it can be, and skipped. Other kwargs go to the
-    codec that decodes requests (plugin settings such as device maps). ``max_message_size``
-    (bytes) bounds requests (a larger one is malformed, never held whole in memory) and replies
-    (a larger reply goes back to the client as an error).
+    :attr:`malformed`, answered with an error when it can be (the reason cut to
+    :data:`~wrapyfi_like.logs.PEER_TEXT_LIMIT` characters: it may quote the peer), and skipped.
+    A reply is never waited for: one its client does not take at once is dropped and counted
+    (see :mod:`wrapyfi_like.middlewares.zeromq.server`), so no client can hold up the others.
+    Other kwargs go to the codec that decodes requests (plugin settings such as device maps).
+    ``max_message_size`` (bytes) bounds requests (a larger one is malformed, never held whole in
+    memory) and replies (a larger reply goes back to the client as an error).
     """
 
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
@@ -59,7 +64,6 @@ class Server:
             max_message_size=self.max_message_size, curve_secret_key=curve_secret_key,
         )
         self.received = 0
-        self.served = 0
         self.malformed = 0
 
     def await_request(self) -> Optional[Request]:
@@ -90,9 +94,11 @@ class Server:
 
     def _skip(self, ticket: Any, error: DecodeError) -> None:
         self.malformed += 1
-        logger.warning("skipped a malformed request on %s: %s", self.out_topic, error)
+        reason = truncate(error)
+        _bad_input.warning(self.out_topic, "malformed", "skipped a malformed request on %s: %s",
+                           self.out_topic, reason)
         if ticket is not None:
-            self._transport.send_error(ticket, f"malformed request: {error}")
+            self._transport.send_error(ticket, f"malformed request: {reason}")
 
     def reply(self, request: Request, values: Sequence[Any]) -> None:
         """Send ``values`` (one per value format, in order) back to the caller of ``request``."""
@@ -102,17 +108,24 @@ class Server:
             frames.extend(part)
         check_outgoing(frames, self.max_message_size, f"the reply of service {self.out_topic}")
         self._transport.send(request.ticket, frames)
-        self.served += 1
 
     def reply_error(self, request: Request, error: BaseException) -> None:
         """Tell the caller of ``request`` that the method raised ``error``."""
         self._transport.send_error(request.ticket, f"{type(error).__name__}: {error}")
 
+    def statistics(self) -> dict[str, int]:
+        """``received``: valid requests; ``sent``: replies that went out, ``errors`` of them error
+        replies (a failed method, a malformed request); ``dropped``: replies whose client was
+        gone or did not read its replies; ``malformed``: invalid requests skipped."""
+        counts = self._transport.statistics()
+        return {"received": self.received, "sent": counts["sent"], "errors": counts["errors"],
+                "dropped": counts["dropped"], "malformed": self.malformed}
+
     def stats(self) -> dict[str, int]:
-        """``sent`` counts replies, ``received`` valid requests; a dropped reply is one whose
-        client was gone or too slow to take it."""
-        dropped = getattr(self._transport, "dropped_replies", 0)
-        return {"sent": self.served, "received": self.received, "dropped": dropped, "malformed": self.malformed}
+        """The counts :meth:`MiddlewareCommunicator.stats` adds up: :meth:`statistics` without ``errors``."""
+        counts = self.statistics()
+        del counts["errors"]
+        return counts
 
     def close(self) -> None:
         self._transport.close()

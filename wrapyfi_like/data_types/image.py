@@ -10,7 +10,8 @@ sender uses (RGB or OpenCV's BGR); it arrives unchanged.
 Checks happen on the side that has the problem: a publisher whose frame does not match its
 declared ``width``/``height``/``rgb``/``fp`` raises :class:`ShapeError`; a listener that receives a
 frame that does not match its own declaration treats it as a malformed message (logged, counted,
-skipped). A listener decodes JPEG and PNG whether or not it sets ``jpg``/``png`` itself.
+skipped). A listener decodes JPEG and PNG whether or not it sets ``jpg``/``png`` itself, and no
+other format, up to :data:`wrapyfi_like.limits.MAX_IMAGE_PIXELS` pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, ShapeError
+from wrapyfi_like.limits import MAX_IMAGE_PIXELS
+from wrapyfi_like.logs import truncate
 
 _JPEG, _PNG = "image/jpeg", "image/png"
 _PILLOW_FORMATS = {_JPEG: "JPEG", _PNG: "PNG"}
@@ -113,10 +116,14 @@ def _compress(image: np.ndarray, compression: str, options: dict) -> memoryview:
 
 
 def _decompress(data: Any, compression: str, expected: tuple[int, int]) -> np.ndarray:
-    """Decode one JPEG/PNG; the declared size is checked before any pixel is decoded."""
+    """Decode one JPEG/PNG; the size (declared, and at most MAX_IMAGE_PIXELS) is checked from the
+    file's header before any pixel is decoded."""
     pil = _pillow()
     try:
         with pil.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[compression]]) as picture:
+            if picture.width * picture.height > MAX_IMAGE_PIXELS:
+                raise DecodeError(f"received image is {picture.width}x{picture.height}, over "
+                                  f"MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}")
             width, height = expected
             if 0 < width != picture.width or 0 < height != picture.height:
                 raise DecodeError(f"received image is {picture.width}x{picture.height} (width x height), "
@@ -125,4 +132,4 @@ def _decompress(data: Any, compression: str, expected: tuple[int, int]) -> np.nd
     except DecodeError:
         raise
     except Exception as error:  # Pillow's own errors, decompression bombs included
-        raise DecodeError(f"received {compression} data that Pillow cannot decode: {error}") from None
+        raise DecodeError(f"received {compression} data that Pillow cannot decode: {truncate(error)}") from None

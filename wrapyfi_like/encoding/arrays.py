@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -89,16 +90,26 @@ _INTS = frozenset({int})
 
 def scalar_to_wire(value: np.generic) -> list:
     check_dtype(value.dtype)
-    return [value.dtype.str, value.tobytes()]
+    # numpy gives the empty bytes/str scalar (itemsize 0) a NUL item in tobytes(); none travels
+    return [value.dtype.str, value.tobytes() if value.dtype.itemsize else b""]
 
 
 def scalar_from_wire(meta: Any) -> np.generic:
     if not isinstance(meta, list) or len(meta) != 2 or not isinstance(meta[1], bytes):
         raise DecodeError(f"numpy scalar must be [dtype, bytes], got {meta!r:.80}")
+    if meta[1] == b"" and meta[0] in _EMPTY_SCALARS:
+        return _EMPTY_SCALARS[meta[0]]
     dtype = _safe_dtype(meta[0])
     if len(meta[1]) != dtype.itemsize:
         raise DecodeError(f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes")
     return np.frombuffer(meta[1], dtype=dtype)[0]
+
+
+_DTYPE_SYNTAX = re.compile(r"[<>|=]?[biufcmMSU][0-9]+(?:\[[0-9]*[a-zA-Z]+\])?")
+"""The dtype strings of docs/wire.md (``dtype.str``): byte order, kind, item size, datetime unit."""
+_EMPTY_SCALARS = {"|S0": np.bytes_(b""), "<U0": np.str_(""), ">U0": np.str_("")}
+"""The empty bytes and str scalars: their dtypes have no size, which no array may have (found by
+tests/test_fuzz_codec.py)."""
 
 
 def _safe_dtype(dtype_str: Any) -> np.dtype:
@@ -112,6 +123,8 @@ def _checked_dtype(dtype_str: str) -> np.dtype:
     """The dtype ``dtype_str`` names, if it may travel; the last 64 names checked are kept (they
     come from the network, so the cache is bounded), because parsing one costs as much as the
     rest of decoding an array."""
+    if _DTYPE_SYNTAX.fullmatch(dtype_str) is None:  # before numpy parses it: its aliases warn, and warnings are peer-triggered log lines
+        raise DecodeError(f"bad dtype {dtype_str!r}: not byte order, kind, size (e.g. '<f8', '<M8[ns]')")
     try:
         dtype = np.dtype(dtype_str)
     except TypeError as error:

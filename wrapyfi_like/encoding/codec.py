@@ -13,28 +13,56 @@ the extension hook, which encodes them exactly or raises :class:`EncodeError`.
 
 Decoding treats every byte as untrusted: the version, buffer count, each extension's layout,
 dtypes and sizes are checked, and anything wrong raises :class:`DecodeError` (never anything else).
+
+Limits (numbers in :mod:`wrapyfi_like.limits`; each checked on both sides, so anything the encoder
+accepts decodes):
+
+| limit | value | checked | proved by |
+|---|---|---|---|
+| header size | ``MAX_HEADER_SIZE`` = 4 MiB | encode: after packing (:class:`EncodeError`); decode: before unpacking | ``test_codec_bounds.py::test_header_size_limit*`` |
+| nested extension values (tuple, set, frozenset, numpy scalar, datetime/date/time/timedelta, plugin object) | ``MAX_DEPTH`` = 64 | before each nested pack / unpack | ``test_codec_bounds.py::test_depth_*``, ``test_fuzz_codec.py::test_hostile_shapes_in_a_subprocess`` |
+| lists and maps nested inside one extension level | 511 encoding (msgpack's packer), 1024 decoding (msgpack's unpacker, no C recursion) | msgpack | ``test_codec_bounds.py::test_deep_lists_*`` |
+| str, bin, array, map, ext lengths | at most the bytes of the document holding them (msgpack's ``unpackb`` derives ``max_*_len`` from the input's length; the deep levels set ``max_buffer_size``) | msgpack, before allocating | ``test_codec_bounds.py::test_container_length_claims_*`` |
+| extension codes | 1–15 only; msgpack's Timestamp (-1) and any other code are refused | decode | ``test_codec_bounds.py::test_timestamp_*`` |
+| error text | peer-chosen text in a :class:`DecodeError` is cut to ``wrapyfi_like.logs.PEER_TEXT_LIMIT`` characters, the whole message to ``MAX_ERROR_CHARS`` | decode | ``test_codec_bounds.py::test_error_messages_are_bounded`` |
+
+Why 64 levels: each level costs one pass through msgpack's unpacker. ``unpackb`` keeps its parse
+stack on the C stack (~40 KB a call), so only the first :data:`FAST_LEVELS` levels use it; deeper
+levels use a heap-allocated ``msgpack.Unpacker`` (~4 KB of C stack a level). A decode at the limit
+then needs well under 1 MiB of C stack (a thread with a 1 MiB stack decodes it: tested), and real
+data nests tuples and datetimes a few levels, not dozens. Lists and maps do not count: msgpack
+unpacks them without recursing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import struct
+import sys
 import threading
 from enum import IntEnum
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import msgpack
 import numpy as np
 
 from wrapyfi_like.encoding import arrays, temporal
-from wrapyfi_like.exceptions import DecodeError, EncodeError, PluginError
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError, PluginError
+from wrapyfi_like.limits import MAX_DEPTH, MAX_HEADER_SIZE
+from wrapyfi_like.logs import truncate
 from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 
 FORMAT_VERSION = 1
 _HEADER_PREFIX = bytes([0x93, FORMAT_VERSION])  # msgpack: a 3-element array whose first item is the version
 PLUGIN_GUIDE = "docs/plugins.md"
+FAST_LEVELS = 4
+"""Extension levels unpacked with ``msgpack.unpackb`` (fast, ~40 KB of C stack each); deeper
+levels use a heap-allocated ``msgpack.Unpacker`` (~1 µs more each, ~4 KB of C stack)."""
+MAX_ERROR_CHARS = 1000
+"""Characters a :class:`DecodeError` from :meth:`Codec.decode` may hold, whatever the peer sent."""
 
 
 class Ext(IntEnum):
@@ -66,9 +94,20 @@ class Codec:
     ``plugin_kwargs`` (device maps, image settings …) are handed to each plugin's constructor once.
     Plugins whose kwargs are given are loaded and constructed here, so a bad setting fails when the
     communicator is created, not on the first message.
+
+    A received codec id never makes this process import a library: decoding loads a plugin only if
+    its library is already imported (the process uses torch, so it may receive tensors) or its
+    codec id is in ``allowed_plugins`` (e.g. ``allowed_plugins=["torch.Tensor"]``, the only way
+    to let received messages load an entry-point plugin). Encoding loads plugins lazily as before.
     """
 
-    def __init__(self, **plugin_kwargs: Any) -> None:
+    def __init__(self, allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
+        names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
+        if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
+            raise ConfigurationError(
+                f"allowed_plugins must be a list of codec ids such as ['torch.Tensor'], got {allowed_plugins!r:.200}"
+            )
+        self._allowed = frozenset(names)
         self._plugin_kwargs = plugin_kwargs
         self._plugins: dict[type, Plugin] = {}
         # Plugins found per type and per codec id, each with the registrar's generation at the
@@ -83,16 +122,33 @@ class Codec:
             self._plugin(plugin_cls)
 
     def encode(self, obj: Any) -> list:
-        """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type."""
+        """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type
+        or exceeded limit."""
         run = _EncodeRun(self)
-        body = run.pack(obj)
-        return [_header_start(len(run.buffers)) + body, *run.buffers]
+        try:
+            body = run.pack(obj)
+        except (ValueError, RecursionError) as error:  # msgpack's nesting limit, or Python's
+            raise EncodeError(
+                f"cannot encode this {type(obj).__qualname__}: {error}; lists and maps may nest at most "
+                f"511 deep and extension values (tuples, sets, …) at most {MAX_DEPTH} deep"
+            ) from None
+        header = _header_start(len(run.buffers)) + body
+        if len(header) > MAX_HEADER_SIZE:
+            raise EncodeError(
+                f"the header of this {type(obj).__qualname__} would be {len(header)} bytes; the limit "
+                f"is MAX_HEADER_SIZE = {MAX_HEADER_SIZE} (send large sequences of numbers as numpy arrays, "
+                "which travel as frames of their own)"
+            )
+        return [header, *run.buffers]
 
     def decode(self, frames: Sequence[Any]) -> Any:
-        """Rebuild the object from ``[header, *buffers]`` (any bytes-like frames)."""
+        """Rebuild the object from ``[header, *buffers]`` (any bytes-like frames); any problem is a
+        :class:`DecodeError` of at most :data:`MAX_ERROR_CHARS` characters."""
         if not frames:
             raise DecodeError("message has no header frame")
         header = memoryview(frames[0])
+        if header.nbytes > MAX_HEADER_SIZE:
+            raise DecodeError(f"header of {header.nbytes} bytes exceeds MAX_HEADER_SIZE = {MAX_HEADER_SIZE}")
         if header[:2] != _HEADER_PREFIX:
             raise DecodeError(
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
@@ -100,14 +156,19 @@ class Codec:
             )
         run = _DecodeRun(self, list(map(memoryview, frames[1:])))
         try:
-            message = run.unpack(header)
-        except DecodeError:
+            run.scan = _TIMESTAMP_MARKERS.search(header) is not None
+            message = msgpack.unpackb(header, ext_hook=run.ext_hook, strict_map_key=False, raw=False)
+            if run.scan:
+                _refuse_timestamps(message)
+        except DecodeError as error:
+            if len(error.args[0]) > MAX_ERROR_CHARS:
+                raise DecodeError(truncate(error.args[0], MAX_ERROR_CHARS)) from None
             raise
         except Exception as error:
-            raise DecodeError(f"malformed message: {type(error).__name__}: {error}") from None
+            raise DecodeError(f"malformed message: {type(error).__name__}: {truncate(error)}") from None
         version, buffer_count, value = message
-        if buffer_count != len(run.buffers):
-            raise DecodeError(f"header announces {buffer_count} buffers, message has {len(run.buffers)}")
+        if type(buffer_count) is not int or buffer_count != len(run.buffers):  # an array here would not compare
+            raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(run.buffers)}")
         return value
 
     def encoder_plugin(self, obj_type: type) -> Plugin | None:
@@ -131,17 +192,36 @@ class Codec:
         if found is not None and found[0] == generation:
             return found[1]
         plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
-        if plugin_cls is None and (plugin_discovery.load_builtin_for_id(codec_id)
-                                   or plugin_discovery.load_entry_point_plugins()):
-            plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
         if plugin_cls is None:
-            raise DecodeError(
-                f"unknown codec id {codec_id!r}: the sender used a plugin this process does not "
-                f"have; install it or add its folder to WRAPYFI_PLUGIN_PATHS ({PLUGIN_GUIDE})"
-            )
+            plugin_cls = self._load_decoder(codec_id)
         plugin = self._plugin(plugin_cls)
         self._decoders[codec_id] = (generation, plugin)
         return plugin
+
+    def _load_decoder(self, codec_id: str) -> type:
+        """The plugin class for a received ``codec_id``, imported only if the rule in the class
+        docstring allows it; otherwise a :class:`DecodeError` saying how to allow it."""
+        allowed = codec_id in self._allowed
+        builtin = plugin_discovery.builtin_for_id(codec_id)
+        if builtin is not None and (allowed or all(lib in sys.modules for lib in builtin.libraries)):
+            plugin_discovery.load_builtin_for_id(codec_id)
+        elif allowed:
+            plugin_discovery.load_entry_point_plugins()
+        plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
+        if plugin_cls is not None:
+            return plugin_cls
+        shown = truncate(repr(codec_id))
+        if builtin is not None and not allowed:
+            raise DecodeError(
+                f"codec id {shown} needs the {builtin.module} plugin, which would import "
+                f"{', '.join(builtin.libraries)}: a received message loads a plugin only if its library "
+                f"is already imported or the listener allows it, e.g. allowed_plugins=[{codec_id!r}] "
+                f"in listener_kwargs ({PLUGIN_GUIDE})"
+            )
+        raise DecodeError(
+            f"unknown codec id {shown}: the sender used a plugin this process does not have; install it "
+            f"(WRAPYFI_PLUGIN_PATHS, or an entry point named in allowed_plugins) ({PLUGIN_GUIDE})"
+        )
 
     def _plugin(self, plugin_cls: type) -> Plugin:
         plugin = self._plugins.get(plugin_cls)
@@ -231,15 +311,25 @@ class _EncodeRun:
     scalars, and rebuilds only the containers on the way to one.
     """
 
-    __slots__ = ("codec", "buffers")
+    __slots__ = ("codec", "buffers", "depth")
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.buffers: list = []
+        self.depth = -1  # the header's own document is level 0; each extension holding msgpack adds one
 
     def pack(self, value: Any) -> bytes:
+        depth = self.depth + 1
+        if depth > MAX_DEPTH:
+            raise EncodeError(
+                f"the value nests extension values (tuples, sets, frozensets, numpy scalars, datetimes, "
+                f"plugin objects) more than MAX_DEPTH = {MAX_DEPTH} deep"
+            )
+        self.depth = depth
         packer = msgpack.Packer(default=self.default, strict_types=True, buf_size=PACK_BUFFER_SIZE)
-        return packer.pack(self.prepare(value))
+        packed = packer.pack(self.prepare(value))
+        self.depth = depth - 1
+        return packed
 
     def prepare(self, value: Any) -> Any:
         kind = type(value)
@@ -340,22 +430,87 @@ _LEAF_ENCODERS = {
 }
 
 
-class _DecodeRun:
-    """State of one ``decode`` call: the received buffers that extensions refer to by index."""
+_TIMESTAMP_MARKERS = re.compile(rb"\xff(?<=[\xd6\xd7\x04\x08\x0c]\xff)")
+"""The byte pairs that end the start of a msgpack ext of type -1 (Timestamp) in each of its
+encodings (fixext 4 ``d6 ff``, fixext 8 ``d7 ff``, ext 8/16/32 of length 4, 8 or 12 ``… 04 ff`` etc.).
+msgpack turns those into ``Timestamp`` objects without calling the ext hook, so a header holding
+any of these pairs (they also occur inside numbers and strings: then the search finds nothing) is
+searched for Timestamps after unpacking. Written as a literal ``ff`` with a look-behind, the
+search runs at memchr speed (0.5 µs per KiB); the plain alternation took 16 µs."""
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
 
-    __slots__ = ("codec", "buffers")
+
+def _refuse_timestamps(value: Any) -> None:
+    """Raise :class:`DecodeError` if ``value``'s lists and maps hold a msgpack ``Timestamp``.
+
+    Values built by extension hooks (tuples, sets …) are not entered: their own documents were
+    searched when they were unpacked. Iterative, so any list depth is fine."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is list:
+            if not _SCALARS.issuperset(map(type, item)):
+                pending.extend(item)
+        elif kind is dict:
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif kind is msgpack.Timestamp:
+            raise DecodeError("extension code -1 (msgpack Timestamp) is not part of the wire format")
+
+
+def _unpack_on_heap(data: bytes, ext_hook: Any) -> Any:
+    """``msgpack.unpackb`` with its parse stack on the heap instead of the C stack (for deep levels)."""
+    unpacker = msgpack.Unpacker(ext_hook=ext_hook, strict_map_key=False, raw=False,
+                                max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    value = unpacker.unpack()
+    if unpacker.tell() != len(data):
+        raise DecodeError(f"{len(data) - unpacker.tell()} extra bytes after an extension's document")
+    return value
+
+
+class _DecodeRun:
+    """State of one ``decode`` call: the received buffers that extensions refer to by index, how
+    deep the current extension is, and whether documents must be searched for Timestamps."""
+
+    __slots__ = ("codec", "buffers", "depth", "scan")
 
     def __init__(self, codec: Codec, buffers: list[memoryview]) -> None:
         self.codec = codec
         self.buffers = buffers
+        self.depth = 0
+        self.scan = False
 
-    def unpack(self, data: Any) -> Any:
-        return msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+    def unpack(self, data: bytes) -> Any:
+        """An extension's msgpack document, whose own extensions are decoded too; the depth is
+        checked before unpacking, so a deep message costs no stack beyond the limit."""
+        depth = self.depth + 1
+        self.depth = depth
+        if depth <= FAST_LEVELS:
+            value = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+        elif depth <= MAX_DEPTH:
+            value = _unpack_on_heap(data, self.ext_hook)
+        else:
+            raise DecodeError(f"extension values nest more than MAX_DEPTH = {MAX_DEPTH} deep")
+        self.depth = depth - 1
+        if self.scan:
+            _refuse_timestamps(value)
+        return value
 
     def unpack_list(self, data: bytes, what: str) -> list:
-        # unpack's call written out: a nested extension then costs no extra Python frame (binding
-        # a partial per run instead costs 0.5 µs on every decode, extensions or not).
-        items = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+        # unpack's body written out: a nested extension then costs no extra Python frame
+        depth = self.depth + 1
+        self.depth = depth
+        if depth <= FAST_LEVELS:
+            items = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
+        elif depth <= MAX_DEPTH:
+            items = _unpack_on_heap(data, self.ext_hook)
+        else:
+            raise DecodeError(f"extension values nest more than MAX_DEPTH = {MAX_DEPTH} deep")
+        self.depth = depth - 1
+        if self.scan:
+            _refuse_timestamps(items)
         if not isinstance(items, list):
             raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
         return items
@@ -382,21 +537,35 @@ class _DecodeRun:
         except DecodeError:
             raise
         except Exception as error:
-            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {codec_id!r}: "
-                              f"{type(error).__name__}: {error}") from None
+            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
+                              f"{type(error).__name__}: {truncate(error)}") from None
         if not ok:
-            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {codec_id!r}")
+            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
         return value
 
 
+def _plain_list(data: bytes, what: str) -> list:
+    """A leaf extension's metadata (indices, formats, shapes): plain msgpack without the ext hook,
+    so it neither recurses nor counts as a level; an extension inside stays an ``ExtType`` and
+    fails the type checks that follow."""
+    items = msgpack.unpackb(data)
+    if not isinstance(items, list):
+        raise DecodeError(f"{what} must hold a list, got {type(items).__name__}")
+    return items
+
+
+def _buffer_index(run: _DecodeRun, data: bytes) -> memoryview:
+    return run.buffer(msgpack.unpackb(data))
+
+
 def _memoryview_from_wire(run: _DecodeRun, data: bytes) -> memoryview:
-    index, fmt, shape = run.unpack_list(data, "memoryview")
+    index, fmt, shape = _plain_list(data, "memoryview")
     buffer = run.buffer(index)
     return buffer if fmt == "B" and shape == [buffer.nbytes] else buffer.cast(fmt, shape)
 
 
 def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
-    index, *meta = run.unpack_list(data, "array")
+    index, *meta = _plain_list(data, "array")
     return arrays.array_from_wire(meta, run.buffer(index))
 
 
@@ -410,8 +579,8 @@ _DECODERS = {
     Ext.FROZENSET: lambda run, data: frozenset(run.unpack_list(data, "frozenset")),
     Ext.BIGINT: lambda run, data: int.from_bytes(data, "little", signed=True),
     Ext.COMPLEX: _complex_from_wire,
-    Ext.BYTES: lambda run, data: bytes(run.buffer(run.unpack(data))),
-    Ext.BYTEARRAY: lambda run, data: bytearray(run.buffer(run.unpack(data))),
+    Ext.BYTES: lambda run, data: bytes(_buffer_index(run, data)),
+    Ext.BYTEARRAY: lambda run, data: bytearray(_buffer_index(run, data)),
     Ext.MEMORYVIEW: _memoryview_from_wire,
     Ext.NDARRAY: _array_from_wire,
     Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack(data)),

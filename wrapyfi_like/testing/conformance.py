@@ -17,12 +17,15 @@ Every object goes through a real :class:`~wrapyfi_like.encoding.Codec` and a sim
 (each frame copied into a fresh writable buffer, as a socket delivers it), so what passes here
 behaves the same over ZeroMQ. The sample hooks for empty, non-contiguous, read-only and large
 objects return ``None`` where the idea does not apply to a type; that check is then skipped.
+Damaged payloads and randomly damaged whole messages must raise :class:`DecodeError`, nothing
+else, because a listener skips (and counts) exactly those.
 
 The checks need pytest (a skipped check calls ``pytest.skip``).
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -31,6 +34,8 @@ from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 
 UNKNOWN_KWARG = "wrapyfi_like_conformance_unknown_kwarg"
+DAMAGES_PER_SAMPLE = 200
+"""Randomly damaged messages decoded per sample by ``test_damaged_messages_raise_only_decode_error``."""
 _JUNK = b"\x07corrupt-payload\xff"
 
 
@@ -149,6 +154,49 @@ class PluginConformance:
                     f"sample {name!r} with {corruption}: decoding returned {type(value).__name__} "
                     "instead of raising DecodeError"
                 )
+
+
+    def test_damaged_messages_raise_only_decode_error(self) -> None:
+        """Whatever a peer sends, decoding returns a value or raises DecodeError. The codec already
+        turns a plugin's exceptions into DecodeError; this finds what it cannot: a crash or a hang in
+        the plugin's library (run under pytest-timeout), or a ``SystemExit`` escaping it. Each
+        sample's message is damaged at random, the same way on every run."""
+        rng = random.Random(20261205)
+        codec = self.codec()
+        for name, obj in self.samples().items():
+            frames = [bytes(memoryview(frame).cast("B")) for frame in codec.encode(obj)]
+            for _ in range(DAMAGES_PER_SAMPLE):
+                damaged = damage(rng, frames)
+                try:
+                    codec.decode(damaged)
+                except DecodeError:
+                    pass
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as error:
+                    raise AssertionError(f"sample {name!r}: {type(error).__name__}: {error} instead of "
+                                         f"DecodeError, for the message {damaged!r:.500}") from error
+
+
+def damage(rng: random.Random, frames: Sequence[bytes]) -> list[bytearray]:
+    """``frames`` with one random damage: bits flipped, a frame cut or grown, a frame lost or repeated."""
+    damaged = [bytearray(frame) for frame in frames]
+    index = rng.randrange(len(damaged))
+    frame = damaged[index]
+    kind = rng.randrange(5)
+    if kind == 0 and frame:
+        for _ in range(rng.randrange(1, 4)):
+            frame[rng.randrange(len(frame))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        del frame[rng.randrange(len(frame) + 1):]
+    elif kind == 2:
+        at = rng.randrange(len(frame) + 1)
+        frame[at:at] = rng.randbytes(rng.randrange(1, 9))
+    elif kind == 3:
+        del damaged[index]
+    else:
+        damaged.insert(index, bytearray(frame))
+    return damaged
 
 
 def corrupted_payloads(fields: tuple) -> Iterator[tuple[str, tuple]]:

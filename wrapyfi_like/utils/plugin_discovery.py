@@ -3,7 +3,8 @@
 Built-in plugins live in the top-level ``plugins/`` folder, installed as ``wrapyfi_like.plugins``.
 Their index (:data:`wrapyfi_like.plugins.BUILTIN_PLUGINS`) says which libraries, codec ids and
 kwargs each serves, so a plugin module (and the heavy library it imports) is loaded only when an
-object of that library is first encoded, its codec id first decoded, or its kwargs first given.
+object of that library is first encoded, its codec id first decoded (and the codec allows it: see
+:class:`wrapyfi_like.encoding.Codec`), or its kwargs first given.
 Importing wrapyfi_like therefore never imports torch, pandas, pyarrow or PIL.
 
 External plugins are every ``<path>/plugins/*.py`` for each path in ``WRAPYFI_PLUGIN_PATHS``
@@ -162,6 +163,11 @@ def load_builtin_for_type(obj_type: type) -> bool:
     """Load the built-in plugin for ``obj_type``'s library; True if one was found to load."""
     libraries = {cls.__module__.split(".")[0] for cls in obj_type.__mro__[:-1]}
     return _load_matching(entry for entry in builtin_index() if libraries & set(entry.libraries))
+
+
+def builtin_for_id(codec_id: str) -> BuiltinPlugin | None:
+    """The built-in plugin index entry that decodes ``codec_id``, if any (imports nothing)."""
+    return next((entry for entry in builtin_index() if codec_id in entry.codec_ids), None)
 
 
 def load_builtin_for_id(codec_id: str) -> bool:

@@ -4,6 +4,11 @@ Each server has an inbox on the bus under its service topic; a client puts its r
 server's inbox (taking turns when there are several, as a DEALER socket does) and waits in its own
 reply inbox for the reply carrying its request id. Replies to requests that already timed out are
 counted and dropped, so a late reply can never be taken for the answer to the next request.
+
+As on the wire, a server never waits to reply: a client's reply inbox holds
+:data:`~wrapyfi_like.middlewares.services.QUEUED_REPLIES` replies, and one more is dropped and
+counted; error texts are cut to ``MAX_ERROR_TEXT``; ``close()`` from any thread ends a wait in
+``recv`` or ``request`` with :class:`ClosedError`.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import time
 from typing import Any, Optional
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
-from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
-from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
+from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.limits import check_topic
+from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
+from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES
 
 logger = logging.getLogger("wrapyfi_like.inproc.reqrep")
+_log = RateLimitedLog(logger)
 
 _OK, _ERROR = "ok", "error"
 
@@ -41,7 +48,7 @@ class InprocServerTransport(Member):
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
         super().__init__(SERVICES, "server", topic, carrier, info, max_message_size)
-        self.dropped_replies = 0
+        self.received = self.sent = self.errors = self.malformed = self.dropped = 0
 
     def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
         """The next request as ``(ticket, frames)``, or None if ``timeout`` seconds pass first.
@@ -52,8 +59,11 @@ class InprocServerTransport(Member):
         request = self._inbox.get(timeout)
         problem = None if request is None else oversize(request[1], self._max_message_size)
         if problem:
+            self.malformed += 1
             self.send_error(request[0], f"request refused: {problem}")
             raise DecodeError(problem)
+        if request is not None:
+            self.received += 1
         return request
 
     def send(self, ticket: Ticket, frames: list) -> None:
@@ -61,15 +71,28 @@ class InprocServerTransport(Member):
         self._send(ticket, _OK, copy_frames(frames))
 
     def send_error(self, ticket: Ticket, message: str) -> None:
-        """Tell the client its request failed, and why."""
-        self._send(ticket, _ERROR, message)
+        """Tell the client its request failed, and why (cut to ``MAX_ERROR_TEXT`` characters)."""
+        if self._send(ticket, _ERROR, truncate(message, MAX_ERROR_TEXT)):
+            self.errors += 1
 
-    def _send(self, ticket: Ticket, status: str, payload: Any) -> None:
+    def _send(self, ticket: Ticket, status: str, payload: Any) -> bool:
         if self._inbox.closed:
             raise ClosedError(f"server on {self.topic} is closed")
-        if not ticket.reply_inbox.put((ticket.request_id, status, payload)):
-            self.dropped_replies += 1
-            logger.warning("dropped a reply on service %s: the client is gone", self.topic)
+        if ticket.reply_inbox.put((ticket.request_id, status, payload), deadline=time.monotonic()):
+            self.sent += 1
+            return True
+        self.dropped += 1
+        reason = "the client is gone" if ticket.reply_inbox.closed else \
+            f"the client does not read its replies ({QUEUED_REPLIES} are waiting for it)"
+        _log.warning(self.topic, reason, "dropped a reply on service %s: %s; %d dropped so far",
+                     self.topic, reason, self.dropped)
+        return False
+
+    def statistics(self) -> dict[str, int]:
+        """Requests ``received``, replies ``sent`` (of them ``errors``), replies ``dropped``, and
+        requests refused as ``malformed``: the ZeroMQ server's counts."""
+        return {"received": self.received, "sent": self.sent, "errors": self.errors,
+                "dropped": self.dropped, "malformed": self.malformed}
 
 
 class InprocClientTransport:
@@ -84,10 +107,10 @@ class InprocClientTransport:
         self._lock = threading.Lock()
         self._bus = current_bus()
         self._bus.check_open(f"client of {topic}")
-        self._replies = Inbox(f"client of {topic}", capacity=None)
+        self._replies = Inbox(f"client of {topic}", capacity=QUEUED_REPLIES)
         self._request_ids = itertools.count(1)
         self._turns = itertools.count()
-        self.stale_replies = 0
+        self.sent = self.received = self.timeouts = self.remote_errors = self.malformed = self.stale = 0
 
     def request(self, frames: list, timeout: Optional[float]) -> list[memoryview]:
         """Send ``frames`` to a server of the topic and return its reply's frames.
@@ -103,8 +126,20 @@ class InprocClientTransport:
             self._bus.check_open(f"client of {self.topic}")
             deadline = deadline_after(timeout)
             request_id = next(self._request_ids)
-            self._send((Ticket(self._replies, request_id), copy_frames(frames)), deadline, timeout)
-            return self._await_reply(request_id, deadline, timeout)
+            self._drop_late_replies()
+            try:
+                self._send((Ticket(self._replies, request_id), copy_frames(frames)), deadline, timeout)
+                self.sent += 1
+                return self._await_reply(request_id, deadline, timeout)
+            except WaitTimeout:
+                self.timeouts += 1
+                raise
+
+    def _drop_late_replies(self) -> None:
+        """Requests go one at a time, so whatever waits before one is sent is a late reply: drop
+        it now, so late replies never take the room of the next request's own."""
+        while self._replies.get(0.0) is not None:
+            self.stale += 1
 
     def _send(self, request: tuple, deadline: Optional[float], timeout: Optional[float]) -> None:
         while True:
@@ -129,12 +164,20 @@ class InprocClientTransport:
                 raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
             reply_id, status, payload = reply
             if reply_id != request_id:
-                self.stale_replies += 1
+                self.stale += 1
                 logger.debug("dropped a late reply on service %s", self.topic)
                 continue
             if status == _ERROR:
-                raise RemoteError(f"service {self.topic} failed: {payload}")
+                self.remote_errors += 1
+                raise RemoteError(f"service {self.topic} failed: {truncate(payload, MAX_ERROR_TEXT)}")
+            self.received += 1
             return payload
+
+    def statistics(self) -> dict[str, int]:
+        """The ZeroMQ client's counts: requests ``sent``; replies ``received``, ``remote_errors``,
+        ``malformed`` (always 0 in memory) and ``stale``; requests that ended in ``timeouts``."""
+        return {"sent": self.sent, "received": self.received, "remote_errors": self.remote_errors,
+                "malformed": self.malformed, "stale": self.stale, "timeouts": self.timeouts}
 
     def _abandoned(self) -> bool:
         return self._replies.closed or self._bus.closed

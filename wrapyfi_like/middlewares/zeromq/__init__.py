@@ -2,7 +2,8 @@
 
 from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
 from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
-from wrapyfi_like.middlewares.zeromq.reqrep import ZeroMQClientTransport, ZeroMQServerTransport
+from wrapyfi_like.middlewares.zeromq.client import ZeroMQClientTransport
+from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
 
 PublisherTransport = ZeroMQPublisherTransport
 ListenerTransport = ZeroMQListenerTransport

@@ -1,0 +1,113 @@
+"""The agent survives any reply and any error of its own; a watch never forgets a peer during warm-up."""
+
+import socket
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, protocol
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "\0listener /agent-test"
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def fake_directory():
+    """A ROUTER the test drives, bound first so the agent under test cannot host."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(address)
+    agent = NodeAgent(zmq.Context.instance(), ZeroMQSettings("127.0.0.1", address, "/tmp", 0, "/0"))
+    yield router, agent
+    agent.stop()
+    router.close()
+
+
+def next_sync(router):
+    assert router.poll(5000), "the agent stopped syncing"
+    routing_id, frame = router.recv_multipart()
+    request = protocol.decode_request(frame)
+    return routing_id, request
+
+
+def test_the_agent_survives_every_malformed_reply_and_then_takes_a_good_one(fake_directory):
+    router, agent = fake_directory
+    watch = agent.watch(KEY)
+    hostile = [b"", b"\xc1", msgpack.packb(["synced"]), msgpack.packb(["synced", "1", {}, False]),
+               msgpack.packb(["synced", 0, {KEY: ["tcp://127.0.0.1:0"]}, False]),
+               msgpack.packb(["synced", 0, {KEY: "tcp://x:1"}, False]), msgpack.packb(["synced", 0, [], False]),
+               msgpack.packb(["listing", 0, []]), msgpack.packb({"a": 1}), b"\xdd\xff\xff\xff\xff",
+               b"\x92" + b"\x91" * 50000]
+    routing_id, request = next_sync(router)
+    for junk in hostile:
+        router.send_multipart([routing_id, junk])
+    router.send_multipart([routing_id, b"two", b"frames"])
+    router.send_multipart([routing_id, protocol.synced(request.seq, {KEY: ["tcp://127.0.0.1:4000"]}, False)])
+    wait_until(lambda: watch.endpoints == {"tcp://127.0.0.1:4000"})
+    assert agent.counters["malformed_replies"] == len(hostile) + 1
+    assert agent._thread.is_alive() and agent.counters["restarts"] == 0
+
+
+def test_a_reply_over_the_size_limit_never_reaches_the_agent(fake_directory):
+    router, agent = fake_directory
+    routing_id, request = next_sync(router)
+    router.send_multipart([routing_id, b"\x90" * (protocol.MAX_SYNCED_BYTES + 1)])  # libzmq drops the connection
+    routing_id, request = next_sync(router)  # the agent reconnects and syncs again
+    assert agent._thread.is_alive()
+
+
+def test_an_error_inside_the_agent_restarts_its_loop_and_get_never_returns_a_dead_agent(fake_directory, monkeypatch):
+    router, agent = fake_directory
+    watch = agent.watch(KEY)
+    real_apply = agent._apply
+    failures = []
+
+    def failing_once(reply):
+        if not failures:
+            failures.append(reply)
+            raise RuntimeError("a bug")
+        real_apply(reply)
+
+    monkeypatch.setattr(agent, "_apply", failing_once)
+    routing_id, request = next_sync(router)
+    router.send_multipart([routing_id, protocol.synced(request.seq, {KEY: ["tcp://127.0.0.1:4001"]}, False)])
+    wait_until(lambda: agent.counters["restarts"] == 1)
+    routing_id, request = next_sync(router)
+    router.send_multipart([routing_id, protocol.synced(request.seq, {KEY: ["tcp://127.0.0.1:4001"]}, False)])
+    wait_until(lambda: watch.endpoints == {"tcp://127.0.0.1:4001"})
+
+    process_agent = NodeAgent.get()
+    thread = process_agent._thread
+    monkeypatch.setattr(process_agent, "_stopping", True)  # make its thread end, as if it had died
+    process_agent._wakeup.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    monkeypatch.setattr(process_agent, "_stopping", False)
+    assert NodeAgent.get() is process_agent and process_agent._thread.is_alive()
+
+
+def test_a_warming_directory_only_adds_endpoints():
+    watch = Watch(KEY)
+    watch.update(frozenset({"tcp://127.0.0.1:1", "tcp://127.0.0.1:2"}))
+    watch.consume()
+    watch.update(frozenset({"tcp://127.0.0.1:3"}), warming=True)
+    assert watch.endpoints == {"tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3"}
+    watch.update(frozenset(), warming=True)
+    assert len(watch.endpoints) == 3
+    watch.update(frozenset({"tcp://127.0.0.1:3"}))
+    assert watch.endpoints == {"tcp://127.0.0.1:3"}
+    watch.close()

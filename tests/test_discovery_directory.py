@@ -1,0 +1,167 @@
+"""The directory's state, fed requests directly: ownership, limits, timed expiry and warm-up."""
+
+import msgpack
+import pytest
+
+from wrapyfi_like.middlewares.zeromq.discovery import protocol
+from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, Directory, Peer
+from wrapyfi_like.middlewares.zeromq.discovery.protocol import Listing, Refused, Synced, decode_listing, decode_reply
+
+KEY = "\0listener /cam"
+HONEST = Peer(b"Nhonest")
+ATTACKER = Peer(b"Nattacker")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def warm(clock):
+    """A directory past its warm-up."""
+    directory = Directory("", clock)
+    clock.now += ENTRY_TTL + 0.1
+    return directory
+
+
+def sync(directory, peer, node, announcements=(), watched=(), seq=1):
+    reply = directory.handle(peer, protocol.sync(seq, node, [list(a) for a in announcements], list(watched), ""))
+    return decode_reply(reply)
+
+
+def endpoint(port):
+    return f"tcp://127.0.0.1:{port}"
+
+
+def listing(directory):
+    reply = decode_listing(directory.handle(Peer(b"Ntool"), protocol.list_request(9, "")))
+    assert isinstance(reply, Listing)
+    return reply.rows
+
+
+def test_a_node_id_belongs_to_the_connection_that_announced_it(warm):
+    assert isinstance(sync(warm, HONEST, "victim", [(KEY, endpoint(1), {})]), Synced)
+    node_id = listing(warm)[0].node  # readable by anyone...
+    # ...but useless to another connection: neither a sync nor a bye with it changes anything
+    refused = sync(warm, ATTACKER, node_id, [(KEY, endpoint(2), {})], [KEY])
+    assert isinstance(refused, Refused) and "another connection" in refused.reason
+    assert warm.handle(ATTACKER, protocol.bye(node_id, "")) is None
+    assert [row.endpoint for row in listing(warm)] == [endpoint(1)]
+    assert warm.statistics()["refused_identity"] == 2
+    # with CURVE, the same routing id with another key is another connection too
+    assert isinstance(sync(warm, Peer(HONEST.routing_id, "someone else's key"), node_id), Refused)
+    # the owner itself renews and leaves
+    assert sync(warm, HONEST, "victim", [(KEY, endpoint(1), {})], [KEY]).endpoints == {KEY: {endpoint(1)}}
+    warm.handle(HONEST, protocol.bye("victim", ""))
+    assert listing(warm) == ()
+
+
+def test_one_connection_owns_one_node_id(warm):
+    sync(warm, ATTACKER, "first")
+    assert isinstance(sync(warm, ATTACKER, "second", [(KEY, endpoint(3), {})]), Refused)
+    assert warm.statistics()["nodes"] == 1
+
+
+def test_malformed_requests_change_nothing_and_are_counted(warm):
+    sync(warm, HONEST, "honest", [(KEY, endpoint(1), {})])
+    for junk in (b"", b"\xc1", msgpack.packb(["sync", 1, "honest", [[KEY, 5, {}]], [], ""]),
+                 msgpack.packb(["bye", "honest"]), msgpack.packb(["sync", 1, "honest", "x", [], ""])):
+        assert warm.handle(ATTACKER, junk) is None
+    assert warm.statistics()["malformed"] == 5
+    assert sync(warm, HONEST, "honest", [(KEY, endpoint(1), {})], [KEY]).endpoints == {KEY: {endpoint(1)}}
+
+
+def test_expiry_runs_on_the_timer_without_watch_or_list(warm, clock):
+    for index in range(50):
+        sync(warm, Peer(b"N%d" % index), f"node{index}", [(f"\0listener /t{index}", endpoint(1000 + index), {})])
+    assert warm.statistics()["entries"] == 50
+    clock.now += ENTRY_TTL / 2
+    assert warm.expire() == 0
+    clock.now += ENTRY_TTL
+    assert warm.expire() == 50
+    assert warm.statistics() == {"nodes": 0, "entries": 0, "bytes": 0, "malformed": 0, "refused_identity": 0,
+                                 "refused_limit": 0, "refused_realm": 0, "expired": 50}
+
+
+def test_node_and_entry_limits_refuse_the_newcomer_and_keep_the_others(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_NODES", 3)
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 5)
+    sync(warm, HONEST, "honest", [(KEY, endpoint(1), {})])
+    sync(warm, Peer(b"Na"), "a", [("k", endpoint(2), {})] * 4)
+    assert isinstance(sync(warm, Peer(b"Nb"), "b", [("k", endpoint(3), {})]), Refused)  # 6 entries
+    sync(warm, Peer(b"Nb"), "b")
+    assert isinstance(sync(warm, Peer(b"Nc"), "c"), Refused)  # a fourth node
+    assert warm.statistics()["refused_limit"] == 2
+    assert sync(warm, HONEST, "honest", [(KEY, endpoint(1), {})], [KEY]).endpoints == {KEY: {endpoint(1)}}
+
+
+def test_the_byte_budget_bounds_what_peers_make_the_directory_hold(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_DIRECTORY_BYTES", 20_000)
+    info = {"blob": "x" * 200}
+    accepted = 0
+    for index in range(200):
+        announcements = [(f"\0listener /t{index}/{n}", endpoint(2000 + n), info) for n in range(10)]
+        accepted += isinstance(sync(warm, Peer(b"N%d" % index), f"n{index}", announcements), Synced)
+    assert 0 < accepted < 200
+    assert warm.statistics()["bytes"] <= 20_000
+
+
+def test_replies_list_at_most_the_endpoint_limit_oldest_nodes_first(warm, clock):
+    sync(warm, HONEST, "honest", [(KEY, endpoint(1), {})])
+    clock.now += 0.01
+    for index in range(protocol.MAX_ENDPOINTS_PER_KEY + 20):
+        sync(warm, Peer(b"N%d" % index), f"fake{index}", [(KEY, endpoint(5000 + index), {})])
+    listed = sync(warm, Peer(b"Nwatcher"), "watcher", watched=[KEY]).endpoints[KEY]
+    assert len(listed) == protocol.MAX_ENDPOINTS_PER_KEY and endpoint(1) in listed
+
+
+def test_a_publisher_entry_without_endpoint_is_listed_but_never_handed_out(warm):
+    sync(warm, HONEST, "honest", [(KEY, "", {})])
+    assert sync(warm, Peer(b"Nw"), "w", watched=[KEY]).endpoints == {KEY: frozenset()}
+    assert [row.endpoint for row in listing(warm)] == [""]
+
+
+def test_a_new_directory_is_warming_for_one_entry_lifetime(clock):
+    directory = Directory("", clock)
+    assert sync(directory, HONEST, "n").warming is True
+    clock.now += ENTRY_TTL + 0.01
+    assert sync(directory, HONEST, "n").warming is False
+
+
+def test_another_realm_is_refused(clock):
+    directory = Directory("1000/0", clock)
+    reply = decode_reply(directory.handle(HONEST, protocol.sync(1, "n", [], [], "1001/0")))
+    assert isinstance(reply, Refused) and "realm" in reply.reason
+    assert isinstance(decode_listing(directory.handle(HONEST, protocol.list_request(1, "1000/3"))), Refused)
+    assert directory.statistics()["nodes"] == 0
+
+
+def test_one_address_may_use_half_of_each_limit(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_NODES", 8)
+    flooder = [Peer(b"F%d" % n, None, "10.0.0.66") for n in range(8)]
+    accepted = [isinstance(sync(warm, peer, f"flood{n}"), Synced) for n, peer in enumerate(flooder)]
+    assert accepted == [True] * 4 + [False] * 4
+    assert "10.0.0.66" in sync(warm, flooder[5], "flood5").reason
+    for n in range(4):  # other hosts still get in
+        assert isinstance(sync(warm, Peer(b"H%d" % n, None, "10.0.0.%d" % n), f"honest{n}"), Synced)
+    assert isinstance(sync(warm, Peer(b"late", None, "10.0.0.9"), "late"), Refused)  # the whole is full
+    warm.handle(flooder[0], protocol.bye("flood0", ""))
+    assert isinstance(sync(warm, flooder[6], "flood6"), Synced)  # its share has room again
+
+
+def test_one_address_may_hold_half_of_the_announcements(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 40)
+    big = [(f"\0listener /t{n}", endpoint(3000 + n), {}) for n in range(15)]
+    assert isinstance(sync(warm, Peer(b"A", None, "10.0.0.1"), "a", big), Synced)
+    assert isinstance(sync(warm, Peer(b"B", None, "10.0.0.1"), "b", big), Refused)
+    assert isinstance(sync(warm, Peer(b"C", None, "10.0.0.2"), "c", big), Synced)
+    assert warm.statistics()["entries"] == 30

@@ -1,0 +1,328 @@
+"""The agent: this process's discovery thread, which syncs with the directory and may host it.
+
+Every process runs one :class:`NodeAgent` thread. The first agent to bind the directory address
+(``WRAPYFI_ZEROMQ_DISCOVERY``) hosts the :class:`~.directory.Directory` in its thread; every agent,
+the host's included, syncs with it over a DEALER socket: it sends its announcements and the keys
+it watches, and receives the endpoints of those keys. When the directory stops answering (its
+host exited), agents try to bind the address; one succeeds and hosts a new directory, the others
+sync with it. The new directory says it is *warming* until every live node has had time to sync,
+and watches only add endpoints meanwhile, so connections already made are never told their peer
+is gone: data keeps flowing while the directory moves. Start order therefore never matters.
+
+The agent's DEALER keeps one random routing id for the agent's life (the directory binds the node
+id to it, and lets a reconnect with that id take over the old connection), never shown to others.
+Replies are checked (:func:`~.protocol.decode_reply`) before they touch a watch; a bad one is
+counted and logged, and the thread outlives any reply and any error of its own (it restarts its
+loop), so :meth:`NodeAgent.get` never hands out a dead agent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Optional
+
+import zmq
+
+from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares.zeromq import curve
+from wrapyfi_like.middlewares.zeromq.discovery import protocol
+from wrapyfi_like.middlewares.zeromq.discovery.directory import Directory, Peer
+from wrapyfi_like.middlewares.zeromq.discovery.protocol import Refused, Synced
+from wrapyfi_like.middlewares.zeromq.discovery.watch import Watch
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+
+logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
+_log = RateLimitedLog(logger)
+
+SYNC_INTERVAL = 0.5
+"""Seconds between syncs once every watched topic has at least one publisher."""
+FAST_SYNC_INTERVAL = 0.05
+"""Seconds between syncs while a watched topic has no publisher yet."""
+REPLY_TIMEOUT = 1.5
+"""A directory that has not answered a sync for this long is presumed gone."""
+EXPIRY_INTERVAL = 0.25
+"""Seconds between two expiry runs of a hosted directory."""
+SERVE_SLICE = 0.05
+"""Seconds the host spends on requests before it looks at its own sync again (a flood cannot starve it)."""
+REQUEST_QUEUE = 8
+"""Requests (and replies) libzmq holds per directory connection: at most this many
+:data:`~.protocol.MAX_REQUEST_BYTES` frames wait for the host per peer."""
+RESTART_PAUSE = 0.2
+
+
+class NodeAgent:
+    """This process's discovery thread. Use :meth:`get`; all methods are thread-safe."""
+
+    _instance: Optional["NodeAgent"] = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "NodeAgent":
+        """The process's running agent, started if there is none (or it was stopped, or forked)."""
+        with cls._instance_lock:
+            agent = cls._instance
+            if agent is None or agent._pid != os.getpid() or agent._stopping:
+                agent = cls._instance = cls(zmq.Context.instance(), ZeroMQSettings.from_environment())
+            agent._ensure_running()
+            return agent
+
+    def __init__(self, context: zmq.Context, settings: ZeroMQSettings) -> None:
+        self._pid = os.getpid()
+        self._context = context
+        self._address = settings.discovery
+        self.realm = settings.realm
+        self._server_keys, self._client_keys = curve.discovery_keys()
+        self.node_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._routing_id = b"N" + os.urandom(15)  # never starts with 0 (libzmq's own ids do)
+        self._identity = {"pid": os.getpid(), "host": socket.gethostname()[:protocol.MAX_INFO_TEXT_LENGTH]}
+        self._lock = threading.Lock()
+        self._announcements: dict[int, list] = {}
+        self._watches: dict[str, list[Watch]] = {}
+        self._keys = itertools.count()
+        self._seq = itertools.count()
+        self._wakeup = Wakeup()
+        self._stopping = False
+        self.counters: Counter[str] = Counter()
+        self.directory: Optional[Directory] = None
+        """The directory this agent hosts, if it does (for statistics and tests)."""
+        self._thread: Optional[threading.Thread] = None
+        self._ensure_running()
+        atexit.register(self.stop)
+
+    def _ensure_running(self) -> None:
+        if (self._thread is None or not self._thread.is_alive()) and not self._stopping:
+            if self._thread is not None:
+                self.counters["restarts"] += 1
+            self._thread = threading.Thread(target=self._run, name="wrapyfi_like-discovery", daemon=True)
+            self._thread.start()
+
+    def announce(self, topic: str, endpoint: str, info: dict) -> int:
+        """Tell the directory that ``endpoint`` publishes ``topic``; returns a key for :meth:`withdraw`.
+
+        The process id and host name are added to ``info``, so listings can say who announced.
+        """
+        with self._lock:
+            key = next(self._keys)
+            self._announcements[key] = [topic, endpoint, {**info, **self._identity}]
+        self._wakeup.set()
+        return key
+
+    def withdraw(self, key: int) -> None:
+        with self._lock:
+            self._announcements.pop(key, None)
+        self._wakeup.set()
+
+    def watch(self, topic: str) -> Watch:
+        """Follow the publishers of ``topic``."""
+        watch = Watch(topic)
+        with self._lock:
+            self._watches.setdefault(topic, []).append(watch)
+        self._wakeup.set()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        with self._lock:
+            watches = self._watches.get(watch.topic, [])
+            if watch in watches:
+                watches.remove(watch)
+            if not watches:
+                self._watches.pop(watch.topic, None)
+        watch.close()
+
+    def stop(self) -> None:
+        """Say goodbye to the directory and end the thread (also run at interpreter exit, which is
+        why the process's agent also stops the CURVE authenticator: the context can then terminate)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if NodeAgent._instance is self:
+            curve.stop_authenticators()
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._serve()
+            except Exception as error:  # the thread must outlive its own bugs: discovery is for everyone
+                self.counters["restarts"] += 1
+                _log.warning("agent", "restart", "discovery agent restarts after an error: %s: %s",
+                             type(error).__name__, truncate(error))
+                self._wakeup.clear()
+                zmq.select([self._wakeup.fileno()], [], [], RESTART_PAUSE)
+
+    def _serve(self) -> None:
+        router = self._try_host()
+        dealer = self._connect_dealer()
+        awaiting: Optional[tuple[int, float]] = None
+        next_sync = next_expiry = 0.0
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                deadline = awaiting[1] + REPLY_TIMEOUT if awaiting else next_sync
+                poller = zmq.Poller()
+                poller.register(self._wakeup.fileno(), zmq.POLLIN)
+                poller.register(dealer, zmq.POLLIN)
+                if router is not None:
+                    poller.register(router, zmq.POLLIN)
+                    deadline = min(deadline, next_expiry)
+                events = dict(poller.poll(max(0.0, deadline - now) * 1000))
+                if self._wakeup.fileno() in events:
+                    self._wakeup.clear()
+                    next_sync = 0.0
+                if router is not None and router in events:
+                    self._handle_requests(router)
+                if dealer in events:
+                    awaiting = self._receive_replies(dealer, awaiting)
+                now = time.monotonic()
+                if router is not None and now >= next_expiry:
+                    self.directory.expire()
+                    next_expiry = now + EXPIRY_INTERVAL
+                if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
+                    logger.info("discovery directory at %s did not answer; taking over or reconnecting",
+                                self._address)
+                    dealer.close(linger=0)
+                    if router is None:
+                        router = self._try_host()
+                    dealer = self._connect_dealer()
+                    awaiting, next_sync = None, 0.0
+                if awaiting is None and now >= next_sync:
+                    number = next(self._seq)
+                    dealer.send(protocol.sync(number, self.node_id, *self._state(), self.realm))
+                    awaiting = (number, now)
+                    next_sync = now + self._interval()
+            try:
+                dealer.send(protocol.bye(self.node_id, self.realm), zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # no directory connected: our entries expire by themselves
+        finally:
+            dealer.close(linger=200)
+            if router is not None:
+                router.close(linger=0)
+                self.directory = None
+
+    def _state(self) -> tuple[list, list]:
+        with self._lock:
+            return list(self._announcements.values()), list(self._watches)
+
+    def _interval(self) -> float:
+        with self._lock:
+            waiting = any(not w.endpoints for ws in self._watches.values() for w in ws)
+        return FAST_SYNC_INTERVAL if waiting else SYNC_INTERVAL
+
+    def _try_host(self) -> Optional[zmq.Socket]:
+        """A bound ROUTER with a new directory behind it, or None if another process hosts one (or
+        CURVE is on and this process lacks the secret key a host needs)."""
+        if self._client_keys is not None and self._server_keys is None:
+            return None
+        router = self._context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REQUEST_BYTES)
+        router.setsockopt(zmq.RCVHWM, REQUEST_QUEUE)
+        router.setsockopt(zmq.SNDHWM, REQUEST_QUEUE)
+        if self._server_keys is not None:
+            self._server_keys.apply(router)
+        try:
+            router.bind(self._address)
+        except zmq.ZMQError:
+            router.close(linger=0)
+            return None
+        logger.debug("hosting the discovery directory at %s", self._address)
+        self.directory = Directory(self.realm)
+        return router
+
+    def _connect_dealer(self) -> zmq.Socket:
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.ROUTING_ID, self._routing_id)
+        dealer.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SYNCED_BYTES)
+        if self._client_keys is not None:
+            self._client_keys.apply(dealer)
+        dealer.connect(self._address)
+        return dealer
+
+    def _handle_requests(self, router: zmq.Socket) -> None:
+        until = time.monotonic() + SERVE_SLICE
+        while time.monotonic() < until:
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            peer = Peer(frames[0].bytes, self._user_id(frames[-1]), _property(frames[-1], "Peer-Address") or "")
+            if len(frames) != 2:
+                self.directory.counters["malformed"] += 1
+                _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
+                             len(frames) - 1, peer.source)
+                continue
+            reply = self.directory.handle(peer, frames[1].bytes)
+            if reply is not None:
+                try:  # a ROUTER drops (never blocks) what a peer that does not read has no room for
+                    router.send(frames[0].bytes, zmq.SNDMORE | zmq.NOBLOCK)
+                    router.send(reply, zmq.NOBLOCK, copy=len(reply) < zmq.COPY_THRESHOLD)
+                except zmq.ZMQError:
+                    self.directory.counters["unsent"] += 1
+
+    def _user_id(self, frame: zmq.Frame) -> Optional[str]:
+        """The CURVE key ZAP authenticated for the connection ``frame`` came over (None: plain)."""
+        return _property(frame, "User-Id") if self._server_keys is not None else None
+
+    def _receive_replies(self, dealer: zmq.Socket, awaiting: Optional[tuple[int, float]]):
+        while True:
+            try:
+                frames = dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return awaiting
+            try:
+                if len(frames) != 1:
+                    raise DecodeError(f"a reply of {len(frames)} frames")
+                reply = protocol.decode_reply(frames[0])
+            except DecodeError as error:
+                self.counters["malformed_replies"] += 1
+                _log.warning(self._address, "malformed_reply", "discovery: ignored a malformed reply from %s: %s",
+                             self._address, truncate(error))
+                continue
+            if awaiting is None or reply.seq != awaiting[0]:
+                continue  # a late answer to a sync we already gave up on
+            if isinstance(reply, Refused):
+                self._refused(reply)
+            elif isinstance(reply, Synced):
+                self._apply(reply)
+            awaiting = None
+
+    def _refused(self, reply: Refused) -> None:
+        self.counters["refused"] += 1
+        _log.warning(self._address, "refused", "discovery: the directory at %s refused this node: %s",
+                     self._address, truncate(reply.reason))
+        if "node id" in reply.reason:
+            self.node_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # ours was taken while we were away
+
+    def _apply(self, reply: Synced) -> None:
+        with self._lock:
+            for topic, watches in self._watches.items():
+                endpoints = reply.endpoints.get(topic)
+                if endpoints is None:
+                    continue  # not asked in that sync (watched since): the next reply says
+                for watch in watches:
+                    watch.update(endpoints, warming=reply.warming)
+
+
+def _property(frame: zmq.Frame, name: str) -> Optional[str]:
+    """A metadata property of the connection ``frame`` came over, or None if it has none."""
+    try:
+        return frame.get(name)
+    except zmq.ZMQError:
+        return None

@@ -1,0 +1,248 @@
+"""The directory's state: which node announced which endpoints, bounded, owned and expiring.
+
+Pure state and no sockets: :meth:`Directory.handle` takes one request frame and who sent it (a
+:class:`Peer`: the ZeroMQ routing id of its connection and, with CURVE, the public key ZAP
+authenticated) and returns the reply frame. The agent that hosts the directory feeds it.
+
+- **Identity is bound to the connection.** The first connection that syncs a node id owns it
+  until the node expires or says ``bye``; a sync or ``bye`` for that id from another connection
+  (or another CURVE key) is refused and counted, so a node id read from a listing is useless to
+  anyone else. One connection owns at most one node id.
+- **Bounded.** Per node at most :data:`~.protocol.MAX_ANNOUNCEMENTS` announcements and
+  :data:`~.protocol.MAX_WATCHED` watched keys (checked by the protocol); at most
+  :data:`~.protocol.MAX_NODES` nodes, :data:`~.protocol.MAX_ENTRIES` announcements and
+  :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all, and the nodes of one network
+  address at most :data:`ADDRESS_SHARE` of each. A sync that would pass a limit is refused and
+  counted; what the node had before stays as it was.
+- **Expiry runs on a timer** (:meth:`expire`, called by the host's loop), whether or not anyone
+  watches or lists.
+- **Warm-up.** A new directory (after a takeover) does not yet know every live node: its replies
+  carry ``warming`` until one entry lifetime has passed, and agents then add endpoints without
+  removing any (:meth:`~.watch.Watch.update`), so a failover never tells a node a live peer is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Callable, NamedTuple, Optional
+
+from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares.zeromq.discovery import protocol
+from wrapyfi_like.middlewares.zeromq.discovery.protocol import Bye, ListRequest, Sync
+
+logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
+_log = RateLimitedLog(logger)
+
+ENTRY_TTL = 4.0
+"""Seconds a node's announcements live in the directory without a sync refreshing them."""
+ADDRESS_SHARE = 0.5
+"""The share of each limit (nodes, announcements, bytes) the nodes of one network address may
+use, so a flood of valid registrations from one host leaves room for the others (connections
+without an address, over ipc, share no limit but the whole)."""
+
+
+class Peer(NamedTuple):
+    """Who sent a request: its connection's routing id, its CURVE public key (z85) if any, and the
+    network address it connects from ("" if unknown, e.g. over ipc)."""
+
+    routing_id: bytes
+    user: Optional[str] = None
+    address: str = ""
+
+    @property
+    def source(self) -> str:
+        return self.routing_id.hex()
+
+
+class _Node:
+    __slots__ = ("owner", "expiry", "announcements", "size", "since")
+
+    def __init__(self, owner: Peer, since: float) -> None:
+        self.owner = owner
+        self.since = since
+        self.expiry = since
+        self.announcements: tuple = ()
+        self.size = 0
+
+
+class Directory:
+    """The key → endpoints table; every request goes through :meth:`handle`."""
+
+    def __init__(self, realm: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self.realm = realm
+        self._clock = clock
+        self._warm_after = clock() + ENTRY_TTL
+        self._nodes: dict[str, _Node] = {}
+        self._owned: dict[Peer, str] = {}  # connection -> the node id it owns
+        self._by_key: dict[str, dict[str, tuple[str, ...]]] = {}  # key -> node id -> its endpoints
+        self._entries = 0
+        self._bytes = 0
+        self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes]
+        self._listing: Optional[bytes] = None  # cached encoded rows; None after any change
+        self.counters: Counter[str] = Counter()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def handle(self, peer: Peer, frame: bytes) -> Optional[bytes]:
+        """The reply to ``frame`` from ``peer`` (None: no reply); never raises for bad input."""
+        try:
+            request = protocol.decode_request(frame)
+        except DecodeError as error:
+            self.counters["malformed"] += 1
+            _log.warning(peer.source, "malformed", "discovery: ignored a malformed request from peer %s: %s",
+                         peer.source, truncate(error))
+            return None
+        if request.realm != self.realm:
+            self.counters["refused_realm"] += 1
+            _log.warning(peer.source, "realm", "discovery: refused peer %s of realm %r (this directory's: %r)",
+                         peer.source, truncate(request.realm), self.realm)
+            if isinstance(request, Bye):
+                return None
+            return protocol.refused(request.seq, f"this directory serves realm {self.realm!r} (user id/"
+                                                 f"WRAPYFI_LIKE_DOMAIN), not {truncate(request.realm)!r}")
+        if isinstance(request, Sync):
+            return self._sync(peer, request, len(frame))
+        if isinstance(request, Bye):
+            self._bye(peer, request)
+            return None
+        return self._list(request)
+
+    def _sync(self, peer: Peer, request: Sync, size: int) -> bytes:
+        now = self._clock()
+        node = self._nodes.get(request.node)
+        problem = self._check_owner(peer, request.node, node)
+        if problem is None:
+            problem = self._check_room(peer, node, request, size)
+        if problem is not None:
+            kind, reason = problem
+            self.counters[kind] += 1
+            _log.warning(peer.source, kind, "discovery: refused a sync of node %s from peer %s: %s",
+                         truncate(request.node), peer.source, reason)
+            return protocol.refused(request.seq, reason)
+        if node is None:
+            node = self._nodes[request.node] = _Node(peer, now)
+            self._owned[peer] = request.node
+            self._share(peer)[0] += 1
+        node.expiry = now + ENTRY_TTL
+        if node.announcements != request.announcements:
+            self._replace(request.node, node, request.announcements)
+        self._bytes += size - node.size
+        self._share(peer)[2] += size - node.size
+        node.size = size
+        return protocol.synced(request.seq, {key: self.endpoints(key) for key in request.watched},
+                               warming=now < self._warm_after)
+
+    def _check_owner(self, peer: Peer, node_id: str, node: Optional[_Node]) -> Optional[tuple[str, str]]:
+        if node is not None and node.owner != peer:
+            return "refused_identity", "this node id belongs to another connection"
+        owned = self._owned.get(peer)
+        if owned is not None and owned != node_id:
+            return "refused_identity", "this connection already announces another node id"
+        return None
+
+    def _check_room(self, peer: Peer, node: Optional[_Node], request: Sync, size: int) -> Optional[tuple[str, str]]:
+        """Why the sync does not fit (in all, or in the share of the peer's address), or None."""
+        added_nodes = 0 if node is not None else 1
+        added_entries = len(request.announcements) - (len(node.announcements) if node is not None else 0)
+        added_bytes = size - (node.size if node is not None else 0)
+        share = self._by_address.get(peer.address, [0, 0, 0])
+        for what, total, mine, added, limit in (
+                ("nodes", len(self._nodes), share[0], added_nodes, protocol.MAX_NODES),
+                ("announcements", self._entries, share[1], added_entries, protocol.MAX_ENTRIES),
+                ("bytes", self._bytes, share[2], added_bytes, protocol.MAX_DIRECTORY_BYTES)):
+            if added > 0 and total + added > limit:
+                return "refused_limit", f"the directory would hold more than {limit} {what}"
+            if added > 0 and peer.address and mine + added > limit * ADDRESS_SHARE:
+                return "refused_limit", (f"the nodes at {truncate(peer.address, 64)} would hold more than "
+                                         f"{ADDRESS_SHARE:.0%} of the directory's {limit} {what}")
+        return None
+
+    def _share(self, peer: Peer) -> list[int]:
+        return self._by_address.setdefault(peer.address, [0, 0, 0])
+
+    def _bye(self, peer: Peer, request: Bye) -> None:
+        node = self._nodes.get(request.node)
+        if node is None:
+            return
+        if node.owner != peer:
+            self.counters["refused_identity"] += 1
+            _log.warning(peer.source, "refused_identity", "discovery: refused a bye for node %s from peer %s, "
+                         "which does not own it", truncate(request.node), peer.source)
+            return
+        self._remove(request.node)
+
+    def _list(self, request: ListRequest) -> bytes:
+        if self._listing is None:  # encoded once per change: a burst of lists costs one encoding
+            self._listing = protocol.encode([[key, endpoint, info, node_id] for node_id, node in self._nodes.items()
+                                             for key, endpoint, info in node.announcements])
+        return protocol.listing_from_rows(request.seq, self._listing)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def endpoints(self, key: str) -> list[str]:
+        """The endpoints announced under ``key``, those of the longest-known nodes first, at most
+        :data:`~.protocol.MAX_ENDPOINTS_PER_KEY`; never an empty endpoint."""
+        by_node = self._by_key.get(key)
+        if not by_node:
+            return []
+        found: list[str] = []
+        for node_id in sorted(by_node, key=lambda n: self._nodes[n].since):
+            for endpoint in by_node[node_id]:
+                if endpoint and endpoint not in found:
+                    found.append(endpoint)
+                    if len(found) == protocol.MAX_ENDPOINTS_PER_KEY:
+                        return found
+        return found
+
+    def expire(self) -> int:
+        """Drop every node whose last sync is older than :data:`ENTRY_TTL`; returns how many."""
+        now = self._clock()
+        gone = [node_id for node_id, node in self._nodes.items() if node.expiry < now]
+        for node_id in gone:
+            self._remove(node_id)
+        self.counters["expired"] += len(gone)
+        return len(gone)
+
+    def statistics(self) -> dict[str, int]:
+        """Nodes, entries and bytes held, and counts of what was refused, malformed or expired."""
+        return {"nodes": len(self._nodes), "entries": self._entries, "bytes": self._bytes,
+                **{name: self.counters[name] for name in
+                   ("malformed", "refused_identity", "refused_limit", "refused_realm", "expired")}}
+
+    def _replace(self, node_id: str, node: _Node, announcements: tuple) -> None:
+        self._unindex(node_id, node)
+        node.announcements = announcements
+        self._entries += len(announcements)
+        self._share(node.owner)[1] += len(announcements)
+        grouped: dict[str, list[str]] = {}
+        for key, endpoint, _info in announcements:
+            grouped.setdefault(key, []).append(endpoint)
+        for key, endpoints in grouped.items():
+            self._by_key.setdefault(key, {})[node_id] = tuple(endpoints)
+        self._listing = None
+
+    def _unindex(self, node_id: str, node: _Node) -> None:
+        for key in {key for key, _endpoint, _info in node.announcements}:
+            by_node = self._by_key.get(key)
+            if by_node is not None:
+                by_node.pop(node_id, None)
+                if not by_node:
+                    del self._by_key[key]
+        self._entries -= len(node.announcements)
+        self._share(node.owner)[1] -= len(node.announcements)
+        self._listing = None
+
+    def _remove(self, node_id: str) -> None:
+        node = self._nodes.pop(node_id)
+        self._unindex(node_id, node)
+        self._bytes -= node.size
+        share = self._share(node.owner)
+        share[0] -= 1
+        share[2] -= node.size
+        if share[0] == 0:
+            del self._by_address[node.owner.address]
+        if self._owned.get(node.owner) == node_id:
+            del self._owned[node.owner]
