@@ -1,9 +1,4 @@
-"""Every middleware passes the transport conformance suite (wrapyfi_like.testing.TransportConformance).
-
-Checks of contract pieces that land with other branches (pub/sub envelopes, statistics(),
-per_publisher(), zero_copy=, "latest" delivering the newest, server and client statistics(), a
-client's close() during a request) are marked as expected failures, strictly: the lead removes a
-mark when its branch is merged."""
+"""Every middleware passes the transport conformance suite (wrapyfi_like.testing.TransportConformance)."""
 
 import sys
 import types
@@ -19,31 +14,7 @@ from wrapyfi_like.testing import TransportConformance, inproc_middleware
 
 pytestmark = pytest.mark.timeout(90)
 
-ENVELOPE_CONTRACT = ("test_statistics_and_envelopes", "test_group_and_latest_flag_travel_in_the_envelope",
-                     "test_losses_are_counted_by_the_listener", "test_latest_losses_are_counted",
-                     "test_malformed_messages_are_counted")
 
-
-def pending(*names, reason="contract lands with the datapath/connect branches"):
-    """Class decorator: mark the inherited checks ``names`` as strict expected failures here only."""
-    def mark(cls):
-        for name in names:
-            setattr(cls, name, pytest.mark.xfail(strict=True, reason=reason)(_inherited(name)))
-        return cls
-    return mark
-
-
-def _inherited(name):
-    """A function of its own for check ``name``: marking the suite's function would mark it everywhere."""
-    check = getattr(TransportConformance, name)
-
-    def run(self):
-        check(self)
-    run.__name__ = run.__qualname__ = name
-    return run
-
-
-@pending(*ENVELOPE_CONTRACT, "test_latest_returns_the_newest", "test_the_caller_owns_its_buffer_once_send_returns")
 class TestZeroMQ(TransportConformance):
     middleware = "zeromq"
 
