@@ -179,9 +179,8 @@ def test_malformed_messages_are_counted_logged_and_skipped(topic, caplog, in_thr
         # a message without a header is the transport's to refuse; the rest reach the codec
         assert listener._transport.statistics()["malformed"] == 1
         assert listener.malformed == len(garbage) - 1
-        assert caplog.text.count(f"malformed message on {topic}") == len(garbage) - 1
+        assert caplog.text.count(f"malformed message on {topic}") == 1  # rate-limited: the first only
         assert "without a header" in caplog.text
-        assert "unknown.codec" in caplog.text
     finally:
         raw.close()
         listener.close()
@@ -236,25 +235,24 @@ def _closed_port() -> int:
 HEADER_ONLY = [b"\x93\x01\x00\xc0"]  # a codec message holding None
 
 
-def test_bad_discovery_entries_never_make_publish_raise_nor_hide_the_honest_listener(topic):
-    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
-    from wrapyfi_like.middlewares.zeromq.keys import listener_key
-
-    agent = NodeAgent.get()
+def test_bad_discovery_entries_never_make_publish_raise_nor_hide_the_honest_listener(topic, caplog):
+    """The directory refuses such entries itself; a publisher must not depend on that (an older or
+    foreign directory may list them), so they are given to its watch directly."""
     junk = ["garbage", "tcp://", "tcp://a b:1", "inproc://elsewhere", "tcp://127.0.0.1:99999",
             "ipc://relative", "tcp://" + "x" * 5000 + ":1", "tcp://127.0.0.1:1\0"]
-    announcements = [agent.announce(listener_key(topic), endpoint, {}) for endpoint in junk]
     listener = ZeroMQListenerTransport(topic)
     publisher = ZeroMQPublisherTransport(topic, should_wait=True, wait_timeout=10)
     try:
+        with publisher._lock:
+            publisher._watch.update(frozenset(junk) | {listener.endpoint})
+            publisher._follow()
         publisher.send(HEADER_ONLY)
         assert listener.recv(10) is not None
         assert publisher.statistics()["outlets"] == 1
+        assert caplog.text.count("skipped listener endpoint") == len(junk)
     finally:
         publisher.close()
         listener.close()
-        for announcement in announcements:
-            agent.withdraw(announcement)
 
 
 def test_fake_entries_beyond_max_outlets_are_skipped_and_the_honest_listener_gets_its_turn(topic):
