@@ -21,7 +21,7 @@ from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
 pytestmark = pytest.mark.timeout(60)
 
 SIZE = 16 * 1024 * 1024
-COUNT = 40
+COUNT = 20
 
 
 def _free_port() -> int:
