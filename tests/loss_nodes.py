@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import queue
-import resource
 import subprocess
 import sys
 import threading
@@ -42,13 +41,14 @@ class LossNode(Node):
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
 
-def rss_kib() -> int:
-    """This process's resident set size now (KiB), from /proc."""
+def rss_kib(field: str = "VmRSS") -> int:
+    """This process's resident set size now (KiB), or its peak with ``field="VmHWM"``, from /proc.
+    (Not ``getrusage``: its peak includes the forked test process's memory from before exec.)"""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    return 0
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _publish(options) -> None:
@@ -121,7 +121,7 @@ def _listen(options) -> None:
             break
     _report("summary", **_summary(seqs, ages), corrupt=corrupt, undecodable=undecodable, foreign=foreign, stats=transport.statistics(),
             per_publisher=transport.per_publisher(), rss_kib=rss_kib(),
-            max_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            max_rss_kib=rss_kib("VmHWM"))
     listener.close()
 
 
