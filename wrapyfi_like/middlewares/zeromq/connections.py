@@ -15,7 +15,7 @@ different socket that later binds the same port. Two options fix that without so
 
 ``ZMQ_IMMEDIATE`` also throws away messages *received* on a connection that drops before they
 were read, so a request client (which reads replies) must not set it; see
-:class:`~.reqrep.ZeroMQClientTransport` for how it tells live servers from dead ones.
+:class:`~.client.ZeroMQClientTransport` for how it tells live servers from dead ones.
 
 Data connections (publisher → listener) must tell a *slow* listener from a *dead* one, and ZMTP
 heartbeats cannot: a listener whose queue is full stops reading its socket, so it never reads the
