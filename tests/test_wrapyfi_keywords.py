@@ -92,7 +92,8 @@ def test_for_kind_drops_no_effect_keywords_applies_queue_size_and_keeps_plugin_s
     assert keywords.for_kind("request", dict(request_timeout=3, backpressure="drop"), "/t") == {"request_timeout": 3}
 
 
-def test_unknown_carriers_use_tcp_with_one_warning_and_empty_is_silent(caplog):
+def test_unknown_carriers_use_tcp_with_one_warning_and_empty_is_silent(caplog, monkeypatch):
+    monkeypatch.setattr(keywords, "_warned_carriers", set())  # once per process: start this test from none
     with caplog.at_level(logging.WARNING, "wrapyfi_like.connect"):
         assert keywords.carrier("", "/t") == "tcp"
         assert keywords.carrier("ipc", "/t") == "ipc"
