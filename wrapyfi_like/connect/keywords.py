@@ -49,8 +49,8 @@ logger = logging.getLogger("wrapyfi_like.connect")
 COMMUNICATORS = {"publish": Publisher, "listen": Listener, "reply": Server, "request": Client}
 ROLE_KWARGS = {"publisher_kwargs": ("publish", "reply"), "listener_kwargs": ("listen", "request")}
 """Which kinds each one-side dict refines (a server publishes, a client listens, as in Wrapyfi)."""
-ALIASES = {"class_name": "name", "out_topic": "out_topic", "in_topic": "in_topic"}
-"""Wrapyfi's kwarg names for the communicators' positional parameters."""
+ALIASES = {"class_name": "name"}
+"""Wrapyfi's kwarg names for the communicators' parameters (``out_topic``/``in_topic`` are their own)."""
 
 _BROKER = ("socket_ip", "zeromq_kwargs", "start_proxy_broker", "proxy_broker_spawn")
 _MONITOR = ("pubsub_monitor_topic", "start_pubsub_monitor_broker", "pubsub_monitor_listener_spawn")
