@@ -34,7 +34,7 @@ def _extras(stamp: str) -> set[str]:
 def test_the_test_environments_run_make_tests_command_with_its_extras_and_constraints():
     tox = _tox()
     envs = [env.strip() for env in tox["tox"]["envlist"].split(",")]
-    assert {"py311", "py312", "py313", "docs"} <= set(envs)
+    assert envs == ["py311", "docs"]
     testenv = tox["testenv"]
     assert _recipe("test") == ["pytest"]
     assert testenv["commands"].strip() == "pytest {posargs}"

@@ -174,6 +174,10 @@ class MiddlewareCommunicator:
         ``args`` are ``class_name, topic`` as in Wrapyfi; kwargs include ``carrier``,
         ``should_wait``, ``publisher_kwargs``, ``listener_kwargs`` and anything the data type or
         plugins take. Any of them may be ``"$0"``/``"$name"``, resolved from the first call.
+        Keywords are checked now (:mod:`wrapyfi_like.connect.keywords`): an unknown one raises
+        ``ConfigurationError`` with the closest names, as does an unknown middleware; ``"none"``
+        and Wrapyfi's middlewares that this package lacks are absent, not unknown
+        (:mod:`wrapyfi_like.connect.fallback`).
         """
         registration = _registration(data_type, middleware, args, kwargs)
 
