@@ -30,6 +30,7 @@ backend does, with one WARNING per carrier name; ``""`` (Wrapyfi's "the default"
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import threading
@@ -89,34 +90,44 @@ _warned_carriers: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _parameters(func: Any) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _parameters(func: Any) -> frozenset[str]:
     """The named parameters of ``func`` (no ``self``, ``*args`` or ``**kwargs``)."""
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
-        return set()
-    return {p.name for p in params if p.name != "self"
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return frozenset()
+    return frozenset(p.name for p in params if p.name != "self"
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
-_OWN = {kind: (_parameters(cls) - {"data_type", "value_formats", "middleware", "name"}) | set(ALIASES)
+_OWN = {kind: (set(_parameters(cls)) - {"data_type", "value_formats", "middleware", "name"}) | set(ALIASES)
         for kind, cls in COMMUNICATORS.items()}
 """Each kind's own kwargs: its communicator's parameters, under Wrapyfi's names too."""
 for _kind in ("publish", "listen"):
     _OWN[_kind].add(QUEUE_SIZE)
 
 
-def plugin_kwargs() -> set[str]:
+_plugin_kwargs: tuple[int, frozenset[str]] = (-1, frozenset())
+"""The last :func:`plugin_kwargs` answer, with the registrar generation it was computed at."""
+
+
+def plugin_kwargs() -> frozenset[str]:
     """Every kwarg a plugin takes: built-in ones from the index, registered ones from their
-    ``__init__`` parameters and ``accepted_kwargs``."""
+    ``__init__`` parameters and ``accepted_kwargs`` (recomputed only when plugins were registered)."""
+    global _plugin_kwargs
+    generation = PluginRegistrar.generation
+    if _plugin_kwargs[0] == generation:
+        return _plugin_kwargs[1]
     names = {name for entry in plugin_discovery.builtin_index() for name in entry.kwargs}
     for cls in set(PluginRegistrar.decoder_registry.values()) | set(PluginRegistrar.encoder_registry.values()):
         names |= _parameters(cls.__init__)
         names |= set(getattr(cls, "accepted_kwargs", ()))
-    return names
+    _plugin_kwargs = (generation, frozenset(names))
+    return _plugin_kwargs[1]
 
 
-def schema(kind: str, data_type: str, plugins: Optional[set[str]] = None) -> set[str]:
+def schema(kind: str, data_type: str, plugins: Optional[frozenset[str]] = None) -> frozenset[str]:
     """Every kwarg a ``kind`` communicator of ``data_type`` accepts."""
     plugins = plugin_kwargs() if plugins is None else plugins
     return (_OWN[kind] | _parameters(data_type_class(data_type)) | plugins | WRAPYFI_NO_EFFECT[kind])
@@ -163,7 +174,7 @@ def check(data_type: str, kwargs: dict, where: str) -> None:
         )
 
 
-def _unknown(groups: list, data_type: str, plugins: set[str]) -> list[tuple[tuple[str, ...], str]]:
+def _unknown(groups: list, data_type: str, plugins: frozenset[str]) -> list[tuple[tuple[str, ...], str]]:
     found = []
     for kinds, names in groups:
         known = set().union(*(schema(kind, data_type, plugins) for kind in kinds))
