@@ -164,3 +164,17 @@ def test_a_wrapyfi_plugin_file_loads_with_only_its_import_line_changed(tmp_path)
                           env={**__import__("os").environ, "WRAPYFI_PLUGIN_PATHS": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "21.5"
+
+
+def test_a_misspelt_default_middleware_names_its_variable_when_a_class_is_defined(tmp_path):
+    script = (
+        "from wrapyfi_like.connect.wrapper import MiddlewareCommunicator\n"
+        "class Sensor(MiddlewareCommunicator):\n"
+        "    @MiddlewareCommunicator.register('NativeObject')\n"
+        "    def read(self):\n"
+        "        return 1,\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "WRAPYFI_DEFAULT_MWARE": "zeromk"})
+    assert done.returncode == 1
+    assert "WRAPYFI_DEFAULT_MWARE: unknown middleware 'zeromk'; did you mean 'zeromq'?" in done.stderr

@@ -400,12 +400,26 @@ def _registration(data_type: Union[str, list], middleware: str, args: tuple, kwa
     raise ConfigurationError(f"data_type must be a name or a list of specs, got {data_type!r}")
 
 
+def _default_source() -> Optional[str]:
+    """The environment variable the default middleware came from, if any."""
+    for name in ("WRAPYFI_DEFAULT_MWARE", "WRAPYFI_DEFAULT_COMMUNICATOR"):
+        if os.environ.get(name) == DEFAULT_COMMUNICATOR:
+            return name
+    return None
+
+
 def _checked_spec(data_type: str, middleware: Any, args: tuple, kwargs: dict) -> _Spec:
     """A spec whose data type, middleware (unless a ``$`` reference) and kwargs are known, so a
     mistake is raised when the class is defined, not at the first call."""
     data_type_class(data_type)
     if isinstance(middleware, str) and not middleware.startswith("$"):
-        is_available(middleware)
+        try:
+            is_available(middleware)
+        except ConfigurationError as error:
+            source = _default_source() if middleware == DEFAULT_COMMUNICATOR else None
+            if source is None:
+                raise
+            raise ConfigurationError(f"{source}: {error}") from None
     where = f"register({', '.join(map(repr, (data_type, middleware, *args)))})"
     keywords.check(data_type, kwargs, where)
     return _Spec(data_type, middleware, args, kwargs)
