@@ -92,14 +92,13 @@ def test_for_kind_drops_no_effect_keywords_applies_queue_size_and_keeps_plugin_s
     assert keywords.for_kind("request", dict(request_timeout=3, backpressure="drop"), "/t") == {"request_timeout": 3}
 
 
-def test_unknown_carriers_use_tcp_with_one_warning_and_empty_is_silent(caplog, monkeypatch):
+def test_unknown_carriers_use_tcp_with_one_warning_per_name(caplog, monkeypatch):
     monkeypatch.setattr(keywords, "_warned_carriers", set())  # once per process: start this test from none
     with caplog.at_level(logging.WARNING, "wrapyfi_like.connect"):
-        assert keywords.carrier("", "/t") == "tcp"
-        assert keywords.carrier("ipc", "/t") == "ipc"
-        assert [keywords.carrier("mcast", "/t") for _ in range(3)] == ["tcp"] * 3
+        assert keywords.carrier("tcp", "/t") == "tcp" and keywords.carrier("ipc", "/t") == "ipc"
+        assert [keywords.carrier(name, "/t") for name in ("mcast", "", "mcast", "udp", "")] == ["tcp"] * 5
     warnings = [r.getMessage() for r in caplog.records if "carrier" in r.getMessage()]
-    assert len(warnings) == 1 and "'mcast'" in warnings[0]
+    assert [w.split()[1] for w in warnings] == ["'mcast'", "''", "'udp'"]
 
 
 def test_a_plugins_init_parameters_and_accepted_kwargs_are_keywords():

@@ -24,8 +24,8 @@ each kind takes its own; ``publisher_kwargs`` must hold publisher or server kwar
 ``listener_kwargs`` listener or client kwargs.
 
 Applied with Wrapyfi's meaning: ``queue_size`` (ROS's queue length) is ``queue_depth``; a
-``carrier`` other than ``"tcp"``/``"ipc"`` (``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's ZeroMQ
-backend does, with one WARNING per carrier name; ``""`` (Wrapyfi's "the default") is tcp, silently.
+``carrier`` other than ``"tcp"``/``"ipc"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
+ZeroMQ backend does, with one WARNING per carrier name and process.
 """
 
 from __future__ import annotations
@@ -199,14 +199,13 @@ def for_kind(kind: str, kwargs: dict, topic: Any) -> dict:
 
 
 def carrier(name: Any, topic: Any) -> Any:
-    """``name`` if this package has that carrier; else tcp (warned once per name, except ``""``)."""
+    """``name`` if this package has that carrier; else tcp, warned once per name."""
     if name in ("tcp", "ipc") or not isinstance(name, str):
         return name
-    if name:
-        with _warned_lock:
-            first = name not in _warned_carriers
-            _warned_carriers.add(name)
-        if first:
-            logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc): using tcp, "
-                           "as Wrapyfi's ZeroMQ backend does", name, topic)
+    with _warned_lock:
+        first = name not in _warned_carriers
+        _warned_carriers.add(name)
+    if first:
+        logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc): using tcp, "
+                       "as Wrapyfi's ZeroMQ backend does", name, topic)
     return "tcp"
