@@ -108,15 +108,21 @@ def test_unknown_middleware_and_data_type_list_what_exists():
     with pytest.raises(ConfigurationError, match="NativeObject"):
         MiddlewareCommunicator.register("NoSuchType", "zeromq", "X", "/x")
 
-    class Wrong(MiddlewareCommunicator):
-        @MiddlewareCommunicator.register("NativeObject", "carrier-pigeon", "Wrong", "/x")
-        def send(self):
+    with pytest.raises(ConfigurationError, match="available: inproc, zeromq"):  # at class definition
+        class Wrong(MiddlewareCommunicator):
+            @MiddlewareCommunicator.register("NativeObject", "carrier-pigeon", "Wrong", "/x")
+            def send(self):
+                return 1,
+
+    class Late(MiddlewareCommunicator):  # a $ reference is checked when it is resolved
+        @MiddlewareCommunicator.register("NativeObject", "$mware", "Late", "/x")
+        def send(self, mware):
             return 1,
 
-    wrong = Wrong()
-    wrong.activate_communication(Wrong.send, mode="publish")
-    with pytest.raises(ConfigurationError, match="zeromq"):
-        wrong.send()
+    late = Late()
+    late.activate_communication(Late.send, mode="publish")
+    with pytest.raises(ConfigurationError, match="did you mean 'zeromq'"):
+        late.send("zeromk")
 
 
 def test_unknown_mode_is_an_error():

@@ -18,6 +18,11 @@ running asyncio loop (the call blocks that loop's thread while it waits, as any 
 The service of a ``reply``/``request`` method is its top decorator's topic; one request carries the
 call's ``(args, kwargs)`` and one reply carries every returned value, each encoded by its own
 decorator's data type and codec.
+
+A communicator whose middleware is absent (``"none"``, or one Wrapyfi has and this package does
+not) is a no-op stand-in (:mod:`wrapyfi_like.connect.fallback`), so the method's other decorators
+still communicate, as in Wrapyfi. Kwargs are filtered per kind by
+:mod:`wrapyfi_like.connect.keywords`.
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ import inspect
 import logging
 from typing import Any, Callable, Optional
 
+from wrapyfi_like.connect import keywords
 from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.fallback import Absent
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.connect.groups import Aligner, CallGroups
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares import is_available
 
 logger = logging.getLogger("wrapyfi_like.modes")
 
@@ -58,10 +66,20 @@ class Call:
     def named(self) -> dict:
         """The call's arguments by name, defaults included, for ``$name`` references.
 
-        Partial: a server is called without the arguments its clients will send."""
-        bound = inspect.signature(self.func).bind_partial(self.instance, *self.args, **self.kwargs)
+        Partial: a server is called without the arguments its clients will send. Keyword arguments
+        the method does not declare are kept for ``$`` references but not bound, as in Wrapyfi,
+        where a listener may be called with any (``collect_cam(img_source=0)``: in listen mode
+        the body never runs, so they cannot fail)."""
+        signature = inspect.signature(self.func)
+        params = signature.parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            declared, undeclared = self.kwargs, {}
+        else:
+            declared = {key: value for key, value in self.kwargs.items() if key in params}
+            undeclared = {key: value for key, value in self.kwargs.items() if key not in params}
+        bound = signature.bind_partial(self.instance, *self.args, **declared)
         bound.apply_defaults()
-        return dict(list(bound.arguments.items())[1:])
+        return {**undeclared, **dict(list(bound.arguments.items())[1:])}
 
     def communicators(self, role: str) -> Any:
         """This binding's communicators for ``role``, built on first use and kept."""
@@ -93,6 +111,8 @@ def _direct(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]
         return lambda instance, args, kwargs: [listener.listen()]
     if mode == "request":
         client = call.communicators("request")
+        if isinstance(client, Absent):
+            return None
         return lambda instance, args, kwargs: client.request(args, kwargs)
     return None
 
@@ -115,23 +135,26 @@ def _direct_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
 # -- building communicators -----------------------------------------------------------------------
 
 def _build_each(communicator: type, role: str, call: Call) -> list:
-    return [[_construct(communicator, *spec.resolve(role, call.args, call.named), data_type=spec.data_type)
+    return [[_construct(communicator, role, *spec.resolve(role, call.args, call.named), data_type=spec.data_type)
              for spec in registration.specs] for registration in call.registrations]
 
 
 def _build_service(communicator: type, role: str, call: Call) -> Any:
     specs = [spec for registration in call.registrations for spec in registration.specs]
-    formats = []
-    for spec in specs:
-        _, kwargs = spec.resolve(role, call.args, call.named)
-        kwargs.pop("middleware", None)
-        formats.append(ValueFormat(spec.data_type, **kwargs))
     args, kwargs = specs[0].resolve(role, call.args, call.named)
-    return _construct(communicator, args, kwargs, value_formats=formats)
+    formats = []
+    if is_available(kwargs["middleware"]):  # an absent one's stand-in encodes nothing
+        for spec in specs:
+            _, spec_kwargs = spec.resolve(role, call.args, call.named)
+            for transport_only in ("middleware", "carrier"):
+                spec_kwargs.pop(transport_only, None)
+            formats.append(ValueFormat(spec.data_type, **keywords.for_kind(role, spec_kwargs, None)))
+    return _construct(communicator, role, args, kwargs, value_formats=formats)
 
 
-def _construct(communicator: type, args: tuple, kwargs: dict, **extra: Any) -> Any:
-    """Build ``communicator`` from a decorator's positional args and kwargs.
+def _construct(communicator: type, role: str, args: tuple, kwargs: dict, **extra: Any) -> Any:
+    """Build ``communicator`` from a decorator's positional args and kwargs (an :class:`Absent`
+    stand-in if its middleware is absent).
 
     Kwargs win over positional args, so ``listener_kwargs=dict(in_topic=...)`` (Wrapyfi's way of
     giving a transceiver's listener its own topic) replaces the decorator's topic; ``class_name``
@@ -145,7 +168,10 @@ def _construct(communicator: type, args: tuple, kwargs: dict, **extra: Any) -> A
     if "class_name" in kwargs:
         kwargs["name"] = kwargs.pop("class_name")
     params.update(kwargs)
-    return communicator(**params, **extra)
+    topic = params.get("out_topic", params.get("in_topic"))
+    if not is_available(params["middleware"]):
+        return Absent(topic, params["middleware"], role)
+    return communicator(**keywords.for_kind(role, params, topic), **extra)
 
 
 _BUILDERS = {
@@ -179,10 +205,12 @@ def _publish_returns(call: Call, publishers: list, returns: Any) -> Any:
 
 def _listen(call: Call) -> list:
     listeners = [listener for group in call.communicators("listen") for listener in group]
-    if len(listeners) == 1:
-        return _regroup(call, [listeners[0].listen()])
-    values = call.binding.state("aligner", lambda: Aligner(listeners)).read()
-    return _regroup(call, values if values is not None else [listener.empty() for listener in listeners])
+    present = [listener for listener in listeners if not isinstance(listener, Absent)]
+    if len(present) <= 1:  # one listener: no call groups to align; an absent one returns None at once
+        return _regroup(call, [listener.listen() for listener in listeners])
+    values = call.binding.state("aligner", lambda: Aligner(present)).read()
+    heard = iter(values if values is not None else [listener.empty() for listener in present])
+    return _regroup(call, [None if isinstance(listener, Absent) else next(heard) for listener in listeners])
 
 
 def _transceive(call: Call) -> list:
@@ -203,6 +231,8 @@ def _receive(call: Call) -> Any:
 def _reply(call: Call) -> Any:
     """Serve one request; a failing method's error goes to its client and the next request is served."""
     server = call.communicators("reply")
+    if isinstance(server, Absent):
+        return call.run()  # Wrapyfi's fallback server hands the method the call's own arguments
     while True:
         request = server.await_request()
         if request is None:
@@ -219,7 +249,10 @@ def _reply(call: Call) -> Any:
 
 
 def _request(call: Call) -> list:
-    return _regroup(call, call.communicators("request").request(call.args, call.kwargs))
+    client = call.communicators("request")
+    if isinstance(client, Absent):
+        return _regroup(call, [None] * sum(len(registration.specs) for registration in call.registrations))
+    return _regroup(call, client.request(call.args, call.kwargs))
 
 
 def _disable(call: Call) -> list:

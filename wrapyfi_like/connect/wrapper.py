@@ -20,10 +20,10 @@ import weakref
 from typing import Any, Callable, Optional, Union
 
 from wrapyfi_like.config.manager import ConfigManager
-from wrapyfi_like.connect import modes
+from wrapyfi_like.connect import keywords, modes
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
-from wrapyfi_like.middlewares import MIDDLEWARES
+from wrapyfi_like.middlewares import MIDDLEWARES, is_available
 
 DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_COMMUNICATOR", "zeromq")
 DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_MWARE", DEFAULT_COMMUNICATOR)
@@ -61,7 +61,8 @@ class _Spec:
         resolve = functools.partial(_resolve, call_args=call_args, named=named)
         args = tuple(resolve(arg) for arg in self.args)
         kwargs = {key: resolve(value) for key, value in kwargs.items()}
-        kwargs["middleware"] = resolve(self.middleware)
+        middleware = resolve(self.middleware)
+        kwargs["middleware"] = DEFAULT_COMMUNICATOR if middleware is None else middleware  # `mware=None` defaults
         return args, kwargs
 
 
@@ -143,8 +144,20 @@ def _close(built: Any) -> None:
         built.close()
 
 
+class _ConfigView:
+    """``instance.config``: the mode configuration in effect (``{class name: {method: mode}}``, empty
+    when none is loaded), as Wrapyfi's ``self.config``. A non-data descriptor, so a subclass that
+    assigns its own ``self.config`` simply gets its attribute."""
+
+    def __get__(self, instance: Any, owner: type) -> dict:
+        manager = ConfigManager.active()
+        return manager.config if manager is not None else {}
+
+
 class MiddlewareCommunicator:
     """Base class for classes whose methods communicate; Wrapyfi-compatible public API."""
+
+    config = _ConfigView()
 
     _instances: "weakref.WeakSet[MiddlewareCommunicator]" = weakref.WeakSet()
     _activation_order: dict[str, list] = {}
@@ -161,6 +174,10 @@ class MiddlewareCommunicator:
         ``args`` are ``class_name, topic`` as in Wrapyfi; kwargs include ``carrier``,
         ``should_wait``, ``publisher_kwargs``, ``listener_kwargs`` and anything the data type or
         plugins take. Any of them may be ``"$0"``/``"$name"``, resolved from the first call.
+        Keywords are checked now (:mod:`wrapyfi_like.connect.keywords`): an unknown one raises
+        ``ConfigurationError`` with the closest names, as does an unknown middleware; ``"none"``
+        and Wrapyfi's middlewares that this package lacks are absent, not unknown
+        (:mod:`wrapyfi_like.connect.fallback`).
         """
         registration = _registration(data_type, middleware, args, kwargs)
 
@@ -197,10 +214,14 @@ class MiddlewareCommunicator:
 
         return encapsulate
 
-    def activate_communication(self, func: Union[str, Callable], mode: Union[str, None, list]) -> None:
+    def activate_communication(self, func: Union[str, Callable], mode: Union[str, None, list],
+                               id_postfix: Optional[str] = None) -> None:
         """Give this instance ``mode`` for ``func`` (a method or its name).
 
         A list of modes gives the n-th instance (in order of activation) the n-th mode.
+        ``id_postfix`` is accepted for Wrapyfi compatibility and has no effect: Wrapyfi uses it
+        internally to keep a second registry entry for the listening half of ``transceive`` and
+        ``reemit``; here each instance keeps both halves in one binding.
         """
         _apply_config(self)
         method = getattr(type(self), func) if isinstance(func, str) else func
@@ -368,22 +389,40 @@ def _raised_inside(error: BaseException, func: Callable) -> bool:
 
 def _registration(data_type: Union[str, list], middleware: str, args: tuple, kwargs: dict) -> _Registration:
     if isinstance(data_type, str):
-        _check_data_type(data_type)
-        return _Registration((_Spec(data_type, middleware, args, kwargs),), is_list=False)
+        return _Registration((_checked_spec(data_type, middleware, args, kwargs),), is_list=False)
     if isinstance(data_type, list):
         specs = []
         for item in data_type:
             item_kwargs = next((a for a in item[2:] if isinstance(a, dict)), {})
-            specs.append(_Spec(_check_data_type(item[0]), item[1],
-                               tuple(a for a in item[2:] if not isinstance(a, dict)), item_kwargs))
+            specs.append(_checked_spec(item[0], item[1], tuple(a for a in item[2:] if not isinstance(a, dict)),
+                                       item_kwargs))
         return _Registration(tuple(specs), is_list=True)
     raise ConfigurationError(f"data_type must be a name or a list of specs, got {data_type!r}")
 
 
-def _check_data_type(name: str) -> str:
-    data_type_class(name)
-    return name
+def _default_source() -> Optional[str]:
+    """The environment variable the default middleware came from, if any."""
+    for name in ("WRAPYFI_DEFAULT_MWARE", "WRAPYFI_DEFAULT_COMMUNICATOR"):
+        if os.environ.get(name) == DEFAULT_COMMUNICATOR:
+            return name
+    return None
 
+
+def _checked_spec(data_type: str, middleware: Any, args: tuple, kwargs: dict) -> _Spec:
+    """A spec whose data type, middleware (unless a ``$`` reference) and kwargs are known, so a
+    mistake is raised when the class is defined, not at the first call."""
+    data_type_class(data_type)
+    if isinstance(middleware, str) and not middleware.startswith("$"):
+        try:
+            is_available(middleware)
+        except ConfigurationError as error:
+            source = _default_source() if middleware == DEFAULT_COMMUNICATOR else None
+            if source is None:
+                raise
+            raise ConfigurationError(f"{source}: {error}") from None
+    where = f"register({', '.join(map(repr, (data_type, middleware, *args)))})"
+    keywords.check(data_type, kwargs, where)
+    return _Spec(data_type, middleware, args, kwargs)
 
 
 def _apply_config(instance: MiddlewareCommunicator) -> None:

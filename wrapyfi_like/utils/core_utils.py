@@ -110,3 +110,47 @@ class PluginRegistrar:
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- what ``from wrapyfi.utils.core_utils import *`` gives a Wrapyfi plugin ---------------------------
+# Wrapyfi's plugin files import their base classes with a star import and then use some of that
+# module's other names too (its zarr plugin calls ``os``); these make the same star import work here.
+# Wrapyfi's middleware-registry internals (deepcopy, match_args, dynamic_module_import,
+# scan_external, lock) are not plugin API and are not provided.
+
+import glob as _glob_module
+import importlib
+import importlib.util
+import inspect as _inspect
+import os
+import sys
+from pathlib import Path
+from typing import Callable, List, Union
+
+glob = _glob_module.glob
+WRAPYFI_PLUGIN_PATHS = "WRAPYFI_PLUGIN_PATHS"
+"""The environment variable naming folders whose ``plugins/*.py`` are loaded."""
+WRAPYFI_MWARE_PATHS = "WRAPYFI_MWARE_PATHS"
+"""Wrapyfi's variable for external middlewares; read by nothing here (no external middlewares)."""
+
+
+class SingletonOptimized(type):
+    """Metaclass: the first instance of a class is the only one (thread-safe), as in Wrapyfi."""
+
+    _instances: dict = {}
+    _singleton_lock = threading.Lock()
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        instance = SingletonOptimized._instances.get(cls)
+        if instance is None:
+            with SingletonOptimized._singleton_lock:
+                instance = SingletonOptimized._instances.get(cls)
+                if instance is None:
+                    instance = SingletonOptimized._instances[cls] = super().__call__(*args, **kwargs)
+        return instance
+
+
+def get_default_args(fnc: Callable[..., Any]) -> dict:
+    """``{parameter: default}`` for every parameter of ``fnc`` that has a default."""
+    return {name: param.default for name, param in _inspect.signature(fnc).parameters.items()
+            if param.default is not param.empty}
