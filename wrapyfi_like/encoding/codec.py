@@ -37,6 +37,7 @@ unpacks them without recursing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import struct
@@ -56,6 +57,9 @@ from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 
 FORMAT_VERSION = 1
+SERIALIZERS = ("binary", "json")
+"""What a sender writes: ``[header, *buffers]`` (msgpack and raw buffers, the default) or one JSON
+document (:mod:`wrapyfi_like.encoding.json_mode`). A receiver reads either: no setting needed."""
 _HEADER_PREFIX = bytes([0x93, FORMAT_VERSION])  # msgpack: a 3-element array whose first item is the version
 PLUGIN_GUIDE = "docs/plugins.md"
 FAST_LEVELS = 4
@@ -99,15 +103,21 @@ class Codec:
     its library is already imported (the process uses torch, so it may receive tensors) or its
     codec id is in ``allowed_plugins`` (e.g. ``allowed_plugins=["torch.Tensor"]``, the only way
     to let received messages load an entry-point plugin). Encoding loads plugins lazily as before.
+
+    ``serializer`` (one of :data:`SERIALIZERS`) is what :meth:`encode` writes; :meth:`decode`
+    reads both, told apart by the first byte.
     """
 
-    def __init__(self, allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
+    def __init__(self, allowed_plugins: Iterable[str] = (), serializer: str = "binary", **plugin_kwargs: Any) -> None:
+        if serializer not in SERIALIZERS:
+            raise ConfigurationError(f"serializer must be one of {SERIALIZERS}, got {serializer!r:.200}")
         names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
         if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
             raise ConfigurationError(
                 f"allowed_plugins must be a list of codec ids such as ['torch.Tensor'], got {allowed_plugins!r:.200}"
             )
         self._allowed = frozenset(names)
+        self.serializer = serializer
         self._plugin_kwargs = plugin_kwargs
         self._plugins: dict[type, Plugin] = {}
         # Plugins found per type and per codec id, each with the registrar's generation at the
@@ -120,6 +130,9 @@ class Codec:
         plugin_discovery.load_builtins_for_kwargs(plugin_kwargs)
         for plugin_cls in set(PluginRegistrar.decoder_registry.values()):
             self._plugin(plugin_cls)
+        if serializer == "json":
+            from wrapyfi_like.encoding import json_mode  # imports orjson: only for JSON senders
+            self.encode = functools.partial(json_mode.encode, self)
 
     def encode(self, obj: Any) -> list:
         """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type
@@ -150,6 +163,9 @@ class Codec:
         if header.nbytes > MAX_HEADER_SIZE:
             raise DecodeError(f"header of {header.nbytes} bytes exceeds MAX_HEADER_SIZE = {MAX_HEADER_SIZE}")
         if header[:2] != _HEADER_PREFIX:
+            if header[:1] == b"{":  # JSON mode (0x93 starts no UTF-8 text)
+                from wrapyfi_like.encoding import json_mode  # imports orjson on the first JSON message
+                return json_mode.decode(self, frames)
             raise DecodeError(
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
                 f"(header starts {bytes(header[:8])!r})"
