@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import msgpack
 
-from wrapyfi_like.connect.formats import ValueFormat, serializer_setting
+from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
@@ -39,7 +39,7 @@ class Client:
         self.in_topic = in_topic
         self.request_timeout = request_timeout
         self._formats = list(value_formats)
-        self._request_codec = Codec(**{**kwargs, "serializer": serializer_setting(kwargs.get("serializer"))})
+        self._request_codec = Codec(**codec_kwargs(kwargs))
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ClientTransport(
             in_topic, carrier=carrier, max_message_size=self.max_message_size, curve_server_key=curve_server_key)

@@ -28,7 +28,8 @@ import logging
 from typing import Any, Callable, Optional
 
 from wrapyfi_like.connect.clients import Client
-from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.annotations import parameter_hints
+from wrapyfi_like.connect.formats import ValueFormat, typed_kwargs
 from wrapyfi_like.connect.groups import Aligner, CallGroups
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
@@ -115,19 +116,29 @@ def _direct_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
 # -- building communicators -----------------------------------------------------------------------
 
 def _build_each(communicator: type, role: str, call: Call) -> list:
-    return [[_construct(communicator, *spec.resolve(role, call.args, call.named), data_type=spec.data_type)
-             for spec in registration.specs] for registration in call.registrations]
+    return [[_construct(communicator, *_resolve_typed(call, role, spec, index, registration), data_type=spec.data_type)
+             for spec in registration.specs] for index, registration in enumerate(call.registrations)]
 
 
 def _build_service(communicator: type, role: str, call: Call) -> Any:
-    specs = [spec for registration in call.registrations for spec in registration.specs]
     formats = []
-    for spec in specs:
-        _, kwargs = spec.resolve(role, call.args, call.named)
-        kwargs.pop("middleware", None)
-        formats.append(ValueFormat(spec.data_type, **kwargs))
-    args, kwargs = specs[0].resolve(role, call.args, call.named)
-    return _construct(communicator, args, kwargs, value_formats=formats)
+    for index, registration in enumerate(call.registrations):
+        for spec in registration.specs:
+            _, kwargs = _resolve_typed(call, role, spec, index, registration)
+            kwargs.pop("middleware", None)
+            formats.append(ValueFormat(spec.data_type, **kwargs))
+    args, kwargs = call.registrations[0].specs[0].resolve(role, call.args, call.named)
+    extra = {"call_signature": parameter_hints(call.func)} if communicator is Server else {}
+    return _construct(communicator, args, kwargs, value_formats=formats, **extra)
+
+
+def _resolve_typed(call: Call, role: str, spec: Any, index: int, registration: Any) -> tuple[tuple, dict]:
+    """A spec's args and kwargs, with the ``message_type`` the method's return annotation gives
+    it (list-form decorators take theirs from ``message_type=`` only)."""
+    args, kwargs = spec.resolve(role, call.args, call.named)
+    if registration.is_list:
+        return args, kwargs
+    return args, typed_kwargs(kwargs, call.func, index, len(call.registrations))
 
 
 def _construct(communicator: type, args: tuple, kwargs: dict, **extra: Any) -> Any:

@@ -44,7 +44,7 @@ import struct
 import sys
 import threading
 from enum import IntEnum
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import msgpack
 import numpy as np
@@ -106,9 +106,16 @@ class Codec:
 
     ``serializer`` (one of :data:`SERIALIZERS`) is what :meth:`encode` writes; :meth:`decode`
     reads both, told apart by the first byte.
+
+    ``inline`` (``{type: (serializer, deserializer)}``, from ``Annotated[T, Serializer(...),
+    Deserializer(...)]`` hints) sends values of exactly those types as plugin objects with the
+    codec id ``inline:<module>.<qualname>`` and payload ``serializer(value)``, encoded by this
+    codec (arrays it returns stay buffers); consulted before the built-in encoders and plugins.
     """
 
-    def __init__(self, allowed_plugins: Iterable[str] = (), serializer: str = "binary", **plugin_kwargs: Any) -> None:
+    def __init__(self, allowed_plugins: Iterable[str] = (), serializer: str = "binary",
+                 inline: Optional[Mapping[type, tuple[Optional[Callable], Optional[Callable]]]] = None,
+                 **plugin_kwargs: Any) -> None:
         if serializer not in SERIALIZERS:
             raise ConfigurationError(f"serializer must be one of {SERIALIZERS}, got {serializer!r:.200}")
         names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
@@ -118,6 +125,8 @@ class Codec:
             )
         self._allowed = frozenset(names)
         self.serializer = serializer
+        self.inline_encoders = {kind: (inline_id(kind), ser) for kind, (ser, _) in (inline or {}).items() if ser}
+        self._inline_decoders = {inline_id(kind): (kind, deser) for kind, (_, deser) in (inline or {}).items() if deser}
         self._plugin_kwargs = plugin_kwargs
         self._plugins: dict[type, Plugin] = {}
         # Plugins found per type and per codec id, each with the registrar's generation at the
@@ -187,6 +196,34 @@ class Codec:
             raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(run.buffers)}")
         return value
 
+    def inline_encode(self, value: Any) -> Optional[tuple[str, Any]]:
+        """``(codec_id, payload)`` if ``value``'s type has an inline serializer, else None."""
+        found = self.inline_encoders.get(type(value))
+        if found is None:
+            return None
+        codec_id, serialize = found
+        try:
+            return codec_id, serialize(value)
+        except Exception as error:
+            raise EncodeError(f"the inline serializer of {codec_id} failed: {type(error).__name__}: {error}") from error
+
+    def inline_decode(self, codec_id: str, fields: Sequence[Any]) -> Any:
+        """The value of a received inline object ``[codec_id, payload]``."""
+        found = self._inline_decoders.get(codec_id)
+        shown = truncate(repr(codec_id))
+        if found is None:
+            raise DecodeError(
+                f"no inline deserializer for {shown} here: annotate the receiving method with the "
+                "sender's Annotated[T, Serializer(...), Deserializer(...)], or pass "
+                "serializers={T: (serializer, deserializer)} to register (docs/guide/messages.md)"
+            )
+        if len(fields) != 2:
+            raise DecodeError(f"an inline object {shown} holds [codec_id, payload], got {len(fields)} fields")
+        try:
+            return found[1](fields[1])
+        except Exception as error:
+            raise DecodeError(f"the inline deserializer of {shown} failed: {type(error).__name__}: {truncate(error)}") from None
+
     def encoder_plugin(self, obj_type: type) -> Plugin | None:
         found = self._encoders.get(obj_type)
         generation = PluginRegistrar.generation
@@ -247,6 +284,14 @@ class Codec:
                 if plugin is None:
                     plugin = self._plugins[plugin_cls] = _construct(plugin_cls, self._plugin_kwargs)
         return plugin
+
+
+INLINE_PREFIX = "inline:"
+
+
+def inline_id(kind: type) -> str:
+    """The codec id of a type's inline serializer: the same in every process that names the type."""
+    return f"{INLINE_PREFIX}{kind.__module__}.{kind.__qualname__}"
 
 
 def _construct(plugin_cls: type, kwargs: dict) -> Plugin:
@@ -383,6 +428,10 @@ class _EncodeRun:
         return len(self.buffers) - 1
 
     def default(self, value: Any) -> msgpack.ExtType:
+        if self.codec.inline_encoders:
+            inline = self.codec.inline_encode(value)
+            if inline is not None:
+                return _ext(Ext.PLUGIN, self.pack(list(inline)))
         encoder = _LEAF_ENCODERS.get(type(value))
         if encoder is not None:
             return encoder(self, value)
@@ -547,6 +596,8 @@ class _DecodeRun:
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
         codec_id = fields[0]
+        if codec_id.startswith(INLINE_PREFIX):
+            return self.codec.inline_decode(codec_id, fields)
         plugin = self.codec.decoder_plugin(codec_id)
         try:
             ok, value = plugin.decode(codec_id, tuple(fields))

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from wrapyfi_like.encoding import arrays, temporal
+from wrapyfi_like.encoding.codec import INLINE_PREFIX
 from wrapyfi_like.exceptions import DecodeError, EncodeError
 from wrapyfi_like.limits import MAX_DEPTH
 from wrapyfi_like.logs import truncate
@@ -121,6 +122,8 @@ class _Encoder:
             return value if value - value == 0.0 else _marker("float", repr(value))
         if depth > MAX_JSON_DEPTH:
             raise EncodeError(f"the value nests more than MAX_JSON_DEPTH = {MAX_JSON_DEPTH} containers (JSON mode)")
+        if self.codec.inline_encoders and kind in self.codec.inline_encoders:
+            return self.nested(_inline, value, depth)
         if kind is dict:
             return self.dict(value, depth)
         if kind is list:
@@ -174,6 +177,11 @@ class _Encoder:
         if fields[0] not in PluginRegistrar.decoder_registry:
             raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
         return _marker("plugin", fields[0], *(self.prepare(field, depth + 1) for field in fields[1:]))
+
+
+def _inline(run: _Encoder, value: Any, depth: int) -> dict:
+    codec_id, payload = run.codec.inline_encode(value)
+    return _marker("plugin", codec_id, run.prepare(payload, depth + 1))
 
 
 def _finite(floats: list) -> bool:
@@ -284,6 +292,8 @@ class _Decoder:
         if not fields or type(fields[0]) is not str:
             raise DecodeError("a plugin marker must start with its codec id")
         codec_id = fields[0]
+        if codec_id.startswith(INLINE_PREFIX):
+            return self.codec.inline_decode(codec_id, fields)
         plugin = self.codec.decoder_plugin(codec_id)
         try:
             ok, value = plugin.decode(codec_id, tuple(fields))
