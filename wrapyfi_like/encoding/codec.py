@@ -372,11 +372,12 @@ class _EncodeRun:
     scalars, and rebuilds only the containers on the way to one.
     """
 
-    __slots__ = ("codec", "buffers", "depth")
+    __slots__ = ("codec", "buffers", "depth", "inlining")
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.buffers: list = []
+        self.inlining: Optional[type] = None  # the type whose inline serializer's output is being packed
         self.depth = -1  # the header's own document is level 0; each extension holding msgpack adds one
 
     def pack(self, value: Any) -> bytes:
@@ -428,10 +429,13 @@ class _EncodeRun:
         return len(self.buffers) - 1
 
     def default(self, value: Any) -> msgpack.ExtType:
-        if self.codec.inline_encoders:
+        if self.codec.inline_encoders and type(value) is not self.inlining:
             inline = self.codec.inline_encode(value)
             if inline is not None:
-                return _ext(Ext.PLUGIN, self.pack(list(inline)))
+                outer, self.inlining = self.inlining, type(value)  # a T its serializer returns is encoded as usual
+                packed = self.pack(list(inline))
+                self.inlining = outer
+                return _ext(Ext.PLUGIN, packed)
         encoder = _LEAF_ENCODERS.get(type(value))
         if encoder is not None:
             return encoder(self, value)

@@ -106,11 +106,12 @@ class _Encoder:
     """One encode call's walk: returns the JSON tree, reusing the caller's containers where
     nothing in them needs a marker."""
 
-    __slots__ = ("codec", "levels")
+    __slots__ = ("codec", "levels", "inlining")
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.levels = 0  # extension-like markers inside markers, bounded by MAX_DEPTH as in binary
+        self.inlining: Any = None  # the type whose inline serializer's output is being prepared
 
     def prepare(self, value: Any, depth: int) -> Any:
         kind = type(value)
@@ -122,7 +123,7 @@ class _Encoder:
             return value if value - value == 0.0 else _marker("float", repr(value))
         if depth > MAX_JSON_DEPTH:
             raise EncodeError(f"the value nests more than MAX_JSON_DEPTH = {MAX_JSON_DEPTH} containers (JSON mode)")
-        if self.codec.inline_encoders and kind in self.codec.inline_encoders:
+        if self.codec.inline_encoders and kind in self.codec.inline_encoders and kind is not self.inlining:
             return self.nested(_inline, value, depth)
         if kind is dict:
             return self.dict(value, depth)
@@ -181,7 +182,10 @@ class _Encoder:
 
 def _inline(run: _Encoder, value: Any, depth: int) -> dict:
     codec_id, payload = run.codec.inline_encode(value)
-    return _marker("plugin", codec_id, run.prepare(payload, depth + 1))
+    outer, run.inlining = run.inlining, type(value)  # a T its serializer returns is encoded as usual
+    prepared = run.prepare(payload, depth + 1)
+    run.inlining = outer
+    return _marker("plugin", codec_id, prepared)
 
 
 def _finite(floats: list) -> bool:
