@@ -83,11 +83,13 @@ def plain(value: Any) -> Any:
     if kind in _PLAIN_LEAVES:
         return value
     if kind is dict:
+        if _PLAIN_LEAVES.issuperset(map(type, value.values())):
+            return value
         return {key: plain(item) for key, item in value.items()}
-    if kind is list:
-        return [plain(item) for item in value]
-    if kind is tuple:
-        return tuple(plain(item) for item in value)
+    if kind is list or kind is tuple:
+        if _PLAIN_LEAVES.issuperset(map(type, value)):  # at C speed: the common list of numbers
+            return value
+        return kind(plain(item) for item in value)
     fields = _fields(kind)
     if fields is None:
         return value
