@@ -13,6 +13,7 @@ from wrapyfi_like import annotations
 from wrapyfi_like.data_types import NativeObject, data_type_class
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, ValidationError
+from wrapyfi_like.utils.plugin_set import PluginSet
 
 
 SERIALIZER_ENV = "WRAPYFI_LIKE_SERIALIZER"
@@ -70,7 +71,8 @@ class ValueFormat:
         self._data_type = data_type_class(data_type)(**kwargs)
         inline = annotations.inline_serializers(message_type) if message_type is not None else {}
         inline.update(_checked_table(serializers))
-        self._codec = Codec(serializer=serializer_setting(serializer), inline=inline, **kwargs)
+        # the topic's plugins, found and built once here: the codec never discovers plugins itself
+        self._codec = Codec(serializer=serializer_setting(serializer), inline=inline, plugins=PluginSet(**kwargs))
         self._type = None
         if message_type is not None:
             from wrapyfi_like.validation import MessageType  # only typed topics pay for the engine
