@@ -212,3 +212,21 @@ def test_mutated_json_bodies_never_raise_anything_but_decode_error():
             BINARY.decode([bytes(mutated)])
         except DecodeError:
             pass
+
+
+def test_the_cli_echo_reads_json_messages_with_no_setting(topic, in_thread):
+    import io
+
+    from wrapyfi_like.cli import main
+
+    def send():
+        publisher = Publisher("Source", topic, wait_timeout=20, serializer="json")
+        publisher.publish({"label": ("cat", 1), "frame": np.arange(4, dtype=np.uint8)})
+        publisher.close()
+
+    sent = in_thread(send)
+    out = io.StringIO()
+    code = main(["echo", topic, "--once", "--timeout", "20"], out)
+    sent.result(timeout=20)
+    assert code == 0
+    assert out.getvalue() == "{'label': ('cat', 1), 'frame': <ndarray shape=(4,) dtype=uint8 min=0 max=3 mean=1.5>}\n---\n"
