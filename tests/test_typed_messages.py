@@ -193,3 +193,15 @@ def test_import_wrapyfi_like_imports_no_engine_and_no_orjson():
     code = "import sys, wrapyfi_like; print(sorted(m for m in ('msgspec', 'pydantic', 'orjson') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.strip() == "[]"
+
+
+def test_annotations_that_cannot_be_evaluated_type_nothing_and_are_logged_once(caplog):
+    from wrapyfi_like.annotations import return_hint
+
+    def method(self) -> "NotImportedHere":  # noqa: F821  (a TYPE_CHECKING-only import)
+        return None,
+
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like"):
+        assert return_hint(method, 0, 1) is None
+        assert return_hint(method, 0, 1) is None
+    assert caplog.text.count("cannot be evaluated") == 1

@@ -17,11 +17,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 import sys
 import typing
 from typing import Any, Callable, Optional
 
 from wrapyfi_like.exceptions import ConfigurationError
+
+logger = logging.getLogger("wrapyfi_like.annotations")
 from wrapyfi_like.markers import Deserializer, Serializer
 
 
@@ -102,10 +105,15 @@ def inline_serializers(hint: Any) -> InlineTable:
 
 @functools.lru_cache(maxsize=256)
 def _hints(func: Callable) -> dict:
+    """``func``'s evaluated annotations. Annotations that cannot be evaluated (names imported only
+    under ``TYPE_CHECKING``) type nothing, as before typed messages existed: logged once per
+    method, so a model annotation that silently stopped working can be found."""
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception as error:
-        raise ConfigurationError(f"cannot read the annotations of {func.__qualname__}: {error}") from None
+        logger.warning("the annotations of %s cannot be evaluated (%s: %s), so they do not type its messages",
+                       func.__qualname__, type(error).__name__, error)
+        return {}
 
 
 def return_hint(func: Callable, index: int, decorators: int) -> Any:
