@@ -14,7 +14,6 @@ import msgspec
 import numpy as np
 import orjson
 
-from wrapyfi_like import Deserializer, Serializer  # noqa: F401  (the markers the inline case uses)
 from wrapyfi_like.connect.formats import ValueFormat
 
 DICT_1KB = {"name": "pose", "frame": 42, "ok": True, "stamp": 1732350000.25,
