@@ -230,3 +230,9 @@ def test_the_cli_echo_reads_json_messages_with_no_setting(topic, in_thread):
     sent.result(timeout=20)
     assert code == 0
     assert out.getvalue() == "{'label': ('cat', 1), 'frame': <ndarray shape=(4,) dtype=uint8 min=0 max=3 mean=1.5>}\n---\n"
+
+
+def test_an_int_beyond_the_text_limit_raises_encode_error():
+    assert BINARY.decode(JSON.encode(10 ** 4299)) == 10 ** 4299
+    with pytest.raises(EncodeError, match="binary mode"):
+        JSON.encode(10 ** 5000)

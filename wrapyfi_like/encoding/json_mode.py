@@ -118,7 +118,7 @@ class _Encoder:
         if kind in _SCALARS:
             return value
         if kind is int:
-            return value if _INT_MIN <= value <= _INT_MAX else _marker("int", str(value))
+            return value if _INT_MIN <= value <= _INT_MAX else _big_int(value)
         if kind is float:
             return value if value - value == 0.0 else _marker("float", repr(value))
         if depth > MAX_JSON_DEPTH:
@@ -187,6 +187,14 @@ def _inline(run: _Encoder, value: Any, depth: int) -> dict:
     prepared = run.prepare(payload, depth + 1)
     run.inlining = outer
     return _marker("plugin", codec_id, prepared)
+
+
+def _big_int(value: int) -> dict:
+    try:
+        return _marker("int", str(value))
+    except ValueError:  # Python's int-to-text limit (sys.get_int_max_str_digits: 4300 digits)
+        raise EncodeError(f"an int of {value.bit_length()} bits has more digits than JSON mode writes "
+                          "(4300); send it in binary mode") from None
 
 
 def _finite(floats: list) -> bool:
