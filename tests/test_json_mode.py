@@ -236,3 +236,19 @@ def test_an_int_beyond_the_text_limit_raises_encode_error():
     assert BINARY.decode(JSON.encode(10 ** 4299)) == 10 ** 4299
     with pytest.raises(EncodeError, match="binary mode"):
         JSON.encode(10 ** 5000)
+
+
+@pytest.mark.parametrize("data_type, value", [
+    ("Image", np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)),
+    ("AudioChunk", (np.linspace(-1, 1, 8, dtype=np.float32).reshape(8, 1), 16000)),
+])
+def test_images_and_audio_chunks_round_trip_in_json_mode(data_type, value):
+    declared = {"rate": 16000} if data_type == "AudioChunk" else {}
+    (body,) = ValueFormat(data_type, serializer="json", **declared).encode(value)
+    received = ValueFormat(data_type, **declared).decode([body])
+    if data_type == "Image":
+        assert received.dtype == value.dtype
+        np.testing.assert_array_equal(received, value)
+    else:
+        assert received[1] == 16000 and received[0].dtype == np.float32
+        np.testing.assert_array_equal(received[0], value[0])
