@@ -1,8 +1,8 @@
 """Per-message cost of JSON mode, typed messages and inline serializers, in one process.
 
-    .venv/bin/python benchmarks/serializers.py
+    .venv/bin/python -m benchmarks.serializers
 
-No sockets: each line times encode + decode of one message (the codec's whole share of a
+``make bench`` runs it too and puts the table in docs/benchmarks.md. No sockets: each line times encode + decode of one message (the codec's whole share of a
 message's cost), best of several repeats, so a loaded machine's noise shows as little as
 possible. Ratios over 1 mean faster than the reference.
 """
@@ -52,33 +52,50 @@ def raw_orjson_array(array):
     return run
 
 
-def main():
-    rows = []
+def measure(quick: bool = False) -> list[dict]:
+    """One row per measurement: ``name``, ``micros`` (encode + decode), and for the compared rows
+    ``ratio`` (reference ÷ ours: over 1 is faster) with its ``target``, as in issue 19."""
+    scale = 10 if quick else 1
+    small, large = 20000 // scale, max(50 // scale, 3)
     binary, json_mode = ValueFormat(), ValueFormat(serializer="json")
-    raw_dict = best(lambda: orjson.loads(orjson.dumps(DICT_1KB)), 20000)
-    ours_dict = best(round_trip(json_mode, DICT_1KB), 20000)
-    rows.append(("1 KB dict: raw orjson dumps+loads", raw_dict, None))
-    rows.append(("1 KB dict: JSON mode encode+decode", ours_dict, raw_dict / ours_dict))
-    rows.append(("1 KB dict: binary mode encode+decode", best(round_trip(binary, DICT_1KB), 20000), None))
-    raw_numpy = best(lambda: orjson.loads(orjson.dumps(ARRAY_1MB, option=orjson.OPT_SERIALIZE_NUMPY)), 20)
-    raw_array = best(raw_orjson_array(ARRAY_1MB), 50)
-    ours_array = best(round_trip(json_mode, ARRAY_1MB), 50)
-    rows.append(("1 MB array: raw orjson OPT_SERIALIZE_NUMPY (numbers as text)", raw_numpy, None))
-    rows.append(("1 MB array: raw orjson + base64, the same layout by hand", raw_array, None))
-    rows.append(("1 MB array: JSON mode encode+decode", ours_array, raw_array / ours_array))
-    rows.append(("1 MB array: binary mode encode+decode", best(round_trip(binary, ARRAY_1MB), 2000), None))
-    typed = ValueFormat(message_type=Dict1KB)
-    instance = msgspec.convert(DICT_1KB, Dict1KB)
-    untyped_us = best(round_trip(binary, DICT_1KB), 20000)
-    typed_us = best(round_trip(typed, instance), 20000)
-    rows.append(("1 KB typed (msgspec Struct) encode+decode, binary", typed_us, untyped_us / typed_us))
-    inline = ValueFormat(serializers={Rotation: (lambda r: r.quat, Rotation)})
+    raw_dict = best(lambda: orjson.loads(orjson.dumps(DICT_1KB)), small)
+    ours_dict = best(round_trip(json_mode, DICT_1KB), small)
+    untyped = best(round_trip(binary, DICT_1KB), small)
+    raw_array = best(raw_orjson_array(ARRAY_1MB), large)
+    ours_array = best(round_trip(json_mode, ARRAY_1MB), large)
+    typed = best(round_trip(ValueFormat(message_type=Dict1KB), msgspec.convert(DICT_1KB, Dict1KB)), small)
     rotation = Rotation(np.array([0.0, 0.0, 0.0, 1.0]))
-    rows.append(("inline serializer (a quaternion array), binary", best(round_trip(inline, {"rot": rotation}), 20000), None))
-    rows.append(("the same array without it, binary", best(round_trip(binary, {"rot": rotation.quat}), 20000), None))
-    width = max(len(row[0]) for row in rows)
-    for name, micros, ratio in rows:
-        print(f"{name:<{width}}  {micros:10.2f} µs" + (f"   ratio {ratio:.2f}" if ratio is not None else ""))
+    inline = ValueFormat(serializers={Rotation: (lambda r: r.quat, Rotation)})
+    return [
+        {"name": "1 KB dict: raw orjson dumps + loads", "micros": raw_dict},
+        {"name": "1 KB dict: JSON mode", "micros": ours_dict, "ratio": raw_dict / ours_dict, "target": 0.8},
+        {"name": "1 KB dict: binary mode", "micros": untyped},
+        {"name": "1 MB array: raw orjson OPT_SERIALIZE_NUMPY (numbers as text)",
+         "micros": best(lambda: orjson.loads(orjson.dumps(ARRAY_1MB, option=orjson.OPT_SERIALIZE_NUMPY)), large)},
+        {"name": "1 MB array: raw orjson + base64, the same layout by hand", "micros": raw_array},
+        {"name": "1 MB array: JSON mode", "micros": ours_array, "ratio": raw_array / ours_array, "target": 0.8},
+        {"name": "1 MB array: binary mode", "micros": best(round_trip(binary, ARRAY_1MB), small // 10)},
+        {"name": "1 KB typed message (msgspec Struct), binary", "micros": typed, "ratio": untyped / typed,
+         "target": 1 / 1.05},
+        {"name": "inline serializer (a quaternion array), binary",
+         "micros": best(round_trip(inline, {"rot": rotation}), small)},
+        {"name": "the same array without it, binary", "micros": best(round_trip(binary, {"rot": rotation.quat}), small)},
+    ]
+
+
+def markdown(rows: list[dict]) -> list[str]:
+    """The rows as a Markdown table, for docs/benchmarks.md."""
+    lines = ["| message | encode + decode | ratio (reference ÷ ours) | target | met |", "|---|---|---|---|---|"]
+    for row in rows:
+        ratio = row.get("ratio")
+        cells = ("", "", "") if ratio is None else (
+            f"{ratio:.2f}", f"≥ {row['target']:.2f}", "yes" if ratio >= row["target"] else "**no**")
+        lines.append(f"| {row['name']} | {row['micros']:.1f} µs | {cells[0]} | {cells[1]} | {cells[2]} |")
+    return lines
+
+
+def main() -> None:
+    print("\n".join(markdown(measure())))
 
 
 if __name__ == "__main__":
