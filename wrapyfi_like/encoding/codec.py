@@ -118,8 +118,7 @@ class Codec:
         self._inline_decoders = {inline_id(kind): (kind, deser) for kind, (_, deser) in (inline or {}).items() if deser}
         self.plugins = PluginSet(allowed_plugins, **plugin_kwargs) if plugins is None else plugins
         if serializer == "json":
-            from wrapyfi_like.encoding import json_mode  # imports orjson: only for JSON senders
-            self.encode = functools.partial(json_mode.encode, self)
+            self.encode = functools.partial(_json_mode().encode, self)
 
     def encode(self, obj: Any) -> list:
         """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type
@@ -151,8 +150,7 @@ class Codec:
             raise DecodeError(f"header of {header.nbytes} bytes exceeds MAX_HEADER_SIZE = {MAX_HEADER_SIZE}")
         if header[:2] != _HEADER_PREFIX:
             if header[:1] == b"{":  # JSON mode (0x93 starts no UTF-8 text)
-                from wrapyfi_like.encoding import json_mode  # imports orjson on the first JSON message
-                return json_mode.decode(self, frames)
+                return _json_mode().decode(self, frames)
             raise DecodeError(
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
                 f"(header starts {bytes(header[:8])!r})"
@@ -209,6 +207,14 @@ class Codec:
     def decoder_plugin(self, codec_id: str) -> Plugin:
         """The plugin that decodes ``codec_id``; a :class:`DecodeError` says how to allow it."""
         return self.plugins.decoder_plugin(codec_id)
+
+
+@functools.cache
+def _json_mode() -> Any:
+    """:mod:`wrapyfi_like.encoding.json_mode`, imported (with orjson) on first use: a process
+    that never sees a JSON body never imports orjson."""
+    from wrapyfi_like.encoding import json_mode
+    return json_mode
 
 
 INLINE_PREFIX = "inline:"

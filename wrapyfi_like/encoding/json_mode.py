@@ -82,7 +82,7 @@ def decode(codec: Codec, frames: Sequence[Any]) -> Any:
         document = orjson.loads(frames[0])
     except orjson.JSONDecodeError as error:
         raise DecodeError(f"malformed JSON body: {truncate(error)}") from None
-    if type(document) is not dict or document.keys() != {"wrapyfi_like", "value"}:
+    if type(document) is not dict or len(document) != 2 or "value" not in document or "wrapyfi_like" not in document:
         raise DecodeError('a JSON body must be {"wrapyfi_like": 1, "value": ...}')
     if document["wrapyfi_like"] != JSON_VERSION or type(document["wrapyfi_like"]) is not int:
         raise DecodeError(f"unknown JSON body version {truncate(repr(document['wrapyfi_like']))}")
@@ -160,7 +160,7 @@ class _Encoder:
                 len(value) == 3 and value.keys() == ARRAY_KEYS):
             if _SCALARS.issuperset(map(type, value.values())):
                 return value
-            return {key: item if type(item) in _SCALARS else self.prepare(item, depth + 1)
+            return {key: item if type(item) in _SCALARS or _plain_number(item) else self.prepare(item, depth + 1)
                     for key, item in value.items()}
         return self.nested(_pairs, value, depth)
 
@@ -187,6 +187,13 @@ def _inline(run: _Encoder, value: Any, depth: int) -> dict:
     prepared = run.prepare(payload, depth + 1)
     run.inlining = outer
     return _marker("plugin", codec_id, prepared)
+
+
+def _plain_number(value: Any) -> bool:
+    """Whether ``value`` is an int or float JSON writes as itself (checked here without a call
+    to :meth:`_Encoder.prepare`: the common dict of numbers)."""
+    kind = type(value)
+    return (kind is float and value - value == 0.0) or (kind is int and _INT_MIN <= value <= _INT_MAX)
 
 
 def _big_int(value: int) -> dict:
