@@ -205,3 +205,17 @@ def test_annotations_that_cannot_be_evaluated_type_nothing_and_are_logged_once(c
         assert return_hint(method, 0, 1) is None
         assert return_hint(method, 0, 1) is None
     assert caplog.text.count("cannot be evaluated") == 1
+
+
+def test_a_tensor_inside_a_model_stays_a_buffer_of_its_own():
+    torch = pytest.importorskip("torch")
+
+    class Scan(msgspec.Struct):
+        ranges: torch.Tensor
+
+    fmt = ValueFormat(message_type=Scan)
+    tensor = torch.arange(256, dtype=torch.float32)
+    frames = fmt.encode(Scan(tensor))
+    assert len(frames) == 2 and bytes(frames[1]) == tensor.numpy().tobytes() and len(frames[0]) < 200
+    received = fmt.decode(frames)
+    assert type(received) is Scan and torch.equal(received.ranges, tensor)
