@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from benchmarks.cases import MB
+from benchmarks.serializers import markdown as serializer_table
 
 METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us", "startup_s",
            "listener_extra_payloads", "listener_flat_out_extra_payloads", "publisher_extra_payloads", "missing")
@@ -209,6 +210,11 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
               "  resident memory before the first message.",
               "- Launch → first message: from starting both processes to the first decoded message.",
               "- Import time: a fresh interpreter per measurement, alternating."]
+    if results.get("serializers"):
+        lines += ["", "## Serializers (in one process)", "",
+                  "Encode + decode of one message by `ValueFormat` (`benchmarks/serializers.py`), best of 7:",
+                  "JSON mode against raw orjson, typed messages against the same message untyped.", "",
+                  *serializer_table(results["serializers"])]
     failed = [row for row in results["rows"] if "error" in row]
     if failed:
         lines += ["", "## Runs that failed", ""]

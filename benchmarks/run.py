@@ -29,6 +29,7 @@ from typing import Optional
 from benchmarks.cases import MB, Case, all_cases
 from benchmarks.paths import wrapyfi_environment
 from benchmarks.report import write_markdown, write_plot
+from benchmarks.serializers import measure as measure_serializers
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 180.0
@@ -314,7 +315,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = run_all(cases, paths, transports, repeats, args.quick)
     imports = import_times(3 if args.quick else IMPORT_REPEATS)
     results = {"started": started.isoformat(timespec="seconds"), "quick": args.quick, "repeats": repeats,
-               "paths": paths, "transports": transports, "rows": rows, "import_seconds": imports}
+               "paths": paths, "transports": transports, "rows": rows, "import_seconds": imports,
+               "serializers": measure_serializers(args.quick)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot = write_plot(results, args.output_dir / "throughput.png")

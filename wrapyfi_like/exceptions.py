@@ -83,3 +83,8 @@ def map_exceptions(mapping: Mapping[type[BaseException], type[WrapyfiLikeError]]
                 detail = str(error) or type(error).__name__
                 raise target(f"{what}: {detail}" if what else detail) from error
         raise
+
+
+class ValidationError(WrapyfiLikeError, ValueError):
+    """A value does not match its typed message (``message_type=`` or the method's annotation);
+    the message names the field path (``$.pose.xyz[2]``)."""

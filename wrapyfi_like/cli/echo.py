@@ -1,4 +1,6 @@
-"""``wrapyfi-like echo TOPIC``: print each message, decoded, with big payloads summarised."""
+"""``wrapyfi-like echo TOPIC``: print each message, decoded, with big payloads summarised.
+
+Binary and JSON-mode messages alike: the codec tells them apart by their first byte."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import msgpack
 
-from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
@@ -26,7 +26,7 @@ class Client:
     ``max_message_size`` (bytes) bounds requests (a larger one raises
     :class:`~wrapyfi_like.exceptions.MessageTooLarge` before sending) and replies (a larger reply
     is dropped by the transport, and the request times out). Other kwargs go to the codec that
-    encodes requests.
+    encodes requests (``serializer="json"`` sends them as JSON).
     """
 
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
@@ -39,7 +39,7 @@ class Client:
         self.in_topic = in_topic
         self.request_timeout = request_timeout
         self._formats = list(value_formats)
-        self._request_codec = Codec(**kwargs)
+        self._request_codec = Codec(**codec_kwargs(kwargs))
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ClientTransport(
             in_topic, carrier=carrier, max_message_size=self.max_message_size, curve_server_key=curve_server_key)

@@ -8,8 +8,9 @@ does not take, so ``backpresure="drop"`` builds a blocking publisher and nobody 
 A kwarg is known to a kind (``publish``, ``listen``, ``reply``, ``request``) if it is
 
 - a parameter of that kind's communicator (:class:`~wrapyfi_like.connect.publishers.Publisher`,
-  ``Listener``, ``Server``, ``Client``), or Wrapyfi's name for one (``class_name``,
-  ``out_topic``/``in_topic``);
+  ``Listener``, ``Server``, ``Client``) or of its :class:`~wrapyfi_like.connect.formats.ValueFormat`
+  (``serializer``, ``serializers``, ``message_type``, ``on_invalid``), or Wrapyfi's name for one
+  (``class_name``, ``out_topic``/``in_topic``);
 - a parameter of the decorator's data type (``Image``: ``width``, ``jpg`` …);
 - a plugin's: a named parameter of a registered plugin's ``__init__`` (Wrapyfi's documented way
   for a plugin to take settings, e.g. ``load_torch_device``), a name in a plugin class's
@@ -37,6 +38,7 @@ import threading
 from typing import Any, Optional
 
 from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
@@ -101,9 +103,13 @@ def _parameters(func: Any) -> frozenset[str]:
                      and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
-_OWN = {kind: (set(_parameters(cls)) - {"data_type", "value_formats", "middleware", "name"}) | set(ALIASES)
-        for kind, cls in COMMUNICATORS.items()}
-"""Each kind's own kwargs: its communicator's parameters, under Wrapyfi's names too."""
+_OWN = {kind: ((set(_parameters(cls)) | _parameters(ValueFormat)) - {"data_type", "value_formats", "middleware", "name"})
+        | set(ALIASES) for kind, cls in COMMUNICATORS.items()}
+"""Each kind's own kwargs: its communicator's parameters and its value format's (``serializer``,
+``message_type`` …), under Wrapyfi's names too."""
+_OWN["reply"].discard("call_signature")  # the method's signature, passed by the reply mode itself
+for _kind in ("listen", "reply", "request"):
+    _OWN[_kind].add("allowed_plugins")  # the codec's: which received codec ids may import a library
 for _kind in ("publish", "listen"):
     _OWN[_kind].add(QUEUE_SIZE)
 

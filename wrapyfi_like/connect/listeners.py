@@ -7,7 +7,7 @@ import threading
 from typing import Any, Optional
 
 from wrapyfi_like.connect.formats import ValueFormat
-from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.exceptions import DecodeError, ValidationError
 from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
@@ -82,6 +82,9 @@ class Listener:
                 if frames is None:
                     return _NOTHING
                 value = self._format.decode(frames)
+            except ValidationError:  # on_invalid="raise": counted here, handled by the caller
+                self.malformed += 1
+                raise
             except DecodeError as error:
                 self.malformed += 1
                 _bad_input.warning(self.in_topic, "malformed", "skipped a malformed message on %s: %s",

@@ -34,8 +34,9 @@ from typing import Any, Callable, Optional
 
 from wrapyfi_like.connect import keywords
 from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.annotations import parameter_hints
 from wrapyfi_like.connect.fallback import Absent
-from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.formats import ValueFormat, typed_kwargs
 from wrapyfi_like.connect.groups import Aligner, CallGroups
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
@@ -135,21 +136,32 @@ def _direct_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
 # -- building communicators -----------------------------------------------------------------------
 
 def _build_each(communicator: type, role: str, call: Call) -> list:
-    return [[_construct(communicator, role, *spec.resolve(role, call.args, call.named), data_type=spec.data_type)
-             for spec in registration.specs] for registration in call.registrations]
+    return [[_construct(communicator, role, *_resolve_typed(call, role, spec, index, registration),
+                        data_type=spec.data_type)
+             for spec in registration.specs] for index, registration in enumerate(call.registrations)]
 
 
 def _build_service(communicator: type, role: str, call: Call) -> Any:
-    specs = [spec for registration in call.registrations for spec in registration.specs]
-    args, kwargs = specs[0].resolve(role, call.args, call.named)
+    args, kwargs = call.registrations[0].specs[0].resolve(role, call.args, call.named)
     formats = []
     if is_available(kwargs["middleware"]):  # an absent one's stand-in encodes nothing
-        for spec in specs:
-            _, spec_kwargs = spec.resolve(role, call.args, call.named)
-            for transport_only in ("middleware", "carrier"):
-                spec_kwargs.pop(transport_only, None)
-            formats.append(ValueFormat(spec.data_type, **keywords.for_kind(role, spec_kwargs, None)))
-    return _construct(communicator, role, args, kwargs, value_formats=formats)
+        for index, registration in enumerate(call.registrations):
+            for spec in registration.specs:
+                _, spec_kwargs = _resolve_typed(call, role, spec, index, registration)
+                for transport_only in ("middleware", "carrier"):
+                    spec_kwargs.pop(transport_only, None)
+                formats.append(ValueFormat(spec.data_type, **keywords.for_kind(role, spec_kwargs, None)))
+    extra = {"call_signature": parameter_hints(call.func)} if communicator is Server else {}
+    return _construct(communicator, role, args, kwargs, value_formats=formats, **extra)
+
+
+def _resolve_typed(call: Call, role: str, spec: Any, index: int, registration: Any) -> tuple[tuple, dict]:
+    """A spec's args and kwargs, with the ``message_type`` the method's return annotation gives
+    it (list-form decorators take theirs from ``message_type=`` only)."""
+    args, kwargs = spec.resolve(role, call.args, call.named)
+    if registration.is_list:
+        return args, kwargs
+    return args, typed_kwargs(kwargs, call.func, index, len(call.registrations))
 
 
 def _construct(communicator: type, role: str, args: tuple, kwargs: dict, **extra: Any) -> Any:

@@ -7,14 +7,15 @@ publisher would encode it, and the reply carries them all, so one request costs 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Optional, Sequence
 
 import msgpack
 
-from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
-from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.exceptions import DecodeError, ValidationError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
@@ -44,6 +45,9 @@ class Server:
     A reply is never waited for: one its client does not take at once is dropped and counted
     (see :mod:`wrapyfi_like.middlewares.zeromq.server`), so no client can hold up the others.
     Other kwargs go to the codec that decodes requests (plugin settings such as device maps).
+    ``call_signature`` (the method's, without ``self``) makes the server validate each request's
+    arguments against their typed annotations; an invalid one gets an error reply naming the
+    parameter and field path, which the client raises as ``RemoteError``.
     ``max_message_size`` (bytes) bounds requests (a larger one is malformed, never held whole in
     memory) and replies (a larger reply goes back to the client as an error).
     """
@@ -51,13 +55,18 @@ class Server:
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, curve_secret_key: Optional[str] = None,
-                 **kwargs: Any) -> None:
+                 call_signature: Optional[inspect.Signature] = None, **kwargs: Any) -> None:
         check_topic(out_topic)
         self.name = name
         self.out_topic = out_topic
         self.should_wait = should_wait
         self._formats = list(value_formats)
-        self._request_codec = Codec(**kwargs)
+        self._request_codec = Codec(**codec_kwargs(kwargs))
+        self._call_signature = call_signature
+        self._call_types = {}
+        if call_signature is not None:
+            from wrapyfi_like.validation import call_types  # only typed methods pay for the engine
+            self._call_types = call_types(call_signature)
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ServerTransport(
             out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
@@ -90,7 +99,13 @@ class Server:
         if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], tuple)
                 and isinstance(call[1], dict) and all(isinstance(key, str) for key in call[1])):
             raise DecodeError("a request must be the pair (args tuple, kwargs dict with str keys)")
-        return call
+        if not self._call_types:
+            return call
+        from wrapyfi_like.validation import check_call
+        try:
+            return check_call(self._call_signature, *call, self._call_types)
+        except ValidationError as error:
+            raise DecodeError(f"ValidationError: {error}") from None
 
     def _skip(self, ticket: Any, error: DecodeError) -> None:
         self.malformed += 1

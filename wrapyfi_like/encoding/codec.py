@@ -37,27 +37,29 @@ unpacks them without recursing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import struct
-import sys
 import threading
 from enum import IntEnum
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import msgpack
 import numpy as np
 
 from wrapyfi_like.encoding import arrays, temporal
-from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError, PluginError
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
 from wrapyfi_like.limits import MAX_DEPTH, MAX_HEADER_SIZE
 from wrapyfi_like.logs import truncate
-from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
+from wrapyfi_like.utils.plugin_set import PLUGIN_GUIDE, PluginSet
 
 FORMAT_VERSION = 1
+SERIALIZERS = ("binary", "json")
+"""What a sender writes: ``[header, *buffers]`` (msgpack and raw buffers, the default) or one JSON
+document (:mod:`wrapyfi_like.encoding.json_mode`). A receiver reads either: no setting needed."""
 _HEADER_PREFIX = bytes([0x93, FORMAT_VERSION])  # msgpack: a 3-element array whose first item is the version
-PLUGIN_GUIDE = "docs/plugins.md"
 FAST_LEVELS = 4
 """Extension levels unpacked with ``msgpack.unpackb`` (fast, ~40 KB of C stack each); deeper
 levels use a heap-allocated ``msgpack.Unpacker`` (~1 µs more each, ~4 KB of C stack)."""
@@ -91,35 +93,32 @@ _COMPLEX = struct.Struct("<dd")
 class Codec:
     """Encodes and decodes messages; build one per topic and reuse it for every message.
 
-    ``plugin_kwargs`` (device maps, image settings …) are handed to each plugin's constructor once.
-    Plugins whose kwargs are given are loaded and constructed here, so a bad setting fails when the
-    communicator is created, not on the first message.
+    ``plugins`` is the topic's :class:`~wrapyfi_like.utils.plugin_set.PluginSet`, built outside
+    (the codec itself never scans paths or imports plugins); given none, one is built from
+    ``allowed_plugins`` and ``plugin_kwargs`` (device maps, image settings …), so a bad setting
+    fails when the communicator is created, not on the first message. A received codec id never
+    makes this process import a library unless ``allowed_plugins`` names it (see PluginSet).
 
-    A received codec id never makes this process import a library: decoding loads a plugin only if
-    its library is already imported (the process uses torch, so it may receive tensors) or its
-    codec id is in ``allowed_plugins`` (e.g. ``allowed_plugins=["torch.Tensor"]``, the only way
-    to let received messages load an entry-point plugin). Encoding loads plugins lazily as before.
+    ``serializer`` (one of :data:`SERIALIZERS`) is what :meth:`encode` writes; :meth:`decode`
+    reads both, told apart by the first byte.
+
+    ``inline`` (``{type: (serializer, deserializer)}``, from ``Annotated[T, Serializer(...),
+    Deserializer(...)]`` hints) sends values of exactly those types as plugin objects with the
+    codec id ``inline:<module>.<qualname>`` and payload ``serializer(value)``, encoded by this
+    codec (arrays it returns stay buffers); consulted before the built-in encoders and plugins.
     """
 
-    def __init__(self, allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
-        names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
-        if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
-            raise ConfigurationError(
-                f"allowed_plugins must be a list of codec ids such as ['torch.Tensor'], got {allowed_plugins!r:.200}"
-            )
-        self._allowed = frozenset(names)
-        self._plugin_kwargs = plugin_kwargs
-        self._plugins: dict[type, Plugin] = {}
-        # Plugins found per type and per codec id, each with the registrar's generation at the
-        # lookup: a message then finds its plugin in one step instead of an MRO walk and two
-        # tables, and a plugin registered later (a more derived type) is still found.
-        self._encoders: dict[type, tuple[int, Plugin]] = {}
-        self._decoders: dict[str, tuple[int, Plugin]] = {}
-        self._lock = threading.Lock()
-        plugin_discovery.load_external_plugins()
-        plugin_discovery.load_builtins_for_kwargs(plugin_kwargs)
-        for plugin_cls in set(PluginRegistrar.decoder_registry.values()):
-            self._plugin(plugin_cls)
+    def __init__(self, allowed_plugins: Iterable[str] = (), serializer: str = "binary",
+                 inline: Optional[Mapping[type, tuple[Optional[Callable], Optional[Callable]]]] = None,
+                 plugins: Optional[PluginSet] = None, **plugin_kwargs: Any) -> None:
+        if serializer not in SERIALIZERS:
+            raise ConfigurationError(f"serializer must be one of {SERIALIZERS}, got {serializer!r:.200}")
+        self.serializer = serializer
+        self.inline_encoders = {kind: (inline_id(kind), ser) for kind, (ser, _) in (inline or {}).items() if ser}
+        self._inline_decoders = {inline_id(kind): (kind, deser) for kind, (_, deser) in (inline or {}).items() if deser}
+        self.plugins = PluginSet(allowed_plugins, **plugin_kwargs) if plugins is None else plugins
+        if serializer == "json":
+            self.encode = functools.partial(_json_mode().encode, self)
 
     def encode(self, obj: Any) -> list:
         """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type
@@ -150,6 +149,8 @@ class Codec:
         if header.nbytes > MAX_HEADER_SIZE:
             raise DecodeError(f"header of {header.nbytes} bytes exceeds MAX_HEADER_SIZE = {MAX_HEADER_SIZE}")
         if header[:2] != _HEADER_PREFIX:
+            if header[:1] == b"{":  # JSON mode (0x93 starts no UTF-8 text)
+                return _json_mode().decode(self, frames)
             raise DecodeError(
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
                 f"(header starts {bytes(header[:8])!r})"
@@ -171,76 +172,57 @@ class Codec:
             raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(run.buffers)}")
         return value
 
-    def encoder_plugin(self, obj_type: type) -> Plugin | None:
-        found = self._encoders.get(obj_type)
-        generation = PluginRegistrar.generation
-        if found is not None and found[0] == generation:
-            return found[1]
-        plugin_cls = PluginRegistrar.encoder_for(obj_type)
-        if plugin_cls is None and (plugin_discovery.load_builtin_for_type(obj_type)
-                                   or plugin_discovery.load_entry_point_plugins()):
-            plugin_cls = PluginRegistrar.encoder_for(obj_type)
-        if plugin_cls is None:
+    def inline_encode(self, value: Any) -> Optional[tuple[str, Any]]:
+        """``(codec_id, payload)`` if ``value``'s type has an inline serializer, else None."""
+        found = self.inline_encoders.get(type(value))
+        if found is None:
             return None
-        plugin = self._plugin(plugin_cls)
-        self._encoders[obj_type] = (generation, plugin)
-        return plugin
+        codec_id, serialize = found
+        try:
+            return codec_id, serialize(value)
+        except Exception as error:
+            raise EncodeError(f"the inline serializer of {codec_id} failed: {type(error).__name__}: {error}") from error
+
+    def inline_decode(self, codec_id: str, fields: Sequence[Any]) -> Any:
+        """The value of a received inline object ``[codec_id, payload]``."""
+        found = self._inline_decoders.get(codec_id)
+        shown = truncate(repr(codec_id))
+        if found is None:
+            raise DecodeError(
+                f"no inline deserializer for {shown} here: annotate the receiving method with the "
+                "sender's Annotated[T, Serializer(...), Deserializer(...)], or pass "
+                "serializers={T: (serializer, deserializer)} to register (docs/guide/messages.md)"
+            )
+        if len(fields) != 2:
+            raise DecodeError(f"an inline object {shown} holds [codec_id, payload], got {len(fields)} fields")
+        try:
+            return found[1](fields[1])
+        except Exception as error:
+            raise DecodeError(f"the inline deserializer of {shown} failed: {type(error).__name__}: {truncate(error)}") from None
+
+    def encoder_plugin(self, obj_type: type) -> Optional[Plugin]:
+        """The plugin that encodes ``obj_type`` (None: none does), from the topic's plugin set."""
+        return self.plugins.encoder_plugin(obj_type)
 
     def decoder_plugin(self, codec_id: str) -> Plugin:
-        found = self._decoders.get(codec_id)
-        generation = PluginRegistrar.generation
-        if found is not None and found[0] == generation:
-            return found[1]
-        plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
-        if plugin_cls is None:
-            plugin_cls = self._load_decoder(codec_id)
-        plugin = self._plugin(plugin_cls)
-        self._decoders[codec_id] = (generation, plugin)
-        return plugin
-
-    def _load_decoder(self, codec_id: str) -> type:
-        """The plugin class for a received ``codec_id``, imported only if the rule in the class
-        docstring allows it; otherwise a :class:`DecodeError` saying how to allow it."""
-        allowed = codec_id in self._allowed
-        builtin = plugin_discovery.builtin_for_id(codec_id)
-        if builtin is not None and (allowed or all(lib in sys.modules for lib in builtin.libraries)):
-            plugin_discovery.load_builtin_for_id(codec_id)
-        elif allowed:
-            plugin_discovery.load_entry_point_plugins()
-        plugin_cls = PluginRegistrar.decoder_registry.get(codec_id)
-        if plugin_cls is not None:
-            return plugin_cls
-        shown = truncate(repr(codec_id))
-        if builtin is not None and not allowed:
-            raise DecodeError(
-                f"codec id {shown} needs the {builtin.module} plugin, which would import "
-                f"{', '.join(builtin.libraries)}: a received message loads a plugin only if its library "
-                f"is already imported or the listener allows it, e.g. allowed_plugins=[{codec_id!r}] "
-                f"in listener_kwargs ({PLUGIN_GUIDE})"
-            )
-        raise DecodeError(
-            f"unknown codec id {shown}: the sender used a plugin this process does not have; install it "
-            f"(WRAPYFI_PLUGIN_PATHS, or an entry point named in allowed_plugins) ({PLUGIN_GUIDE})"
-        )
-
-    def _plugin(self, plugin_cls: type) -> Plugin:
-        plugin = self._plugins.get(plugin_cls)
-        if plugin is None:
-            with self._lock:
-                plugin = self._plugins.get(plugin_cls)
-                if plugin is None:
-                    plugin = self._plugins[plugin_cls] = _construct(plugin_cls, self._plugin_kwargs)
-        return plugin
+        """The plugin that decodes ``codec_id``; a :class:`DecodeError` says how to allow it."""
+        return self.plugins.decoder_plugin(codec_id)
 
 
-def _construct(plugin_cls: type, kwargs: dict) -> Plugin:
-    try:
-        return plugin_cls(**kwargs)
-    except TypeError as error:
-        raise PluginError(
-            f"plugin {plugin_cls.__name__} could not be built with kwargs {sorted(kwargs)}: {error}; "
-            "a plugin's __init__ must accept **kwargs it does not use"
-        ) from error
+@functools.cache
+def _json_mode() -> Any:
+    """:mod:`wrapyfi_like.encoding.json_mode`, imported (with orjson) on first use: a process
+    that never sees a JSON body never imports orjson."""
+    from wrapyfi_like.encoding import json_mode
+    return json_mode
+
+
+INLINE_PREFIX = "inline:"
+
+
+def inline_id(kind: type) -> str:
+    """The codec id of a type's inline serializer: the same in every process that names the type."""
+    return f"{INLINE_PREFIX}{kind.__module__}.{kind.__qualname__}"
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -311,11 +293,12 @@ class _EncodeRun:
     scalars, and rebuilds only the containers on the way to one.
     """
 
-    __slots__ = ("codec", "buffers", "depth")
+    __slots__ = ("codec", "buffers", "depth", "inlining")
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.buffers: list = []
+        self.inlining: Optional[type] = None  # the type whose inline serializer's output is being packed
         self.depth = -1  # the header's own document is level 0; each extension holding msgpack adds one
 
     def pack(self, value: Any) -> bytes:
@@ -367,6 +350,13 @@ class _EncodeRun:
         return len(self.buffers) - 1
 
     def default(self, value: Any) -> msgpack.ExtType:
+        if self.codec.inline_encoders and type(value) is not self.inlining:
+            inline = self.codec.inline_encode(value)
+            if inline is not None:
+                outer, self.inlining = self.inlining, type(value)  # a T its serializer returns is encoded as usual
+                packed = self.pack(list(inline))
+                self.inlining = outer
+                return _ext(Ext.PLUGIN, packed)
         encoder = _LEAF_ENCODERS.get(type(value))
         if encoder is not None:
             return encoder(self, value)
@@ -531,6 +521,8 @@ class _DecodeRun:
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
         codec_id = fields[0]
+        if codec_id.startswith(INLINE_PREFIX):
+            return self.codec.inline_decode(codec_id, fields)
         plugin = self.codec.decoder_plugin(codec_id)
         try:
             ok, value = plugin.decode(codec_id, tuple(fields))

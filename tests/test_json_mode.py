@@ -1,0 +1,254 @@
+"""JSON mode: a sender writes one JSON document; every receiver reads it with no setting; a JSON
+parser in another language reads it too; hostile JSON raises DecodeError and nothing else."""
+
+import base64
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.formats import SERIALIZER_ENV, ValueFormat
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.connect.servers import Server
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.encoding.json_mode import MAX_JSON_DEPTH
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
+
+pytestmark = pytest.mark.timeout(60)
+JSON = Codec(serializer="json")
+BINARY = Codec()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def body(value):
+    return orjson.dumps({"wrapyfi_like": 1, "value": value})
+
+
+def test_a_json_body_is_one_utf8_document_that_any_parser_reads():
+    (frame,) = JSON.encode({"name": "cam", "pose": (1.0, 2.0), "depth": np.arange(3, dtype="<f4")})
+    document = json.loads(frame.decode("utf-8"))
+    assert document == {"wrapyfi_like": 1, "value": {
+        "name": "cam", "pose": {"__wrapyfi__": ["tuple", [1.0, 2.0]]},
+        "depth": {"data_b64": base64.b64encode(np.arange(3, dtype="<f4").tobytes()).decode(),
+                  "shape": [3], "dtype": "<f4"}}}
+
+
+def test_the_binary_codec_reads_json_and_the_json_codec_reads_binary():
+    value = {"a": (1, {2}), "b": np.ones((2, 2))}
+    for sender, receiver in ((JSON, BINARY), (BINARY, JSON)):
+        received = receiver.decode(sender.encode(value))
+        assert received["a"] == (1, {2}) and type(received["a"]) is tuple
+        np.testing.assert_array_equal(received["b"], value["b"])
+
+
+def test_a_truss_numpy_array_field_decodes_here():
+    """Truss Chains' NumpyArrayField writes ``str(dtype)`` (``"float64"``) with no byte order."""
+    data = np.array([[1.5, 2.5]], dtype=np.float64)
+    truss = {"data_b64": base64.b64encode(data.tobytes()).decode(), "shape": [1, 2], "dtype": "float64"}
+    received = BINARY.decode([body({"array": truss})])["array"]
+    assert received.dtype == np.float64 and received.shape == (1, 2)
+    np.testing.assert_array_equal(received, data)
+
+
+@pytest.mark.parametrize("value", [{"__wrapyfi__": ["tuple", [1]]}, {"data_b64": "", "shape": [0], "dtype": "<f4"},
+                                   {"__wrapyfi__": 1, "other": 2}])
+def test_user_dicts_that_look_like_markers_come_back_as_the_same_dict(value):
+    received = BINARY.decode(JSON.encode(value))
+    assert type(received) is dict and received == value
+
+
+def test_the_process_setting_chooses_what_senders_write(monkeypatch):
+    monkeypatch.setenv(SERIALIZER_ENV, "json")
+    assert ValueFormat().encode({"x": 1})[0].startswith(b"{")
+    assert ValueFormat(serializer="binary").encode({"x": 1})[0][:1] == b"\x93"
+    monkeypatch.setenv(SERIALIZER_ENV, "xml")
+    with pytest.raises(ConfigurationError, match="serializer"):
+        ValueFormat()
+
+
+def test_a_listener_needs_no_setting_for_json(topic, in_thread):
+    listener = Listener("Json", topic)
+    publisher = Publisher("Json", topic, wait_timeout=5, serializer="json")
+    try:
+        publisher.publish({"t": (1, 2), "a": np.arange(4)})
+        received = listener.listen()
+        assert received["t"] == (1, 2)
+        np.testing.assert_array_equal(received["a"], np.arange(4))
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_a_server_reads_json_requests_and_a_client_reads_json_replies(topic, in_thread):
+    server = Server("Json", topic, value_formats=[ValueFormat(serializer="json")])
+    client = Client("Json", topic, value_formats=[ValueFormat()], serializer="json", request_timeout=10)
+
+    def serve_one():
+        request = server.await_request()
+        server.reply(request, [{"echo": request.args, "kw": request.kwargs}])
+
+    try:
+        served = in_thread(serve_one)
+        (reply,) = client.request((1, (2, 3)), {"k": b"x"})
+        served.result(timeout=10)
+        assert reply == {"echo": (1, (2, 3)), "kw": {"k": b"x"}}
+    finally:
+        client.close()
+        server.close()
+
+
+def test_node_reads_a_json_message_and_its_array(tmp_path):
+    """A reader in another language needs only JSON and base64 (docs/wire.md, "JSON body")."""
+    message = tmp_path / "message.json"
+    message.write_bytes(JSON.encode({"stamp": 1.5, "scan": np.array([1.0, -2.5], dtype="<f8"), "tag": (1, "x")})[0])
+    reader = """
+      const doc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      const v = doc.value, raw = Buffer.from(v.scan.data_b64, "base64");
+      const scan = new Float64Array(raw.buffer, raw.byteOffset, raw.length / 8);
+      console.log(doc.wrapyfi_like, v.stamp, v.scan.dtype, Array.from(scan).join(","), JSON.stringify(v.tag.__wrapyfi__));
+    """
+    out = subprocess.run(["node", "-e", reader, str(message)], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.strip() == '1 1.5 <f8 1,-2.5 ["tuple",[1,"x"]]'
+
+
+def test_the_example_runs_in_two_processes_with_json():
+    script = str(ROOT / "examples" / "json_messages.py")
+    listener = subprocess.Popen([sys.executable, script, "--mode", "listen", "--count", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    publisher = subprocess.Popen([sys.executable, script, "--mode", "publish", "--serializer", "json",
+                                  "--count", "60", "--rate", "20"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, err = listener.communicate(timeout=45)
+        assert listener.returncode == 0, err
+        lines = out.splitlines()
+        assert len(lines) == 2 and all(line.startswith("received {'count': ") for line in lines)
+        assert "'position': (" in lines[0] and "dtype=float32" in lines[0] and "'raw': b'" in lines[0]
+    finally:
+        for process in (listener, publisher):
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def nested(levels):
+    value = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_nesting_is_bounded_the_same_way_on_both_sides():
+    BINARY.decode(JSON.encode(nested(MAX_JSON_DEPTH - 1)))
+    with pytest.raises(EncodeError, match="MAX_JSON_DEPTH"):
+        JSON.encode(nested(MAX_JSON_DEPTH + 1))
+    with pytest.raises(DecodeError):
+        BINARY.decode([b'{"wrapyfi_like":1,"value":' + b"[" * 300 + b"]" * 300 + b"}"])
+    with pytest.raises(DecodeError):
+        BINARY.decode([b'{"wrapyfi_like":1,"value":' + b"[" * 5000 + b"]" * 5000 + b"}"])
+    deep_tuples = b'{"__wrapyfi__":["tuple",[' * 100 + b"1" + b"]]}" * 100
+    with pytest.raises(DecodeError, match="MAX_DEPTH"):
+        BINARY.decode([b'{"wrapyfi_like":1,"value":' + deep_tuples + b"}"])
+
+
+HOSTILE = {
+    "not json": b"{nope",
+    "no envelope": b'{"value": 1}',
+    "wrong version": b'{"wrapyfi_like": 2, "value": 1}',
+    "bool version": b'{"wrapyfi_like": true, "value": 1}',
+    "unknown marker": body({"__wrapyfi__": ["pickle", "gASV"]}),
+    "marker with company": body({"__wrapyfi__": ["tuple", []], "x": 1}),
+    "marker not a list": body({"__wrapyfi__": "tuple"}),
+    "object dtype": body({"data_b64": "AAAAAAAAAAA=", "shape": [1], "dtype": "|O"}),
+    "short array": body({"data_b64": "AAAA", "shape": [4], "dtype": "<f4"}),
+    "negative shape": body({"data_b64": "", "shape": [-1], "dtype": "<f4"}),
+    "bad base64": body({"__wrapyfi__": ["bytes", "!!!"]}),
+    "unhashable set item": body({"__wrapyfi__": ["set", [[1]]]}),
+    "bad datetime": body({"__wrapyfi__": ["datetime", 2020, 13, 1, 0, 0, 0, 0, 0, None]}),
+    "bad int": body({"__wrapyfi__": ["int", "12a"]}),
+    "bad float": body({"__wrapyfi__": ["float", "1e999"]}),
+    "unknown plugin": body({"__wrapyfi__": ["plugin", "no.such.plugin", 1]}),
+    "bad scalar": body({"__wrapyfi__": ["numpy.scalar", "<c8", 1.0]}),
+    "two frames": None,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_json_raises_decode_error_only(name):
+    frames = [body(1), b"extra"] if HOSTILE[name] is None else [HOSTILE[name]]
+    with pytest.raises(DecodeError):
+        BINARY.decode(frames)
+
+
+def test_mutated_json_bodies_never_raise_anything_but_decode_error():
+    """Seeded mutation fuzzing of valid JSON bodies (the style of tests/test_fuzz_codec.py)."""
+    import datetime as dt
+    seeds = [JSON.encode(v)[0] for v in (
+        {"a": (1, 2.5, "x"), "b": np.arange(4), "c": {1, 2}, 3: b"k"},
+        [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), 1 + 2j, np.float32(0.5), float("nan"), 2 ** 80],
+        {"__wrapyfi__": 0, "m": memoryview(b"abcd").cast("B", [2, 2]), "f": frozenset({"x"})},
+    )]
+    alphabet = b'{}[]",:0123456789-.eE_abcdefghijklmnopqrstuvwxyz\\ \x00\xff'
+    rng = random.Random(19)
+    for case in range(6000):
+        mutated = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            position = rng.randrange(len(mutated))
+            action = rng.random()
+            if action < 0.5:
+                mutated[position] = rng.choice(alphabet)
+            elif action < 0.75:
+                del mutated[position]
+            else:
+                mutated.insert(position, rng.choice(alphabet))
+        try:
+            BINARY.decode([bytes(mutated)])
+        except DecodeError:
+            pass
+
+
+def test_the_cli_echo_reads_json_messages_with_no_setting(topic, in_thread):
+    import io
+
+    from wrapyfi_like.cli import main
+
+    def send():
+        publisher = Publisher("Source", topic, wait_timeout=20, serializer="json")
+        publisher.publish({"label": ("cat", 1), "frame": np.arange(4, dtype=np.uint8)})
+        publisher.close()
+
+    sent = in_thread(send)
+    out = io.StringIO()
+    code = main(["echo", topic, "--once", "--timeout", "20"], out)
+    sent.result(timeout=20)
+    assert code == 0
+    assert out.getvalue() == "{'label': ('cat', 1), 'frame': <ndarray shape=(4,) dtype=uint8 min=0 max=3 mean=1.5>}\n---\n"
+
+
+def test_an_int_beyond_the_text_limit_raises_encode_error():
+    assert BINARY.decode(JSON.encode(10 ** 4299)) == 10 ** 4299
+    with pytest.raises(EncodeError, match="binary mode"):
+        JSON.encode(10 ** 5000)
+
+
+@pytest.mark.parametrize("data_type, value", [
+    ("Image", np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)),
+    ("AudioChunk", (np.linspace(-1, 1, 8, dtype=np.float32).reshape(8, 1), 16000)),
+])
+def test_images_and_audio_chunks_round_trip_in_json_mode(data_type, value):
+    declared = {"rate": 16000} if data_type == "AudioChunk" else {}
+    (body,) = ValueFormat(data_type, serializer="json", **declared).encode(value)
+    received = ValueFormat(data_type, **declared).decode([body])
+    if data_type == "Image":
+        assert received.dtype == value.dtype
+        np.testing.assert_array_equal(received, value)
+    else:
+        assert received[1] == 16000 and received[0].dtype == np.float32
+        np.testing.assert_array_equal(received[0], value[0])

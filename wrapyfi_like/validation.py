@@ -1,0 +1,156 @@
+"""Typed messages: validate a value against a type on the way out and on the way in.
+
+The wire stays plain (FastStream's model): a typed value travels as a map of its fields (a
+``NamedTuple`` as the tuple it is), its arrays and tensors untouched, so binary mode still sends
+them as buffers without a copy and an untyped listener gets a dict. The receiver's type decides:
+:meth:`MessageType.from_wire` validates the decoded tree into the type, and
+:meth:`MessageType.to_wire` checks a value before it is sent.
+
+Engines, imported only when a typed message is built: msgspec (``msgspec.convert``, ~0.6 µs a
+small message) for everything but pydantic models, pydantic v2 (``TypeAdapter``) when the type
+holds a ``BaseModel``. Either missing raises :class:`ConfigurationError` naming the extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from wrapyfi_like import annotations
+from wrapyfi_like.exceptions import ConfigurationError, ValidationError
+from wrapyfi_like.logs import truncate
+
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+class MessageType:
+    """One topic's typed message: built once (the engine's validator too), used per message."""
+
+    def __init__(self, hint: Any) -> None:
+        self.hint = hint
+        self.name = getattr(hint, "__qualname__", None) or repr(hint)
+        if any(annotations.is_pydantic(item) for item in annotations.walk(hint)):
+            pydantic = _engine("pydantic", "pydantic")
+            adapter = pydantic.TypeAdapter(hint)
+            self._errors = (pydantic.ValidationError,)
+            self._convert = adapter.validate_python
+        else:
+            msgspec = _engine("msgspec", "typed")
+            self._errors = (msgspec.ValidationError,)
+            self._convert = lambda tree: msgspec.convert(tree, hint)
+        # Only models inside the top one need the recursive walk; a flat model becomes the map
+        # of its fields in one step (a 1 KB message: 0.5 µs instead of 6).
+        self._nested = any(annotations.is_model(item) for item in annotations.walk(hint) if item is not hint)
+
+    def to_wire(self, value: Any) -> Any:
+        """The plain tree of ``value`` after checking it against the type; a wrong value raises
+        :class:`ValidationError` naming the field path, before anything is sent."""
+        if self._nested:
+            tree = plain(value)
+        else:
+            fields = _fields(type(value))
+            if fields is None:
+                tree = value
+            elif isinstance(value, tuple):  # NamedTuple: the tuple it is
+                tree = tuple(value)
+            else:
+                tree = {name: getattr(value, name) for name in fields}
+        self.validate(tree)
+        return tree
+
+    def from_wire(self, tree: Any) -> Any:
+        """The received tree as a validated instance of the type; :class:`ValidationError` if not."""
+        return self.validate(tree)
+
+    def validate(self, tree: Any) -> Any:
+        try:
+            return self._convert(tree)
+        except self._errors as error:
+            raise ValidationError(f"not a valid {self.name}: {truncate(_one_line(error))}") from None
+
+
+def _engine(module: str, extra: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigurationError(
+            f"typed messages of this type need {module}: pip install 'wrapyfi_like[{extra}]'"
+        ) from None
+
+
+def _one_line(error: Exception) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):  # pydantic: the first error with its path, as msgspec writes it
+        first = errors()[0]
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        return f"{first['msg']} - at $" + path
+    return str(error)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every model replaced by the map of its fields, recursively; arrays, tensors
+    and other leaves are kept as they are (the codec carries them)."""
+    kind = type(value)
+    if kind in _PLAIN_LEAVES:
+        return value
+    if kind is dict:
+        if _PLAIN_LEAVES.issuperset(map(type, value.values())):
+            return value
+        return {key: plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        if _PLAIN_LEAVES.issuperset(map(type, value)):  # at C speed: the common list of numbers
+            return value
+        return kind(plain(item) for item in value)
+    fields = _fields(kind)
+    if fields is None:
+        return value
+    if issubclass(kind, tuple):  # NamedTuple: the tuple it is
+        return tuple(plain(item) for item in value)
+    return {name: plain(getattr(value, name)) for name in fields}
+
+
+_FIELDS: dict[type, Any] = {}
+
+
+def _fields(kind: type) -> Any:
+    """The field names of a model class (cached per class), or None for anything else."""
+    if kind in _FIELDS:
+        return _FIELDS[kind]
+    if dataclasses.is_dataclass(kind):
+        names = tuple(field.name for field in dataclasses.fields(kind))
+    elif issubclass(kind, tuple) and hasattr(kind, "_fields"):
+        names = kind._fields
+    elif hasattr(kind, "__struct_fields__"):
+        names = kind.__struct_fields__
+    elif annotations.is_pydantic(kind):
+        names = tuple(kind.model_fields)
+    else:
+        names = None
+    _FIELDS[kind] = names
+    return names
+
+
+def check_call(signature: Any, args: tuple, kwargs: dict, types: dict) -> tuple[tuple, dict]:
+    """Bind a request's ``args``/``kwargs`` to ``signature`` and validate each typed argument
+    (``types``: parameter name to :class:`MessageType`); :class:`ValidationError` names the
+    parameter and the field path."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise ValidationError(f"the arguments do not fit {signature}: {error}") from None
+    for name, value in list(bound.arguments.items()):
+        message_type = types.get(name)
+        if message_type is None:
+            continue
+        try:
+            bound.arguments[name] = message_type.from_wire(value)
+        except ValidationError as error:
+            raise ValidationError(f"argument {name!r}: {error}") from None
+    return bound.args, bound.kwargs
+
+
+def call_types(signature: Any) -> dict[str, MessageType]:
+    """One :class:`MessageType` per parameter of ``signature`` whose annotation asks for one."""
+    return {name: MessageType(parameter.annotation) for name, parameter in signature.parameters.items()
+            if parameter.annotation is not typing.Any and annotations.is_typed(parameter.annotation)}
