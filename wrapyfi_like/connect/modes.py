@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 from wrapyfi_like.connect import keywords
 from wrapyfi_like.connect.clients import Client
 from wrapyfi_like.annotations import parameter_hints
+from wrapyfi_like.config.modes import MODES
 from wrapyfi_like.connect.fallback import Absent
 from wrapyfi_like.connect.formats import ValueFormat, typed_kwargs
 from wrapyfi_like.connect.groups import Aligner, CallGroups
@@ -273,7 +274,6 @@ def _disable(call: Call) -> list:
 
 _MODES = {"publish": _publish, "listen": _listen, "transceive": _transceive, "reemit": _reemit,
           "receive": _receive, "reply": _reply, "request": _request, "disable": _disable}
-MODES = (*_MODES, None)
 
 
 # -- returns <-> one value per decorator spec ------------------------------------------------------
