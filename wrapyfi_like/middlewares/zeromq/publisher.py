@@ -361,6 +361,8 @@ class ZeroMQPublisherTransport:
                             signals.append(outlet.socket.getsockopt(zmq.FD))
                 if not signals:
                     self._flush_needed.clear()
+                    if self._closed:  # close() sets _closed before the event: seen here if cleared late
+                        return
                     continue
                 signals.append(self._wakeup.fileno())
             try:
