@@ -183,7 +183,7 @@ def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(t
     publisher.publish(np.zeros(1000))
     publisher.publish("small")
     assert listener.listen() == "small"
-    assert listener.malformed == 1 and "max_message_size" in caplog.text
+    assert listener.stats()["malformed"] == 1 and "max_message_size" in caplog.text
 
 
 def test_a_request_over_the_servers_max_message_size_is_refused_and_the_server_goes_on(topic, in_thread):

@@ -94,12 +94,13 @@ class Listener:
             return value
 
     def stats(self) -> dict[str, int]:
-        """Counts since this listener was built: ``received`` and ``malformed`` (here), ``missed``,
+        """Counts since this listener was built: ``received`` (here), ``malformed`` (messages the
+        transport refused, plus values the codec or validation refused here), ``missed``,
         ``duplicate`` and ``dropped`` (the transport's sequence check and ``latest`` skips), and
         ``incomplete`` (parts of a stacked call discarded because another part never arrived)."""
         transport = _transport_statistics(self._transport)
         return {"sent": 0, "received": self.received, "dropped": transport.get("dropped", 0),
-                "malformed": self.malformed, "missed": transport.get("missed", 0),
+                "malformed": self.malformed + transport.get("malformed", 0), "missed": transport.get("missed", 0),
                 "duplicate": transport.get("duplicate", 0), "incomplete": self.incomplete}
 
     def publisher_stats(self) -> dict[str, dict[str, int]]:

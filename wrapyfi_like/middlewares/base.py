@@ -129,8 +129,9 @@ class ListenerTransport(ABC):
     """Receives the messages of one exact ``topic`` from every publisher of it, each in order.
 
     Buffers returned are writable and owned by the caller. Bad input (larger than
-    ``max_message_size``, a bad envelope) raises :class:`DecodeError` from ``recv`` and is counted
-    as ``malformed``; the next ``recv`` goes on. Duplicates are skipped inside, gaps counted.
+    ``max_message_size``, a bad envelope, a wrong topic) is skipped inside ``recv``, counted as
+    ``malformed`` and logged rate-limited; ``recv`` goes on to the next message, so one peer's
+    garbage never reaches the caller. Duplicates are skipped inside, gaps counted.
     """
 
     topic: str

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
-from wrapyfi_like.logs import RateLimitedLog
+from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, SequenceCheck
 from wrapyfi_like.middlewares.inproc.bus import (
@@ -150,7 +150,8 @@ class InprocListenerTransport(Member):
         ``timeout=None`` waits as long as it takes; :meth:`close` from another thread ends the wait
         with :class:`ClosedError`. The buffers are writable copies owned by this listener (unless
         the publisher chose ``zero_copy="unsafe"``). A message larger than ``max_message_size``,
-        or one whose envelope is not valid, raises :class:`DecodeError`, as on the wire.
+        or one whose envelope is not valid, is skipped, counted as ``malformed`` and logged
+        (rate-limited), as on the wire.
         """
         deadline = deadline_after(timeout)
         with self._lock:
@@ -160,9 +161,9 @@ class InprocListenerTransport(Member):
                     return None
                 try:
                     stamp = envelope.unpack(message[0])
-                except DecodeError:
-                    self.malformed += 1
-                    raise
+                except DecodeError as error:
+                    self._malformed("envelope", error)
+                    continue
                 if stamp.flags & LATEST:
                     message, stamp = self._newest(message, stamp)
                 gap = self._sequence.accept(stamp)
@@ -175,11 +176,15 @@ class InprocListenerTransport(Member):
                 frames = message[1:]
                 problem = oversize(frames, self._max_message_size)
                 if problem:
-                    self.malformed += 1
-                    raise DecodeError(problem)
+                    self._malformed("size", problem)
+                    continue
                 self.last_envelope = stamp
                 self.received += 1
                 return frames
+
+    def _malformed(self, kind: str, reason: object) -> None:
+        self.malformed += 1
+        _log.warning(self.topic, kind, "listener on %s skipped a malformed message: %s", self.topic, truncate(reason))
 
     def _newest(self, message: list, stamp: Envelope) -> tuple[list, Envelope]:
         """The newest waiting ``LATEST`` message of ``stamp``'s publisher, the older ones counted
