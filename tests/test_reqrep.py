@@ -90,6 +90,21 @@ def test_server_error_is_raised_in_the_client_and_the_server_goes_on(topic):
         server.close(), client.close()
 
 
+def test_a_client_making_the_server_raise_again_and_again_gets_one_traceback_logged(topic, caplog):
+    server, client = pair(topic)
+    served = serve(server, topic, 1)
+    try:
+        for _ in range(20):
+            with pytest.raises(RemoteError, match="cannot compute"):
+                client.compute("boom", topic=topic)
+        assert client.compute(5, topic=topic)[0]["sum"] == 5
+        served.result(timeout=10)
+    finally:
+        server.close(), client.close()
+    raised = [r for r in caplog.records if "raised while serving" in r.getMessage()]
+    assert len(raised) == 1 and raised[0].exc_info is not None  # the owner still sees one traceback
+
+
 def test_two_services_on_two_topics_never_see_each_others_requests(topic):
     (server_a, client_a), (server_b, client_b) = pair(topic + "/a"), pair(topic + "/ab")
     try:

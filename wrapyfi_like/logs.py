@@ -40,11 +40,11 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self._sources: OrderedDict[tuple[str, str], list] = OrderedDict()  # key -> [next_time, suppressed]
 
-    def warning(self, source: str, kind: str, message: str, *args: Any) -> None:
+    def warning(self, source: str, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
         """Log ``message % args`` at WARNING unless ``source`` logged ``kind`` within ``interval``."""
-        self.log(logging.WARNING, source, kind, message, *args)
+        self.log(logging.WARNING, source, kind, message, *args, exc_info=exc_info)
 
-    def log(self, level: int, source: str, kind: str, message: str, *args: Any) -> None:
+    def log(self, level: int, source: str, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
         if not self._logger.isEnabledFor(level):
             return
         now = time.monotonic()
@@ -63,4 +63,4 @@ class RateLimitedLog:
         if suppressed:
             message += " (suppressed %s similar messages from %s in the last %.0f s)"
             args = (*args, f"{suppressed:,}", truncate(source), self._interval)
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)

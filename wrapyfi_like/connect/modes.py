@@ -36,6 +36,7 @@ from wrapyfi_like.connect import keywords
 from wrapyfi_like.connect.clients import Client
 from wrapyfi_like.annotations import parameter_hints
 from wrapyfi_like.config.modes import MODES
+from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.connect.fallback import Absent
 from wrapyfi_like.connect.formats import ValueFormat, typed_kwargs
 from wrapyfi_like.connect.groups import Aligner, CallGroups
@@ -46,6 +47,8 @@ from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import is_available
 
 logger = logging.getLogger("wrapyfi_like.modes")
+_serving_errors = RateLimitedLog(logger)
+"""A client can make a served method raise at will: one traceback per topic and error type per 10 s."""
 
 ROLE_KWARGS = {"publish": "publisher_kwargs", "listen": "listener_kwargs",
                "reply": "publisher_kwargs", "request": "listener_kwargs"}
@@ -254,8 +257,9 @@ def _reply(call: Call) -> Any:
             returns = call.func(call.instance, *request.args, **request.kwargs)
             server.reply(request, [item for value in _per_decorator(call, returns) for item in value])
         except Exception as error:
-            logger.warning("%s raised while serving a request on %s; the error goes back to the client",
-                           call.func.__qualname__, server.out_topic, exc_info=True)
+            _serving_errors.warning(server.out_topic, type(error).__name__,
+                                    "%s raised while serving a request on %s; the error goes back to the client",
+                                    call.func.__qualname__, server.out_topic, exc_info=True)
             server.reply_error(request, error)
             continue
         return returns
