@@ -200,6 +200,46 @@ class Codec:
         except Exception as error:
             raise DecodeError(f"the inline deserializer of {shown} failed: {type(error).__name__}: {truncate(error)}") from None
 
+    def plugin_fields(self, plugin: Plugin, value: Any) -> Sequence[Any]:
+        """``plugin``'s ``(codec_id, payload, ...)`` for ``value``, checked the same way in both
+        body formats: a plugin that fails or answers in another shape is an :class:`EncodeError`
+        naming it, and its codec id must be one a receiver can look up."""
+        name = type(plugin).__name__
+        try:
+            ok, wrapped = plugin.encode(value)
+        except EncodeError:
+            raise
+        except Exception as error:
+            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
+        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
+        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
+            raise EncodeError(
+                f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}}) "
+                f"for {type(value).__qualname__}"
+            )
+        if fields[0] not in PluginRegistrar.decoder_registry:
+            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
+        return fields
+
+    def plugin_value(self, fields: list) -> Any:
+        """The value of a received plugin object ``[codec_id, payload, ...]`` (an inline
+        serializer's or a plugin's), in both body formats; whatever the plugin raises becomes a
+        :class:`DecodeError` with the peer's codec id truncated."""
+        codec_id = fields[0]
+        if codec_id.startswith(INLINE_PREFIX):
+            return self.inline_decode(codec_id, fields)
+        plugin = self.decoder_plugin(codec_id)
+        try:
+            ok, value = plugin.decode(codec_id, tuple(fields))
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
+                              f"{type(error).__name__}: {truncate(error)}") from None
+        if not ok:
+            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
+        return value
+
     def encoder_plugin(self, obj_type: type) -> Optional[Plugin]:
         """The plugin that encodes ``obj_type`` (None: none does), from the topic's plugin set."""
         return self.plugins.encoder_plugin(obj_type)
@@ -374,22 +414,7 @@ class _EncodeRun:
         )
 
     def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
-        name = type(plugin).__name__
-        try:
-            ok, wrapped = plugin.encode(value)
-        except EncodeError:
-            raise
-        except Exception as error:
-            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
-        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
-        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
-            raise EncodeError(
-                f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}}) "
-                f"for {type(value).__qualname__}"
-            )
-        if fields[0] not in PluginRegistrar.decoder_registry:
-            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
-        return _ext(Ext.PLUGIN, self.pack(list(fields)))
+        return _ext(Ext.PLUGIN, self.pack(list(self.codec.plugin_fields(plugin, value))))
 
 
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
@@ -520,20 +545,7 @@ class _DecodeRun:
         fields = self.unpack_list(data, "plugin payload")
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
-        codec_id = fields[0]
-        if codec_id.startswith(INLINE_PREFIX):
-            return self.codec.inline_decode(codec_id, fields)
-        plugin = self.codec.decoder_plugin(codec_id)
-        try:
-            ok, value = plugin.decode(codec_id, tuple(fields))
-        except DecodeError:
-            raise
-        except Exception as error:
-            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
-                              f"{type(error).__name__}: {truncate(error)}") from None
-        if not ok:
-            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
-        return value
+        return self.codec.plugin_value(fields)
 
 
 def _plain_list(data: bytes, what: str) -> list:
