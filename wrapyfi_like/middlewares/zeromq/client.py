@@ -27,12 +27,12 @@ from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, ClientCounts
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, service_key
-from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 
 
-class ZeroMQClientTransport(ClientCounts):
+class ZeroMQClientTransport(ClientCounts, WakeOnClose):
     """Sends requests to the servers of one service topic and waits for the matching reply.
 
     Thread-safe: calls from several threads take turns on the one socket.
@@ -184,17 +184,9 @@ class ZeroMQClientTransport(ClientCounts):
             except zmq.ZMQError:
                 pass  # already gone
 
-    def close(self) -> None:
-        """Close, also while another thread waits in :meth:`request` (it gets :class:`ClosedError`
-        at once: the wait is woken before the lock is taken)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wakeup.set()
-        with self._lock:
-            self._agent.unwatch(self._watch)
-            for probe in self._probes.values():
-                probe.close()
-            self._probes.clear()
-            self._socket.close()
-            self._wakeup.close()
+    def _release(self) -> None:
+        self._agent.unwatch(self._watch)
+        for probe in self._probes.values():
+            probe.close()
+        self._probes.clear()
+        self._socket.close()

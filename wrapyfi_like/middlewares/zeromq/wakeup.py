@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from abc import ABC, abstractmethod
 
 
 class Wakeup:
@@ -55,3 +56,28 @@ class Wakeup:
                 self._closed = True
                 os.close(self._read)
                 os.close(self._write)
+
+
+class WakeOnClose(ABC):
+    """The close of a transport whose blocking call polls :attr:`_wakeup` with :attr:`_lock` held:
+    mark closed and wake that poll first (it then raises :class:`ClosedError` and lets the lock
+    go), then :meth:`_release` the sockets under the lock, so no socket is closed under a poll."""
+
+    _closed: bool
+    _lock: threading.Lock
+    _wakeup: Wakeup
+
+    def close(self) -> None:
+        """Close, also while another thread waits in a blocking call (it gets ``ClosedError`` at
+        once: the wait is woken before the lock is taken); closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        with self._lock:
+            self._release()
+            self._wakeup.close()
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Let go of the transport's sockets and announcements (the lock is held)."""
