@@ -17,13 +17,17 @@ logger = logging.getLogger("wrapyfi_like.listeners")
 _NOTHING = object()
 """What :meth:`Listener._next` returns when nothing arrived (a received value may be None)."""
 _bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
+MAX_SKIPPED_WITHOUT_WAIT = 64
+"""Malformed messages one ``should_wait=False`` listen skips at most before it returns the empty
+value: a peer that sends them faster than they are refused cannot keep a non-waiting caller in
+listen(); the next call goes on with the rest."""
 
 
 class Listener:
     """Returns what arrives on ``in_topic``.
 
     ``should_wait=True`` blocks until a valid message arrives; ``False`` returns None when none is
-    waiting. A malformed message never reaches the caller: it is logged with the topic and the
+    waiting (or after skipping :data:`MAX_SKIPPED_WITHOUT_WAIT` malformed ones). A malformed message never reaches the caller: it is logged with the topic and the
     reason, counted in :attr:`malformed`, and the listener goes on to the next one. A message
     larger than ``max_message_size`` bytes (default
     :data:`~wrapyfi_like.limits.DEFAULT_MAX_MESSAGE_SIZE`) is malformed too, and is never held
@@ -76,6 +80,7 @@ class Listener:
 
     def _next(self) -> Any:
         timeout = None if self.should_wait else 0.0
+        skips_left = None if self.should_wait else MAX_SKIPPED_WITHOUT_WAIT
         while True:
             try:
                 frames = self._transport.recv(timeout)
@@ -89,6 +94,10 @@ class Listener:
                 self.malformed += 1
                 _bad_input.warning(self.in_topic, "malformed", "skipped a malformed message on %s: %s",
                                    self.in_topic, truncate(error))
+                if skips_left is not None:
+                    skips_left -= 1
+                    if not skips_left:
+                        return _NOTHING
                 continue
             self.received += 1
             return value
