@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError, ValidationError
-from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
+from wrapyfi_like.limits import MAX_SKIPPED_WITHOUT_WAIT, check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.envelope import Group
@@ -17,17 +17,14 @@ logger = logging.getLogger("wrapyfi_like.listeners")
 _NOTHING = object()
 """What :meth:`Listener._next` returns when nothing arrived (a received value may be None)."""
 _bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
-MAX_SKIPPED_WITHOUT_WAIT = 64
-"""Malformed messages one ``should_wait=False`` listen skips at most before it returns the empty
-value: a peer that sends them faster than they are refused cannot keep a non-waiting caller in
-listen(); the next call goes on with the rest."""
 
 
 class Listener:
     """Returns what arrives on ``in_topic``.
 
     ``should_wait=True`` blocks until a valid message arrives; ``False`` returns None when none is
-    waiting (or after skipping :data:`MAX_SKIPPED_WITHOUT_WAIT` malformed ones). A malformed message never reaches the caller: it is logged with the topic and the
+    waiting (or after skipping :data:`~wrapyfi_like.limits.MAX_SKIPPED_WITHOUT_WAIT` malformed
+    ones). A malformed message never reaches the caller: it is logged with the topic and the
     reason, counted in :attr:`malformed`, and the listener goes on to the next one. A message
     larger than ``max_message_size`` bytes (default
     :data:`~wrapyfi_like.limits.DEFAULT_MAX_MESSAGE_SIZE`) is malformed too, and is never held
