@@ -294,7 +294,7 @@ class _PlainPacker(threading.local):
 _plain = _PlainPacker()
 
 
-def _all_numbers(items: list) -> bool:
+def all_numbers(items: list) -> bool:
     """Whether a list that starts with a float holds only real numbers, found at C speed.
 
     ``math.fsum`` reads each item as a float and fails on anything else (no bytes-like, dict or
@@ -303,6 +303,7 @@ def _all_numbers(items: list) -> bool:
     starting with a float are tried, so objects whose ``__float__`` is costly (a CUDA scalar
     tensor) are not converted for nothing. (``sum`` is twice as fast on floats, but it would add
     a following array to the float, e.g. ``[stamp, image]``: a full copy on every message.)
+    JSON mode's decoder asks the same of orjson's lists, which hold no number-like objects.
     """
     if not items or type(items[0]) is not float:
         return False
@@ -363,7 +364,7 @@ class _EncodeRun:
                 return value
             return self._replace_walked(value, value.items())
         if kind is list:
-            if _all_numbers(value) or _PLAIN.issuperset(map(type, value)):
+            if all_numbers(value) or _PLAIN.issuperset(map(type, value)):
                 return value
             return self._replace_walked(value, enumerate(value))
         if kind is bytes or kind is bytearray:

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from wrapyfi_like.encoding import arrays, temporal
+from wrapyfi_like.encoding.codec import all_numbers
 from wrapyfi_like.exceptions import DecodeError, EncodeError
 from wrapyfi_like.limits import MAX_DEPTH
 from wrapyfi_like.logs import truncate
@@ -263,7 +264,7 @@ class _Decoder:
         if kind is list:
             if depth > MAX_JSON_DEPTH:
                 raise DecodeError(f"JSON body nests more than MAX_JSON_DEPTH = {MAX_JSON_DEPTH} containers")
-            if _numbers(value) or _JSON_LEAVES.issuperset(map(type, value)):
+            if all_numbers(value) or _JSON_LEAVES.issuperset(map(type, value)):
                 return value
             return [self.rebuild(item, depth + 1) for item in value]
         if kind is not dict:
@@ -299,19 +300,6 @@ class _Decoder:
         if not fields or type(fields[0]) is not str:
             raise DecodeError("a plugin marker must start with its codec id")
         return self.codec.plugin_value(fields)
-
-
-def _numbers(items: list) -> bool:
-    """Whether a decoded list starting with a float holds only numbers, at C speed: ``fsum``
-    fails on anything else, and orjson's output holds no number-like objects but numbers. Three
-    times faster than a type scan on the common list of floats."""
-    if not items or type(items[0]) is not float:
-        return False
-    try:
-        math.fsum(items)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
 
 
 def _unb64(text: Any) -> bytes:
