@@ -498,24 +498,11 @@ class _DecodeRun:
         self.depth = 0
         self.scan = False
 
-    def unpack(self, data: bytes) -> Any:
-        """An extension's msgpack document, whose own extensions are decoded too; the depth is
-        checked before unpacking, so a deep message costs no stack beyond the limit."""
-        depth = self.depth + 1
-        self.depth = depth
-        if depth <= FAST_LEVELS:
-            value = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
-        elif depth <= MAX_DEPTH:
-            value = _unpack_on_heap(data, self.ext_hook)
-        else:
-            raise DecodeError(f"extension values nest more than MAX_DEPTH = {MAX_DEPTH} deep")
-        self.depth = depth - 1
-        if self.scan:
-            _refuse_timestamps(value)
-        return value
-
     def unpack_list(self, data: bytes, what: str) -> list:
-        # unpack's body written out: a nested extension then costs no extra Python frame
+        """An extension's msgpack list (``what`` names it in errors), whose own extensions are
+        decoded too; the depth is checked before unpacking, so a deep message costs no stack
+        beyond the limit. Every nested extension holds a list, so this one method serves them all
+        and a nesting level costs one Python frame."""
         depth = self.depth + 1
         self.depth = depth
         if depth <= FAST_LEVELS:
@@ -588,7 +575,7 @@ _DECODERS = {
     Ext.BYTEARRAY: lambda run, data: bytearray(_buffer_index(run, data)),
     Ext.MEMORYVIEW: _memoryview_from_wire,
     Ext.NDARRAY: _array_from_wire,
-    Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack(data)),
+    Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack_list(data, "numpy scalar")),
     Ext.DATETIME: lambda run, data: temporal.datetime_from_wire(run.unpack_list(data, "datetime")),
     Ext.DATE: lambda run, data: temporal.date_from_wire(run.unpack_list(data, "date")),
     Ext.TIME: lambda run, data: temporal.time_from_wire(run.unpack_list(data, "time")),
