@@ -25,6 +25,13 @@ os.environ.pop("WRAPYFI_PLUGIN_PATHS", None)
 
 
 @pytest.fixture
+def private_discovery() -> dict:
+    """Environment for node processes that share a discovery directory of their own, so the
+    directory's host is always one of them and never the test process."""
+    return {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_tcp_port()}"}
+
+
+@pytest.fixture
 def topic() -> str:
     """A topic name no other test uses."""
     return f"/test/{uuid.uuid4().hex[:12]}"

@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -28,17 +25,7 @@ SCRIPT = os.path.abspath(__file__)
 class LossNode(Node):
     """A :class:`Node` running this script instead of :mod:`node_processes`."""
 
-    def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.args = args
-        self.process = subprocess.Popen(
-            [sys.executable, SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        self.events: queue.Queue = queue.Queue()
-        self.seen: list[dict] = []
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read_events, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+    script = SCRIPT
 
 
 def rss_kib(field: str = "VmRSS") -> int:

@@ -24,10 +24,12 @@ SCRIPT = Path(__file__).resolve()
 
 
 class Node:
-    """One node process; ``events`` holds what it reported, in order."""
+    """One node process; ``events`` holds what it reported, in order; ``script`` is what it runs."""
+
+    script = SCRIPT
 
     def __init__(self, *args: str, env: Optional[dict] = None, netns: Optional[str] = None) -> None:
-        command = [sys.executable, str(SCRIPT), *args]
+        command = [sys.executable, str(self.script), *args]
         if netns is not None:
             command = ["ip", "netns", "exec", netns, *command]
         self.args = args

@@ -14,16 +14,10 @@ from node_processes import Node, event_is
 pytestmark = pytest.mark.timeout(60)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def nodes():
+def nodes(private_discovery):
     """Start nodes sharing a private discovery address; every one still running is stopped after."""
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+    env = private_discovery
     started = []
 
     class Nodes:

@@ -13,7 +13,7 @@ import pytest
 
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
-from wrapyfi_like.exceptions import ClosedError
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.testing import inproc_middleware
 
 pytestmark = pytest.mark.timeout(60)
@@ -113,8 +113,9 @@ def test_close_instance_closes_the_instance_at_that_address_only(topic):
     MiddlewareCommunicator.close_instance(hex(id(first)))
     assert first.exchange(topic, "runs") == ("runs",)  # closed: the method runs normally again
     assert "exchange" in second.stats()
-    with pytest.raises(ValueError, match="no open MiddlewareCommunicator"):
+    with pytest.raises(ConfigurationError, match="no open MiddlewareCommunicator") as refused:
         MiddlewareCommunicator.close_instance("0x0")
+    assert isinstance(refused.value, ValueError)  # Wrapyfi-era callers catching ValueError still do
     MiddlewareCommunicator.close_instance()  # None: every instance, as in Wrapyfi
     assert second.stats() == {}
 

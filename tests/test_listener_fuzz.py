@@ -8,7 +8,6 @@ messages over the size limit and over the frame limit.
 import json
 import random
 import signal
-import socket
 import struct
 
 import msgpack
@@ -29,12 +28,6 @@ HONEST_COUNT, HONEST_RATE = 3000, 600
 QUEUE_DEPTH = 32
 """The listener's queue: libzmq bounds it in messages, so what hostile messages can make the
 listener hold while it reads is about ``QUEUE_DEPTH`` of the largest (1.2 MB here)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def hostile_messages(topic: bytes, rng: random.Random):
@@ -69,8 +62,8 @@ def hostile_messages(topic: bytes, rng: random.Random):
         yield rng.choice(kinds)()
 
 
-def test_a_live_listener_survives_10000_hostile_messages_and_delivers_honest_traffic(topic):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def test_a_live_listener_survives_10000_hostile_messages_and_delivers_honest_traffic(topic, private_discovery):
+    env = private_discovery
     listener = LossNode("listen", topic, "--count", str(HONEST_COUNT), "--idle", "5", "--size", "0",
                         "--kwargs", json.dumps({"max_message_size": MAX_SIZE, "queue_depth": QUEUE_DEPTH}), env=env)
     publisher = None

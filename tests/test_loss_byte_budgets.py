@@ -28,12 +28,6 @@ FRAME = 7 * 1024 * 1024  # under the limit, so libzmq accepts each frame
 MIB = 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def memory_kib(pid: int, field: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -73,8 +67,8 @@ def wait_until(condition, timeout: float = 20.0) -> None:
         time.sleep(0.05)  # polling /proc: there is nothing to wait on
 
 
-def test_hostile_shapes_hold_what_the_documentation_says(topic):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def test_hostile_shapes_hold_what_the_documentation_says(topic, private_discovery):
+    env = private_discovery
     listener = LossNode("listen", topic, "--count", "1000", "--idle", "10",
                         "--kwargs", json.dumps({"max_message_size": LIMIT}), env=env)
     publisher = None

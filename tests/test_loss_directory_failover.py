@@ -7,7 +7,6 @@ no wait can hide a loss; each listener checks its sequence numbers from its firs
 """
 
 import signal
-import socket
 import time
 
 import pytest
@@ -21,14 +20,8 @@ PAIRS = 3
 RATE, COUNT = 400, 2000  # 5 s per publisher
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_sigkill_of_the_directory_host_loses_nothing_in_order(topic):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def test_sigkill_of_the_directory_host_loses_nothing_in_order(topic, private_discovery):
+    env = private_discovery
     host = Node("idle", env=env)
     started = [host]
     try:

@@ -8,7 +8,6 @@ before it could leave) or by the listener (skipped for a newer one), never as mi
 """
 
 import signal
-import socket
 
 import pytest
 
@@ -22,15 +21,9 @@ RATE, COUNT = 30, 60
 PERIOD = 1.0 / RATE
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("listener_depth", [None, 1])
-def test_a_slow_consumer_of_latest_gets_the_newest_frame(topic, listener_depth):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def test_a_slow_consumer_of_latest_gets_the_newest_frame(topic, listener_depth, private_discovery):
+    env = private_discovery
     kwargs = "{}" if listener_depth is None else f'{{"queue_depth": {listener_depth}}}'
     listener = LossNode("listen", topic, "--count", str(COUNT), "--interval", "0.05", "--idle", "2",
                         "--kwargs", kwargs, env=env)

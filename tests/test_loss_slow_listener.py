@@ -8,7 +8,6 @@ socket, and libzmq discarded the queue with the connection.
 """
 
 import signal
-import socket
 import time
 
 import pytest
@@ -19,15 +18,9 @@ from node_processes import event_is
 pytestmark = pytest.mark.timeout(90)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def nodes():
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def nodes(private_discovery):
+    env = private_discovery
     started = []
 
     def start(*args: str) -> LossNode:

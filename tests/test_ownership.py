@@ -8,7 +8,6 @@ message were replaced by the next message's bytes in flight.
 
 import json
 import signal
-import socket
 
 import numpy as np
 import pytest
@@ -24,16 +23,10 @@ SIZE = 16 * 1024 * 1024
 COUNT = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("policy", [{}, {"backpressure": "drop", "queue_depth": 2},
                                     {"backpressure": "latest"}])
-def test_a_reused_buffer_never_changes_a_message_in_flight(topic, policy):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_port()}"}
+def test_a_reused_buffer_never_changes_a_message_in_flight(topic, policy, private_discovery):
+    env = private_discovery
     listener = LossNode("listen", topic, "--count", str(COUNT), "--idle", "3", env=env)
     publisher = None
     try:

@@ -7,6 +7,7 @@
 | topic length | :data:`MAX_TOPIC_LENGTH` bytes (UTF-8) | when a communicator is created |
 | header size | :data:`MAX_HEADER_SIZE` (4 MiB) | the codec: encoding, and decoding before unpacking |
 | nested extension values | :data:`MAX_DEPTH` (64) | the codec: encoding, and decoding before each nested unpack |
+| malformed messages one non-waiting listen or reply skips | :data:`MAX_SKIPPED_WITHOUT_WAIT` (64) | ``Listener``, ``Server`` |
 | pixels of a compressed image | :data:`MAX_IMAGE_PIXELS` (64 Mi) | decoding, from the file's header, before any pixel is decoded |
 
 The size of a message is the sum of its codec frames (``[header, *buffers]``), i.e. of what the
@@ -26,6 +27,10 @@ from wrapyfi_like.exceptions import ConfigurationError, MessageTooLarge
 
 DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 """Bytes a message may hold unless a communicator's ``max_message_size`` kwarg says otherwise."""
+MAX_SKIPPED_WITHOUT_WAIT = 64
+"""Malformed messages (or requests) one ``should_wait=False`` listen (or reply) skips at most
+before it returns empty-handed: a peer that sends them faster than they are refused cannot keep
+a non-waiting caller inside the call; the next call goes on with the rest."""
 MAX_FRAMES = 65536
 """Frames (header plus out-of-band buffers) one message may hold."""
 MAX_TOPIC_LENGTH = 1024

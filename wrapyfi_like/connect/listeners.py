@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError, ValidationError
-from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
+from wrapyfi_like.limits import MAX_SKIPPED_WITHOUT_WAIT, check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.envelope import Group
@@ -23,7 +23,8 @@ class Listener:
     """Returns what arrives on ``in_topic``.
 
     ``should_wait=True`` blocks until a valid message arrives; ``False`` returns None when none is
-    waiting. A malformed message never reaches the caller: it is logged with the topic and the
+    waiting (or after skipping :data:`~wrapyfi_like.limits.MAX_SKIPPED_WITHOUT_WAIT` malformed
+    ones). A malformed message never reaches the caller: it is logged with the topic and the
     reason, counted in :attr:`malformed`, and the listener goes on to the next one. A message
     larger than ``max_message_size`` bytes (default
     :data:`~wrapyfi_like.limits.DEFAULT_MAX_MESSAGE_SIZE`) is malformed too, and is never held
@@ -76,6 +77,7 @@ class Listener:
 
     def _next(self) -> Any:
         timeout = None if self.should_wait else 0.0
+        skips_left = None if self.should_wait else MAX_SKIPPED_WITHOUT_WAIT
         while True:
             try:
                 frames = self._transport.recv(timeout)
@@ -89,6 +91,10 @@ class Listener:
                 self.malformed += 1
                 _bad_input.warning(self.in_topic, "malformed", "skipped a malformed message on %s: %s",
                                    self.in_topic, truncate(error))
+                if skips_left is not None:
+                    skips_left -= 1
+                    if not skips_left:
+                        return _NOTHING
                 continue
             self.received += 1
             return value

@@ -16,7 +16,7 @@ import msgpack
 from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError, ValidationError
-from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
+from wrapyfi_like.limits import MAX_SKIPPED_WITHOUT_WAIT, check_max_message_size, check_outgoing, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import middleware_module
 
@@ -39,7 +39,8 @@ class Server:
     """Receives calls on ``out_topic`` and replies with the method's return values.
 
     ``should_wait=True``: :meth:`await_request` blocks until a valid request arrives; ``False``:
-    it returns None when none is waiting. A malformed request is logged, counted in
+    it returns None when none is waiting (or after skipping
+    :data:`~wrapyfi_like.limits.MAX_SKIPPED_WITHOUT_WAIT` malformed ones). A malformed request is logged, counted in
     :attr:`malformed`, answered with an error when it can be (the reason cut to
     :data:`~wrapyfi_like.logs.PEER_TEXT_LIMIT` characters: it may quote the peer), and skipped.
     A reply is never waited for: one its client does not take at once is dropped and counted
@@ -77,19 +78,21 @@ class Server:
 
     def await_request(self) -> Optional[Request]:
         timeout = None if self.should_wait else 0.0
+        skips_left = None if self.should_wait else MAX_SKIPPED_WITHOUT_WAIT
         while True:
+            ticket = None
             try:
                 received = self._transport.recv(timeout)
-            except DecodeError as error:
-                self._skip(None, error)
-                continue
-            if received is None:
-                return None
-            ticket, frames = received
-            try:
+                if received is None:
+                    return None
+                ticket, frames = received
                 args, kwargs = self._decode_call(frames)
             except DecodeError as error:
                 self._skip(ticket, error)
+                if skips_left is not None:
+                    skips_left -= 1
+                    if not skips_left:
+                        return None
                 continue
             self.received += 1
             return Request(args, kwargs, ticket)

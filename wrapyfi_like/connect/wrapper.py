@@ -23,6 +23,7 @@ from wrapyfi_like.config.manager import ConfigManager
 from wrapyfi_like.connect import keywords, modes
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares import MIDDLEWARES, is_available
 
 DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_COMMUNICATOR", "zeromq")
@@ -343,7 +344,8 @@ class MiddlewareCommunicator:
         """Close the instance whose address is ``instance_addr`` (``hex(id(instance))``, as in
         Wrapyfi), or every instance if it is None.
 
-        Raises ``ValueError`` if no open instance has that address.
+        Raises ``ConfigurationError`` (a ``ValueError``, as Wrapyfi-era callers expect) if no
+        open instance has that address.
         """
         if instance_addr is None:
             cls.close_all_instances()
@@ -352,7 +354,7 @@ class MiddlewareCommunicator:
             if hex(id(instance)) == instance_addr:
                 instance.close()
                 return
-        raise ValueError(f"no open MiddlewareCommunicator instance at {instance_addr}")
+        raise ConfigurationError(f"no open MiddlewareCommunicator instance at {truncate(instance_addr)}")
 
     @staticmethod
     def get_communicators() -> set[str]:

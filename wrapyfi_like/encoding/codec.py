@@ -200,6 +200,46 @@ class Codec:
         except Exception as error:
             raise DecodeError(f"the inline deserializer of {shown} failed: {type(error).__name__}: {truncate(error)}") from None
 
+    def plugin_fields(self, plugin: Plugin, value: Any) -> Sequence[Any]:
+        """``plugin``'s ``(codec_id, payload, ...)`` for ``value``, checked the same way in both
+        body formats: a plugin that fails or answers in another shape is an :class:`EncodeError`
+        naming it, and its codec id must be one a receiver can look up."""
+        name = type(plugin).__name__
+        try:
+            ok, wrapped = plugin.encode(value)
+        except EncodeError:
+            raise
+        except Exception as error:
+            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
+        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
+        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
+            raise EncodeError(
+                f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}}) "
+                f"for {type(value).__qualname__}"
+            )
+        if fields[0] not in PluginRegistrar.decoder_registry:
+            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
+        return fields
+
+    def plugin_value(self, fields: list) -> Any:
+        """The value of a received plugin object ``[codec_id, payload, ...]`` (an inline
+        serializer's or a plugin's), in both body formats; whatever the plugin raises becomes a
+        :class:`DecodeError` with the peer's codec id truncated."""
+        codec_id = fields[0]
+        if codec_id.startswith(INLINE_PREFIX):
+            return self.inline_decode(codec_id, fields)
+        plugin = self.decoder_plugin(codec_id)
+        try:
+            ok, value = plugin.decode(codec_id, tuple(fields))
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
+                              f"{type(error).__name__}: {truncate(error)}") from None
+        if not ok:
+            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
+        return value
+
     def encoder_plugin(self, obj_type: type) -> Optional[Plugin]:
         """The plugin that encodes ``obj_type`` (None: none does), from the topic's plugin set."""
         return self.plugins.encoder_plugin(obj_type)
@@ -254,7 +294,7 @@ class _PlainPacker(threading.local):
 _plain = _PlainPacker()
 
 
-def _all_numbers(items: list) -> bool:
+def all_numbers(items: list) -> bool:
     """Whether a list that starts with a float holds only real numbers, found at C speed.
 
     ``math.fsum`` reads each item as a float and fails on anything else (no bytes-like, dict or
@@ -263,6 +303,7 @@ def _all_numbers(items: list) -> bool:
     starting with a float are tried, so objects whose ``__float__`` is costly (a CUDA scalar
     tensor) are not converted for nothing. (``sum`` is twice as fast on floats, but it would add
     a following array to the float, e.g. ``[stamp, image]``: a full copy on every message.)
+    JSON mode's decoder asks the same of orjson's lists, which hold no number-like objects.
     """
     if not items or type(items[0]) is not float:
         return False
@@ -323,7 +364,7 @@ class _EncodeRun:
                 return value
             return self._replace_walked(value, value.items())
         if kind is list:
-            if _all_numbers(value) or _PLAIN.issuperset(map(type, value)):
+            if all_numbers(value) or _PLAIN.issuperset(map(type, value)):
                 return value
             return self._replace_walked(value, enumerate(value))
         if kind is bytes or kind is bytearray:
@@ -374,22 +415,7 @@ class _EncodeRun:
         )
 
     def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
-        name = type(plugin).__name__
-        try:
-            ok, wrapped = plugin.encode(value)
-        except EncodeError:
-            raise
-        except Exception as error:
-            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
-        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
-        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
-            raise EncodeError(
-                f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}}) "
-                f"for {type(value).__qualname__}"
-            )
-        if fields[0] not in PluginRegistrar.decoder_registry:
-            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
-        return _ext(Ext.PLUGIN, self.pack(list(fields)))
+        return _ext(Ext.PLUGIN, self.pack(list(self.codec.plugin_fields(plugin, value))))
 
 
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
@@ -472,24 +498,11 @@ class _DecodeRun:
         self.depth = 0
         self.scan = False
 
-    def unpack(self, data: bytes) -> Any:
-        """An extension's msgpack document, whose own extensions are decoded too; the depth is
-        checked before unpacking, so a deep message costs no stack beyond the limit."""
-        depth = self.depth + 1
-        self.depth = depth
-        if depth <= FAST_LEVELS:
-            value = msgpack.unpackb(data, ext_hook=self.ext_hook, strict_map_key=False, raw=False)
-        elif depth <= MAX_DEPTH:
-            value = _unpack_on_heap(data, self.ext_hook)
-        else:
-            raise DecodeError(f"extension values nest more than MAX_DEPTH = {MAX_DEPTH} deep")
-        self.depth = depth - 1
-        if self.scan:
-            _refuse_timestamps(value)
-        return value
-
     def unpack_list(self, data: bytes, what: str) -> list:
-        # unpack's body written out: a nested extension then costs no extra Python frame
+        """An extension's msgpack list (``what`` names it in errors), whose own extensions are
+        decoded too; the depth is checked before unpacking, so a deep message costs no stack
+        beyond the limit. Every nested extension holds a list, so this one method serves them all
+        and a nesting level costs one Python frame."""
         depth = self.depth + 1
         self.depth = depth
         if depth <= FAST_LEVELS:
@@ -520,20 +533,7 @@ class _DecodeRun:
         fields = self.unpack_list(data, "plugin payload")
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
-        codec_id = fields[0]
-        if codec_id.startswith(INLINE_PREFIX):
-            return self.codec.inline_decode(codec_id, fields)
-        plugin = self.codec.decoder_plugin(codec_id)
-        try:
-            ok, value = plugin.decode(codec_id, tuple(fields))
-        except DecodeError:
-            raise
-        except Exception as error:
-            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
-                              f"{type(error).__name__}: {truncate(error)}") from None
-        if not ok:
-            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
-        return value
+        return self.codec.plugin_value(fields)
 
 
 def _plain_list(data: bytes, what: str) -> list:
@@ -575,7 +575,7 @@ _DECODERS = {
     Ext.BYTEARRAY: lambda run, data: bytearray(_buffer_index(run, data)),
     Ext.MEMORYVIEW: _memoryview_from_wire,
     Ext.NDARRAY: _array_from_wire,
-    Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack(data)),
+    Ext.NPSCALAR: lambda run, data: arrays.scalar_from_wire(run.unpack_list(data, "numpy scalar")),
     Ext.DATETIME: lambda run, data: temporal.datetime_from_wire(run.unpack_list(data, "datetime")),
     Ext.DATE: lambda run, data: temporal.date_from_wire(run.unpack_list(data, "date")),
     Ext.TIME: lambda run, data: temporal.time_from_wire(run.unpack_list(data, "time")),

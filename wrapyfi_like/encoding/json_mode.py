@@ -33,11 +33,10 @@ import numpy as np
 import orjson
 
 from wrapyfi_like.encoding import arrays, temporal
-from wrapyfi_like.encoding.codec import INLINE_PREFIX
+from wrapyfi_like.encoding.codec import all_numbers
 from wrapyfi_like.exceptions import DecodeError, EncodeError
 from wrapyfi_like.limits import MAX_DEPTH
 from wrapyfi_like.logs import truncate
-from wrapyfi_like.utils.core_utils import PluginRegistrar
 
 if TYPE_CHECKING:
     from wrapyfi_like.encoding.codec import Codec
@@ -165,19 +164,7 @@ class _Encoder:
         return self.nested(_pairs, value, depth)
 
     def plugin(self, _: Any, plugin_and_value: tuple, depth: int) -> dict:
-        plugin, value = plugin_and_value
-        name = type(plugin).__name__
-        try:
-            ok, wrapped = plugin.encode(value)
-        except EncodeError:
-            raise
-        except Exception as error:
-            raise EncodeError(f"plugin {name} failed to encode {type(value).__qualname__}: {error}") from error
-        fields = wrapped.get("__wrapyfi__") if ok and isinstance(wrapped, dict) else None
-        if not isinstance(fields, (tuple, list)) or not fields or not isinstance(fields[0], str):
-            raise EncodeError(f"plugin {name} did not return (True, {{'__wrapyfi__': (codec_id, payload, ...)}})")
-        if fields[0] not in PluginRegistrar.decoder_registry:
-            raise EncodeError(f"plugin {name} returned codec id {fields[0]!r}, which no plugin is registered under")
+        fields = self.codec.plugin_fields(*plugin_and_value)
         return _marker("plugin", fields[0], *(self.prepare(field, depth + 1) for field in fields[1:]))
 
 
@@ -277,7 +264,7 @@ class _Decoder:
         if kind is list:
             if depth > MAX_JSON_DEPTH:
                 raise DecodeError(f"JSON body nests more than MAX_JSON_DEPTH = {MAX_JSON_DEPTH} containers")
-            if _numbers(value) or _JSON_LEAVES.issuperset(map(type, value)):
+            if all_numbers(value) or _JSON_LEAVES.issuperset(map(type, value)):
                 return value
             return [self.rebuild(item, depth + 1) for item in value]
         if kind is not dict:
@@ -312,33 +299,7 @@ class _Decoder:
     def plugin(self, fields: list) -> Any:
         if not fields or type(fields[0]) is not str:
             raise DecodeError("a plugin marker must start with its codec id")
-        codec_id = fields[0]
-        if codec_id.startswith(INLINE_PREFIX):
-            return self.codec.inline_decode(codec_id, fields)
-        plugin = self.codec.decoder_plugin(codec_id)
-        try:
-            ok, value = plugin.decode(codec_id, tuple(fields))
-        except DecodeError:
-            raise
-        except Exception as error:
-            raise DecodeError(f"plugin {type(plugin).__name__} could not decode {truncate(repr(codec_id))}: "
-                              f"{type(error).__name__}: {truncate(error)}") from None
-        if not ok:
-            raise DecodeError(f"plugin {type(plugin).__name__} declined to decode {truncate(repr(codec_id))}")
-        return value
-
-
-def _numbers(items: list) -> bool:
-    """Whether a decoded list starting with a float holds only numbers, at C speed: ``fsum``
-    fails on anything else, and orjson's output holds no number-like objects but numbers. Three
-    times faster than a type scan on the common list of floats."""
-    if not items or type(items[0]) is not float:
-        return False
-    try:
-        math.fsum(items)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+        return self.codec.plugin_value(fields)
 
 
 def _unb64(text: Any) -> bytes:

@@ -2,8 +2,15 @@
 
 A server answers one request at a time; these numbers bound what may wait around it per client
 connection, and how much text an error reply may carry. The ZeroMQ transport maps them onto
-libzmq's high-water marks; the in-memory one applies them to its inboxes.
+libzmq's high-water marks; the in-memory one applies them to its inboxes. :class:`ClientCounts`
+is the bookkeeping both engines' clients share, so their counters and timeout messages agree.
 """
+
+from typing import Callable, Optional, TypeVar
+
+from wrapyfi_like.exceptions import WaitTimeout
+
+T = TypeVar("T")
 
 MAX_ERROR_TEXT = 1000
 """Characters of an error reply's text kept when it is sent and when it is raised: enough for an
@@ -18,3 +25,36 @@ system buffers); one more is dropped at once, counted and logged. Our clients ha
 out at a time; the room is for clients that send a batch of requests before reading, and for a
 moment when the thread that writes replies to the network is late. It bounds what a client that
 never reads costs: this many replies of the service's size."""
+
+
+class ClientCounts:
+    """A client's counters (``base.CLIENT_COUNTERS``) and the request steps every engine counts
+    the same way: a request is ``sent`` once a server took it, and one that ends in
+    :class:`WaitTimeout` (no server, or no reply) counts in ``timeouts``."""
+
+    topic: str
+
+    def __init__(self) -> None:
+        self.sent = self.received = self.timeouts = self.remote_errors = self.malformed = self.stale = 0
+
+    def _exchange(self, send: Callable[[], None], await_reply: Callable[[], T]) -> T:
+        try:
+            send()
+            self.sent += 1
+            return await_reply()
+        except WaitTimeout:
+            self.timeouts += 1
+            raise
+
+    def _no_server(self, timeout: Optional[float]) -> WaitTimeout:
+        return WaitTimeout(f"no server for service {self.topic} could take the request within {timeout} s "
+                           "(request_timeout); start one with mode='reply'")
+
+    def _no_reply(self, timeout: Optional[float]) -> WaitTimeout:
+        return WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
+
+    def statistics(self) -> dict[str, int]:
+        """Requests ``sent``; replies ``received`` (ok), ``remote_errors``, ``malformed`` and
+        ``stale`` (late or foreign, dropped); requests that ended in ``timeouts``."""
+        return {"sent": self.sent, "received": self.received, "remote_errors": self.remote_errors,
+                "malformed": self.malformed, "stale": self.stale, "timeouts": self.timeouts}

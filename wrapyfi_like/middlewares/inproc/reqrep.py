@@ -19,12 +19,12 @@ import threading
 import time
 from typing import Any, Optional
 
-from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
-from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES
+from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, ClientCounts
 
 logger = logging.getLogger("wrapyfi_like.inproc.reqrep")
 _log = RateLimitedLog(logger)
@@ -95,7 +95,7 @@ class InprocServerTransport(Member):
                 "dropped": self.dropped, "malformed": self.malformed}
 
 
-class InprocClientTransport:
+class InprocClientTransport(ClientCounts):
     """Sends requests to the servers of one service topic and waits for the matching reply.
 
     Thread-safe: calls from several threads take turns, as on the ZeroMQ client's one socket.
@@ -110,7 +110,7 @@ class InprocClientTransport:
         self._replies = Inbox(f"client of {topic}", capacity=QUEUED_REPLIES)
         self._request_ids = itertools.count(1)
         self._turns = itertools.count()
-        self.sent = self.received = self.timeouts = self.remote_errors = self.malformed = self.stale = 0
+        ClientCounts.__init__(self)
 
     def request(self, frames: list, timeout: Optional[float]) -> list[memoryview]:
         """Send ``frames`` to a server of the topic and return its reply's frames.
@@ -127,13 +127,9 @@ class InprocClientTransport:
             deadline = deadline_after(timeout)
             request_id = next(self._request_ids)
             self._drop_late_replies()
-            try:
-                self._send((Ticket(self._replies, request_id), copy_frames(frames)), deadline, timeout)
-                self.sent += 1
-                return self._await_reply(request_id, deadline, timeout)
-            except WaitTimeout:
-                self.timeouts += 1
-                raise
+            request = (Ticket(self._replies, request_id), copy_frames(frames))
+            return self._exchange(lambda: self._send(request, deadline, timeout),
+                                  lambda: self._await_reply(request_id, deadline, timeout))
 
     def _drop_late_replies(self) -> None:
         """Requests go one at a time, so whatever waits before one is sent is a late reply: drop
@@ -151,17 +147,14 @@ class InprocClientTransport:
             if self._abandoned():
                 raise ClosedError(f"client of {self.topic} is closed")
             if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"no server for service {self.topic} could take the request within {timeout} s "
-                    "(request_timeout); start one with mode='reply'"
-                )
+                raise self._no_server(timeout)
 
     def _await_reply(self, request_id: int, deadline: Optional[float],
                      timeout: Optional[float]) -> list[memoryview]:
         while True:
             reply = self._replies.get(remaining_seconds(deadline))
             if reply is None:
-                raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
+                raise self._no_reply(timeout)
             reply_id, status, payload = reply
             if reply_id != request_id:
                 self.stale += 1
@@ -172,12 +165,6 @@ class InprocClientTransport:
                 raise RemoteError(f"service {self.topic} failed: {truncate(payload, MAX_ERROR_TEXT)}")
             self.received += 1
             return payload
-
-    def statistics(self) -> dict[str, int]:
-        """The ZeroMQ client's counts: requests ``sent``; replies ``received``, ``remote_errors``,
-        ``malformed`` (always 0 in memory) and ``stale``; requests that ended in ``timeouts``."""
-        return {"sent": self.sent, "received": self.received, "remote_errors": self.remote_errors,
-                "malformed": self.malformed, "stale": self.stale, "timeouts": self.timeouts}
 
     def _abandoned(self) -> bool:
         return self._replies.closed or self._bus.closed

@@ -16,7 +16,7 @@ from typing import Optional
 
 import zmq
 
-from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
@@ -25,14 +25,14 @@ from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, o
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
-from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT
+from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, ClientCounts
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, service_key
-from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 
 
-class ZeroMQClientTransport:
+class ZeroMQClientTransport(ClientCounts, WakeOnClose):
     """Sends requests to the servers of one service topic and waits for the matching reply.
 
     Thread-safe: calls from several threads take turns on the one socket.
@@ -72,7 +72,7 @@ class ZeroMQClientTransport:
         self._reply_poller.register(self._wakeup.fileno(), zmq.POLLIN)
         lifecycle.track(self)
         self._request_ids = itertools.count(1)
-        self.sent = self.received = self.timeouts = self.remote_errors = self.malformed = self.stale = 0
+        ClientCounts.__init__(self)
         self._closed = False
 
     def request(self, frames: list, timeout: Optional[float]) -> list[memoryview]:
@@ -89,13 +89,8 @@ class ZeroMQClientTransport:
             request_id = REQUEST_ID.pack(next(self._request_ids))
             if self._watch.endpoints is not self._followed:  # an unchanged list (the common case) costs no system call
                 self._follow(self._watch.consume())
-            try:
-                self._send([request_id, *frames], deadline, timeout)
-                self.sent += 1
-                return self._await_reply(request_id, deadline, timeout)
-            except WaitTimeout:
-                self.timeouts += 1
-                raise
+            return self._exchange(lambda: self._send([request_id, *frames], deadline, timeout),
+                                  lambda: self._await_reply(request_id, deadline, timeout))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -118,10 +113,7 @@ class ZeroMQClientTransport:
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
             if not events and deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"no server for service {self.topic} could take the request within {timeout} s "
-                    "(request_timeout); start one with mode='reply'"
-                )
+                raise self._no_server(timeout)
 
     def _await_reply(self, request_id: bytes, deadline: Optional[float],
                      timeout: Optional[float]) -> list[memoryview]:
@@ -140,7 +132,7 @@ class ZeroMQClientTransport:
                 self.stale += 1
                 logger.debug("dropped a late or foreign reply on service %s", self.topic)
             if deadline is not None and time.monotonic() >= deadline:  # also while foreign replies keep coming
-                raise WaitTimeout(f"no reply from service {self.topic} within {timeout} s (request_timeout)")
+                raise self._no_reply(timeout)
 
     def _unpack(self, frames: list) -> list[memoryview]:
         status = frames[0].bytes
@@ -192,23 +184,9 @@ class ZeroMQClientTransport:
             except zmq.ZMQError:
                 pass  # already gone
 
-    def statistics(self) -> dict[str, int]:
-        """Requests ``sent``; replies ``received`` (ok), ``remote_errors``, ``malformed`` and
-        ``stale`` (late or foreign, dropped); requests that ended in ``timeouts``."""
-        return {"sent": self.sent, "received": self.received, "remote_errors": self.remote_errors,
-                "malformed": self.malformed, "stale": self.stale, "timeouts": self.timeouts}
-
-    def close(self) -> None:
-        """Close, also while another thread waits in :meth:`request` (it gets :class:`ClosedError`
-        at once: the wait is woken before the lock is taken)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wakeup.set()
-        with self._lock:
-            self._agent.unwatch(self._watch)
-            for probe in self._probes.values():
-                probe.close()
-            self._probes.clear()
-            self._socket.close()
-            self._wakeup.close()
+    def _release(self) -> None:
+        self._agent.unwatch(self._watch)
+        for probe in self._probes.values():
+            probe.close()
+        self._probes.clear()
+        self._socket.close()

@@ -33,7 +33,7 @@ from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bo
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, QUEUED_REQUESTS
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, Ticket, service_key
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
-from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 _log = RateLimitedLog(logger)
@@ -42,7 +42,7 @@ SERVER_LINGER_MS = 1000
 """How long unsent replies may hold up closing a server (and interpreter exit)."""
 
 
-class ZeroMQServerTransport:
+class ZeroMQServerTransport(WakeOnClose):
     """Receives requests on one service topic and sends each reply back to its client."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
@@ -133,13 +133,6 @@ class ZeroMQServerTransport:
         return {"received": self.received, "sent": self.sent, "errors": self.errors,
                 "dropped": self.dropped, "malformed": self.malformed}
 
-    def close(self) -> None:
-        """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wakeup.set()
-        with self._lock:
-            self._agent.withdraw(self._announcement)
-            self._socket.close()
-            self._wakeup.close()
+    def _release(self) -> None:
+        self._agent.withdraw(self._announcement)
+        self._socket.close()
