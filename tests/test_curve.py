@@ -144,6 +144,9 @@ def test_keys_and_allow_lists_come_from_the_environment_and_bad_ones_are_refused
         curve.allowed_keys(str(tmp_path / "empty"))
     with pytest.raises(ConfigurationError, match="neither"):
         curve.allowed_keys("not a key")
+    monkeypatch.setattr(curve, "MAX_ALLOWED_KEYS", 2)
+    with pytest.raises(ConfigurationError, match="names 3 keys; the limit is 2"):  # never cut silently
+        curve.allowed_keys(",".join(keypair()[0] for _ in range(3)))
 
     public_file, _ = generate_keypair(tmp_path)
     with pytest.raises(ConfigurationError, match="no secret key"):

@@ -281,3 +281,21 @@ def test_rate_limited_log_summarises_what_it_suppressed(caplog, monkeypatch):
     assert "suppressed 999 similar messages from /a in the last 10 s" in from_a[1]
     assert "suppressed 999 similar messages" in from_a[2]
     assert len([line for line in lines if "on /b" in line]) == 3
+
+
+def test_rate_limited_log_invented_sources_share_one_limit(caplog, monkeypatch):
+    from wrapyfi_like import logs
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(logs, "MAX_SOURCES", 8)
+    log = RateLimitedLog(logging.getLogger("wrapyfi_like.test_rate_sources"))
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like.test_rate_sources"):
+        for source in range(10_000):  # a peer inventing a source per message, all within 10 s
+            log.warning(f"peer-{source}", "malformed", "bad message from %s", source)
+        now[0] += 11.0  # every window has passed: a new source gets a line of its own again
+        log.warning("honest", "malformed", "bad message from %s", "honest")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 8 + 1 + 1  # the remembered sources, the shared limit, then the newcomer
+    assert lines[-1] == "bad message from honest"
+    assert len(log._sources) <= 8 + 1

@@ -20,7 +20,10 @@ PEER_TEXT_LIMIT = 200
 LOG_INTERVAL = 10.0
 """Seconds between two log lines about the same kind of problem from the same source."""
 MAX_SOURCES = 1024
-"""Sources remembered per log; the least recently seen is forgotten first (bounds memory)."""
+"""Sources remembered per log. A new source takes the place of the least recently seen one once
+that one's quiet window has passed; while all are within theirs, new sources share one limit
+(:data:`OTHER_SOURCES`), so inventing sources cannot flood the log or grow memory."""
+OTHER_SOURCES = "other sources"
 
 
 def truncate(text: Any, limit: int = PEER_TEXT_LIMIT) -> str:
@@ -51,6 +54,15 @@ class RateLimitedLog:
         key = (source, kind)
         with self._lock:
             state = self._sources.get(key)
+            if state is None and len(self._sources) >= MAX_SOURCES:
+                oldest_key, oldest = next(iter(self._sources.items()))
+                if now < oldest[0] or oldest_key[0] == OTHER_SOURCES:
+                    # every remembered source is still in its quiet window: a peer inventing
+                    # sources shares one limit with all the others it invents
+                    key = (OTHER_SOURCES, kind)
+                    state = self._sources.get(key)
+                else:
+                    del self._sources[oldest_key]
             if state is not None and now < state[0]:
                 state[1] += 1
                 self._sources.move_to_end(key)
@@ -58,8 +70,6 @@ class RateLimitedLog:
             suppressed = state[1] if state is not None else 0
             self._sources[key] = [now + self._interval, 0]
             self._sources.move_to_end(key)
-            while len(self._sources) > MAX_SOURCES:
-                self._sources.popitem(last=False)
         if suppressed:
             message += " (suppressed %s similar messages from %s in the last %.0f s)"
             args = (*args, f"{suppressed:,}", truncate(source), self._interval)

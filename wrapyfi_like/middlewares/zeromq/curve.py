@@ -145,14 +145,14 @@ def allowed_keys(source: Optional[str]) -> frozenset[bytes]:
     if not source or not source.strip():
         return frozenset()
     if os.path.isdir(source):
-        files = sorted(Path(source).glob("*.key"))
-        if not files:
+        entries = sorted(Path(source).glob("*.key"))
+        if not entries:
             raise ConfigurationError(f"{ALLOWED_VARIABLE}: the folder {source} holds no *.key files")
-        keys = [_read_key(path, secret=False, name=ALLOWED_VARIABLE) for path in files[:MAX_ALLOWED_KEYS]]
     else:
-        keys = [_read_key(text.strip(), secret=False, name=ALLOWED_VARIABLE)
-                for text in source.split(",")[:MAX_ALLOWED_KEYS] if text.strip()]
-    return frozenset(keys)
+        entries = [text.strip() for text in source.split(",") if text.strip()]
+    if len(entries) > MAX_ALLOWED_KEYS:  # refused, not cut: a cut list would refuse allowed clients silently
+        raise ConfigurationError(f"{ALLOWED_VARIABLE} names {len(entries)} keys; the limit is {MAX_ALLOWED_KEYS}")
+    return frozenset(_read_key(entry, secret=False, name=ALLOWED_VARIABLE) for entry in entries)
 
 
 class Authenticator:
