@@ -50,7 +50,6 @@ from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
-from wrapyfi_like.middlewares.zeromq.copies import POOL_MAX_BUFFER, CopyPool
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.framing import try_send
@@ -100,8 +99,8 @@ class ZeroMQPublisherTransport:
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
-        self._safe = zero_copy == "safe"
-        self._pool = CopyPool()
+        self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
+                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _as_given)
         self._queue_depth = queue_depth
         self._max_outlets = max_outlets
         self.publisher_id = envelopes.new_publisher_id()
@@ -143,51 +142,16 @@ class ZeroMQPublisherTransport:
                 self._wait_for_listener()
                 self._found_one = True
             self._seq += 1
-            body, lent = self._own(frames) if self._safe else (frames, [])
+            body, trackers = self._own(frames)
             message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq, self._flags, group), *body]
             del body
             for outlet in list(self._outlets.values()):
                 if self._outlets.get(outlet.endpoint) is outlet:  # not closed by an earlier wait
                     self._send_to(outlet, message)
             del message
-            if lent:
-                self._wait_for_trackers(lent)
+            if trackers:
+                self._wait_for_trackers(trackers)
             self.sent += 1
-
-    def _own(self, frames: list) -> tuple[list, list]:
-        """``zero_copy="safe"``: the frames to send in place of ``frames`` so that the caller owns
-        its buffers again when :meth:`send` returns, and the trackers of any caller's buffers lent
-        to libzmq (waited for after sending).
-
-        Buffers up to ``POOL_MAX_BUFFER`` are copied into the publisher's pool; a ``"block"``
-        publisher whose pool is all in flight waits for its oldest buffer. Larger buffers are lent
-        zero-copy with ``"block"`` (waited for), copied once with ``"drop"``/``"latest"``.
-        """
-        body, in_message, lent = frames, [], []
-        for index, frame in enumerate(frames):
-            if type(frame) is bytes:
-                continue  # the codec's own header: nobody mutates it
-            size = _size(frame)
-            if size < TRACK_FROM:
-                continue  # pyzmq copies small buffers itself
-            if body is frames:
-                body = list(frames)
-            copy = self._pool.copy(frame, size) if size <= POOL_MAX_BUFFER else None
-            while copy is None and self._backpressure == "block" and size <= POOL_MAX_BUFFER:
-                oldest = self._pool.oldest_in_flight(in_message)
-                if oldest is None:
-                    break  # the pool holds only this message's buffers: lend this one
-                self._wait_for_trackers([oldest])
-                copy = self._pool.copy(frame, size)
-            if copy is not None:
-                in_message.append(copy.tracker)
-                body[index] = copy
-            elif self._backpressure == "block":
-                body[index] = lent_frame = zmq.Frame(frame, track=True)
-                lent.append(lent_frame.tracker)
-            else:
-                body[index] = memoryview(frame).tobytes()  # never wait for a slow listener
-        return body, lent
 
     def _follow(self) -> None:
         """Open outlets for newly listed endpoints; close those both unlisted and down.
@@ -442,6 +406,28 @@ class ZeroMQPublisherTransport:
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
+
+
+def _as_given(frames: list) -> tuple[list, list]:
+    return frames, []
+
+
+def _copied(frames: list) -> tuple[list, list]:
+    """Large buffers copied once (immutable bytes, shared by every listener); the header is bytes."""
+    return [frame if type(frame) is bytes or _size(frame) < TRACK_FROM
+            else memoryview(frame).tobytes() for frame in frames], []
+
+
+def _tracked(frames: list) -> tuple[list, list]:
+    """Large buffers as tracked zero-copy frames; their trackers say when libzmq let go."""
+    body, trackers = frames, []
+    for index, frame in enumerate(frames):
+        if type(frame) is not bytes and _size(frame) >= TRACK_FROM:
+            if not trackers:
+                body = list(frames)
+            body[index] = frame = zmq.Frame(frame, track=True)
+            trackers.append(frame.tracker)
+    return body, trackers
 
 
 def _size(buffer) -> int:
