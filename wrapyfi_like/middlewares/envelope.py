@@ -62,18 +62,26 @@ def pack(publisher: bytes, seq: int, flags: int = 0, group: Optional[Group] = No
 
 
 def unpack(frame) -> Envelope:
-    """The envelope in ``frame`` (bytes-like); :class:`DecodeError` if it is not one."""
-    if len(frame) != ENVELOPE.size:
-        raise DecodeError(f"an envelope is {ENVELOPE.size} bytes, this frame has {len(frame)}")
-    magic, version, flags, publisher, seq, origin, call = ENVELOPE.unpack(frame)
+    """The envelope in ``frame`` (bytes-like); :class:`DecodeError` if it is not one.
+
+    Every message a listener reads passes here, so the valid case costs one ``struct`` call and
+    one tuple (built directly: a NamedTuple's ``__new__`` is a Python function, ~0.2 µs more).
+    """
+    try:
+        magic, version, flags, publisher, seq, origin, call = _unpack(frame)
+    except struct.error:
+        raise DecodeError(f"an envelope is {ENVELOPE.size} bytes, this frame has {len(frame)}") from None
     if magic != MAGIC:
         raise DecodeError("the frame after the topic is not a wrapyfi_like envelope")
     if version != VERSION:
         raise DecodeError(f"envelope version {version} is not supported (this node speaks {VERSION})")
-    if seq == 0:
+    if not seq:
         raise DecodeError("envelope sequence number 0 is never sent")
-    group = None if origin == _NO_ORIGIN else Group(origin, call)
-    return Envelope(publisher, seq, flags, group)
+    return _new(Envelope, (publisher, seq, flags, None if origin == _NO_ORIGIN else Group(origin, call)))
+
+
+_unpack = ENVELOPE.unpack
+_new = tuple.__new__
 
 
 MAX_TRACKED_PUBLISHERS = 4096
@@ -104,25 +112,41 @@ class SequenceCheck:
         self.missed = 0
         self.duplicate = 0
         self.restarts = 0
+        self._recent: Optional[bytes] = None  # the publisher heard last, and its counts
+        self._recent_counts: dict[str, int] = {}
 
     def accept(self, envelope: Envelope) -> int:
         """How many messages from ``envelope``'s publisher went missing just before it (0: none),
-        or -1 if it is a duplicate to skip."""
+        or -1 if it is a duplicate to skip.
+
+        Most messages come from the publisher heard last: it is already the most recently used
+        entry of both tables, so it costs no reordering.
+        """
         publisher, seq = envelope.publisher, envelope.seq
+        if publisher == self._recent:
+            counts = self._recent_counts
+        else:
+            counts = self._counts(publisher)
+            if publisher in self._last:
+                self._last.move_to_end(publisher)
+            self._recent, self._recent_counts = publisher, counts
         last = self._last.get(publisher)
-        counts = self._counts(publisher)
-        if last is not None and seq <= last:
-            if last - seq < LATE_WINDOW:
-                self.duplicate += 1
-                counts["duplicate"] += 1
-                return -1
+        if last is None:
+            self._last[publisher] = seq
+            if len(self._last) > MAX_TRACKED_PUBLISHERS:
+                self._last.popitem(last=False)
+            gap = 0
+        elif seq > last:
+            self._last[publisher] = seq
+            gap = seq - last - 1
+        elif last - seq < LATE_WINDOW:
+            self.duplicate += 1
+            counts["duplicate"] += 1
+            return -1
+        else:
             self.restarts += 1
-            last = None
-        gap = 0 if last is None else seq - last - 1
-        self._last[publisher] = seq
-        self._last.move_to_end(publisher)
-        if len(self._last) > MAX_TRACKED_PUBLISHERS:
-            self._last.popitem(last=False)
+            self._last[publisher] = seq
+            gap = 0
         counts["received"] += 1
         if gap:
             self.missed += gap

@@ -113,25 +113,35 @@ class ZeroMQListenerTransport:
             if self._closing:
                 raise ClosedError(f"listener on {self.topic} is closed")
             if self._held:
-                return self._deliver(*self._held.popleft())
-            deadline = deadline_after(timeout)
-            while True:
-                try:
-                    message = self._receive(0 if timeout is None else zmq.NOBLOCK)
-                except zmq.Again:
-                    if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
+                envelope, body = self._held.popleft()
+            else:
+                if timeout is None:
+                    message = self._receive(0)
+                    while message is None:  # malformed or duplicate: counted, skipped
+                        message = self._receive(0)
+                else:
+                    message = self._receive_within(timeout)
+                    if message is None:
                         return None
-                    continue
-                if message is None:
-                    continue  # malformed or duplicate: counted, skipped
-                if message[0].flags & LATEST:
-                    message = self._newest(message)
-                return self._deliver(*message)
+                envelope, body = message
+                if envelope[2] & LATEST:  # flags
+                    envelope, body = self._newest(message)
+            self.received += 1
+            self.last_envelope = envelope
+            return [frame.buffer for frame in body]
 
-    def _deliver(self, envelope: Envelope, body: list) -> list[memoryview]:
-        self.received += 1
-        self.last_envelope = envelope
-        return [frame.buffer for frame in body]
+    def _receive_within(self, timeout: float) -> Optional[tuple[Envelope, list]]:
+        """The next message not skipped, or None once ``timeout`` seconds have passed."""
+        deadline = deadline_after(timeout)
+        while True:
+            try:
+                message = self._receive(zmq.NOBLOCK)
+            except zmq.Again:
+                if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
+                    return None
+                continue
+            if message is not None:
+                return message
 
     def _newest(self, message: tuple[Envelope, list]) -> tuple[Envelope, list]:
         """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
@@ -174,7 +184,7 @@ class ZeroMQListenerTransport:
         if len(head) < 2:
             return self._malformed("envelope", "a message without an envelope arrived")
         try:
-            envelope = envelopes.unpack(head[1].buffer)
+            envelope = envelopes.unpack(head[1])  # a frame is a buffer: no memoryview needed
         except DecodeError as error:
             return self._malformed("envelope", "%s", error)
         if problem:
