@@ -68,3 +68,26 @@ def test_a_non_waiting_reply_returns_while_malformed_requests_keep_coming(topic)
     assert server.await_request() is None
     assert flood.calls == MAX_SKIPPED_WITHOUT_WAIT
     assert server.malformed == flood.errors == MAX_SKIPPED_WITHOUT_WAIT
+
+
+def test_a_zeromq_listener_with_a_deadline_returns_while_malformed_messages_keep_coming(topic):
+    """The zeromq transport skips bad messages itself: recv(0) must not skip them all."""
+    import zmq
+
+    listener = Listener("Test", topic, should_wait=False)
+    transport = listener._transport
+    flood_endpoint = f"inproc://flood-{topic}"
+    transport._socket.bind(flood_endpoint)  # inproc: every message below is queued when send returns
+    flooder = zmq.Context.instance().socket(zmq.PUSH)
+    flooder.setsockopt(zmq.SNDHWM, 0)
+    flooder.connect(flood_endpoint)
+    try:
+        for _ in range(5_000):
+            flooder.send_multipart([b"/another/topic", b"junk"])
+        assert listener.listen() is None
+        assert transport.statistics()["malformed"] == MAX_SKIPPED_WITHOUT_WAIT
+        assert listener.listen() is None  # the next call skips the next batch: every one counted
+        assert listener.stats()["malformed"] == 2 * MAX_SKIPPED_WITHOUT_WAIT
+    finally:
+        flooder.close(linger=0)
+        listener.close()

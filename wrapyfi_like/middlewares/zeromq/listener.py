@@ -24,7 +24,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError
-from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_SKIPPED_WITHOUT_WAIT
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
@@ -131,8 +131,14 @@ class ZeroMQListenerTransport:
             return [frame.buffer for frame in body]
 
     def _receive_within(self, timeout: float) -> Optional[tuple[Envelope, list]]:
-        """The next message not skipped, or None once ``timeout`` seconds have passed."""
+        """The next message not skipped, or None once ``timeout`` seconds have passed.
+
+        Skipped messages end the wait too once the deadline has passed and
+        :data:`~wrapyfi_like.limits.MAX_SKIPPED_WITHOUT_WAIT` were skipped, so a peer sending bad
+        messages faster than they are refused cannot hold a bounded wait (or ``recv(0)``) forever.
+        """
         deadline = deadline_after(timeout)
+        skipped = 0
         while True:
             try:
                 message = self._receive(zmq.NOBLOCK)
@@ -142,6 +148,9 @@ class ZeroMQListenerTransport:
                 continue
             if message is not None:
                 return message
+            skipped += 1
+            if skipped >= MAX_SKIPPED_WITHOUT_WAIT and time.monotonic() >= deadline:
+                return None
 
     def _newest(self, message: tuple[Envelope, list]) -> tuple[Envelope, list]:
         """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
