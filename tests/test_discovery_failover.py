@@ -15,12 +15,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import node_processes  # noqa: E402
 from node_processes import Node, event_is  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
@@ -33,9 +31,7 @@ WARM_UP_MARGIN = 6.0  # seconds after the kill by which the new directory is pas
 class ScriptNode(Node):
     """A :class:`Node` running a role of this file."""
 
-    def __init__(self, *args: str, env: dict) -> None:
-        with mock.patch.object(node_processes, "SCRIPT", Path(__file__).resolve()):
-            super().__init__(*args, env=env)
+    script = Path(__file__).resolve()
 
 
 def _free_address() -> str:
