@@ -66,6 +66,15 @@ def all_cases(quick: bool) -> list[Case]:
     return cases
 
 
+def import_payload_library(case: Case) -> None:
+    """Import the library ``case``'s values belong to, as a program that receives them does: a
+    listener decodes a tensor or a table only with its library already imported (or allowed by
+    ``allowed_plugins``), so that a message naming it cannot make the listener import it."""
+    library = {"torch": "torch", "dataframe": "pandas", "table": "pyarrow"}.get(case.kind)
+    if library is not None:
+        __import__(library)
+
+
 def make_payload(case: Case) -> Any:
     """The value every path sends for ``case``; deterministic so runs compare like with like."""
     import numpy as np

@@ -21,7 +21,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from benchmarks.cases import IMAGE_SHAPE, Case
+from benchmarks.cases import IMAGE_SHAPE, Case, import_payload_library
 
 RECONNECT_IVL_MS = 10
 """The baseline's sockets retry a connection every 10 ms, not pyzmq's 100 ms, so the baseline's
@@ -77,6 +77,7 @@ class OursReceiver:
     package = "wrapyfi_like"
 
     def __init__(self, case: Case, endpoints: dict) -> None:
+        import_payload_library(case)
         self._wraps = carries_sequence(case)
         self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "listen", self.package)
 
