@@ -32,8 +32,9 @@ class Node(MiddlewareCommunicator):
 
 
 def in_zeromq_wait(code) -> bool:
-    """A poll, or a listener's blocking receive (which calls straight into libzmq)."""
-    return ((code.co_name in ("poll", "select") and "zmq" in code.co_filename)
+    """A poll, a wait for libzmq to release a sent buffer (pyzmq's MessageTracker), or a
+    listener's blocking receive (which calls straight into libzmq)."""
+    return ((code.co_name in ("poll", "select", "wait") and "zmq" in code.co_filename)
             or code.co_name == "receive_bounded")
 
 

@@ -132,7 +132,8 @@ def test_stats_report_sent_received_and_dropped_per_method_and_topic(topic, in_t
         counts = camera.stats()["frame"][topic]
         assert counts["sent"] == 3000 and counts["received"] == 0 and counts["malformed"] == 0
         assert counts["dropped"] > 0
-        assert viewer.stats() == {"frame": {topic: {"sent": 0, "received": 1, "dropped": 0, "malformed": 0}}}
+        assert viewer.stats() == {"frame": {topic: {"sent": 0, "received": 1, "dropped": 0, "malformed": 0,
+                                                    "missed": 0, "duplicate": 0, "incomplete": 0}}}
     finally:
         camera.close()
         viewer.close()

@@ -31,6 +31,7 @@ from test_reqrep import (  # noqa: F401
 from test_wrapper import (  # noqa: F401
     close_everything, test_a_list_of_modes_gives_each_instance_its_own, test_close_then_reopen,
     test_listen_without_waiting_returns_none, test_publish_and_listen_with_argument_references,
+    test_publish_without_waiting_loses_nothing_once_connected_and_the_counts_say_so,
     test_returning_the_wrong_shape_is_a_clear_error, test_stacked_decorators_top_is_element_zero,
     test_unencodable_return_raises_at_publish,
 )
@@ -41,6 +42,7 @@ from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares import middleware_module, redirected
 from wrapyfi_like.middlewares.inproc import PublisherTransport
+from wrapyfi_like.middlewares.inproc.bus import copy_frames
 from wrapyfi_like.testing import inproc_middleware
 
 pytestmark = pytest.mark.timeout(30)
@@ -149,15 +151,30 @@ def test_close_from_another_thread_ends_a_publisher_waiting_for_a_listener(topic
     assert not thread.is_alive() and len(errors) == 1
 
 
-@pytest.mark.parametrize("policy, expected", [("drop", [0, 1]), ("latest", [2, 3])])
-def test_backpressure_drop_and_latest_count_what_they_lose(topic, policy, expected):
-    listener = Listener("Test", topic)
-    transport = PublisherTransport(topic, should_wait=False, backpressure=policy, queue_depth=2)
+def test_backpressure_drop_counts_what_it_loses_on_both_sides(topic):
+    listener = Listener("Test", topic, should_wait=False)
+    transport = PublisherTransport(topic, should_wait=False, backpressure="drop", queue_depth=2)
     encode = ValueFormat().encode
     for n in range(4):
         transport.send(encode(n))
-    assert [listener.listen() for _ in range(2)] == expected
+    assert [listener.listen() for _ in range(2)] == [0, 1]
+    transport.send(encode(4))
+    assert listener.listen() == 4 and listener.listen() is None
     assert transport.dropped == 2
+    assert listener.stats()["missed"] == 2  # the gap in the publisher's sequence, seen on arrival of 4
+
+
+def test_backpressure_latest_gives_the_newest_message_whatever_the_queue_depth(topic):
+    listener = Listener("Test", topic, should_wait=False)
+    transport = PublisherTransport(topic, should_wait=False, backpressure="latest", queue_depth=2)
+    encode = ValueFormat().encode
+    for n in range(4):
+        transport.send(encode(n))
+    assert listener.listen() == 3 and listener.listen() is None  # 3, not the oldest waiting (2)
+    assert transport.dropped == 2  # 0 and 1 made room for 2 and 3
+    assert listener.stats()["dropped"] == 1  # 2, skipped for the newer 3
+    assert listener.stats()["missed"] == 0  # a skip is not a gap
+    assert list(listener.publisher_stats().values()) == [{"received": 2, "missed": 0, "duplicate": 0, "dropped": 1}]
 
 
 def test_a_message_over_the_listeners_max_message_size_is_counted_as_malformed(topic, caplog):
@@ -190,3 +207,122 @@ def test_a_request_over_the_servers_max_message_size_is_refused_and_the_server_g
 def test_a_carrier_zeromq_cannot_bind_is_refused_in_memory_too(topic, make):
     with pytest.raises(ConfigurationError, match="unknown carrier 'udp'"):
         make(topic)
+
+
+def test_zero_copy_unsafe_shares_the_senders_buffer_as_zeromq_would(topic):
+    """The opt-out must not be hidden by a copy here: a sender that reuses its array before the
+    message is taken changes what arrives (the hazard docs/guide/register.md describes)."""
+    listener = Listener("Test", topic, should_wait=False)
+    unsafe = Publisher("Test", topic, should_wait=False, zero_copy="unsafe")
+    safe = Publisher("Test", topic, should_wait=False)
+    frame = np.zeros(8, np.uint8)
+    unsafe.publish(frame)
+    safe.publish(frame)
+    frame[:] = 9  # the camera loop writing its next frame into the same buffer
+    np.testing.assert_array_equal(listener.listen(), np.full(8, 9))  # unsafe: the reuse shows
+    np.testing.assert_array_equal(listener.listen(), np.zeros(8))  # safe: the caller owned it again
+
+
+def test_zero_copy_is_checked(topic):
+    with pytest.raises(ConfigurationError, match="zero_copy must be one of"):
+        Publisher("Test", topic, zero_copy="sometimes")
+
+
+def test_the_envelope_carries_publisher_sequence_flags_and_group(topic):
+    from wrapyfi_like.middlewares.envelope import LATEST, Group
+
+    listener = Listener("Test", topic, should_wait=False)
+    transport = listener._transport
+    latest = PublisherTransport(topic, should_wait=False, backpressure="latest", queue_depth=5)
+    block = PublisherTransport(topic, should_wait=False)
+    encode = ValueFormat().encode
+    block.send(encode("a"))
+    block.send(encode("b"), Group(b"12345678", 7))
+    latest.send(encode("c"))
+    stamps = []
+    for expected in ("a", "b", "c"):
+        assert listener.listen() == expected
+        stamps.append(transport.last_envelope)
+    assert [stamp.seq for stamp in stamps] == [1, 2, 1]
+    assert stamps[0].publisher == stamps[1].publisher != stamps[2].publisher
+    assert [stamp.flags & LATEST for stamp in stamps] == [0, 0, LATEST]
+    assert [stamp.group for stamp in stamps] == [None, Group(b"12345678", 7), None]
+    assert set(transport.per_publisher()) == {stamps[0].publisher.hex(), stamps[2].publisher.hex()}
+
+
+def test_a_repeated_message_is_skipped_and_counted_and_a_gap_is_counted(topic):
+    from wrapyfi_like.middlewares import envelope
+
+    listener = Listener("Test", topic, should_wait=False)
+    inbox = listener._transport._inbox
+    header = ValueFormat().encode
+    publisher = envelope.new_publisher_id()
+    for seq, value in ((1, "one"), (1, "one again"), (4, "four")):
+        inbox.put([envelope.pack(publisher, seq), *copy_frames(header(value))])  # as a publisher would
+    assert [listener.listen(), listener.listen(), listener.listen()] == ["one", "four", None]
+    assert listener.stats() == {"sent": 0, "received": 2, "dropped": 0, "malformed": 0, "missed": 2,
+                                     "duplicate": 1, "incomplete": 0}
+    assert listener.publisher_stats() == {publisher.hex(): {"received": 2, "missed": 2, "duplicate": 1,
+                                                            "dropped": 0}}
+
+
+def test_a_message_without_a_valid_envelope_is_counted_as_malformed(topic, caplog):
+    listener = Listener("Test", topic, should_wait=False)
+    listener._transport._inbox.put([b"not an envelope", *copy_frames(ValueFormat().encode("x"))])
+    Publisher("Test", topic, should_wait=False).publish("valid")
+    assert listener.listen() == "valid"
+    assert listener.stats()["malformed"] == 1 and "envelope" in caplog.text
+
+
+def test_stats_and_publisher_stats_of_an_instance(topic):
+    class Counter(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Counter", topic, should_wait=False,
+                                         publisher_kwargs=dict(backpressure="drop", queue_depth=1))
+        def count(self, n):
+            return n,
+
+    sender, receiver = Counter(), Counter()
+    sender.activate_communication(Counter.count, "publish")
+    receiver.activate_communication(Counter.count, "listen")
+    receiver.count(None)
+    sender.count(1)
+    sender.count(2)  # dropped: the queue holds 1
+    assert receiver.count(None) == [1]
+    sender.count(3)
+    assert receiver.count(None) == [3]
+    keys = {"sent", "received", "dropped", "malformed", "missed", "duplicate", "incomplete"}
+    assert receiver.stats() == {"count": {topic: dict.fromkeys(keys, 0) | {"received": 2, "missed": 1}}}
+    assert sender.stats() == {"count": {topic: dict.fromkeys(keys, 0) | {"sent": 3, "dropped": 1}}}
+    (publisher_id, counts), = receiver.publisher_stats()["count"][topic].items()
+    assert counts == {"received": 2, "missed": 1, "duplicate": 0, "dropped": 0} and len(publisher_id) == 16
+    assert sender.publisher_stats() == {"count": {}}
+    MiddlewareCommunicator.close_all_instances()
+
+
+def test_a_slow_latest_listener_gets_fresh_messages_whatever_the_queue_depth(topic):
+    """17.6 in memory: a 1 kHz publisher, a consumer that works 20 ms per message, a queue of
+    1000. Keep-last-1 means each message is at most about one publish interval old when taken;
+    a queue served oldest-first would hand out messages hundreds of milliseconds old by the end."""
+    listener = Listener("Test", topic)
+    publisher = Publisher("Test", topic, should_wait=False, backpressure="latest", queue_depth=1000)
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            publisher.publish(time.monotonic())
+            stop.wait(0.001)  # pacing the publisher at about 1 kHz
+
+    publishing = threading.Thread(target=publish, daemon=True)
+    publishing.start()
+    ages = []
+    try:
+        for _ in range(20):
+            ages.append(time.monotonic() - listener.listen())
+            time.sleep(0.02)  # the consumer's work: the slowness under test, not a wait for anything
+    finally:
+        stop.set()
+        publishing.join(5)
+    p50, p90 = np.percentile(ages, [50, 90])
+    print(f"latest, 1 kHz publisher, 20 ms consumer: message age p50 {p50 * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms")
+    assert p50 < 0.05 and p90 < 0.1, (p50, p90)
+    assert listener.stats()["dropped"] > 0  # older messages were skipped, and counted

@@ -34,10 +34,39 @@ class Feed(MiddlewareCommunicator):
         return {"thread": thread, "seq": seq, "data": np.full(256, thread * 1_000_000 + seq, np.int64)},
 
 
-def test_eight_threads_publish_through_one_communicator_and_two_listen(topic):
-    feed, viewer = Feed(), Feed()
-    feed.activate_communication(Feed.item, "publish")
-    viewer.activate_communication(Feed.item, "listen")
+class FeedWithoutWaiting(MiddlewareCommunicator):
+    """:class:`Feed` whose publisher does not wait for a listener (its listeners still block)."""
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Feed", "$topic", should_wait=True,
+                                     publisher_kwargs=dict(should_wait=False))
+    def item(self, topic, thread=None, seq=None):
+        return {"thread": thread, "seq": seq, "data": np.full(256, thread * 1_000_000 + seq, np.int64)},
+
+
+def reach_listener(feed, viewer, topic) -> None:
+    """Publish warm-up messages (thread -1) until the viewer gets one, so a publisher that does
+    not wait knows its listener before the counted messages start."""
+    arrived = threading.Event()
+
+    def listen():
+        viewer.item(topic)
+        arrived.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    for seq in range(400):
+        feed.item(topic, -1, seq)
+        if arrived.wait(0.05):
+            return
+    pytest.fail("the publisher never reached the listener")
+
+
+@pytest.mark.parametrize("feed_class", [Feed, FeedWithoutWaiting], ids=["should_wait", "no_wait_twin"])
+def test_eight_threads_publish_through_one_communicator_and_two_listen(topic, feed_class):
+    """With ``should_wait=False`` (the twin) nothing may be lost either once the publisher knows
+    the listener, and the counts must say so: a wait cannot be what hides a loss."""
+    feed, viewer = feed_class(), feed_class()
+    feed.activate_communication(feed_class.item, "publish")
+    viewer.activate_communication(feed_class.item, "listen")
     received, corrupt = [], []
     arrived = threading.Condition()
 
@@ -63,6 +92,11 @@ def test_eight_threads_publish_through_one_communicator_and_two_listen(topic):
 
     listeners = [threading.Thread(target=listen, daemon=True) for _ in range(LISTENING_THREADS)]
     publishers = [threading.Thread(target=publish, args=(n,), daemon=True) for n in range(PUBLISHING_THREADS)]
+    warm_up = 0
+    if feed_class is FeedWithoutWaiting:
+        reach_listener(feed, viewer, topic)
+        warm_up = feed.stats()["item"][topic]["sent"]
+    counted = lambda: [item for item in received if item[0] >= 0]  # warm-up stragglers aside
     try:
         for thread in listeners + publishers:
             thread.start()
@@ -70,9 +104,11 @@ def test_eight_threads_publish_through_one_communicator_and_two_listen(topic):
             thread.join(30)
         total = sum(counts)
         with arrived:
-            assert arrived.wait_for(lambda: len(received) >= total, 30), (len(received), total)
-        assert feed.stats()["item"][topic]["sent"] == total
-        assert viewer.stats()["item"][topic]["received"] == total
+            assert arrived.wait_for(lambda: len(counted()) >= total, 30), (len(counted()), total)
+        assert feed.stats()["item"][topic]["sent"] == warm_up + total
+        heard = viewer.stats()["item"][topic]
+        assert heard["missed"] == heard["duplicate"] == heard["dropped"] == 0
+        assert feed.stats()["item"][topic]["dropped"] == 0
     finally:
         viewer.close()  # wakes both listening threads
         feed.close()
@@ -80,7 +116,7 @@ def test_eight_threads_publish_through_one_communicator_and_two_listen(topic):
         thread.join(10)
         assert not thread.is_alive()
     assert not corrupt
-    assert sorted(received) == [(t, s) for t in range(PUBLISHING_THREADS) for s in range(counts[t])]
+    assert sorted(counted()) == [(t, s) for t in range(PUBLISHING_THREADS) for s in range(counts[t])]
     assert all(counts)
 
 

@@ -1,5 +1,7 @@
 """The decorator and modes, as a Wrapyfi user writes them, over real ZeroMQ sockets."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,47 @@ def test_unencodable_return_raises_at_publish(topic):
 
 def test_get_communicators_lists_zeromq():
     assert "zeromq" in MiddlewareCommunicator.get_communicators()
+
+
+class Ticker(MiddlewareCommunicator):
+    """Listeners wait; the publisher does not (``publisher_kwargs`` overrides ``should_wait``)."""
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Ticker", "$topic", should_wait=True,
+                                     publisher_kwargs=dict(should_wait=False))
+    def tick(self, n, topic):
+        return n,
+
+
+def test_publish_without_waiting_loses_nothing_once_connected_and_the_counts_say_so(topic, in_thread):
+    """Twin of the ``should_wait=True`` tests above: without the wait, messages published before
+    the publisher knows the listener go nowhere (by design), but from the first one that arrives,
+    every one arrives, in order, and the counts agree on both sides."""
+    publisher, listener = Ticker(), Ticker()
+    publisher.activate_communication(Ticker.tick, "publish")
+    listener.activate_communication(Ticker.tick, "listen")
+    arrived, changed = [], threading.Condition()
+
+    def listen():
+        while not arrived or arrived[-1] != "end":
+            value, = listener.tick(None, topic)
+            with changed:
+                arrived.append(value)
+                changed.notify_all()
+
+    listening = in_thread(listen)
+    sent = 0
+    with changed:
+        while not changed.wait_for(lambda: arrived, 0.05):  # until the publisher reaches the listener
+            assert sent < 400, "the publisher never reached the listener"
+            publisher.tick(sent, topic)
+            sent += 1
+    for n in range(sent, sent + 200):
+        publisher.tick(n, topic)
+    publisher.tick("end", topic)
+    listening.result(timeout=20)
+    first = arrived[0]
+    assert arrived == [*range(first, sent + 200), "end"]
+    heard = listener.stats()["tick"][topic]
+    assert heard["received"] == len(arrived) and heard["missed"] == heard["duplicate"] == 0
+    said = publisher.stats()["tick"][topic]
+    assert said["sent"] == sent + 201 and said["dropped"] == 0

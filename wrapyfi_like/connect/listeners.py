@@ -10,8 +10,11 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.middlewares.envelope import Group
 
 logger = logging.getLogger("wrapyfi_like.listeners")
+_NOTHING = object()
+"""What :meth:`Listener._next` returns when nothing arrived (a received value may be None)."""
 
 
 class Listener:
@@ -46,25 +49,63 @@ class Listener:
         self._lock = threading.Lock()
         self.received = 0
         self.malformed = 0
+        self.incomplete = 0
 
     def listen(self) -> Any:
-        timeout = None if self.should_wait else 0.0
+        """The next valid message's value, or (``should_wait=False``) the empty value if none waits."""
         with self._lock:
-            while True:
-                try:
-                    frames = self._transport.recv(timeout)
-                    if frames is None:
-                        return self._format.empty()  # e.g. AudioChunk's (None, rate)
-                    value = self._format.decode(frames)
-                except DecodeError as error:
-                    self.malformed += 1
-                    logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)
-                    continue
-                self.received += 1
-                return value
+            value = self._next()
+        return self._format.empty() if value is _NOTHING else value
+
+    def listen_part(self) -> Optional[tuple[Any, Optional[Group]]]:
+        """The next valid message's ``(value, group)``, or None if (``should_wait=False``) none
+        waits. ``group`` is the call group the publisher stamped (None: not part of a stacked
+        call, or a transport that does not carry groups)."""
+        with self._lock:
+            value = self._next()
+            if value is _NOTHING:
+                return None
+            stamp = getattr(self._transport, "last_envelope", None)
+            return value, (None if stamp is None else stamp.group)
+
+    def empty(self) -> Any:
+        """What a listen returns when nothing arrived (None, or e.g. AudioChunk's ``(None, rate)``)."""
+        return self._format.empty()
+
+    def _next(self) -> Any:
+        timeout = None if self.should_wait else 0.0
+        while True:
+            try:
+                frames = self._transport.recv(timeout)
+                if frames is None:
+                    return _NOTHING
+                value = self._format.decode(frames)
+            except DecodeError as error:
+                self.malformed += 1
+                logger.warning("skipped a malformed message on %s: %s", self.in_topic, error)
+                continue
+            self.received += 1
+            return value
 
     def stats(self) -> dict[str, int]:
-        return {"sent": 0, "received": self.received, "dropped": 0, "malformed": self.malformed}
+        """Counts since this listener was built: ``received`` and ``malformed`` (here), ``missed``,
+        ``duplicate`` and ``dropped`` (the transport's sequence check and ``latest`` skips), and
+        ``incomplete`` (parts of a stacked call discarded because another part never arrived)."""
+        transport = _transport_statistics(self._transport)
+        return {"sent": 0, "received": self.received, "dropped": transport.get("dropped", 0),
+                "malformed": self.malformed, "missed": transport.get("missed", 0),
+                "duplicate": transport.get("duplicate", 0), "incomplete": self.incomplete}
+
+    def publisher_stats(self) -> dict[str, dict[str, int]]:
+        """The transport's counts per publisher heard, by publisher id in hex."""
+        per_publisher = getattr(self._transport, "per_publisher", None)
+        return per_publisher() if per_publisher is not None else {}
 
     def close(self) -> None:
         self._transport.close()
+
+
+def _transport_statistics(transport: Any) -> dict[str, int]:
+    """The transport's counters; a transport that keeps none reports nothing missed."""
+    statistics = getattr(transport, "statistics", None)
+    return statistics() if statistics is not None else {}

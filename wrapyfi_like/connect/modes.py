@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 from wrapyfi_like.connect.clients import Client
 from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.groups import Aligner, CallGroups
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
@@ -163,14 +164,25 @@ def _publish(call: Call) -> Any:
 
 
 def _publish_returns(call: Call, publishers: list, returns: Any) -> Any:
-    for value, group in zip(_per_decorator(call, returns), publishers):
-        for item, publisher in zip(value, group):
-            publisher.publish(item)
+    values = _per_decorator(call, returns)
+    if len(publishers) == 1 and len(publishers[0]) == 1:
+        publishers[0][0].publish(values[0][0])  # one part: no call group to keep together
+        return returns
+    groups = call.binding.state("groups", CallGroups)
+    with groups.lock:
+        group = groups.next()
+        for value, decorator_publishers in zip(values, publishers):
+            for item, publisher in zip(value, decorator_publishers):
+                publisher.publish(item, group)
     return returns
 
 
 def _listen(call: Call) -> list:
-    return _regroup(call, [listener.listen() for group in call.communicators("listen") for listener in group])
+    listeners = [listener for group in call.communicators("listen") for listener in group]
+    if len(listeners) == 1:
+        return _regroup(call, [listeners[0].listen()])
+    values = call.binding.state("aligner", lambda: Aligner(listeners)).read()
+    return _regroup(call, values if values is not None else [listener.empty() for listener in listeners])
 
 
 def _transceive(call: Call) -> list:

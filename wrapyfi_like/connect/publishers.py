@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any, Optional
 
@@ -9,12 +10,17 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_queue_depth, check_topic
 from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.middlewares.envelope import Group
 
 BACKPRESSURE_POLICIES = ("block", "drop", "latest")
 """What a publisher does when a listener's queue is full: wait for room (nothing lost), drop the
 new message, or hold only the newest message per listener and replace it (camera streams)."""
 DEFAULT_QUEUE_DEPTH = {"block": 1000, "drop": 1000, "latest": 1}
 """Messages queued per listener before ``backpressure`` applies, unless ``queue_depth`` says otherwise."""
+ZERO_COPY_MODES = ("safe", "unsafe")
+"""``"safe"``: the caller may change or reuse a published array as soon as ``publish()`` returns.
+``"unsafe"``: arrays are handed to the transport as they are, and the caller must not change them
+until they have been sent (there is no way to know when): the old, fastest behaviour."""
 
 
 class Publisher:
@@ -25,7 +31,9 @@ class Publisher:
     ``queue_depth`` decide what happens when a listener is slow; every message not delivered
     because of them is counted in :attr:`dropped`. ``max_message_size`` (bytes) bounds what one
     publish may send: a larger value raises :class:`~wrapyfi_like.exceptions.MessageTooLarge`
-    before anything is sent. Every other kwarg goes to the data type and the plugins.
+    before anything is sent. ``zero_copy`` (one of :data:`ZERO_COPY_MODES`) says whether the
+    caller owns its arrays again when :meth:`publish` returns. Every other kwarg goes to the data
+    type and the plugins.
 
     Thread-safe: several threads may publish through one publisher; messages never interleave.
     """
@@ -34,9 +42,11 @@ class Publisher:
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  wait_timeout: Optional[float] = None, backpressure: str = "block",
                  queue_depth: Optional[int] = None, max_message_size: Optional[int] = None,
-                 curve_secret_key: Optional[str] = None, **kwargs: Any) -> None:
+                 curve_secret_key: Optional[str] = None, zero_copy: str = "safe", **kwargs: Any) -> None:
         if backpressure not in BACKPRESSURE_POLICIES:
             raise ConfigurationError(f"backpressure must be one of {BACKPRESSURE_POLICIES}, got {backpressure!r}")
+        if zero_copy not in ZERO_COPY_MODES:
+            raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
         if check_queue_depth(queue_depth) is None:
             queue_depth = DEFAULT_QUEUE_DEPTH[backpressure]
         check_topic(out_topic)
@@ -44,10 +54,16 @@ class Publisher:
         self.out_topic = out_topic
         self.max_message_size = check_max_message_size(max_message_size)
         self._format = ValueFormat(data_type, **kwargs)
+        # "safe" is every transport's default, so only the opt-out is passed: a transport that
+        # cannot share buffers then refuses it instead of silently ignoring it.
+        options = {} if zero_copy == "safe" else {"zero_copy": zero_copy}
         self._transport = middleware_module(middleware).PublisherTransport(
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
             info={"class_name": name, "data_type": data_type},
-            backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key)
+            backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key, **options)
+        # A transport that predates call groups (send(frames) only) still works: the parts of a
+        # stacked call then travel ungrouped and listeners pair them by arrival order, as before.
+        self._groups = "group" in inspect.signature(self._transport.send).parameters
         self._count_lock = threading.Lock()
         self.sent = 0
 
@@ -56,15 +72,25 @@ class Publisher:
         """Messages (per listener) not delivered because of the ``backpressure`` policy."""
         return getattr(self._transport, "dropped", 0)  # a transport that never drops need not count
 
-    def publish(self, value: Any) -> None:
+    def publish(self, value: Any, group: Optional[Group] = None) -> None:
+        """Encode and send ``value``; ``group`` marks it as one part of a stacked method's call,
+        so listeners can return the parts of one call together (None: a message on its own)."""
         frames = self._format.encode(value)
         check_outgoing(frames, self.max_message_size, self.out_topic)
-        self._transport.send(frames)
+        if group is None or not self._groups:
+            self._transport.send(frames)
+        else:
+            self._transport.send(frames, group)
         with self._count_lock:
             self.sent += 1
 
     def stats(self) -> dict[str, int]:
-        return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0}
+        return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0,
+                "missed": 0, "duplicate": 0, "incomplete": 0}
+
+    def publisher_stats(self) -> dict[str, dict[str, int]]:
+        """Counts per remote publisher heard: a publisher hears none."""
+        return {}
 
     def close(self) -> None:
         self._transport.close()

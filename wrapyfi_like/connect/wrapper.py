@@ -31,9 +31,10 @@ DEFAULT_COMMUNICATOR = os.environ.get("WRAPYFI_DEFAULT_MWARE", DEFAULT_COMMUNICA
 MODES = modes.MODES
 _BINDINGS_ATTR = "_wrapyfi_like_bindings"
 _CONFIG_ATTR = "_wrapyfi_like_config"
+_FINALIZER_ATTR = "_wrapyfi_like_finalizer"
 _MODES_STATE = "_wrapyfi_like_modes"
 """The key under which a pickled instance carries its activated modes."""
-_COUNTS = ("sent", "received", "dropped", "malformed")
+_COUNTS = ("sent", "received", "dropped", "malformed", "missed", "duplicate", "incomplete")
 _NO_BINDINGS: dict = {}
 
 
@@ -93,6 +94,7 @@ class _Binding:
         self.mode = mode
         self.direct: Optional[Callable[[Any, tuple, dict], Any]] = None  # set by modes.run, see there
         self._communicators: dict[str, Any] = {}
+        self._state: dict[str, Any] = {}
         self.lock = threading.Lock()
 
     def communicators(self, role: str, build: Callable[[], Any]) -> Any:
@@ -103,6 +105,17 @@ class _Binding:
                 if built is None:
                     built = self._communicators[role] = build()
         return built
+
+    def state(self, key: str, build: Callable[[], Any]) -> Any:
+        """Per-binding state a mode keeps between calls (e.g. a stacked method's call groups),
+        built on first use; it goes when the binding closes."""
+        made = self._state.get(key)
+        if made is None:
+            with self.lock:
+                made = self._state.get(key)
+                if made is None:
+                    made = self._state[key] = build()
+        return made
 
     def built(self) -> list:
         """Every publisher, listener, server and client built so far, flattened."""
@@ -115,6 +128,7 @@ class _Binding:
             for built in self._communicators.values():
                 _close(built)
             self._communicators.clear()
+            self._state.clear()
 
 
 def _flatten(built: Any) -> list:
@@ -203,7 +217,7 @@ class MiddlewareCommunicator:
             mode = mode[index]
         if mode not in MODES:
             raise ConfigurationError(f"unknown mode {mode!r}; available: {', '.join(map(str, MODES))}")
-        bindings = self.__dict__.setdefault(_BINDINGS_ATTR, {})
+        bindings = _bindings(self)
         if qualname in bindings:
             bindings[qualname].close()
         bindings[qualname] = _Binding(mode)
@@ -226,7 +240,8 @@ class MiddlewareCommunicator:
         locks do not (sockets belong to the process that opened them). The copy builds its own
         publishers and listeners on the first call of each method, in the process it runs in.
         """
-        state = {key: value for key, value in self.__dict__.items() if key not in (_BINDINGS_ATTR, _CONFIG_ATTR)}
+        state = {key: value for key, value in self.__dict__.items()
+                 if key not in (_BINDINGS_ATTR, _CONFIG_ATTR, _FINALIZER_ATTR)}
         modes_by_method = {qualname: binding.mode for qualname, binding in self.__dict__.get(_BINDINGS_ATTR, {}).items()}
         if modes_by_method:
             state[_MODES_STATE] = modes_by_method
@@ -238,7 +253,7 @@ class MiddlewareCommunicator:
         self.__dict__.update(state)
         _apply_config(self)  # a config file loaded in this process applies, as to a new instance ...
         if modes_by_method:  # ... but the modes the instance had win, as explicit activations do
-            bindings = self.__dict__.setdefault(_BINDINGS_ATTR, {})
+            bindings = _bindings(self)
             for qualname, mode in modes_by_method.items():
                 if qualname in bindings:
                     bindings[qualname].close()
@@ -246,9 +261,17 @@ class MiddlewareCommunicator:
             MiddlewareCommunicator._instances.add(self)
 
     def close(self) -> None:
-        """Close this instance's publishers and listeners; its methods then run normally."""
-        for binding in self.__dict__.pop(_BINDINGS_ATTR, {}).values():
-            binding.close()
+        """Close this instance's publishers and listeners; its methods then run normally.
+
+        Any call of this instance waiting in another thread ends with
+        :class:`~wrapyfi_like.exceptions.ClosedError`. An instance that is garbage-collected, or
+        still open when the interpreter exits, is closed the same way, so its listeners and
+        publishers leave discovery with it.
+        """
+        self.__dict__.pop(_BINDINGS_ATTR, None)
+        finalizer = self.__dict__.pop(_FINALIZER_ATTR, None)
+        if finalizer is not None:
+            finalizer()
 
     def stats(self) -> dict[str, dict[str, dict[str, int]]]:
         """Message counts of this instance's communicators: ``{method name: {topic: counts}}``.
@@ -256,8 +279,12 @@ class MiddlewareCommunicator:
         ``counts`` is ``{"sent", "received", "dropped", "malformed"}``: messages published (or
         requests sent, or replies served), valid messages received, messages not delivered by the
         ``backpressure`` policy (or replies whose client was gone), and invalid messages skipped.
-        A method whose publisher and listener share a topic (``transceive``) has their counts
-        added. Communicators count from when they are built (the first call) until ``close()``.
+        ``missed`` (messages that never arrived: gaps in their publishers' sequence numbers),
+        ``duplicate`` (repeats skipped) and ``incomplete`` (parts of a stacked method's call
+        discarded because another part of that call never arrived) are counted by listeners;
+        :meth:`publisher_stats` breaks a listener's counts down by publisher. A method whose
+        publisher and listener share a topic (``transceive``) has their counts added.
+        Communicators count from when they are built (the first call) until ``close()``.
         """
         result: dict[str, dict[str, dict[str, int]]] = {}
         for qualname, binding in self.__dict__.get(_BINDINGS_ATTR, {}).items():
@@ -269,15 +296,64 @@ class MiddlewareCommunicator:
                     counts[key] += value
         return result
 
+    def publisher_stats(self) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+        """What this instance's listeners heard from each publisher:
+        ``{method name: {topic: {publisher id (hex): {"received", "missed", "duplicate", "dropped"}}}}``.
+
+        A publisher id is random per publisher (a restarted publisher is a new one), so a gap is
+        pinned on the stream it happened in. Topics only published on have no entry.
+        """
+        result: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+        for qualname, binding in self.__dict__.get(_BINDINGS_ATTR, {}).items():
+            per_topic = result.setdefault(qualname.rsplit(".", 1)[-1], {})
+            for communicator in binding.built():
+                heard = getattr(communicator, "publisher_stats", None)
+                if heard is not None and getattr(communicator, "in_topic", None):
+                    per_topic.setdefault(communicator.in_topic, {}).update(heard())
+        return result
+
     @classmethod
     def close_all_instances(cls) -> None:
         for instance in list(MiddlewareCommunicator._instances):
             instance.close()
 
+    @classmethod
+    def close_instance(cls, instance_addr: Optional[str] = None) -> None:
+        """Close the instance whose address is ``instance_addr`` (``hex(id(instance))``, as in
+        Wrapyfi), or every instance if it is None.
+
+        Raises ``ValueError`` if no open instance has that address.
+        """
+        if instance_addr is None:
+            cls.close_all_instances()
+            return
+        for instance in list(MiddlewareCommunicator._instances):
+            if hex(id(instance)) == instance_addr:
+                instance.close()
+                return
+        raise ValueError(f"no open MiddlewareCommunicator instance at {instance_addr}")
+
     @staticmethod
     def get_communicators() -> set[str]:
         """The names of the available middlewares."""
         return set(MIDDLEWARES)
+
+
+def _bindings(instance: MiddlewareCommunicator) -> dict[str, _Binding]:
+    """The instance's bindings by method, created with the finalizer that closes them when the
+    instance is garbage-collected or the interpreter exits (Wrapyfi closes in ``__del__``; a
+    finalizer also runs for instances in reference cycles and never resurrects one)."""
+    bindings = instance.__dict__.get(_BINDINGS_ATTR)
+    if bindings is None:
+        bindings = instance.__dict__[_BINDINGS_ATTR] = {}
+        instance.__dict__[_FINALIZER_ATTR] = weakref.finalize(instance, _close_bindings, bindings)
+    return bindings
+
+
+def _close_bindings(bindings: dict[str, _Binding]) -> None:
+    for binding in list(bindings.values()):
+        binding.close()
+    bindings.clear()
 
 
 def _raised_inside(error: BaseException, func: Callable) -> bool:

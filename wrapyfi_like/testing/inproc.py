@@ -14,8 +14,10 @@ def inproc_middleware() -> Iterator[Bus]:
     """Route every communicator created for ``"zeromq"`` (or ``"inproc"``) in the block to a fresh
     in-memory bus, and close that bus when the block ends.
 
-    The class under test stays as written: its messages take the same codec path and frames as on
-    the wire, so encode errors, exact topics, ``should_wait`` and timeouts behave as with ZeroMQ.
+    The class under test stays as written: its messages take the same codec path, frames and
+    envelope (publisher id, sequence number, ``latest`` flag, call group) as on the wire, so encode
+    errors, exact topics, ``should_wait``, timeouts, backpressure, the counts in ``stats()`` and
+    the pairing of stacked returns behave as with ZeroMQ.
     A communicator built inside the block raises :class:`~wrapyfi_like.exceptions.ClosedError`
     if used after it, so one test cannot reach into the next. The yielded bus lists live topics
     (``bus.topics()``, ``bus.topics("service")``).

@@ -47,6 +47,17 @@ def copy_frames(frames: list) -> list[memoryview]:
     return [memoryview(bytearray(frame)) for frame in frames]
 
 
+def share_frames(frames: list) -> list[memoryview]:
+    """Views of ``frames`` themselves, not copies: what ``zero_copy="unsafe"`` delivers.
+
+    Why: with that opt-out the ZeroMQ transport hands the sender's buffers to libzmq and returns
+    before they are sent, so a sender that reuses its array changes what is delivered. Sharing the
+    buffers here lets a unit test see that hazard instead of a copy that hides it. (The listeners
+    of one message share its buffers too, which over ZeroMQ they would not.)
+    """
+    return [memoryview(frame) for frame in frames]
+
+
 class Inbox:
     """A bounded FIFO for one receiver. ``put`` waits for room; ``get`` waits for a message."""
 
@@ -87,6 +98,17 @@ class Inbox:
             self._items.append(item)
             self._changed.notify_all()
             return lost
+
+    def take_matching(self, matches: Callable[[Any], bool]) -> list:
+        """Remove and return, oldest first, every waiting item for which ``matches`` is true."""
+        with self._changed:
+            taken, kept = [], deque()
+            for item in self._items:
+                (taken if matches(item) else kept).append(item)
+            if taken:
+                self._items = kept
+                self._changed.notify_all()
+            return taken
 
     def get(self, timeout: Optional[float]) -> Any:
         """The oldest item, or None if ``timeout`` seconds pass first (None: wait as long as it
