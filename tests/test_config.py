@@ -1,5 +1,7 @@
 """ConfigManager: YAML/dict mode configs applied to instances; typos are reported."""
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -96,3 +98,18 @@ def test_yaml_is_loaded_safely(tmp_path):
     path.write_text("Configured: !!python/object/apply:os.system ['echo unsafe']\n")
     with pytest.raises(ConfigurationError, match="not valid YAML"):
         ConfigManager(str(path))
+
+
+def test_the_config_layer_does_not_import_the_connect_layer():
+    """Layers import downwards only: loading mode configs must not pull in the communicators."""
+    script = ("import sys, wrapyfi_like.config.manager; "
+              "print(sorted(m for m in sys.modules if m.startswith('wrapyfi_like.connect')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_mode_names_are_the_modes_connect_implements():
+    from wrapyfi_like.config.modes import MODES as NAMES
+    from wrapyfi_like.connect.modes import MODES as IMPLEMENTED
+
+    assert sorted(map(str, NAMES)) == sorted(map(str, IMPLEMENTED)) and len(NAMES) == len(IMPLEMENTED)

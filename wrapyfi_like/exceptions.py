@@ -4,8 +4,14 @@ Every error the library raises on purpose derives from :class:`WrapyfiLikeError`
 catch "anything from us" in one place. Each also derives from the builtin it refines (``TypeError``
 for a value we cannot encode, ``ValueError`` for bad bytes or bad configuration, ``TimeoutError``
 for an expired wait), so code written against Wrapyfi's looser errors keeps catching them.
-Transport backends map their own errors onto these; ZeroMQ's never leak to users.
+Transport backends map their own errors onto these with :func:`map_exceptions`; ZeroMQ's (and
+any other engine's) never leak to users.
 """
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Mapping
 
 
 class WrapyfiLikeError(Exception):
@@ -50,3 +56,30 @@ class RemoteError(WrapyfiLikeError):
 
 class ShapeError(WrapyfiLikeError, ValueError):
     """A value does not match what its data type declares (image size, colour, dtype, audio rate)."""
+
+
+@contextmanager
+def map_exceptions(mapping: Mapping[type[BaseException], type[WrapyfiLikeError]],
+                   what: str = "") -> Iterator[None]:
+    """Re-raise an engine's exceptions raised in the block as ours, keeping the original as cause.
+
+    Why: users catch our family only; an engine error (``zmq.ZMQError``, ``zenoh.ZError``) that
+    escaped would bypass their handlers and tie their code to one engine. The most specific
+    entry wins whatever the order of ``mapping`` (``zmq.Again`` before its base ``zmq.ZMQError``);
+    errors of our own family and errors ``mapping`` does not name pass through unchanged.
+    ``what`` (e.g. ``"listener on /a"``) starts the new message::
+
+        with map_exceptions({zmq.ZMQError: TransportError, zmq.Again: WaitTimeout}, "listener on /a"):
+            socket.recv(zmq.NOBLOCK)
+    """
+    try:
+        yield
+    except WrapyfiLikeError:
+        raise
+    except Exception as error:
+        for cls in type(error).__mro__:
+            target = mapping.get(cls)
+            if target is not None:
+                detail = str(error) or type(error).__name__
+                raise target(f"{what}: {detail}" if what else detail) from error
+        raise

@@ -30,7 +30,7 @@ import threading
 import warnings
 from typing import Any, Iterable, Optional, Union
 
-from wrapyfi_like.connect.modes import MODES
+from wrapyfi_like.config.modes import MODES
 from wrapyfi_like.exceptions import ConfigurationError
 
 logger = logging.getLogger("wrapyfi_like.config")
