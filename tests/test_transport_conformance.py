@@ -59,6 +59,10 @@ class TestInproc(TransportConformance):
         return inproc_middleware()
 
 
+class TestZenoh(TransportConformance):
+    middleware = "zenoh"
+
+
 class _EngineError(Exception):
     pass
 

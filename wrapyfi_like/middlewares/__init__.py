@@ -17,6 +17,7 @@ from wrapyfi_like.exceptions import ConfigurationError
 MIDDLEWARES = {
     "zeromq": "wrapyfi_like.middlewares.zeromq",
     "inproc": "wrapyfi_like.middlewares.inproc",
+    "zenoh": "wrapyfi_like.middlewares.zenoh",
 }
 
 _redirects: dict[str, str] = {}
