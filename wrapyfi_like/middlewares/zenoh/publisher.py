@@ -26,7 +26,7 @@ from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zenoh import framing
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
-from wrapyfi_like.middlewares.zenoh.session import ZenohSession, errors, zenoh_module
+from wrapyfi_like.middlewares.zenoh.session import ZenohSession, close_quietly, errors, zenoh_module
 
 logger = logging.getLogger("wrapyfi_like.zenoh.publisher")
 
@@ -72,8 +72,11 @@ class ZenohPublisherTransport(PublisherTransport):
         self._matching = False
         self._closed = False
         zenoh = zenoh_module()
+        # a session of its own: closing a listener while a put to it is blocked can wedge the
+        # sending session (zenoh 1.10), which then must hold back no other communicator
+        self._session = session.open()
         with map_exceptions(errors(), f"publisher on {topic}"):
-            self._publisher = session.shared().declare_publisher(
+            self._publisher = self._session.declare_publisher(
                 self._key, congestion_control=zenoh.CongestionControl.BLOCK,
                 reliability=zenoh.Reliability.RELIABLE, express=backpressure == "latest")
             self._matching_listener = self._publisher.declare_matching_listener(self._on_matching)
@@ -149,6 +152,7 @@ class ZenohPublisherTransport(PublisherTransport):
                 entity.undeclare()
             except Exception as error:  # already undeclared with its session
                 logger.debug("publisher on %s: undeclare: %s", self.topic, error)
+        close_quietly(self._session, f"the session of publisher on {self.topic}")
 
     def statistics(self) -> dict[str, int]:
         """``sent``: messages handed to zenoh; ``dropped``: discarded by the ``backpressure`` policy."""

@@ -181,8 +181,10 @@ class ZenohClientTransport(ClientTransport):
         left = remaining_seconds(deadline)
         query_timeout = UNBOUNDED_QUERY if left is None else left + STALE_GRACE
         with map_exceptions(errors(), f"client of {self.topic}"):
+            # indirect=False: the callbacks only take a lock, and run in zenoh's order, so a late
+            # reply to an earlier request is counted before the next request's reply returns
             self._session.get(self._key, self._zenoh.handlers.Callback(
-                lambda reply: self._on_reply(pending, reply), lambda: self._on_finished(pending)),
+                lambda reply: self._on_reply(pending, reply), lambda: self._on_finished(pending), indirect=False),
                 payload=payload, attachment=lengths, target=self._zenoh.QueryTarget.BEST_MATCHING,
                 timeout=query_timeout)
         with self._changed:

@@ -65,7 +65,7 @@ class ZenohSession:
         self._local = f"tcp/127.0.0.1:{free_port()}"
 
     def open(self) -> Any:
-        """A new zenoh session for one listener, linked to the shared one (the caller closes it)."""
+        """A new zenoh session for one listener or publisher, linked to the shared one (the caller closes it)."""
         self.shared()
         return self._open(joining=True)
 

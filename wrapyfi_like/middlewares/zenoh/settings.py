@@ -86,6 +86,7 @@ def entries(local: Optional[str] = None, joining: bool = False) -> dict[str, Any
         "scouting/multicast/enabled": multicast in ("1", "true"),
         "transport/link/tx/queue/congestion_control/block/wait_before_close": BLOCK_WAIT_BEFORE_CLOSE_US,
         "transport/link/rx/max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+        "transport/shared_memory/enabled": False,
     }
     if mode != "client":
         listen = _endpoints("WRAPYFI_ZENOH_LISTEN", [f"tcp/{ip}:{port}", f"tcp/{ip}:0"])
