@@ -2,6 +2,7 @@
 mapping, configuration from Wrapyfi's environment variables, and two processes finding each
 other on one host with no router and multicast off, in either start order."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import textwrap
 
 import pytest
 
-from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.zenoh import settings
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
@@ -135,3 +136,33 @@ def test_clients_meet_through_a_router():
                 process.wait(10)
     finally:
         router.close()
+
+
+def test_a_listener_that_does_not_read_stalls_no_other_listener():
+    """Each listener has a session of its own: a full one holds back only the publishers to it."""
+    import threading
+    import time
+    zenoh = middleware_module("zenoh")
+    stalled = zenoh.ListenerTransport("/hol/stalled", queue_depth=1)
+    blocked = zenoh.PublisherTransport("/hol/stalled", backpressure="block", queue_depth=2, wait_timeout=10)
+    reader = zenoh.ListenerTransport("/hol/read")
+    publisher = zenoh.PublisherTransport("/hol/read", wait_timeout=10)
+
+    def send_until_closed():
+        with contextlib.suppress(ClosedError):
+            for _ in range(1000):
+                blocked.send([b"h", bytes(100_000)])
+    flood = threading.Thread(target=send_until_closed, daemon=True)
+    try:
+        flood.start()
+        deadline = time.monotonic() + 10
+        while len(blocked._queue) < 2 and time.monotonic() < deadline:  # until the flood is held back
+            flood.join(0.01)
+        assert len(blocked._queue) == 2 and flood.is_alive(), "the flood was never held back"
+        for index in range(200):
+            publisher.send([b"h", str(index).encode()])
+        got = [bytes(reader.recv(5)[1]) for _ in range(200)]
+        assert got == [str(index).encode() for index in range(200)]
+    finally:
+        for transport in (blocked, stalled, publisher, reader):
+            transport.close()
