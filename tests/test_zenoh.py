@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
+import numpy as np
 import pytest
 
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.zenoh import settings
@@ -140,7 +143,6 @@ def test_clients_meet_through_a_router():
 
 def test_a_listener_that_does_not_read_stalls_no_other_listener():
     """Each listener has a session of its own: a full one holds back only the publishers to it."""
-    import threading
     import time
     zenoh = middleware_module("zenoh")
     stalled = zenoh.ListenerTransport("/hol/stalled", queue_depth=1)
@@ -166,3 +168,39 @@ def test_a_listener_that_does_not_read_stalls_no_other_listener():
     finally:
         for transport in (blocked, stalled, publisher, reader):
             transport.close()
+
+
+class Camera(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "$mware", "Camera", "$topic", should_wait=True,
+                                     publisher_kwargs=dict(wait_timeout=10))
+    def frame(self, index, topic, mware="zenoh"):
+        return {"index": index, "pixels": np.full((48, 64, 3), index, np.uint8), "label": f"f{index}"},
+
+
+class Doubler(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zenoh", "Doubler", "$topic", should_wait=True)
+    def double(self, values, topic):
+        return values * 2,
+
+
+def test_register_publish_listen_reply_request_over_zenoh(topic):
+    """The connect layer is the same: a decorated method round-trips exactly over zenoh."""
+    publisher, listener = Camera(), Camera()
+    publisher.activate_communication(Camera.frame, mode="publish")
+    listener.activate_communication(Camera.frame, mode="listen")
+    received = []
+    thread = threading.Thread(target=lambda: received.append(listener.frame(None, topic=topic)), daemon=True)
+    thread.start()
+    (sent,) = publisher.frame(3, topic)
+    thread.join(15)
+    ((message,),) = received
+    assert message["index"] == 3 and message["label"] == "f3"
+    assert message["pixels"].dtype == np.uint8 and np.array_equal(message["pixels"], sent["pixels"])
+    server, client = Doubler(), Doubler()
+    server.activate_communication(Doubler.double, mode="reply")
+    client.activate_communication(Doubler.double, mode="request")
+    serving = threading.Thread(target=lambda: server.double(None, topic + "/svc"), daemon=True)
+    serving.start()
+    (reply,) = client.double(np.arange(5), topic + "/svc")
+    assert np.array_equal(reply, np.arange(5) * 2)
+    MiddlewareCommunicator.close_all_instances()
