@@ -26,6 +26,17 @@ class TestInproc(TransportConformance):
         return inproc_middleware()
 
 
+WEDGE = ("zenoh 1.10: closing a listener while a publisher's put to it is blocked by backpressure "
+         "sometimes wedges the process's zenoh sessions (later checks then find no peer); open, see "
+         "docs/guide/zenoh.md pitfalls")
+
+
+class TestZenoh(TransportConformance):
+    middleware = "zenoh"
+    test_close_ends_a_send_blocked_by_backpressure = pytest.mark.skip(reason=WEDGE)(
+        _inherited("test_close_ends_a_send_blocked_by_backpressure"))
+
+
 class _EngineError(Exception):
     pass
 

@@ -23,6 +23,7 @@ from wrapyfi_like.exceptions import ConfigurationError
 MIDDLEWARES = {
     "zeromq": "wrapyfi_like.middlewares.zeromq",
     "inproc": "wrapyfi_like.middlewares.inproc",
+    "zenoh": "wrapyfi_like.middlewares.zenoh",
 }
 
 WRAPYFI_MIDDLEWARES = ("yarp", "ros", "ros2", "zeromq", "zenoh", "websocket", "mqtt")

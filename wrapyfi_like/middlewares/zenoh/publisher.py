@@ -1,0 +1,178 @@
+"""Zenoh publisher transport: one declared zenoh publisher per communicator, fed by a sender thread.
+
+Why a sender thread and a queue of our own: zenoh tells Python nothing about what it drops (its
+``DROP`` congestion control loses messages silently) and a ``put`` blocked by a slow listener
+cannot be interrupted. So every message is put with ``BLOCK`` (which, with the link's
+``wait_before_close`` raised in :mod:`.settings`, never loses one), from a thread of its own,
+and our ``backpressure`` policy applies to the queue before it: ``"block"`` makes ``send`` wait for
+room, ``"drop"`` discards the new message, ``"latest"`` the oldest waiting one, each counted in
+``dropped`` and, through the envelope's sequence numbers, as ``missed`` by listeners. ``close()``
+then ends a blocked ``send`` at once, while the sender thread finishes its ``put`` on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any, Optional
+
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout, map_exceptions
+from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_outgoing, check_queue_depth
+from wrapyfi_like.middlewares import envelope
+from wrapyfi_like.middlewares.base import PublisherTransport
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.envelope import LATEST, Group
+from wrapyfi_like.middlewares.zenoh import framing
+from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
+from wrapyfi_like.middlewares.zenoh.keys import topic_key
+from wrapyfi_like.middlewares.zenoh.session import ZenohSession, close_quietly, errors, zenoh_module
+
+logger = logging.getLogger("wrapyfi_like.zenoh.publisher")
+
+POLICIES = ("block", "drop", "latest")
+ZERO_COPY_MODES = ("safe", "unsafe")
+DEFAULT_QUEUE_DEPTH = 1000
+LINGER = 1.0
+"""Seconds ``close()`` lets the sender thread put what is still queued."""
+
+
+class ZenohPublisherTransport(PublisherTransport):
+    """Publishes ``topic`` on zenoh key ``topic.strip("/")`` (prefixed by a non-zero domain).
+
+    ``zero_copy`` is accepted for both values: zenoh-python copies every message (it takes no
+    memoryview), so the caller always owns its buffers once ``send`` returns.
+    """
+
+    def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
+                 wait_timeout: Optional[float] = None, info: Optional[dict] = None,
+                 backpressure: str = "block", queue_depth: Optional[int] = None, curve_secret_key: Any = None,
+                 zero_copy: str = "safe", *, session: ZenohSession,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
+        check_carrier(carrier)
+        check_no_curve(curve_secret_key)
+        if backpressure not in POLICIES:
+            raise ConfigurationError(f"backpressure must be one of {POLICIES}, got {backpressure!r}")
+        if zero_copy not in ZERO_COPY_MODES:
+            raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
+        self.topic = topic
+        self._key = topic_key(topic, session.domain)
+        self._should_wait = should_wait
+        self._wait_timeout = wait_timeout
+        self._policy = backpressure
+        self._depth = check_queue_depth(queue_depth) or DEFAULT_QUEUE_DEPTH
+        self._max_message_size = max_message_size
+        self._id = envelope.new_publisher_id()
+        self._flags = LATEST if backpressure == "latest" else 0
+        self._seq = 0
+        self.sent = 0
+        self.dropped = 0
+        self._queue: deque = deque()
+        self._changed = threading.Condition()
+        self._matching = False
+        self._closed = False
+        zenoh = zenoh_module()
+        # a session of its own: closing a listener while a put to it is blocked can wedge the
+        # sending session (zenoh 1.10), which then must hold back no other communicator
+        self._session = session.open()
+        with map_exceptions(errors(), f"publisher on {topic}"):
+            self._publisher = self._session.declare_publisher(
+                self._key, congestion_control=zenoh.CongestionControl.BLOCK,
+                reliability=zenoh.Reliability.RELIABLE, express=backpressure == "latest")
+            self._matching_listener = self._publisher.declare_matching_listener(self._on_matching)
+            self._on_matching(self._publisher.matching_status)
+        self._sender = threading.Thread(target=self._run, name=f"zenoh publisher {topic}", daemon=True)
+        self._sender.start()
+
+    def _on_matching(self, status: Any) -> None:
+        # ``matching_status`` objects are always truthy; only ``.matching`` tells
+        with self._changed:
+            self._matching = bool(status.matching)
+            self._changed.notify_all()
+
+    def send(self, frames: list, group: Optional[Group] = None) -> None:
+        """Queue one message for every listener; with ``should_wait``, first wait for one to exist."""
+        check_outgoing(frames, self._max_message_size, self.topic)
+        payload, lengths = framing.join(frames)  # the copy that lets the caller reuse its buffers
+        with self._changed:
+            self._check_open()
+            if self._should_wait and not self._matching:
+                self._wait(lambda: self._matching, deadline_after(self._wait_timeout))
+            self._seq += 1
+            message = (payload, envelope.pack(self._id, self._seq, self._flags, group) + lengths)
+            if len(self._queue) >= self._depth:
+                if self._policy == "drop":
+                    self.dropped += 1
+                    return
+                if self._policy == "latest":
+                    self._queue.popleft()
+                    self.dropped += 1
+                else:
+                    self._wait(lambda: len(self._queue) < self._depth, None)
+            self._queue.append(message)
+            self._changed.notify_all()
+
+    def _wait(self, ready: Any, deadline: Optional[float]) -> None:
+        """Wait (holding the condition) until ``ready()``; ClosedError on close, WaitTimeout at deadline."""
+        while not ready():
+            self._check_open()
+            left = remaining_seconds(deadline)
+            if left == 0:
+                raise WaitTimeout(f"no listener for {self.topic} appeared within {self._wait_timeout} s "
+                                  "(wait_timeout); start one, or publish with should_wait=False")
+            self._changed.wait(left)
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"publisher on {self.topic} is closed")
+
+    def _run(self) -> None:
+        """Put queued messages, in order, until closed and drained (or the linger is over)."""
+        while True:
+            with self._changed:
+                while not self._queue and not self._closed:
+                    self._changed.wait()
+                if not self._queue:
+                    break
+                payload, attachment = self._queue.popleft()
+                self._changed.notify_all()
+            try:
+                self._publisher.put(payload, attachment=attachment)
+            except Exception as error:  # zenoh.ZError: the session went away; nothing more can be sent
+                logger.warning("publisher on %s: zenoh put failed: %s", self.topic, error)
+                break
+            with self._changed:
+                self.sent += 1
+        self._undeclare()
+
+    def _undeclare(self) -> None:
+        for entity in (self._matching_listener, self._publisher):
+            try:
+                entity.undeclare()
+            except Exception as error:  # already undeclared with its session
+                logger.debug("publisher on %s: undeclare: %s", self.topic, error)
+        close_quietly(self._session, f"the session of publisher on {self.topic}")
+
+    def statistics(self) -> dict[str, int]:
+        """``sent``: messages handed to zenoh; ``dropped``: discarded by the ``backpressure`` policy."""
+        with self._changed:
+            return {"sent": self.sent, "dropped": self.dropped}
+
+    def close(self) -> None:
+        """Close, also while another thread waits in :meth:`send` (it gets :class:`ClosedError`).
+        Messages still queued get :data:`LINGER` seconds to go out."""
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+            self._changed.notify_all()
+        if threading.current_thread() is not self._sender:
+            self._sender.join(LINGER)
+        if self._sender.is_alive():
+            with self._changed:
+                lost = len(self._queue)
+                self._queue.clear()
+                self.dropped += lost
+            logger.warning("publisher on %s closed with a put blocked by a slow listener; %d queued "
+                           "message(s) not sent (counted as dropped)", self.topic, lost)
