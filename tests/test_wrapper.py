@@ -108,7 +108,7 @@ def test_unknown_middleware_and_data_type_list_what_exists():
     with pytest.raises(ConfigurationError, match="NativeObject"):
         MiddlewareCommunicator.register("NoSuchType", "zeromq", "X", "/x")
 
-    with pytest.raises(ConfigurationError, match="available: inproc, zeromq"):  # at class definition
+    with pytest.raises(ConfigurationError, match="available: inproc, zenoh, zeromq"):  # at class definition
         class Wrong(MiddlewareCommunicator):
             @MiddlewareCommunicator.register("NativeObject", "carrier-pigeon", "Wrong", "/x")
             def send(self):
