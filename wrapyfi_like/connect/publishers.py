@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from typing import Any, Optional
 
@@ -61,9 +60,6 @@ class Publisher:
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
             info={"class_name": name, "data_type": data_type},
             backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key, **options)
-        # A transport that predates call groups (send(frames) only) still works: the parts of a
-        # stacked call then travel ungrouped and listeners pair them by arrival order, as before.
-        self._groups = "group" in inspect.signature(self._transport.send).parameters
         self._count_lock = threading.Lock()
         self.sent = 0
 
@@ -77,10 +73,7 @@ class Publisher:
         so listeners can return the parts of one call together (None: a message on its own)."""
         frames = self._format.encode(value)
         check_outgoing(frames, self.max_message_size, self.out_topic)
-        if group is None or not self._groups:
-            self._transport.send(frames)
-        else:
-            self._transport.send(frames, group)
+        self._transport.send(frames, group)
         with self._count_lock:
             self.sent += 1
 
