@@ -169,3 +169,39 @@ class SequenceCheck:
         else:
             self.per_publisher.move_to_end(publisher)
         return counts
+
+
+class ListenerCounts:
+    """What every listener transport counts, kept one way by every engine (mixed into each).
+
+    Call :meth:`_start_counting` in ``__init__``; count ``received``, ``malformed`` and ``dropped``
+    as messages are returned, refused or skipped for a newer ``latest`` one, and pass every
+    envelope through ``self._sequence``.
+    """
+
+    def _start_counting(self) -> None:
+        self.last_envelope: Optional[Envelope] = None
+        self._sequence = SequenceCheck()
+        self.received = 0
+        self.malformed = 0
+        self.dropped = 0
+
+    def _count_dropped(self, publisher: bytes) -> None:
+        """A message of ``publisher`` skipped for a newer ``"latest"`` one."""
+        self.dropped += 1
+        self._sequence.dropped(publisher)
+
+    def statistics(self) -> dict[str, int]:
+        """``received`` (returned by ``recv``), ``missed`` (gaps in a publisher's sequence: lost on
+        the way), ``duplicate`` (repeats, skipped), ``malformed`` (refused as bad input, skipped),
+        ``dropped`` (older ``"latest"`` messages skipped for a newer one) and ``restarts`` (a
+        publisher's stream begun again: a sequence number far behind the last, see
+        :data:`LATE_WINDOW`)."""
+        return {"received": self.received, "missed": self._sequence.missed,
+                "duplicate": self._sequence.duplicate, "malformed": self.malformed,
+                "dropped": self.dropped, "restarts": self._sequence.restarts}
+
+    def per_publisher(self) -> dict[str, dict[str, int]]:
+        """``received``/``missed``/``duplicate``/``dropped`` per publisher id (hex), for the
+        :data:`MAX_TRACKED_PUBLISHERS` most recently heard publishers."""
+        return {publisher.hex(): dict(counts) for publisher, counts in list(self._sequence.per_publisher.items())}

@@ -22,7 +22,7 @@ from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, SequenceCheck
+from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, ListenerCounts
 from wrapyfi_like.middlewares.inproc.bus import (
     LISTENERS, QUEUE_CAPACITY, Inbox, Member, copy_frames, current_bus, oversize, share_frames,
 )
@@ -124,7 +124,7 @@ class InprocPublisherTransport:
         self._bus.wake()
 
 
-class InprocListenerTransport(Member):
+class InprocListenerTransport(ListenerCounts, Member):
     """An inbox on the current bus for one topic; publishers of that topic fill it.
 
     Every message's envelope goes through a :class:`SequenceCheck`: a gap in a publisher's
@@ -137,12 +137,8 @@ class InprocListenerTransport(Member):
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
         super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size)
-        self.last_envelope: Optional[Envelope] = None
-        self._sequence = SequenceCheck()
+        self._start_counting()
         self._lock = threading.Lock()
-        self.received = 0
-        self.malformed = 0
-        self.dropped = 0
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's ``[header, *buffers]``, or None if ``timeout`` seconds pass first.
@@ -197,27 +193,6 @@ class InprocListenerTransport(Member):
         if not newer:
             return message, stamp
         return newer[-1], envelope.unpack(newer[-1][0])
-
-    def _count_dropped(self, publisher: bytes) -> None:
-        self.dropped += 1
-        counts = self._sequence.per_publisher.get(publisher)  # bounded by the sequence check
-        if counts is not None:
-            counts["dropped"] = counts.get("dropped", 0) + 1
-
-    def statistics(self) -> dict[str, int]:
-        """``received``: messages returned; ``missed``: gaps in publishers' sequences;
-        ``duplicate``: repeats skipped; ``malformed``: messages refused (bad envelope, too large);
-        ``dropped``: older ``latest`` messages skipped for a newer one."""
-        return {"received": self.received, "missed": self._sequence.missed,
-                "duplicate": self._sequence.duplicate, "malformed": self.malformed, "dropped": self.dropped}
-
-    def per_publisher(self) -> dict[str, dict[str, int]]:
-        """The counts of each publisher heard (by id, in hex): ``received`` (arrived, including
-        those later skipped), ``missed``, ``duplicate``, ``dropped`` (skipped for a newer
-        ``latest`` message), for the most recently heard
-        :data:`~wrapyfi_like.middlewares.envelope.MAX_TRACKED_PUBLISHERS` publishers."""
-        return {publisher.hex(): {"dropped": 0, **counts}
-                for publisher, counts in list(self._sequence.per_publisher.items())}
 
 
 def _same_latest_stream(frame: Any, publisher: bytes) -> bool:

@@ -20,7 +20,7 @@ from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.envelope import LATEST, Envelope, SequenceCheck
+from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zenoh import framing
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.inbox import Inbox
@@ -34,7 +34,7 @@ DEFAULT_QUEUE_DEPTH = 1000
 _OVERSIZE = "oversize"
 
 
-class ZenohListenerTransport(ListenerTransport):
+class ZenohListenerTransport(ListenerCounts, ListenerTransport):
     """Receives ``topic`` (zenoh key ``topic.strip("/")``) from every publisher, each in order."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
@@ -46,12 +46,8 @@ class ZenohListenerTransport(ListenerTransport):
         key = topic_key(topic, session.domain)
         self._max_message_size = check_max_message_size(max_message_size)
         self._inbox = Inbox(check_queue_depth(queue_depth) or DEFAULT_QUEUE_DEPTH, f"listener on {topic}")
-        self.last_envelope: Optional[Envelope] = None
-        self._sequence = SequenceCheck()
+        self._start_counting()
         self._lock = threading.Lock()
-        self.received = 0
-        self.malformed = 0
-        self.dropped = 0
         self._session = session.open()
         try:
             with map_exceptions(errors(), f"listener on {topic}"):
@@ -125,22 +121,9 @@ class ZenohListenerTransport(ListenerTransport):
         for older in [item, *newer[:-1]]:
             older_stamp, _ = self._unpack(*older)
             if self._sequence.accept(older_stamp) >= 0:
-                self.dropped += 1
-                counts = self._sequence.per_publisher.get(older_stamp.publisher)
-                if counts is not None:
-                    counts["dropped"] = counts.get("dropped", 0) + 1
+                self._count_dropped(older_stamp.publisher)
         newest_stamp, newest_lengths = self._unpack(*newer[-1])
         return newer[-1], newest_stamp, newest_lengths
-
-    def statistics(self) -> dict[str, int]:
-        """``received``, ``missed`` (sequence gaps), ``duplicate``, ``malformed``, ``dropped``
-        (older ``latest`` messages skipped for a newer one)."""
-        return {"received": self.received, "missed": self._sequence.missed,
-                "duplicate": self._sequence.duplicate, "malformed": self.malformed, "dropped": self.dropped}
-
-    def per_publisher(self) -> dict[str, dict[str, int]]:
-        return {publisher.hex(): {"dropped": 0, **counts}
-                for publisher, counts in list(self._sequence.per_publisher.items())}
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`).

@@ -28,7 +28,7 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_SKIPPED_WITHOUT_WA
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
-from wrapyfi_like.middlewares.envelope import LATEST, Envelope, SequenceCheck
+from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -51,7 +51,7 @@ the reader cannot keep a call from returning."""
 _wake_endpoints = itertools.count()
 
 
-class ZeroMQListenerTransport:
+class ZeroMQListenerTransport(ListenerCounts):
     """Binds a socket for one topic and announces it, so publishers of that topic connect to it.
 
     ``max_message_size`` bounds what one message may make this process hold (see
@@ -89,14 +89,9 @@ class ZeroMQListenerTransport:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._closing = False
-        self._sequence = SequenceCheck()
+        self._start_counting()
         self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
         self._log = RateLimitedLog(logger)
-        self.received = 0
-        self.malformed = 0
-        self.dropped = 0
-        self.last_envelope: Optional[Envelope] = None
-        """The envelope of the message :meth:`recv` returned last (None before the first)."""
         self._agent = NodeAgent.get()
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         lifecycle.track(self)
@@ -177,10 +172,6 @@ class ZeroMQListenerTransport:
             self._held.append(message)
         return self._held.popleft()
 
-    def _count_dropped(self, publisher: bytes) -> None:
-        self.dropped += 1
-        self._sequence.dropped(publisher)
-
     def _receive(self, flags: int) -> Optional[tuple[Envelope, list]]:
         """One message off the socket as ``(envelope, body)``; None if it was skipped (counted)."""
         head, body, problem = receive_bounded(self._socket, 2, self._max_message_size, flags)
@@ -217,21 +208,6 @@ class ZeroMQListenerTransport:
         self._log.warning(self.topic, kind, "listener on %s skipped a malformed message: " + reason,
                           self.topic, *args)
         return None
-
-    def statistics(self) -> dict[str, int]:
-        """Counters since creation: ``received`` (returned by :meth:`recv`), ``missed`` (gaps in a
-        publisher's sequence: lost on the way), ``duplicate`` (repeats, skipped), ``malformed``
-        (not a message of ours, or over a limit; skipped) and ``dropped`` (older ``"latest"``
-        messages skipped for a newer one), and ``restarts`` (a publisher's stream begun again: a
-        sequence number far behind the last, see :data:`~..envelope.LATE_WINDOW`)."""
-        return {"received": self.received, "missed": self._sequence.missed,
-                "duplicate": self._sequence.duplicate, "malformed": self.malformed,
-                "dropped": self.dropped, "restarts": self._sequence.restarts}
-
-    def per_publisher(self) -> dict[str, dict[str, int]]:
-        """``received``/``missed``/``duplicate``/``dropped`` per publisher id (hex), for the
-        :data:`~..envelope.MAX_TRACKED_PUBLISHERS` most recently heard publishers."""
-        return {publisher.hex(): dict(counts) for publisher, counts in list(self._sequence.per_publisher.items())}
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
