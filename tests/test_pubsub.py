@@ -240,8 +240,13 @@ def test_bad_discovery_entries_never_make_publish_raise_nor_hide_the_honest_list
     foreign directory may list them), so they are given to its watch directly."""
     junk = ["garbage", "tcp://", "tcp://a b:1", "inproc://elsewhere", "tcp://127.0.0.1:99999",
             "ipc://relative", "tcp://" + "x" * 5000 + ":1", "tcp://127.0.0.1:1\0"]
+    from wrapyfi_like.middlewares.zeromq.discovery.watch import Watch
+
     listener = ZeroMQListenerTransport(topic)
     publisher = ZeroMQPublisherTransport(topic, should_wait=True, wait_timeout=10)
+    # a watch of its own: the node's agent keeps reporting the real listing to the publisher's watch
+    # and would replace the junk before _follow reads it
+    discovered, publisher._watch = publisher._watch, Watch(topic)
     try:
         with publisher._lock:
             publisher._watch.update(frozenset(junk) | {listener.endpoint})
@@ -251,6 +256,8 @@ def test_bad_discovery_entries_never_make_publish_raise_nor_hide_the_honest_list
         assert publisher.statistics()["outlets"] == 1
         assert caplog.text.count("skipped listener endpoint") == len(junk)
     finally:
+        publisher._watch.close()
+        publisher._watch = discovered
         publisher.close()
         listener.close()
 
