@@ -15,8 +15,8 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.exceptions import ConfigurationError, WaitTimeout
 from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory, protocol
-from wrapyfi_like.middlewares.zeromq.client import ZeroMQClientTransport
-from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
+from wrapyfi_like.middlewares.zeromq import ClientTransport as ZeroMQClientTransport
+from wrapyfi_like.middlewares.zeromq import ServerTransport as ZeroMQServerTransport
 from wrapyfi_like.security import generate_keypair, keypair
 from node_processes import Node, event_is
 

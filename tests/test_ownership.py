@@ -15,7 +15,7 @@ import pytest
 from loss_nodes import LossNode
 from node_processes import event_is
 from wrapyfi_like.exceptions import ConfigurationError
-from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+from wrapyfi_like.middlewares.zeromq import PublisherTransport as ZeroMQPublisherTransport
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ClosedError, WaitTimeout
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.zeromq import ZeroMQListenerTransport, ZeroMQPublisherTransport
+from wrapyfi_like.middlewares.zeromq import ListenerTransport as ZeroMQListenerTransport
+from wrapyfi_like.middlewares.zeromq import PublisherTransport as ZeroMQPublisherTransport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -270,7 +271,8 @@ def test_fake_entries_beyond_max_outlets_are_skipped_and_the_honest_listener_get
     announcements = [agent.announce(listener_key(topic), f"tcp://127.0.0.1:{_closed_port()}", {})
                      for _ in range(60)]
     listener = ZeroMQListenerTransport(topic)
-    publisher = ZeroMQPublisherTransport(topic, should_wait=False, max_outlets=16)
+    publisher = ZeroMQPublisherTransport(topic, should_wait=False)
+    publisher.max_outlets = 16
     try:
         deadline = time.monotonic() + 30
         while listener.recv(0.05) is None:

@@ -184,7 +184,7 @@ def test_a_reply_whose_client_is_gone_is_counted_and_logged_once_not_lost_silent
     """A client that is gone (here: an identity the server's ROUTER does not know) costs its reply,
     counted each time and logged once (rate-limited), and never an error in the server."""
     from wrapyfi_like.middlewares.zeromq.reqrep import REQUEST_ID, Ticket
-    from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
+    from wrapyfi_like.middlewares.zeromq import ServerTransport as ZeroMQServerTransport
 
     server = ZeroMQServerTransport(topic)
     try:
@@ -202,7 +202,7 @@ FOREIGN_REPLY_FLOOD = """
 import sys
 import zmq
 from wrapyfi_like.middlewares.zeromq.reqrep import REQUEST_ID
-from wrapyfi_like.middlewares.zeromq.server import ZeroMQServerTransport
+from wrapyfi_like.middlewares.zeromq import ServerTransport as ZeroMQServerTransport
 
 server = ZeroMQServerTransport(sys.argv[1])
 ticket, _ = server.recv(timeout=20)

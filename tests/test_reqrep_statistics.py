@@ -73,7 +73,8 @@ def test_statistics_count_each_outcome_exactly(topic, middleware, in_thread):
 
 def test_inproc_reply_to_a_client_with_a_full_inbox_is_dropped_at_once_and_logged_once(topic, caplog):
     from wrapyfi_like.middlewares.inproc.bus import Inbox
-    from wrapyfi_like.middlewares.inproc.reqrep import InprocServerTransport, Ticket
+    from wrapyfi_like.middlewares.inproc import ServerTransport as InprocServerTransport
+    from wrapyfi_like.middlewares.inproc.reqrep import Ticket
 
     server = InprocServerTransport(topic)
     unread = Inbox("a client that never reads", capacity=QUEUED_REPLIES)

@@ -8,7 +8,7 @@ import zmq
 
 from wrapyfi_like.exceptions import ClosedError, TransportError, WaitTimeout, map_exceptions
 from wrapyfi_like.middlewares import MIDDLEWARES, base, inproc
-from wrapyfi_like.middlewares.inproc.bus import Bus
+from wrapyfi_like.middlewares.inproc.bus import Bus, current_bus
 from wrapyfi_like.middlewares.inproc.pubsub import InprocListenerTransport, InprocPublisherTransport
 from wrapyfi_like.testing import TransportConformance, inproc_middleware
 
@@ -121,7 +121,8 @@ def run_check(monkeypatch, check, **transports):
     """Run the suite's ``check`` on inproc with some transports replaced by ``transports``."""
     module = types.ModuleType("broken_inproc_middleware")
     for kind in ("PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport"):
-        setattr(module, kind, transports.get(kind, getattr(inproc, kind)))
+        broken = transports.get(kind)
+        setattr(module, kind, getattr(inproc, kind) if broken is None else base.with_session(broken, current_bus))
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(MIDDLEWARES, "broken", module.__name__)
 

@@ -1,6 +1,7 @@
 """The in-memory bus: who listens to or serves which topic, and a bounded inbox for each of them.
 
-A bus stands in for the network and for discovery at once. Transports on one bus find each other
+A bus stands in for the network and for discovery at once: it is the session of the in-memory
+transports (:class:`wrapyfi_like.middlewares.base.Session`), passed to each at construction. Transports on one bus find each other
 by exact topic, as ZeroMQ transports do through discovery. Every inbox is bounded, so a slow
 listener makes its publisher wait as a full ZeroMQ queue does, and nothing is dropped.
 
@@ -214,12 +215,12 @@ class Bus:
 
 
 class Member:
-    """What an in-memory listener and server share: an inbox on the current bus under their exact
+    """What an in-memory listener and server share: an inbox on ``bus`` under their exact
     topic, joined on creation and left on :meth:`close`. Topic and carrier are checked as ZeroMQ
     checks them when it binds, so a typo fails in the unit test, not in production."""
 
     def __init__(self, kind: str, role: str, topic: str, carrier: str, info: Optional[dict],
-                 max_message_size: int) -> None:
+                 max_message_size: int, bus: Bus) -> None:
         check_topic(topic)
         if carrier not in CARRIERS:
             raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
@@ -227,7 +228,7 @@ class Member:
         self.info = dict(info or {})
         self._max_message_size = max_message_size
         self._kind = kind
-        self._bus = current_bus()
+        self._bus = bus
         self._inbox = Inbox(f"{role} on {topic}")
         self._bus.join(kind, topic, self._inbox)
 
@@ -242,7 +243,7 @@ _buses_lock = threading.Lock()
 
 
 def current_bus() -> Bus:
-    """The bus new in-memory transports join."""
+    """The bus new in-memory transports join unless given one (``session=``)."""
     with _buses_lock:
         return _active_buses[-1] if _active_buses else _default_bus
 

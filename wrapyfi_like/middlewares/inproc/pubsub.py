@@ -22,9 +22,10 @@ from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope
+from wrapyfi_like.middlewares.base import ListenerTransport, PublisherTransport
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, ListenerCounts
 from wrapyfi_like.middlewares.inproc.bus import (
-    LISTENERS, QUEUE_CAPACITY, Inbox, Member, copy_frames, current_bus, oversize, share_frames,
+    LISTENERS, Bus, Inbox, Member, copy_frames, oversize, share_frames,
 )
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.limits import check_topic
@@ -35,19 +36,20 @@ _log = RateLimitedLog(logger)
 ZERO_COPY_MODES = ("safe", "unsafe")
 
 
-class InprocPublisherTransport:
-    """Sends each message to every listener of its topic on the current bus.
+class InprocPublisherTransport(PublisherTransport):
+    """Sends each message to every listener of its topic on its bus (``session``).
 
     ``backpressure`` applies when ``queue_depth`` messages already wait in a listener's inbox:
     ``"block"`` waits for room, ``"drop"`` drops the new message, ``"latest"`` drops the oldest
     waiting one; each message lost so is counted in :attr:`dropped` (and shows as ``missed`` at
-    the listener). ``carrier`` and other socket settings are accepted so a communicator written
-    for ZeroMQ runs unchanged.
+    the listener). ``carrier``, ``info`` and a CURVE key are accepted so a communicator written
+    for ZeroMQ runs unchanged (messages never leave the process, so there is nothing to encrypt).
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
-                 wait_timeout: Optional[float] = None, backpressure: str = "block",
-                 queue_depth: Optional[int] = None, zero_copy: str = "safe", **_: Any) -> None:
+                 wait_timeout: Optional[float] = None, info: Optional[dict] = None,
+                 backpressure: str = "block", queue_depth: int = 1000, curve_secret_key: Any = None,
+                 zero_copy: str = "safe", *, session: Bus) -> None:
         check_topic(topic)  # the same topic rules as on the wire
         if zero_copy not in ZERO_COPY_MODES:
             raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
@@ -55,7 +57,7 @@ class InprocPublisherTransport:
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
         self._backpressure = backpressure
-        self._queue_depth = queue_depth or QUEUE_CAPACITY
+        self._queue_depth = queue_depth
         self._prepare = copy_frames if zero_copy == "safe" else share_frames
         self._id = envelope.new_publisher_id()
         self._flags = LATEST if backpressure == "latest" else 0
@@ -63,7 +65,7 @@ class InprocPublisherTransport:
         self.sent = 0
         self.dropped = 0
         self._lock = threading.Lock()
-        self._bus = current_bus()
+        self._bus = session
         self._bus.check_open(f"publisher on {topic}")
         self._closed = False
 
@@ -124,19 +126,22 @@ class InprocPublisherTransport:
         self._bus.wake()
 
 
-class InprocListenerTransport(ListenerCounts, Member):
-    """An inbox on the current bus for one topic; publishers of that topic fill it.
+class InprocListenerTransport(ListenerCounts, Member, ListenerTransport):
+    """An inbox on its bus (``session``) for one topic; publishers of that topic fill it.
 
     Every message's envelope goes through a :class:`SequenceCheck`: a gap in a publisher's
     sequence is counted as ``missed``, a repeat is skipped and counted as ``duplicate``. A message
     flagged ``LATEST`` is skipped in favour of the newest waiting message of the same publisher
     (counted as ``dropped``), so a ``"latest"`` listener gets the newest message whatever the
     queue depth. After :meth:`recv` returns frames, :attr:`last_envelope` is their envelope.
+    What waits in the inbox is bounded by each publisher's ``queue_depth``, so the listener's
+    own ``queue_depth`` and CURVE key are accepted and have nothing to do.
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
-        super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size)
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
+                 curve_server_key: Any = None, *, session: Bus) -> None:
+        super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size, session)
         self._start_counting()
         self._lock = threading.Lock()
 

@@ -23,7 +23,8 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.inproc.bus import SERVICES, Inbox, Member, copy_frames, current_bus, oversize
+from wrapyfi_like.middlewares.base import ClientTransport, ServerTransport
+from wrapyfi_like.middlewares.inproc.bus import SERVICES, Bus, Inbox, Member, copy_frames, oversize
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, ClientCounts
 
 logger = logging.getLogger("wrapyfi_like.inproc.reqrep")
@@ -42,12 +43,14 @@ class Ticket:
         self.request_id = request_id
 
 
-class InprocServerTransport(Member):
-    """Receives requests on one service topic and sends each reply back to its client."""
+class InprocServerTransport(Member, ServerTransport):
+    """Receives requests on one service topic of its bus (``session``) and sends each reply back
+    to its client. A CURVE key is accepted and has nothing to do: nothing leaves the process."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
-        super().__init__(SERVICES, "server", topic, carrier, info, max_message_size)
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Any = None,
+                 *, session: Bus) -> None:
+        super().__init__(SERVICES, "server", topic, carrier, info, max_message_size, session)
         self.received = self.sent = self.errors = self.malformed = self.dropped = 0
 
     def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:
@@ -95,17 +98,22 @@ class InprocServerTransport(Member):
                 "dropped": self.dropped, "malformed": self.malformed}
 
 
-class InprocClientTransport(ClientCounts):
-    """Sends requests to the servers of one service topic and waits for the matching reply.
+class InprocClientTransport(ClientCounts, ClientTransport):
+    """Sends requests to the servers of one service topic of its bus (``session``) and waits for
+    the matching reply.
 
     Thread-safe: calls from several threads take turns, as on the ZeroMQ client's one socket.
+    A reply larger than ``max_message_size`` raises :class:`DecodeError` (counted as
+    ``malformed``), as on the wire; a CURVE key is accepted and has nothing to do.
     """
 
-    def __init__(self, topic: str, carrier: str = "tcp", **_: Any) -> None:
+    def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 curve_server_key: Any = None, *, session: Bus) -> None:
         check_topic(topic)
         self.topic = topic
+        self._max_message_size = max_message_size
         self._lock = threading.Lock()
-        self._bus = current_bus()
+        self._bus = session
         self._bus.check_open(f"client of {topic}")
         self._replies = Inbox(f"client of {topic}", capacity=QUEUED_REPLIES)
         self._request_ids = itertools.count(1)
@@ -163,6 +171,10 @@ class InprocClientTransport(ClientCounts):
             if status == _ERROR:
                 self.remote_errors += 1
                 raise RemoteError(f"service {self.topic} failed: {truncate(payload, MAX_ERROR_TEXT)}")
+            problem = oversize(payload, self._max_message_size)
+            if problem:
+                self.malformed += 1
+                raise DecodeError(f"reply from service {self.topic} refused: {problem}")
             self.received += 1
             return payload
 

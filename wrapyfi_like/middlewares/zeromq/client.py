@@ -19,11 +19,13 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import truncate
+from wrapyfi_like.middlewares.base import ClientTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, ClientCounts
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, service_key
@@ -32,8 +34,9 @@ from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 
 
-class ZeroMQClientTransport(ClientCounts, WakeOnClose):
-    """Sends requests to the servers of one service topic and waits for the matching reply.
+class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTransport, role="client"):
+    """Sends requests to the servers of one service topic, found through ``session`` (this
+    process's discovery agent), and waits for the matching reply.
 
     Thread-safe: calls from several threads take turns on the one socket.
 
@@ -48,7 +51,7 @@ class ZeroMQClientTransport(ClientCounts, WakeOnClose):
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 curve_server_key: Optional[Key] = None, **_: object) -> None:
+                 curve_server_key: Optional[Key] = None, *, session: NodeAgent) -> None:
         self.topic = topic
         self._key = service_key(topic)
         self._max_message_size = max_message_size
@@ -60,7 +63,7 @@ class ZeroMQClientTransport(ClientCounts, WakeOnClose):
         if self._keys is not None:
             self._keys.apply(self._socket)
         keep_alive(self._socket)
-        self._agent = NodeAgent.get()
+        self._agent = session
         self._watch = self._agent.watch(self._key)
         self._followed: Optional[frozenset[str]] = None  # the server list _follow last acted on in full
         self._probes: dict[str, zmq.Socket] = {}  # per listed server: writable while it is there

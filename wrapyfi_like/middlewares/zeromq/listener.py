@@ -27,11 +27,13 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_SKIPPED_WITHOUT_WAIT
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
+from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
@@ -51,8 +53,9 @@ the reader cannot keep a call from returning."""
 _wake_endpoints = itertools.count()
 
 
-class ZeroMQListenerTransport(ListenerCounts):
-    """Binds a socket for one topic and announces it, so publishers of that topic connect to it.
+class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
+    """Binds a socket for one topic and announces it to ``session`` (this process's discovery
+    agent), so publishers of that topic connect to it.
 
     ``max_message_size`` bounds what one message may make this process hold (see
     :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
@@ -65,7 +68,7 @@ class ZeroMQListenerTransport(ListenerCounts):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
-                 curve_server_key: Optional[Key] = None) -> None:
+                 curve_server_key: Optional[Key] = None, *, session: NodeAgent) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._max_message_size = max_message_size
@@ -92,7 +95,7 @@ class ZeroMQListenerTransport(ListenerCounts):
         self._start_counting()
         self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
         self._log = RateLimitedLog(logger)
-        self._agent = NodeAgent.get()
+        self._agent = session
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         lifecycle.track(self)
 

@@ -47,11 +47,13 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
+from wrapyfi_like.middlewares.base import PublisherTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
@@ -79,18 +81,22 @@ FLUSH_RECHECK = 0.05
 (libzmq's signal is edge-triggered; the recheck makes a missed edge cost at most this)."""
 
 
-class ZeroMQPublisherTransport:
-    """Connects to every listener of its topic that discovery reports and sends frames to each.
+class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publisher"):
+    """Connects to every listener of its topic that ``session`` (this process's discovery agent)
+    reports and sends frames to each.
 
     Listeners bind, so the listener's ``carrier`` decides how a publisher reaches it; the
     publisher's ``carrier`` is accepted for Wrapyfi compatibility.
     """
 
+    max_outlets = DEFAULT_MAX_OUTLETS
+    """Listeners this publisher connects to at most (see :data:`DEFAULT_MAX_OUTLETS`); set on
+    an instance before its first ``send`` to change it for that publisher."""
+
     def __init__(self, topic: str, carrier: str = "tcp", should_wait: bool = True,
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
                  backpressure: str = "block", queue_depth: int = 1000,
-                 curve_secret_key: Optional[Key] = None, zero_copy: str = "safe",
-                 max_outlets: int = DEFAULT_MAX_OUTLETS) -> None:
+                 curve_secret_key: Optional[Key] = None, zero_copy: str = "safe", *, session: NodeAgent) -> None:
         if zero_copy not in ZERO_COPY_MODES:
             raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
         self.topic = topic
@@ -102,7 +108,6 @@ class ZeroMQPublisherTransport:
         self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
                      ("latest", "safe"): _copied}.get((backpressure, zero_copy), _as_given)
         self._queue_depth = queue_depth
-        self._max_outlets = max_outlets
         self.publisher_id = envelopes.new_publisher_id()
         self._seq = 0
         self.sent = 0
@@ -120,7 +125,7 @@ class ZeroMQPublisherTransport:
         self._followed: Optional[frozenset[str]] = None
         self._flusher: Optional[threading.Thread] = None
         self._flush_needed = threading.Event()
-        self._agent = NodeAgent.get()
+        self._agent = session
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
@@ -171,13 +176,13 @@ class ZeroMQPublisherTransport:
         if not waiting and self._tried:
             self._tried.clear()  # every endpoint had its turn: start another round
             waiting = endpoints - self._outlets.keys() - self._refused
-        if waiting and len(self._outlets) >= self._max_outlets:
+        if waiting and len(self._outlets) >= self.max_outlets:
             self._make_room()
         for endpoint in sorted(waiting):
-            if len(self._outlets) >= self._max_outlets:
+            if len(self._outlets) >= self.max_outlets:
                 self._log.warning(self.topic, "max_outlets",
                                   "publisher on %s: discovery lists more than %d listeners; the others "
-                                  "wait for a place (max_outlets)", self.topic, self._max_outlets)
+                                  "wait for a place (max_outlets)", self.topic, self.max_outlets)
                 self._followed = None  # look again on the next send
                 break
             try:

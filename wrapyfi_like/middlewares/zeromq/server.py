@@ -25,10 +25,12 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares.base import ServerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, QUEUED_REQUESTS
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, Ticket, service_key
@@ -42,12 +44,13 @@ SERVER_LINGER_MS = 1000
 """How long unsent replies may hold up closing a server (and interpreter exit)."""
 
 
-class ZeroMQServerTransport(WakeOnClose):
-    """Receives requests on one service topic and sends each reply back to its client."""
+class ZeroMQServerTransport(MapsZMQErrors, WakeOnClose, ServerTransport, role="server"):
+    """Receives requests on one service topic, announced to ``session`` (this process's discovery
+    agent), and sends each reply back to its client."""
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Optional[Key] = None,
-                 **_: object) -> None:
+                 *, session: NodeAgent) -> None:
         self.topic = topic
         self._max_message_size = max_message_size
         self._lock = threading.Lock()
@@ -66,7 +69,7 @@ class ZeroMQServerTransport(WakeOnClose):
             keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._agent = NodeAgent.get()
+        self._agent = session
         lifecycle.track(self)
         self._announcement = self._agent.announce(service_key(topic), self.endpoint,
                                                   {**(info or {}), "service": True})

@@ -151,6 +151,11 @@ class NodeAgent:
         if NodeAgent._instance is self:
             curve.stop_authenticators()
 
+    def close(self) -> None:
+        """:meth:`stop`: an agent is the session of the ZeroMQ transports
+        (:class:`wrapyfi_like.middlewares.base.Session`), and a session ends with ``close``."""
+        self.stop()
+
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
