@@ -1,5 +1,11 @@
 """Every middleware passes the transport conformance suite (wrapyfi_like.testing.TransportConformance)."""
 
+import dataclasses
+import inspect
+import json
+import os
+import socket
+import subprocess
 import sys
 import types
 
@@ -7,10 +13,13 @@ import pytest
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, TransportError, WaitTimeout, map_exceptions
-from wrapyfi_like.middlewares import MIDDLEWARES, base, inproc
+from wrapyfi_like.middlewares import MIDDLEWARES, base, inproc, zeromq
 from wrapyfi_like.middlewares.inproc.bus import Bus, current_bus
 from wrapyfi_like.middlewares.inproc.pubsub import InprocListenerTransport, InprocPublisherTransport
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.testing import TransportConformance, inproc_middleware
+from wrapyfi_like.testing.transports import INTERFACE
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -141,6 +150,34 @@ def run_check(monkeypatch, check, **transports):
         suite.teardown_method()
 
 
+class LooseListener(InprocListenerTransport):
+    """Broken: takes any keyword, so a misspelt one (``queue_dpeth=1``) would pass unnoticed."""
+
+    def __init__(self, topic, *, session, **options):
+        super().__init__(topic, session=session, **options)
+
+
+class DuckListener:
+    """Broken: behaves like a listener but is not one (no base class, so nothing checks it)."""
+
+    def __init__(self, topic, carrier="tcp", info=None, max_message_size=1, queue_depth=None,
+                 curve_server_key=None, *, session):
+        self._inner = InprocListenerTransport(topic, carrier, info, session=session)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_catch_all_constructor_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match=r"takes \*\*options: a misspelt keyword"):
+        run_check(monkeypatch, "test_transports_implement_the_interface", ListenerTransport=LooseListener)
+
+
+def test_a_transport_outside_the_interface_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="does not subclass wrapyfi_like.middlewares.base.ListenerTransport"):
+        run_check(monkeypatch, "test_transports_implement_the_interface", ListenerTransport=DuckListener)
+
+
 def test_prefix_topic_matching_fails_the_suite(monkeypatch):
     with pytest.raises(AssertionError, match="another topic's message"):
         run_check(monkeypatch, "test_topics_match_exactly", PublisherTransport=PrefixPublisher)
@@ -204,3 +241,117 @@ def test_a_transport_missing_part_of_the_interface_cannot_be_built():
 
 def test_the_in_memory_bus_is_a_session():
     assert isinstance(Bus("a bus"), base.Session)
+
+
+def test_every_counter_belongs_to_a_kind_and_every_kind_counter_is_defined():
+    kinds = {*base.PUBLISHER_COUNTERS, *base.LISTENER_COUNTERS, *base.SERVER_COUNTERS, *base.CLIENT_COUNTERS}
+    assert kinds == set(base.COUNTERS) and set(base.PER_PUBLISHER_COUNTERS) <= kinds
+
+
+@pytest.mark.parametrize("middleware", [zeromq, inproc], ids=["zeromq", "inproc"])
+@pytest.mark.parametrize("kind", sorted(INTERFACE))
+def test_zeromq_and_inproc_take_exactly_the_interface_parameters(middleware, kind):
+    """Names, order, kinds and defaults: a transport built directly behaves as one the connect layer builds."""
+    interface = INTERFACE[kind][0]
+    expected = [(p.name, p.kind, p.default) for p in inspect.signature(interface.__init__).parameters.values()]
+    actual = [(p.name, p.kind, p.default)
+              for p in inspect.signature(getattr(middleware, kind).transport.__init__).parameters.values()]
+    assert actual == expected
+
+
+# -- sessions are passed in ---------------------------------------------------------------------
+
+def _free_tcp_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_zeromq_transport_meets_only_the_transports_of_the_agent_it_is_given(topic):
+    """A private agent (a discovery directory of its own) isolates its transports from the
+    process's agent, with no singleton touched."""
+    settings = dataclasses.replace(ZeroMQSettings.from_environment(), discovery=f"tcp://127.0.0.1:{_free_tcp_port()}")
+    agent = NodeAgent(zmq.Context.instance(), settings)
+    made = []
+    try:
+        private = zeromq.ListenerTransport(topic, session=agent)
+        made.append(private)
+        public = zeromq.ListenerTransport(topic)  # same topic, the process's agent
+        made.append(public)
+        publisher = zeromq.PublisherTransport(topic, wait_timeout=10, session=agent)
+        made.append(publisher)
+        publisher.send([b"h", b"private"])
+        assert [bytes(frame) for frame in private.recv(10)] == [b"h", b"private"]
+        assert publisher.statistics()["outlets"] == 1, "the publisher found a listener its agent does not list"
+        assert public.recv(0) is None
+        assert NodeAgent.get() is not agent
+    finally:
+        for transport in reversed(made):
+            transport.close()
+        agent.close()
+
+
+def test_an_inproc_transport_meets_only_the_transports_of_the_bus_it_is_given(topic):
+    bus = Bus("a private bus")
+    public = inproc.ListenerTransport(topic)  # same topic, the current bus
+    try:
+        private = inproc.ListenerTransport(topic, session=bus)
+        server = inproc.ServerTransport(topic + "/service", session=bus)
+        inproc.PublisherTransport(topic, wait_timeout=5, session=bus).send([b"h", b"private"])
+        assert [bytes(frame) for frame in private.recv(5)] == [b"h", b"private"]
+        assert public.recv(0) is None
+        assert bus.topics() == [topic] and bus.topics("service") == [topic + "/service"]
+        bus.close()
+        with pytest.raises(ClosedError):
+            private.recv(0)
+        with pytest.raises(ClosedError):
+            server.recv(0)
+    finally:
+        public.close()
+
+
+# -- ZeroMQ's errors are ours --------------------------------------------------------------------
+
+UNUSABLE_ENDPOINTS = """
+import json, sys
+from wrapyfi_like.middlewares import zeromq
+outcomes = []
+for carrier in ("tcp", "ipc"):
+    for kind in ("ListenerTransport", "ServerTransport"):
+        try:
+            getattr(zeromq, kind)("/unusable", carrier=carrier).close()
+            outcomes.append([kind, carrier, None, None, ""])
+        except Exception as error:
+            cause = type(error.__cause__)
+            outcomes.append([kind, carrier, type(error).__qualname__, f"{cause.__module__}.{cause.__qualname__}", str(error)])
+print(json.dumps(outcomes))
+"""
+
+
+def test_an_unusable_endpoint_raises_transport_error_with_the_zmq_error_as_cause(tmp_path):
+    """libzmq refuses the bind (an address this host does not have; an ipc path longer than a
+    socket path may be): the user gets TransportError naming the transport, never zmq.ZMQError."""
+    env = {**os.environ, "WRAPYFI_ZEROMQ_SOCKET_IP": "192.0.2.1",  # TEST-NET-1: never a local address
+           "WRAPYFI_ZEROMQ_IPC_DIR": str(tmp_path / ("d" * 150))}  # over the 107-byte ipc path limit
+    result = subprocess.run([sys.executable, "-c", UNUSABLE_ENDPOINTS], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert len(outcomes) == 4
+    for kind, carrier, error, cause, text in outcomes:
+        role = "listener" if kind == "ListenerTransport" else "server"
+        assert (error, cause) == ("TransportError", "zmq.error.ZMQError"), (kind, carrier, error, cause, text)
+        assert text.startswith(f"{role} on /unusable: "), text
+
+
+def test_inproc_imports_nothing_of_the_zeromq_middleware():
+    script = ("import sys\n"
+              "from wrapyfi_like.middlewares import inproc\n"
+              "listener = inproc.ListenerTransport('/a')\n"
+              "inproc.PublisherTransport('/a').send([b'h'])\n"
+              "server, client = inproc.ServerTransport('/s'), inproc.ClientTransport('/s')\n"
+              "assert bytes(listener.recv(5)[0]) == b'h'\n"
+              "print(sorted(m for m in sys.modules if m.startswith('wrapyfi_like.middlewares.zeromq')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ passes every check; the interface itself is :mod:`wrapyfi_like.middlewares.base`
 from __future__ import annotations
 
 import contextlib
+import inspect
 import struct
 import sys
 import threading
@@ -27,6 +28,7 @@ from typing import Any, Callable, ContextManager, Optional
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.middlewares import base
 from wrapyfi_like.middlewares.base import (
     CARRIERS, CLIENT_COUNTERS, LISTENER_COUNTERS, PER_PUBLISHER_COUNTERS, PUBLISHER_COUNTERS, SERVER_COUNTERS,
     TRANSPORT_ERRORS,
@@ -44,6 +46,41 @@ def message(index: int, payload: bytes = b"") -> list:
 
 def index_of(frames: list) -> int:
     return _INDEX.unpack(bytes(frames[0]))[0]
+
+
+INTERFACE = {
+    "PublisherTransport": (base.PublisherTransport, PUBLISHER_COUNTERS),
+    "ListenerTransport": (base.ListenerTransport, LISTENER_COUNTERS),
+    "ServerTransport": (base.ServerTransport, SERVER_COUNTERS),
+    "ClientTransport": (base.ClientTransport, CLIENT_COUNTERS),
+}
+"""Each public name of a middleware module → the abstract class it builds and the counters its
+``statistics()`` reports at least."""
+
+
+def signature_problem(cls: type, interface: type) -> Optional[str]:
+    """Why ``cls`` is not built the way ``interface`` says, or None.
+
+    The connect layer passes the interface's parameters by name, so each must be there, of the
+    same kind and (positional ones) in the same place; a parameter of the engine's own must be
+    keyword-only with a default, and a catch-all ``**kwargs`` is refused: it would let a
+    misspelt keyword pass unnoticed.
+    """
+    expected = inspect.signature(interface.__init__).parameters  # type: ignore[misc]
+    actual = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  (follows __wrapped__)
+    name = f"{cls.__qualname__}.__init__"
+    catch_all = [str(p) for p in actual.values() if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if catch_all:
+        return f"{name} takes {catch_all[0]}: a misspelt keyword would pass unnoticed"
+    shared = [(p.name, p.kind.description) for p in actual.values() if p.name in expected]
+    wanted = [(p.name, p.kind.description) for p in expected.values()]
+    if shared != wanted:
+        return f"{name} takes {shared}; the interface says {wanted}"
+    own = [p.name for p in actual.values()
+           if p.name not in expected and (p.kind is not p.KEYWORD_ONLY or p.default is p.empty)]
+    if own:
+        return f"{name}: its own parameters {own} must be keyword-only with a default"
+    return None
 
 
 def _ours_only(function: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -184,6 +221,23 @@ class TransportConformance:
                         answer(*request)
         return _Call(loop)
 
+    # -- the interface -------------------------------------------------------------------------
+
+    def test_transports_implement_the_interface(self) -> None:
+        made = {"PublisherTransport": self.publisher(should_wait=False), "ListenerTransport": self.listener(),
+                "ServerTransport": self.server(), "ClientTransport": self.client()}
+        for kind, guarded in made.items():
+            interface, counters = INTERFACE[kind]
+            transport = guarded._transport
+            assert isinstance(transport, interface), (
+                f"{type(transport).__qualname__} does not subclass wrapyfi_like.middlewares.base.{kind}")
+            problem = signature_problem(type(transport), interface)
+            assert problem is None, problem
+            counts = guarded.statistics()
+            missing = sorted(set(counters) - set(counts))
+            assert not missing, f"{kind}.statistics() lacks {missing}"
+            assert all(counts[name] == 0 for name in counters), f"a new {kind} counted something: {counts}"
+
     # -- delivery ------------------------------------------------------------------------------
 
     def test_delivery(self) -> None:
@@ -292,6 +346,16 @@ class TransportConformance:
         assert time.monotonic() - started < self.slack
         started = time.monotonic()
         assert listener.recv(0.3) is None
+        elapsed = time.monotonic() - started
+        assert 0.25 <= elapsed <= 0.3 + self.slack, f"recv(0.3) returned after {elapsed:.2f} s"
+
+    def test_server_timeout_returns_none(self) -> None:
+        server = self.server()
+        started = time.monotonic()
+        assert server.recv(0) is None
+        assert time.monotonic() - started < self.slack
+        started = time.monotonic()
+        assert server.recv(0.3) is None
         elapsed = time.monotonic() - started
         assert 0.25 <= elapsed <= 0.3 + self.slack, f"recv(0.3) returned after {elapsed:.2f} s"
 
@@ -435,6 +499,13 @@ class TransportConformance:
         payload = bytes(range(256)) * (16 * MIB // 256)
         reply = client.request([b"big", payload, b""], self.patience)
         assert [frame.nbytes for frame in reply] == [0, len(payload), 3] and reply[1] == payload
+
+    def test_many_frames_request_and_reply(self) -> None:
+        server, client = self.server(), self.client()
+        self.serve(server, lambda ticket, frames: server.send(ticket, list(reversed(frames))))
+        frames = [b"h", b""] + [str(index).encode() for index in range(2000)]
+        reply = client.request(frames, self.patience)
+        assert [bytes(frame) for frame in reply] == list(reversed(frames))
 
     def test_each_reply_reaches_its_own_client(self) -> None:
         server, clients = self.server(), [self.client(), self.client()]

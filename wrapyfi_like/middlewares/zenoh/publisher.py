@@ -48,7 +48,7 @@ class ZenohPublisherTransport(PublisherTransport):
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
                  backpressure: str = "block", queue_depth: Optional[int] = None, curve_secret_key: Any = None,
                  zero_copy: str = "safe", *, session: ZenohSession,
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, **_: Any) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         check_carrier(carrier)
         check_no_curve(curve_secret_key)
         if backpressure not in POLICIES:

@@ -42,7 +42,7 @@ class ZenohServerTransport(ServerTransport):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Any = None,
-                 *, session: ZenohSession, **_: Any) -> None:
+                 *, session: ZenohSession) -> None:
         check_carrier(carrier)
         check_no_curve(curve_secret_key)
         self.topic = topic
@@ -131,7 +131,7 @@ class ZenohClientTransport(ClientTransport):
     """Sends requests to a server of service ``topic``; waits for one to exist first."""
 
     def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 curve_server_key: Any = None, *, session: ZenohSession, **_: Any) -> None:
+                 curve_server_key: Any = None, *, session: ZenohSession) -> None:
         check_carrier(carrier)
         check_no_curve(curve_server_key)
         self.topic = topic
