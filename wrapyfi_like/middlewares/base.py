@@ -16,6 +16,10 @@ Rules every transport keeps:
   and so does every call made after it.
 - **Counters** are named and defined once, in :data:`COUNTERS`; ``statistics()`` returns at least
   the kind's names (``PUBLISHER_COUNTERS`` …), never resetting them.
+- **Constructors** take their abstract class's parameters by the same names, of the same kind
+  and in the same order (the connect layer passes them by name). An engine's own parameters are
+  keyword-only with a default; a catch-all ``**kwargs`` is not allowed, since a misspelt keyword
+  would pass unnoticed. ``carrier`` is checked with :func:`check_carrier`.
 - **Sessions are passed in.** What the transports of one middleware share in a process (ZeroMQ's
   discovery agent, a Zenoh session, the in-memory bus) reaches each transport as the keyword
   ``session=`` at construction, never from a singleton inside it, so tests and isolated
@@ -70,6 +74,12 @@ CARRIERS = ("tcp", "ipc")
 """The ``carrier`` names there are. An engine may ignore a carrier (it picks its own links) but
 refuses a name not listed here with :class:`ConfigurationError`, so a typo never passes silently."""
 
+
+def check_carrier(carrier: str) -> None:
+    """:class:`ConfigurationError` unless ``carrier`` is one of :data:`CARRIERS`."""
+    if carrier not in CARRIERS:
+        raise ConfigurationError(f"unknown carrier {carrier!r}: use one of {', '.join(CARRIERS)}")
+
 Ticket = Any
 """Where a received request came from; opaque to everyone but the server transport that made it."""
 
@@ -77,7 +87,7 @@ __all__ = [
     "COUNTERS", "PUBLISHER_COUNTERS", "LISTENER_COUNTERS", "PER_PUBLISHER_COUNTERS", "SERVER_COUNTERS",
     "CLIENT_COUNTERS", "TRANSPORT_ERRORS", "CARRIERS",
     "Session", "PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport", "Ticket",
-    "with_session", "map_exceptions", "Envelope", "Group",
+    "with_session", "check_carrier", "map_exceptions", "Envelope", "Group",
 ]
 
 

@@ -17,7 +17,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
-from wrapyfi_like.exceptions import ClosedError, ConfigurationError
+from wrapyfi_like.exceptions import ClosedError
+from wrapyfi_like.middlewares.base import check_carrier
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.limits import check_topic
 
@@ -25,10 +26,6 @@ QUEUE_CAPACITY = 1000
 """Messages an inbox holds before a sender waits for room (ZeroMQ's default high-water mark)."""
 
 LISTENERS, SERVICES = "listener", "service"
-
-
-CARRIERS = ("tcp", "ipc")
-"""The carriers a ZeroMQ listener or server can bind with."""
 
 
 def oversize(frames: list, max_message_size: int) -> Optional[str]:
@@ -222,8 +219,7 @@ class Member:
     def __init__(self, kind: str, role: str, topic: str, carrier: str, info: Optional[dict],
                  max_message_size: int, bus: Bus) -> None:
         check_topic(topic)
-        if carrier not in CARRIERS:
-            raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
+        check_carrier(carrier)
         self.topic = topic
         self.info = dict(info or {})
         self._max_message_size = max_message_size

@@ -22,7 +22,7 @@ from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.base import ListenerTransport, PublisherTransport
+from wrapyfi_like.middlewares.base import ListenerTransport, PublisherTransport, check_carrier
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, Group, ListenerCounts
 from wrapyfi_like.middlewares.inproc.bus import (
     LISTENERS, Bus, Inbox, Member, copy_frames, oversize, share_frames,
@@ -42,7 +42,7 @@ class InprocPublisherTransport(PublisherTransport):
     ``backpressure`` applies when ``queue_depth`` messages already wait in a listener's inbox:
     ``"block"`` waits for room, ``"drop"`` drops the new message, ``"latest"`` drops the oldest
     waiting one; each message lost so is counted in :attr:`dropped` (and shows as ``missed`` at
-    the listener). ``carrier``, ``info`` and a CURVE key are accepted so a communicator written
+    the listener). ``carrier`` (checked), ``info`` and a CURVE key are accepted so a communicator written
     for ZeroMQ runs unchanged (messages never leave the process, so there is nothing to encrypt).
     """
 
@@ -50,7 +50,8 @@ class InprocPublisherTransport(PublisherTransport):
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
                  backpressure: str = "block", queue_depth: int = 1000, curve_secret_key: Any = None,
                  zero_copy: str = "safe", *, session: Bus) -> None:
-        check_topic(topic)  # the same topic rules as on the wire
+        check_topic(topic)  # the same topic and carrier rules as on the wire
+        check_carrier(carrier)
         if zero_copy not in ZERO_COPY_MODES:
             raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
         self.topic = topic

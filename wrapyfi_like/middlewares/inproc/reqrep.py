@@ -23,7 +23,7 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.base import ClientTransport, ServerTransport
+from wrapyfi_like.middlewares.base import ClientTransport, ServerTransport, check_carrier
 from wrapyfi_like.middlewares.inproc.bus import SERVICES, Bus, Inbox, Member, copy_frames, oversize
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, ClientCounts
 
@@ -110,6 +110,7 @@ class InprocClientTransport(ClientCounts, ClientTransport):
     def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  curve_server_key: Any = None, *, session: Bus) -> None:
         check_topic(topic)
+        check_carrier(carrier)
         self.topic = topic
         self._max_message_size = max_message_size
         self._lock = threading.Lock()

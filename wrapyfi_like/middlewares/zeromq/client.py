@@ -19,7 +19,7 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import truncate
-from wrapyfi_like.middlewares.base import ClientTransport
+from wrapyfi_like.middlewares.base import ClientTransport, check_carrier
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
@@ -52,6 +52,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
 
     def __init__(self, topic: str, carrier: str = "tcp", max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  curve_server_key: Optional[Key] = None, *, session: NodeAgent) -> None:
+        check_carrier(carrier)  # servers bind, so theirs decides how a request travels
         self.topic = topic
         self._key = service_key(topic)
         self._max_message_size = max_message_size

@@ -47,7 +47,7 @@ import zmq
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
-from wrapyfi_like.middlewares.base import PublisherTransport
+from wrapyfi_like.middlewares.base import PublisherTransport, check_carrier
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
@@ -86,7 +86,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     reports and sends frames to each.
 
     Listeners bind, so the listener's ``carrier`` decides how a publisher reaches it; the
-    publisher's ``carrier`` is accepted for Wrapyfi compatibility.
+    publisher's ``carrier`` is only checked (one of :data:`~..base.CARRIERS`).
     """
 
     max_outlets = DEFAULT_MAX_OUTLETS
@@ -97,6 +97,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                  wait_timeout: Optional[float] = None, info: Optional[dict] = None,
                  backpressure: str = "block", queue_depth: int = 1000,
                  curve_secret_key: Optional[Key] = None, zero_copy: str = "safe", *, session: NodeAgent) -> None:
+        check_carrier(carrier)
         if zero_copy not in ZERO_COPY_MODES:
             raise ConfigurationError(f"zero_copy must be one of {ZERO_COPY_MODES}, got {zero_copy!r}")
         self.topic = topic
