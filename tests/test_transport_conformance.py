@@ -239,8 +239,9 @@ def test_a_transport_missing_part_of_the_interface_cannot_be_built():
         NoStatistics("/a", session=None)
 
 
-def test_the_in_memory_bus_is_a_session():
+def test_the_in_memory_bus_and_the_discovery_agent_are_sessions():
     assert isinstance(Bus("a bus"), base.Session)
+    assert isinstance(NodeAgent.get(), base.Session)
 
 
 def test_every_counter_belongs_to_a_kind_and_every_kind_counter_is_defined():

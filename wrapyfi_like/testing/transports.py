@@ -261,6 +261,19 @@ class TransportConformance:
             publisher.send(message(index))
         assert [index_of(self.receive(listener)) for _ in range(200)] == list(range(200))
 
+    def test_each_publisher_in_order(self) -> None:
+        """Two publishers of one topic, sending in turn: the listener gets all of both, each
+        publisher's in its own order (how the two interleave is the engine's business)."""
+        listener, publishers = self.listener(), [self.publisher(), self.publisher()]
+        for index in range(100):
+            for number, publisher in enumerate(publishers):
+                publisher.send(message(number * 1000 + index))
+        heard: dict[bytes, list[int]] = {}
+        for _ in range(200):
+            index = index_of(self.receive(listener))
+            heard.setdefault(listener.last_envelope.publisher, []).append(index)
+        assert sorted(heard.values()) == [list(range(100)), list(range(1000, 1100))], heard
+
     def test_every_listener_gets_every_message(self) -> None:
         listeners = [self.listener(), self.listener()]
         publisher = self.publisher()
