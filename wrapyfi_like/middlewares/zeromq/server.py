@@ -59,16 +59,17 @@ class ZeroMQServerTransport(MapsZMQErrors, WakeOnClose, ServerTransport, role="s
         self._socket.setsockopt(zmq.RCVHWM, QUEUED_REQUESTS)
         self._socket.setsockopt(zmq.SNDHWM, QUEUED_REPLIES)
         limit_frame_size(self._socket, max_message_size)
-        self._wakeup = Wakeup()  # close() wakes a recv blocked in a wait
-        self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._wakeup.fileno(), zmq.POLLIN)
         self._socket.setsockopt(zmq.LINGER, SERVER_LINGER_MS)  # a reply sent just before exit still goes out
         keys = producer_keys(curve_secret_key)
         if keys is not None:
             keys.apply(self._socket)
         self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
         self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        # after everything that may refuse the settings: a pipe is never freed by the garbage collector
+        self._wakeup = Wakeup()  # close() wakes a recv blocked in a wait
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._wakeup.fileno(), zmq.POLLIN)
         self._agent = session
         lifecycle.track(self)
         self._announcement = self._agent.announce(service_key(topic), self.endpoint,
