@@ -324,7 +324,8 @@ for carrier in ("tcp", "ipc"):
             outcomes.append([kind, carrier, None, None, ""])
         except Exception as error:
             cause = type(error.__cause__)
-            outcomes.append([kind, carrier, type(error).__qualname__, f"{cause.__module__}.{cause.__qualname__}", str(error)])
+            outcomes.append([kind, carrier, type(error).__qualname__,
+                             f"{cause.__module__}.{cause.__qualname__}", str(error)])
 print(json.dumps(outcomes))
 """
 
@@ -364,7 +365,7 @@ def test_a_zeromq_transport_refused_at_construction_holds_no_file_descriptor(kin
     error: a program that retries with corrected settings never runs out of descriptors."""
     import gc
 
-    curve = {"PublisherTransport": "curve_secret_key", "ServerTransport": "curve_secret_key"}.get(kind, "curve_server_key")
+    curve = "curve_secret_key" if kind in ("PublisherTransport", "ServerTransport") else "curve_server_key"
     attempts = [dict(carrier="udp"), {curve: "not a key"}]
     zeromq.ListenerTransport(topic + "/warm-up").close()  # the agent and the context exist before counting
     gc.collect()

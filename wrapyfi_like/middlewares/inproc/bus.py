@@ -1,9 +1,10 @@
 """The in-memory bus: who listens to or serves which topic, and a bounded inbox for each of them.
 
 A bus stands in for the network and for discovery at once: it is the session of the in-memory
-transports (:class:`wrapyfi_like.middlewares.base.Session`), passed to each at construction. Transports on one bus find each other
-by exact topic, as ZeroMQ transports do through discovery. Every inbox is bounded, so a slow
-listener makes its publisher wait as a full ZeroMQ queue does, and nothing is dropped.
+transports (:class:`wrapyfi_like.middlewares.base.Session`), passed to each at construction.
+Transports on one bus find each other by exact topic, as ZeroMQ transports do through discovery.
+Every inbox is bounded, so a slow listener makes its publisher wait as a full ZeroMQ queue does,
+and nothing is dropped.
 
 :func:`current_bus` is the bus new transports join: the process-wide default, or the bus of the
 innermost :func:`wrapyfi_like.testing.inproc_middleware` block, which closes its bus on exit so
