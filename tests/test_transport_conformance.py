@@ -130,8 +130,12 @@ def run_check(monkeypatch, check, **transports):
     """Run the suite's ``check`` on inproc with some transports replaced by ``transports``."""
     module = types.ModuleType("broken_inproc_middleware")
     for kind in ("PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport"):
-        broken = transports.get(kind)
-        setattr(module, kind, getattr(inproc, kind) if broken is None else base.with_session(broken, current_bus))
+        broken = transports.get(kind)  # a class is given its session as inproc's are; a function fetches one
+        if broken is None:
+            broken = getattr(inproc, kind)
+        elif isinstance(broken, type):
+            broken = base.with_session(broken, current_bus)
+        setattr(module, kind, broken)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(MIDDLEWARES, "broken", module.__name__)
 
@@ -166,6 +170,16 @@ class DuckListener:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+def listener_fetching_its_bus(*args, **kwargs):
+    """Broken: the transport's session comes from a singleton, not from whoever builds it."""
+    return InprocListenerTransport(*args, session=current_bus(), **kwargs)
+
+
+def test_a_transport_that_fetches_its_session_fails_the_suite(monkeypatch):
+    with pytest.raises(AssertionError, match="is not made with base.with_session"):
+        run_check(monkeypatch, "test_transports_implement_the_interface", ListenerTransport=listener_fetching_its_bus)
 
 
 def test_a_catch_all_constructor_fails_the_suite(monkeypatch):

@@ -226,8 +226,12 @@ class TransportConformance:
     def test_transports_implement_the_interface(self) -> None:
         made = {"PublisherTransport": self.publisher(should_wait=False), "ListenerTransport": self.listener(),
                 "ServerTransport": self.server(), "ClientTransport": self.client()}
+        module = middleware_module(self.middleware)
         for kind, guarded in made.items():
             interface, counters = INTERFACE[kind]
+            assert isinstance(getattr(module, kind), base.with_session), (
+                f"{module.__name__}.{kind} is not made with base.with_session: a transport must be "
+                "given its session (session=), never fetch one itself")
             transport = guarded._transport
             assert isinstance(transport, interface), (
                 f"{type(transport).__qualname__} does not subclass wrapyfi_like.middlewares.base.{kind}")
