@@ -57,9 +57,10 @@ from wrapyfi_like.logs import truncate
 
 MARKER = "__wrapyfi__"
 DATA_TYPES = ("NativeObject", "Image", "AudioChunk")
-MAX_NESTING = 500
-"""Lists, dicts and markers one value may nest when encoding; Python's JSON parser (about 1000
-levels, less the caller's stack) reads anything this deep."""
+MAX_NESTING = 200
+"""Lists, dicts and markers one value may nest when encoding: each level costs two Python frames
+here, and Python's JSON parser (about 1000 levels, less the caller's stack) reads anything this
+deep."""
 MAX_ERROR_CHARS = 1000
 """Characters a :class:`DecodeError` from this codec may hold, whatever the peer sent."""
 MAX_TEXT_PAYLOAD = 64
@@ -216,9 +217,8 @@ class WrapyfiJsonCodec:
 
     def dumps(self, value: Any) -> bytes:
         """``value`` as Wrapyfi's JSON, UTF-8 encoded."""
-        tree = self._prepare(value, 0)
         try:
-            return json.dumps(tree).encode()
+            return json.dumps(self._prepare(value, 0)).encode()
         except (ValueError, RecursionError) as error:  # an int of more than sys.get_int_max_str_digits() digits
             raise EncodeError(f"cannot encode this {_type_name(value)} on Wrapyfi's wire: {truncate(error)}") from None
 
@@ -402,7 +402,7 @@ def _datetime64_marker(value: np.datetime64) -> dict:
 def _npy_text(array: Any) -> str:
     if np.asarray(array).dtype.hasobject:
         raise EncodeError(
-            f"numpy arrays of dtype {array.dtype} hold Python objects, which .npy stores as a pickle; "
+            f"numpy.ndarray of dtype {np.asarray(array).dtype} holds Python objects, which .npy stores as a pickle; "
             "receivers refuse pickle: convert to a plain dtype (e.g. arr.astype(str) or float)"
         )
     with io.BytesIO() as memfile:
@@ -430,7 +430,7 @@ def _pil_marker(value: Any) -> dict:
     if value.format is None:
         if value.mode not in _PIL_RAW_MODES:
             raise EncodeError(
-                f"a raw PIL image of mode {value.mode!r} cannot be sent exactly on Wrapyfi's wire (it carries only "
+                f"a raw PIL.Image of mode {value.mode!r} cannot be sent exactly on Wrapyfi's wire (it carries only "
                 "the pixel bytes, size and mode: a palette is lost); convert it (e.g. image.convert('RGB'))"
             )
         return {MARKER: ["PILImage", base64.b64encode(value.tobytes()).decode("ascii"), list(value.size), value.mode]}
@@ -508,9 +508,15 @@ def _set(codec: WrapyfiJsonCodec, name: str, fields: list) -> set:
     if type(items) is not list:
         raise DecodeError("the payload of a Wrapyfi set marker must be a list")
     try:
-        return set(items)
+        return set(map(_hashable, items))
     except TypeError:
-        raise DecodeError("a Wrapyfi set marker holds an unhashable item (a list or dict)") from None
+        raise DecodeError("a Wrapyfi set marker holds an unhashable item (a dict)") from None
+
+
+def _hashable(item: Any) -> Any:
+    """A set item as it was sent: Wrapyfi's encoder writes tuples inside a set as lists, and a
+    list in a set can only have been a tuple."""
+    return tuple(map(_hashable, item)) if type(item) is list else item
 
 
 def _datetime(codec: WrapyfiJsonCodec, name: str, fields: list) -> dt.datetime:
