@@ -477,3 +477,88 @@ def test_configuration_errors():
     for kwargs in ({"data_type": "Properties"}, {"allow_pickle": "yes"}, {"allowed_plugins": "torch.Tensor"}):
         with pytest.raises(ConfigurationError):
             WrapyfiJsonCodec(**kwargs)
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+ZONES = st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=30)),
+                         dt.timezone(-dt.timedelta(hours=8))])
+KEYS = st.text(max_size=6).filter(lambda key: key != "__wrapyfi__")
+HASHABLE = st.recursive(st.none() | st.integers() | st.text(max_size=6),
+                        lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6)
+ARRAYS = hnp.arrays(dtype=hnp.scalar_dtypes() | hnp.byte_string_dtypes(max_len=3) | hnp.unicode_string_dtypes(max_len=3),
+                    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+EXACT_LEAVES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+                | st.datetimes(timezones=ZONES).map(lambda value: value.replace(fold=0)) | ARRAYS
+                | ARRAYS.map(np.asfortranarray))
+EXACT_VALUES = st.recursive(
+    EXACT_LEAVES,
+    lambda children: (st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=4)
+                      | st.lists(children, max_size=4).map(tuple) | st.sets(HASHABLE, max_size=4)),
+    max_leaves=20,
+)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(EXACT_VALUES)
+def test_round_trip_is_exact(value):
+    assert same(CODEC.decode(CODEC.encode(value)), value)
+
+
+@PROPERTY
+@given(st.lists(EXACT_VALUES, max_size=3).map(tuple), st.dictionaries(KEYS, EXACT_VALUES, max_size=3))
+def test_requests_round_trip_exactly(args, kwargs):
+    assert same(CODEC.decode_request(CODEC.encode_request(args, kwargs)), (args, kwargs))
+
+
+@PROPERTY
+@given(st.sampled_from(["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "as", "generic"])
+       .flatmap(lambda unit: hnp.from_dtype(np.dtype(f"datetime64[{unit}]" if unit != "generic" else "datetime64"))))
+def test_datetime64_scalars_are_exact_or_an_encode_error(value):
+    try:
+        frame = ours(value)
+    except EncodeError as error:
+        assert "numpy.datetime64" in str(error)
+        return
+    assert same(CODEC.decode([frame]), value)
+
+
+@PROPERTY
+@given(st.lists(st.floats(width=32), min_size=1, max_size=6), st.sampled_from(["float32", "float64", "int64", "bool"]))
+def test_torch_tensors_round_trip_exactly(numbers, dtype):
+    import torch
+    tensor = torch.tensor(numbers, dtype=torch.float32).nan_to_num(0.0).to(getattr(torch, dtype))
+    assert same(CODEC.decode([ours(tensor)]), tensor)
+
+
+MARKER_NAMES = st.sampled_from(["tuple", "set", "datetime", "numpy.datetime64", "numpy.ndarray", "JAXTensor",
+                                "CuPyArray", "PytorchTensor", "PILImage", "PandasLegacyData", *PICKLE_MARKERS, "x"])
+JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12) | st.sampled_from(
+    ["", "AAAA", "k05VTVBZAQB2AA==", "cpu", "RGB", "DataFrame", "2025-01-02", base64.b64encode(b"\x93NUMPY").decode()])
+ANY_JSON = st.recursive(
+    JSON_LEAVES,
+    lambda children: (st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+                      | st.builds(lambda name, fields: {"__wrapyfi__": [name, *fields]}, MARKER_NAMES,
+                                  st.lists(children, max_size=4))),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_JSON | st.binary(max_size=64).map(bytearray))
+def test_any_json_decodes_or_is_a_decode_error(document):
+    import pandas  # noqa: F401 (loaded: the library markers get past the import rule)
+    import PIL.Image  # noqa: F401
+    import torch  # noqa: F401
+    frame = bytes(document) if isinstance(document, bytearray) else json.dumps(document).encode()
+    for codec in (CODEC, WrapyfiJsonCodec("Image"), WrapyfiJsonCodec("AudioChunk")):
+        try:
+            codec.decode([frame] if codec is CODEC else [b"{timestamp:1}", frame])
+            codec.decode_request(frame)
+            codec.decode_reply(frame)
+        except DecodeError as error:
+            assert len(str(error)) <= MAX_ERROR_CHARS

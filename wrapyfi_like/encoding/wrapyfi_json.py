@@ -84,7 +84,7 @@ _PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 _LIBRARY_OF = {"PytorchTensor": "torch", "PILImage": "PIL", "PandasLegacyData": "pandas"}
 _OUR_CODEC_IDS = {"torch.Tensor": "PytorchTensor", "PIL.Image": "PILImage",
                   "pandas.DataFrame": "PandasLegacyData", "pandas.Series": "PandasLegacyData"}
-_ISO_DATETIME64 = re.compile(r"NaT|-?[0-9]{1,6}(-[0-9]{2}(-[0-9]{2}(T[0-9:]{2,8}(\.[0-9]{1,18})?)?)?)?")
+_ISO_DATETIME64 = re.compile(r"NaT|-?[0-9]{1,20}(-[0-9]{2}(-[0-9]{2}(T[0-9:]{2,8}(\.[0-9]{1,18})?)?)?)?")
 
 
 class WrapyfiJsonCodec:
