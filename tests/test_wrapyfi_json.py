@@ -150,6 +150,8 @@ def wrapyfi_side(request: dict) -> dict:
 
     Wrapyfi 0.5.0's ``PluginRegistrar.scan()`` looks for its built-in plugins in the wrong folder
     (``wrapyfi/utils/plugins``), so its nodes load them only when imported, as here."""
+    from wrapyfi.utils.core_utils import PluginRegistrar
+    report = {"encoded": {}, "decodes_ours": {}, "refuses": {}, "plugins_after_import": len(PluginRegistrar.encoder_registry)}
     import wrapyfi.plugins.pillow_image  # noqa: F401
     import wrapyfi.plugins.pytorch_tensor  # noqa: F401
     from wrapyfi.plugins.pandas_data import PandasLegacyData
@@ -157,7 +159,6 @@ def wrapyfi_side(request: dict) -> dict:
     import pandas
 
     hook = JsonDecodeHook().object_hook
-    report = {"encoded": {}, "decodes_ours": {}, "refuses": {}}
     for name, (expression, _) in CASES.items():
         report["encoded"][name] = base64.b64encode(json.dumps(build(expression), cls=JsonEncoder).encode()).decode()
     for name, text in request["ours"].items():
@@ -330,9 +331,19 @@ def test_pickle_markers_need_the_opt_in(wrapyfi):
 
 @pytest.mark.parametrize("name", PICKLE_MARKERS)
 def test_every_pickle_marker_is_refused(name):
-    evil = pickle.dumps(Point(1, 2), protocol=5).decode("latin1")
+    evil = json.dumps({"__wrapyfi__": [name, pickle.dumps(Point(1, 2), protocol=5).decode("latin1")]}).encode()
     with pytest.raises(DecodeError, match=f"{name}.*allow_pickle=True"):
-        CODEC.decode([json.dumps({"__wrapyfi__": [name, evil]}).encode()])
+        CODEC.decode([evil])
+    if name in ("PaddleTensor", "DaskData"):
+        with pytest.raises(DecodeError, match=f"{name} is not supported"):
+            WrapyfiJsonCodec(allow_pickle=True).decode([evil])
+    else:
+        assert WrapyfiJsonCodec(allow_pickle=True).decode([evil]) == Point(1, 2)
+
+
+def test_wrapyfi_loads_no_builtin_plugin_by_itself(wrapyfi):
+    """What docs/wire.md says of Wrapyfi 0.5.0: after ``import wrapyfi`` no plugin is registered."""
+    assert wrapyfi["plugins_after_import"] == 0
 
 
 def test_torch_loads_weights_only():
