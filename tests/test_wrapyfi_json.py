@@ -185,7 +185,7 @@ if __name__ == "__main__":
 import pytest  # noqa: E402 (the subprocess above needs neither pytest nor wrapyfi_like)
 
 from wrapyfi_like.encoding.wrapyfi_json import (  # noqa: E402
-    MAX_ERROR_CHARS, MAX_NESTING, PICKLE_MARKERS, WrapyfiJsonCodec)
+    MAX_ERROR_CHARS, MAX_ITEMS, MAX_NESTING, MAX_REPLY_ITEMS, PICKLE_MARKERS, WrapyfiJsonCodec)
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError  # noqa: E402
 
 CODEC = WrapyfiJsonCodec()
@@ -471,6 +471,36 @@ def test_nesting_limit():
     assert CODEC.decode([ours(deep)]) == deep
     with pytest.raises(EncodeError, match="MAX_NESTING"):
         CODEC.encode((deep,))
+
+
+def test_values_per_document_are_bounded():
+    """A document may hold MAX_ITEMS values (commas and opening brackets, counted before parsing);
+    Image and AudioChunk replies, nested numbers only, MAX_REPLY_ITEMS."""
+    fits = b"[" + b"0," * (MAX_ITEMS - 2) + b"0]"
+    assert len(CODEC.decode([fits])) == MAX_ITEMS - 1
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        CODEC.decode([b"[" + b"," * MAX_ITEMS + b"]"])
+    image = WrapyfiJsonCodec("Image")
+    assert image.decode_reply(b'{"img": [' + b"0," * MAX_ITEMS + b"0]}").shape == (MAX_ITEMS + 1,)
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        image.decode_reply(b'{"img": [' + b"," * MAX_REPLY_ITEMS + b"]}")
+    for hostile in (b'{"img": ["a"]}', b'{"img": [{}]}', b'{"img": [1], "x": 2}', b'{"aud": [1]}'):
+        with pytest.raises(DecodeError, match="nested lists of numbers"):
+            image.decode_reply(hostile)
+
+
+def test_no_empty_image_or_audio_message():
+    """Wrapyfi's publishers send nothing for a None image or audio chunk: we say so, not send junk."""
+    for data_type in ("Image", "AudioChunk"):
+        with pytest.raises(EncodeError, match="cannot be None"):
+            WrapyfiJsonCodec(data_type).encode(None)
+
+
+def test_every_numpy_scalar_travels_as_a_0d_array():
+    for scalar in (np.longlong(3), np.intc(-1), np.float16(0.5), np.timedelta64(5, "s"), np.bytes_(b"ab"),
+                   np.clongdouble(1j), np.void(b"\x01\x02")):
+        decoded = CODEC.decode([ours(scalar)])
+        assert decoded.shape == () and decoded.dtype == np.asarray(scalar).dtype and decoded.tobytes() == np.asarray(scalar).tobytes()
 
 
 def test_request_and_reply_shapes_are_checked():

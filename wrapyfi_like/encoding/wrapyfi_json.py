@@ -61,6 +61,15 @@ MAX_NESTING = 200
 """Lists, dicts and markers one value may nest when encoding: each level costs two Python frames
 here, and Python's JSON parser (about 1000 levels, less the caller's stack) reads anything this
 deep."""
+MAX_ITEMS = 1 << 22
+"""Values one JSON document may hold, counted as its commas and opening brackets (an upper bound
+found without parsing). Decoding costs up to ~80 bytes of Python objects per value, so at most
+~320 MB, the bound the binary codec's ``MAX_HEADER_SIZE`` gives; an array is one base64 string
+and counts as one value."""
+MAX_REPLY_ITEMS = 1 << 25
+"""The same for Image and AudioChunk replies, which Wrapyfi's servers send as nested lists of
+numbers (a 1920x1080 RGB frame is 8.3 Mi values: it fits; a 4K frame does not, use ``jpg``).
+Only numbers and brackets are accepted there, so each value costs at most ~64 bytes."""
 MAX_ERROR_CHARS = 1000
 """Characters a :class:`DecodeError` from this codec may hold, whatever the peer sent."""
 MAX_TEXT_PAYLOAD = 64
@@ -84,6 +93,8 @@ _PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 _LIBRARY_OF = {"PytorchTensor": "torch", "PILImage": "PIL", "PandasLegacyData": "pandas"}
 _OUR_CODEC_IDS = {"torch.Tensor": "PytorchTensor", "PIL.Image": "PILImage",
                   "pandas.DataFrame": "PandasLegacyData", "pandas.Series": "PandasLegacyData"}
+_NUMBERS_REPLY = re.compile(rb'\s*\{\s*"(img|aud)"\s*:(.*)\}\s*', re.DOTALL)
+_NUMERIC = b"0123456789.,+-eE[] \t\r\nNaInfity"  # numbers (NaN, Infinity too), commas, brackets
 _ISO_DATETIME64 = re.compile(r"NaT|-?[0-9]{1,20}(-[0-9]{2}(-[0-9]{2}(T[0-9:]{2,8}(\.[0-9]{1,18})?)?)?)?")
 
 
@@ -200,18 +211,22 @@ class WrapyfiJsonCodec:
         if data_type == "Image":
             if payload[:1] != b"{":
                 return _compressed_image(payload)
-            reply = self.loads(payload)
-            if not (type(reply) is dict and list(reply) == ["img"]):
-                raise DecodeError('a Wrapyfi Image reply is {"img": [...]}')
-            return _image_from_lists(reply["img"])
+            return _image_from_lists(self._numbers(payload, "img"))
         if data_type == "AudioChunk":
-            reply = self.loads(payload)
-            parts = reply.get("aud") if type(reply) is dict and len(reply) == 1 else None
+            parts = self._numbers(payload, "aud")
             if not (type(parts) is list and len(parts) == 4):
                 raise DecodeError('a Wrapyfi AudioChunk reply is {"aud": [chunk, channels, rate, samples]}')
             chunk, channels, rate, samples = parts
             return _audio_value(chunk, channels, rate, _float32_from_lists(samples))
         raise ConfigurationError(f"Wrapyfi's wire carries the data types {DATA_TYPES}, not {data_type!r:.100}")
+
+    def _numbers(self, payload: memoryview, key: str) -> Any:
+        """The nested lists of numbers of a reply ``{key: [...]}`` (anything else: DecodeError)."""
+        found = _NUMBERS_REPLY.fullmatch(payload)
+        if found is None or found.group(1).decode() != key or found.group(2).translate(None, _NUMERIC):
+            raise DecodeError(f'a Wrapyfi {"Image" if key == "img" else "AudioChunk"} reply is '
+                              f'{{"{key}": nested lists of numbers}}')
+        return self.loads(found.group(2), MAX_REPLY_ITEMS)
 
     # -- JSON documents --------------------------------------------------------------------------
 
@@ -222,10 +237,14 @@ class WrapyfiJsonCodec:
         except (ValueError, RecursionError) as error:  # an int of more than sys.get_int_max_str_digits() digits
             raise EncodeError(f"cannot encode this {_type_name(value)} on Wrapyfi's wire: {truncate(error)}") from None
 
-    def loads(self, frame: Any) -> Any:
+    def loads(self, frame: Any, max_items: int = MAX_ITEMS) -> Any:
         """The value of one JSON document from a Wrapyfi peer (any bytes-like object)."""
         try:
-            return json.loads(str(memoryview(frame), "utf-8"), object_hook=self._marker_value)
+            text = str(memoryview(frame), "utf-8")
+            items = text.count(",") + text.count("[") + text.count("{")
+            if items > max_items:
+                raise DecodeError(f"a Wrapyfi message of up to {items} values exceeds the limit of {max_items}")
+            return json.loads(text, object_hook=self._marker_value)
         except DecodeError as error:
             if len(error.args[0]) > MAX_ERROR_CHARS:
                 raise DecodeError(truncate(error.args[0], MAX_ERROR_CHARS)) from None
@@ -258,6 +277,8 @@ class WrapyfiJsonCodec:
         encoder = _LEAF_ENCODERS.get(kind)
         if encoder is not None:
             return encoder(value)
+        if isinstance(value, np.generic):  # every other numpy scalar: a 0-d array, as Wrapyfi sends it
+            return _ndarray_marker(value)
         library_encoder = self._library_encoder(value)
         if library_encoder is not None:
             return library_encoder(value)
@@ -443,10 +464,6 @@ _LEAF_ENCODERS: dict[type, Callable[[Any], dict]] = {
     dt.datetime: _datetime_marker,
     np.datetime64: _datetime64_marker,
     np.ndarray: _ndarray_marker,
-    **{kind: _ndarray_marker for kind in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-        np.float16, np.float32, np.longdouble, np.complex64, np.complex128, np.clongdouble,
-        np.timedelta64, np.bytes_, np.void)},
 }
 
 _ADVICE = {
@@ -539,7 +556,7 @@ def _datetime64(codec: WrapyfiJsonCodec, name: str, fields: list) -> np.datetime
 
 def _b64(text: str, name: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise DecodeError(f"the payload of a Wrapyfi {name} marker is not valid base64") from None
 
@@ -682,12 +699,17 @@ def _compressed_image(payload: memoryview) -> tuple[str, bytes]:
 
 
 def _checked_array(value: Any, what: str, error: type = EncodeError) -> np.ndarray:
+    if value is None and error is EncodeError:
+        raise EncodeError(f"{what} cannot be None on Wrapyfi's wire: it has no empty Image or AudioChunk "
+                          "message (Wrapyfi's publishers send nothing for None)")
     if type(value) is not np.ndarray:
         raise error(f"{what} must be a numpy array, got {_type_name(value)}")
     return value
 
 
 def _audio_parts(value: Any) -> tuple[np.ndarray, int]:
+    if value is None:
+        _checked_array(None, "an AudioChunk")
     if not (type(value) is tuple and len(value) == 2):
         raise EncodeError(f"an AudioChunk is (samples, rate), got {_type_name(value)}")
     samples, rate = value
