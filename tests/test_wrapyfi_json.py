@@ -259,6 +259,17 @@ def test_audio_frames_are_wrapyfi_publishers(wrapyfi):
     assert rate == 44100 and same(decoded, samples)
 
 
+def test_audio_rate_given_as_a_numpy_int():
+    """Wrapyfi's publishers send the caller's rate as is: np.int64(16000) travels as a 0-d array."""
+    codec = WrapyfiJsonCodec("AudioChunk")
+    (payload,) = CODEC.encode((2, 1, np.int64(16000), np.zeros(2, np.float32)))
+    samples, rate = codec.decode([b"{timestamp:1.0}", payload])
+    assert type(rate) is int and rate == 16000 and samples.shape == (2, 1)
+    (payload,) = CODEC.encode((2, 1, np.float64(16000.0), np.zeros(2, np.float32)))
+    with pytest.raises(DecodeError, match="ints"):
+        codec.decode([b"{timestamp:1.0}", payload])
+
+
 def test_image_frames(wrapyfi):
     codec = WrapyfiJsonCodec("Image")
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)

@@ -720,7 +720,10 @@ def _audio_parts(value: Any) -> tuple[np.ndarray, int]:
 
 
 def _audio_value(chunk: Any, channels: Any, rate: Any, samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(samples of shape (chunk, channels), rate)``, as ``AudioChunk.from_wire`` takes it."""
+    """``(samples of shape (chunk, channels), rate)``, as ``AudioChunk.from_wire`` takes it. A
+    Wrapyfi publisher sends the rate its caller gave, so a numpy int arrives as a 0-d array."""
+    chunk, channels, rate = (int(number) if type(number) is np.ndarray and number.shape == ()
+                             and number.dtype.kind in "iu" else number for number in (chunk, channels, rate))
     if not all(type(number) is int and number >= 0 for number in (chunk, channels, rate)):
         raise DecodeError("a Wrapyfi AudioChunk's chunk, channels and rate are non-negative ints")
     if samples.size != chunk * channels:
