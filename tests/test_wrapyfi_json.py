@@ -82,6 +82,7 @@ REFUSED = {
     "named_zone": ("dt.datetime(2025, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=1), 'CET'))", False),
     "object_array": ("np.array([None, 1], dtype=object)", False),
     "datetime64_week": ("np.datetime64('2025-01-02', 'W')", False),
+    "datetime64_nat_of_a_unit": ("np.datetime64('NaT', 's')", False),
     "pil_palette": ("PIL.Image.new('P', (2, 2))", False),
 }
 """Values Wrapyfi's wire cannot carry exactly: our encoder raises EncodeError naming the type;
@@ -498,6 +499,20 @@ def test_values_per_document_are_bounded():
     for hostile in (b'{"img": ["a"]}', b'{"img": [{}]}', b'{"img": [1], "x": 2}', b'{"aud": [1]}'):
         with pytest.raises(DecodeError, match="nested lists of numbers"):
             image.decode_reply(hostile)
+
+
+def test_a_full_hd_image_reply_fits():
+    frame = WrapyfiJsonCodec("Image").encode_reply(np.zeros((1080, 1920, 3), np.uint8))
+    assert MAX_ITEMS < frame.count(b",") + frame.count(b"[") + frame.count(b"{") <= MAX_REPLY_ITEMS
+
+
+@pytest.mark.parametrize("name", ["JAXTensor", "TensorflowTensor", "MXNetTensor", "CuPyArray"])
+def test_npy_markers_of_other_frameworks_decode_as_numpy_arrays(name):
+    array = np.arange(6, dtype=np.float32).reshape(3, 2)
+    (frame,) = CODEC.encode(array)
+    fields = json.loads(frame)["__wrapyfi__"][1:]
+    device = ["gpu(0)"] if name in ("MXNetTensor", "CuPyArray") else []
+    assert same(CODEC.decode([marker(name, *fields, *device)]), array)
 
 
 def test_no_empty_image_or_audio_message():
