@@ -541,8 +541,16 @@ def test_request_and_reply_shapes_are_checked():
         WrapyfiJsonCodec("AudioChunk").decode_reply(b'{"aud": [4, 1, 44100, [1, 2, 3]]}')
 
 
+def test_communicator_kwargs_are_accepted():
+    """The connect layer hands the codec every decorator kwarg: the codec takes its own, ignores
+    the rest, and a None allowed_plugins means none."""
+    codec = WrapyfiJsonCodec("Image", allowed_plugins=None, jpg=True, width=4, should_wait=False)
+    assert codec.decode([b"{timestamp:1}", b"\xff\xd8\xff"]) == ("image/jpeg", b"\xff\xd8\xff")
+
+
 def test_configuration_errors():
-    for kwargs in ({"data_type": "Properties"}, {"allow_pickle": "yes"}, {"allowed_plugins": "torch.Tensor"}):
+    for kwargs in ({"data_type": "Properties"}, {"allow_pickle": "yes"}, {"allowed_plugins": "torch.Tensor"},
+                   {"map_torch_devices": {"cpu": "no-such-device"}}):
         with pytest.raises(ConfigurationError):
             WrapyfiJsonCodec(**kwargs)
 

@@ -93,7 +93,7 @@ class WrapyfiJsonCodec:
     """
 
     def __init__(self, data_type: str = "NativeObject", allow_pickle: bool = False,
-                 allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
+                 allowed_plugins: Optional[Iterable[str]] = (), **plugin_kwargs: Any) -> None:
         if data_type not in DATA_TYPES:
             raise ConfigurationError(f"Wrapyfi's wire carries the data types {DATA_TYPES}, not {data_type!r:.100}")
         if type(allow_pickle) is not bool:

@@ -53,8 +53,8 @@ class Markers:
     """One codec's marker settings: the pickle opt-in, the markers whose library a received message
     may import (``allowed_plugins``), and where received torch tensors go."""
 
-    def __init__(self, allow_pickle: bool, allowed_plugins: Iterable[str], torch_devices: dict) -> None:
-        names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
+    def __init__(self, allow_pickle: bool, allowed_plugins: Optional[Iterable[str]], torch_devices: dict) -> None:
+        names = () if allowed_plugins is None or isinstance(allowed_plugins, str) else tuple(allowed_plugins)
         if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
             raise ConfigurationError(f"allowed_plugins must be a list of marker names, got {allowed_plugins!r:.200}")
         self.allow_pickle = allow_pickle
