@@ -421,6 +421,17 @@ def npy(header: str, data: bytes = b"") -> str:
     return base64.b64encode(NPY_HEADER + len(text).to_bytes(2, "little") + text + data).decode()
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file claiming ``width`` x ``height`` RGB pixels, with no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
 def marker(*fields) -> bytes:
     return json.dumps({"__wrapyfi__": list(fields)}).encode()
 
@@ -458,6 +469,9 @@ HOSTILE = {
     "torch bad device": marker("PytorchTensor", base64.b64encode(b"junk").decode(), "toaster:9"),
     "pil huge raw": marker("PILImage", "", [100_000, 100_000], "RGB"),
     "pil short raw": marker("PILImage", base64.b64encode(b"\0").decode(), [4, 4], "RGB"),
+    "pil long raw": marker("PILImage", base64.b64encode(b"\0" * 49).decode(), [4, 4], "RGB"),
+    "pil mode not a string": marker("PILImage", "", [1, 1], ["RGB"]),
+    "pil encoded over MAX_IMAGE_PIXELS": marker("PILImage", png_header(9000, 8000).decode("latin1")),
     "pil bad mode": marker("PILImage", "", [1, 1], "X" * 1000),
     "pil not an image": marker("PILImage", "GIF89a junk"),
     "pil not latin-1": marker("PILImage", "\u2603"),
@@ -468,12 +482,15 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_input_is_a_bounded_decode_error(name):
+    """Each refused with a DecodeError whose text is bounded (never another exception)."""
     import pandas  # noqa: F401 (loaded, so pandas markers get as far as parsing)
     import PIL.Image  # noqa: F401
     import torch  # noqa: F401
     with pytest.raises(DecodeError) as caught:
         CODEC.decode([HOSTILE[name]])
     assert len(str(caught.value)) <= MAX_ERROR_CHARS
+    if name == "pil encoded over MAX_IMAGE_PIXELS":  # ours, before Pillow's own bomb check (at 2 x 89 Mi)
+        assert "MAX_IMAGE_PIXELS" in str(caught.value)
 
 
 def test_nesting_limit():
