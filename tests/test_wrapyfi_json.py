@@ -723,3 +723,16 @@ def test_mutated_library_payloads_decode_or_are_a_decode_error(kind):
             CODEC.decode([marker(*fields)])
         except DecodeError as error:
             assert len(str(error)) <= MAX_ERROR_CHARS
+
+
+def test_an_image_opened_from_a_jpeg_is_compressed_again():
+    """What docs/wire.md says: PNG files travel exactly, a JPEG is re-saved at Pillow's default quality."""
+    import PIL.Image
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for file_format, exact in (("PNG", True), ("JPEG", False)):
+        memfile = io.BytesIO()
+        PIL.Image.fromarray(pixels).save(memfile, format=file_format, quality=95)
+        opened = PIL.Image.open(io.BytesIO(memfile.getvalue()))
+        decoded = CODEC.decode([ours(opened)])
+        assert decoded.format == file_format and decoded.size == (16, 16)
+        assert (decoded.tobytes() == opened.tobytes()) is exact

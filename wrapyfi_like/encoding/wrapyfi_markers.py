@@ -228,7 +228,7 @@ def _pil_marker(value: Any) -> dict:
                 "the pixel bytes, size and mode: a palette is lost); convert it (e.g. image.convert('RGB'))"
             )
         return {MARKER: ["PILImage", base64.b64encode(value.tobytes()).decode("ascii"), list(value.size), value.mode]}
-    with io.BytesIO() as memfile:
+    with io.BytesIO() as memfile:  # as Wrapyfi does: a JPEG is compressed again, at Pillow's default quality
         value.save(memfile, format=value.format)
         return {MARKER: ["PILImage", memfile.getvalue().decode("latin1")]}
 
