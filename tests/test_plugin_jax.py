@@ -86,3 +86,9 @@ def test_received_array_has_the_received_values_not_a_view_of_the_frame():
     received = codec.decode(frames)
     frames[1][:] = bytes(len(frames[1]))
     assert received.tolist() == [0, 1, 2, 3]
+
+
+def test_a_cpu_array_is_sent_from_jaxs_own_buffer():
+    value = jnp.arange(1000, dtype=jnp.float32)
+    raw = payload(value)[1]
+    assert np.shares_memory(raw, np.asarray(value))

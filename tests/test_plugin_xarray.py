@@ -110,6 +110,11 @@ def test_data_and_coordinates_travel_as_buffers_and_arrive_in_the_received_frame
     received = codec.decode(received_frames)
     received_frames[1][:8] = np.float64(-1.0).tobytes()
     assert received.values[0] == -1.0  # the DataArray's data is the received frame itself
+    dataset = xr.Dataset({"v": ("t", np.arange(10.0))})
+    received_frames = wire_copy(codec.encode(dataset))
+    received = codec.decode(received_frames)
+    received_frames[1][:8] = np.float64(-1.0).tobytes()
+    assert received["v"].values[0] == -1.0
 
 
 def test_object_coordinates_are_an_encode_error_naming_the_variable():
