@@ -101,9 +101,8 @@ class DaskDataFrame(Plugin):
         if kind not in (pd.DataFrame, pd.Series) or not all(type(part) is kind for part in partitions):
             raise DecodeError("dask.DataFrame partitions must be all pandas DataFrames or all Series")
         meta = partitions[0].iloc[:0]
-        for part in partitions[1:]:
-            if not part.iloc[:0].dtypes.equals(meta.dtypes) if kind is pd.DataFrame else part.dtype != meta.dtype:
-                raise DecodeError("dask.DataFrame partitions differ in their columns or dtypes")
+        if not all(_same_layout(part, meta) for part in partitions[1:]):
+            raise DecodeError("dask.DataFrame partitions differ in their columns or dtypes")
         if divisions is None:
             bounds = (None,) * (len(partitions) + 1)
         elif type(divisions) is not pd.Series or len(divisions) != len(partitions) + 1:
@@ -115,6 +114,13 @@ class DaskDataFrame(Plugin):
         name = f"from-wire-{uuid.uuid4().hex}"
         parts = [dask.delayed(part, name=f"{name}-{i}") for i, part in enumerate(partitions)]
         return True, dd.from_delayed(parts, meta=meta, divisions=bounds, verify_meta=False)
+
+
+def _same_layout(part: Any, meta: Any) -> bool:
+    """Whether a partition has the columns and dtypes (a Series: the name and dtype) of the first."""
+    if isinstance(meta, pd.DataFrame):
+        return part.dtypes.equals(meta.dtypes)
+    return part.name == meta.name and part.dtype == meta.dtype
 
 
 def _chunks_of(grid: np.ndarray) -> list:
