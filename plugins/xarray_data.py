@@ -17,7 +17,9 @@ A DataArray is ``("xarray.DataArray", sizes, variable, coords, name)``; a Datase
 Not carried: ``.encoding`` (netCDF storage hints), indexes other than xarray's default ones
 (the receiver rebuilds the default index of each dimension coordinate), and values numpy keeps as
 objects (Python strings in an object array, time-zone-aware timestamps, MultiIndex levels): those
-raise :class:`EncodeError` naming the variable. A variable backed by dask is computed on send.
+raise :class:`EncodeError` naming the variable, and so do variables wrapping other array types
+(pint quantities, sparse or GPU arrays), which numpy would strip of their units, sparsity or device.
+A variable backed by dask is computed on send.
 """
 
 from __future__ import annotations
@@ -86,6 +88,12 @@ def _variables_to_wire(variables: Any) -> list:
 
 
 def _variable_to_wire(name: Any, variable: xr.Variable) -> list:
+    data = variable.data
+    if not isinstance(data, np.ndarray) and type(data).__module__.partition(".")[0] != "dask":  # pint has __dask_graph__ too
+        raise EncodeError(
+            f"xarray variable {name!r:.80} wraps a {type(data).__module__}.{type(data).__qualname__}, not a numpy or "
+            "dask array; as numpy it would lose what that type adds (units, sparsity, device): convert it first"
+        )
     values = np.asarray(variable.values)
     if values.dtype == object:
         raise EncodeError(

@@ -133,3 +133,19 @@ def test_shapes_that_do_not_match_the_dimension_sizes_are_refused():
     fields[2] = [["y"], np.arange(4.0), {}]
     with pytest.raises(DecodeError, match="not among"):
         decode_with_fields(array, fields)
+
+
+def test_variables_wrapping_other_array_types_are_an_encode_error():
+    """A pint-backed DataArray would lose its units as numpy: refused, not stripped."""
+    pint = pytest.importorskip("pint")
+    array = xr.DataArray(pint.get_application_registry().Quantity(np.arange(3.0), "m"), dims=["x"])
+    with pytest.raises(EncodeError, match="pint.*units"):
+        Codec().encode(array)
+
+
+def test_a_variable_backed_by_dask_is_computed_on_send():
+    dask_array = pytest.importorskip("dask.array")
+    array = xr.DataArray(dask_array.arange(6, chunks=2), dims=["x"], coords={"x": np.arange(6) * 10})
+    received = round_trip(Codec(), array)
+    assert type(received.variable.data) is np.ndarray
+    xr.testing.assert_identical(received, array.compute())
