@@ -48,7 +48,12 @@ class DaskArray(Plugin):
     def encode(self, obj: da.Array, *args: Any, **kwargs: Any) -> tuple[bool, dict]:
         _check_count(math.prod(obj.numblocks), "blocks")
         check_dtype(obj.dtype)
-        blocks = [np.asarray(block) for block in dask.compute(*obj.to_delayed().ravel().tolist())]
+        computed = dask.compute(*obj.to_delayed().ravel().tolist())
+        other = next((block for block in computed if not isinstance(block, (np.ndarray, np.generic))), None)
+        if other is not None:
+            raise EncodeError(f"dask arrays of {type(other).__module__}.{type(other).__qualname__} blocks cannot be "
+                              "sent; as numpy they would lose what that type adds (units, sparsity, device)")
+        blocks = [np.asarray(block) for block in computed]
         grid = np.empty(obj.numblocks, dtype=object)
         for index, block in zip(np.ndindex(*obj.numblocks), blocks):
             grid[index] = block

@@ -18,6 +18,7 @@ quantity can be combined with the receiver's own. A unit the registry does not d
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,10 @@ UNITS_SYNTAX = re.compile(rf"{_FACTOR}(?: \* {_FACTOR})*")
 ``*``. No numbers as factors, no parentheses, no function calls."""
 DIMENSIONLESS = "dimensionless"
 _SCALARS = (bool, int, float, complex)
+_REGISTRY_LOCK = threading.Lock()
+"""pint's default application registry loads its definitions on first use, and threads using it
+at once then see no units at all (``UndefinedUnitError('meter')``): listeners decode on threads of
+their own, so units are parsed under this lock."""
 
 
 @PluginRegistrar.register(types=(pint.Quantity,))
@@ -43,6 +48,11 @@ class PintQuantity(Plugin):
     """Sends any quantity whose magnitude the codec can send (numbers, numpy arrays, …)."""
 
     codec_id = "pint.Quantity"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        with _REGISTRY_LOCK:  # load the registry now, not on the first message
+            pint.get_application_registry().parse_units(DIMENSIONLESS)
 
     def encode(self, obj: pint.Quantity, *args: Any, **kwargs: Any) -> tuple[bool, dict]:
         magnitude = obj.magnitude
@@ -63,8 +73,10 @@ class PintQuantity(Plugin):
             raise DecodeError(f"a pint magnitude must be a number or a numpy array, got {type(magnitude).__name__}")
         elif shape is not None:
             raise DecodeError(f"a scalar pint magnitude has no shape, got {shape!r:.80}")
-        registry = pint.get_application_registry()
-        return True, registry.Quantity(magnitude, registry.parse_units(units_from_wire(units)))
+        text = units_from_wire(units)
+        with _REGISTRY_LOCK:
+            registry = pint.get_application_registry()
+            return True, registry.Quantity(magnitude, registry.parse_units(text))
 
 
 def units_to_wire(quantity: pint.Quantity) -> str:

@@ -166,3 +166,11 @@ def test_unsorted_or_miscounted_divisions_are_refused():
     fields[2] = pd.Series([0, 7])
     with pytest.raises(DecodeError, match="divisions"):
         decode_with_fields(frame, fields)
+
+
+def test_blocks_of_other_array_types_are_an_encode_error():
+    pint = pytest.importorskip("pint")
+    units = pint.get_application_registry()
+    array = da.arange(4, chunks=2).map_blocks(lambda block, meter=units.meter: block * meter, meta=np.empty(0, np.int64))
+    with pytest.raises(EncodeError, match="pint.*units"):
+        Codec().encode(array)

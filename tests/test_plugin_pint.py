@@ -1,5 +1,8 @@
 """The pint plugin: magnitudes through the codec, units as a checked plain unit expression."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -90,3 +93,20 @@ def test_magnitudes_other_than_numbers_and_arrays_are_refused():
     for magnitude in ("12", [1, 2], {"a": 1}, None):
         with pytest.raises(DecodeError, match="magnitude"):
             decode_with_fields(units.Quantity(1, "m"), ["pint.Quantity", magnitude, None, "meter"])
+
+
+@pytest.mark.timeout(60)
+def test_listeners_decoding_at_once_in_a_fresh_process_all_see_the_units():
+    """pint's lazy default registry, first used by several threads at once, knows no units; the
+    plugin must not turn that race into DecodeErrors."""
+    frames = [bytes(memoryview(frame).cast("B")) for frame in Codec().encode(units.Quantity(1.5, "m/s"))]
+    script = (
+        "import threading, pint; from wrapyfi_like.encoding import Codec\n"
+        "results = []\n"
+        f"def listen():\n    results.append(str(Codec().decode({frames!r}).units))\n"
+        "threads = [threading.Thread(target=listen) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(results)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == str(["meter / second"] * 4), result.stderr[-2000:]
