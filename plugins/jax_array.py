@@ -8,8 +8,9 @@ numpy lacks (``bfloat16``, the float8 types) travel: the receiver reads them wit
 
 On receive the bytes are viewed with the dtype and put on a device (``jax.device_put``: JAX
 copies them into its own buffer). ``load_jax_device`` names the device for every array and
-``map_jax_devices`` one per sender device (``{"gpu:0": "cpu", "default": "cpu:0"}``); both are
-resolved when the listener is created, so a device this process lacks fails then. Without them
+``map_jax_devices`` one per sender device (``{"gpu:0": "cpu", "default": "cpu:0"}``); the targets
+are resolved when the listener is created, so a target this process lacks fails then (the
+sources are the sender's devices, which need not exist here). Without them
 an array goes to JAX's default device.
 
 A dtype this process's JAX would silently narrow (``float64`` and ``int64`` while
@@ -96,13 +97,28 @@ def _device_table(load_jax_device: Any, map_jax_devices: Optional[Mapping[Any, A
         raise ConfigurationError(f"map_jax_devices must be a mapping {{source: target}}, got {map_jax_devices!r:.200}")
     table: dict[str, Any] = {}
     for source, target in (map_jax_devices or {}).items():
-        key = source if source == DEFAULT_KEY else _device_name(resolve_device(source))
+        key = source if source == DEFAULT_KEY else source_name(source)
+        if key in table:
+            raise ConfigurationError(f"map_jax_devices names the source device {key!r} twice")
         table[key] = resolve_device(target)
     if load_jax_device is not None:
         if DEFAULT_KEY in table:
             raise ConfigurationError("load_jax_device and map_jax_devices['default'] both say where arrays go: give one")
         table[DEFAULT_KEY] = resolve_device(load_jax_device)
     return table
+
+
+def source_name(device: Any) -> str:
+    """A sender's device as it travels (``"gpu:0"``), from a Device or ``"gpu"``/``"gpu:0"``; the
+    sender's devices need not exist here, so this only reads the text."""
+    if isinstance(device, jax.Device):
+        return _device_name(device)
+    if not isinstance(device, str) or not device:
+        raise ConfigurationError(f"a JAX device must be a jax.Device or a string such as 'gpu:0', not {device!r:.80}")
+    platform, _, index = device.partition(":")
+    if not platform.isidentifier() or not (index or "0").isdigit():
+        raise ConfigurationError(f"{device!r:.80} is not a JAX device name such as 'cpu', 'gpu:1'")
+    return f"{platform}:{int(index or 0)}"
 
 
 def resolve_device(device: Any) -> Any:

@@ -70,9 +70,17 @@ def test_load_jax_device_places_received_arrays():
     assert received.devices() == {device}
 
 
+def test_arrays_from_a_device_this_process_lacks_go_where_the_map_says():
+    codec = Codec(map_jax_devices={"gpu": "cpu:0", "default": "cpu"})
+    fields = ["jax.Array", np.arange(4, dtype=np.uint8), "uint8", [4], "gpu:0"]
+    received = decode_with_fields(jnp.ones(1), fields, codec)
+    assert received.devices() == {jax.devices("cpu")[0]} and received.tolist() == [0, 1, 2, 3]
+
+
 def test_devices_this_process_lacks_fail_when_the_listener_is_built():
     for kwargs in ({"load_jax_device": "cpu:7"}, {"load_jax_device": "tpu"}, {"map_jax_devices": {"cpu": "gpu:3"}},
-                   {"map_jax_devices": ["cpu"]}, {"load_jax_device": 0}):
+                   {"map_jax_devices": ["cpu"]}, {"load_jax_device": 0}, {"map_jax_devices": {"gpu:x": "cpu"}},
+                   {"map_jax_devices": {"gpu": "cpu", "gpu:0": "cpu"}}):
         with pytest.raises(ConfigurationError):
             Codec(**kwargs)
     with pytest.raises(ConfigurationError, match="give one"):
