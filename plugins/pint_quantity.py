@@ -30,7 +30,7 @@ from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 MAX_UNITS_CHARS = 512
 """Characters a received unit expression may have."""
 _NAME = r"[^\W\d]\w*"
-_EXPONENT = r"-?\d{1,3}(?:\.\d{1,6})?"
+_EXPONENT = r"-?\d{1,3}(?:\.\d{1,17})?"
 _FACTOR = rf"{_NAME}(?: \*\* {_EXPONENT})?"
 UNITS_SYNTAX = re.compile(rf"{_FACTOR}(?: \* {_FACTOR})*")
 """What a received unit expression may be: unit names, each with an optional exponent, joined by

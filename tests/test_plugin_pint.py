@@ -37,6 +37,7 @@ class TestPintConformance(PluginConformance):
             "complex": units.Quantity(1 + 2j, "volt"),
             "offset unit": units.Quantity(21.5, "degC"),
             "fractional exponent": units.Quantity(2.0, "m ** 0.5"),
+            "a third as exponent": 2.0 * units.meter ** (1 / 3),
             "dimensionless": units.Quantity(3, ""),
             "numpy scalar": units.Quantity(np.float32(1.5), "kg"),
             "float32 array": units.Quantity(np.arange(6, dtype=np.float32).reshape(2, 3), "newton * meter"),
