@@ -8,7 +8,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from scientific_samples import decode_with_fields, payload  # noqa: E402
 from wrapyfi_like.encoding import Codec  # noqa: E402
-from wrapyfi_like.exceptions import ConfigurationError, DecodeError  # noqa: E402
+from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError  # noqa: E402
 from wrapyfi_like.plugins import jax_array  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, round_trip  # noqa: E402
 
@@ -100,3 +100,8 @@ def test_a_cpu_array_is_sent_from_jaxs_own_buffer():
     value = jnp.arange(1000, dtype=jnp.float32)
     raw = payload(value)[1]
     assert np.shares_memory(raw, np.asarray(value))
+
+
+def test_four_bit_dtypes_are_an_encode_error():
+    with pytest.raises(EncodeError, match="int4 cannot be sent"):
+        Codec().encode(jnp.zeros(2, jnp.int4))
