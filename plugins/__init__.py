@@ -15,4 +15,9 @@ BUILTIN_PLUGINS: tuple[BuiltinPlugin, ...] = (
         ("pyarrow.Array", "pyarrow.ChunkedArray", "pyarrow.RecordBatch", "pyarrow.Table"),
     ),
     BuiltinPlugin("pillow_image", ("PIL",), ("PIL.Image",), ("pillow_encoded",)),
+    BuiltinPlugin("xarray_data", ("xarray",), ("xarray.DataArray", "xarray.Dataset")),
+    BuiltinPlugin("dask_data", ("dask",), ("dask.Array", "dask.DataFrame")),
+    BuiltinPlugin("zarr_data", ("zarr",), ("zarr.Array", "zarr.Group")),
+    BuiltinPlugin("pint_quantity", ("pint",), ("pint.Quantity",)),
+    BuiltinPlugin("jax_array", ("jax",), ("jax.Array",), ("load_jax_device", "map_jax_devices")),
 )
