@@ -42,3 +42,14 @@ def test_lists_external_plugins_and_failures(tmp_path):
     assert "types: fractions.Fraction" in out
     assert f"FAILED {broken / 'broken_plugin.py'}" in out
     assert "No module named 'a_module_that_does_not_exist'" in out
+
+
+def test_a_builtin_whose_library_is_not_installed_is_listed_as_such_not_as_a_failure():
+    # jax hidden as if its extra were not installed: sys.modules[name] = None makes find_spec say so
+    script = ("import sys; sys.modules['jax'] = None; sys.argv = ['wrapyfi-like', 'plugins']; "
+              "from wrapyfi_like.cli import run; run()")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not installed: jax.Array (needs jax)" in result.stdout
+    assert "FAILED" not in result.stdout
+    assert "torch.Tensor  (TorchTensor)" in result.stdout

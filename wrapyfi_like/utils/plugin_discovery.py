@@ -181,9 +181,16 @@ def load_builtins_for_kwargs(kwargs: Iterable[str]) -> None:
     _load_matching(entry for entry in builtin_index() if names & set(entry.kwargs))
 
 
-def load_all_builtins() -> None:
-    """Load every built-in plugin (for listings; the data path loads them lazily)."""
-    _load_matching(builtin_index())
+def load_all_builtins() -> list[BuiltinPlugin]:
+    """Load every built-in plugin whose libraries are installed (for listings; the data path loads
+    them lazily); return the others. A library that is not installed is an optional extra left
+    out, not a failure: most users install a few of them."""
+    installed, missing = [], []
+    for entry in builtin_index():
+        has_libraries = all(importlib.util.find_spec(library) is not None for library in entry.libraries)
+        (installed if has_libraries else missing).append(entry)
+    _load_matching(installed)
+    return missing
 
 
 def _load_matching(entries: Iterable[BuiltinPlugin]) -> bool:
