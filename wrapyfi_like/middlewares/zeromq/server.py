@@ -43,11 +43,15 @@ SERVER_LINGER_MS = 1000
 
 
 class ZeroMQServerTransport(WakeOnClose):
-    """Receives requests on one service topic and sends each reply back to its client."""
+    """Receives requests on one service topic and sends each reply back to its client.
+
+    ``bind_port`` is the tcp port to bind (else one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the
+    system picks; see :mod:`.settings`).
+    """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Optional[Key] = None,
-                 **_: object) -> None:
+                 bind_port: Optional[int] = None, **_: object) -> None:
         self.topic = topic
         self._max_message_size = max_message_size
         self._lock = threading.Lock()
@@ -64,8 +68,12 @@ class ZeroMQServerTransport(WakeOnClose):
         keys = producer_keys(curve_secret_key)
         if keys is not None:
             keys.apply(self._socket)
-        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
-        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        try:
+            self.endpoint = ZeroMQSettings.from_environment().bind(self._socket, carrier, bind_port)
+        except BaseException:
+            self._socket.close()
+            self._wakeup.close()
+            raise
         self._agent = NodeAgent.get()
         lifecycle.track(self)
         self._announcement = self._agent.announce(service_key(topic), self.endpoint,
