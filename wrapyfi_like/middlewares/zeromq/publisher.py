@@ -52,6 +52,7 @@ from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
@@ -124,6 +125,7 @@ class ZeroMQPublisherTransport:
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
+        self._peer_check = expect_peer("publisher", topic)  # a WARNING if no listener ever shows up
         self._found_one = False  # a listener's connection completed once: should_wait waits no more
         self._closed = False
         lifecycle.track(self)
@@ -391,6 +393,7 @@ class ZeroMQPublisherTransport:
         if self._closed:
             return
         self._closed = True
+        self._peer_check.cancel()
         self._wakeup.set()
         self._flush_needed.set()
         if self._flusher is not None and self._flusher is not threading.current_thread():
