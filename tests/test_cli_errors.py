@@ -146,3 +146,19 @@ def test_ctrl_c_while_the_commands_load_is_one_line_not_a_traceback(topic):
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 130)  # 0: the commands had loaded already and echo stopped
     assert said == (["wrapyfi-like: interrupted while starting"] if result.returncode else [])
+
+
+def test_a_reader_that_stops_early_ends_echo_quietly(topic):
+    sender = _publish_when_echo_listens(topic, [{"n": n} for n in range(2000)])
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), "echo", topic], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout.readline() == "{'n': 0}\n"
+        process.stdout.close()  # as `| head -1` does once it has its line
+        assert process.wait(timeout=30) == 1
+        assert process.stderr.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+        sender.join(timeout=30)
+    assert not sender.is_alive()

@@ -195,3 +195,8 @@ def test_register_takes_bind_port_for_listeners_and_servers(topic, in_thread):
     finally:
         listener.close()
         publisher.close()
+
+
+def test_middlewares_without_ports_ignore_bind_port(topic):
+    listener = Listener("Inproc", topic, middleware="inproc", bind_port=1)  # 1 would need root on tcp
+    listener.close()
