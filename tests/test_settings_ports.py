@@ -139,12 +139,13 @@ def test_a_listener_in_another_process_takes_its_port_from_the_variable(topic):
 def test_every_interface_is_bound_and_the_announced_address_is_reachable(topic, monkeypatch):
     """0.0.0.0 binds all interfaces; what is announced is an address peers can connect to."""
     port = free_ports(1)
-    monkeypatch.setenv("WRAPYFI_ZEROMQ_SOCKET_IP", "0.0.0.0")
-    listener = Listener("Everywhere", topic, bind_port=port)
-    try:
-        assert listener._transport.endpoint == f"tcp://127.0.0.1:{port}"  # the route to the directory
-    finally:
-        listener.close()
+    for everywhere in ("0.0.0.0", "*"):  # ZeroMQ's spelling too
+        monkeypatch.setenv("WRAPYFI_ZEROMQ_SOCKET_IP", everywhere)
+        listener = Listener("Everywhere", topic, bind_port=port)
+        try:
+            assert listener._transport.endpoint == f"tcp://127.0.0.1:{port}"  # the route to the directory
+        finally:
+            listener.close()
     monkeypatch.setenv("WRAPYFI_ZEROMQ_ANNOUNCE_IP", "127.0.0.2")  # as a Docker host's address would be
     listener = Listener("Everywhere", topic, bind_port=port)
     publisher = Node("publish", topic, "--count", "1")

@@ -147,8 +147,11 @@ def _is_local(address: str) -> bool:
 def checked_socket_ip(text: str) -> str:
     """``WRAPYFI_ZEROMQ_SOCKET_IP`` as given, if it is an address of this machine or ``0.0.0.0``.
 
-    An interface name (``eth0``, which ZeroMQ also takes) is left for the bind to check.
+    ZeroMQ's ``*`` means ``0.0.0.0``. An interface name (``eth0``, which ZeroMQ also takes) is left
+    for the bind to check.
     """
+    if text == "*":
+        return ANY_ADDRESS
     try:
         ipaddress.ip_address(text)
     except ValueError:
