@@ -58,7 +58,7 @@ class ZeroMQListenerTransport(ListenerCounts):
     ``max_message_size`` bounds what one message may make this process hold (see
     :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
     wait here unread (None: libzmq's default, 1000). ``bind_port`` is the tcp port to bind (else
-    one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the system picks; see :mod:`..settings`).
+    one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the system picks; see :mod:`.settings`).
 
     Waiting without a timeout is a plain blocking receive, the cheapest wait libzmq has (no poll
     set to build per message). To end it, :meth:`close` sends :data:`WAKE_FRAME` to the socket
