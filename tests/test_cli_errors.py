@@ -1,7 +1,8 @@
 """docs/cli.md's promise, checked on the real console script: every error is one line on stderr
 and a non-zero exit, never a traceback; Ctrl-C ends a running command with exit 0; echo decodes
-the package's own plugins (torch here) in a process that never imported their library."""
+the package's own plugins (Pillow here) in a process that never imported their library."""
 
+import json
 import os
 import signal
 import subprocess
@@ -101,12 +102,13 @@ def test_echo_reports_an_unknown_codec_in_one_line_and_goes_on(topic):
 
 
 def test_echo_decodes_built_in_plugins_without_their_library_imported(topic):
-    torch = pytest.importorskip("torch")  # the torch extra is installed wherever the suite runs
-    sender = _publish_when_echo_listens(topic, [{"t": torch.ones(3)}])
-    result = wrapyfi_like("echo", topic, "--once", "--timeout", "20")
+    Image = pytest.importorskip("PIL.Image")  # the pillow extra is installed wherever the suite runs
+    sender = _publish_when_echo_listens(topic, [{"picture": Image.new("RGB", (4, 2), (10, 20, 30))}])
+    result = wrapyfi_like("echo", topic, "--once", "--json", "--timeout", "20")
     sender.join(timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "<Tensor shape=(3,) dtype=torch.float32 device=cpu min=1 max=1 mean=1>" in result.stdout
+    picture = json.loads(result.stdout)["picture"]
+    assert (picture["type"], picture["size"], picture["mode"]) == ("Image", [4, 2], "RGB")
 
 
 def _interrupted(command: list, ready) -> subprocess.CompletedProcess:
