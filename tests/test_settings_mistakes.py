@@ -14,11 +14,14 @@ import uuid
 
 import pytest
 
+from wrapyfi_like.connect.clients import Client
+from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory, waiting
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key
+from wrapyfi_like.middlewares.zeromq.reqrep import service_key
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from node_processes import Node, event_is
 
@@ -161,3 +164,19 @@ def test_a_peer_that_exists_and_a_closed_communicator_are_never_warned(warnings,
         assert [m for m in warnings.messages if m.startswith(tuple(about))] == []
     finally:
         listener.close(), publisher.close(), lonely.close()
+
+
+def test_a_client_without_server_names_the_similar_service_that_has_one(warnings):
+    base = f"/mistakes/{uuid.uuid4().hex[:8]}"
+    server = Node("reply", f"{base}/add_two")
+    client = None
+    try:
+        server.wait_for(event_is("ready"))
+        _listed(service_key(f"{base}/add_two"))
+        client = Client("Typo", f"{base}/add_tow", value_formats=[ValueFormat("NativeObject")])
+        message = warnings.wait_for(f"client of '{base}/add_tow'")
+        assert f"has found no server in 1 s; did you mean '{base}/add_two'?" in message
+    finally:
+        server.stop()
+        if client is not None:
+            client.close()

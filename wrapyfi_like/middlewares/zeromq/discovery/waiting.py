@@ -1,10 +1,11 @@
 """Telling a user that a peer never came: one WARNING per communicator, naming similar topics.
 
 Why: a topic misspelt by one letter is otherwise silent on both sides. The publisher finds no
-listener (it waits, or sends to nobody) and the listener waits forever, and neither says why.
-So :data:`WAIT_WARNING` seconds after a publisher or listener is built, this module reads the
-directory once (:func:`~.client.list_directory`). If no peer of that topic is announced, it logs
-one WARNING that names the topics that do have such a peer and look alike (difflib).
+listener (it waits, or sends to nobody) and the listener waits forever, and neither says why; a
+request client waits for a server that is not there. So :data:`WAIT_WARNING` seconds after a
+publisher, listener or client is built, this module reads the directory once
+(:func:`~.client.list_directory`). If no peer of that topic is announced, it logs one WARNING
+that names the topics that do have such a peer and look alike (difflib).
 
 One daemon thread per process does these checks. Checks that come due together share one
 listing. A communicator closed before its check is due is never checked. The check runs once
@@ -26,14 +27,16 @@ from wrapyfi_like.exceptions import WrapyfiLikeError
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares.zeromq.discovery.client import list_directory
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key
+from wrapyfi_like.middlewares.zeromq.reqrep import service_key
 
 logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
 
 WAIT_WARNING = 5.0
-"""Seconds a publisher or listener may be without a peer before it says so."""
+"""Seconds a publisher, listener or client may be without a peer before it says so."""
 SUGGESTIONS = 3
 """Similar topics named at most in one warning."""
-PEERS = {"publisher": ("listener", listener_key), "listener": ("publisher", publisher_key)}
+PEERS = {"publisher": ("listener", listener_key), "listener": ("publisher", publisher_key),
+         "client": ("server", service_key)}
 """For each kind that waits: the kind of its peer, and the key that peer announces under."""
 
 
@@ -97,9 +100,10 @@ def _warn_lonely(checks: list[PeerCheck]) -> None:
         if check.cancelled:
             continue
         peer, key_of = PEERS[check.kind]
-        if key_of(check.topic) in keys:
+        key = key_of(check.topic)
+        if key in keys:
             continue
-        prefix = key_of("")
+        prefix = key[:-len(check.topic)]
         topics = sorted(key[len(prefix):] for key in keys if key.startswith(prefix))
         similar = difflib.get_close_matches(check.topic, topics, n=SUGGESTIONS)
         hint = (f"; did you mean {', '.join(map(repr, similar))}? (topics must match exactly)" if similar
@@ -113,8 +117,8 @@ _checker_lock = threading.Lock()
 
 
 def expect_peer(kind: str, topic: str) -> PeerCheck:
-    """Check once, :data:`WAIT_WARNING` s from now, that a ``kind`` (``"publisher"`` or
-    ``"listener"``) of ``topic`` has a peer; warn if it has none."""
+    """Check once, :data:`WAIT_WARNING` s from now, that a ``kind`` (a key of :data:`PEERS`) of
+    ``topic`` has a peer; warn if it has none."""
     global _checker
     check = PeerCheck(kind, topic)
     with _checker_lock:
