@@ -138,8 +138,8 @@ def test_a_listener_in_another_process_takes_its_port_from_the_variable(topic):
 
 def test_every_interface_is_bound_and_the_announced_address_is_reachable(topic, monkeypatch):
     """0.0.0.0 binds all interfaces; what is announced is an address peers can connect to."""
-    port = free_ports(1)
-    for everywhere in ("0.0.0.0", "*"):  # ZeroMQ's spelling too
+    first = free_ports(3)  # one port per listener: libzmq frees a closed listener's port later, not at close()
+    for port, everywhere in ((first, "0.0.0.0"), (first + 1, "*")):  # ZeroMQ's spelling too
         monkeypatch.setenv("WRAPYFI_ZEROMQ_SOCKET_IP", everywhere)
         listener = Listener("Everywhere", topic, bind_port=port)
         try:
@@ -147,6 +147,7 @@ def test_every_interface_is_bound_and_the_announced_address_is_reachable(topic, 
         finally:
             listener.close()
     monkeypatch.setenv("WRAPYFI_ZEROMQ_ANNOUNCE_IP", "127.0.0.2")  # as a Docker host's address would be
+    port = first + 2
     listener = Listener("Everywhere", topic, bind_port=port)
     publisher = Node("publish", topic, "--count", "1")
     try:
