@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import Optional, Sequence, TextIO
 
-from wrapyfi_like.cli import bandwidth, echo, info, play, plugins, pub, rate, record, topics
+from wrapyfi_like.cli import INTERRUPTED, PROG, bandwidth, echo, info, play, plugins, pub, rate, record, topics
 from wrapyfi_like.cli.command import Command, CommandError
 from wrapyfi_like.exceptions import WrapyfiLikeError
-
-PROG = "wrapyfi-like"
 
 COMMANDS: dict[str, Command] = {
     "topics": topics.COMMAND,
@@ -44,18 +43,30 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
         return COMMANDS[args.command].run(args, out)
     except CommandError as error:
         return _fail(args.command, str(error), error.exit_code)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        if out is sys.stdout:  # else Python's exit flush reports the broken pipe with a traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 1
     except (WrapyfiLikeError, OSError) as error:
         return _fail(args.command, str(error) or type(error).__name__, 1)
     except KeyboardInterrupt:
-        return 130
+        return _fail(args.command, "interrupted", INTERRUPTED)
+    except Exception as error:  # the docs promise one line, never a traceback
+        return _fail(args.command, f"unexpected {type(error).__name__}: {error} (a bug in {PROG}: please "
+                                   "report it with the command line)", 1)
 
 
 def _fail(command: str, message: str, exit_code: int) -> int:
-    sys.stderr.write(f"{PROG} {command}: error: {message}\n")
+    sys.stderr.write(f"{PROG} {command}: error: {' '.join(message.split())}\n")  # one line, always
     return exit_code
 
 
 def run() -> None:
-    """The console script: SIGTERM stops a command as Ctrl-C does (a recording is finished)."""
+    """The console script: SIGTERM stops a command as Ctrl-C does (a recording is finished). Once
+    the command has returned, Ctrl-C is ignored, so exiting (which closes sockets) ends quietly."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.exit(main())
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

@@ -50,4 +50,5 @@ def require_extra(module: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise CommandError(f"this command needs the '{module}' package: pip install 'wrapyfi_like[cli]'") from None
+        raise CommandError(f"this command needs the '{module}' package: install the cli extra, in the "
+                           "wrapyfi_like checkout: pip install -c constraints.txt -e '.[cli]'") from None

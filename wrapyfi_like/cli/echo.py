@@ -1,6 +1,9 @@
 """``wrapyfi-like echo TOPIC``: print each message, decoded, with big payloads summarised.
 
-Binary and JSON-mode messages alike: the codec tells them apart by their first byte."""
+Binary and JSON-mode messages alike: the codec tells them apart by their first byte. A message
+may load any of the package's own plugins (torch, pandas, pyarrow, Pillow …) even if no library
+was imported: echo is a local tool its user trusts, and those plugins never unpickle. A plugin
+from elsewhere (an entry point) is still never loaded by what arrives."""
 
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ from wrapyfi_like.cli.subscription import Subscription
 from wrapyfi_like.cli.summary import summarise, to_json, to_text
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.utils.plugin_discovery import builtin_index
 
 
 def echo(args: argparse.Namespace, out: TextIO) -> int:
-    codec = Codec()
+    codec = Codec(allowed_plugins=[codec_id for plugin in builtin_index() for codec_id in plugin.codec_ids])
     count = 1 if args.once else args.count
     printed = 0
     with Subscription(args.topic, "echo") as subscription:

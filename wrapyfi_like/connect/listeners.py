@@ -30,6 +30,8 @@ class Listener:
     :data:`~wrapyfi_like.limits.DEFAULT_MAX_MESSAGE_SIZE`) is malformed too, and is never held
     whole in memory. ``queue_depth`` bounds how many messages wait here unread (None: the
     transport's default); publishers apply their ``backpressure`` policy when it is full.
+    ``bind_port`` (zeromq, tcp) fixes the port this listener binds, for firewalls and containers
+    (docs/guide/configs.md); other middlewares have no port of their own and ignore it.
 
     Thread-safe: any thread may listen; concurrent calls take turns.
     """
@@ -37,7 +39,8 @@ class Listener:
     def __init__(self, name: str, in_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, queue_depth: Optional[int] = None,
-                 curve_server_key: Optional[str] = None, **kwargs: Any) -> None:
+                 curve_server_key: Optional[str] = None, bind_port: Optional[int] = None,
+                 **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
@@ -47,7 +50,7 @@ class Listener:
         self._transport = middleware_module(middleware).ListenerTransport(
             in_topic, carrier=carrier, info={"class_name": name, "data_type": data_type},
             max_message_size=self.max_message_size, queue_depth=check_queue_depth(queue_depth),
-            curve_server_key=curve_server_key,
+            curve_server_key=curve_server_key, bind_port=bind_port,
         )
         self._lock = threading.Lock()
         self.received = 0

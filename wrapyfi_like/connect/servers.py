@@ -51,12 +51,14 @@ class Server:
     parameter and field path, which the client raises as ``RemoteError``.
     ``max_message_size`` (bytes) bounds requests (a larger one is malformed, never held whole in
     memory) and replies (a larger reply goes back to the client as an error).
+    ``bind_port`` (zeromq, tcp) fixes the port this server binds, as a listener's does.
     """
 
     def __init__(self, name: str, out_topic: str, carrier: str = "tcp", should_wait: bool = True,
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, curve_secret_key: Optional[str] = None,
-                 call_signature: Optional[inspect.Signature] = None, **kwargs: Any) -> None:
+                 call_signature: Optional[inspect.Signature] = None, bind_port: Optional[int] = None,
+                 **kwargs: Any) -> None:
         check_topic(out_topic)
         self.name = name
         self.out_topic = out_topic
@@ -71,7 +73,7 @@ class Server:
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ServerTransport(
             out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
-            max_message_size=self.max_message_size, curve_secret_key=curve_secret_key,
+            max_message_size=self.max_message_size, curve_secret_key=curve_secret_key, bind_port=bind_port,
         )
         self.received = 0
         self.malformed = 0

@@ -411,14 +411,16 @@ def _default_source() -> Optional[str]:
 
 
 def _checked_spec(data_type: str, middleware: Any, args: tuple, kwargs: dict) -> _Spec:
-    """A spec whose data type, middleware (unless a ``$`` reference) and kwargs are known, so a
-    mistake is raised when the class is defined, not at the first call."""
+    """A spec whose data type, middleware and kwargs are known, so a mistake is raised when the
+    class is defined, not at the first call. For a ``$`` reference the default middleware is
+    checked: the argument may be left None, which means the default."""
     data_type_class(data_type)
-    if isinstance(middleware, str) and not middleware.startswith("$"):
+    if isinstance(middleware, str):
+        checked = DEFAULT_COMMUNICATOR if middleware.startswith("$") else middleware
         try:
-            is_available(middleware)
+            is_available(checked)
         except ConfigurationError as error:
-            source = _default_source() if middleware == DEFAULT_COMMUNICATOR else None
+            source = _default_source() if checked == DEFAULT_COMMUNICATOR else None
             if source is None:
                 raise
             raise ConfigurationError(f"{source}: {error}") from None

@@ -19,7 +19,9 @@ Rules every transport keeps:
 - **Constructors** take their abstract class's parameters by the same names, of the same kind
   and in the same order (the connect layer passes them by name). An engine's own parameters are
   keyword-only with a default; a catch-all ``**kwargs`` is not allowed, since a misspelt keyword
-  would pass unnoticed. ``carrier`` is checked with :func:`check_carrier`.
+  would pass unnoticed. ``carrier`` is checked with :func:`check_carrier`. ``bind_port``
+  (listeners and servers) is the port to bind for users behind firewalls or Docker ``-p``; a
+  transport that binds no port of its own (inproc, zenoh) ignores it.
 - **Sessions are passed in.** What the transports of one middleware share in a process (ZeroMQ's
   discovery agent, a Zenoh session, the in-memory bus) reaches each transport as the keyword
   ``session=`` at construction, never from a singleton inside it, so tests and isolated
@@ -151,7 +153,8 @@ class ListenerTransport(ABC):
     @abstractmethod
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
-                 curve_server_key: Any = None, *, session: Session) -> None: ...
+                 curve_server_key: Any = None, *, bind_port: Optional[int] = None,
+                 session: Session) -> None: ...
 
     @abstractmethod
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
@@ -184,7 +187,7 @@ class ServerTransport(ABC):
     @abstractmethod
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Any = None,
-                 *, session: Session) -> None: ...
+                 *, bind_port: Optional[int] = None, session: Session) -> None: ...
 
     @abstractmethod
     def recv(self, timeout: Optional[float]) -> Optional[tuple[Ticket, list[memoryview]]]:

@@ -141,7 +141,7 @@ class InprocListenerTransport(ListenerCounts, Member, ListenerTransport):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
-                 curve_server_key: Any = None, *, session: Bus) -> None:
+                 curve_server_key: Any = None, *, bind_port: Optional[int] = None, session: Bus) -> None:
         super().__init__(LISTENERS, "listener", topic, carrier, info, max_message_size, session)
         self._start_counting()
         self._lock = threading.Lock()

@@ -49,7 +49,7 @@ class InprocServerTransport(Member, ServerTransport):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Any = None,
-                 *, session: Bus) -> None:
+                 *, bind_port: Optional[int] = None, session: Bus) -> None:
         super().__init__(SERVICES, "server", topic, carrier, info, max_message_size, session)
         self.received = self.sent = self.errors = self.malformed = self.dropped = 0
 

@@ -39,7 +39,8 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
-                 curve_server_key: Any = None, *, session: ZenohSession) -> None:
+                 curve_server_key: Any = None, *, bind_port: Optional[int] = None,
+                 session: ZenohSession) -> None:
         check_carrier(carrier)
         check_no_curve(curve_server_key)
         self.topic = topic

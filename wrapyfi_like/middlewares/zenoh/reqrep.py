@@ -42,7 +42,7 @@ class ZenohServerTransport(ServerTransport):
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Any = None,
-                 *, session: ZenohSession) -> None:
+                 *, bind_port: Optional[int] = None, session: ZenohSession) -> None:
         check_carrier(carrier)
         check_no_curve(curve_secret_key)
         self.topic = topic

@@ -26,6 +26,7 @@ from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, o
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
+from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, ClientCounts
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, service_key
@@ -66,6 +67,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
         keep_alive(self._socket)
         self._agent = session
         self._watch = self._agent.watch(self._key)
+        self._peer_check = expect_peer("client", topic)  # a WARNING if no server ever shows up
         self._followed: Optional[frozenset[str]] = None  # the server list _follow last acted on in full
         self._probes: dict[str, zmq.Socket] = {}  # per listed server: writable while it is there
         self._connected: set[str] = set()  # servers the request socket is connected to
@@ -189,6 +191,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
                 pass  # already gone
 
     def _release(self) -> None:
+        self._peer_check.cancel()
         self._agent.unwatch(self._watch)
         for probe in self._probes.values():
             probe.close()

@@ -34,6 +34,7 @@ from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
+from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
@@ -59,7 +60,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
 
     ``max_message_size`` bounds what one message may make this process hold (see
     :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
-    wait here unread (None: libzmq's default, 1000).
+    wait here unread (None: libzmq's default, 1000). ``bind_port`` is the tcp port to bind (else
+    one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the system picks; see :mod:`.settings`).
 
     Waiting without a timeout is a plain blocking receive, the cheapest wait libzmq has (no poll
     set to build per message). To end it, :meth:`close` sends :data:`WAKE_FRAME` to the socket
@@ -68,7 +70,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, queue_depth: Optional[int] = None,
-                 curve_server_key: Optional[Key] = None, *, session: NodeAgent) -> None:
+                 curve_server_key: Optional[Key] = None, *, bind_port: Optional[int] = None,
+                 session: NodeAgent) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
         self._max_message_size = max_message_size
@@ -83,8 +86,11 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         keys = consumer_keys(curve_server_key)
         if keys is not None:
             keys.apply(self._socket)
-        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
-        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        try:
+            self.endpoint = ZeroMQSettings.from_environment().bind(self._socket, carrier, bind_port)
+        except BaseException:
+            self._socket.close()
+            raise
         wake_endpoint = f"inproc://wrapyfi_like-listener-wake-{next(_wake_endpoints)}"
         self._socket.bind(wake_endpoint)
         self._wake = context.socket(zmq.PUSH)
@@ -97,6 +103,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._log = RateLimitedLog(logger)
         self._agent = session
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
+        self._peer_check = expect_peer("listener", topic)  # a WARNING if no publisher ever shows up
         lifecycle.track(self)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
@@ -218,6 +225,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if self._closing:
                 return
             self._closing = True
+            self._peer_check.cancel()
             self._wake.send(WAKE_FRAME)
         with self._lock:
             self._held.clear()

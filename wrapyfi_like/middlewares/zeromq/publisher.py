@@ -54,6 +54,7 @@ from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
+from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
@@ -130,6 +131,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
+        self._peer_check = expect_peer("publisher", topic)  # a WARNING if no listener ever shows up
         self._found_one = False  # a listener's connection completed once: should_wait waits no more
         self._closed = False
         lifecycle.track(self)
@@ -397,6 +399,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         if self._closed:
             return
         self._closed = True
+        self._peer_check.cancel()
         self._wakeup.set()
         self._flush_needed.set()
         if self._flusher is not None and self._flusher is not threading.current_thread():

@@ -46,11 +46,15 @@ SERVER_LINGER_MS = 1000
 
 class ZeroMQServerTransport(MapsZMQErrors, WakeOnClose, ServerTransport, role="server"):
     """Receives requests on one service topic, announced to ``session`` (this process's discovery
-    agent), and sends each reply back to its client."""
+    agent), and sends each reply back to its client.
+
+    ``bind_port`` is the tcp port to bind (else one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the
+    system picks; see :mod:`.settings`).
+    """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, curve_secret_key: Optional[Key] = None,
-                 *, session: NodeAgent) -> None:
+                 *, bind_port: Optional[int] = None, session: NodeAgent) -> None:
         self.topic = topic
         self._max_message_size = max_message_size
         self._lock = threading.Lock()
@@ -63,8 +67,11 @@ class ZeroMQServerTransport(MapsZMQErrors, WakeOnClose, ServerTransport, role="s
         keys = producer_keys(curve_secret_key)
         if keys is not None:
             keys.apply(self._socket)
-        self._socket.bind(ZeroMQSettings.from_environment().bind_address(carrier))
-        self.endpoint = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        try:
+            self.endpoint = ZeroMQSettings.from_environment().bind(self._socket, carrier, bind_port)
+        except BaseException:
+            self._socket.close()
+            raise
         # after everything that may refuse the settings: a pipe is never freed by the garbage collector
         self._wakeup = Wakeup()  # close() wakes a recv blocked in a wait
         self._poller = zmq.Poller()

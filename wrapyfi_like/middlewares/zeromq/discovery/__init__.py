@@ -7,7 +7,8 @@ where to connect. Keys are namespaced per kind (:func:`~..keys.listener_key`,
 
 One concept per module: :mod:`.protocol` (the validated, bounded messages), :mod:`.directory`
 (the state one process hosts), :mod:`.agent` (each process's thread), :mod:`.watch` (what a
-publisher follows) and :mod:`.client` (a one-off listing for tools).
+publisher follows), :mod:`.client` (a one-off listing for tools) and :mod:`.waiting` (the
+warning for a publisher or listener that found no peer).
 """
 
 from wrapyfi_like.middlewares.zeromq.discovery.agent import NodeAgent
