@@ -273,8 +273,11 @@ class ZmtpIntake:
                     if not got:
                         return self._drop(c, "", log=False)
                     c.big_filled += got
-                frame, c.big = c.big, None
-                self._add_frame(c, frame, c.big_more)
+                c.frames.append(c.big)
+                c.big = None
+                if not c.big_more:
+                    self._deliver([(c, c.size, c.frames)])
+                    c.frames, c.size = [], 0
                 return self._parse(c)
             if c.start == c.end:
                 c.start = c.end = 0
@@ -292,106 +295,134 @@ class ZmtpIntake:
         self._parse(c)
 
     def _parse(self, c: _Connection) -> None:
-        """Take every whole frame in ``c``'s buffer; stop at a partial one or when reading must pause."""
+        """Take every whole frame in ``c``'s buffer; stop at a partial one or when reading must
+        pause (the queue is full, or ``c``'s byte budget is taken)."""
+        while True:
+            batch: list = []
+            try:
+                room = self._parse_some(c, batch, self._queue_depth + 1 - len(self._queue))
+            except (zmtp.ProtocolError, OSError) as error:
+                self._drop(c, str(error))
+                room = True
+            finally:
+                if batch:
+                    self._deliver(batch)
+            if room or self._full or c.sock.fileno() < 0:
+                break  # else the listener took messages while we parsed: go on
+        if (self._full or c.over_budget) and c.end > c.start:
+            self._stalled.add(c)
+
+    def _parse_some(self, c: _Connection, batch: list, room: int) -> bool:
+        """Parse into ``batch`` up to ``room`` whole messages; False if it stopped for lack of room.
+
+        The queue only shrinks while this runs (the listener takes from it), so ``room`` is
+        never more than there is. The loop keeps ``start`` in a local: it runs per frame.
+        """
         buffer = c.buffer
+        start, end = c.start, c.end
+        limit = self._max_message_size
+        held = c.queued
         try:
             while True:
-                if self._full or c.over_budget:
-                    if c.end > c.start:
-                        self._stalled.add(c)
-                    return
-                available = c.end - c.start
+                if c.over_budget or self._full:
+                    return True
+                if len(batch) >= room:
+                    return False
+                available = end - start
                 if c.discard:
                     skipped = min(c.discard, available)
-                    c.start += skipped
+                    start += skipped
                     c.discard -= skipped
                     if c.discard:
-                        return
-                    continue
-                if not c.greeted:
-                    if available < zmtp.GREETING_SIZE:
-                        return
-                    zmtp.check_greeting(buffer[c.start:c.start + zmtp.GREETING_SIZE])
-                    c.start += zmtp.GREETING_SIZE
-                    c.greeted = True
+                        return True
                     continue
                 if available < 2:
-                    return
-                flags = buffer[c.start]
+                    return True
+                if not c.greeted:
+                    if available < zmtp.GREETING_SIZE:
+                        return True
+                    zmtp.check_greeting(buffer[start:start + zmtp.GREETING_SIZE])
+                    start += zmtp.GREETING_SIZE
+                    c.greeted = True
+                    continue
+                flags = buffer[start]
                 if flags & zmtp.LONG:
                     if available < 9:
-                        return
-                    (size,) = _LONG_SIZE.unpack_from(buffer, c.start + 1)
+                        return True
+                    (size,) = _LONG_SIZE.unpack_from(buffer, start + 1)
                     head = 9
                 else:
-                    size, head = buffer[c.start + 1], 2
-                if flags & ~zmtp.FLAG_BITS:
-                    raise zmtp.ProtocolError(f"a frame with flags {flags:#04x}")
-                if flags & zmtp.COMMAND:
+                    size, head = buffer[start + 1], 2
+                if flags > zmtp.MORE | zmtp.LONG:  # a command, or bits that must be zero
+                    if flags & ~zmtp.FLAG_BITS:
+                        raise zmtp.ProtocolError(f"a frame with flags {flags:#04x}")
                     if size > zmtp.MAX_COMMAND_SIZE:
                         raise zmtp.ProtocolError(f"a command of {size} bytes")
                     if available < head + size:
-                        return
-                    body = bytes(buffer[c.start + head:c.start + head + size])
-                    c.start += head + size
+                        return True
+                    body = bytes(buffer[start + head:start + head + size])
+                    start += head + size
                     self._command(c, body)
                     continue
                 if not c.ready:
                     raise zmtp.ProtocolError("a message before READY")
-                more = bool(flags & zmtp.MORE)
+                more = flags & zmtp.MORE
                 if c.refusing:
-                    c.start += head
+                    start += head
                     c.discard = size
                     c.refusing = more
                     continue
-                if len(c.frames) >= 2:
+                frames = c.frames
+                if len(frames) >= 2:
                     counted = c.size + size
-                    over = counted > self._max_message_size or len(c.frames) >= MAX_MESSAGE_FRAMES
+                    over = counted > limit or len(frames) >= MAX_MESSAGE_FRAMES
                 else:  # topic and envelope: not counted, bounded on their own
                     counted, over = 0, size > MAX_HEAD_FRAME
                 if over:
                     self._refuse(c, counted, size)
-                    c.start += head
+                    start += head
                     c.discard = size
                     c.refusing = more
                     continue
-                if c.queued and c.queued + counted > self._max_message_size:
-                    self._pause(c)  # its byte budget is taken by messages not yet received
+                if held and held + counted > limit:
+                    self._pause(c, batch)  # its byte budget is taken by messages not yet received
+                    held = c.queued
                     continue
                 if size >= OWN_BUFFER_FROM:
                     frame = memoryview(numpy.empty(size, numpy.uint8))
                     have = min(available - head, size)
-                    frame[:have] = c.view[c.start + head:c.start + head + have]
-                    c.start += head + have
+                    frame[:have] = c.view[start + head:start + head + have]
+                    start += head + have
                     if have < size:
-                        c.big, c.big_filled, c.big_more = frame, have, more
+                        c.big, c.big_filled, c.big_more = frame, have, bool(more)
                         c.size = counted
-                        return
+                        return True
                 elif available < head + size:
-                    return
+                    return True
                 elif size:
-                    frame = memoryview(buffer[c.start + head:c.start + head + size])
-                    c.start += head + size
+                    frame = memoryview(buffer[start + head:start + head + size])
+                    start += head + size
                 else:
                     frame = _EMPTY
-                    c.start += head
-                if len(c.frames) >= 2:
+                    start += head
+                frames.append(frame)
+                if more:
                     c.size = counted
-                self._add_frame(c, frame, more)
-        except (zmtp.ProtocolError, OSError) as error:
-            self._drop(c, str(error))
+                else:
+                    batch.append((c, counted, frames))
+                    held += counted
+                    c.frames, c.size = [], 0
+        finally:
+            c.start = start
 
-    def _add_frame(self, c: _Connection, frame: memoryview, more: bool) -> None:
-        c.frames.append(frame)
-        if more:
-            return
-        frames, size = c.frames, c.size
-        c.frames, c.size = [], 0
+    def _deliver(self, batch: list) -> None:
+        """Queue whole messages ``[(connection, size, frames)]`` for the listener."""
         with self._cond:
             if self._closed:
                 return
-            self._queue.append((c, size, frames))
-            c.queued += size
+            self._queue.extend(batch)
+            for connection, size, _ in batch:
+                connection.queued += size
             if len(self._queue) > self._queue_depth:
                 self._full = True
             self._cond.notify()
@@ -408,7 +439,11 @@ class ZmtpIntake:
         if refused is not None:
             refused(c.peer, problem)
 
-    def _pause(self, c: _Connection) -> None:
+    def _pause(self, c: _Connection, batch: list) -> None:
+        """Stop reading ``c`` until the listener takes its messages (``batch`` is queued first)."""
+        if batch:
+            self._deliver(batch)
+            batch.clear()
         with self._cond:
             if c.queued:  # the listener may have taken them meanwhile
                 c.over_budget = True
