@@ -317,3 +317,15 @@ def test_one_connection_holds_at_most_max_message_size_of_queued_messages():
         sender.close()
         intake.release()
 
+
+
+@pytest.mark.parametrize("address, host", [("tcp://127.0.0.1:*", "127.0.0.1"), ("tcp://*:*", "0.0.0.0"),
+                                           ("tcp://localhost:*", "127.0.0.1")])
+def test_tcp_addresses_bind_as_libzmq_binds_them(address, host):
+    """IPv4 unless the address is IPv6 (our publishers' libzmq sockets do not enable IPv6), and
+    the endpoint announced in libzmq's ``LAST_ENDPOINT`` form."""
+    intake = ZmtpIntake(address, LIMIT, None, Refusals())
+    try:
+        assert intake.endpoint.startswith(f"tcp://{host}:") and int(intake.endpoint.rsplit(":", 1)[1]) > 0
+    finally:
+        intake.release()

@@ -521,9 +521,12 @@ def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
     elif address.startswith("tcp://"):
         host, _, port = address[len("tcp://"):].rpartition(":")
         host = host[1:-1] if host.startswith("[") else host
+        # as libzmq without ZMQ_IPV6 (our publishers' setting): IPv4 unless the address is IPv6
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             family, kind, proto, _, socket_address = socket.getaddrinfo(
-                host, 0 if port == "*" else int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+                None if host == "*" else host, 0 if port == "*" else int(port), family,
+                socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         except (OSError, ValueError) as error:
             raise ConfigurationError(f"cannot bind {address}: {error}") from None
         sock = socket.socket(family, kind, proto)
