@@ -49,6 +49,7 @@ from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.zeromq import connections, zmtp
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -119,15 +120,12 @@ class ZmtpIntake:
         self._connections: dict[int, _Connection] = {}
         self._handshaking: set[_Connection] = set()
         self._stalled: set[_Connection] = set()  # stopped parsing with bytes left in their buffer
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self._wake_lock = threading.Lock()
+        self._wakeup = Wakeup()  # the listener's thread wakes the reading thread: room again, or closed
         self._all = selectors.DefaultSelector()  # everything
         self._control = selectors.DefaultSelector()  # what is read while the queue is full
         for selector in (self._all, self._control):
             selector.register(self._listen, selectors.EVENT_READ, None)
-            selector.register(self._wake_read, selectors.EVENT_READ, self)
+            selector.register(self._wakeup.fileno(), selectors.EVENT_READ, self)
         self._thread = threading.Thread(target=self._run, name=f"wrapyfi_like intake {self.endpoint}", daemon=True)
         self._thread.start()
 
@@ -158,7 +156,7 @@ class ZmtpIntake:
             if wake:
                 self._full = False
         if wake:
-            self._wake()
+            self._wakeup.set()
         return frames
 
     def queued(self) -> int:
@@ -172,21 +170,13 @@ class ZmtpIntake:
             self._closed = True
             self._queue.clear()
             self._cond.notify_all()
-        self._wake()
+        self._wakeup.set()
 
     def release(self) -> None:
         """Wait (briefly) until the reading thread has closed the sockets."""
         self.close()
         if threading.current_thread() is not self._thread:
             self._thread.join(5)
-
-    def _wake(self) -> None:
-        with self._wake_lock:
-            if self._wake_write >= 0:
-                try:
-                    os.write(self._wake_write, b"!")
-                except BlockingIOError:
-                    pass  # unread wake-ups are waiting: the thread wakes anyway
 
     # -- the reading thread --------------------------------------------------------------------
 
@@ -223,11 +213,7 @@ class ZmtpIntake:
             self._drop(connection, "it did not complete its handshake in time", log=False)
 
     def _woken(self) -> None:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self._wakeup.clear()
         for connection in list(self._stalled):
             if connection.over_budget and connection.sock.fileno() >= 0:
                 connection.over_budget = False
@@ -501,10 +487,7 @@ class ZmtpIntake:
                 os.unlink(self._path)
             except OSError:
                 pass
-        with self._wake_lock:
-            os.close(self._wake_read)
-            os.close(self._wake_write)
-            self._wake_write = -1
+        self._wakeup.close()
 
 
 def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
