@@ -115,7 +115,7 @@ class ZmtpIntake:
         self._listen, self.endpoint, self._path = _bind(address)
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[tuple[_Connection, int, list]] = deque()
-        self._full = False  # queue_depth messages wait: no connection is read
+        self._full = False  # more than queue_depth messages wait: no connection is read
         self._closed = False
         self._connections: dict[int, _Connection] = {}
         self._handshaking: set[_Connection] = set()
@@ -152,9 +152,10 @@ class ZmtpIntake:
                 return None
             connection, size, frames = self._queue.popleft()
             connection.queued -= size
-            wake = connection.over_budget or (self._full and len(self._queue) <= self._resume_at)
-            if wake:
+            resume = self._full and len(self._queue) <= self._resume_at
+            if resume:
                 self._full = False
+            wake = resume or connection.over_budget
         if wake:
             self._wakeup.set()
         return frames
