@@ -456,6 +456,8 @@ class ZmtpIntake:
 
     def _drop(self, c: _Connection, reason: str, log: bool = True) -> None:
         """Close ``c``; its unfinished message goes with it, its queued messages stay."""
+        if c.sock.fileno() < 0:
+            return
         if log:
             self._log.warning(c.peer, "protocol", "listener %s dropped the connection from %s: %s",
                               self.endpoint, c.peer, truncate(reason))
@@ -464,8 +466,6 @@ class ZmtpIntake:
                     c.sock.send(zmtp.error(reason))
                 except OSError:
                     pass
-        if c.sock.fileno() < 0:
-            return
         for selector in (self._all, self._control):
             try:
                 selector.unregister(c.sock)
