@@ -6,6 +6,7 @@ so it can send what libzmq never would: a frame header alone, a frame count past
 a wrong socket type, a silent connection.
 """
 
+import logging
 import os
 import socket
 import struct
@@ -17,6 +18,7 @@ import pytest
 import zmq
 
 from wrapyfi_like.limits import MAX_FRAMES
+from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.zeromq import intake as intake_module
 from wrapyfi_like.middlewares.zeromq import zmtp
 from wrapyfi_like.middlewares.zeromq.intake import MAX_MESSAGE_FRAMES, ZmtpIntake
@@ -329,3 +331,22 @@ def test_tcp_addresses_bind_as_libzmq_binds_them(address, host):
         assert intake.endpoint.startswith(f"tcp://{host}:") and int(intake.endpoint.rsplit(":", 1)[1]) > 0
     finally:
         intake.release()
+
+
+def test_a_listener_counts_each_refusal_and_logs_once_per_peer(topic, caplog):
+    from wrapyfi_like.middlewares.zeromq import ZeroMQListenerTransport
+
+    listener = ZeroMQListenerTransport(topic, max_message_size=LIMIT)
+    peer = RawPeer(listener.endpoint)
+    try:
+        with caplog.at_level(logging.WARNING, logger="wrapyfi_like.zeromq"):
+            for _ in range(3):
+                peer.message(topic.encode(), b"envelope", bytes(LIMIT // 2), bytes(LIMIT // 2 + 1))
+            peer.message(topic.encode(), envelope.pack(b"honest!!", 1), b"\x93\x01\x00\xc0")
+            assert listener.recv(10) is not None  # after the refused ones, from the same connection
+        assert listener.statistics()["malformed"] == 3
+        lines = [r.getMessage() for r in caplog.records if "max_message_size" in r.getMessage()]
+        assert len(lines) == 1 and topic in lines[0] and "127.0.0.1" in lines[0], lines
+    finally:
+        peer.close()
+        listener.close()
