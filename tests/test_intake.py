@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
+from wrapyfi_like.exceptions import ClosedError
 from wrapyfi_like.limits import MAX_FRAMES
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.zeromq import intake as intake_module
@@ -350,3 +351,31 @@ def test_a_listener_counts_each_refusal_and_logs_once_per_peer(topic, caplog):
     finally:
         peer.close()
         listener.close()
+
+
+class NoKeys:
+    """Stands in for CURVE keys: :class:`PullIntake`'s own behaviour does not depend on them."""
+
+    def apply(self, sock: zmq.Socket) -> None:
+        pass
+
+
+def test_the_curve_intake_reports_an_oversized_message_and_goes_on(in_thread):
+    from wrapyfi_like.middlewares.zeromq.pull_intake import PullIntake
+
+    refusals = Refusals()
+    intake = PullIntake(ZeroMQSettings.from_environment().bind_address("tcp"), LIMIT, None, refusals, NoKeys())
+    sender = push(intake.endpoint)
+    try:
+        sender.send_multipart([b"/topic", b"envelope", bytes(LIMIT // 2), bytes(LIMIT // 2 + 1)])
+        sender.send_multipart([b"/topic", b"envelope", b"next"])
+        assert intake.receive(10) == []  # refused, already reported
+        assert "max_message_size" in refusals.wait_for(1)[0]
+        assert [bytes(f) for f in intake.receive(10)] == [b"/topic", b"envelope", b"next"]
+        waiting = in_thread(lambda: intake.receive(None))
+        intake.close()
+        with pytest.raises(ClosedError):
+            waiting.result(timeout=0.5)
+    finally:
+        sender.close()
+        intake.release()
