@@ -16,7 +16,6 @@ import json
 import signal
 import socket
 import struct
-import time
 
 import pytest
 
