@@ -33,9 +33,9 @@ class Node(MiddlewareCommunicator):
 
 def in_zeromq_wait(code) -> bool:
     """A poll, a wait for libzmq to release a sent buffer (pyzmq's MessageTracker), or a
-    listener's blocking receive (which calls straight into libzmq)."""
+    listener's blocking receive (a wait on its intake's queue)."""
     return ((code.co_name in ("poll", "select", "wait") and "zmq" in code.co_filename)
-            or code.co_name == "receive_bounded")
+            or (code.co_name == "receive" and code.co_filename.endswith("intake.py")))
 
 
 def report_when_blocked() -> None:

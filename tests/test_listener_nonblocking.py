@@ -6,6 +6,8 @@ peer sending them faster than they are refused kept the caller (and every thread
 that listener) inside listen() for good. The transports here always have one more bad message.
 """
 
+import time
+
 import pytest
 
 from wrapyfi_like.connect.formats import ValueFormat
@@ -76,14 +78,16 @@ def test_a_zeromq_listener_with_a_deadline_returns_while_malformed_messages_keep
 
     listener = Listener("Test", topic, should_wait=False)
     transport = listener._transport
-    flood_endpoint = f"inproc://flood-{topic}"
-    transport._socket.bind(flood_endpoint)  # inproc: every message below is queued when send returns
     flooder = zmq.Context.instance().socket(zmq.PUSH)
     flooder.setsockopt(zmq.SNDHWM, 0)
-    flooder.connect(flood_endpoint)
+    flooder.connect(transport.endpoint)
     try:
         for _ in range(5_000):
             flooder.send_multipart([b"/another/topic", b"junk"])
+        deadline = time.monotonic() + 20
+        while transport._intake.queued() < 3 * MAX_SKIPPED_WITHOUT_WAIT:  # the intake's queue: 1000
+            assert time.monotonic() < deadline, "the flood did not arrive"
+            time.sleep(0.01)  # the intake's queue has no event to wait on
         assert listener.listen() is None
         assert transport.statistics()["malformed"] == MAX_SKIPPED_WITHOUT_WAIT
         assert listener.listen() is None  # the next call skips the next batch: every one counted

@@ -1,4 +1,7 @@
-"""ZeroMQ listener transport: binds a PULL socket per topic, announces it, receives frames.
+"""ZeroMQ listener transport: binds an intake per topic, announces it, receives frames.
+
+The intake is our own ZMTP reader (:mod:`.intake`), which bounds what any peer can make it hold;
+with CURVE it is libzmq's PULL socket (:mod:`.pull_intake`), which authenticates peers first.
 
 Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The listener checks the
 topic and the envelope of each one before the codec sees it: a message that is not one of ours is
@@ -14,36 +17,32 @@ that; they are not *missed*).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Optional
-
-import zmq
 
 from wrapyfi_like.exceptions import ClosedError, DecodeError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_SKIPPED_WITHOUT_WAIT
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import ListenerTransport
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
-from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
+from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
+from wrapyfi_like.middlewares.zeromq.pull_intake import PullIntake
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
-WAKE_FRAME = b""
-"""The one-frame message ``close()`` sends to its own listener socket to end a blocking receive:
-no publisher sends it, because a topic is never empty."""
 LATEST_HOLD = 4
 """Messages a listener holds while it looks for the newest ``"latest"`` message: reading stops
 once this many messages (from different publishers, or not flagged ``LATEST``) are held, so a
@@ -51,7 +50,6 @@ peer cannot make it hold more than ``LATEST_HOLD + 1`` messages this way."""
 LATEST_READS = 1024
 """Messages one call reads ahead at most while looking for the newest: a publisher faster than
 the reader cannot keep a call from returning."""
-_wake_endpoints = itertools.count()
 
 
 class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
@@ -59,13 +57,9 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
     agent), so publishers of that topic connect to it.
 
     ``max_message_size`` bounds what one message may make this process hold (see
-    :mod:`~wrapyfi_like.middlewares.zeromq.framing`); ``queue_depth`` is how many messages may
-    wait here unread (None: libzmq's default, 1000). ``bind_port`` is the tcp port to bind (else
+    :mod:`~wrapyfi_like.middlewares.zeromq.intake`); ``queue_depth`` is how many messages may
+    wait here unread (None: 1000, libzmq's default). ``bind_port`` is the tcp port to bind (else
     one of ``WRAPYFI_LIKE_BIND_PORTS``, else one the system picks; see :mod:`.settings`).
-
-    Waiting without a timeout is a plain blocking receive, the cheapest wait libzmq has (no poll
-    set to build per message). To end it, :meth:`close` sends :data:`WAKE_FRAME` to the socket
-    itself over an inproc connection that only this object holds.
     """
 
     def __init__(self, topic: str, carrier: str = "tcp", info: Optional[dict] = None,
@@ -74,33 +68,24 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                  session: NodeAgent) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
-        self._max_message_size = max_message_size
         self._lock = threading.Lock()  # held while receiving; close() takes it to close the socket
         self._close_lock = threading.Lock()
-        context = zmq.Context.instance()
-        self._socket = context.socket(zmq.PULL)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        limit_frame_size(self._socket, max_message_size)
-        if queue_depth is not None:
-            self._socket.setsockopt(zmq.RCVHWM, queue_depth)
-        keys = consumer_keys(curve_server_key)
-        if keys is not None:
-            keys.apply(self._socket)
-        try:
-            self.endpoint = ZeroMQSettings.from_environment().bind(self._socket, carrier, bind_port)
-        except BaseException:
-            self._socket.close()
-            raise
-        wake_endpoint = f"inproc://wrapyfi_like-listener-wake-{next(_wake_endpoints)}"
-        self._socket.bind(wake_endpoint)
-        self._wake = context.socket(zmq.PUSH)
-        self._wake.connect(wake_endpoint)
-        self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
+        self._count_lock = threading.Lock()  # the intake's thread reports refusals while we count
         self._closing = False
         self._start_counting()
         self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
         self._log = RateLimitedLog(logger)
+        keys = consumer_keys(curve_server_key)
+
+        def open_intake(address: str) -> str:
+            if keys is None:
+                self._intake = ZmtpIntake(address, max_message_size, queue_depth, self._refused)
+            else:
+                self._intake = PullIntake(address, max_message_size, queue_depth, self._refused, keys)
+            return self._intake.endpoint
+
+        self.endpoint = ZeroMQSettings.from_environment().bind(open_intake, carrier, bind_port)
+        weakref.finalize(self, self._intake.close)  # a listener nobody closed stops reading when collected
         self._agent = session
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         self._peer_check = expect_peer("listener", topic)  # a WARNING if no publisher ever shows up
@@ -121,9 +106,9 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 envelope, body = self._held.popleft()
             else:
                 if timeout is None:
-                    message = self._receive(0)
+                    message = self._check(self._intake.receive(None))
                     while message is None:  # malformed or duplicate: counted, skipped
-                        message = self._receive(0)
+                        message = self._check(self._intake.receive(None))
                 else:
                     message = self._receive_within(timeout)
                     if message is None:
@@ -133,7 +118,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                     envelope, body = self._newest(message)
             self.received += 1
             self.last_envelope = envelope
-            return [frame.buffer for frame in body]
+            return body
 
     def _receive_within(self, timeout: float) -> Optional[tuple[Envelope, list]]:
         """The next message not skipped, or None once ``timeout`` seconds have passed.
@@ -145,12 +130,10 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         deadline = deadline_after(timeout)
         skipped = 0
         while True:
-            try:
-                message = self._receive(zmq.NOBLOCK)
-            except zmq.Again:
-                if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
-                    return None
-                continue
+            frames = self._intake.receive(remaining_seconds(deadline))
+            if frames is None:
+                return None
+            message = self._check(frames)
             if message is not None:
                 return message
             skipped += 1
@@ -166,10 +149,10 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         for _ in range(LATEST_READS):
             if len(self._held) > LATEST_HOLD:
                 break
-            try:
-                message = self._receive(zmq.NOBLOCK)
-            except zmq.Again:
+            frames = self._intake.receive(0)
+            if frames is None:
                 break
+            message = self._check(frames)
             if message is None:
                 continue
             envelope = message[0]
@@ -182,23 +165,21 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             self._held.append(message)
         return self._held.popleft()
 
-    def _receive(self, flags: int) -> Optional[tuple[Envelope, list]]:
-        """One message off the socket as ``(envelope, body)``; None if it was skipped (counted)."""
-        head, body, problem = receive_bounded(self._socket, 2, self._max_message_size, flags)
-        topic = head[0]
-        if len(topic) != len(self._topic_frame) or topic.bytes != self._topic_frame:
-            if not len(topic) and self._closing:
-                raise ClosedError(f"listener on {self.topic} was closed while receiving")
-            return self._malformed("topic", "a message for topic %s arrived",
-                                   truncate(repr(bytes(topic.buffer[:256]))))
-        if len(head) < 2:
+    def _check(self, frames: list[memoryview]) -> Optional[tuple[Envelope, list]]:
+        """A message from the intake as ``(envelope, body)``; None if it is skipped (counted).
+        An empty list is a message the intake refused (counted already)."""
+        if not frames:
+            return None
+        topic = frames[0]
+        if len(topic) != len(self._topic_frame) or topic != self._topic_frame:
+            return self._malformed("topic", "a message for topic %s arrived", truncate(repr(bytes(topic[:256]))))
+        if len(frames) < 2:
             return self._malformed("envelope", "a message without an envelope arrived")
         try:
-            envelope = envelopes.unpack(head[1])  # a frame is a buffer: no memoryview needed
+            envelope = envelopes.unpack(frames[1])
         except DecodeError as error:
             return self._malformed("envelope", "%s", error)
-        if problem:
-            return self._malformed("size", "%s", problem)
+        body = frames[2:]
         if not body:
             return self._malformed("header", "a message without a header arrived")
         gap = self._sequence.accept(envelope)
@@ -214,10 +195,18 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         return envelope, body
 
     def _malformed(self, kind: str, reason: str, *args) -> None:
-        self.malformed += 1
+        with self._count_lock:
+            self.malformed += 1
         self._log.warning(self.topic, kind, "listener on %s skipped a malformed message: " + reason,
                           self.topic, *args)
         return None
+
+    def _refused(self, peer: str, problem: str) -> None:
+        """The intake refused a message for its size or frame count (told from its own thread)."""
+        with self._count_lock:
+            self.malformed += 1
+        self._log.warning(peer, "size", "listener on %s skipped a malformed message from %s: %s",
+                          self.topic, peer, problem)
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`)."""
@@ -226,9 +215,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 return
             self._closing = True
             self._peer_check.cancel()
-            self._wake.send(WAKE_FRAME)
+            self._intake.close()
         with self._lock:
             self._held.clear()
             self._agent.withdraw(self._announcement)
-            self._socket.close()
-            self._wake.close()
+            self._intake.release()

@@ -34,7 +34,7 @@ from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.services import MAX_ERROR_TEXT, QUEUED_REPLIES, QUEUED_REQUESTS
 from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, Ticket, service_key
-from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings, zmq_binder
 from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
@@ -68,7 +68,7 @@ class ZeroMQServerTransport(MapsZMQErrors, WakeOnClose, ServerTransport, role="s
         if keys is not None:
             keys.apply(self._socket)
         try:
-            self.endpoint = ZeroMQSettings.from_environment().bind(self._socket, carrier, bind_port)
+            self.endpoint = ZeroMQSettings.from_environment().bind(zmq_binder(self._socket), carrier, bind_port)
         except BaseException:
             self._socket.close()
             raise

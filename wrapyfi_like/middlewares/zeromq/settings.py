@@ -51,7 +51,7 @@ import socket
 import stat
 import tempfile
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import zmq
 
@@ -219,40 +219,43 @@ class ZeroMQSettings:
             return f"ipc://{self.ipc_dir}/{os.getpid()}-{os.urandom(6).hex()}.sock"
         raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
 
-    def bind(self, sock: zmq.Socket, carrier: str, bind_port: Optional[int] = None) -> str:
-        """Bind ``sock`` for a listener or server; returns the endpoint to announce.
+    def bind(self, binder: Binder, carrier: str, bind_port: Optional[int] = None) -> str:
+        """Bind a listener's or server's socket with ``binder``; returns the endpoint to announce.
 
-        The port is ``bind_port`` if given, else the first free one of :attr:`ports`, else one the
-        system picks. Every failure is a :class:`ConfigurationError` naming its setting.
+        ``binder(address)`` binds one address and returns the bound endpoint, raising ``OSError``
+        or ``zmq.ZMQError`` (a listener's intake binds plain sockets, a server binds a ZeroMQ one:
+        see :func:`zmq_binder`). The port is ``bind_port`` if given, else the first free one of
+        :attr:`ports`, else one the system picks. Every failure is a :class:`ConfigurationError`
+        naming its setting.
         """
         if carrier != "tcp" or (bind_port is None and self.ports is None):
             if bind_port is not None and carrier == "ipc":
                 raise ConfigurationError(f"bind_port={bind_port!r} needs carrier='tcp' (an ipc socket is a file)")
-            self._bind(sock, self.bind_address(carrier), "the port the system picked")
+            endpoint = self._bind(binder, self.bind_address(carrier), "the port the system picked")
         elif bind_port is not None:
-            self._bind(sock, f"tcp://{self.socket_ip}:{checked_port(bind_port)}", f"bind_port={bind_port}")
+            endpoint = self._bind(binder, f"tcp://{self.socket_ip}:{checked_port(bind_port)}", f"bind_port={bind_port}")
         else:
             for port in self.ports:
-                if self._bind(sock, f"tcp://{self.socket_ip}:{port}", PORTS_VARIABLE, taken_ok=True):
+                endpoint = self._bind(binder, f"tcp://{self.socket_ip}:{port}", PORTS_VARIABLE, taken_ok=True)
+                if endpoint is not None:
                     break
             else:
                 raise ConfigurationError(f"{PORTS_VARIABLE}={self.ports.start}-{self.ports.stop - 1}: every port "
                                          "is in use; widen the range (each listener and server takes one)")
-        endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         if carrier == "tcp" and (self.announce_ip or self.socket_ip == ANY_ADDRESS):
             host = self.announce_ip or reachable_address(self.discovery)
             endpoint = f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
         return endpoint
 
-    def _bind(self, sock: zmq.Socket, address: str, port_setting: str, taken_ok: bool = False) -> bool:
-        """Bind, or say which setting is at fault; False if the port is taken and ``taken_ok``."""
+    def _bind(self, binder: Binder, address: str, port_setting: str, taken_ok: bool = False) -> Optional[str]:
+        """Bind, or say which setting is at fault; None if the port is taken and ``taken_ok``."""
         try:
-            sock.bind(address)
-        except zmq.ZMQError as error:
+            return binder(address)
+        except (OSError, zmq.ZMQError) as error:
             port = address.rsplit(":", 1)[1]
             if error.errno == errno.EADDRINUSE:
                 if taken_ok:
-                    return False
+                    return None
                 raise ConfigurationError(f"{port_setting}: port {port} is already in use "
                                          "(another listener, server or program has it)") from None
             if error.errno == errno.EACCES and address.startswith("tcp://"):
@@ -261,7 +264,18 @@ class ZeroMQSettings:
             setting = f"{SOCKET_IP_VARIABLE}={self.socket_ip!r}" if address.startswith("tcp://") \
                 else f"WRAPYFI_ZEROMQ_IPC_DIR={self.ipc_dir!r}"
             raise ConfigurationError(f"{setting}: cannot bind {address}: {error}") from None
-        return True
+
+
+Binder = Callable[[str], str]
+"""Binds one address and returns the bound endpoint (see :meth:`ZeroMQSettings.bind`)."""
+
+
+def zmq_binder(sock: zmq.Socket) -> Binder:
+    """A :data:`Binder` for a ZeroMQ socket."""
+    def bind(address: str) -> str:
+        sock.bind(address)
+        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    return bind
 
 
 def private_folder(path: str) -> str:

@@ -1,0 +1,554 @@
+"""A listener's intake: our own ZMTP reader, so no peer can make a listener hold more than its
+byte budget.
+
+libzmq applies ``ZMQ_MAXMSGSIZE`` per *frame* and buffers a whole multipart message before the
+application sees its first frame, so any peer that can connect to a PULL socket could make it
+hold gigabytes (six 300 MB frames of a message that never ends). libzmq has no per-message or
+frame-count limit, so a listener does not let libzmq parse what peers send: :class:`ZmtpIntake`
+accepts our publishers' unchanged libzmq PUSH sockets over plain TCP or ipc sockets, speaking the
+small part of ZMTP in :mod:`.zmtp`, and checks every frame's size *before* reading it:
+
+- a message whose codec frames (everything after topic and envelope) would exceed
+  ``max_message_size`` bytes, or that would have more than :data:`MAX_MESSAGE_FRAMES` frames, is
+  refused when the frame that breaks the limit announces itself: what was read of it is let go,
+  the rest is read and thrown away as it arrives (never held), and the refusal is reported once
+  (the listener counts it as ``malformed`` and logs it). The connection stays in step and goes on:
+  messages after it from the same peer still arrive, as with libzmq;
+- a connection holds at most ``max_message_size`` bytes of frames at any time (its queued messages
+  and the one being read): beyond that, it is not read until the listener takes its messages, so
+  TCP backpressure reaches the publisher; the same happens to every connection while
+  ``queue_depth`` messages wait;
+- at most :data:`MAX_CONNECTIONS` peers at once; a peer that does not finish its handshake within
+  :data:`HANDSHAKE_TIMEOUT` seconds is dropped; one that is not a ZMTP 3 PUSH socket with the NULL
+  mechanism, or breaks the grammar, is dropped and logged.
+
+So what peers make an intake hold is at most ``max_message_size`` plus :data:`READ_SIZE` per
+connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
+whatever they send. A dedicated thread reads the sockets, as libzmq's I/O thread did: handshakes
+complete and messages queue while the listener's own thread is busy. Large frames are read
+straight into a buffer of their size (one copy, kernel to user, as libzmq does); small frames are
+cut from one read buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Callable, Optional
+
+import numpy
+
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
+from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
+from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares.zeromq import connections, zmtp
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+
+logger = logging.getLogger("wrapyfi_like.zeromq")
+
+READ_SIZE = 64 * 1024
+"""Bytes of a connection's read buffer: small frames are cut from it."""
+OWN_BUFFER_FROM = 32 * 1024
+"""Frames of at least this many bytes are read straight into a buffer of their own."""
+MAX_MESSAGE_FRAMES = MAX_FRAMES + 2
+"""Frames a message may have: topic, envelope and the codec's :data:`~wrapyfi_like.limits.MAX_FRAMES`."""
+MAX_HEAD_FRAME = MAX_TOPIC_LENGTH
+"""Bytes the topic and the envelope frame may each take (they are not counted in ``max_message_size``)."""
+MAX_CONNECTIONS = 256
+"""Peers connected to one listener at once; more are closed as soon as they are accepted."""
+HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
+"""Seconds a peer has from connecting to completing its ZMTP handshake."""
+DEFAULT_QUEUE_DEPTH = 1000
+"""Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
+_LONG_SIZE = struct.Struct(">Q")
+_PEER_TYPE = b"PUSH"
+_EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
+
+Refused = Callable[[str, str], None]
+"""Told ``(peer, problem)`` once for every message refused for its size or frame count. A bound
+method is held weakly, so the intake's thread does not keep its listener from being collected."""
+
+
+class _Connection:
+    """One peer's socket and where its byte stream stands."""
+
+    __slots__ = ("sock", "peer", "buffer", "view", "start", "end", "greeted", "ready", "deadline",
+                 "frames", "size", "refusing", "discard", "big", "big_filled", "big_more",
+                 "queued", "over_budget")
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.buffer = bytearray(READ_SIZE)
+        self.view = memoryview(self.buffer)
+        self.start = self.end = 0  # unparsed bytes are buffer[start:end]
+        self.greeted = self.ready = False
+        self.deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        self.frames: list = []  # of the message being read
+        self.size = 0  # its codec bytes so far
+        self.refusing = False  # the message being read was refused: its frames are thrown away
+        self.discard = 0  # bytes of the current frame still to throw away
+        self.big: Optional[memoryview] = None  # a large frame being read into its own buffer
+        self.big_filled = 0
+        self.big_more = False
+        self.queued = 0  # codec bytes of this connection's messages waiting in the intake
+        self.over_budget = False  # not read until the listener takes some of its messages
+
+
+class ZmtpIntake:
+    """Binds ``address`` (``tcp://host:port`` with ``*`` for any port, or ``ipc:///path``) and
+    queues the messages of PUSH peers, as lists of writable memoryviews (one per frame)."""
+
+    def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
+        self._max_message_size = max_message_size
+        self._queue_depth = queue_depth or DEFAULT_QUEUE_DEPTH
+        self._resume_at = self._queue_depth // 2
+        self._refused = weakref.WeakMethod(refused) if hasattr(refused, "__self__") else lambda: refused
+        self._log = RateLimitedLog(logger)
+        self._listen, self.endpoint, self._path = _bind(address)
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[tuple[_Connection, int, list]] = deque()
+        self._full = False  # more than queue_depth messages wait: no connection is read
+        self._closed = False
+        self._connections: dict[int, _Connection] = {}
+        self._handshaking: set[_Connection] = set()
+        self._stalled: set[_Connection] = set()  # stopped parsing with bytes left in their buffer
+        self._wakeup = Wakeup()  # the listener's thread wakes the reading thread: room again, or closed
+        self._all = selectors.DefaultSelector()  # everything
+        self._control = selectors.DefaultSelector()  # what is read while the queue is full
+        for selector in (self._all, self._control):
+            selector.register(self._listen, selectors.EVENT_READ, None)
+            selector.register(self._wakeup.fileno(), selectors.EVENT_READ, self)
+        self._thread = threading.Thread(target=self._run, name=f"wrapyfi_like intake {self.endpoint}", daemon=True)
+        self._thread.start()
+
+    # -- the listener's side -------------------------------------------------------------------
+
+    def receive(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
+        """The next message's frames, or None once ``timeout`` seconds passed (None: no limit;
+        0: only one already waiting). :class:`ClosedError` once :meth:`close` was called."""
+        with self._cond:
+            if not self._queue and not self._closed:
+                if timeout is None:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                elif timeout > 0:
+                    deadline = time.monotonic() + timeout
+                    while not self._queue and not self._closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+            if self._closed:
+                raise ClosedError(f"listener on {self.endpoint} is closed")
+            if not self._queue:
+                return None
+            connection, size, frames = self._queue.popleft()
+            connection.queued -= size
+            resume = self._full and len(self._queue) <= self._resume_at
+            if resume:
+                self._full = False
+            wake = resume or connection.over_budget
+        if wake:
+            self._wakeup.set()
+        return frames
+
+    def queued(self) -> int:
+        """Messages waiting to be received."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop: a :meth:`receive` in another thread raises :class:`ClosedError` at once, and
+        the reading thread closes every socket (and removes the ipc file)."""
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+        self._wakeup.set()
+
+    def release(self) -> None:
+        """Wait (briefly) until the reading thread has closed the sockets."""
+        self.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
+
+    # -- the reading thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closed:
+                selector = self._control if self._full else self._all
+                for key, _ in selector.select(self._until_next_deadline()):
+                    if self._closed:
+                        break
+                    if key.data is None:
+                        self._accept()
+                    elif key.data is self:
+                        self._woken()
+                    elif not self._full and key.data.sock.fileno() >= 0:
+                        self._read(key.data)
+                self._expire_handshakes()
+        except Exception:  # a bug here must not leave the listener waiting forever in silence
+            logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
+        finally:
+            with self._cond:
+                self._closed = True  # a receive waiting now, or later, raises ClosedError
+                self._queue.clear()
+                self._cond.notify_all()
+            self._shut()
+
+    def _until_next_deadline(self) -> Optional[float]:
+        deadlines = [c.deadline for c in self._handshaking]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _expire_handshakes(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self._handshaking if c.deadline <= now]:
+            self._drop(connection, "it did not complete its handshake in time", log=False)
+
+    def _woken(self) -> None:
+        self._wakeup.clear()
+        for connection in list(self._stalled):
+            if connection.over_budget and connection.sock.fileno() >= 0:
+                connection.over_budget = False
+                self._all.register(connection.sock, selectors.EVENT_READ, connection)
+            self._stalled.discard(connection)
+            if connection.sock.fileno() >= 0:
+                self._parse(connection)
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self._listen.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:  # out of file descriptors: leave it in the backlog for now
+            self._log.warning(self.endpoint, "accept", "listener %s cannot accept a connection: %s",
+                              self.endpoint, error)
+            return
+        peer = _peer_name(sock, address)
+        if len(self._connections) >= MAX_CONNECTIONS:
+            self._log.warning(self.endpoint, "connections", "listener %s refused a connection from %s: "
+                              "it has %d already (the limit)", self.endpoint, peer, MAX_CONNECTIONS)
+            sock.close()
+            return
+        try:
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                _keep_alive(sock)
+            sock.send(zmtp.GREETING)
+        except OSError:
+            sock.close()
+            return
+        connection = _Connection(sock, peer)
+        self._connections[sock.fileno()] = connection
+        self._handshaking.add(connection)
+        for selector in (self._all, self._control):
+            selector.register(sock, selectors.EVENT_READ, connection)
+
+    def _read(self, c: _Connection) -> None:
+        try:
+            if c.big is not None:
+                while c.big_filled < len(c.big):
+                    got = c.sock.recv_into(c.big[c.big_filled:])
+                    if not got:
+                        return self._drop(c, "", log=False)
+                    c.big_filled += got
+                c.frames.append(c.big)
+                c.big = None
+                if not c.big_more:
+                    self._deliver([(c, c.size, c.frames)])
+                    c.frames, c.size = [], 0
+                return self._parse(c)
+            if c.start == c.end:
+                c.start = c.end = 0
+            elif c.end == READ_SIZE:  # an unfinished frame header or small frame at the end
+                c.buffer[:c.end - c.start] = c.view[c.start:c.end]
+                c.start, c.end = 0, c.end - c.start
+            got = c.sock.recv_into(c.view[c.end:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            return self._drop(c, f"its connection failed: {error}", log=False)
+        if not got:
+            return self._drop(c, "", log=False)
+        c.end += got
+        self._parse(c)
+
+    def _parse(self, c: _Connection) -> None:
+        """Take every whole frame in ``c``'s buffer; stop at a partial one or when reading must
+        pause (the queue is full, or ``c``'s byte budget is taken)."""
+        while True:
+            batch: list = []
+            try:
+                room = self._parse_some(c, batch, self._queue_depth + 1 - len(self._queue))
+            except (zmtp.ProtocolError, OSError) as error:
+                self._drop(c, str(error))
+                room = True
+            finally:
+                if batch:
+                    self._deliver(batch)
+            if room or self._full or c.sock.fileno() < 0:
+                break  # else the listener took messages while we parsed: go on
+        if (self._full or c.over_budget) and c.end > c.start:
+            self._stalled.add(c)
+
+    def _parse_some(self, c: _Connection, batch: list, room: int) -> bool:
+        """Parse into ``batch`` up to ``room`` whole messages; False if it stopped for lack of room.
+
+        The queue only shrinks while this runs (the listener takes from it), so ``room`` is
+        never more than there is. The loop keeps ``start`` in a local: it runs per frame.
+        """
+        buffer = c.buffer
+        start, end = c.start, c.end
+        limit = self._max_message_size
+        held = c.queued
+        try:
+            while True:
+                if c.over_budget or self._full:
+                    return True
+                if len(batch) >= room:
+                    return False
+                available = end - start
+                if c.discard:
+                    skipped = min(c.discard, available)
+                    start += skipped
+                    c.discard -= skipped
+                    if c.discard:
+                        return True
+                    continue
+                if available < 2:
+                    return True
+                if not c.greeted:
+                    if available < zmtp.GREETING_SIZE:
+                        return True
+                    zmtp.check_greeting(buffer[start:start + zmtp.GREETING_SIZE])
+                    start += zmtp.GREETING_SIZE
+                    c.greeted = True
+                    continue
+                flags = buffer[start]
+                if flags & zmtp.LONG:
+                    if available < 9:
+                        return True
+                    (size,) = _LONG_SIZE.unpack_from(buffer, start + 1)
+                    head = 9
+                else:
+                    size, head = buffer[start + 1], 2
+                if flags > zmtp.MORE | zmtp.LONG:  # a command, or bits that must be zero
+                    if flags & ~zmtp.FLAG_BITS:
+                        raise zmtp.ProtocolError(f"a frame with flags {flags:#04x}")
+                    if size > zmtp.MAX_COMMAND_SIZE:
+                        raise zmtp.ProtocolError(f"a command of {size} bytes")
+                    if available < head + size:
+                        return True
+                    body = bytes(buffer[start + head:start + head + size])
+                    start += head + size
+                    self._command(c, body)
+                    continue
+                if not c.ready:
+                    raise zmtp.ProtocolError("a message before READY")
+                more = flags & zmtp.MORE
+                if c.refusing:
+                    start += head
+                    c.discard = size
+                    c.refusing = more
+                    continue
+                frames = c.frames
+                if len(frames) >= 2:
+                    counted = c.size + size
+                    over = counted > limit or len(frames) >= MAX_MESSAGE_FRAMES
+                else:  # topic and envelope: not counted, bounded on their own
+                    counted, over = 0, size > MAX_HEAD_FRAME
+                if over:
+                    self._refuse(c, counted, size)
+                    start += head
+                    c.discard = size
+                    c.refusing = more
+                    continue
+                if held and held + counted > limit:
+                    self._pause(c, batch)  # its byte budget is taken by messages not yet received
+                    held = c.queued
+                    continue
+                if size >= OWN_BUFFER_FROM:
+                    frame = memoryview(numpy.empty(size, numpy.uint8))
+                    have = min(available - head, size)
+                    frame[:have] = c.view[start + head:start + head + have]
+                    start += head + have
+                    if have < size:
+                        c.big, c.big_filled, c.big_more = frame, have, bool(more)
+                        c.size = counted
+                        return True
+                elif available < head + size:
+                    return True
+                elif size:
+                    frame = memoryview(buffer[start + head:start + head + size])
+                    start += head + size
+                else:
+                    frame = _EMPTY
+                    start += head
+                frames.append(frame)
+                if more:
+                    c.size = counted
+                else:
+                    batch.append((c, counted, frames))
+                    held += counted
+                    c.frames, c.size = [], 0
+        finally:
+            c.start = start
+
+    def _deliver(self, batch: list) -> None:
+        """Queue whole messages ``[(connection, size, frames)]`` for the listener."""
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.extend(batch)
+            for connection, size, _ in batch:
+                connection.queued += size
+            if len(self._queue) > self._queue_depth:
+                self._full = True
+            self._cond.notify()
+
+    def _refuse(self, c: _Connection, size: int, frame: int) -> None:
+        if len(c.frames) >= MAX_MESSAGE_FRAMES:
+            problem = f"a message of more than {MAX_MESSAGE_FRAMES} frames (the limit)"
+        elif len(c.frames) < 2:
+            problem = f"a topic or envelope frame of {frame} bytes (the limit is {MAX_HEAD_FRAME})"
+        else:
+            problem = f"a message of more than {size} bytes; max_message_size is {self._max_message_size}"
+        c.frames, c.size = [], 0
+        refused = self._refused()
+        if refused is not None:
+            refused(c.peer, problem)
+
+    def _pause(self, c: _Connection, batch: list) -> None:
+        """Stop reading ``c`` until the listener takes its messages (``batch`` is queued first)."""
+        if batch:
+            self._deliver(batch)
+            batch.clear()
+        with self._cond:
+            if c.queued:  # the listener may have taken them meanwhile
+                c.over_budget = True
+        if c.over_budget:
+            self._all.unregister(c.sock)
+
+    def _command(self, c: _Connection, body: bytes) -> None:
+        if not c.ready:
+            zmtp.check_ready(body, _PEER_TYPE)
+            c.sock.send(zmtp.ready(b"PULL"))
+            c.ready = True
+            self._handshaking.discard(c)
+            self._control.unregister(c.sock)
+            return
+        name, data = zmtp.split_command(body)
+        if name == b"PING":
+            try:
+                c.sock.send(zmtp.pong(data))
+            except BlockingIOError:
+                pass  # the peer does not read what we send: it misses a pong, nothing else
+        elif name == b"ERROR":
+            raise zmtp.ProtocolError("the peer sent ERROR")
+
+    def _drop(self, c: _Connection, reason: str, log: bool = True) -> None:
+        """Close ``c``; its unfinished message goes with it, its queued messages stay."""
+        if c.sock.fileno() < 0:
+            return
+        if log:
+            self._log.warning(c.peer, "protocol", "listener %s dropped the connection from %s: %s",
+                              self.endpoint, c.peer, truncate(reason))
+            if c.greeted:
+                try:
+                    c.sock.send(zmtp.error(reason))
+                except OSError:
+                    pass
+        for selector in (self._all, self._control):
+            try:
+                selector.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        self._connections.pop(c.sock.fileno(), None)
+        self._stalled.discard(c)
+        self._handshaking.discard(c)
+        c.sock.close()
+        c.frames, c.big = [], None
+
+    def _shut(self) -> None:
+        for connection in list(self._connections.values()):
+            self._drop(connection, "", log=False)
+        self._all.close()
+        self._control.close()
+        self._listen.close()
+        if self._path is not None:
+            try:
+                os.unlink(self._path)
+            except OSError:
+                pass
+        self._wakeup.close()
+
+
+def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
+    """A listening non-blocking socket for ``address``, its endpoint, and its ipc path if any."""
+    if address.startswith("ipc://"):
+        path = address[len("ipc://"):]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise  # the caller names the setting at fault (settings.ZeroMQSettings.bind)
+        endpoint = address
+    elif address.startswith("tcp://"):
+        host, _, port = address[len("tcp://"):].rpartition(":")
+        host = host[1:-1] if host.startswith("[") else host
+        # as libzmq without ZMQ_IPV6 (our publishers' setting): IPv4 unless the address is IPv6
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            family, kind, proto, _, socket_address = socket.getaddrinfo(
+                None if host == "*" else host, 0 if port == "*" else int(port), family,
+                socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot bind {address}: {error}") from None
+        sock = socket.socket(family, kind, proto)
+        # as libzmq does: a fixed port whose earlier connections linger in TIME_WAIT can be bound again
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(socket_address)
+        except OSError:
+            sock.close()
+            raise  # the caller names the setting at fault (settings.ZeroMQSettings.bind)
+        bound = sock.getsockname()
+        endpoint = f"tcp://[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"tcp://{bound[0]}:{bound[1]}"
+        path = None
+    else:
+        raise ConfigurationError(f"cannot bind {address}: a listener binds tcp:// or ipc:// addresses")
+    sock.listen(MAX_CONNECTIONS)
+    sock.setblocking(False)
+    return sock, endpoint, path
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """The kernel's liveness probes (values of :mod:`.connections`), so a publisher whose host
+    vanished does not keep its connection, and its place among :data:`MAX_CONNECTIONS`, forever."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", connections.TCP_KEEPALIVE_IDLE_S),
+                          ("TCP_KEEPINTVL", connections.TCP_KEEPALIVE_INTVL_S),
+                          ("TCP_KEEPCNT", connections.TCP_KEEPALIVE_CNT)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _peer_name(sock: socket.socket, address) -> str:
+    """Who a peer is, for log lines and their rate limit: its host (not its port, which changes
+    with every reconnect), or for ipc its process id."""
+    if sock.family == socket.AF_UNIX:
+        try:
+            pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            return f"local process {pid}"
+        except (OSError, AttributeError):
+            return "a local process"
+    return str(address[0])
