@@ -335,7 +335,7 @@ def test_tcp_addresses_bind_as_libzmq_binds_them(address, host):
 
 
 def test_a_listener_counts_each_refusal_and_logs_once_per_peer(topic, caplog):
-    from wrapyfi_like.middlewares.zeromq import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq import ListenerTransport as ZeroMQListenerTransport
 
     listener = ZeroMQListenerTransport(topic, max_message_size=LIMIT)
     peer = RawPeer(listener.endpoint)

@@ -511,7 +511,7 @@ def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
             family, kind, proto, _, socket_address = socket.getaddrinfo(
                 None if host == "*" else host, 0 if port == "*" else int(port), family,
                 socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        except (OSError, ValueError) as error:
+        except ValueError as error:
             raise ConfigurationError(f"cannot bind {address}: {error}") from None
         sock = socket.socket(family, kind, proto)
         # as libzmq does: a fixed port whose earlier connections linger in TIME_WAIT can be bound again
