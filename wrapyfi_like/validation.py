@@ -14,6 +14,8 @@ holds a ``BaseModel``. Either missing raises :class:`ConfigurationError` naming 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import typing
 from typing import Any
 
@@ -25,30 +27,35 @@ _PLAIN_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
 
 class MessageType:
-    """One topic's typed message: built once (the engine's validator too), used per message."""
+    """One topic's typed message: built once (the engine's validator and the way from a value to
+    its wire tree too), used per message."""
 
     def __init__(self, hint: Any) -> None:
         self.hint = hint
         self.name = getattr(hint, "__qualname__", None) or repr(hint)
         if any(annotations.is_pydantic(item) for item in annotations.walk(hint)):
             pydantic = _engine("pydantic", "pydantic")
-            adapter = pydantic.TypeAdapter(hint)
-            self._errors = (pydantic.ValidationError,)
-            self._convert = adapter.validate_python
+            self._errors: tuple = (pydantic.ValidationError,)
+            self._convert = pydantic.TypeAdapter(hint).validate_python
         else:
             msgspec = _engine("msgspec", "typed")
             self._errors = (msgspec.ValidationError,)
-            self._convert = lambda tree: msgspec.convert(tree, hint)
-        # Only models inside the top one need the recursive walk; a flat model becomes the map
-        # of its fields in one step (a 1 KB message: 0.5 µs instead of 6).
+            self._convert = functools.partial(msgspec.convert, type=hint)
+        # Only models inside the top one need the recursive walk; a value of a flat model becomes
+        # the map of its fields in one step (a 1 KB message: 0.4 µs instead of 6).
         self._nested = any(annotations.is_model(item) for item in annotations.walk(hint) if item is not hint)
+        self._fields_of = _tree_function(hint) if isinstance(hint, type) else None
 
     def to_wire(self, value: Any) -> Any:
         """The plain tree of ``value`` after checking it against the type; a wrong value raises
-        :class:`ValidationError` naming the field path, before anything is sent."""
+        :class:`ValidationError` naming the field path, before anything is sent. Models do not
+        all check their fields when built (msgspec Structs, dataclasses, pydantic's
+        ``model_construct``), so instances are checked too: the engine converts their tree."""
         if self._nested:
             tree = plain(value)
-        else:
+        elif type(value) is self.hint and self._fields_of is not None:
+            tree = self._fields_of(value)
+        else:  # a dict, or a model of another class with the same fields: one level is enough
             fields = _fields(type(value))
             if fields is None:
                 tree = value
@@ -59,15 +66,32 @@ class MessageType:
         self.validate(tree)
         return tree
 
-    def from_wire(self, tree: Any) -> Any:
-        """The received tree as a validated instance of the type; :class:`ValidationError` if not."""
-        return self.validate(tree)
-
     def validate(self, tree: Any) -> Any:
+        """``tree`` (a received value) as a validated instance of the type; :class:`ValidationError` if not."""
         try:
             return self._convert(tree)
         except self._errors as error:
             raise ValidationError(f"not a valid {self.name}: {truncate(_one_line(error))}") from None
+
+    from_wire = validate
+
+
+def _tree_function(model: type) -> Any:
+    """How a value of the flat ``model`` becomes the map of its fields (a NamedTuple: the tuple
+    it is), found once per type; None for a type whose values travel as they are (TypedDict)."""
+    fields = _fields(model)
+    if fields is None:
+        return None
+    if issubclass(model, tuple):
+        return tuple
+    if hasattr(model, "__struct_fields__"):
+        import msgspec
+
+        return msgspec.structs.asdict
+    getter = operator.attrgetter(*fields)
+    if len(fields) == 1:
+        return lambda value: {fields[0]: getter(value)}
+    return lambda value: dict(zip(fields, getter(value)))
 
 
 def _engine(module: str, extra: str) -> Any:

@@ -77,9 +77,17 @@ class ValueFormat:
         if message_type is not None:
             from wrapyfi_like.validation import MessageType  # only typed topics pay for the engine
             self._type = MessageType(message_type)
-        elif type(self._data_type) is NativeObject:  # values go out unchanged: the codec is the whole format
+        if type(self._data_type) is not NativeObject:
+            return
+        if self._type is None:  # values go out unchanged: the codec is the whole format
             self.encode = self._codec.encode
             self.decode = self._codec.decode
+        else:
+            self.encode = self._encode_native
+
+    def _encode_native(self, value: Any) -> list:
+        """:meth:`encode` of a typed NativeObject: the data type has nothing to add."""
+        return self._codec.encode(self._type.to_wire(value))
 
     def encode(self, value: Any) -> list:
         if self._type is not None:
