@@ -49,7 +49,8 @@ def summarise(rows: list[dict]) -> dict[tuple, dict]:
             if paired:
                 ratios[metric] = statistics.median(paired)
                 ranges[metric] = (min(paired), max(paired))
-        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians, "ratios": ratios,
+        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians,
+                        "serializer": group[0].get("serializer", "binary"), "ratios": ratios,
                         "ratio_ranges": ranges}
     return summary
 
@@ -87,12 +88,18 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
         if found is not None:
             rows.append((name, limit, found[1], met(found[0])))
 
-    big_arrays = lambda s: s["kind"] in ("numpy", "torch") and s["size"] >= MB  # noqa: E731
+    big_arrays = lambda s: s["kind"] in ("numpy", "torch") and s["size"] >= MB and s["serializer"] == "binary"  # noqa: E731
     add("numpy and CPU-torch throughput, ≥ 1 MB", "≥ 0.9×", extreme(big_arrays, "msgs_per_s", min), lambda r: r >= 0.9)
     add("one-way latency (median), ≥ 1 MB", "≤ 1.2×", extreme(big_arrays, "latency_median_us", max), lambda r: r <= 1.2)
-    is_dict = lambda s: s["kind"] == "dict"  # noqa: E731
+    is_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "binary"  # noqa: E731
     add("1 KB dict NativeObject throughput", "≥ 0.7×", extreme(is_dict, "msgs_per_s", min), lambda r: r >= 0.7)
     add("1 KB dict NativeObject latency (median)", "≤ 1.5×", extreme(is_dict, "latency_median_us", max), lambda r: r <= 1.5)
+    json_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "json"  # noqa: E731
+    add("1 KB dict JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_dict, "msgs_per_s", min),
+        lambda r: r >= 0.8)
+    json_array = lambda s: s["kind"] == "numpy" and s["serializer"] == "json"  # noqa: E731
+    add("1 MB array JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_array, "msgs_per_s", min),
+        lambda r: r >= 0.8)
     big_echo = lambda s: s["kind"] == "echo" and s["size"] >= MB  # noqa: E731
     add("REQ/REP 1 MB round trip (median)", "≤ 1.3×", extreme(big_echo, "latency_median_us", max), lambda r: r <= 1.3)
     tables = lambda s: s["kind"] in ("dataframe", "table")  # noqa: E731
