@@ -63,9 +63,6 @@ _STR = frozenset({str})
 _FLOATS = frozenset({float})
 _AS_IS = frozenset({str, bool, type(None), int})
 """Leaves orjson writes exactly as they are (it refuses the ints out of 64-bit range)."""
-_CHECKED = frozenset({float, dict, list})
-"""What :func:`_is_plain` looks into: floats (NaN and infinity need a marker) and containers."""
-_PLAIN_KINDS = _AS_IS | _CHECKED
 _CONTAINERS = frozenset({dict, list})
 _PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 """orjson refuses subclasses of str, int, list and dict (and str subclass keys), as the walk does."""
@@ -144,17 +141,14 @@ def _is_plain(value: Any, depth: int) -> bool:
         items = value.values()
     else:
         return kind in _AS_IS or (kind is float and value - value == 0.0)
-    kinds = set(map(type, items))
-    if kinds <= _AS_IS:
-        return True
-    if not kinds <= _PLAIN_KINDS:
-        return False
     for item in items:
         kind = type(item)
+        if kind in _AS_IS:
+            continue
         if kind is float:
             if item - item != 0.0:  # NaN or infinity
                 return False
-        elif kind in _CONTAINERS and not _is_plain(item, depth + 1):
+        elif kind not in _CONTAINERS or not _is_plain(item, depth + 1):
             return False
     return True
 
