@@ -23,6 +23,7 @@ class Case:
     size: int
     pattern: str = "stream"  # "stream": publish → listen; "rpc": request → reply echo
     serializer: str = "binary"  # "json": ours in JSON mode, the baseline raw orjson over pyzmq
+    typed: bool = False  # ours sends a msgspec Struct through a typed method (the baseline: the same dict)
 
     @property
     def name(self) -> str:
@@ -31,7 +32,7 @@ class Case:
                   "echo": "REQ/REP echo"}
         if self.kind in ("dataframe", "table", "image", "jpeg"):
             return labels[self.kind]
-        mode = " JSON" if self.serializer == "json" else ""
+        mode = (" JSON" if self.serializer == "json" else "") + (" typed" if self.typed else "")
         return f"{labels[self.kind]} {human_size(self.size)}{mode}"
 
     def counts(self, quick: bool) -> tuple[int, int]:
@@ -65,7 +66,8 @@ def all_cases(quick: bool) -> list[Case]:
               Case("image", IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]),
               Case("jpeg", IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2])]
     cases += [Case("echo", KB, "rpc"), Case("echo", MB, "rpc")]
-    cases += [Case("dict", KB, serializer="json"), Case("numpy", MB, serializer="json")]  # issue 19's JSON targets
+    cases += [Case("dict", KB, serializer="json"), Case("numpy", MB, serializer="json"),  # issue 19's targets
+              Case("dict", KB, typed=True)]
     if quick:
         cases.append(Case("numpy", 64 * MB))  # the memory targets are stated at 64 MB
     return cases

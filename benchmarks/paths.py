@@ -51,6 +51,8 @@ def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str 
     data_type, kwargs = data_type_and_kwargs(case)
     if case.serializer != "binary":
         kwargs["serializer"] = case.serializer
+    if case.typed:
+        kwargs["message_type"] = stamped_dict_type()
 
     class Bench(MiddlewareCommunicator):
         @MiddlewareCommunicator.register(data_type, "zeromq", "Bench", topic, carrier=carrier,
@@ -63,15 +65,28 @@ def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str 
     return bench
 
 
+def stamped_dict_type() -> type:
+    """The typed case's message: the 1 KB dict's fields and the sequence number, as a flat msgspec
+    Struct (issue 19: a typed message costs at most 5 % more than the same message untyped)."""
+    import msgspec
+
+    return msgspec.defstruct("StampedDict", [("seq", int), ("name", str), ("frame", int), ("ok", bool),
+                                             ("stamp", float), ("values", list[float]), ("label", str)])
+
+
 class OursSender:
     package = "wrapyfi_like"
 
     def __init__(self, case: Case, endpoints: dict) -> None:
         self._wraps = carries_sequence(case)
         self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package)
+        self._typed = stamped_dict_type() if case.typed else None
 
     def send(self, sequence: int, payload: Any) -> None:
-        self._bench.exchange({"seq": sequence, "data": payload} if self._wraps else payload)
+        if self._typed is not None:  # built per message, as a user builds the dict of the untyped case
+            self._bench.exchange(self._typed(seq=sequence, **payload))
+        else:
+            self._bench.exchange({"seq": sequence, "data": payload} if self._wraps else payload)
 
     def close(self) -> None:
         self._bench.close()
@@ -83,6 +98,7 @@ class OursReceiver:
     def __init__(self, case: Case, endpoints: dict) -> None:
         import_payload_library(case)
         self._wraps = carries_sequence(case)
+        self._typed = case.typed
         self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "listen", self.package)
 
     def recv(self) -> tuple[Optional[int], Any]:
@@ -90,6 +106,8 @@ class OursReceiver:
         return self._unwrap(value)
 
     def _unwrap(self, value: Any) -> tuple[Optional[int], Any]:
+        if self._typed:
+            return value.seq, value
         return (value["seq"], value["data"]) if self._wraps else (None, value)
 
     def close(self) -> None:

@@ -50,7 +50,7 @@ def summarise(rows: list[dict]) -> dict[tuple, dict]:
                 ratios[metric] = statistics.median(paired)
                 ranges[metric] = (min(paired), max(paired))
         summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians,
-                        "serializer": group[0].get("serializer", "binary"), "ratios": ratios,
+                        "serializer": group[0].get("serializer", "binary"), "typed": group[0].get("typed", False), "ratios": ratios,
                         "ratio_ranges": ranges}
     return summary
 
@@ -91,7 +91,7 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
     big_arrays = lambda s: s["kind"] in ("numpy", "torch") and s["size"] >= MB and s["serializer"] == "binary"  # noqa: E731
     add("numpy and CPU-torch throughput, ≥ 1 MB", "≥ 0.9×", extreme(big_arrays, "msgs_per_s", min), lambda r: r >= 0.9)
     add("one-way latency (median), ≥ 1 MB", "≤ 1.2×", extreme(big_arrays, "latency_median_us", max), lambda r: r <= 1.2)
-    is_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "binary"  # noqa: E731
+    is_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "binary" and not s["typed"]  # noqa: E731
     add("1 KB dict NativeObject throughput", "≥ 0.7×", extreme(is_dict, "msgs_per_s", min), lambda r: r >= 0.7)
     add("1 KB dict NativeObject latency (median)", "≤ 1.5×", extreme(is_dict, "latency_median_us", max), lambda r: r <= 1.5)
     json_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "json"  # noqa: E731
@@ -100,6 +100,15 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
     json_array = lambda s: s["kind"] == "numpy" and s["serializer"] == "json"  # noqa: E731
     add("1 MB array JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_array, "msgs_per_s", min),
         lambda r: r >= 0.8)
+    typed_costs = {transport: (ratio(summary, case, transport, "msgs_per_s"),
+                               ratio(summary, case.replace(" typed", ""), transport, "msgs_per_s"))
+                   for case, transport, path in keys if path == "ours" and summary[(case, transport, path)]["typed"]}
+    typed_costs = {transport: typed / untyped for transport, (typed, untyped) in typed_costs.items() if typed and untyped}
+    if typed_costs:
+        worst = min(typed_costs, key=typed_costs.get)
+        rows.append(("1 KB typed message (msgspec Struct) throughput ÷ the same dict untyped", "≥ 0.95×",
+                     f"{typed_costs[worst]:.2f}× (both ÷ the same pyzmq baseline), worst: {worst}",
+                     typed_costs[worst] >= 1 / 1.05))
     big_echo = lambda s: s["kind"] == "echo" and s["size"] >= MB  # noqa: E731
     add("REQ/REP 1 MB round trip (median)", "≤ 1.3×", extreme(big_echo, "latency_median_us", max), lambda r: r <= 1.3)
     tables = lambda s: s["kind"] in ("dataframe", "table")  # noqa: E731

@@ -123,7 +123,7 @@ def plain(value: Any) -> Any:
             return value
         return {key: plain(item) for key, item in value.items()}
     if kind is list or kind is tuple:
-        if _PLAIN_LEAVES.issuperset(map(type, value)):  # at C speed: the common list of numbers
+        if not value or _one_plain_type(value) or _PLAIN_LEAVES.issuperset(map(type, value)):
             return value
         return kind(plain(item) for item in value)
     fields = _fields(kind)
@@ -132,6 +132,13 @@ def plain(value: Any) -> Any:
     if issubclass(kind, tuple):  # NamedTuple: the tuple it is
         return tuple(plain(item) for item in value)
     return {name: plain(getattr(value, name)) for name in fields}
+
+
+def _one_plain_type(items: Any) -> bool:
+    """Whether a non-empty list holds leaves of one plain type: the common list of numbers,
+    counted at C speed (half the time of a type set)."""
+    first = type(items[0])
+    return first in _PLAIN_LEAVES and operator.countOf(map(type, items), first) == len(items)
 
 
 _FIELDS: dict[type, Any] = {}
