@@ -191,7 +191,9 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "path and the baseline in the same run, alternating, each as a fresh publisher process and",
              "listener process. The baseline is plain pyzmq: a small msgpack header frame plus the payload's",
              "own buffer sent with `copy=False` and rebuilt with `np.frombuffer` (tables as Arrow IPC bytes,",
-             "JPEG as Pillow-encoded bytes, dicts as one msgpack frame). **Ratios are what we judge**; the",
+             "JPEG as Pillow-encoded bytes, dicts as one msgpack frame; `JSON` cases: ours in JSON mode",
+             "against one frame written by raw orjson, arrays in the same `data_b64` layout; `typed`: ours",
+             "sends a msgspec Struct of the same fields). **Ratios are what we judge**; the",
              "absolute numbers are what a shared 2-core machine happened to do. A ratio is the median, over",
              "the repetitions, of ours ÷ baseline within one repetition (the two ran back to back), so it",
              "can differ from the quotient of the two medians shown beside it; in brackets, the lowest and",
@@ -228,7 +230,8 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
               "- Import time: a fresh interpreter per measurement, alternating."]
     if results.get("serializers"):
         lines += ["", "## Serializers (in one process)", "",
-                  "Encode + decode of one message by `ValueFormat` (`benchmarks/serializers.py`), best of 7:",
+                  "One message's steps by `ValueFormat` (`benchmarks/serializers.py`), each the fastest of",
+                  "blocks interleaved with the steps it is compared with:",
                   "JSON mode against raw orjson, typed messages against the same message untyped.", "",
                   *serializer_table(results["serializers"])]
     failed = [row for row in results["rows"] if "error" in row]

@@ -84,10 +84,19 @@ class ValueFormat:
             self.decode = self._codec.decode
         else:
             self.encode = self._encode_native
+            self.decode = self._decode_native
 
     def _encode_native(self, value: Any) -> list:
         """:meth:`encode` of a typed NativeObject: the data type has nothing to add."""
         return self._codec.encode(self._type.to_wire(value))
+
+    def _decode_native(self, frames: Sequence[Any]) -> Any:
+        try:
+            return self._type.from_wire(self._codec.decode(frames))
+        except ValidationError as error:
+            if self.on_invalid == "raise":
+                raise
+            raise DecodeError(str(error)) from None
 
     def encode(self, value: Any) -> list:
         if self._type is not None:
