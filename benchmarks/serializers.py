@@ -133,7 +133,7 @@ def measure(quick: bool = False) -> list[dict]:
                    "raw base64": raw_orjson_array(ARRAY_1MB),
                    "json": encode_decode(json_mode, ARRAY_1MB)[2],
                    "binary": encode_decode(binary, ARRAY_1MB)[2]}
-    array_us = fastest(array_steps, max(3, repeats // 10), large)
+    array_us = fastest(array_steps, max(4, repeats // 5), large)
 
     rows = [
         {"name": "1 KB dict: raw orjson dumps / loads / both", "micros": us["raw both"],
