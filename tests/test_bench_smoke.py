@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.timeout(300)
 def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
-    subprocess.run(["make", "-s", "bench-quick", f"QUICK_RESULTS={tmp_path}", "BENCH_ARGS=--cases dict"],
+    subprocess.run(["make", "-s", "bench-quick", f"QUICK_RESULTS={tmp_path}", "BENCH_ARGS=--cases 'dict 1 KB JSON'"],
                    cwd=REPO, check=True, timeout=280)
     results = json.loads((tmp_path / "results.json").read_text())
     paths = {row["path"] for row in results["rows"]}
@@ -92,3 +92,22 @@ def test_the_json_baseline_sends_the_same_json_document_as_ours(kind, size):
     assert orjson.loads(ours)["value"] == orjson.loads(_json_body(7, payload))
     sequence, back = _from_json_body(_json_body(7, payload))
     assert sequence == 7 and (np.array_equal(back, payload) if kind == "numpy" else back == payload)
+
+
+@pytest.mark.timeout(60)
+def test_the_typed_case_sends_a_struct_and_its_receiver_reads_the_sequence_number(in_thread):
+    from benchmarks.cases import KB, Case, make_payload
+    from benchmarks.paths import OursReceiver, OursSender
+    from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+    from wrapyfi_like.testing import inproc_middleware
+
+    case = Case("dict", KB, typed=True)
+    endpoints = {"topic": "/bench/typed", "carrier": "tcp"}
+    with inproc_middleware():
+        receiver = OursReceiver(case, endpoints)
+        sender = OursSender(case, endpoints)
+        sent = in_thread(lambda: sender.send(5, make_payload(case)))
+        sequence, value = receiver.recv()
+        sent.result(timeout=30)
+        assert sequence == 5 and type(value).__name__ == "StampedDict" and value.values == make_payload(case)["values"]
+        MiddlewareCommunicator.close_all_instances()
