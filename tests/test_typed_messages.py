@@ -265,3 +265,19 @@ def test_models_are_told_apart_while_another_thread_is_importing_their_engine(mo
     monkeypatch.setitem(sys.modules, "msgspec", types.ModuleType("msgspec"))  # half-imported: no Struct yet
     monkeypatch.setitem(sys.modules, "pydantic", types.ModuleType("pydantic"))
     assert annotations.is_model(Point) and not annotations.is_model(int) and not annotations.is_pydantic(Point)
+
+
+class Navigator(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Navigator", "$topic", should_wait=True)
+    def goto(self, goal: Pose, via: Point, topic) -> tuple[Pose]:
+        return Pose(goal.stamp + via.x, goal.xyz, goal.depth),
+
+
+def test_a_client_passes_model_instances_as_arguments_and_the_server_gets_them_validated(topic, in_thread):
+    server, client = Navigator(), Navigator()
+    server.activate_communication(Navigator.goto, mode="reply")
+    client.activate_communication(Navigator.goto, mode="request")
+    served = in_thread(lambda: server.goto(None, None, topic))
+    (reply,) = client.goto(make(Pose, 1.0), Point(0.5, 0.0), topic)
+    served.result(timeout=30)
+    assert type(reply) is Pose and reply.stamp == 1.5

@@ -181,6 +181,20 @@ def check_call(signature: Any, args: tuple, kwargs: dict, types: dict) -> tuple[
     return bound.args, bound.kwargs
 
 
+def wire_call(signature: Any, args: tuple, kwargs: dict, types: dict) -> tuple[tuple, dict]:
+    """A request's ``args``/``kwargs`` as they travel: each typed argument as the plain tree of
+    its fields, so a client may pass model instances. Checking them is the server's job (it
+    answers with the parameter and the path), so arguments that do not fit go as they are."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return args, kwargs
+    for name, value in list(bound.arguments.items()):
+        if name in types:
+            bound.arguments[name] = plain(value)
+    return bound.args, bound.kwargs
+
+
 def call_types(signature: Any) -> dict[str, MessageType]:
     """One :class:`MessageType` per parameter of ``signature`` whose annotation asks for one."""
     return {name: MessageType(parameter.annotation) for name, parameter in signature.parameters.items()
