@@ -50,7 +50,8 @@ def summarise(rows: list[dict]) -> dict[tuple, dict]:
                 ratios[metric] = statistics.median(paired)
                 ranges[metric] = (min(paired), max(paired))
         summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians,
-                        "serializer": group[0].get("serializer", "binary"), "typed": group[0].get("typed", False), "ratios": ratios,
+                        "serializer": group[0].get("serializer", "binary"), "typed": group[0].get("typed", False),
+                        "ratios": ratios,
                         "ratio_ranges": ranges}
     return summary
 
@@ -88,7 +89,8 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
         if found is not None:
             rows.append((name, limit, found[1], met(found[0])))
 
-    big_arrays = lambda s: s["kind"] in ("numpy", "torch") and s["size"] >= MB and s["serializer"] == "binary"  # noqa: E731
+    big_arrays = lambda s: (s["kind"] in ("numpy", "torch") and s["size"] >= MB  # noqa: E731
+                            and s["serializer"] == "binary")
     add("numpy and CPU-torch throughput, ≥ 1 MB", "≥ 0.9×", extreme(big_arrays, "msgs_per_s", min), lambda r: r >= 0.9)
     add("one-way latency (median), ≥ 1 MB", "≤ 1.2×", extreme(big_arrays, "latency_median_us", max), lambda r: r <= 1.2)
     is_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "binary" and not s["typed"]  # noqa: E731
@@ -98,12 +100,13 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
     add("1 KB dict JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_dict, "msgs_per_s", min),
         lambda r: r >= 0.8)
     json_array = lambda s: s["kind"] == "numpy" and s["serializer"] == "json"  # noqa: E731
-    add("1 MB array JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_array, "msgs_per_s", min),
-        lambda r: r >= 0.8)
+    add("1 MB array JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×",
+        extreme(json_array, "msgs_per_s", min), lambda r: r >= 0.8)
     typed_costs = {transport: (ratio(summary, case, transport, "msgs_per_s"),
                                ratio(summary, case.replace(" typed", ""), transport, "msgs_per_s"))
                    for case, transport, path in keys if path == "ours" and summary[(case, transport, path)]["typed"]}
-    typed_costs = {transport: typed / untyped for transport, (typed, untyped) in typed_costs.items() if typed and untyped}
+    typed_costs = {transport: typed / untyped for transport, (typed, untyped) in typed_costs.items()
+                   if typed and untyped}
     if typed_costs:
         worst = min(typed_costs, key=typed_costs.get)
         rows.append(("1 KB typed message (msgspec Struct) throughput ÷ the same dict untyped", "≥ 0.95×",
