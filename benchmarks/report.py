@@ -49,7 +49,9 @@ def summarise(rows: list[dict]) -> dict[tuple, dict]:
             if paired:
                 ratios[metric] = statistics.median(paired)
                 ranges[metric] = (min(paired), max(paired))
-        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians, "ratios": ratios,
+        summary[key] = {**{k: group[0][k] for k in ("kind", "size", "pattern")}, **medians,
+                        "serializer": group[0].get("serializer", "binary"), "typed": group[0].get("typed", False),
+                        "ratios": ratios,
                         "ratio_ranges": ranges}
     return summary
 
@@ -87,12 +89,29 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
         if found is not None:
             rows.append((name, limit, found[1], met(found[0])))
 
-    big_arrays = lambda s: s["kind"] in ("numpy", "torch") and s["size"] >= MB  # noqa: E731
+    big_arrays = lambda s: (s["kind"] in ("numpy", "torch") and s["size"] >= MB  # noqa: E731
+                            and s["serializer"] == "binary")
     add("numpy and CPU-torch throughput, ≥ 1 MB", "≥ 0.9×", extreme(big_arrays, "msgs_per_s", min), lambda r: r >= 0.9)
     add("one-way latency (median), ≥ 1 MB", "≤ 1.2×", extreme(big_arrays, "latency_median_us", max), lambda r: r <= 1.2)
-    is_dict = lambda s: s["kind"] == "dict"  # noqa: E731
+    is_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "binary" and not s["typed"]  # noqa: E731
     add("1 KB dict NativeObject throughput", "≥ 0.7×", extreme(is_dict, "msgs_per_s", min), lambda r: r >= 0.7)
     add("1 KB dict NativeObject latency (median)", "≤ 1.5×", extreme(is_dict, "latency_median_us", max), lambda r: r <= 1.5)
+    json_dict = lambda s: s["kind"] == "dict" and s["serializer"] == "json"  # noqa: E731
+    add("1 KB dict JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×", extreme(json_dict, "msgs_per_s", min),
+        lambda r: r >= 0.8)
+    json_array = lambda s: s["kind"] == "numpy" and s["serializer"] == "json"  # noqa: E731
+    add("1 MB array JSON mode throughput (÷ raw orjson over pyzmq)", "≥ 0.8×",
+        extreme(json_array, "msgs_per_s", min), lambda r: r >= 0.8)
+    typed_costs = {transport: (ratio(summary, case, transport, "msgs_per_s"),
+                               ratio(summary, case.replace(" typed", ""), transport, "msgs_per_s"))
+                   for case, transport, path in keys if path == "ours" and summary[(case, transport, path)]["typed"]}
+    typed_costs = {transport: typed / untyped for transport, (typed, untyped) in typed_costs.items()
+                   if typed and untyped}
+    if typed_costs:
+        worst = min(typed_costs, key=typed_costs.get)
+        rows.append(("1 KB typed message (msgspec Struct) throughput ÷ the same dict untyped", "≥ 0.95×",
+                     f"{typed_costs[worst]:.2f}× (both ÷ the same pyzmq baseline), worst: {worst}",
+                     typed_costs[worst] >= 1 / 1.05))
     big_echo = lambda s: s["kind"] == "echo" and s["size"] >= MB  # noqa: E731
     add("REQ/REP 1 MB round trip (median)", "≤ 1.3×", extreme(big_echo, "latency_median_us", max), lambda r: r <= 1.3)
     tables = lambda s: s["kind"] in ("dataframe", "table")  # noqa: E731
@@ -175,7 +194,9 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "path and the baseline in the same run, alternating, each as a fresh publisher process and",
              "listener process. The baseline is plain pyzmq: a small msgpack header frame plus the payload's",
              "own buffer sent with `copy=False` and rebuilt with `np.frombuffer` (tables as Arrow IPC bytes,",
-             "JPEG as Pillow-encoded bytes, dicts as one msgpack frame). **Ratios are what we judge**; the",
+             "JPEG as Pillow-encoded bytes, dicts as one msgpack frame; `JSON` cases: ours in JSON mode",
+             "against one frame written by raw orjson, arrays in the same `data_b64` layout; `typed`: ours",
+             "sends a msgspec Struct of the same fields). **Ratios are what we judge**; the",
              "absolute numbers are what a shared 2-core machine happened to do. A ratio is the median, over",
              "the repetitions, of ours ÷ baseline within one repetition (the two ran back to back), so it",
              "can differ from the quotient of the two medians shown beside it; in brackets, the lowest and",
@@ -212,7 +233,8 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
               "- Import time: a fresh interpreter per measurement, alternating."]
     if results.get("serializers"):
         lines += ["", "## Serializers (in one process)", "",
-                  "Encode + decode of one message by `ValueFormat` (`benchmarks/serializers.py`), best of 7:",
+                  "One message's steps by `ValueFormat` (`benchmarks/serializers.py`), each the fastest of",
+                  "blocks interleaved with the steps it is compared with:",
                   "JSON mode against raw orjson, typed messages against the same message untyped.", "",
                   *serializer_table(results["serializers"])]
     failed = [row for row in results["rows"] if "error" in row]

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.timeout(300)
 def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
-    subprocess.run(["make", "-s", "bench-quick", f"QUICK_RESULTS={tmp_path}", "BENCH_ARGS=--cases dict"],
+    subprocess.run(["make", "-s", "bench-quick", f"QUICK_RESULTS={tmp_path}", "BENCH_ARGS=--cases 'dict 1 KB JSON'"],
                    cwd=REPO, check=True, timeout=280)
     results = json.loads((tmp_path / "results.json").read_text())
     paths = {row["path"] for row in results["rows"]}
@@ -25,6 +25,7 @@ def test_bench_quick_runs_and_writes_results_report_and_plot(tmp_path):
             assert row["solo_msgs_per_s"] > 0 and row["solo_latency_median_us"] > 0  # its own run and the paired one
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| target | limit | measured | met |" in report and "dict 1 KB" in report
+    assert "| dict 1 KB JSON |" in report and "1 KB dict JSON mode throughput" in report
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,3 +73,41 @@ def test_ratios_come_from_the_paired_run_and_each_runs_own_numbers_are_kept():
     failed = {"path": "baseline", "msgs_per_s": 1.0, "missing": 0}
     use_paired_metrics(failed, {"error": "paired run: paired_sender exited 1"})
     assert failed["error"] == "paired run: paired_sender exited 1" and "msgs_per_s" not in failed
+
+
+@pytest.mark.parametrize("kind, size", [("dict", 1024), ("numpy", 1024 * 1024)])
+def test_the_json_baseline_sends_the_same_json_document_as_ours(kind, size):
+    """Like with like: raw orjson over pyzmq carries the very JSON value our JSON mode carries
+    (ours adds only its two-key envelope), and reads back the same payload."""
+    import numpy as np
+    import orjson
+
+    from benchmarks.cases import Case, make_payload
+    from benchmarks.paths import _from_json_body, _json_body
+    from wrapyfi_like.connect.formats import ValueFormat
+
+    case = Case(kind, size, serializer="json")
+    payload = make_payload(case)
+    (ours,) = ValueFormat(serializer="json").encode({"seq": 7, "data": payload})
+    assert orjson.loads(ours)["value"] == orjson.loads(_json_body(7, payload))
+    sequence, back = _from_json_body(_json_body(7, payload))
+    assert sequence == 7 and (np.array_equal(back, payload) if kind == "numpy" else back == payload)
+
+
+@pytest.mark.timeout(60)
+def test_the_typed_case_sends_a_struct_and_its_receiver_reads_the_sequence_number(in_thread):
+    from benchmarks.cases import KB, Case, make_payload
+    from benchmarks.paths import OursReceiver, OursSender
+    from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+    from wrapyfi_like.testing import inproc_middleware
+
+    case = Case("dict", KB, typed=True)
+    endpoints = {"topic": "/bench/typed", "carrier": "tcp"}
+    with inproc_middleware():
+        receiver = OursReceiver(case, endpoints)
+        sender = OursSender(case, endpoints)
+        sent = in_thread(lambda: sender.send(5, make_payload(case)))
+        sequence, value = receiver.recv()
+        sent.result(timeout=30)
+        assert sequence == 5 and type(value).__name__ == "StampedDict" and value.values == make_payload(case)["values"]
+        MiddlewareCommunicator.close_all_instances()

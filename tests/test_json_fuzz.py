@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from test_fuzz_codec import FUZZ_SETTINGS, _values, same
 from wrapyfi_like.encoding import Codec
-from wrapyfi_like.encoding.json_mode import MARKERS
-from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.encoding.json_mode import MARKERS, _Decoder, _Encoder
+from wrapyfi_like.exceptions import DecodeError, EncodeError
 
 pytestmark = pytest.mark.timeout(120)
 JSON = Codec(serializer="json")
@@ -51,3 +51,36 @@ def test_random_json_trees_decode_or_raise_decode_error(tree):
         BINARY.decode([body])
     except DecodeError:
         pass
+
+
+def _marker_walk(value):
+    """The body the marker walk writes for ``value`` (what JSON mode wrote before its plain fast path)."""
+    return orjson.dumps({"wrapyfi_like": 1, "value": _Encoder(JSON).prepare(value, 1)})
+
+
+@settings(max_examples=300, **FUZZ_SETTINGS)
+@given(_values)
+def test_the_plain_fast_path_writes_what_the_marker_walk_writes(value):
+    """One orjson call for plain values must not change a single byte of any body."""
+    try:
+        expected = _marker_walk(value)
+    except EncodeError:
+        with pytest.raises(EncodeError):
+            JSON.encode(value)
+        return
+    assert JSON.encode(value) == [expected]
+
+
+@settings(max_examples=500, **FUZZ_SETTINGS)
+@given(_trees)
+def test_the_receivers_fast_path_returns_what_the_marker_walk_returns(tree):
+    """A body whose braces show no marker can hold is returned as orjson parsed it: the same
+    value the marker walk rebuilds, or the same DecodeError."""
+    body = orjson.dumps({"wrapyfi_like": 1, "value": tree})
+    try:
+        expected = _Decoder(JSON).rebuild(orjson.loads(body)["value"], 1)
+    except (DecodeError, ValueError, TypeError, KeyError, IndexError, OverflowError):
+        with pytest.raises(DecodeError):
+            BINARY.decode([body])
+        return
+    assert same(BINARY.decode([body]), expected)

@@ -2,6 +2,7 @@
 parser in another language reads it too; hostile JSON raises DecodeError and nothing else."""
 
 import base64
+import enum
 import json
 import random
 import subprocess
@@ -252,3 +253,49 @@ def test_images_and_audio_chunks_round_trip_in_json_mode(data_type, value):
     else:
         assert received[1] == 16000 and received[0].dtype == np.float32
         np.testing.assert_array_equal(received[0], value[0])
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Text(str):
+    pass
+
+
+@pytest.mark.parametrize("value", [
+    [0.5, (1.0, 2.0)], [0.5, float("nan")], [float("inf"), 0.5], {"a": 0.5, "b": float("-inf")}, [1, 2, 2 ** 64],
+    [0.5, np.float64(1.5)], [0.5, np.float32(1.5)], {"k": [1.5, 2.5], "t": ("x",)}, [[0.5], {"__wrapyfi__": 1}],
+    [{"data_b64": "", "shape": [0], "dtype": "<f4"}], {1: 0.5}, [{"a": {2.5: "b"}}], ["x", "y", b"z"], [None, {1}],
+    [1e308, 1e308],
+])
+def test_values_orjson_would_write_inexactly_still_round_trip_exactly(value):
+    """The plain fast path hands orjson only what it writes as it is: tuples, NaN, infinity,
+    numpy scalars, big ints, int keys and marker-like dicts inside otherwise plain containers
+    still take markers."""
+    assert exact(BINARY.decode(JSON.encode(value)), value)
+
+
+def exact(a, b):
+    """Same types at every depth (dict keys too) and the same repr at the leaves, NaN included."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(exact, a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(map(exact, a, b)) and all(map(exact, a.values(), b.values()))
+    return repr(a) == repr(b)
+
+
+@pytest.mark.parametrize("value", [[0.5, Level.LOW], {"a": Level.LOW}, [Level.LOW], {Text("k"): 1}, [Text("s")]])
+def test_enums_and_subclasses_are_refused_in_json_mode_as_in_binary_mode(value):
+    """orjson would write an IntEnum as its number and a str subclass as a str: both modes refuse them."""
+    for codec in (JSON, BINARY):
+        with pytest.raises(EncodeError):
+            codec.encode(value)
+
+
+def test_a_plain_value_is_sent_as_orjson_writes_it():
+    value = {"name": "pose", "frame": 42, "ok": True, "stamp": 0.25, "values": [0.5, 1.5], "none": None}
+    assert JSON.encode(value) == [body(value)]
+    assert BINARY.decode([body(value)]) == value

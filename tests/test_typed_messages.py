@@ -219,3 +219,65 @@ def test_a_tensor_inside_a_model_stays_a_buffer_of_its_own():
     assert len(frames) == 2 and bytes(frames[1]) == tensor.numpy().tobytes() and len(frames[0]) < 200
     received = fmt.decode(frames)
     assert type(received) is Scan and torch.equal(received.ranges, tensor)
+
+
+class Point(typing.NamedTuple):
+    x: float
+    y: float
+
+
+class Points(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Points", "$topic", should_wait=True,
+                                     serializer="$serializer")
+    def point(self, x, topic, serializer="binary") -> Point:
+        return Point(x, 2.0 * x),
+
+
+@pytest.mark.parametrize("serializer", ["binary", "json"])
+def test_a_named_tuple_comes_back_as_itself_in_listen_mode(topic, serializer, in_thread):
+    source, viewer = Points(), Points()
+    source.activate_communication(Points.point, mode="publish")
+    viewer.activate_communication(Points.point, mode="listen")
+    sent = in_thread(lambda: source.point(1.5, topic, serializer))
+    (point,) = viewer.point(None, topic, serializer)
+    sent.result(timeout=30)
+    assert type(point) is Point and point == (1.5, 3.0)
+
+
+@pytest.mark.parametrize("serializer", ["binary", "json"])
+def test_a_named_tuple_comes_back_as_itself_in_request_mode(topic, serializer, in_thread):
+    server, client = Points(), Points()
+    server.activate_communication(Points.point, mode="reply")
+    client.activate_communication(Points.point, mode="request")
+    served = in_thread(lambda: server.point(None, topic, serializer))
+    (point,) = client.point(2.5, topic, serializer)
+    served.result(timeout=30)
+    assert type(point) is Point and point == (2.5, 5.0)
+
+
+def test_models_are_told_apart_while_another_thread_is_importing_their_engine(monkeypatch):
+    """A publisher and a listener built at once: one imports msgspec while the other asks
+    whether a hint is a Struct, and must not see a half-imported module's missing class."""
+    import types
+
+    from wrapyfi_like import annotations
+
+    monkeypatch.setitem(sys.modules, "msgspec", types.ModuleType("msgspec"))  # half-imported: no Struct yet
+    monkeypatch.setitem(sys.modules, "pydantic", types.ModuleType("pydantic"))
+    assert annotations.is_model(Point) and not annotations.is_model(int) and not annotations.is_pydantic(Point)
+
+
+class Navigator(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Navigator", "$topic", should_wait=True)
+    def goto(self, goal: Pose, via: Point, topic) -> tuple[Pose]:
+        return Pose(goal.stamp + via.x, goal.xyz, goal.depth),
+
+
+def test_a_client_passes_model_instances_as_arguments_and_the_server_gets_them_validated(topic, in_thread):
+    server, client = Navigator(), Navigator()
+    server.activate_communication(Navigator.goto, mode="reply")
+    client.activate_communication(Navigator.goto, mode="request")
+    served = in_thread(lambda: server.goto(None, None, topic))
+    (reply,) = client.goto(make(Pose, 1.0), Point(0.5, 0.0), topic)
+    served.result(timeout=30)
+    assert type(reply) is Pose and reply.stamp == 1.5

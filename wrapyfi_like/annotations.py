@@ -43,13 +43,22 @@ def is_model(hint: Any) -> bool:
 
 
 def _is_struct(hint: type) -> bool:
-    msgspec = sys.modules.get("msgspec")  # a Struct's module imported msgspec already
-    return msgspec is not None and issubclass(hint, msgspec.Struct)
+    return _is_subclass(hint, "msgspec", "Struct")  # a Struct's module imported msgspec already
 
 
 def is_pydantic(hint: Any) -> bool:
-    pydantic = sys.modules.get("pydantic")
-    return isinstance(hint, type) and pydantic is not None and issubclass(hint, pydantic.BaseModel)
+    return isinstance(hint, type) and _is_subclass(hint, "pydantic", "BaseModel")
+
+
+def _is_subclass(hint: type, module: str, name: str) -> bool:
+    """Whether ``hint`` subclasses ``module.name``, without importing ``module``. Another thread
+    may be importing it right now (a listener and a publisher built at once): a module still
+    half-imported has no model class anyone could have subclassed yet."""
+    try:
+        base = getattr(sys.modules.get(module), name, None)
+    except ImportError:  # a lazy attribute of a half-imported package
+        return False
+    return isinstance(base, type) and issubclass(hint, base)
 
 
 def walk(hint: Any, seen: Optional[set] = None) -> typing.Iterator[Any]:

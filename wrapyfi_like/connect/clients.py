@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Optional, Sequence
 
 import msgpack
@@ -33,13 +35,18 @@ class Client:
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
                  max_message_size: Optional[int] = None, curve_server_key: Optional[str] = None,
-                 **kwargs: Any) -> None:
+                 call_signature: Optional[inspect.Signature] = None, **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
         self.request_timeout = request_timeout
         self._formats = list(value_formats)
         self._request_codec = Codec(**codec_kwargs(kwargs))
+        self._call_signature = call_signature
+        self._call_types = {}
+        if call_signature is not None:
+            from wrapyfi_like.validation import call_types  # only typed methods pay for the engine
+            self._call_types = call_types(call_signature)
         self.max_message_size = check_max_message_size(max_message_size)
         self._transport = middleware_module(middleware).ClientTransport(
             in_topic, carrier=carrier, max_message_size=self.max_message_size, curve_server_key=curve_server_key)
@@ -48,7 +55,11 @@ class Client:
         self.malformed = 0
 
     def request(self, args: tuple, kwargs: dict) -> list:
-        """Call the server with ``args``/``kwargs``; one returned value per value format."""
+        """Call the server with ``args``/``kwargs``; one returned value per value format. Typed
+        arguments (model instances too) travel as the plain maps of their fields."""
+        if self._call_types:
+            from wrapyfi_like.validation import wire_call
+            args, kwargs = wire_call(self._call_signature, args, kwargs, self._call_types)
         request = self._request_codec.encode((tuple(args), dict(kwargs)))
         check_outgoing(request, self.max_message_size, f"a request to service {self.in_topic}")
         self.sent += 1

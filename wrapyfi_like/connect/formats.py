@@ -77,9 +77,26 @@ class ValueFormat:
         if message_type is not None:
             from wrapyfi_like.validation import MessageType  # only typed topics pay for the engine
             self._type = MessageType(message_type)
-        elif type(self._data_type) is NativeObject:  # values go out unchanged: the codec is the whole format
+        if type(self._data_type) is not NativeObject:
+            return
+        if self._type is None:  # values go out unchanged: the codec is the whole format
             self.encode = self._codec.encode
             self.decode = self._codec.decode
+        else:
+            self.encode = self._encode_native
+            self.decode = self._decode_native
+
+    def _encode_native(self, value: Any) -> list:
+        """:meth:`encode` of a typed NativeObject: the data type has nothing to add."""
+        return self._codec.encode(self._type.to_wire(value))
+
+    def _decode_native(self, frames: Sequence[Any]) -> Any:
+        try:
+            return self._type.from_wire(self._codec.decode(frames))
+        except ValidationError as error:
+            if self.on_invalid == "raise":
+                raise
+            raise DecodeError(str(error)) from None
 
     def encode(self, value: Any) -> list:
         if self._type is not None:

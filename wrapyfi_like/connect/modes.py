@@ -155,7 +155,7 @@ def _build_service(communicator: type, role: str, call: Call) -> Any:
                 for transport_only in ("middleware", "carrier"):
                     spec_kwargs.pop(transport_only, None)
                 formats.append(ValueFormat(spec.data_type, **keywords.for_kind(role, spec_kwargs, None)))
-    extra = {"call_signature": parameter_hints(call.func)} if communicator is Server else {}
+    extra = {"call_signature": parameter_hints(call.func)}
     return _construct(communicator, role, args, kwargs, value_formats=formats, **extra)
 
 

@@ -14,6 +14,11 @@ every value binary mode round-trips exactly also round-trips exactly here (docs/
   exactly the keys ``data_b64``, ``shape``, ``dtype``) is written in the ``dict`` form, so it
   comes back as the same dict.
 
+Most messages are plain JSON already (dicts of numbers, strings and lists of them): those cost one
+orjson call each way. The sender's :func:`_is_plain` looks at each container once, at C speed
+where it can, and the receiver counts the body's braces to know no dict in it can be a marker;
+anything else takes the marker walk.
+
 Decoding treats every byte as untrusted: the document nests at most :data:`MAX_JSON_DEPTH`
 containers (checked by orjson before our walk: 1024, then by the walk), every marker's layout,
 dtype and size is checked, and anything wrong raises :class:`DecodeError`. orjson is imported
@@ -26,6 +31,7 @@ import base64
 import binascii
 import datetime as dt
 import math
+import operator
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -55,12 +61,22 @@ _SCALARS = frozenset({str, bool, type(None)})
 _JSON_LEAVES = frozenset({str, bool, type(None), int, float})
 _STR = frozenset({str})
 _FLOATS = frozenset({float})
+_AS_IS = frozenset({str, bool, type(None), int})
+"""Leaves orjson writes exactly as they are (it refuses the ints out of 64-bit range)."""
+_CONTAINERS = frozenset({dict, list})
+_PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
+"""orjson refuses subclasses of str, int, list and dict (and str subclass keys), as the walk does."""
 _NUMPY_NAME = re.compile(r"(bool|u?int(8|16|32|64)|float(16|32|64)|complex(64|128)|bytes[0-9]+|str[0-9]+)")
 """numpy's dtype names Truss writes (``str(dtype)``); byte-order strings go to the binary checks."""
 
 
 def encode(codec: Codec, obj: Any) -> list:
     """``[body]``: one UTF-8 JSON document; :class:`EncodeError` names what cannot be encoded."""
+    if not codec.inline_encoders and _is_plain(obj, 1):
+        try:
+            return [orjson.dumps({"wrapyfi_like": JSON_VERSION, "value": obj}, option=_PLAIN_OPTIONS)]
+        except orjson.JSONEncodeError:  # an int past 64 bits or a key that is not a str: markers below
+            pass
     tree = _Encoder(codec).prepare(obj, 1)
     try:
         return [orjson.dumps({"wrapyfi_like": JSON_VERSION, "value": tree})]
@@ -77,20 +93,76 @@ def is_json(first_frame: memoryview) -> bool:
 def decode(codec: Codec, frames: Sequence[Any]) -> Any:
     if len(frames) != 1:
         raise DecodeError(f"a JSON body is one frame, this message has {len(frames)}")
+    body = frames[0] if type(frames[0]) is bytes else bytes(frames[0])
     try:
-        document = orjson.loads(frames[0])
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise DecodeError(f"malformed JSON body: {truncate(error)}") from None
     if type(document) is not dict or len(document) != 2 or "value" not in document or "wrapyfi_like" not in document:
         raise DecodeError('a JSON body must be {"wrapyfi_like": 1, "value": ...}')
     if document["wrapyfi_like"] != JSON_VERSION or type(document["wrapyfi_like"]) is not int:
         raise DecodeError(f"unknown JSON body version {truncate(repr(document['wrapyfi_like']))}")
+    value = document["value"]
+    if _holds_no_marker(body, value):
+        return value
     try:
-        return _Decoder(codec).rebuild(document["value"], 1)
+        return _Decoder(codec).rebuild(value, 1)
     except DecodeError:
         raise
     except Exception as error:  # a marker's fields of the wrong type or range
         raise DecodeError(f"malformed JSON body: {type(error).__name__}: {truncate(error)}") from None
+
+
+def _is_plain(value: Any, depth: int) -> bool:
+    """Whether orjson writes ``value`` exactly as it is and a receiver reads it back the same:
+    only str-keyed dicts, lists, str, bool, None, ints and finite floats, and no dict that reads
+    as a marker or an array. orjson itself refuses big ints, subclasses and keys that are not
+    str; tuples, enums and NaN it would write without complaint, so they are found here. Each
+    container's items are looked at once, at C speed for the common list of one type."""
+    kind = type(value)
+    if depth > MAX_JSON_DEPTH:
+        return False
+    if kind is list:
+        if not value:
+            return True
+        first = type(value[0])
+        if first is float:  # the common list of floats: exact floats, all finite, in one pass
+            try:
+                if math.isfinite(math.fsum(map(float.conjugate, value))):
+                    return True
+            except (TypeError, OverflowError, ValueError):  # not all floats, or an overflowing sum
+                pass
+        elif first in _AS_IS and operator.countOf(map(type, value), first) == len(value):
+            return True
+        items: Any = value
+    elif kind is dict:
+        if MARKER in value or (len(value) == 3 and value.keys() == ARRAY_KEYS):
+            return False
+        items = value.values()
+    else:
+        return kind in _AS_IS or (kind is float and value - value == 0.0)
+    for item in items:
+        kind = type(item)
+        if kind in _AS_IS:
+            continue
+        if kind is float:
+            if item - item != 0.0:  # NaN or infinity
+                return False
+        elif kind not in _CONTAINERS or not _is_plain(item, depth + 1):
+            return False
+    return True
+
+
+def _holds_no_marker(body: bytes, value: Any) -> bool:
+    """Whether a received ``value`` is final as orjson parsed it: no container too deep (each
+    ``[`` and ``{`` may be one, the body's own ``{`` too) and no dict that may be a marker or an
+    array (only the body's own ``{`` and the value itself, when it is a dict, checked here)."""
+    objects = body.count(b"{")
+    if objects > 2 or objects + body.count(b"[") > MAX_JSON_DEPTH + 1:
+        return False
+    if type(value) is dict:
+        return MARKER not in value and not (len(value) == 3 and value.keys() == ARRAY_KEYS)
+    return objects == 1
 
 
 def _marker(name: str, *fields: Any) -> dict:
