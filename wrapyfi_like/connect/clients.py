@@ -41,7 +41,7 @@ class Client:
         self.request_timeout = request_timeout
         self._formats = list(value_formats)
         self._request_codec = Codec(**codec_kwargs(kwargs))
-        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None)
+        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None, kwargs)
         self.max_message_size = check_max_message_size(max_message_size)
         module, sockets = transports(middleware, wire, wire_sockets)
         self._transport = module.ClientTransport(in_topic, carrier=carrier, max_message_size=self.max_message_size,
@@ -77,7 +77,7 @@ class Client:
                 frames = self._transport.request(request, self.request_timeout)
                 if len(frames) != 1:
                     raise DecodeError(f"a Wrapyfi reply is one frame, got {len(frames)} from {self.in_topic}")
-                values.append(self._wire.decode_reply(frames[0], fmt.data_type))
+                values.append(fmt.decode_reply(frames[0]))
         except DecodeError:
             self.malformed += 1
             raise

@@ -74,9 +74,12 @@ class ValueFormat:
         self.data_type = data_type
         self.on_invalid = on_invalid
         self._data_type = data_type_class(data_type)(**kwargs)
-        self.wire_codec = wire_codec(middleware, wire, data_type, wrapyfi_allow_pickle, message_type or serializers)
-        if self.wire_codec is not None:
-            self.encode, self.decode = self.wire_codec.encode, self.wire_codec.decode
+        self.wire_codec = wire_codec(middleware, wire, data_type, wrapyfi_allow_pickle, message_type or serializers,
+                                     kwargs)
+        if self.wire_codec is not None:  # that wire's own codec; the data type shapes values as usual
+            self._codec, self._type = self.wire_codec, None
+            if type(self._data_type) is NativeObject:
+                self.encode, self.decode = self._codec.encode, self._codec.decode
             return
         inline = annotations.inline_serializers(message_type) if message_type is not None else {}
         inline.update(_checked_table(serializers))
@@ -105,6 +108,14 @@ class ValueFormat:
             if self.on_invalid == "raise":
                 raise
             raise DecodeError(str(error)) from None
+
+    def encode_reply(self, value: Any) -> bytes:
+        """On Wrapyfi's wire: ``value`` as one reply frame (Wrapyfi frames replies differently)."""
+        return self.wire_codec.encode_reply(self._data_type.to_wire(value), self.data_type)
+
+    def decode_reply(self, frame: Any) -> Any:
+        """On Wrapyfi's wire: the value of one reply frame."""
+        return self._data_type.from_wire(self.wire_codec.decode_reply(frame, self.data_type))
 
     def empty(self) -> Any:
         """What a non-waiting receive returns when nothing arrived (None, or e.g. ``(None, rate)``)."""

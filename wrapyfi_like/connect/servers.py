@@ -66,7 +66,7 @@ class Server:
         self.should_wait = should_wait
         self._formats = list(value_formats)
         self._request_codec = Codec(**codec_kwargs(kwargs))
-        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None)
+        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None, kwargs)
         self._call_signature = call_signature
         self._call_types = {}
         if call_signature is not None:
@@ -150,7 +150,7 @@ class Server:
                     raise WaitTimeout(f"the client of {self.out_topic} did not ask for value {index + 1} of "
                                       f"{len(values)} within {WIRE_NEXT_REQUEST_TIMEOUT} s")
                 ticket = received[0]
-            frame = self._wire.encode_reply(value, fmt.data_type)
+            frame = fmt.encode_reply(value)
             check_outgoing([frame], self.max_message_size, f"the reply of service {self.out_topic}")
             self._transport.send(ticket, [frame])
 

@@ -13,11 +13,13 @@ from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import middleware_module
 
 
-def wire_codec(middleware: str, wire: Optional[str], data_type: str, allow_pickle: bool, typed: Any) -> Any:
+def wire_codec(middleware: str, wire: Optional[str], data_type: str, allow_pickle: bool, typed: Any,
+               kwargs: Optional[dict] = None) -> Any:
     """The codec of ``middleware``'s module on ``wire`` for ``data_type``, or None for our own.
 
     ``allow_pickle`` (the ``wrapyfi_allow_pickle`` kwarg) lets that codec decode Wrapyfi's
-    pickle-based markers: unsafe, an explicit opt-in. ``typed`` (``message_type`` or
+    pickle-based markers: unsafe, an explicit opt-in. ``kwargs`` (plugin settings such as
+    ``load_torch_device``) go to that codec. ``typed`` (``message_type`` or
     ``serializers``) needs our codec: Wrapyfi's JSON has no place for it.
     """
     codec = getattr(middleware_module(middleware, wire), "CODEC", None)
@@ -28,7 +30,7 @@ def wire_codec(middleware: str, wire: Optional[str], data_type: str, allow_pickl
     if typed:
         raise ConfigurationError("message_type and serializers need the native wire; Wrapyfi's wire has no place "
                                  "for them")
-    return codec(data_type, allow_pickle=bool(allow_pickle))
+    return codec(data_type, allow_pickle=bool(allow_pickle), **(kwargs or {}))
 
 
 def transports(middleware: str, wire: Optional[str], sockets: Optional[dict]) -> tuple[Any, dict]:
