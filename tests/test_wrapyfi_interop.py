@@ -25,7 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -173,14 +175,12 @@ class Child:
                 return line[len(prefix):].strip()
 
     def stop(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            self._log.close()
+        """End the node: what it had to show was checked already, and Wrapyfi's exit is slow."""
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stdin.close()
+        self._log.close()
 
 
 @pytest.fixture
@@ -191,6 +191,7 @@ def nodes(tmp_path):
         scripts[package] = tmp_path / f"{package}_node.py"
         scripts[package].write_text(NODE.replace("PACKAGE", name))
     children = []
+    lock = threading.Lock()
 
     def start(package: str, role: str, topic: str, kind: str = "native", **env: str) -> Child:
         environment = {**os.environ, **env,
@@ -199,9 +200,9 @@ def nodes(tmp_path):
                        "WRAPYFI_ZEROMQ_PUBSUB_MONITOR_LISTENER_SPAWN": "thread"}
         if package == "ours":
             environment["WRAPYFI_LIKE_WIRE"] = "wrapyfi"
-        child = Child(scripts[package], [role, topic, COUNT, kind], environment,
-                      tmp_path / f"{package}-{role}-{len(children)}.log")
-        children.append(child)
+        with lock:
+            log = tmp_path / f"{package}-{role}-{len(children)}.log"
+            children.append(child := Child(scripts[package], [role, topic, COUNT, kind], environment, log))
         return child
 
     yield start
@@ -224,35 +225,44 @@ def pubsub_env() -> dict:
 PAIRS = [("wrapyfi", "ours"), ("ours", "wrapyfi"), ("ours", "ours")]
 
 
+def concurrently(*scenarios) -> None:
+    """Run independent scenarios (each on its own ports) at once: a Wrapyfi process spends
+    seconds importing and waiting in its own sleeps, so they overlap well; any failure is raised."""
+    with ThreadPoolExecutor(len(scenarios)) as pool:
+        for future in [pool.submit(scenario) for scenario in scenarios]:
+            future.result()
+
+
+def pubsub(nodes, publisher: str, listener: str, first: str, kind: str = "native") -> Callable[[], None]:
+    def scenario() -> None:
+        env = pubsub_env()
+        topic = f"/interop/{kind}/{publisher}-{listener}-{first}"
+        if first == "publisher":
+            pub = nodes(publisher, "pub", topic, kind, **env)
+            pub.expect("publishing")  # waiting for a listener (should_wait)
+            sub = nodes(listener, "sub", topic, kind, **env)
+        else:
+            sub = nodes(listener, "sub", topic, kind, **env)
+            sub.expect("listening")
+            pub = nodes(publisher, "pub", topic, kind, **env)
+        for i in range(COUNT):
+            assert sub.expect("got") == expected(i, kind, publisher), (publisher, listener, first)
+        pub.expect(f"sent {COUNT - 1}")
+    return scenario
+
+
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("first", ["publisher", "listener"])
 @pytest.mark.parametrize("publisher,listener", PAIRS)
-def test_pubsub(nodes, publisher, listener, first):
-    env = pubsub_env()
-    topic = f"/interop/{publisher}-{listener}-{first}"
-    if first == "publisher":
-        pub = nodes(publisher, "pub", topic, **env)
-        pub.expect("publishing")  # waiting for a listener (should_wait)
-        sub = nodes(listener, "sub", topic, **env)
-    else:
-        sub = nodes(listener, "sub", topic, **env)
-        sub.expect("listening")
-        pub = nodes(publisher, "pub", topic, **env)
-    for i in range(COUNT):
-        assert sub.expect("got") == expected(i, "native", publisher)
-    pub.expect(f"sent {COUNT - 1}")
+def test_pubsub_both_start_orders(nodes, publisher, listener):
+    """Every message arrives, whichever side starts first (the other starts once the first
+    prints that it is publishing, blocked in should_wait, or listening)."""
+    concurrently(pubsub(nodes, publisher, listener, "publisher"), pubsub(nodes, publisher, listener, "listener"))
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("publisher,listener", PAIRS[:2])
-def test_image(nodes, publisher, listener):
-    env = pubsub_env()
-    topic = f"/interop/image/{publisher}-{listener}"
-    sub = nodes(listener, "sub", topic, "image", **env)
-    sub.expect("listening")
-    nodes(publisher, "pub", topic, "image", **env)
-    for i in range(COUNT):
-        assert sub.expect("got") == expected(i, "image", publisher)
+def test_image_both_directions(nodes):
+    concurrently(pubsub(nodes, "wrapyfi", "ours", "listener", "image"),
+                 pubsub(nodes, "ours", "wrapyfi", "listener", "image"))
 
 
 def _reply(a: int, b: int) -> str:
@@ -260,25 +270,31 @@ def _reply(a: int, b: int) -> str:
                                  "t": {"tuple": [a, b]}}}, [a, b]], sort_keys=True)
 
 
+def request_reply(nodes, server: str, client: str, first: str) -> Callable[[], None]:
+    def scenario() -> None:
+        router, dealer = free_ports(2)
+        server_env = {"WRAPYFI_ZEROMQ_SOCKET_REQ_PORT": str(router), "WRAPYFI_ZEROMQ_SOCKET_REP_PORT": str(dealer)}
+        client_env = {"WRAPYFI_ZEROMQ_SOCKET_REP_PORT": str(router)}
+        topic = f"/interop/rr/{server}-{client}-{first}"
+        if first == "server":
+            srv = nodes(server, "server", topic, **server_env)
+            srv.expect("serving")
+            cli = nodes(client, "client", topic, **client_env)
+        else:
+            cli = nodes(client, "client", topic, **client_env)
+            cli.expect("requesting")
+            srv = nodes(server, "server", topic, **server_env)
+        for i in range(COUNT):
+            assert cli.expect("got") == _reply(i, 2), (server, client, first)
+        srv.expect("served")
+    return scenario
+
+
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("first", ["server", "client"])
 @pytest.mark.parametrize("server,client", PAIRS)
-def test_request_reply(nodes, server, client, first):
+def test_request_reply_both_start_orders(nodes, server, client):
     """Two stacked returns: Wrapyfi makes two round trips per call, and so do we on its wire.
     Wrapyfi names the device's ports by role: the server's ROUTER is ``…_REQ_PORT`` and its DEALER
-    ``…_REP_PORT``, while a client's ``…_REP_PORT`` is the ROUTER."""
-    router, dealer = free_ports(2)
-    server_env = {"WRAPYFI_ZEROMQ_SOCKET_REQ_PORT": str(router), "WRAPYFI_ZEROMQ_SOCKET_REP_PORT": str(dealer)}
-    client_env = {"WRAPYFI_ZEROMQ_SOCKET_REP_PORT": str(router)}
-    topic = f"/interop/rr/{server}-{client}-{first}"
-    if first == "server":
-        srv = nodes(server, "server", topic, **server_env)
-        srv.expect("serving")
-        cli = nodes(client, "client", topic, **client_env)
-    else:
-        cli = nodes(client, "client", topic, **client_env)
-        cli.expect("requesting")
-        srv = nodes(server, "server", topic, **server_env)
-    for i in range(COUNT):
-        assert cli.expect("got") == _reply(i, 2)
-    srv.expect("served")
+    ``…_REP_PORT``, while a client's ``…_REP_PORT`` is the ROUTER. A client started first waits
+    for the device (Wrapyfi's for ever, ours within its request_timeout)."""
+    concurrently(request_reply(nodes, server, client, "server"), request_reply(nodes, server, client, "client"))
