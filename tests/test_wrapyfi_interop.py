@@ -298,3 +298,216 @@ def test_request_reply_both_start_orders(nodes, server, client):
     ``…_REP_PORT``, while a client's ``…_REP_PORT`` is the ROUTER. A client started first waits
     for the device (Wrapyfi's for ever, ours within its request_timeout)."""
     concurrently(request_reply(nodes, server, client, "server"), request_reply(nodes, server, client, "client"))
+
+
+# -- the switch ---------------------------------------------------------------------------------
+
+def test_process_wide_switch_is_validated_and_names_the_variable(monkeypatch):
+    monkeypatch.setenv("WRAPYFI_LIKE_WIRE", "wrapyfi")
+    assert middleware_module("zeromq").__name__ == "wrapyfi_like.middlewares.wrapyfi_zeromq"
+    assert middleware_module("zeromq", "native").__name__ == "wrapyfi_like.middlewares.zeromq"
+    assert middleware_module("inproc").__name__ == "wrapyfi_like.middlewares.inproc"  # zeromq only
+    monkeypatch.setenv("WRAPYFI_LIKE_WIRE", "wrapyfy")
+    with pytest.raises(ConfigurationError, match="WRAPYFI_LIKE_WIRE"):
+        middleware_module("zeromq")
+
+
+def test_wire_keyword_is_checked():
+    with pytest.raises(ConfigurationError, match="did you mean 'wire'"):
+        class Typo(MiddlewareCommunicator):
+            @MiddlewareCommunicator.register("NativeObject", "zeromq", "Typo", "/typo", wrie="wrapyfi")
+            def f(self):
+                return 1,
+    with pytest.raises(ConfigurationError, match="wire= must be one of native, wrapyfi"):
+        middleware_module("zeromq", "wrapyf")
+    with pytest.raises(ConfigurationError, match="of 'zeromq' only"):
+        middleware_module("inproc", "wrapyfi")
+
+
+def test_pickle_opt_in_only_on_wrapyfi_wire():
+    from wrapyfi_like.connect.formats import ValueFormat
+    with pytest.raises(ConfigurationError, match="Wrapyfi's wire only"):
+        ValueFormat("NativeObject", wire="native", wrapyfi_allow_pickle=True)
+    assert ValueFormat("NativeObject", wire="wrapyfi", wrapyfi_allow_pickle=True).wire_codec.allow_pickle
+
+
+# -- our nodes on this wire, in one process --------------------------------------------------------
+
+def test_our_nodes_with_the_kwarg_and_socket_kwargs():
+    """``wire="wrapyfi"`` and the ``socket_*`` kwargs (no environment): pub/sub, request/reply
+    with two returns, and an error raised by the served method coming back as RemoteError."""
+    from wrapyfi_like.exceptions import RemoteError
+
+    pub_port, sub_port, router, dealer = free_ports(4)
+    sockets = dict(wire="wrapyfi", socket_pub_port=pub_port, socket_sub_port=sub_port,
+                   socket_rep_port=router, socket_req_port=dealer)
+
+    class Node(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", "/kw/topic", should_wait=True,
+                                         wait_timeout=20, **sockets)
+        def exchange(self, v):
+            return v,
+
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", "/kw/svc", request_timeout=20, **sockets)
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", "/kw/svc/2", **sockets)
+        def add(self, a, b=0):
+            if a < 0:
+                raise ValueError("negative")
+            return a + b, (a, b)
+
+    publisher, listener, server, client = Node(), Node(), Node(), Node()
+    publisher.activate_communication(Node.exchange, "publish")
+    listener.activate_communication(Node.exchange, "listen")
+    server.activate_communication(Node.add, "reply")
+    client.activate_communication(Node.add, "request")
+    try:
+        heard = []
+        thread = threading.Thread(target=lambda: heard.append(listener.exchange(None)), daemon=True)
+        thread.start()
+        publisher.exchange({"t": (1, (2, 3))})
+        thread.join(20)
+        assert heard == [[{"t": (1, (2, 3))}]]  # listen returns one item per decorator
+
+        def serve(calls: int) -> None:
+            for _ in range(calls):
+                server.add(0)
+        thread = threading.Thread(target=serve, args=(2,), daemon=True)
+        thread.start()
+        assert client.add(3, b=4) == [7, (3, 4)]
+        with pytest.raises(RemoteError, match="negative"):
+            client.add(-1)  # the server goes on serving within the same call
+        assert client.add(5) == [5, (5, 0)]
+        thread.join(20)
+        assert not thread.is_alive()
+    finally:
+        for node in (publisher, listener, server, client):
+            node.close()
+
+
+def test_client_recovers_after_a_timeout():
+    """A REQ that timed out cannot send again; the transport makes a new one, so the next request
+    works once a server is there."""
+    router, dealer = free_ports(2)
+    session = WireSession()
+    wire = middleware_module("wrapyfi_zeromq")
+    try:
+        client = wire.ClientTransport("/rr/late", session=session, socket_rep_port=router)
+        with pytest.raises(Exception) as error:
+            client.request([b"[[1], {}]"], 0.3)
+        assert type(error.value).__name__ == "WaitTimeout"
+        server = wire.ServerTransport("/rr/late", session=session, socket_rep_port=router, socket_req_port=dealer)
+        replies = []
+        thread = threading.Thread(target=lambda: replies.append(client.request([b"2"], 20)), daemon=True)
+        thread.start()
+        ticket, frames = server.recv(20)
+        assert bytes(frames[0]) == b"2"
+        server.send(ticket, [b"3"])
+        thread.join(20)
+        assert [bytes(frame) for frame in replies[0]] == [b"3"]
+        assert client.statistics()["timeouts"] == 1
+    finally:
+        session.close()
+
+
+# -- the broker and the listener's exact topics ------------------------------------------------------
+
+def _monitor(context: zmq.Context, xpub: str) -> zmq.Socket:
+    monitor = context.socket(zmq.SUB)
+    monitor.setsockopt(zmq.SUBSCRIBE, b"ZEROMQ/CONNECTIONS")
+    monitor.connect(xpub)
+    return monitor
+
+
+def _counts(monitor: zmq.Socket, until: Callable[[dict], bool]) -> dict:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if monitor.poll(100):
+            counts = json.loads(monitor.recv_multipart()[1])
+            if until(counts):
+                return counts
+    raise AssertionError("the broker did not report the expected counts within 20 s")
+
+
+def test_broker_counts_go_up_and_down_and_are_rebroadcast():
+    pub_port, sub_port = free_ports(2)
+    session = WireSession()
+    context = zmq.Context()
+    xpub = f"tcp://127.0.0.1:{pub_port}"
+    try:
+        WrapyfiPublisherTransport("/bc/other", should_wait=False, session=session,
+                                  socket_pub_port=pub_port, socket_sub_port=sub_port)  # starts the broker
+        subs = []
+        for _ in range(2):
+            subs.append(context.socket(zmq.SUB))
+            subs[-1].setsockopt(zmq.SUBSCRIBE, b"/bc/t")
+            subs[-1].connect(xpub)
+        monitor = _monitor(context, xpub)
+        # the subscriptions happened before this monitor listened: only a re-broadcast tells it
+        assert _counts(monitor, lambda c: c.get("/bc/t") == 2)["/bc/t"] == 2
+        subs.pop().close(linger=0)
+        _counts(monitor, lambda c: c.get("/bc/t") == 1)
+        subs.pop().close(linger=0)
+        _counts(monitor, lambda c: c.get("/bc/t") == 0)
+        monitor.close(linger=0)
+    finally:
+        context.destroy(linger=0)
+        session.close()
+
+
+def test_listener_skips_prefix_matches_and_counts_them():
+    """The broker matches prefixes: a listener of /px/a hears /px/ab, and must not return it."""
+    pub_port, sub_port = free_ports(2)
+    session = WireSession()
+    ports = dict(socket_pub_port=pub_port, socket_sub_port=sub_port, session=session)
+    try:
+        short = WrapyfiListenerTransport("/px/a", **ports)
+        WrapyfiPublisherTransport("/px/a", wait_timeout=20, **ports).send([b"1"])  # /px/a is subscribed now
+        assert bytes(short.recv(20)[0]) == b"1"
+        longer = WrapyfiListenerTransport("/px/ab", **ports)
+        WrapyfiPublisherTransport("/px/ab", wait_timeout=20, **ports).send([b"2"])
+        assert bytes(longer.recv(20)[0]) == b"2"
+        deadline = time.monotonic() + 20
+        while short.statistics()["malformed"] == 0 and time.monotonic() < deadline:
+            assert short.recv(0.1) is None
+        assert short.statistics()["malformed"] == 1 and short.statistics()["received"] == 1
+    finally:
+        session.close()
+
+
+def test_publisher_wait_is_bounded():
+    from wrapyfi_like.exceptions import WaitTimeout
+
+    pub_port, sub_port = free_ports(2)
+    session = WireSession()
+    try:
+        publisher = WrapyfiPublisherTransport("/bound/t", wait_timeout=0.3, session=session,
+                                              socket_pub_port=pub_port, socket_sub_port=sub_port)
+        with pytest.raises(WaitTimeout, match="no listener"):
+            publisher.send([b"1"])
+    finally:
+        session.close()
+
+
+@pytest.mark.timeout(90)
+def test_wrapyfi_publisher_started_after_its_listener_does_not_hang(nodes):
+    """Wrapyfi's monitor reports counts only on a subscription event, so a Wrapyfi ``should_wait``
+    publisher started after its listener subscribed waits for ever on Wrapyfi's broker. Ours
+    re-broadcasts the counts: here the listener (a raw SUB) is counted before the publisher starts."""
+    env = pubsub_env()
+    pub_port, sub_port = int(env["WRAPYFI_ZEROMQ_SOCKET_PUB_PORT"]), int(env["WRAPYFI_ZEROMQ_SOCKET_SUB_PORT"])
+    session = WireSession()
+    context = zmq.Context()
+    try:
+        WrapyfiPublisherTransport("/late/other", should_wait=False, session=session,
+                                  socket_pub_port=pub_port, socket_sub_port=sub_port)  # our broker
+        listener = context.socket(zmq.SUB)
+        listener.setsockopt(zmq.SUBSCRIBE, b"/late/t")
+        listener.connect(f"tcp://127.0.0.1:{pub_port}")
+        _counts(_monitor(context, f"tcp://127.0.0.1:{pub_port}"), lambda c: c.get("/late/t") == 1)
+        publisher = nodes("wrapyfi", "pub", "/late/t", **env)
+        publisher.expect(f"sent {COUNT - 1}")
+        assert listener.poll(20_000)
+        assert listener.recv_multipart()[0] == b"/late/t"
+    finally:
+        context.destroy(linger=0)
+        session.close()
