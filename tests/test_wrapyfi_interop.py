@@ -389,7 +389,7 @@ def test_client_recovers_after_a_timeout():
     works once a server is there."""
     router, dealer = free_ports(2)
     session = WireSession()
-    wire = middleware_module("wrapyfi_zeromq")
+    wire = middleware_module("zeromq", "wrapyfi")
     try:
         client = wire.ClientTransport("/rr/late", session=session, socket_rep_port=router)
         with pytest.raises(Exception) as error:

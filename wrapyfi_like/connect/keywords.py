@@ -46,6 +46,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares import wire_setting
 from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import PluginRegistrar
 
@@ -209,7 +210,7 @@ def for_kind(kind: str, kwargs: dict, topic: Any) -> dict:
     drop = (others | WRAPYFI_NO_EFFECT[kind] | _ALL_SOCKET_KWARGS) - (_OWN[kind] - _ALL_SOCKET_KWARGS)
     built = {key: value for key, value in kwargs.items() if key not in drop}
     sockets = {key: kwargs[key] for key in SOCKET_KWARGS[kind] if key in kwargs}
-    if sockets:
+    if sockets and wire_setting(kwargs.get("wire")) != "native":  # on the native wire they mean nothing
         built[WIRE_SOCKETS] = sockets
     if QUEUE_SIZE in built:
         queue_size = built.pop(QUEUE_SIZE)

@@ -29,7 +29,6 @@ MIDDLEWARES = {
     "zeromq": "wrapyfi_like.middlewares.zeromq",
     "inproc": "wrapyfi_like.middlewares.inproc",
     "zenoh": "wrapyfi_like.middlewares.zenoh",
-    "wrapyfi_zeromq": "wrapyfi_like.middlewares.wrapyfi_zeromq",
 }
 
 WRAPYFI_MIDDLEWARES = ("yarp", "ros", "ros2", "zeromq", "zenoh", "websocket", "mqtt")
@@ -44,8 +43,9 @@ _redirects_lock = threading.Lock()
 WIRES = ("native", "wrapyfi")
 WIRE_ENV = "WRAPYFI_LIKE_WIRE"
 """Sets the wire of every ``"zeromq"`` communicator in the process that names none."""
-_WIRE_MODULES = {("zeromq", "wrapyfi"): "wrapyfi_zeromq"}
-"""Which module serves a middleware on a wire other than its native one."""
+_WIRE_MODULES = {("zeromq", "wrapyfi"): "wrapyfi_like.middlewares.wrapyfi_zeromq"}
+"""Which module serves a middleware on a wire other than its native one (not a middleware name of
+its own: it is chosen with ``wire``)."""
 
 
 def wire_setting(wire: Optional[str] = None) -> str:
@@ -68,13 +68,13 @@ def middleware_module(name: str, wire: Optional[str] = None) -> ModuleType:
     """
     target = _redirects.get(name, name)
     chosen = wire_setting(wire)
+    module = MIDDLEWARES.get(target)
     if chosen != "native" and target == name:
         served = _WIRE_MODULES.get((name, chosen))
         if served is not None:
-            target = served
+            module = served
         elif wire is not None:
             raise ConfigurationError(f"wire={wire!r} is a wire of 'zeromq' only, not of {name!r}")
-    module = MIDDLEWARES.get(target)
     if module is None:
         raise _unknown(name)
     return importlib.import_module(module)
