@@ -17,6 +17,7 @@ What Wrapyfi itself gets wrong, and the tests say so where it shows:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -33,7 +34,8 @@ import numpy as np
 import pytest
 import zmq
 
-pytest.importorskip("wrapyfi", reason="the bench extra installs wrapyfi==0.5.0")
+if importlib.util.find_spec("wrapyfi") is None:  # not imported here: it takes seconds
+    pytest.skip("the bench extra installs wrapyfi==0.5.0", allow_module_level=True)
 
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator  # noqa: E402
 from wrapyfi_like.exceptions import ConfigurationError  # noqa: E402
@@ -508,6 +510,46 @@ def test_wrapyfi_publisher_started_after_its_listener_does_not_hang(nodes):
         publisher.expect(f"sent {COUNT - 1}")
         assert listener.poll(20_000)
         assert listener.recv_multipart()[0] == b"/late/t"
+    finally:
+        context.destroy(linger=0)
+        session.close()
+
+
+@pytest.mark.parametrize("setting", [dict(carrier="ipc"), dict(curve_secret_key="k"), dict(backpressure="drop"),
+                                     dict(backpressure="latest")])
+def test_settings_this_wire_cannot_honour_are_refused(setting):
+    session = WireSession()
+    try:
+        with pytest.raises(ConfigurationError, match="native wire|tcp only"):
+            WrapyfiPublisherTransport("/refused/t", should_wait=False, session=session, **setting)
+    finally:
+        session.close()
+
+
+def test_listener_announces_itself_until_its_first_message():
+    """Behind a broker that does not repeat counts (Wrapyfi's), a Wrapyfi publisher that starts
+    after our listener would not see it; so the listener says ``{topic: 1}`` itself, until its
+    first message. Here the test's own sockets play the broker."""
+    pub_port, sub_port = free_ports(2)
+    session = WireSession()
+    context = zmq.Context()
+    try:
+        front = context.socket(zmq.XPUB)  # where listeners connect
+        front.bind(f"tcp://127.0.0.1:{pub_port}")
+        back = context.socket(zmq.XSUB)  # where publishers (and announcements) arrive
+        back.bind(f"tcp://127.0.0.1:{sub_port}")
+        back.send(b"\x01ZEROMQ/CONNECTIONS")
+        listener = WrapyfiListenerTransport("/ann/t", session=session, socket_pub_port=pub_port,
+                                            socket_sub_port=sub_port)
+        for _ in range(2):  # repeated, not only once
+            assert back.poll(20_000)
+            assert back.recv_multipart() == [b"ZEROMQ/CONNECTIONS", b'{"/ann/t": 1}']
+        assert front.poll(20_000) and front.recv() == b"\x01/ann/t"
+        front.send_multipart([b"/ann/t", b"1"])
+        assert bytes(listener.recv(20)[0]) == b"1"
+        while back.poll(0):
+            back.recv_multipart()  # sent before the message arrived
+        assert not back.poll(1200)  # and nothing for more than two announcement periods after it
     finally:
         context.destroy(linger=0)
         session.close()
