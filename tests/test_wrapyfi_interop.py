@@ -94,7 +94,9 @@ class Node(MiddlewareCommunicator):
     def exchange(self, v):
         return v,
 
-    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC)
+    # request_timeout: a client started first waits for the server's process to start (Wrapyfi's
+    # clients, which have no timeout, ignore the keyword, as they ignore every one they do not know)
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC, request_timeout=30)
     @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC + "/2")
     def add(self, a, b=0):
         return {"sum": a + b, "t": (a, b), "arr": np.arange(3, dtype=np.uint8)}, [a, b]
@@ -321,7 +323,10 @@ def test_wire_keyword_is_checked():
             def f(self):
                 return 1,
     with pytest.raises(ConfigurationError, match="wire= must be one of native, wrapyfi"):
-        middleware_module("zeromq", "wrapyf")
+        class BadWire(MiddlewareCommunicator):  # at class definition
+            @MiddlewareCommunicator.register("NativeObject", "zeromq", "BadWire", "/bad", wire="wrapyf")
+            def f(self):
+                return 1,
     with pytest.raises(ConfigurationError, match="of 'zeromq' only"):
         middleware_module("inproc", "wrapyfi")
 

@@ -164,6 +164,10 @@ def check(data_type: str, kwargs: dict, where: str) -> None:
         value = kwargs.get(key)
         if value is not None and not isinstance(value, dict):
             raise ConfigurationError(f"{where}: {key} must be a dict, got {type(value).__name__}")
+    for where_given in (kwargs, kwargs.get("publisher_kwargs") or {}, kwargs.get("listener_kwargs") or {}):
+        wire = where_given.get("wire")
+        if wire is not None and not (isinstance(wire, str) and wire.startswith("$")):  # "$arg": known at a call
+            wire_setting(wire)  # a bad value fails when the class is defined, not at the first call
     groups = [(tuple(COMMUNICATORS), [k for k in kwargs if k not in ROLE_KWARGS])]
     groups += [(kinds, list(kwargs.get(key) or {})) for key, kinds in ROLE_KWARGS.items()]
     if not any(names for _, names in groups):
