@@ -4,8 +4,9 @@ A Wrapyfi node sends ``json.dumps(value, cls=JsonEncoder)``: stdlib JSON (``", "
 separators, ``ensure_ascii``, bare ``NaN``/``Infinity``, insertion order) in which every value JSON
 has no form for is a marker ``{"__wrapyfi__": [type_name, payload, *extra]}``. This module writes
 exactly those bytes for every value Wrapyfi can carry, so an unmodified Wrapyfi node decodes what
-we send, and reads what Wrapyfi nodes send. It does no I/O: the middleware
-(``wrapyfi_like.middlewares.wrapyfi_zeromq``) moves the frames.
+we send, and reads what Wrapyfi nodes send. This module frames the values and walks the JSON;
+:mod:`wrapyfi_like.encoding.wrapyfi_markers` turns each marker into its value and back. Neither does
+I/O: the middleware (``wrapyfi_like.middlewares.wrapyfi_zeromq``) moves the frames.
 
 Where the two differ, on purpose:
 
@@ -36,54 +37,41 @@ is the transport's ``max_message_size``: on this wire arrays travel inside the J
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import importlib
-import io
 import json
-import math
-import pickle
 import re
-import sys
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from wrapyfi_like.encoding.wrapyfi_markers import MARKER, PICKLE_MARKERS, Markers, type_name
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
-from wrapyfi_like.limits import MAX_IMAGE_PIXELS
 from wrapyfi_like.logs import truncate
 
-MARKER = "__wrapyfi__"
+__all__ = ["WrapyfiJsonCodec", "MARKER", "PICKLE_MARKERS", "MAX_NESTING", "MAX_ITEMS", "MAX_REPLY_ITEMS",
+           "MAX_ERROR_CHARS"]
+
 DATA_TYPES = ("NativeObject", "Image", "AudioChunk")
-MAX_NESTING = 500
-"""Lists, dicts and markers one value may nest when encoding; Python's JSON parser (about 1000
-levels, less the caller's stack) reads anything this deep."""
+MAX_NESTING = 200
+"""Lists, dicts and markers one value may nest when encoding: each level costs two Python frames
+here, and Python's JSON parser (about 1000 levels, less the caller's stack) reads anything this
+deep."""
+MAX_ITEMS = 1 << 22
+"""Values one JSON document may hold, counted as its commas and opening brackets (an upper bound
+found without parsing). Decoding costs up to ~80 bytes of Python objects per value, so at most
+~320 MB, the bound the binary codec's ``MAX_HEADER_SIZE`` gives; an array is one base64 string
+and counts as one value."""
+MAX_REPLY_ITEMS = 1 << 25
+"""The same for Image and AudioChunk replies, which Wrapyfi's servers send as nested lists of
+numbers (a 1920x1080 RGB frame is 8.3 Mi values: it fits; a 4K frame does not, use ``jpg``).
+Only numbers and brackets are accepted there, so each value costs at most ~64 bytes."""
 MAX_ERROR_CHARS = 1000
 """Characters a :class:`DecodeError` from this codec may hold, whatever the peer sent."""
-MAX_TEXT_PAYLOAD = 64
-"""Characters of a ``datetime``/``numpy.datetime64`` payload (an ISO string is at most ~40)."""
-PICKLE_MARKERS = ("PandasData", "PyArrowArray", "TraxArray", "PaddleTensor", "DaskData")
-"""Wrapyfi markers whose payload is (or may be) a pickle: refused unless ``allow_pickle=True``."""
-PICKLE_DECODABLE = ("PandasData", "PyArrowArray", "TraxArray")
-"""The pickle markers decoded with ``allow_pickle=True`` (pickle protocol 5, out-of-band buffers);
-``PaddleTensor`` and ``DaskData`` stay refused: their libraries do not install here."""
-NPY_MARKERS = {"numpy.ndarray": 2, "JAXTensor": 2, "TensorflowTensor": 2, "MXNetTensor": 3, "CuPyArray": 3}
-"""Markers whose payload is base64 ``.npy`` (and, for MXNet/CuPy, a device string), with their
-length; all decode to numpy arrays."""
 IMAGE_HEADER_PREFIX = b"{timestamp:"
-PLUGIN_GUIDE = "docs/plugins.md"
-
-_NPY_MAGIC = b"\x93NUMPY"
 _JPEG_MAGIC, _PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _JPEG, _PNG = "image/jpeg", "image/png"
-_PIL_RAW_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
-_PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
-_LIBRARY_OF = {"PytorchTensor": "torch", "PILImage": "PIL", "PandasLegacyData": "pandas"}
-_OUR_CODEC_IDS = {"torch.Tensor": "PytorchTensor", "PIL.Image": "PILImage",
-                  "pandas.DataFrame": "PandasLegacyData", "pandas.Series": "PandasLegacyData"}
-_ISO_DATETIME64 = re.compile(r"NaT|-?[0-9]{1,6}(-[0-9]{2}(-[0-9]{2}(T[0-9:]{2,8}(\.[0-9]{1,18})?)?)?)?")
+_NUMBERS_REPLY = re.compile(rb'\s*\{\s*"(img|aud)"\s*:(.*)\}\s*', re.DOTALL)
+_NUMERIC = b"0123456789.,+-eE[] \t\r\nNaInfity"  # numbers (NaN, Infinity too), commas, brackets
 
 
 class WrapyfiJsonCodec:
@@ -105,22 +93,16 @@ class WrapyfiJsonCodec:
     """
 
     def __init__(self, data_type: str = "NativeObject", allow_pickle: bool = False,
-                 allowed_plugins: Iterable[str] = (), **plugin_kwargs: Any) -> None:
+                 allowed_plugins: Optional[Iterable[str]] = (), **plugin_kwargs: Any) -> None:
         if data_type not in DATA_TYPES:
             raise ConfigurationError(f"Wrapyfi's wire carries the data types {DATA_TYPES}, not {data_type!r:.100}")
         if type(allow_pickle) is not bool:
             raise ConfigurationError(f"allow_pickle must be True or False, got {allow_pickle!r:.100}")
-        names = () if isinstance(allowed_plugins, str) else tuple(allowed_plugins)
-        if isinstance(allowed_plugins, str) or not all(isinstance(name, str) for name in names):
-            raise ConfigurationError(f"allowed_plugins must be a list of marker names, got {allowed_plugins!r:.200}")
         self.data_type = data_type
         self.allow_pickle = allow_pickle
-        self._allowed = frozenset(_OUR_CODEC_IDS.get(name, name) for name in names)
-        self._torch_devices = {key: plugin_kwargs[key] for key in ("load_torch_device", "map_torch_devices")
-                               if plugin_kwargs.get(key) is not None}
-        self._torch_router: Any = None
-        if self._torch_devices:  # the user asked for torch: check the mapping now, not at the first tensor
-            self._router()
+        self._markers = Markers(allow_pickle, allowed_plugins,
+                                {key: plugin_kwargs[key] for key in ("load_torch_device", "map_torch_devices")
+                                 if plugin_kwargs.get(key) is not None})
 
     # -- pub/sub frames --------------------------------------------------------------------------
 
@@ -199,33 +181,40 @@ class WrapyfiJsonCodec:
         if data_type == "Image":
             if payload[:1] != b"{":
                 return _compressed_image(payload)
-            reply = self.loads(payload)
-            if not (type(reply) is dict and list(reply) == ["img"]):
-                raise DecodeError('a Wrapyfi Image reply is {"img": [...]}')
-            return _image_from_lists(reply["img"])
+            return _image_from_lists(self._numbers(payload, "img"))
         if data_type == "AudioChunk":
-            reply = self.loads(payload)
-            parts = reply.get("aud") if type(reply) is dict and len(reply) == 1 else None
+            parts = self._numbers(payload, "aud")
             if not (type(parts) is list and len(parts) == 4):
                 raise DecodeError('a Wrapyfi AudioChunk reply is {"aud": [chunk, channels, rate, samples]}')
             chunk, channels, rate, samples = parts
             return _audio_value(chunk, channels, rate, _float32_from_lists(samples))
         raise ConfigurationError(f"Wrapyfi's wire carries the data types {DATA_TYPES}, not {data_type!r:.100}")
 
+    def _numbers(self, payload: memoryview, key: str) -> Any:
+        """The nested lists of numbers of a reply ``{key: [...]}`` (anything else: DecodeError)."""
+        found = _NUMBERS_REPLY.fullmatch(payload)
+        if found is None or found.group(1).decode() != key or found.group(2).translate(None, _NUMERIC):
+            raise DecodeError(f'a Wrapyfi {"Image" if key == "img" else "AudioChunk"} reply is '
+                              f'{{"{key}": nested lists of numbers}}')
+        return self.loads(found.group(2), MAX_REPLY_ITEMS)
+
     # -- JSON documents --------------------------------------------------------------------------
 
     def dumps(self, value: Any) -> bytes:
         """``value`` as Wrapyfi's JSON, UTF-8 encoded."""
-        tree = self._prepare(value, 0)
         try:
-            return json.dumps(tree).encode()
+            return json.dumps(self._prepare(value, 0)).encode()
         except (ValueError, RecursionError) as error:  # an int of more than sys.get_int_max_str_digits() digits
-            raise EncodeError(f"cannot encode this {_type_name(value)} on Wrapyfi's wire: {truncate(error)}") from None
+            raise EncodeError(f"cannot encode this {type_name(value)} on Wrapyfi's wire: {truncate(error)}") from None
 
-    def loads(self, frame: Any) -> Any:
+    def loads(self, frame: Any, max_items: int = MAX_ITEMS) -> Any:
         """The value of one JSON document from a Wrapyfi peer (any bytes-like object)."""
         try:
-            return json.loads(str(memoryview(frame), "utf-8"), object_hook=self._marker_value)
+            text = str(memoryview(frame), "utf-8")
+            items = text.count(",") + text.count("[") + text.count("{")
+            if items > max_items:
+                raise DecodeError(f"a Wrapyfi message of up to {items} values exceeds the limit of {max_items}")
+            return json.loads(text, object_hook=self._marker_value)
         except DecodeError as error:
             if len(error.args[0]) > MAX_ERROR_CHARS:
                 raise DecodeError(truncate(error.args[0], MAX_ERROR_CHARS)) from None
@@ -255,52 +244,7 @@ class WrapyfiJsonCodec:
             return {MARKER: ["tuple", [self._prepare(item, depth) for item in value]]}
         if kind is set:
             return {MARKER: ["set", [self._prepare(item, depth) for item in value]]}
-        encoder = _LEAF_ENCODERS.get(kind)
-        if encoder is not None:
-            return encoder(value)
-        library_encoder = self._library_encoder(value)
-        if library_encoder is not None:
-            return library_encoder(value)
-        raise EncodeError(_unsupported(value))
-
-    def _library_encoder(self, value: Any) -> Optional[Callable[[Any], dict]]:
-        """The encoder of a torch tensor, PIL image or pandas object (libraries never imported here:
-        a value of theirs exists only if the process imported them)."""
-        root = type(value).__module__.partition(".")[0]
-        if root == "torch" and isinstance(value, sys.modules["torch"].Tensor):
-            return _torch_marker
-        if root == "PIL" and isinstance(value, sys.modules["PIL.Image"].Image):
-            return _pil_marker
-        if root == "pandas" and type(value) in (sys.modules["pandas"].DataFrame, sys.modules["pandas"].Series):
-            return self._pandas_marker
-        return None
-
-    def _pandas_marker(self, value: Any) -> dict:
-        """pandas objects: pickle (``PandasData``, what Wrapyfi with pandas >= 2 reads) if the user
-        allowed pickle, else ``to_json(orient="split")`` (``PandasLegacyData``), checked to come back
-        identical."""
-        if self.allow_pickle:
-            buffers: list = []
-            data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-            return {MARKER: ["PandasData", data.decode("latin1"),
-                             *(base64.b64encode(memoryview(buffer)).decode("ascii") for buffer in buffers)]}
-        pandas = sys.modules["pandas"]
-        is_frame = type(value) is pandas.DataFrame
-        text = (value if is_frame else value.to_frame()).to_json(orient="split")
-        marker = ["PandasLegacyData", base64.b64encode(text.encode()).decode("ascii"), "DataFrame" if is_frame else "Series"]
-        try:
-            back = _pandas_from_json(pandas, text.encode(), marker[2])
-            (pandas.testing.assert_frame_equal if is_frame else pandas.testing.assert_series_equal)(
-                value, back, check_exact=True)
-        except (AssertionError, ValueError, TypeError) as error:
-            raise EncodeError(
-                f"this pandas {marker[2]} does not survive pandas' JSON, the only pickle-free form Wrapyfi has "
-                f"({truncate(str(error).strip().splitlines()[0] if str(error).strip() else error)}); send its columns as "
-                "numpy arrays, or pass allow_pickle=True to send Wrapyfi's pickle (PandasData)"
-            ) from None
-        return {MARKER: marker}
-
-    # -- decoding --------------------------------------------------------------------------------
+        return self._markers.encode(value)
 
     def _marker_value(self, obj: dict) -> Any:
         """``json.loads``'s object hook: a marker dict becomes its value; other dicts stay."""
@@ -310,55 +254,10 @@ class WrapyfiJsonCodec:
         if len(obj) != 1 or type(fields) is not list or not fields or type(fields[0]) is not str:
             raise DecodeError(f'a Wrapyfi marker is {{"{MARKER}": [type_name, payload, ...]}} alone, got '
                               f"{truncate(repr(obj))}")
-        name = fields[0]
-        decoder = _MARKER_DECODERS.get(name)
-        if decoder is not None:
-            return decoder(self, name, fields)
-        if name in PICKLE_MARKERS:
-            return self._pickled(name, fields)
-        raise DecodeError(f"unknown Wrapyfi marker {truncate(repr(name))}: this wire decodes "
-                          f"{', '.join(sorted(_MARKER_DECODERS))} (docs/wire.md)")
-
-    def _library(self, name: str, module: str) -> Any:
-        """The module a marker ``name`` needs, imported only under the rule in the module docstring."""
-        library = _LIBRARY_OF[name]
-        if library not in sys.modules and name not in self._allowed:
-            raise DecodeError(
-                f"the Wrapyfi marker {name} needs {library}, which this process has not imported: a received "
-                f"message imports a library only if the listener allows it, e.g. allowed_plugins=[{name!r}] "
-                f"({PLUGIN_GUIDE})"
-            )
-        try:
-            return importlib.import_module(module)
-        except ImportError:
-            raise DecodeError(f"the Wrapyfi marker {name} needs {library}, which is not installed") from None
-
-    def _pickled(self, name: str, fields: list) -> Any:
-        if not self.allow_pickle:
-            raise DecodeError(
-                f"the Wrapyfi marker {name} carries a pickle, which could run code chosen by the sender; "
-                "refused (to accept it from peers you fully trust, build the codec with allow_pickle=True, "
-                "documented as unsafe in docs/wire.md)"
-            )
-        if name not in PICKLE_DECODABLE:
-            raise DecodeError(f"the Wrapyfi marker {name} is not supported by wrapyfi_like, even with allow_pickle=True")
-        if len(fields) < 2 or not all(type(field) is str for field in fields[1:]):
-            raise DecodeError(f"a {name} marker is [name, pickle as latin-1 text, base64 buffers...]")
-        try:
-            data = fields[1].encode("latin1")
-        except UnicodeEncodeError:
-            raise DecodeError(f"the pickle of a {name} marker is not latin-1 text") from None
-        buffers = [_b64(text, name) for text in fields[2:]]
-        return pickle.loads(data, buffers=buffers)
-
-    def _router(self) -> Any:
-        if self._torch_router is None:
-            from wrapyfi_like.plugins.torch_devices import DeviceRouter, build_device_map
-            self._torch_router = DeviceRouter(build_device_map(**self._torch_devices))
-        return self._torch_router
+        return self._markers.decode(fields)
 
 
-# -- leaf encoders ---------------------------------------------------------------------------------
+# -- the JSON tree ---------------------------------------------------------------------------------
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _PLAIN_OF = {np.float64: float, np.str_: str}
@@ -367,295 +266,12 @@ _PLAIN_OF = {np.float64: float, np.str_: str}
 def _checked_key(key: Any) -> str:
     if type(key) is not str:
         raise EncodeError(
-            f"dict key {truncate(repr(key), 80)} ({_type_name(key)}): Wrapyfi's JSON has only str keys and would "
+            f"dict key {truncate(repr(key), 80)} ({type_name(key)}): Wrapyfi's JSON has only str keys and would "
             "turn it into a string; use str keys (or a list of (key, value) tuples)"
         )
     if key == MARKER:
         raise EncodeError(f"a dict with the key {MARKER!r} would be read as a Wrapyfi marker by every receiver; rename the key")
     return key
-
-
-def _datetime_marker(value: dt.datetime) -> dict:
-    zone = value.tzinfo
-    if zone is not None and (type(zone) is not dt.timezone
-                             or zone.tzname(None) != dt.timezone(zone.utcoffset(None)).tzname(None)):
-        raise EncodeError(
-            f"a datetime in time zone {truncate(repr(zone), 80)} arrives with a fixed UTC offset on Wrapyfi's wire "
-            "(isoformat keeps only the offset); convert it to datetime.timezone.utc or a datetime.timezone(offset) first"
-        )
-    if value.fold:
-        raise EncodeError("a datetime with fold=1 loses its fold in isoformat(); send value.replace(fold=0) or a UTC datetime")
-    return {MARKER: ["datetime", value.isoformat()]}
-
-
-def _datetime64_marker(value: np.datetime64) -> dict:
-    text = str(value)
-    back = np.datetime64(text)
-    if back.dtype != value.dtype or not (back == value or (np.isnat(back) and np.isnat(value))):
-        raise EncodeError(
-            f"numpy.datetime64 {text!r} of dtype {value.dtype} would arrive as dtype {back.dtype} (its text form "
-            "does not keep the unit); send np.array(value), which keeps the dtype (as a 0-d array)"
-        )
-    return {MARKER: ["numpy.datetime64", text]}
-
-
-def _npy_text(array: Any) -> str:
-    if np.asarray(array).dtype.hasobject:
-        raise EncodeError(
-            f"numpy arrays of dtype {array.dtype} hold Python objects, which .npy stores as a pickle; "
-            "receivers refuse pickle: convert to a plain dtype (e.g. arr.astype(str) or float)"
-        )
-    with io.BytesIO() as memfile:
-        np.save(memfile, array, allow_pickle=False)
-        return base64.b64encode(memfile.getvalue()).decode("ascii")
-
-
-def _ndarray_marker(value: Any) -> dict:
-    return {MARKER: ["numpy.ndarray", _npy_text(value)]}
-
-
-def _torch_marker(value: Any) -> dict:
-    torch = sys.modules["torch"]
-    if value.layout != torch.strided:
-        raise EncodeError(f"torch tensors with layout {value.layout} cannot be sent; convert with .to_dense() first")
-    if value.untyped_storage().nbytes() != value.numel() * value.element_size():
-        value = value.clone()  # a view: torch.save would write its whole storage
-    with io.BytesIO() as memfile:
-        torch.save(value, memfile)
-        data = base64.b64encode(memfile.getvalue()).decode("ascii")
-    return {MARKER: ["PytorchTensor", data, str(value.device)]}
-
-
-def _pil_marker(value: Any) -> dict:
-    if value.format is None:
-        if value.mode not in _PIL_RAW_MODES:
-            raise EncodeError(
-                f"a raw PIL image of mode {value.mode!r} cannot be sent exactly on Wrapyfi's wire (it carries only "
-                "the pixel bytes, size and mode: a palette is lost); convert it (e.g. image.convert('RGB'))"
-            )
-        return {MARKER: ["PILImage", base64.b64encode(value.tobytes()).decode("ascii"), list(value.size), value.mode]}
-    with io.BytesIO() as memfile:
-        value.save(memfile, format=value.format)
-        return {MARKER: ["PILImage", memfile.getvalue().decode("latin1")]}
-
-
-_LEAF_ENCODERS: dict[type, Callable[[Any], dict]] = {
-    dt.datetime: _datetime_marker,
-    np.datetime64: _datetime64_marker,
-    np.ndarray: _ndarray_marker,
-    **{kind: _ndarray_marker for kind in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-        np.float16, np.float32, np.longdouble, np.complex64, np.complex128, np.clongdouble,
-        np.timedelta64, np.bytes_, np.void)},
-}
-
-_ADVICE = {
-    bytes: "Wrapyfi's JSON has no bytes: send np.frombuffer(value, np.uint8) or base64 text",
-    bytearray: "Wrapyfi's JSON has no bytes: send np.frombuffer(value, np.uint8) or base64 text",
-    memoryview: "Wrapyfi's JSON has no bytes: send np.frombuffer(value, np.uint8) or base64 text",
-    complex: "Wrapyfi's JSON has no complex numbers: send (value.real, value.imag) or a numpy complex array",
-    dt.date: "Wrapyfi's wire has no dates (its encoder raises TypeError): send a datetime.datetime or value.isoformat()",
-    dt.time: "Wrapyfi's wire has no times of day: send value.isoformat()",
-    dt.timedelta: "Wrapyfi's wire has no timedelta: send value.total_seconds()",
-    frozenset: "Wrapyfi's wire has sets but no frozenset (its encoder raises TypeError): send set(value)",
-}
-
-
-def _unsupported(value: Any) -> str:
-    kind = type(value)
-    advice = _ADVICE.get(kind)
-    if advice is None:
-        base = next((base for base in (tuple, dict, list, str, int, float) if isinstance(value, base)), None)
-        if base is not None:
-            advice = (f"it is a subclass of {base.__name__}, which Wrapyfi's JSON would send as a plain "
-                      f"{base.__name__} the receiver cannot tell apart: send {base.__name__}(value)")
-        else:
-            advice = ("Wrapyfi's wire carries JSON types, tuple, set, datetime, numpy arrays and scalars, "
-                      "numpy.datetime64, torch tensors, PIL images and pandas DataFrame/Series")
-    return f"cannot encode {_type_name(value)} on Wrapyfi's wire (wire='wrapyfi'): {advice}"
-
-
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-
-
-# -- marker decoders -------------------------------------------------------------------------------
-
-
-def _fields(name: str, fields: list, count: int) -> list:
-    if len(fields) != count:
-        raise DecodeError(f"a Wrapyfi {name} marker has {count} fields, got {len(fields)}")
-    return fields
-
-
-def _text(name: str, value: Any, limit: Optional[int] = None) -> str:
-    if type(value) is not str or (limit is not None and len(value) > limit):
-        raise DecodeError(f"the payload of a Wrapyfi {name} marker must be a string"
-                          + (f" of at most {limit} characters" if limit else "") + f", got {truncate(repr(value), 80)}")
-    return value
-
-
-def _tuple(codec: WrapyfiJsonCodec, name: str, fields: list) -> tuple:
-    items = _fields(name, fields, 2)[1]
-    if type(items) is not list:
-        raise DecodeError("the payload of a Wrapyfi tuple marker must be a list")
-    return tuple(items)
-
-
-def _set(codec: WrapyfiJsonCodec, name: str, fields: list) -> set:
-    items = _fields(name, fields, 2)[1]
-    if type(items) is not list:
-        raise DecodeError("the payload of a Wrapyfi set marker must be a list")
-    try:
-        return set(items)
-    except TypeError:
-        raise DecodeError("a Wrapyfi set marker holds an unhashable item (a list or dict)") from None
-
-
-def _datetime(codec: WrapyfiJsonCodec, name: str, fields: list) -> dt.datetime:
-    text = _text(name, _fields(name, fields, 2)[1], MAX_TEXT_PAYLOAD)
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise DecodeError(f"not an ISO datetime: {text!r}") from None
-
-
-def _datetime64(codec: WrapyfiJsonCodec, name: str, fields: list) -> np.datetime64:
-    text = _text(name, _fields(name, fields, 2)[1], MAX_TEXT_PAYLOAD)
-    if not _ISO_DATETIME64.fullmatch(text):
-        raise DecodeError(f"not a numpy.datetime64 text: {text!r}")
-    try:
-        return np.datetime64(text)
-    except ValueError:
-        raise DecodeError(f"not a numpy.datetime64 text: {text!r}") from None
-
-
-def _b64(text: str, name: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise DecodeError(f"the payload of a Wrapyfi {name} marker is not valid base64") from None
-
-
-def _array(codec: WrapyfiJsonCodec, name: str, fields: list) -> np.ndarray:
-    _fields(name, fields, NPY_MARKERS[name])
-    if len(fields) == 3:
-        _text(name, fields[2], MAX_TEXT_PAYLOAD)  # the sender's device: a numpy array lives on the host
-    return _npy_array(_b64(_text(name, fields[1]), name), name)
-
-
-def _npy_array(data: bytes, name: str) -> np.ndarray:
-    """The array of a ``.npy`` file, read without pickle once its header proves the data length."""
-    if not data.startswith(_NPY_MAGIC):
-        raise DecodeError(f"the payload of a Wrapyfi {name} marker is not a .npy file")
-    stream = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise DecodeError(f"the .npy file of a Wrapyfi {name} marker has version {version}; 1.0 and 2.0 are read")
-    except DecodeError:
-        raise
-    except Exception as error:
-        raise DecodeError(f"bad .npy header in a Wrapyfi {name} marker: {truncate(error)}") from None
-    if dtype.hasobject:
-        raise DecodeError(f"the .npy array of a Wrapyfi {name} marker has dtype {truncate(dtype)}, which holds "
-                          "Python objects (a pickle): refused")
-    expected = math.prod(shape) * dtype.itemsize
-    if expected != len(data) - stream.tell():
-        raise DecodeError(f"a .npy array of shape {truncate(shape, 80)} and dtype {truncate(dtype, 80)} needs "
-                          f"{expected} bytes of data, the payload has {len(data) - stream.tell()}")
-    stream.seek(0)
-    return np.lib.format.read_array(stream, allow_pickle=False)
-
-
-def _torch(codec: WrapyfiJsonCodec, name: str, fields: list) -> Any:
-    _, text, device = _fields(name, fields, 3)
-    data = _b64(_text(name, text), name)
-    device = _text(name, device, MAX_TEXT_PAYLOAD)
-    torch = codec._library(name, "torch")
-    from wrapyfi_like.plugins.torch_devices import normalise_device
-    try:
-        target = codec._router().target(normalise_device(device))
-    except ConfigurationError:
-        raise DecodeError(f"bad torch device {device!r} in a Wrapyfi {name} marker") from None
-    try:
-        tensor = torch.load(io.BytesIO(data), map_location=target, weights_only=True)
-    except Exception as error:
-        raise DecodeError(f"cannot load the tensor of a Wrapyfi {name} marker: {type(error).__name__}: "
-                          f"{truncate(error)}") from None
-    if not isinstance(tensor, torch.Tensor):
-        raise DecodeError(f"a Wrapyfi {name} marker holds a {type(tensor).__name__}, not a tensor")
-    return tensor
-
-
-def _pil(codec: WrapyfiJsonCodec, name: str, fields: list) -> Any:
-    if len(fields) not in (2, 4):
-        raise DecodeError(f"a Wrapyfi {name} marker has 2 fields (encoded) or 4 (raw), got {len(fields)}")
-    image_module = codec._library(name, "PIL.Image")
-    text = _text(name, fields[1])
-    if len(fields) == 4:
-        size, mode = fields[2], fields[3]
-        if not (type(size) is list and len(size) == 2 and all(type(side) is int and side >= 0 for side in size)):
-            raise DecodeError(f"the size of a raw Wrapyfi {name} is [width, height], got {truncate(repr(size), 80)}")
-        if mode not in _PIL_RAW_MODES:
-            raise DecodeError(f"a raw Wrapyfi {name} of mode {truncate(repr(mode), 40)} is not read")
-        _check_pixels(size[0], size[1])
-        try:
-            return image_module.frombytes(mode, tuple(size), _b64(text, name), "raw")
-        except ValueError as error:
-            raise DecodeError(f"bad raw Wrapyfi {name}: {truncate(error)}") from None
-    try:
-        data = text.encode("latin1")
-    except UnicodeEncodeError:
-        raise DecodeError(f"the file of an encoded Wrapyfi {name} is not latin-1 text") from None
-    try:
-        image = image_module.open(io.BytesIO(data), formats=_PIL_FORMATS)
-        _check_pixels(*image.size)
-        image.load()
-    except DecodeError:
-        raise
-    except Exception as error:
-        raise DecodeError(f"bad encoded Wrapyfi {name}: {type(error).__name__}: {truncate(error)}") from None
-    return image
-
-
-def _check_pixels(width: int, height: int) -> None:
-    if width * height > MAX_IMAGE_PIXELS:
-        raise DecodeError(f"an image of {width}x{height} pixels exceeds MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}")
-
-
-def _pandas(codec: WrapyfiJsonCodec, name: str, fields: list) -> Any:
-    _, text, kind = _fields(name, fields, 3)
-    if kind not in ("DataFrame", "Series"):
-        raise DecodeError(f"a Wrapyfi {name} marker holds a DataFrame or Series, not {truncate(repr(kind), 40)}")
-    data = _b64(_text(name, text), name)
-    pandas = codec._library(name, "pandas")
-    try:
-        return _pandas_from_json(pandas, data, kind)
-    except Exception as error:
-        raise DecodeError(f"bad Wrapyfi {name}: {type(error).__name__}: {truncate(error)}") from None
-
-
-def _pandas_from_json(pandas: Any, data: bytes, kind: str) -> Any:
-    frame = pandas.read_json(io.BytesIO(data), orient="split")
-    return frame if kind == "DataFrame" else frame.iloc[:, 0]
-
-
-_MARKER_DECODERS: dict[str, Callable[[WrapyfiJsonCodec, str, list], Any]] = {
-    "tuple": _tuple,
-    "set": _set,
-    "datetime": _datetime,
-    "numpy.datetime64": _datetime64,
-    **{name: _array for name in NPY_MARKERS},
-    "PytorchTensor": _torch,
-    "PILImage": _pil,
-    "PandasLegacyData": _pandas,
-}
 
 
 # -- Image and AudioChunk --------------------------------------------------------------------------
@@ -676,14 +292,19 @@ def _compressed_image(payload: memoryview) -> tuple[str, bytes]:
 
 
 def _checked_array(value: Any, what: str, error: type = EncodeError) -> np.ndarray:
+    if value is None and error is EncodeError:
+        raise EncodeError(f"{what} cannot be None on Wrapyfi's wire: it has no empty Image or AudioChunk "
+                          "message (Wrapyfi's publishers send nothing for None)")
     if type(value) is not np.ndarray:
-        raise error(f"{what} must be a numpy array, got {_type_name(value)}")
+        raise error(f"{what} must be a numpy array, got {type_name(value)}")
     return value
 
 
 def _audio_parts(value: Any) -> tuple[np.ndarray, int]:
+    if value is None:
+        _checked_array(None, "an AudioChunk")
     if not (type(value) is tuple and len(value) == 2):
-        raise EncodeError(f"an AudioChunk is (samples, rate), got {_type_name(value)}")
+        raise EncodeError(f"an AudioChunk is (samples, rate), got {type_name(value)}")
     samples, rate = value
     samples = _checked_array(samples, "AudioChunk samples")
     if samples.ndim not in (1, 2) or type(rate) is not int:
@@ -692,7 +313,10 @@ def _audio_parts(value: Any) -> tuple[np.ndarray, int]:
 
 
 def _audio_value(chunk: Any, channels: Any, rate: Any, samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(samples of shape (chunk, channels), rate)``, as ``AudioChunk.from_wire`` takes it."""
+    """``(samples of shape (chunk, channels), rate)``, as ``AudioChunk.from_wire`` takes it. A
+    Wrapyfi publisher sends the rate its caller gave, so a numpy int arrives as a 0-d array."""
+    chunk, channels, rate = (int(number) if type(number) is np.ndarray and number.shape == ()
+                             and number.dtype.kind in "iu" else number for number in (chunk, channels, rate))
     if not all(type(number) is int and number >= 0 for number in (chunk, channels, rate)):
         raise DecodeError("a Wrapyfi AudioChunk's chunk, channels and rate are non-negative ints")
     if samples.size != chunk * channels:
