@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 import zmq
 
@@ -47,7 +46,6 @@ from wrapyfi_like.middlewares.wrapyfi_zeromq.pubsub import (  # noqa: E402
 
 VALUES = '''
 import datetime
-import numpy as np
 
 
 def value(i, kind):

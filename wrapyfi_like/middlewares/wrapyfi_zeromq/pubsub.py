@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import zmq
 
-from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.exceptions import DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.base import ListenerTransport, PublisherTransport
@@ -33,7 +33,6 @@ from wrapyfi_like.middlewares.wrapyfi_zeromq.checks import check_wire_settings
 from wrapyfi_like.middlewares.wrapyfi_zeromq.owned import Owned, deadline
 from wrapyfi_like.middlewares.wrapyfi_zeromq.session import WireSession
 from wrapyfi_like.middlewares.wrapyfi_zeromq.settings import BrokerAddress
-from wrapyfi_like.exceptions import WaitTimeout
 
 logger = logging.getLogger("wrapyfi_like.wrapyfi_zeromq")
 _bad_input = RateLimitedLog(logger)
