@@ -47,6 +47,8 @@ from wrapyfi_like.middlewares.wrapyfi_zeromq.pubsub import (  # noqa: E402
 VALUES = '''
 import datetime
 
+import numpy as np
+
 
 def value(i, kind):
     if kind == "image":
@@ -556,3 +558,49 @@ def test_listener_announces_itself_until_its_first_message():
     finally:
         context.destroy(linger=0)
         session.close()
+
+
+def test_our_envelope_rides_last_and_counts_losses():
+    """Our publishers add the envelope as the last frame (Wrapyfi's listeners read frames by
+    position and ignore it: the interop tests above show it); our listeners count the gaps,
+    skip repeats, and take a Wrapyfi publisher's messages (no envelope) as they come. The test's
+    own sockets play the broker and the publishers."""
+    from wrapyfi_like.middlewares import envelope
+
+    pub_port, sub_port = free_ports(2)
+    session = WireSession()
+    context = zmq.Context()
+    try:
+        front = context.socket(zmq.XPUB)
+        front.bind(f"tcp://127.0.0.1:{pub_port}")
+        listener = WrapyfiListenerTransport("/env/t", session=session, socket_pub_port=pub_port,
+                                            socket_sub_port=sub_port)
+        while front.recv() != b"\x01/env/t":
+            pass  # the listener's subscription has arrived
+
+        ports = free_ports(2)
+        publisher = WrapyfiPublisherTransport("/env/p", wait_timeout=20, session=session,
+                                              socket_pub_port=ports[0], socket_sub_port=ports[1])  # our broker
+        raw = context.socket(zmq.SUB)
+        raw.setsockopt(zmq.SUBSCRIBE, b"/env/p")
+        raw.connect(f"tcp://127.0.0.1:{ports[0]}")
+        for payload in (b"1", b"2"):
+            publisher.send([payload])
+        assert raw.poll(20_000)
+        sent = [raw.recv_multipart() for _ in range(2)]
+        assert [frames[:2] for frames in sent] == [[b"/env/p", b"1"], [b"/env/p", b"2"]]
+        assert [envelope.unpack(frames[2]).seq for frames in sent] == [1, 2]
+
+        me = envelope.new_publisher_id()
+        for seq, payload in ((1, b"a"), (3, b"b"), (3, b"b"), (0, b"wrapyfi")):
+            stamp = [envelope.pack(me, seq)] if seq else []  # seq 0: a Wrapyfi publisher's, no envelope
+            front.send_multipart([b"/env/t", payload, *stamp])
+        assert bytes(listener.recv(20)[0]) == b"a" and listener.last_envelope.seq == 1
+        assert bytes(listener.recv(20)[0]) == b"b" and listener.last_envelope.seq == 3
+        assert bytes(listener.recv(20)[0]) == b"wrapyfi" and listener.last_envelope is None  # the repeat skipped
+        counts = listener.statistics()
+        assert (counts["received"], counts["missed"], counts["duplicate"]) == (3, 1, 1)
+    finally:
+        context.destroy(linger=0)
+        session.close()
+

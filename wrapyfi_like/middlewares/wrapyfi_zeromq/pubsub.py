@@ -8,6 +8,14 @@ reached this very socket, which is the condition for the next message not to be 
 subscription was forwarded meanwhile; here no sleep is needed). With ``XPUB_NODROP`` a full queue
 to the broker makes ``send`` wait (``"block"``) instead of dropping silently.
 
+**Envelope.** Our publishers add this package's 36-byte envelope
+(:mod:`wrapyfi_like.middlewares.envelope`: publisher id, sequence number, call group) as the
+*last* frame. Wrapyfi's listeners read their frames by position (frame 1, or 2 for Image and
+AudioChunk) and never look at a later one, so they are not affected; our listeners use it to count
+messages lost on the way (``missed``: the broker drops for a listener that cannot keep up), skip
+repeats and keep the parts of a stacked call together. A Wrapyfi publisher's messages have none
+and are taken as they come.
+
 **Listener.** A SUB to the broker's XPUB subscribed to the topic. ZeroMQ matches prefixes, so a
 message whose frame 0 is not exactly the topic (``/cam`` hears ``/camera``) is skipped and counted
 as malformed, as is one larger than ``max_message_size`` (on this wire the broker is the listener's
@@ -28,6 +36,7 @@ from wrapyfi_like.exceptions import DecodeError, WaitTimeout
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.base import ListenerTransport, PublisherTransport
+from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.envelope import Group, ListenerCounts
 from wrapyfi_like.middlewares.wrapyfi_zeromq.checks import check_wire_settings
 from wrapyfi_like.middlewares.wrapyfi_zeromq.owned import Owned, deadline
@@ -54,6 +63,7 @@ class WrapyfiPublisherTransport(PublisherTransport):
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
         self._copy = zero_copy != "unsafe"
+        self._id = envelope.new_publisher_id()
         self.sent = 0
         self.dropped = 0  # a publisher here never discards: "block" is the only policy
         address = BrokerAddress.resolve(**sockets)
@@ -71,7 +81,7 @@ class WrapyfiPublisherTransport(PublisherTransport):
             self._read_subscriptions(socket)
             if self._should_wait and not self._subscribed:
                 self._wait_for_listener(socket)
-            message = [self._topic, *frames]
+            message = [self._topic, *frames, envelope.pack(self._id, self.sent + 1, 0, group)]
             while True:
                 try:
                     socket.send_multipart(message, zmq.NOBLOCK, copy=self._copy)
@@ -136,6 +146,8 @@ class WrapyfiListenerTransport(ListenerCounts, ListenerTransport):
                     continue
                 try:
                     payload = self._check(frames)
+                    if payload is None:
+                        continue  # a repeat
                 except DecodeError as error:
                     self.malformed += 1
                     _bad_input.warning(self.topic, "malformed", "skipped a message on %s: %s", self.topic,
@@ -147,7 +159,8 @@ class WrapyfiListenerTransport(ListenerCounts, ListenerTransport):
                     self._session.stop_announcing(self._address, self.topic)
                 return payload
 
-    def _check(self, frames: list) -> list[memoryview]:
+    def _check(self, frames: list) -> Optional[list[memoryview]]:
+        """The data frames; None for a repeat of a message already returned."""
         if frames[0].bytes != self._topic:
             raise DecodeError(f"topic {truncate(bytes(frames[0].buffer[:200]))} is not exactly {self.topic} "
                               "(the broker matches prefixes)")
@@ -156,6 +169,12 @@ class WrapyfiListenerTransport(ListenerCounts, ListenerTransport):
         size = sum(len(frame) for frame in frames)
         if size > self._max_message_size:
             raise DecodeError(f"a message of {size} bytes; max_message_size is {self._max_message_size}")
+        stamp = _envelope(frames)
+        if stamp is not None:
+            frames = frames[:-1]
+            if self._sequence.accept(stamp) < 0:
+                return None
+        self.last_envelope = stamp
         return [frame.buffer for frame in frames[1:]]
 
     def close(self) -> None:
@@ -163,3 +182,15 @@ class WrapyfiListenerTransport(ListenerCounts, ListenerTransport):
             self._announcing = False
             self._session.stop_announcing(self._address, self.topic)
         self._socket.close()
+
+
+_STAMP = envelope.MAGIC + bytes([envelope.VERSION])
+
+
+def _envelope(frames: list) -> Optional[envelope.Envelope]:
+    """The trailing envelope of one of our publishers' messages, or None (a Wrapyfi publisher's:
+    its last frame is JSON or JPEG, which never starts with the envelope's magic bytes)."""
+    last = frames[-1]
+    if len(frames) < 3 or len(last) != envelope.ENVELOPE.size or not last.bytes.startswith(_STAMP):
+        return None
+    return envelope.unpack(last.buffer)
