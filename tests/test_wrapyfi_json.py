@@ -421,6 +421,17 @@ def npy(header: str, data: bytes = b"") -> str:
     return base64.b64encode(NPY_HEADER + len(text).to_bytes(2, "little") + text + data).decode()
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file claiming ``width`` x ``height`` RGB pixels, with no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
 def marker(*fields) -> bytes:
     return json.dumps({"__wrapyfi__": list(fields)}).encode()
 
@@ -458,6 +469,9 @@ HOSTILE = {
     "torch bad device": marker("PytorchTensor", base64.b64encode(b"junk").decode(), "toaster:9"),
     "pil huge raw": marker("PILImage", "", [100_000, 100_000], "RGB"),
     "pil short raw": marker("PILImage", base64.b64encode(b"\0").decode(), [4, 4], "RGB"),
+    "pil long raw": marker("PILImage", base64.b64encode(b"\0" * 49).decode(), [4, 4], "RGB"),
+    "pil mode not a string": marker("PILImage", "", [1, 1], ["RGB"]),
+    "pil encoded over MAX_IMAGE_PIXELS": marker("PILImage", png_header(9000, 8000).decode("latin1")),
     "pil bad mode": marker("PILImage", "", [1, 1], "X" * 1000),
     "pil not an image": marker("PILImage", "GIF89a junk"),
     "pil not latin-1": marker("PILImage", "\u2603"),
@@ -468,12 +482,15 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_input_is_a_bounded_decode_error(name):
+    """Each refused with a DecodeError whose text is bounded (never another exception)."""
     import pandas  # noqa: F401 (loaded, so pandas markers get as far as parsing)
     import PIL.Image  # noqa: F401
     import torch  # noqa: F401
     with pytest.raises(DecodeError) as caught:
         CODEC.decode([HOSTILE[name]])
     assert len(str(caught.value)) <= MAX_ERROR_CHARS
+    if name == "pil encoded over MAX_IMAGE_PIXELS":  # ours, before Pillow's own bomb check (at 2 x 89 Mi)
+        assert "MAX_IMAGE_PIXELS" in str(caught.value)
 
 
 def test_nesting_limit():
@@ -487,23 +504,30 @@ def test_nesting_limit():
 
 def test_values_per_document_are_bounded():
     """A document may hold MAX_ITEMS values (commas and opening brackets, counted before parsing);
-    Image and AudioChunk replies, nested numbers only, MAX_REPLY_ITEMS."""
-    fits = b"[" + b"0," * (MAX_ITEMS - 2) + b"0]"
-    assert len(CODEC.decode([fits])) == MAX_ITEMS - 1
-    with pytest.raises(DecodeError, match="exceeds the limit"):
-        CODEC.decode([b"[" + b"," * MAX_ITEMS + b"]"])
+    Image and AudioChunk replies, nested numbers only, MAX_REPLY_ITEMS. At the limit the parser
+    runs (and finds these documents malformed); one more is refused before parsing."""
     image = WrapyfiJsonCodec("Image")
-    assert image.decode_reply(b'{"img": [' + b"0," * MAX_ITEMS + b"0]}").shape == (MAX_ITEMS + 1,)
-    with pytest.raises(DecodeError, match="exceeds the limit"):
-        image.decode_reply(b'{"img": [' + b"," * MAX_REPLY_ITEMS + b"]}")
+    for decode, limit, start in ((lambda frame: CODEC.decode([frame]), MAX_ITEMS, b"["),
+                                 (image.decode_reply, MAX_REPLY_ITEMS, b'{"img": [')):
+        at_limit = start + b"," * (limit - 1) + b"]" + b"}" * start.count(b"{")  # the reply's {"img": } is not counted
+        with pytest.raises(DecodeError, match="malformed"):
+            decode(at_limit)
+        with pytest.raises(DecodeError, match="exceeds the limit"):
+            decode(at_limit.replace(b",", b",,", 1))
     for hostile in (b'{"img": ["a"]}', b'{"img": [{}]}', b'{"img": [1], "x": 2}', b'{"aud": [1]}'):
         with pytest.raises(DecodeError, match="nested lists of numbers"):
             image.decode_reply(hostile)
 
 
 def test_a_full_hd_image_reply_fits():
-    frame = WrapyfiJsonCodec("Image").encode_reply(np.zeros((1080, 1920, 3), np.uint8))
-    assert MAX_ITEMS < frame.count(b",") + frame.count(b"[") + frame.count(b"{") <= MAX_REPLY_ITEMS
+    """A 1080 x 1920 RGB reply is 1080 copies of one row's text: counted without building it."""
+    codec = WrapyfiJsonCodec("Image")
+    row = codec.encode_reply(np.zeros((1, 1920, 3), np.uint8))[len(b'{"img": ['):-len(b"]}")]
+    two_rows = b'{"img": [' + b", ".join([row] * 2) + b"]}"
+    assert two_rows == codec.encode_reply(np.zeros((2, 1920, 3), np.uint8))
+    assert same(codec.decode_reply(two_rows), np.zeros((2, 1920, 3), np.uint8))
+    values = 1 + 1080 * (row.count(b",") + row.count(b"[")) + 1079
+    assert MAX_ITEMS < values <= MAX_REPLY_ITEMS
 
 
 @pytest.mark.parametrize("name", ["JAXTensor", "TensorflowTensor", "MXNetTensor", "CuPyArray"])
@@ -666,3 +690,49 @@ def test_mutated_wrapyfi_frames_decode_or_are_a_decode_error(wrapyfi, name):
             CODEC.decode([bytes(data)])
         except DecodeError as error:
             assert len(str(error)) <= MAX_ERROR_CHARS
+
+
+@pytest.mark.parametrize("kind", ["torch", "png", "jpeg"])
+def test_mutated_library_payloads_decode_or_are_a_decode_error(kind):
+    """A torch.save zip or an image file with bytes changed, cut or repeated, inside a well-formed
+    marker: torch.load (weights_only) and Pillow give a value or a DecodeError, never a crash."""
+    import random
+
+    import PIL.Image
+    import torch
+    memfile = io.BytesIO()
+    if kind == "torch":
+        torch.save(torch.arange(6.0).reshape(2, 3), memfile)
+    else:
+        PIL.Image.new("RGB", (4, 4), (1, 2, 3)).save(memfile, format=kind.upper())
+    rng = random.Random(kind)
+    for _ in range(MUTATIONS * 2):
+        data = bytearray(memfile.getvalue())
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(data) or 1)
+            choice = rng.random()
+            if choice < 0.6:
+                data[at:at + 1] = bytes([rng.randrange(256)])
+            elif choice < 0.8:
+                del data[at:at + rng.randint(1, 32)]
+            else:
+                data[at:at] = data[at:at + rng.randint(1, 32)]
+        fields = (["PytorchTensor", base64.b64encode(data).decode(), "cpu"] if kind == "torch"
+                  else ["PILImage", data.decode("latin1")])
+        try:
+            CODEC.decode([marker(*fields)])
+        except DecodeError as error:
+            assert len(str(error)) <= MAX_ERROR_CHARS
+
+
+def test_an_image_opened_from_a_jpeg_is_compressed_again():
+    """What docs/wire.md says: PNG files travel exactly, a JPEG is re-saved at Pillow's default quality."""
+    import PIL.Image
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for file_format, exact in (("PNG", True), ("JPEG", False)):
+        memfile = io.BytesIO()
+        PIL.Image.fromarray(pixels).save(memfile, format=file_format, quality=95)
+        opened = PIL.Image.open(io.BytesIO(memfile.getvalue()))
+        decoded = CODEC.decode([ours(opened)])
+        assert decoded.format == file_format and decoded.size == (16, 16)
+        assert (decoded.tobytes() == opened.tobytes()) is exact

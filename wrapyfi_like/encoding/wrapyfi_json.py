@@ -67,7 +67,6 @@ numbers (a 1920x1080 RGB frame is 8.3 Mi values: it fits; a 4K frame does not, u
 Only numbers and brackets are accepted there, so each value costs at most ~64 bytes."""
 MAX_ERROR_CHARS = 1000
 """Characters a :class:`DecodeError` from this codec may hold, whatever the peer sent."""
-IMAGE_HEADER_PREFIX = b"{timestamp:"
 _JPEG_MAGIC, _PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _JPEG, _PNG = "image/jpeg", "image/png"
 _NUMBERS_REPLY = re.compile(rb'\s*\{\s*"(img|aud)"\s*:(.*)\}\s*', re.DOTALL)

@@ -41,7 +41,9 @@ length; all decode to numpy arrays."""
 PLUGIN_GUIDE = "docs/plugins.md"
 
 _NPY_MAGIC = b"\x93NUMPY"
-_PIL_RAW_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+_PIL_RAW_MODES = {"1": 0, "L": 1, "LA": 2, "I": 4, "I;16": 2, "F": 4, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4,
+                  "YCbCr": 3, "LAB": 3, "HSV": 3}
+"""Pillow modes a raw image travels in, with their bytes per pixel ("1": one bit, rows padded to bytes)."""
 _PIL_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 _LIBRARY_OF = {"PytorchTensor": "torch", "PILImage": "PIL", "PandasLegacyData": "pandas"}
 _OUR_CODEC_IDS = {"torch.Tensor": "PytorchTensor", "PIL.Image": "PILImage",
@@ -226,7 +228,7 @@ def _pil_marker(value: Any) -> dict:
                 "the pixel bytes, size and mode: a palette is lost); convert it (e.g. image.convert('RGB'))"
             )
         return {MARKER: ["PILImage", base64.b64encode(value.tobytes()).decode("ascii"), list(value.size), value.mode]}
-    with io.BytesIO() as memfile:
+    with io.BytesIO() as memfile:  # as Wrapyfi does: a JPEG is compressed again, at Pillow's default quality
         value.save(memfile, format=value.format)
         return {MARKER: ["PILImage", memfile.getvalue().decode("latin1")]}
 
@@ -396,11 +398,16 @@ def _pil(markers: Markers, name: str, fields: list) -> Any:
         size, mode = fields[2], fields[3]
         if not (type(size) is list and len(size) == 2 and all(type(side) is int and side >= 0 for side in size)):
             raise DecodeError(f"the size of a raw Wrapyfi {name} is [width, height], got {truncate(repr(size), 80)}")
-        if mode not in _PIL_RAW_MODES:
+        if type(mode) is not str or mode not in _PIL_RAW_MODES:
             raise DecodeError(f"a raw Wrapyfi {name} of mode {truncate(repr(mode), 40)} is not read")
-        _check_pixels(size[0], size[1])
+        width, height = size
+        _check_pixels(width, height)
+        data = _b64(text, name)
+        expected = (width + 7) // 8 * height if mode == "1" else width * height * _PIL_RAW_MODES[mode]
+        if len(data) != expected:
+            raise DecodeError(f"a raw {width}x{height} {mode} Wrapyfi {name} has {expected} bytes, got {len(data)}")
         try:
-            return image_module.frombytes(mode, tuple(size), _b64(text, name), "raw")
+            return image_module.frombytes(mode, (width, height), data, "raw")
         except ValueError as error:
             raise DecodeError(f"bad raw Wrapyfi {name}: {truncate(error)}") from None
     try:
