@@ -581,12 +581,13 @@ def test_our_envelope_rides_last_and_counts_losses():
         raw = context.socket(zmq.SUB)
         raw.setsockopt(zmq.SUBSCRIBE, b"/env/p")
         raw.connect(f"tcp://127.0.0.1:{ports[0]}")
-        for payload in (b"1", b"2"):
-            publisher.send([payload])
+        group = envelope.Group(b"calls-of", 7)  # a stacked method's call: its parts share it
+        publisher.send([b"1"])
+        publisher.send([b"2"], group)
         assert raw.poll(20_000)
         sent = [raw.recv_multipart() for _ in range(2)]
         assert [frames[:2] for frames in sent] == [[b"/env/p", b"1"], [b"/env/p", b"2"]]
-        assert [envelope.unpack(frames[2]).seq for frames in sent] == [1, 2]
+        assert [envelope.unpack(frames[2])[1::2] for frames in sent] == [(1, None), (2, group)]
 
         me = envelope.new_publisher_id()
         for seq, payload in ((1, b"a"), (3, b"b"), (3, b"b"), (0, b"wrapyfi")):
@@ -601,3 +602,33 @@ def test_our_envelope_rides_last_and_counts_losses():
         context.destroy(linger=0)
         session.close()
 
+
+
+def test_stacked_parts_stay_together_between_our_nodes():
+    """The envelope's call group: a listener of a method with two decorators returns the two
+    parts of one call together, as on the native wire."""
+    pub_port, sub_port = free_ports(2)
+    sockets = dict(wire="wrapyfi", socket_pub_port=pub_port, socket_sub_port=sub_port)
+
+    class Pair(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Pair", "/pair/a", should_wait=True,
+                                         wait_timeout=20, **sockets)
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Pair", "/pair/b", should_wait=True,
+                                         wait_timeout=20, **sockets)
+        def both(self, i):
+            return {"a": i}, {"b": i}
+
+    sender, receiver = Pair(), Pair()
+    sender.activate_communication(Pair.both, "publish")
+    receiver.activate_communication(Pair.both, "listen")
+    try:
+        heard = []
+        listening = threading.Thread(target=lambda: heard.extend(receiver.both(None) for _ in range(3)), daemon=True)
+        listening.start()
+        for i in range(3):
+            sender.both(i)
+        listening.join(20)
+        assert heard == [[{"a": i}, {"b": i}] for i in range(3)]
+    finally:
+        sender.close()
+        receiver.close()
