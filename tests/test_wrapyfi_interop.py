@@ -304,13 +304,17 @@ def test_request_reply_both_start_orders(nodes, server, client):
 # -- the switch ---------------------------------------------------------------------------------
 
 def test_process_wide_switch_is_validated_and_names_the_variable(monkeypatch):
+    from wrapyfi_like.connect.wire import transports
+
     monkeypatch.setenv("WRAPYFI_LIKE_WIRE", "wrapyfi")
-    assert middleware_module("zeromq").__name__ == "wrapyfi_like.middlewares.wrapyfi_zeromq"
-    assert middleware_module("zeromq", "native").__name__ == "wrapyfi_like.middlewares.zeromq"
-    assert middleware_module("inproc").__name__ == "wrapyfi_like.middlewares.inproc"  # zeromq only
+    assert transports("zeromq", None, None)[0].__name__ == "wrapyfi_like.middlewares.wrapyfi_zeromq"
+    assert transports("zeromq", "native", None)[0].__name__ == "wrapyfi_like.middlewares.zeromq"
+    assert transports("inproc", None, None)[0].__name__ == "wrapyfi_like.middlewares.inproc"  # zeromq only
+    # tools that build transports themselves (the CLI) stay on the native wire
+    assert middleware_module("zeromq").__name__ == "wrapyfi_like.middlewares.zeromq"
     monkeypatch.setenv("WRAPYFI_LIKE_WIRE", "wrapyfy")
     with pytest.raises(ConfigurationError, match="WRAPYFI_LIKE_WIRE"):
-        middleware_module("zeromq")
+        transports("zeromq", None, None)
 
 
 def test_wire_keyword_is_checked():

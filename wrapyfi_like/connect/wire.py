@@ -22,7 +22,7 @@ def wire_codec(middleware: str, wire: Optional[str], data_type: str, allow_pickl
     ``load_torch_device``) go to that codec. ``typed`` (``message_type`` or
     ``serializers``) needs our codec: Wrapyfi's JSON has no place for it.
     """
-    codec = getattr(middleware_module(middleware, wire), "CODEC", None)
+    codec = getattr(middleware_module(middleware, wire, from_environment=True), "CODEC", None)
     if codec is None:
         if allow_pickle:
             raise ConfigurationError("wrapyfi_allow_pickle applies to Wrapyfi's wire only (wire='wrapyfi')")
@@ -35,6 +35,6 @@ def wire_codec(middleware: str, wire: Optional[str], data_type: str, allow_pickl
 
 def transports(middleware: str, wire: Optional[str], sockets: Optional[dict]) -> tuple[Any, dict]:
     """The middleware's module on ``wire``, and the ``socket_*`` kwargs its transports take."""
-    module = middleware_module(middleware, wire)
+    module = middleware_module(middleware, wire, from_environment=True)
     taken = getattr(module, "SOCKET_KWARGS", ())
     return module, {key: value for key, value in (sockets or {}).items() if key in taken}

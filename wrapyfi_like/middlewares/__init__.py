@@ -59,15 +59,18 @@ def wire_setting(wire: Optional[str] = None) -> str:
     return wire
 
 
-def middleware_module(name: str, wire: Optional[str] = None) -> ModuleType:
-    """The module serving middleware ``name`` on ``wire`` (see :func:`wire_setting`).
+def middleware_module(name: str, wire: Optional[str] = None, *, from_environment: bool = False) -> ModuleType:
+    """The module serving middleware ``name`` on ``wire``: None is the native wire, unless
+    ``from_environment`` (communicators built by the connect layer) lets :data:`WIRE_ENV` decide
+    (see :func:`wire_setting`). So tools that build transports themselves (the CLI) stay on the
+    native wire whatever the process's setting.
 
     A redirect (:func:`redirected`) wins over the wire: a class decorated for Wrapyfi's wire is
     still tested in memory. ``wire="wrapyfi"`` given to a middleware that has no such wire is a
     ``ConfigurationError``; the process-wide setting applies only to ``"zeromq"``.
     """
     target = _redirects.get(name, name)
-    chosen = wire_setting(wire)
+    chosen = wire_setting(wire) if wire is not None or from_environment else "native"
     module = MIDDLEWARES.get(target)
     if chosen != "native" and target == name:
         served = _WIRE_MODULES.get((name, chosen))
