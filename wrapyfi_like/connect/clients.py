@@ -12,7 +12,7 @@ from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_topic
-from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.connect.wire import transports, wire_codec
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 """Seconds a request waits for a server and its reply unless ``request_timeout`` says otherwise."""
@@ -35,7 +35,9 @@ class Client:
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  request_timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
                  max_message_size: Optional[int] = None, curve_server_key: Optional[str] = None,
-                 call_signature: Optional[inspect.Signature] = None, **kwargs: Any) -> None:
+                 call_signature: Optional[inspect.Signature] = None, wire: Optional[str] = None,
+                 wrapyfi_allow_pickle: bool = False, wire_sockets: Optional[dict] = None,
+                 **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
@@ -47,9 +49,11 @@ class Client:
         if call_signature is not None:
             from wrapyfi_like.validation import call_types  # only typed methods pay for the engine
             self._call_types = call_types(call_signature)
+        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None, kwargs)
         self.max_message_size = check_max_message_size(max_message_size)
-        self._transport = middleware_module(middleware).ClientTransport(
-            in_topic, carrier=carrier, max_message_size=self.max_message_size, curve_server_key=curve_server_key)
+        module, sockets = transports(middleware, wire, wire_sockets)
+        self._transport = module.ClientTransport(in_topic, carrier=carrier, max_message_size=self.max_message_size,
+                                                 curve_server_key=curve_server_key, **sockets)
         self.sent = 0
         self.received = 0
         self.malformed = 0
@@ -60,12 +64,32 @@ class Client:
         if self._call_types:
             from wrapyfi_like.validation import wire_call
             args, kwargs = wire_call(self._call_signature, args, kwargs, self._call_types)
+        if self._wire is not None:
+            return self._request_per_value(args, kwargs)
         request = self._request_codec.encode((tuple(args), dict(kwargs)))
         check_outgoing(request, self.max_message_size, f"a request to service {self.in_topic}")
         self.sent += 1
         try:
             frames = self._transport.request(request, self.request_timeout)
             values = [fmt.decode(part) for fmt, part in zip(self._formats, self._split(frames))]
+        except DecodeError:
+            self.malformed += 1
+            raise
+        self.received += 1
+        return values
+
+    def _request_per_value(self, args: tuple, kwargs: dict) -> list:
+        """Wrapyfi's way: one round trip per returned value, each with the same arguments."""
+        request = [self._wire.encode_request(tuple(args), dict(kwargs))]
+        check_outgoing(request, self.max_message_size, f"a request to service {self.in_topic}")
+        self.sent += 1
+        values = []
+        try:
+            for fmt in self._formats:
+                frames = self._transport.request(request, self.request_timeout)
+                if len(frames) != 1:
+                    raise DecodeError(f"a Wrapyfi reply is one frame, got {len(frames)} from {self.in_topic}")
+                values.append(fmt.decode_reply(frames[0]))
         except DecodeError:
             self.malformed += 1
             raise

@@ -13,6 +13,7 @@ from wrapyfi_like import annotations
 from wrapyfi_like.data_types import NativeObject, data_type_class
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, ValidationError
+from wrapyfi_like.connect.wire import wire_codec
 from wrapyfi_like.utils.plugin_set import PluginSet
 
 
@@ -59,16 +60,27 @@ class ValueFormat:
     ``on_invalid="raise"``, a :class:`ValidationError` for the caller. ``serializers``
     (``{type: (serializer, deserializer)}``) and the ``Annotated`` serializers inside
     ``message_type`` send values of those types through those functions.
+
+    The codec follows the middleware (:func:`wrapyfi_like.connect.wire.wire_codec`): on
+    Wrapyfi's wire (``wire``) its codec frames every data type itself.
     """
 
     def __init__(self, data_type: str = "NativeObject", serializer: Optional[str] = None,
                  message_type: Any = None, on_invalid: str = "skip",
-                 serializers: Optional[annotations.InlineTable] = None, **kwargs: Any) -> None:
+                 serializers: Optional[annotations.InlineTable] = None, middleware: str = "zeromq",
+                 wire: Optional[str] = None, wrapyfi_allow_pickle: bool = False, **kwargs: Any) -> None:
         if on_invalid not in ON_INVALID:
             raise ConfigurationError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r:.200}")
         self.data_type = data_type
         self.on_invalid = on_invalid
         self._data_type = data_type_class(data_type)(**kwargs)
+        self.wire_codec = wire_codec(middleware, wire, data_type, wrapyfi_allow_pickle, message_type or serializers,
+                                     kwargs)
+        if self.wire_codec is not None:  # that wire's own codec; the data type shapes values as usual
+            self._codec, self._type = self.wire_codec, None
+            if type(self._data_type) is NativeObject:
+                self.encode, self.decode = self._codec.encode, self._codec.decode
+            return
         inline = annotations.inline_serializers(message_type) if message_type is not None else {}
         inline.update(_checked_table(serializers))
         # the topic's plugins, found and built once here: the codec never discovers plugins itself
@@ -113,6 +125,14 @@ class ValueFormat:
             if self.on_invalid == "raise":
                 raise
             raise DecodeError(str(error)) from None
+
+    def encode_reply(self, value: Any) -> bytes:
+        """On Wrapyfi's wire: ``value`` as one reply frame (Wrapyfi frames replies differently)."""
+        return self.wire_codec.encode_reply(self._data_type.to_wire(value), self.data_type)
+
+    def decode_reply(self, frame: Any) -> Any:
+        """On Wrapyfi's wire: the value of one reply frame."""
+        return self._data_type.from_wire(self.wire_codec.decode_reply(frame, self.data_type))
 
     def empty(self) -> Any:
         """What a non-waiting receive returns when nothing arrived (None, or e.g. ``(None, rate)``)."""

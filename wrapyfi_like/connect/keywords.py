@@ -24,7 +24,9 @@ Top-level kwargs go to every kind, as in Wrapyfi, so each must be known to at le
 each kind takes its own; ``publisher_kwargs`` must hold publisher or server kwargs,
 ``listener_kwargs`` listener or client kwargs.
 
-Applied with Wrapyfi's meaning: ``queue_size`` (ROS's queue length) is ``queue_depth``; a
+Applied with Wrapyfi's meaning on Wrapyfi's wire (``wire="wrapyfi"`` or ``WRAPYFI_LIKE_WIRE``):
+``socket_ip`` and each kind's ``socket_*_port`` (:data:`SOCKET_KWARGS`; no effect on the native
+wire, whose listeners bind ports found through discovery). Applied everywhere: ``queue_size`` (ROS's queue length) is ``queue_depth``; a
 ``carrier`` other than ``"tcp"``/``"ipc"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
 ZeroMQ backend does, with one WARNING per carrier name and process.
 """
@@ -44,6 +46,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares import wire_setting
 from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import PluginRegistrar
 
@@ -55,7 +58,7 @@ ROLE_KWARGS = {"publisher_kwargs": ("publish", "reply"), "listener_kwargs": ("li
 ALIASES = {"class_name": "name"}
 """Wrapyfi's kwarg names for the communicators' parameters (``out_topic``/``in_topic`` are their own)."""
 
-_BROKER = ("socket_ip", "zeromq_kwargs", "start_proxy_broker", "proxy_broker_spawn")
+_BROKER = ("zeromq_kwargs", "start_proxy_broker", "proxy_broker_spawn")
 _MONITOR = ("pubsub_monitor_topic", "start_pubsub_monitor_broker", "pubsub_monitor_listener_spawn")
 _OTHER_MIDDLEWARES = ("persistent", "yarp_kwargs", "ros_kwargs", "ros2_kwargs", "zenoh_kwargs", "ip", "port",
                       "mode", "websocket_kwargs", "socket_port", "namespace", "broker_address", "broker_port",
@@ -63,18 +66,16 @@ _OTHER_MIDDLEWARES = ("persistent", "yarp_kwargs", "ros_kwargs", "ros2_kwargs", 
 _WRAPYFI_PLUGINS = ("load_mxnet_device", "map_mxnet_devices", "load_paddle_device", "map_paddle_devices",
                     "load_cupy_device", "map_cupy_devices")
 WRAPYFI_NO_EFFECT: dict[str, frozenset[str]] = {
-    "publish": frozenset((*_BROKER, *_MONITOR, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "socket_pub_port",
-                          "socket_sub_port", "multi_threaded", "serializer_kwargs")),
-    "listen": frozenset((*_BROKER, *_MONITOR, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "socket_pub_port",
-                         "deserializer_kwargs")),
-    "reply": frozenset((*_BROKER, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "socket_rep_port", "socket_req_port",
-                        "serializer_kwargs", "deserializer_kwargs")),
-    "request": frozenset((*_BROKER, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "socket_rep_port",
-                          "serializer_kwargs", "deserializer_kwargs")),
+    "publish": frozenset((*_BROKER, *_MONITOR, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "multi_threaded",
+                          "serializer_kwargs")),
+    "listen": frozenset((*_BROKER, *_MONITOR, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "deserializer_kwargs")),
+    "reply": frozenset((*_BROKER, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "serializer_kwargs", "deserializer_kwargs")),
+    "request": frozenset((*_BROKER, *_OTHER_MIDDLEWARES, *_WRAPYFI_PLUGINS, "serializer_kwargs",
+                          "deserializer_kwargs")),
 }
 """Per kind, the Wrapyfi kwargs accepted with no effect here, and why:
 
-- ``socket_ip``, ``socket_*_port``, ``zeromq_kwargs``, ``start_proxy_broker``, ``proxy_broker_spawn``
+- ``zeromq_kwargs``, ``start_proxy_broker``, ``proxy_broker_spawn``
   and the ``pubsub_monitor_*`` ones configure Wrapyfi's ZeroMQ proxy broker and its subscriber
   monitor; there is no broker here (listeners bind, found through discovery;
   ``WRAPYFI_ZEROMQ_SOCKET_IP`` sets the address).
@@ -86,6 +87,16 @@ WRAPYFI_NO_EFFECT: dict[str, frozenset[str]] = {
 - ``load_/map_`` device kwargs of MXNet, PaddlePaddle and CuPy: no effect unless a plugin for that
   library is installed, which then takes them.
 """
+SOCKET_KWARGS: dict[str, tuple[str, ...]] = {
+    "publish": ("socket_ip", "socket_pub_port", "socket_sub_port"),
+    "listen": ("socket_ip", "socket_pub_port", "socket_sub_port"),
+    "reply": ("socket_ip", "socket_rep_port", "socket_req_port"),
+    "request": ("socket_ip", "socket_rep_port"),
+}
+"""Per kind, where Wrapyfi's broker and device are (see
+:mod:`wrapyfi_like.middlewares.wrapyfi_zeromq.settings`); passed on as ``wire_sockets``."""
+_ALL_SOCKET_KWARGS = frozenset(name for names in SOCKET_KWARGS.values() for name in names)
+WIRE_SOCKETS = "wire_sockets"
 QUEUE_SIZE = "queue_size"
 
 _warned_carriers: set[str] = set()
@@ -108,6 +119,9 @@ _OWN = {kind: ((set(_parameters(cls)) | _parameters(ValueFormat)) - {"data_type"
 """Each kind's own kwargs: its communicator's parameters and its value format's (``serializer``,
 ``message_type`` …), under Wrapyfi's names too."""
 _OWN["reply"].discard("call_signature")  # the method's signature, passed by the reply mode itself
+for _kind in COMMUNICATORS:
+    _OWN[_kind].discard(WIRE_SOCKETS)  # built by for_kind from the socket_* kwargs
+    _OWN[_kind].update(SOCKET_KWARGS[_kind])
 for _kind in ("listen", "reply", "request"):
     _OWN[_kind].add("allowed_plugins")  # the codec's: which received codec ids may import a library
 for _kind in ("publish", "listen"):
@@ -150,6 +164,10 @@ def check(data_type: str, kwargs: dict, where: str) -> None:
         value = kwargs.get(key)
         if value is not None and not isinstance(value, dict):
             raise ConfigurationError(f"{where}: {key} must be a dict, got {type(value).__name__}")
+    for where_given in (kwargs, kwargs.get("publisher_kwargs") or {}, kwargs.get("listener_kwargs") or {}):
+        wire = where_given.get("wire")
+        if wire is not None and not (isinstance(wire, str) and wire.startswith("$")):  # "$arg": known at a call
+            wire_setting(wire)  # a bad value fails when the class is defined, not at the first call
     groups = [(tuple(COMMUNICATORS), [k for k in kwargs if k not in ROLE_KWARGS])]
     groups += [(kinds, list(kwargs.get(key) or {})) for key, kinds in ROLE_KWARGS.items()]
     if not any(names for _, names in groups):
@@ -193,14 +211,26 @@ def for_kind(kind: str, kwargs: dict, topic: Any) -> dict:
     own ones dropped, ``queue_size`` applied as ``queue_depth``, the carrier made one we have.
     Everything else (data type and plugin settings) goes through."""
     others = set().union(*(_OWN[other] for other in COMMUNICATORS if other != kind)) - _OWN[kind]
-    drop = (others | WRAPYFI_NO_EFFECT[kind]) - _OWN[kind]
+    drop = (others | WRAPYFI_NO_EFFECT[kind] | _ALL_SOCKET_KWARGS) - (_OWN[kind] - _ALL_SOCKET_KWARGS)
     built = {key: value for key, value in kwargs.items() if key not in drop}
+    sockets = {key: kwargs[key] for key in SOCKET_KWARGS[kind] if key in kwargs}
+    if sockets and wire_setting(kwargs.get("wire")) != "native":  # on the native wire they mean nothing
+        built[WIRE_SOCKETS] = sockets
     if QUEUE_SIZE in built:
         queue_size = built.pop(QUEUE_SIZE)
         if built.get("queue_depth") is None:
             built["queue_depth"] = queue_size
     if "carrier" in built:
         built["carrier"] = carrier(built["carrier"], topic)
+    return built
+
+
+def for_format(kind: str, kwargs: dict) -> dict:
+    """The kwargs of a ``kind`` service's value format: :func:`for_kind`'s, without the ones
+    only its transport takes (the middleware and wire stay: they choose the codec)."""
+    built = for_kind(kind, kwargs, None)
+    for transport_only in ("carrier", WIRE_SOCKETS):
+        built.pop(transport_only, None)
     return built
 
 

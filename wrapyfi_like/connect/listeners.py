@@ -10,7 +10,7 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import DecodeError, ValidationError
 from wrapyfi_like.limits import MAX_SKIPPED_WITHOUT_WAIT, check_max_message_size, check_queue_depth, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
-from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.connect.wire import transports
 from wrapyfi_like.middlewares.envelope import Group
 
 logger = logging.getLogger("wrapyfi_like.listeners")
@@ -40,17 +40,18 @@ class Listener:
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, queue_depth: Optional[int] = None,
                  curve_server_key: Optional[str] = None, bind_port: Optional[int] = None,
-                 **kwargs: Any) -> None:
+                 wire: Optional[str] = None, wire_sockets: Optional[dict] = None, **kwargs: Any) -> None:
         check_topic(in_topic)
         self.name = name
         self.in_topic = in_topic
         self.should_wait = should_wait
         self.max_message_size = check_max_message_size(max_message_size)
-        self._format = ValueFormat(data_type, **kwargs)
-        self._transport = middleware_module(middleware).ListenerTransport(
+        self._format = ValueFormat(data_type, middleware=middleware, wire=wire, **kwargs)
+        module, sockets = transports(middleware, wire, wire_sockets)
+        self._transport = module.ListenerTransport(
             in_topic, carrier=carrier, info={"class_name": name, "data_type": data_type},
             max_message_size=self.max_message_size, queue_depth=check_queue_depth(queue_depth),
-            curve_server_key=curve_server_key, bind_port=bind_port,
+            curve_server_key=curve_server_key, bind_port=bind_port, **sockets,
         )
         self._lock = threading.Lock()
         self.received = 0

@@ -152,9 +152,7 @@ def _build_service(communicator: type, role: str, call: Call) -> Any:
         for index, registration in enumerate(call.registrations):
             for spec in registration.specs:
                 _, spec_kwargs = _resolve_typed(call, role, spec, index, registration)
-                for transport_only in ("middleware", "carrier"):
-                    spec_kwargs.pop(transport_only, None)
-                formats.append(ValueFormat(spec.data_type, **keywords.for_kind(role, spec_kwargs, None)))
+                formats.append(ValueFormat(spec.data_type, **keywords.for_format(role, spec_kwargs)))
     extra = {"call_signature": parameter_hints(call.func)}
     return _construct(communicator, role, args, kwargs, value_formats=formats, **extra)
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.limits import check_max_message_size, check_outgoing, check_queue_depth, check_topic
-from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.connect.wire import transports
 from wrapyfi_like.middlewares.envelope import Group
 
 BACKPRESSURE_POLICIES = ("block", "drop", "latest")
@@ -41,7 +41,8 @@ class Publisher:
                  *, data_type: str = "NativeObject", middleware: str = "zeromq",
                  wait_timeout: Optional[float] = None, backpressure: str = "block",
                  queue_depth: Optional[int] = None, max_message_size: Optional[int] = None,
-                 curve_secret_key: Optional[str] = None, zero_copy: str = "safe", **kwargs: Any) -> None:
+                 curve_secret_key: Optional[str] = None, zero_copy: str = "safe", wire: Optional[str] = None,
+                 wire_sockets: Optional[dict] = None, **kwargs: Any) -> None:
         if backpressure not in BACKPRESSURE_POLICIES:
             raise ConfigurationError(f"backpressure must be one of {BACKPRESSURE_POLICIES}, got {backpressure!r}")
         if zero_copy not in ZERO_COPY_MODES:
@@ -52,14 +53,15 @@ class Publisher:
         self.name = name
         self.out_topic = out_topic
         self.max_message_size = check_max_message_size(max_message_size)
-        self._format = ValueFormat(data_type, **kwargs)
+        self._format = ValueFormat(data_type, middleware=middleware, wire=wire, **kwargs)
         # "safe" is every transport's default, so only the opt-out is passed: a transport that
         # cannot share buffers then refuses it instead of silently ignoring it.
         options = {} if zero_copy == "safe" else {"zero_copy": zero_copy}
-        self._transport = middleware_module(middleware).PublisherTransport(
+        module, sockets = transports(middleware, wire, wire_sockets)
+        self._transport = module.PublisherTransport(
             out_topic, carrier=carrier, should_wait=should_wait, wait_timeout=wait_timeout,
             info={"class_name": name, "data_type": data_type},
-            backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key, **options)
+            backpressure=backpressure, queue_depth=queue_depth, curve_secret_key=curve_secret_key, **options, **sockets)
         self._count_lock = threading.Lock()
         self.sent = 0
 

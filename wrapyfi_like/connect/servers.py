@@ -15,13 +15,15 @@ import msgpack
 
 from wrapyfi_like.connect.formats import ValueFormat, codec_kwargs
 from wrapyfi_like.encoding import Codec
-from wrapyfi_like.exceptions import DecodeError, ValidationError
+from wrapyfi_like.exceptions import DecodeError, ValidationError, WaitTimeout
 from wrapyfi_like.limits import MAX_SKIPPED_WITHOUT_WAIT, check_max_message_size, check_outgoing, check_topic
 from wrapyfi_like.logs import RateLimitedLog, truncate
-from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.connect.wire import transports, wire_codec
 
 logger = logging.getLogger("wrapyfi_like.servers")
 _bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
+WIRE_NEXT_REQUEST_TIMEOUT = 10.0
+"""On Wrapyfi's wire, how long a server of several values waits for the client's next request."""
 
 
 class Request:
@@ -58,22 +60,26 @@ class Server:
                  *, value_formats: Sequence[ValueFormat], middleware: str = "zeromq",
                  max_message_size: Optional[int] = None, curve_secret_key: Optional[str] = None,
                  call_signature: Optional[inspect.Signature] = None, bind_port: Optional[int] = None,
-                 **kwargs: Any) -> None:
+                 wire: Optional[str] = None, wrapyfi_allow_pickle: bool = False,
+                 wire_sockets: Optional[dict] = None, **kwargs: Any) -> None:
         check_topic(out_topic)
         self.name = name
         self.out_topic = out_topic
         self.should_wait = should_wait
         self._formats = list(value_formats)
         self._request_codec = Codec(**codec_kwargs(kwargs))
+        self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None, kwargs)
         self._call_signature = call_signature
         self._call_types = {}
         if call_signature is not None:
             from wrapyfi_like.validation import call_types  # only typed methods pay for the engine
             self._call_types = call_types(call_signature)
         self.max_message_size = check_max_message_size(max_message_size)
-        self._transport = middleware_module(middleware).ServerTransport(
+        module, sockets = transports(middleware, wire, wire_sockets)
+        self._transport = module.ServerTransport(
             out_topic, carrier=carrier, info={"class_name": name, "data_types": [f.data_type for f in self._formats]},
             max_message_size=self.max_message_size, curve_secret_key=curve_secret_key, bind_port=bind_port,
+            **sockets,
         )
         self.received = 0
         self.malformed = 0
@@ -100,7 +106,12 @@ class Server:
             return Request(args, kwargs, ticket)
 
     def _decode_call(self, frames: list) -> tuple[tuple, dict]:
-        call = self._request_codec.decode(frames)
+        if self._wire is not None:
+            if len(frames) != 1:
+                raise DecodeError(f"a Wrapyfi request is one frame, got {len(frames)}")
+            call = self._wire.decode_request(frames[0])
+        else:
+            call = self._request_codec.decode(frames)
         if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], tuple)
                 and isinstance(call[1], dict) and all(isinstance(key, str) for key in call[1])):
             raise DecodeError("a request must be the pair (args tuple, kwargs dict with str keys)")
@@ -122,12 +133,29 @@ class Server:
 
     def reply(self, request: Request, values: Sequence[Any]) -> None:
         """Send ``values`` (one per value format, in order) back to the caller of ``request``."""
+        if self._wire is not None:
+            return self._reply_per_value(request, values)
         parts = [fmt.encode(value) for fmt, value in zip(self._formats, values, strict=True)]
         frames = [msgpack.packb([len(part) for part in parts])]
         for part in parts:
             frames.extend(part)
         check_outgoing(frames, self.max_message_size, f"the reply of service {self.out_topic}")
         self._transport.send(request.ticket, frames)
+
+    def _reply_per_value(self, request: Request, values: Sequence[Any]) -> None:
+        """Wrapyfi's way: a client asks once per returned value (same arguments each time), and
+        request *i* gets value *i*; the method ran once, on the first."""
+        ticket = request.ticket
+        for index, (fmt, value) in enumerate(zip(self._formats, values, strict=True)):
+            if index:
+                received = self._transport.recv(WIRE_NEXT_REQUEST_TIMEOUT)
+                if received is None:
+                    raise WaitTimeout(f"the client of {self.out_topic} did not ask for value {index + 1} of "
+                                      f"{len(values)} within {WIRE_NEXT_REQUEST_TIMEOUT} s")
+                ticket = received[0]
+            frame = fmt.encode_reply(value)
+            check_outgoing([frame], self.max_message_size, f"the reply of service {self.out_topic}")
+            self._transport.send(ticket, [frame])
 
     def reply_error(self, request: Request, error: BaseException) -> None:
         """Tell the caller of ``request`` that the method raised ``error``."""

@@ -8,15 +8,20 @@ Names Wrapyfi knows but this package does not have (:data:`WRAPYFI_MIDDLEWARES` 
 the connect layer gives such a communicator a no-op stand-in, as Wrapyfi does when a middleware
 is not installed. Any other name is a mistake and raises ``ConfigurationError`` with the closest
 names.
+
+The *wire* of ``"zeromq"``: ``"native"`` (this package's) or ``"wrapyfi"`` (Wrapyfi 0.5.0's, served
+by the ``wrapyfi_zeromq`` module), per communicator (``register(..., wire="wrapyfi")``) or per
+process (:data:`WIRE_ENV`); see :func:`middleware_module`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator
+from typing import Iterator, Optional
 
 from wrapyfi_like.exceptions import ConfigurationError
 
@@ -35,8 +40,44 @@ _redirects: dict[str, str] = {}
 _redirects_lock = threading.Lock()
 
 
-def middleware_module(name: str) -> ModuleType:
-    module = MIDDLEWARES.get(_redirects.get(name, name))
+WIRES = ("native", "wrapyfi")
+WIRE_ENV = "WRAPYFI_LIKE_WIRE"
+"""Sets the wire of every ``"zeromq"`` communicator in the process that names none."""
+_WIRE_MODULES = {("zeromq", "wrapyfi"): "wrapyfi_like.middlewares.wrapyfi_zeromq"}
+"""Which module serves a middleware on a wire other than its native one (not a middleware name of
+its own: it is chosen with ``wire``)."""
+
+
+def wire_setting(wire: Optional[str] = None) -> str:
+    """The wire a communicator uses: its own ``wire=``, else :data:`WIRE_ENV`, else ``"native"``;
+    a value not in :data:`WIRES` is a ``ConfigurationError`` naming where it came from."""
+    source = "wire="
+    if wire is None:
+        wire, source = os.environ.get(WIRE_ENV, "").strip() or "native", WIRE_ENV
+    if wire not in WIRES:
+        raise ConfigurationError(f"{source} must be one of {', '.join(WIRES)}, got {wire!r:.40}")
+    return wire
+
+
+def middleware_module(name: str, wire: Optional[str] = None, *, from_environment: bool = False) -> ModuleType:
+    """The module serving middleware ``name`` on ``wire``: None is the native wire, unless
+    ``from_environment`` (communicators built by the connect layer) lets :data:`WIRE_ENV` decide
+    (see :func:`wire_setting`). So tools that build transports themselves (the CLI) stay on the
+    native wire whatever the process's setting.
+
+    A redirect (:func:`redirected`) wins over the wire: a class decorated for Wrapyfi's wire is
+    still tested in memory. ``wire="wrapyfi"`` given to a middleware that has no such wire is a
+    ``ConfigurationError``; the process-wide setting applies only to ``"zeromq"``.
+    """
+    target = _redirects.get(name, name)
+    chosen = wire_setting(wire) if wire is not None or from_environment else "native"
+    module = MIDDLEWARES.get(target)
+    if chosen != "native" and target == name:
+        served = _WIRE_MODULES.get((name, chosen))
+        if served is not None:
+            module = served
+        elif wire is not None:
+            raise ConfigurationError(f"wire={wire!r} is a wire of 'zeromq' only, not of {name!r}")
     if module is None:
         raise _unknown(name)
     return importlib.import_module(module)
