@@ -25,7 +25,7 @@ each kind takes its own; ``publisher_kwargs`` must hold publisher or server kwar
 ``listener_kwargs`` listener or client kwargs.
 
 Applied with Wrapyfi's meaning: ``queue_size`` (ROS's queue length) is ``queue_depth``; a
-``carrier`` other than ``"tcp"``/``"ipc"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
+``carrier`` other than ``"tcp"``/``"ipc"``/``"shm"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
 ZeroMQ backend does, with one WARNING per carrier name and process.
 """
 
@@ -44,6 +44,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares.base import CARRIERS
 from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import PluginRegistrar
 
@@ -206,12 +207,12 @@ def for_kind(kind: str, kwargs: dict, topic: Any) -> dict:
 
 def carrier(name: Any, topic: Any) -> Any:
     """``name`` if this package has that carrier; else tcp, warned once per name."""
-    if name in ("tcp", "ipc") or not isinstance(name, str):
+    if name in CARRIERS or not isinstance(name, str):
         return name
     with _warned_lock:
         first = name not in _warned_carriers
         _warned_carriers.add(name)
     if first:
-        logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc): using tcp, "
+        logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc, shm): using tcp, "
                        "as Wrapyfi's ZeroMQ backend does", name, topic)
     return "tcp"

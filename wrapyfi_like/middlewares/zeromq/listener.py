@@ -29,7 +29,7 @@ from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
-from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
+from wrapyfi_like.middlewares.envelope import LATEST, SHM, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -37,6 +37,7 @@ from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.shm_intake import ShmIntake
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -97,6 +98,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._log = RateLimitedLog(logger)
         self._agent = session
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
+        self._shm = ShmIntake(self, carrier, session)
         lifecycle.track(self)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
@@ -204,7 +206,14 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                               "listener on %s: %d messages from publisher %s never arrived "
                               "(%d missed in total on this listener)",
                               self.topic, gap, envelope.publisher.hex(), self._sequence.missed)
+        if envelope.flags & SHM:  # its large buffers are in this listener's shared-memory inbox
+            return self._shm.resolve(envelope, body)
         return envelope, body
+
+    def statistics(self) -> dict[str, int]:
+        """As :meth:`ListenerCounts.statistics`, plus ``shm``, ``shm_received`` and ``shm_missed``
+        (:meth:`~.shm_intake.ShmIntake.statistics`)."""
+        return {**super().statistics(), **self._shm.statistics()}
 
     def _malformed(self, kind: str, reason: str, *args) -> None:
         self.malformed += 1
@@ -222,5 +231,6 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         with self._lock:
             self._held.clear()
             self._agent.withdraw(self._announcement)
+            self._shm.close()
             self._socket.close()
             self._wake.close()

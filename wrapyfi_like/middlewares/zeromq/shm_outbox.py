@@ -1,0 +1,124 @@
+"""The publisher's side of ``carrier="shm"``: which listeners get a message's large buffers in
+shared memory, and the message each listener gets.
+
+A listener gets the shared-memory form only if it announced itself under
+:func:`~.shm_wire.shm_listener_key` with this process's compatibility token (same host, same
+``/dev/shm``, same user, same prefix, iceoryx2 importable on both sides), the publisher's port
+into its inbox opened, and the sample reached it (``send`` returned one recipient). Otherwise that
+listener gets the ordinary frames of the same message: the fallback is per listener and per
+message, so nothing is lost on the way between the two forms.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from wrapyfi_like.logs import RateLimitedLog
+from wrapyfi_like.middlewares.zeromq import shm
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+from wrapyfi_like.middlewares.zeromq.shm_wire import pack_refs, shm_listener_key
+
+THRESHOLD = 512 * 1024
+"""Buffers of at least this many bytes travel in shared memory. Measured (research/shm.md,
+benchmarks/bench_shm.py): below about 512 KiB the hybrid path is no faster than frames over ipc
+(64 KiB: 1.2× the latency), from 1 MiB on it is 0.4–0.6× the latency."""
+
+
+class Split(NamedTuple):
+    """One message's shared-memory form: the buffers that go into the sample, and the frames."""
+
+    buffers: list
+    offsets: list[int]
+    total: int
+    frames: list
+    """``[header, *buffers]`` with an empty frame for each buffer in the sample, then the refs."""
+
+
+def split(frames: list) -> Optional[Split]:
+    """The shared-memory form of ``frames`` (``[header, *buffers]``), or None if no buffer is
+    large enough to be worth it."""
+    buffers, offsets, entries, total = [], [], [], 0
+    body = list(frames)
+    for index in range(1, len(frames)):
+        view = memoryview(frames[index])
+        if view.nbytes >= THRESHOLD and view.contiguous:
+            view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+            buffers.append(view)
+            offsets.append(total)
+            entries.append((index, total, view.nbytes))
+            total = shm.aligned(total + view.nbytes)
+            body[index] = b""
+    if not buffers:
+        return None
+    body.append(pack_refs(entries))
+    return Split(buffers, offsets, total, body)
+
+
+class ShmOutbox:
+    """A publisher's ports into the inboxes of its shm-capable listeners, and their counts."""
+
+    def __init__(self, topic: str, agent: NodeAgent, log: RateLimitedLog) -> None:
+        self.topic = topic
+        self._agent = agent
+        self._log = log
+        self._watch = agent.watch(shm_listener_key(topic, shm.compatibility())) if shm.available() else None
+        self._ports: dict[str, Optional[shm.Port]] = {}  # None: opening failed, frames for good
+        self.sent = 0
+        """Messages that reached a listener through shared memory (one per listener)."""
+        self.fallback = 0
+        """Messages with shm-sized buffers that a listener got as frames instead."""
+        self.paths: dict[str, str] = {}
+        """Per listener endpoint, the path its last large message took: ``"shm"`` or ``"frames"``."""
+
+    def deliver(self, endpoint: str, part: Split, publisher: bytes, seq: int) -> bool:
+        """Put ``part``'s sample into ``endpoint``'s inbox; whether its listener has it (else the
+        caller sends that listener the ordinary frames)."""
+        port = self._port(endpoint, part.total)
+        delivered = False
+        if port is not None:
+            try:
+                delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total)
+            except shm.shm_errors() as error:
+                self._log.warning(endpoint, "shm-send", "publisher on %s: shared memory to listener %s "
+                                  "failed (%s); it gets frames", self.topic, endpoint, error)
+        if delivered:
+            self.sent += 1
+            self.paths[endpoint] = "shm"
+        else:
+            self.fallback += 1
+            self.paths[endpoint] = "frames"
+        return delivered
+
+    def _port(self, endpoint: str, size: int) -> Optional[shm.Port]:
+        if endpoint in self._ports:
+            return self._ports[endpoint]
+        if self._watch is None or endpoint not in self._watch.endpoints:
+            self._log.info(endpoint, "shm-peer", "publisher on %s: listener %s cannot share memory "
+                           "with this process (another host or user, no iceoryx2, or not carrier='shm'); "
+                           "it gets frames", self.topic, endpoint)
+            return None
+        try:
+            port = shm.Port(endpoint, size)
+        except shm.shm_errors() as error:
+            port = None
+            self._log.warning(endpoint, "shm-open", "publisher on %s: cannot open the shared-memory "
+                              "inbox of listener %s (%s); it gets frames", self.topic, endpoint, error)
+        self._ports[endpoint] = port
+        return port
+
+    def forget(self, live: set) -> None:
+        """Close the ports of listeners that are gone."""
+        for endpoint in [endpoint for endpoint in self._ports if endpoint not in live]:
+            port = self._ports.pop(endpoint)
+            self.paths.pop(endpoint, None)
+            if port is not None:
+                port.close()
+
+    def statistics(self) -> dict[str, int]:
+        return {"shm_sent": self.sent, "shm_fallback": self.fallback,
+                "shm_outlets": sum(port is not None for port in self._ports.values())}
+
+    def close(self) -> None:
+        self.forget(set())
+        if self._watch is not None:
+            self._agent.unwatch(self._watch)
