@@ -78,8 +78,12 @@ class Publisher:
             self.sent += 1
 
     def stats(self) -> dict[str, int]:
+        """Counts since this publisher was built; with ``carrier="shm"`` also the transport's
+        ``shm_*`` counts (which path the listeners got)."""
+        statistics = getattr(self._transport, "statistics", None)
+        shm = {name: count for name, count in (statistics() if statistics else {}).items() if name.startswith("shm")}
         return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0,
-                "missed": 0, "duplicate": 0, "incomplete": 0}
+                "missed": 0, "duplicate": 0, "incomplete": 0, **shm}
 
     def publisher_stats(self) -> dict[str, dict[str, int]]:
         """Counts per remote publisher heard: a publisher hears none."""

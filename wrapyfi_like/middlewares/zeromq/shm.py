@@ -28,7 +28,9 @@ GIL and stalls for good on a subscriber that died holding samples.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import gc
 import hashlib
 import logging
 import os
@@ -57,6 +59,7 @@ ALIGN = 64
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
+_open: "weakref.WeakSet[Any]" = weakref.WeakSet()  # inboxes and ports, closed at exit before the node
 
 
 def _iceoryx2() -> Optional[Any]:
@@ -110,7 +113,19 @@ def _node() -> Any:
             config.global_cfg.prefix = iox.FileName.new(prefix())
             node = _state["node"] = iox.NodeBuilder.new().config(config).create(iox.ServiceType.Ipc)
             node.try_cleanup_dead_nodes()
+            atexit.register(_shutdown)
         return node
+
+
+def _shutdown() -> None:
+    """At exit, close every port and inbox and drop the node, so iceoryx2 removes what this
+    process made (left to interpreter teardown, its objects are never dropped and their files
+    stay behind like a crashed process's, until another node cleans them up)."""
+    for handle in list(_open):
+        handle.close()
+    with _lock:
+        _state.pop("node", None)
+    gc.collect()
 
 
 def cleanup_dead_nodes() -> tuple[int, int]:
@@ -160,6 +175,7 @@ class Inbox:
     def __init__(self, endpoint: str) -> None:
         self._service = _service(service_name(endpoint), create=True)
         self._subscriber = self._service.subscriber_builder().create()
+        _open.add(self)
         self._waiting: dict[bytes, Any] = {}  # per publisher: a sample received ahead of its message
         self.held = 0
         """Samples alive now (arrays handed out, and samples waiting for their message)."""
@@ -225,8 +241,11 @@ class Inbox:
         self._waiting.clear()
 
     def close(self) -> None:
+        if self._service is None:
+            return
         self._release_waiting()
         self._subscriber.delete()
+        self._subscriber = self._service = None
 
 
 class Port:
@@ -239,6 +258,7 @@ class Port:
                            .allocation_strategy(iox.AllocationStrategy.PowerOfTwo)
                            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
                            .max_loaned_samples(LOANED).create())
+        _open.add(self)
 
     def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
         """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
@@ -253,7 +273,10 @@ class Port:
         return sample.assume_init().send() == 1
 
     def close(self) -> None:
+        if self._service is None:
+            return
         self._publisher.delete()
+        self._publisher = self._service = None
 
 
 def aligned(size: int) -> int:

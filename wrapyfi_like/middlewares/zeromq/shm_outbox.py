@@ -11,6 +11,7 @@ message, so nothing is lost on the way between the two forms.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple, Optional
 
 from wrapyfi_like.logs import RateLimitedLog
@@ -93,7 +94,7 @@ class ShmOutbox:
         if endpoint in self._ports:
             return self._ports[endpoint]
         if self._watch is None or endpoint not in self._watch.endpoints:
-            self._log.info(endpoint, "shm-peer", "publisher on %s: listener %s cannot share memory "
+            self._log.log(logging.INFO, endpoint, "shm-peer", "publisher on %s: listener %s cannot share memory "
                            "with this process (another host or user, no iceoryx2, or not carrier='shm'); "
                            "it gets frames", self.topic, endpoint)
             return None

@@ -1,0 +1,188 @@
+"""``carrier="shm"``: large buffers through iceoryx2 shared memory between real processes, the
+per-listener fallback to frames, read-only views that keep their sample alive, and crashes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from node_processes import event_is  # noqa: E402
+from shm_nodes import ShmNode  # noqa: E402
+
+from wrapyfi_like.middlewares.zeromq import shm  # noqa: E402
+from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, split  # noqa: E402
+from wrapyfi_like.middlewares.zeromq.shm_wire import unpack_refs  # noqa: E402
+from wrapyfi_like.exceptions import DecodeError  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def prefix(monkeypatch):
+    """An iceoryx2 prefix of this test's own, for its processes (and this one)."""
+    value = f"wlkt{uuid.uuid4().hex[:10]}_"
+    monkeypatch.setenv(shm.PREFIX_VARIABLE, value)
+    yield value
+    for name in shm_objects(value):  # iceoryx2's 16-byte per-prefix management object
+        if name.endswith(".global_mgmt"):
+            os.unlink(os.path.join("/dev/shm", name))
+
+
+def shm_objects(prefix: str) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+def leftovers(prefix: str) -> list[str]:
+    """What iceoryx2 objects and files of ``prefix`` exist, but its 16-byte management object."""
+    found = [name for name in shm_objects(prefix) if not name.endswith(".global_mgmt")]
+    for folder, _, names in os.walk("/tmp/iceoryx2"):
+        found += [os.path.join(folder, name) for name in names if name.startswith(prefix)]
+    return found
+
+
+def nodes_of(prefix: str, *args: str, **kwargs) -> ShmNode:
+    return ShmNode(*args, env={shm.PREFIX_VARIABLE: prefix}, **kwargs)
+
+
+def run_pair(topic, prefix, count, size, listen=(), publish=()):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", str(count), "--size", str(size), *listen)
+    try:
+        listener.wait_for(event_is("ready"))
+        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", str(count), "--size", str(size), *publish)
+        try:
+            got = [listener.wait_for(event_is("got")) for _ in range(count)]
+            listened = listener.wait_for(event_is("done"))
+            published = publisher.wait_for(event_is("done"))
+            assert publisher.process.wait(timeout=20) == 0 and listener.process.wait(timeout=20) == 0
+        finally:
+            publisher.stop()
+    finally:
+        listener.stop()
+    return got, listened, published
+
+
+@pytest.mark.parametrize("size", [1 * MB, 16 * MB])
+def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, size):
+    got, listened, published = run_pair(topic, prefix, 4, size, listen=("--hold", "3"))
+    assert [event["seq"] for event in got] == [0, 1, 2, 3]
+    assert all(event["exact"] and event["nbytes"] == size for event in got)
+    assert not any(event["writeable"] for event in got)  # a view of read-only shared memory
+    assert listened["held_unchanged"]  # held views still show their own message
+    assert listened["stats"]["shm"] == 1 and listened["stats"]["shm_received"] == 4
+    assert listened["stats"]["missed"] == 0 and listened["stats"]["shm_missed"] == 0
+    assert published["stats"]["shm_sent"] == 4 and published["stats"]["shm_fallback"] == 0
+    assert set(published["paths"].values()) == {"shm"}
+    assert leftovers(prefix) == []  # a clean exit removes the inbox, ports and segments
+
+
+def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
+    count = shm.BORROWED + 4
+    got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))
+    assert all(event["exact"] for event in got)
+    assert [event["writeable"] for event in got[:shm.BORROWED - 2]] == [False] * (shm.BORROWED - 2)
+    assert all(event["writeable"] for event in got[shm.BORROWED:])  # copied out: owned by the user
+    assert listened["held_unchanged"]
+    assert listened["stats"]["shm_received"] == count and listened["stats"]["missed"] == 0
+
+
+def test_a_listener_that_cannot_use_shared_memory_gets_frames(topic, prefix):
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=("--carrier", "tcp"))
+    assert all(event["exact"] for event in got)
+    assert all(event["writeable"] for event in got)  # ordinary frames: writable
+    assert listened["stats"]["shm"] == 0 and listened["stats"]["shm_received"] == 0
+    assert published["stats"]["shm_sent"] == 0 and published["stats"]["shm_fallback"] == 3
+    assert set(published["paths"].values()) == {"frames"}
+
+
+@pytest.mark.parametrize("side", ["publisher", "listener"])
+def test_without_iceoryx2_shm_falls_back_to_frames_with_one_warning(topic, prefix, side):
+    blocked = ("--no-iceoryx2",)
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=blocked if side == "listener" else (),
+                                         publish=blocked if side == "publisher" else ())
+    assert all(event["exact"] for event in got)
+    assert published["stats"]["shm_sent"] == 0 and published["stats"]["shm_fallback"] == 3
+    assert listened["stats"]["shm_received"] == 0 and listened["stats"]["missed"] == 0
+
+
+def test_without_iceoryx2_the_process_logs_one_warning_and_no_error(topic, prefix):
+    blocked = ("--no-iceoryx2",)
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=blocked, publish=blocked)
+    assert all(event["exact"] for event in got)
+    for node in (listened, published):
+        warnings = [message for level, message in node["logged"] if "iceoryx2 cannot be imported" in message]
+        assert len(warnings) == 1, node["logged"]
+        assert not [record for record in node["logged"] if record[0] in ("ERROR", "CRITICAL")], node["logged"]
+
+
+def test_a_publisher_killed_mid_stream_leaves_nothing_that_breaks_the_next_run(topic, prefix):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", "6")
+    try:
+        listener.wait_for(event_is("ready"))
+        first = nodes_of(prefix, "publish", "--topic", topic, "--count", "1000", "--rate", "50")
+        try:
+            for _ in range(3):
+                assert listener.wait_for(event_is("got"))["exact"]
+        finally:
+            first.kill()  # mid-stream, holding its data segment
+        second = nodes_of(prefix, "publish", "--topic", topic, "--count", "3")
+        try:
+            got = [listener.wait_for(event_is("got")) for _ in range(3)]
+            published = second.wait_for(event_is("done"))
+        finally:
+            second.stop()
+        assert [event["seq"] for event in got] == [0, 1, 2] and all(event["exact"] for event in got)
+        assert published["stats"]["shm_sent"] == 3  # the new publisher reached the old inbox
+    finally:
+        listener.stop()
+    assert_cleaned_up(prefix)
+
+
+def assert_cleaned_up(prefix):
+    """Every process is gone: a new node removes what they left (a killed one's segments too)."""
+    cleanup = nodes_of(prefix, "cleanup")
+    cleanup.wait_for(event_is("cleaned"))
+    cleanup.process.wait(timeout=20)
+    assert leftovers(prefix) == []
+
+
+def test_a_listener_killed_while_holding_samples_does_not_stall_the_publisher(topic, prefix):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", "3", "--hold", "3", "--stall")
+    try:
+        listener.wait_for(event_is("ready"))
+        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", "60", "--rate", "100",
+                             "--backpressure", "drop", "--queue-depth", "4")
+        try:
+            listener.wait_for(event_is("stalled"))
+            listener.kill()  # dies holding 3 samples, its inbox full
+            published = publisher.wait_for(event_is("done"), timeout=30)
+        finally:
+            publisher.stop()
+    finally:
+        listener.stop()
+    assert published["stats"]["shm_sent"] >= 3
+    assert published["stats"]["shm_fallback"] > 0  # a full inbox costs a frames message, not a wait
+    assert_cleaned_up(prefix)
+
+
+def test_split_replaces_only_large_buffers_and_its_references_are_checked():
+    small, large = np.zeros(16, np.uint8), np.arange(THRESHOLD // 8, dtype=np.float64)
+    part = split([b"header", small, large])
+    assert part.frames[1] is small and part.frames[2] == b"" and part.total >= large.nbytes
+    entries = unpack_refs(part.frames[-1], 3, part.total)
+    assert entries == [(2, 0, large.nbytes)]
+    assert split([b"header", small]) is None
+    with pytest.raises(DecodeError):
+        unpack_refs(part.frames[-1], 3, large.nbytes - 1)  # a reference beyond the sample
+    with pytest.raises(DecodeError):
+        unpack_refs(part.frames[-1], 2, part.total)  # a reference to a frame that is not there
+    with pytest.raises(DecodeError):
+        unpack_refs(b"WLSM\x00\x00\x00\x00", 3, part.total)
