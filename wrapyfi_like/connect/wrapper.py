@@ -304,7 +304,8 @@ class MiddlewareCommunicator:
         ``missed`` (messages that never arrived: gaps in their publishers' sequence numbers),
         ``duplicate`` (repeats skipped) and ``incomplete`` (parts of a stacked method's call
         discarded because another part of that call never arrived) are counted by listeners;
-        :meth:`publisher_stats` breaks a listener's counts down by publisher. A method whose
+        :meth:`publisher_stats` breaks a listener's counts down by publisher. ``carrier="shm"``
+        communicators add their ``shm*`` counts (docs/guide/shm.md). A method whose
         publisher and listener share a topic (``transceive``) has their counts added.
         Communicators count from when they are built (the first call) until ``close()``.
         """
@@ -315,7 +316,7 @@ class MiddlewareCommunicator:
                 topic = getattr(communicator, "out_topic", None) or communicator.in_topic
                 counts = per_topic.setdefault(topic, dict.fromkeys(_COUNTS, 0))
                 for key, value in communicator.stats().items():
-                    counts[key] += value
+                    counts[key] = counts.get(key, 0) + value
         return result
 
     def publisher_stats(self) -> dict[str, dict[str, dict[str, dict[str, int]]]]:

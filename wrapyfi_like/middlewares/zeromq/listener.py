@@ -97,8 +97,9 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
         self._log = RateLimitedLog(logger)
         self._agent = session
-        self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
+        # the inbox is announced first, so a publisher never sees this listener without it
         self._shm = ShmIntake(self, carrier, session)
+        self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         lifecycle.track(self)
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:

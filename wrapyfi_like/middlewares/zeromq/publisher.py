@@ -128,10 +128,11 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._flusher: Optional[threading.Thread] = None
         self._flush_needed = threading.Event()
         self._agent = session
+        # shm-capable listeners are watched first: a sync that reports a listener reports its inbox too
+        self._shm = ShmOutbox(topic, session, self._log) if carrier == "shm" else None
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
-        self._shm = ShmOutbox(topic, session, self._log) if carrier == "shm" else None
         self._found_one = False  # a listener's connection completed once: should_wait waits no more
         self._closed = False
         lifecycle.track(self)
