@@ -186,3 +186,26 @@ def test_split_replaces_only_large_buffers_and_its_references_are_checked():
         unpack_refs(part.frames[-1], 2, part.total)  # a reference to a frame that is not there
     with pytest.raises(DecodeError):
         unpack_refs(b"WLSM\x00\x00\x00\x00", 3, part.total)
+
+
+def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, prefix):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+    agent = NodeAgent.get()
+    listener = ZeroMQListenerTransport(topic, carrier="shm", session=agent)
+    publisher = ZeroMQPublisherTransport(topic, carrier="shm", session=agent, wait_timeout=10)
+    try:
+        large = np.arange(MB // 8, dtype=np.float64)
+        publisher.send([b"header", large])
+        publisher.send([b"header", large + 1])
+        assert publisher.statistics()["shm_sent"] == 2
+        listener._shm.inbox._subscriber.receive().delete()  # the first sample vanishes (as upstream #305)
+        frames = listener.recv(10)  # the first message is skipped, the second one arrives whole
+        assert np.array_equal(np.frombuffer(frames[1], np.float64), large + 1)
+        statistics = listener.statistics()
+        assert statistics["shm_missed"] == 1 and statistics["missed"] == 1 and statistics["received"] == 1
+    finally:
+        publisher.close()
+        listener.close()

@@ -177,6 +177,7 @@ class Inbox:
         self._subscriber = self._service.subscriber_builder().create()
         _open.add(self)
         self._waiting: dict[bytes, Any] = {}  # per publisher: a sample received ahead of its message
+        self._held_lock = threading.Lock()  # arrays die (and release their sample) on any thread
         self.held = 0
         """Samples alive now (arrays handed out, and samples waiting for their message)."""
 
@@ -195,10 +196,15 @@ class Inbox:
                     self._release_waiting()
                     if self.held >= BORROWED:
                         return None
-                sample = self._subscriber.receive()
+                try:
+                    sample = self._subscriber.receive()
+                except shm_errors() as error:
+                    logger.warning("shared-memory inbox: receive failed: %s", error)
+                    return None
                 if sample is None:
                     return None
-                self.held += 1
+                with self._held_lock:
+                    self.held += 1
             header = sample.user_header().contents
             sender, number = bytes(header.publisher), header.seq
             if sender == publisher and number == seq:
@@ -232,7 +238,8 @@ class Inbox:
         return array
 
     def release(self, sample: Any) -> None:
-        self.held -= 1
+        with self._held_lock:
+            self.held -= 1
         sample.delete()
 
     def _release_waiting(self) -> None:
@@ -288,5 +295,5 @@ def shm_errors() -> tuple[type, ...]:
     iox = _iceoryx2()
     names = ("PublishSubscribeOpenError", "PublishSubscribeCreateError", "PublisherCreateError",
              "SubscriberCreateError", "LoanError", "SendError", "ReceiveError", "NodeCreationFailure",
-             "ConfigCreationError", "SemanticStringError")
+             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure")
     return tuple(getattr(iox, name) for name in names if isinstance(getattr(iox, name, None), type)) + (OSError,)
