@@ -57,7 +57,11 @@ def _publish(options) -> None:
                           backpressure=options.backpressure, queue_depth=options.queue_depth)
     _report("ready")
     for seq in range(options.count):
-        publisher.publish({"seq": seq, "a": payload(seq, options.size)})
+        if options.loan:  # the message is the array alone, filled in place
+            with publisher.loan((options.size // 4,), "uint32") as array:
+                array[:] = payload(seq, options.size)
+        else:
+            publisher.publish({"seq": seq, "a": payload(seq, options.size)})
         _report("sent", seq=seq)
         if options.rate:
             time.sleep(1.0 / options.rate)
@@ -73,8 +77,10 @@ def _listen(options) -> None:
     listener = Listener("Shm", options.topic, carrier=options.carrier)
     _report("ready", stats=listener.stats())
     held = []
-    for _ in range(options.count):
+    for index in range(options.count):
         message = listener.listen()
+        if options.loan:  # the array alone, in order
+            message = {"seq": index, "a": message}
         array = message["a"]
         exact = bool(np.array_equal(array, payload(message["seq"], options.size)))
         _report("got", seq=message["seq"], exact=exact, writeable=bool(array.flags.writeable),
@@ -109,6 +115,7 @@ def main() -> None:
     parser.add_argument("--backpressure", default="block")
     parser.add_argument("--queue-depth", type=int, default=1000)
     parser.add_argument("--no-iceoryx2", action="store_true")
+    parser.add_argument("--loan", action="store_true", help="publish arrays alone, filled in place")
     options = parser.parse_args()
     library = logging.getLogger("wrapyfi_like")
     library.addHandler(RECORDS)

@@ -84,6 +84,34 @@ def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, si
     assert leftovers(prefix) == []  # a clean exit removes the inbox, ports and segments
 
 
+def test_an_array_filled_in_a_loan_reaches_the_listener_without_a_copy(topic, prefix):
+    loan = ("--loan",)
+    got, listened, published = run_pair(topic, prefix, 4, 16 * MB, listen=loan + ("--hold", "2"), publish=loan)
+    assert [event["seq"] for event in got] == [0, 1, 2, 3] and all(event["exact"] for event in got)
+    assert not any(event["writeable"] for event in got) and listened["held_unchanged"]
+    assert published["stats"]["shm_sent"] == 4 and published["stats"]["shm_loaned"] == 4
+
+
+def test_a_loan_on_another_carrier_is_an_ordinary_array_published_at_the_end_of_the_block(topic):
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Loan", topic, carrier="tcp")
+    publisher = Publisher("Loan", topic, carrier="tcp", wait_timeout=10)
+    try:
+        with pytest.raises(RuntimeError):
+            with publisher.loan((4,), "float32") as array:
+                raise RuntimeError("the producer failed: nothing is published")
+        with publisher.loan((2, 3), "int16") as array:
+            array[:] = 7
+        received = listener.listen()
+        assert received.dtype == np.int16 and received.shape == (2, 3) and (received == 7).all()
+        assert publisher.stats()["sent"] == 1
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
     count = shm.BORROWED + 4
     got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))

@@ -36,12 +36,14 @@ published buffer until libzmq has sent it, or the listener receives the modified
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
+import numpy as np
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
@@ -57,7 +59,7 @@ from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
-from wrapyfi_like.middlewares.zeromq.shm_outbox import ShmOutbox, split
+from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
@@ -130,6 +132,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._agent = session
         # shm-capable listeners are watched first: a sync that reports a listener reports its inbox too
         self._shm = ShmOutbox(topic, session, self._log) if carrier == "shm" else None
+        self._loan: Optional[Loan] = None
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
@@ -158,7 +161,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             for outlet in list(self._outlets.values()):
                 if self._outlets.get(outlet.endpoint) is not outlet:
                     continue  # closed by an earlier wait
-                if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq):
+                if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
+                                                          self._loan):
                     if shm_message is None:
                         shm_message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq,
                                                                          self._flags | SHM, group), *part.frames]
@@ -173,6 +177,35 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             if trackers:
                 self._wait_for_trackers(trackers)
             self.sent += 1
+
+    @contextlib.contextmanager
+    def loan(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A writable uint8 array of ``nbytes`` to fill and then :meth:`send` (as the only large
+        buffer of a message) within the ``with`` block.
+
+        With ``carrier="shm"``, ``nbytes`` ≥ the shared-memory threshold and a listener that shares
+        memory, the array is a sample in that
+        listener's inbox and is sent to it without any copy (other listeners get copies, as
+        usual); otherwise it is an ordinary array. Unsent at the end of the block, the sample is
+        given back. The array must not be used after the block.
+        """
+        with self._lock:
+            self._check_open()
+            self._follow()
+            loan = (self._shm.loan(list(self._outlets), nbytes)
+                    if self._shm is not None and nbytes >= THRESHOLD else None)
+        if loan is None:
+            yield np.empty(nbytes, np.uint8)
+            return
+        self._loan = loan
+        try:
+            yield loan.array
+        finally:
+            with self._lock:
+                self._loan = None
+                if loan.sample is not None:
+                    loan.port.discard(loan.sample)
+                    loan.sample = None
 
     def _follow(self) -> None:
         """Open outlets for newly listed endpoints; close those both unlisted and down.
@@ -397,7 +430,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
         listener, not delivered because of ``backpressure`` or a dropped connection),
         ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped).
-        With ``carrier="shm"`` also ``shm_sent`` (messages a listener got through shared memory),
+        With ``carrier="shm"`` also ``shm_sent`` (messages a listener got through shared memory;
+        ``shm_loaned`` of them were filled in place with :meth:`loan`, without a copy),
         ``shm_fallback`` (messages with shm-sized buffers a listener got as frames instead) and
         ``shm_outlets`` (listeners with an open shared-memory port)."""
         outlets = list(self._outlets.values())

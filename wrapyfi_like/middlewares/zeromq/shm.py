@@ -13,11 +13,11 @@ discovery).
 
 Limits, set explicitly because iceoryx2 preallocates each publisher port's data segment for the
 worst case: ``slot × (max_subscribers × (buffer + borrowed) + history + loaned)``, here
-``slot × (1 × (BUFFER + BORROWED) + 0 + LOANED)`` = **11 × slot** per publisher→listener pair,
+``slot × (1 × (BUFFER + BORROWED) + 0 + LOANED)`` = **12 × slot** per publisher→listener pair,
 where ``slot`` is the largest message's shm payload rounded up to a power of two. The segment is
 sparse on tmpfs (only touched chunks use memory), but a container's ``/dev/shm`` must hold the
 touched part: Docker's default ``--shm-size=64m`` is too small for a 64 MB stream (touching
-beyond it kills the process with SIGBUS); give it ``--shm-size`` ≥ 11 × slot × pairs, or
+beyond it kills the process with SIGBUS); give it ``--shm-size`` ≥ 12 × slot × pairs, or
 ``--ipc=host``.
 
 Publisher ports never block: the service's overflow policy is ``DiscardData`` without safe
@@ -52,8 +52,8 @@ BUFFER = 4
 """Samples waiting in an inbox per publisher; when full, the publisher sends frames instead."""
 BORROWED = 6
 """Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
-LOANED = 1
-"""Samples a publisher port has loaned at once (it fills and sends one at a time)."""
+LOANED = 2
+"""Samples a publisher port has loaned at once: one the user fills (``loan``), one being sent."""
 ALIGN = 64
 """Byte alignment of each buffer inside a sample (cache line; numpy and torch need far less)."""
 
@@ -278,6 +278,22 @@ class Port:
             destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
         del destination
         return sample.assume_init().send() == 1
+
+    def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
+        """An unsent sample of ``nbytes`` and a writable uint8 array over its payload."""
+        sample = self._publisher.loan_slice_uninit(nbytes)
+        return sample, np.frombuffer((ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr), np.uint8)
+
+    def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
+        """Send a loaned sample as message ``seq``; whether the listener got it."""
+        header = sample.user_header().contents
+        header.publisher[:] = publisher
+        header.seq = seq
+        return sample.assume_init().send() == 1
+
+    @staticmethod
+    def discard(sample: Any) -> None:
+        sample.delete()
 
     def close(self) -> None:
         if self._service is None:

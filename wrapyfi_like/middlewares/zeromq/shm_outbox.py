@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple, Optional
 
+import numpy as np
+
 from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares.zeromq import shm
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -55,6 +57,24 @@ def split(frames: list) -> Optional[Split]:
     return Split(buffers, offsets, total, body)
 
 
+class Loan:
+    """A sample of one listener's inbox that the caller fills before publishing it."""
+
+    def __init__(self, endpoint: str, port: shm.Port, sample, array) -> None:
+        self.endpoint = endpoint
+        self.port = port
+        self.sample = sample
+        """None once sent."""
+        self.array = array
+
+    def carries(self, part: Split) -> bool:
+        """Whether ``part``'s only shared buffer is this loan's whole array (then it is sent as is)."""
+        if self.sample is None or len(part.buffers) != 1:
+            return False
+        buffer = np.frombuffer(part.buffers[0], np.uint8)
+        return buffer.nbytes == self.array.nbytes and buffer.ctypes.data == self.array.ctypes.data
+
+
 class ShmOutbox:
     """A publisher's ports into the inboxes of its shm-capable listeners, and their counts."""
 
@@ -68,17 +88,25 @@ class ShmOutbox:
         """Messages that reached a listener through shared memory (one per listener)."""
         self.fallback = 0
         """Messages with shm-sized buffers that a listener got as frames instead."""
+        self.loaned = 0
+        """Of ``sent``, messages whose sample the caller filled in place (``loan``): no copy at all."""
         self.paths: dict[str, str] = {}
         """Per listener endpoint, the path its last large message took: ``"shm"`` or ``"frames"``."""
 
-    def deliver(self, endpoint: str, part: Split, publisher: bytes, seq: int) -> bool:
+    def deliver(self, endpoint: str, part: Split, publisher: bytes, seq: int, loan: Optional[Loan] = None) -> bool:
         """Put ``part``'s sample into ``endpoint``'s inbox; whether its listener has it (else the
-        caller sends that listener the ordinary frames)."""
+        caller sends that listener the ordinary frames). ``loan``'s sample goes as it is, uncopied,
+        if it is this listener's and carries ``part``."""
         port = self._port(endpoint, part.total)
         delivered = False
         if port is not None:
             try:
-                delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total)
+                if loan is not None and loan.endpoint == endpoint and loan.carries(part):
+                    sample, loan.sample = loan.sample, None
+                    delivered = port.send_loaned(sample, publisher, seq)
+                    self.loaned += delivered
+                else:
+                    delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total)
             except shm.shm_errors() as error:
                 self._log.warning(endpoint, "shm-send", "publisher on %s: shared memory to listener %s "
                                   "failed (%s); it gets frames", self.topic, endpoint, error)
@@ -107,6 +135,20 @@ class ShmOutbox:
         self._ports[endpoint] = port
         return port
 
+    def loan(self, endpoints, nbytes: int) -> Optional[Loan]:
+        """A sample of ``nbytes`` in the inbox of one of ``endpoints`` that can take it, or None."""
+        for endpoint in sorted(endpoints):
+            port = self._port(endpoint, nbytes)
+            if port is not None:
+                try:
+                    sample, array = port.loan(nbytes)
+                except shm.shm_errors() as error:
+                    self._log.warning(endpoint, "shm-loan", "publisher on %s: cannot loan %d bytes in "
+                                      "the inbox of %s (%s)", self.topic, nbytes, endpoint, error)
+                    continue
+                return Loan(endpoint, port, sample, array)
+        return None
+
     def forget(self, live: set) -> None:
         """Close the ports of listeners that are gone."""
         for endpoint in [endpoint for endpoint in self._ports if endpoint not in live]:
@@ -116,7 +158,7 @@ class ShmOutbox:
                 port.close()
 
     def statistics(self) -> dict[str, int]:
-        return {"shm_sent": self.sent, "shm_fallback": self.fallback,
+        return {"shm_sent": self.sent, "shm_loaned": self.loaned, "shm_fallback": self.fallback,
                 "shm_outlets": sum(port is not None for port in self._ports.values())}
 
     def close(self) -> None:
