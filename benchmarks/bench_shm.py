@@ -9,6 +9,8 @@ element of each array and lets it go.
 
 - one-way latency: one message in flight; the receiver acks (on a side channel) with the monotonic
   time after wrap and touch; latency = that time − the time taken before ``publish``/``send``.
+- ``shm_loan`` (latency only): the array is filled in place with ``Publisher.loan`` (two elements
+  written: a producer that computes into the loan), so nothing is copied on either side.
 - throughput: a block of messages flat out (queue depth 4 on both paths); the receiver acks the time
   after the last one.
 
@@ -52,6 +54,7 @@ def plan(quick: bool) -> list[tuple[int, str, str, int]]:
             for mode, count in (("latency", latency_count), ("throughput", throughput_count)):
                 for path in paths:
                     blocks.append((size, path, mode, count))
+            blocks.append((size, "shm_loan", "latency", latency_count))
     return blocks
 
 
@@ -68,7 +71,7 @@ def receiver(spec: dict) -> None:
     ack.send_json({"ready": True})
     for size, path, mode, count in plan(spec["quick"]):
         for _ in range(count):
-            if path == "shm":
+            if path != "zmq_ipc":
                 array = listener.listen()
             else:
                 array = np.frombuffer(pull.recv(copy=False).buffer, np.uint8)
@@ -96,7 +99,8 @@ def sender(spec: dict, results: list) -> dict:
     payloads = {size: np.ones(size, np.uint8) for size in SIZES}
     for size, path, mode, count in plan(spec["quick"]):
         payload = payloads[size]
-        send = publisher.publish if path == "shm" else (lambda value: push.send(value, copy=False))
+        send = {"shm": publisher.publish, "shm_loan": lambda value: loaned(publisher, value.nbytes),
+                "zmq_ipc": lambda value: push.send(value, copy=False)}[path]
         if mode == "latency":
             for _ in range(count):
                 start = now_ns()
@@ -114,6 +118,12 @@ def sender(spec: dict, results: list) -> dict:
     return {"listener": stats, "publisher": publisher_stats}
 
 
+def loaned(publisher, nbytes: int) -> None:
+    """A producer that computed its array in the loan: only two elements are written here."""
+    with publisher.loan((nbytes,), np.uint8) as array:
+        array[0] = array[-1] = 1
+
+
 def summarize(results: list) -> list[dict]:
     rows = []
     for size in SIZES:
@@ -125,6 +135,8 @@ def summarize(results: list) -> list[dict]:
             row[f"{mode}_shm_{unit}"] = round(medians["shm"], 1 if unit == "us" else 2)
             row[f"{mode}_zmq_ipc_{unit}"] = round(medians["zmq_ipc"], 1 if unit == "us" else 2)
             row[f"{mode}_ratio"] = round(medians["shm"] / medians["zmq_ipc"], 2)
+        loans = [value for s, p, m, value in results if s == size and p == "shm_loan"]
+        row["latency_shm_loan_us"] = round(statistics.median(loans), 1)
         rows.append(row)
     return rows
 
