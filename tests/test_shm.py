@@ -112,6 +112,34 @@ def test_a_loan_on_another_carrier_is_an_ordinary_array_published_at_the_end_of_
         listener.close()
 
 
+def test_a_decorated_method_publishes_a_loaned_array_as_its_return(topic, prefix, in_thread):
+    from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+    from wrapyfi_like.exceptions import ConfigurationError
+
+    class Depth(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Depth", topic, carrier="shm",
+                                         should_wait=True, publisher_kwargs=dict(wait_timeout=10))
+        def depth(self):
+            return np.zeros((512, 512), np.float32),
+
+    viewer, sensor = Depth(), Depth()
+    viewer.activate_communication(Depth.depth, mode="listen")
+    sensor.activate_communication(Depth.depth, mode="publish")
+    try:
+        received = in_thread(lambda: [viewer.depth()[0] for _ in range(2)])
+        for value in (1.0, 2.0):
+            with sensor.loan(Depth.depth, (1024, 1024), np.float32) as depth:
+                depth[:] = value
+        first, second = received.result(timeout=20)
+        assert first[3, 3] == 1.0 and second[1023, 1023] == 2.0 and second.shape == (1024, 1024)
+        assert sensor.stats()["depth"][topic]["shm_loaned"] == 2
+        with pytest.raises(ConfigurationError, match="publish mode"):
+            viewer.loan(Depth.depth, (4,), np.float32)
+    finally:
+        viewer.close()
+        sensor.close()
+
+
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
     count = shm.BORROWED + 4
     got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))

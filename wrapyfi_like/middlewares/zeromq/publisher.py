@@ -192,6 +192,9 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         with self._lock:
             self._check_open()
             self._follow()
+            if self._should_wait and not self._found_one:  # as send would: a loan needs its listener
+                self._wait_for_listener()
+                self._found_one = True
             loan = (self._shm.loan(list(self._outlets), nbytes)
                     if self._shm is not None and nbytes >= THRESHOLD else None)
         if loan is None:
