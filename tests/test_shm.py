@@ -229,6 +229,26 @@ def test_a_listener_killed_while_holding_samples_does_not_stall_the_publisher(to
     assert_cleaned_up(prefix)
 
 
+def test_a_shared_payload_over_max_message_size_is_malformed(topic, prefix):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+    agent = NodeAgent.get()
+    listener = ZeroMQListenerTransport(topic, carrier="shm", session=agent, max_message_size=2 * MB)
+    publisher = ZeroMQPublisherTransport(topic, carrier="shm", session=agent, wait_timeout=10)
+    try:
+        publisher.send([b"header", np.zeros(4 * MB, np.uint8)])  # the frames are small, the sample is not
+        publisher.send([b"header", np.ones(MB, np.uint8)])
+        assert publisher.statistics()["shm_sent"] == 2
+        frames = listener.recv(10)
+        assert np.frombuffer(frames[1], np.uint8).nbytes == MB
+        assert listener.statistics()["malformed"] == 1 and listener._shm.inbox.held == 1
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_split_replaces_only_large_buffers_and_its_references_are_checked():
     small, large = np.zeros(16, np.uint8), np.arange(THRESHOLD // 8, dtype=np.float64)
     part = split([b"header", small, large])

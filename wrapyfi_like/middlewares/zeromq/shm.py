@@ -83,7 +83,10 @@ def available() -> bool:
 
 
 def prefix() -> str:
-    return os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX)
+    """``WRAPYFI_LIKE_SHM_PREFIX`` (or :data:`DEFAULT_PREFIX`), read once per process: the node
+    and the compatibility token must agree on it."""
+    with _lock:
+        return _state.setdefault("prefix", os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX))
 
 
 def compatibility() -> str:
@@ -110,7 +113,8 @@ def _node() -> Any:
         node = _state.get("node")
         if node is None:
             config = iox.config.default()
-            config.global_cfg.prefix = iox.FileName.new(prefix())
+            config.global_cfg.prefix = iox.FileName.new(_state.setdefault(
+                "prefix", os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX)))
             node = _state["node"] = iox.NodeBuilder.new().config(config).create(iox.ServiceType.Ipc)
             node.try_cleanup_dead_nodes()
             atexit.register(_shutdown)

@@ -68,8 +68,11 @@ class ShmIntake:
                                   "payload of message %d from publisher %s never arrived (%d missed in total)",
                                   listener.topic, envelope.seq, envelope.publisher.hex(), self.missed)
             return None
+        payload_size = self.inbox.payload(sample)[1]
         try:
-            entries = unpack_refs(body[-1].buffer, len(body) - 1, self.inbox.payload(sample)[1])
+            if payload_size > listener._max_message_size:  # a copy-out would allocate that much
+                raise DecodeError(f"a {payload_size}-byte shared-memory payload is over max_message_size")
+            entries = unpack_refs(body[-1].buffer, len(body) - 1, payload_size)
         except DecodeError as error:
             self.inbox.release(sample)
             return listener._malformed("shm", "%s", error)
