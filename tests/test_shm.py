@@ -154,7 +154,7 @@ def test_a_listener_that_cannot_use_shared_memory_gets_frames(topic, prefix):
     got, listened, published = run_pair(topic, prefix, 3, MB, listen=("--carrier", "tcp"))
     assert all(event["exact"] for event in got)
     assert all(event["writeable"] for event in got)  # ordinary frames: writable
-    assert listened["stats"]["shm"] == 0 and listened["stats"]["shm_received"] == 0
+    assert "shm" not in listened["stats"]  # a tcp listener counts nothing of shared memory
     assert published["stats"]["shm_sent"] == 0 and published["stats"]["shm_fallback"] == 3
     assert set(published["paths"].values()) == {"frames"}
 

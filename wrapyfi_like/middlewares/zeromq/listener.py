@@ -212,8 +212,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         return envelope, body
 
     def statistics(self) -> dict[str, int]:
-        """As :meth:`ListenerCounts.statistics`, plus ``shm``, ``shm_received`` and ``shm_missed``
-        (:meth:`~.shm_intake.ShmIntake.statistics`)."""
+        """As :meth:`ListenerCounts.statistics`; with ``carrier="shm"`` also ``shm``, ``shm_received``
+        and ``shm_missed`` (:meth:`~.shm_intake.ShmIntake.statistics`)."""
         return {**super().statistics(), **self._shm.statistics()}
 
     def _malformed(self, kind: str, reason: str, *args) -> None:

@@ -42,7 +42,8 @@ class ShmIntake:
         self._announcement: Optional[int] = None
         self.received = 0
         self.missed = 0
-        if carrier != "shm" or not shm.available():
+        self._shm_carrier = carrier == "shm"
+        if not self._shm_carrier or not shm.available():
             return
         try:
             self.inbox = shm.Inbox(listener.endpoint)
@@ -85,7 +86,10 @@ class ShmIntake:
 
     def statistics(self) -> dict[str, int]:
         """``shm`` (1: this listener has an inbox), ``shm_received`` (messages with buffers from
-        shared memory) and ``shm_missed`` (references whose sample never arrived; also in ``missed``)."""
+        shared memory) and ``shm_missed`` (references whose sample never arrived; also in ``missed``);
+        nothing for other carriers."""
+        if not self._shm_carrier:
+            return {}
         return {"shm": int(self.inbox is not None), "shm_received": self.received, "shm_missed": self.missed}
 
     def close(self) -> None:
