@@ -81,7 +81,7 @@ def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, si
     assert listened["stats"]["missed"] == 0 and listened["stats"]["shm_missed"] == 0
     assert published["stats"]["shm_sent"] == 4 and published["stats"]["shm_fallback"] == 0
     assert set(published["paths"].values()) == {"shm"}
-    assert leftovers(prefix) == []  # a clean exit removes the inbox, ports and segments
+    assert_cleaned_up(prefix)
 
 
 def test_an_array_filled_in_a_loan_reaches_the_listener_without_a_copy(topic, prefix):

@@ -124,7 +124,8 @@ def _node() -> Any:
 def _shutdown() -> None:
     """At exit, close every port and inbox and drop the node, so iceoryx2 removes what this
     process made (left to interpreter teardown, its objects are never dropped and their files
-    stay behind like a crashed process's, until another node cleans them up)."""
+    stay behind like a crashed process's until another node of the same prefix cleans them up;
+    that node still removes whatever an exit could not)."""
     for handle in list(_open):
         handle.close()
     with _lock:
