@@ -22,7 +22,7 @@ $(VENV)/.base: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 # tests/test_netns.py needs iproute2's `ip`: as root on a fresh machine (CI) it is installed here.
 $(VENV)/.test: $(VENV)/.base
 	command -v ip >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q iproute2) || true
-	$(PIP) -e ".[test,torch,docs,cli,bench,typed,pydantic,zenoh,xarray,dask,zarr,pint,jax]"
+	$(PIP) -e ".[test,torch,docs,cli,bench,typed,pydantic,zenoh,xarray,dask,zarr,pint,jax,shm]"
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.base

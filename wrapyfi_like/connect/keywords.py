@@ -27,7 +27,7 @@ each kind takes its own; ``publisher_kwargs`` must hold publisher or server kwar
 Applied with Wrapyfi's meaning on Wrapyfi's wire (``wire="wrapyfi"`` or ``WRAPYFI_LIKE_WIRE``):
 ``socket_ip`` and each kind's ``socket_*_port`` (:data:`SOCKET_KWARGS`; no effect on the native
 wire, whose listeners bind ports found through discovery). Applied everywhere: ``queue_size`` (ROS's queue length) is ``queue_depth``; a
-``carrier`` other than ``"tcp"``/``"ipc"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
+``carrier`` other than ``"tcp"``/``"ipc"``/``"shm"`` (``""``, ``"mcast"``, ``"udp"`` …) uses tcp, as Wrapyfi's
 ZeroMQ backend does, with one WARNING per carrier name and process.
 """
 
@@ -47,6 +47,7 @@ from wrapyfi_like.connect.servers import Server
 from wrapyfi_like.data_types import data_type_class
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import wire_setting
+from wrapyfi_like.middlewares.base import CARRIERS
 from wrapyfi_like.utils import plugin_discovery
 from wrapyfi_like.utils.core_utils import PluginRegistrar
 
@@ -236,12 +237,12 @@ def for_format(kind: str, kwargs: dict) -> dict:
 
 def carrier(name: Any, topic: Any) -> Any:
     """``name`` if this package has that carrier; else tcp, warned once per name."""
-    if name in ("tcp", "ipc") or not isinstance(name, str):
+    if name in CARRIERS or not isinstance(name, str):
         return name
     with _warned_lock:
         first = name not in _warned_carriers
         _warned_carriers.add(name)
     if first:
-        logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc): using tcp, "
+        logger.warning("carrier %r (first on %s) is not one of wrapyfi_like's (tcp, ipc, shm): using tcp, "
                        "as Wrapyfi's ZeroMQ backend does", name, topic)
     return "tcp"

@@ -107,11 +107,13 @@ class Listener:
         """Counts since this listener was built: ``received`` (here), ``malformed`` (messages the
         transport refused, plus values the codec or validation refused here), ``missed``,
         ``duplicate`` and ``dropped`` (the transport's sequence check and ``latest`` skips), and
-        ``incomplete`` (parts of a stacked call discarded because another part never arrived)."""
+        ``incomplete`` (parts of a stacked call discarded because another part never arrived);
+        with ``carrier="shm"`` also the transport's ``shm``, ``shm_received`` and ``shm_missed``."""
         transport = _transport_statistics(self._transport)
         return {"sent": 0, "received": self.received, "dropped": transport.get("dropped", 0),
                 "malformed": self.malformed + transport.get("malformed", 0), "missed": transport.get("missed", 0),
-                "duplicate": transport.get("duplicate", 0), "incomplete": self.incomplete}
+                "duplicate": transport.get("duplicate", 0), "incomplete": self.incomplete,
+                **{name: count for name, count in transport.items() if name.startswith("shm")}}
 
     def publisher_stats(self) -> dict[str, dict[str, int]]:
         """The transport's counts per publisher heard, by publisher id in hex."""

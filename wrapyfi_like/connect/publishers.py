@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
 
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.exceptions import ConfigurationError
@@ -79,9 +82,37 @@ class Publisher:
         with self._count_lock:
             self.sent += 1
 
+    @contextlib.contextmanager
+    def loan(self, shape: Sequence[int], dtype: Any) -> Iterator[np.ndarray]:
+        """A writable array of ``shape`` and ``dtype`` to fill in place, published when the
+        ``with`` block ends without an error.
+
+        With ``carrier="shm"`` the array lies in the shared memory of a listener that can take it,
+        which then gets the message without any copy on either side (docs/guide/shm.md); on other
+        carriers it is an ordinary array, published as usual. The array is read-only after the
+        block: its memory belongs to the listeners then.
+        """
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        loan = getattr(self._transport, "loan", None)
+        if loan is None:
+            array = np.empty(shape, dtype)
+            yield array
+            self.publish(array)
+            return
+        with loan(nbytes) as buffer:
+            array = buffer.view(dtype).reshape(shape)
+            yield array
+            self.publish(array)
+            array.flags.writeable = False
+
     def stats(self) -> dict[str, int]:
+        """Counts since this publisher was built; with ``carrier="shm"`` also the transport's
+        ``shm_*`` counts (which path the listeners got)."""
+        statistics = getattr(self._transport, "statistics", None)
+        shm = {name: count for name, count in (statistics() if statistics else {}).items() if name.startswith("shm")}
         return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0,
-                "missed": 0, "duplicate": 0, "incomplete": 0}
+                "missed": 0, "duplicate": 0, "incomplete": 0, **shm}
 
     def publisher_stats(self) -> dict[str, dict[str, int]]:
         """Counts per remote publisher heard: a publisher hears none."""

@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 import weakref
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, ContextManager, Optional, Union
 
 from wrapyfi_like.config.manager import ConfigManager
 from wrapyfi_like.connect import keywords, modes
@@ -245,6 +245,32 @@ class MiddlewareCommunicator:
         bindings[qualname] = _Binding(mode)
         MiddlewareCommunicator._instances.add(self)
 
+    def loan(self, func: Union[str, Callable], shape: Any, dtype: Any, *call_args: Any,
+             **call_kwargs: Any) -> ContextManager[Any]:
+        """``with obj.loan(Cls.method, shape, dtype) as arr: fill(arr)``: publish ``arr``, filled in
+        place, as the method's return value, without running the method.
+
+        For a method this instance publishes (``publish`` mode) with one ``register`` decorator
+        whose value is one array; ``call_args``/``call_kwargs`` stand for the method's arguments
+        (for ``$`` references in its topic). With ``carrier="shm"`` the array lies in a
+        listener's shared memory and reaches it without any copy (docs/guide/shm.md); otherwise
+        it is an ordinary array, published when the block ends.
+        """
+        method = getattr(type(self), func) if isinstance(func, str) else func
+        inner = getattr(method, "_wrapyfi_like_func", None)
+        if inner is None:
+            raise ConfigurationError(f"{getattr(method, '__qualname__', method)!r} is not decorated with register")
+        binding = self.__dict__.get(_BINDINGS_ATTR, _NO_BINDINGS).get(inner.__qualname__)
+        registrations = method._wrapyfi_like_registrations
+        if binding is None or binding.mode != "publish" or len(registrations) != 1 or registrations[0].is_list:
+            raise ConfigurationError(f"loan needs {inner.__qualname__} activated in publish mode, "
+                                     "with one register decorator")
+        (publisher,), = modes.Call(inner, self, call_args, call_kwargs, registrations, binding).communicators("publish")
+        loan = getattr(publisher, "loan", None)
+        if loan is None:
+            raise ConfigurationError(f"{inner.__qualname__}'s middleware is not installed: nothing to loan from")
+        return loan(shape, dtype)
+
     def _activation_index(self, qualname: str) -> int:
         with MiddlewareCommunicator._class_lock:
             order = MiddlewareCommunicator._activation_order.setdefault(qualname, [])
@@ -304,7 +330,8 @@ class MiddlewareCommunicator:
         ``missed`` (messages that never arrived: gaps in their publishers' sequence numbers),
         ``duplicate`` (repeats skipped) and ``incomplete`` (parts of a stacked method's call
         discarded because another part of that call never arrived) are counted by listeners;
-        :meth:`publisher_stats` breaks a listener's counts down by publisher. A method whose
+        :meth:`publisher_stats` breaks a listener's counts down by publisher. ``carrier="shm"``
+        communicators add their ``shm*`` counts (docs/guide/shm.md). A method whose
         publisher and listener share a topic (``transceive``) has their counts added.
         Communicators count from when they are built (the first call) until ``close()``.
         """
@@ -315,7 +342,7 @@ class MiddlewareCommunicator:
                 topic = getattr(communicator, "out_topic", None) or communicator.in_topic
                 counts = per_topic.setdefault(topic, dict.fromkeys(_COUNTS, 0))
                 for key, value in communicator.stats().items():
-                    counts[key] += value
+                    counts[key] = counts.get(key, 0) + value
         return result
 
     def publisher_stats(self) -> dict[str, dict[str, dict[str, dict[str, int]]]]:

@@ -72,7 +72,7 @@ TRANSPORT_ERRORS = (ConfigurationError, TransportError, WaitTimeout, ClosedError
                     MessageTooLarge)
 """The exceptions a transport may raise; anything else is a bug in the transport."""
 
-CARRIERS = ("tcp", "ipc")
+CARRIERS = ("tcp", "ipc", "shm")
 """The ``carrier`` names there are. An engine may ignore a carrier (it picks its own links) but
 refuses a name not listed here with :class:`ConfigurationError`, so a typo never passes silently."""
 

@@ -12,7 +12,7 @@ Layout (little-endian, :data:`ENVELOPE`, 36 bytes):
 |---|---|---|
 | magic | 2 bytes ``b"WL"`` | not a wrapyfi_like message otherwise |
 | version | u8 | :data:`VERSION`; a listener refuses any other |
-| flags | u8 | :data:`LATEST`: the publisher keeps only the newest message (``backpressure="latest"``) |
+| flags | u8 | :data:`LATEST`: the publisher keeps only the newest message (``backpressure="latest"``); :data:`SHM`: buffers in shared memory |
 | publisher | 8 bytes | random per publisher transport; a restarted publisher is a new one |
 | seq | u64 | 1, 2, 3, … per publisher; never 0 |
 | origin | 8 bytes | the stacked method's call group origin (zeros: not part of a group) |
@@ -33,6 +33,9 @@ MAGIC = b"WL"
 VERSION = 1
 LATEST = 0x01
 """Flag: the sender's policy is ``"latest"``; a listener may skip to the newest such message."""
+SHM = 0x02
+"""Flag: some buffers of this message are in the listener's shared-memory inbox (ZeroMQ
+``carrier="shm"``, :mod:`wrapyfi_like.middlewares.zeromq.shm_wire`)."""
 _NO_ORIGIN = bytes(8)
 
 
@@ -152,6 +155,15 @@ class SequenceCheck:
             self.missed += gap
             counts["missed"] += gap
         return gap
+
+    def lost(self, publisher: bytes) -> None:
+        """Count a message of ``publisher`` that was accepted but whose payload never arrived
+        (shared memory): ``missed``, not ``received``."""
+        self.missed += 1
+        counts = self.per_publisher.get(publisher)
+        if counts is not None:
+            counts["missed"] += 1
+            counts["received"] -= 1
 
     def dropped(self, publisher: bytes) -> None:
         """Count a message of ``publisher`` that was accepted but skipped for a newer one

@@ -30,7 +30,7 @@ from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
+from wrapyfi_like.middlewares.envelope import LATEST, SHM, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -40,6 +40,7 @@ from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.pull_intake import PullIntake
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.middlewares.zeromq.shm_intake import ShmIntake
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -87,6 +88,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self.endpoint = ZeroMQSettings.from_environment().bind(open_intake, carrier, bind_port)
         weakref.finalize(self, self._intake.close)  # a listener nobody closed stops reading when collected
         self._agent = session
+        # the inbox is announced first, so a publisher never sees this listener without it
+        self._shm = ShmIntake(self, carrier, session)
         self._announcement = self._agent.announce(listener_key(topic), self.endpoint, info or {})
         self._peer_check = expect_peer("listener", topic)  # a WARNING if no publisher ever shows up
         lifecycle.track(self)
@@ -192,7 +195,14 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                               "listener on %s: %d messages from publisher %s never arrived "
                               "(%d missed in total on this listener)",
                               self.topic, gap, envelope.publisher.hex(), self._sequence.missed)
+        if envelope.flags & SHM:  # its large buffers are in this listener's shared-memory inbox
+            return self._shm.resolve(envelope, body)
         return envelope, body
+
+    def statistics(self) -> dict[str, int]:
+        """As :meth:`ListenerCounts.statistics`; with ``carrier="shm"`` also ``shm``, ``shm_received``
+        and ``shm_missed`` (:meth:`~.shm_intake.ShmIntake.statistics`)."""
+        return {**super().statistics(), **self._shm.statistics()}
 
     def _malformed(self, kind: str, reason: str, *args) -> None:
         with self._count_lock:
@@ -220,3 +230,4 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             self._held.clear()
             self._agent.withdraw(self._announcement)
             self._intake.release()
+            self._shm.close()

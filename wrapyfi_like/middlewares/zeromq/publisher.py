@@ -36,12 +36,14 @@ published buffer until libzmq has sent it, or the listener receives the modified
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
+import numpy as np
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
@@ -49,7 +51,7 @@ from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import PublisherTransport, check_carrier
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
-from wrapyfi_like.middlewares.envelope import LATEST, Group
+from wrapyfi_like.middlewares.envelope import LATEST, SHM, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -58,6 +60,7 @@ from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
+from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
@@ -128,6 +131,9 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._flusher: Optional[threading.Thread] = None
         self._flush_needed = threading.Event()
         self._agent = session
+        # shm-capable listeners are watched first: a sync that reports a listener reports its inbox too
+        self._shm = ShmOutbox(topic, session, self._log) if carrier == "shm" else None
+        self._loan: Optional[Loan] = None
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.
         self._announcement = self._agent.announce(publisher_key(topic), "", info or {})
@@ -150,16 +156,61 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._wait_for_listener()
                 self._found_one = True
             self._seq += 1
-            body, trackers = self._own(frames)
-            message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq, self._flags, group), *body]
-            del body
+            envelope = envelopes.pack(self.publisher_id, self._seq, self._flags, group)
+            part = split(frames) if self._shm is not None else None
+            message = shm_message = None
+            trackers = []
             for outlet in list(self._outlets.values()):
-                if self._outlets.get(outlet.endpoint) is outlet:  # not closed by an earlier wait
-                    self._send_to(outlet, message)
-            del message
+                if self._outlets.get(outlet.endpoint) is not outlet:
+                    continue  # closed by an earlier wait
+                if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
+                                                          self._loan):
+                    if shm_message is None:
+                        shm_message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq,
+                                                                         self._flags | SHM, group), *part.frames]
+                    self._send_to(outlet, shm_message)
+                    continue
+                if message is None:  # built once, for the listeners that get frames
+                    body, trackers = self._own(frames)
+                    message = [self._topic_frame, envelope, *body]
+                    del body
+                self._send_to(outlet, message)
+            del message, shm_message, part
             if trackers:
                 self._wait_for_trackers(trackers)
             self.sent += 1
+
+    @contextlib.contextmanager
+    def loan(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A writable uint8 array of ``nbytes`` to fill and then :meth:`send` (as the only large
+        buffer of a message) within the ``with`` block.
+
+        With ``carrier="shm"``, ``nbytes`` ≥ the shared-memory threshold and a listener that shares
+        memory, the array is a sample in that
+        listener's inbox and is sent to it without any copy (other listeners get copies, as
+        usual); otherwise it is an ordinary array. Unsent at the end of the block, the sample is
+        given back. The array must not be used after the block.
+        """
+        with self._lock:
+            self._check_open()
+            self._follow()
+            if self._should_wait and not self._found_one:  # as send would: a loan needs its listener
+                self._wait_for_listener()
+                self._found_one = True
+            loan = (self._shm.loan(list(self._outlets), nbytes)
+                    if self._shm is not None and nbytes >= THRESHOLD else None)
+        if loan is None:
+            yield np.empty(nbytes, np.uint8)
+            return
+        self._loan = loan
+        try:
+            yield loan.array
+        finally:
+            with self._lock:
+                self._loan = None
+                if loan.sample is not None:
+                    loan.port.discard(loan.sample)
+                    loan.sample = None
 
     def _follow(self) -> None:
         """Open outlets for newly listed endpoints; close those both unlisted and down.
@@ -204,6 +255,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         for outlet in list(self._outlets.values()):
             if not outlet.listed:
                 self._check(outlet)
+        if self._shm is not None:
+            self._shm.forget(self._outlets.keys())
 
     def _make_room(self) -> None:
         """Close outlets that never connected within ``OUTLET_PATIENCE`` (their turn is over)."""
@@ -381,10 +434,22 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def statistics(self) -> dict[str, int]:
         """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
         listener, not delivered because of ``backpressure`` or a dropped connection),
-        ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped)."""
+        ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped).
+        With ``carrier="shm"`` also ``shm_sent`` (messages a listener got through shared memory;
+        ``shm_loaned`` of them were filled in place with :meth:`loan`, without a copy),
+        ``shm_fallback`` (messages with shm-sized buffers a listener got as frames instead) and
+        ``shm_outlets`` (listeners with an open shared-memory port)."""
         outlets = list(self._outlets.values())
-        return {"sent": self.sent, "dropped": self.dropped, "outlets": len(outlets),
-                "disconnects": sum(outlet.disconnects for outlet in outlets)}
+        counts = {"sent": self.sent, "dropped": self.dropped, "outlets": len(outlets),
+                  "disconnects": sum(outlet.disconnects for outlet in outlets)}
+        if self._shm is not None:
+            counts.update(self._shm.statistics())
+        return counts
+
+    def shm_paths(self) -> dict[str, str]:
+        """``carrier="shm"``: per listener endpoint, the path its last large message took
+        (``"shm"`` or ``"frames"``); empty for other carriers."""
+        return dict(self._shm.paths) if self._shm is not None else {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -417,6 +482,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
+            if self._shm is not None:
+                self._shm.close()
 
 
 def _as_given(frames: list) -> tuple[list, list]:

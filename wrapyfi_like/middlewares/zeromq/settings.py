@@ -211,13 +211,16 @@ class ZeroMQSettings:
         )
 
     def bind_address(self, carrier: str) -> str:
-        """An address to bind a new socket to, with the port or file chosen by the system."""
-        if carrier == "tcp":
+        """An address to bind a new socket to, with the port or file chosen by the system.
+
+        ``"shm"`` binds tcp: what does not travel in shared memory (headers, small buffers, and
+        everything for peers on another host or of another user) goes over tcp."""
+        if carrier in ("tcp", "shm"):
             return f"tcp://{self.socket_ip}:*"
         if carrier == "ipc":
             private_folder(self.ipc_dir)
             return f"ipc://{self.ipc_dir}/{os.getpid()}-{os.urandom(6).hex()}.sock"
-        raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp' or 'ipc'")
+        raise ConfigurationError(f"unknown carrier {carrier!r}: use 'tcp', 'ipc' or 'shm'")
 
     def bind(self, binder: Binder, carrier: str, bind_port: Optional[int] = None) -> str:
         """Bind a listener's or server's socket with ``binder``; returns the endpoint to announce.
@@ -228,8 +231,8 @@ class ZeroMQSettings:
         :attr:`ports`, else one the system picks. Every failure is a :class:`ConfigurationError`
         naming its setting.
         """
-        if carrier != "tcp" or (bind_port is None and self.ports is None):
-            if bind_port is not None and carrier == "ipc":
+        if carrier == "ipc" or (bind_port is None and self.ports is None):
+            if bind_port is not None:
                 raise ConfigurationError(f"bind_port={bind_port!r} needs carrier='tcp' (an ipc socket is a file)")
             endpoint = self._bind(binder, self.bind_address(carrier), "the port the system picked")
         elif bind_port is not None:
@@ -242,7 +245,7 @@ class ZeroMQSettings:
             else:
                 raise ConfigurationError(f"{PORTS_VARIABLE}={self.ports.start}-{self.ports.stop - 1}: every port "
                                          "is in use; widen the range (each listener and server takes one)")
-        if carrier == "tcp" and (self.announce_ip or self.socket_ip == ANY_ADDRESS):
+        if carrier != "ipc" and (self.announce_ip or self.socket_ip == ANY_ADDRESS):
             host = self.announce_ip or reachable_address(self.discovery)
             endpoint = f"tcp://{host}:{endpoint.rsplit(':', 1)[1]}"
         return endpoint

@@ -1,0 +1,287 @@
+"""``carrier="shm"``: large buffers through iceoryx2 shared memory between real processes, the
+per-listener fallback to frames, read-only views that keep their sample alive, and crashes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from node_processes import event_is  # noqa: E402
+from shm_nodes import ShmNode  # noqa: E402
+
+from wrapyfi_like.middlewares.zeromq import shm  # noqa: E402
+from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, split  # noqa: E402
+from wrapyfi_like.middlewares.zeromq.shm_wire import unpack_refs  # noqa: E402
+from wrapyfi_like.exceptions import DecodeError  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def prefix(monkeypatch):
+    """An iceoryx2 prefix of this test's own, for its processes (and this one)."""
+    value = f"wlkt{uuid.uuid4().hex[:10]}_"
+    monkeypatch.setenv(shm.PREFIX_VARIABLE, value)
+    yield value
+    for name in shm_objects(value):  # iceoryx2's 16-byte per-prefix management object
+        if name.endswith(".global_mgmt"):
+            os.unlink(os.path.join("/dev/shm", name))
+
+
+def shm_objects(prefix: str) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+def leftovers(prefix: str) -> list[str]:
+    """What iceoryx2 objects and files of ``prefix`` exist, but its 16-byte management object."""
+    found = [name for name in shm_objects(prefix) if not name.endswith(".global_mgmt")]
+    for folder, _, names in os.walk("/tmp/iceoryx2"):
+        found += [os.path.join(folder, name) for name in names if name.startswith(prefix)]
+    return found
+
+
+def nodes_of(prefix: str, *args: str, **kwargs) -> ShmNode:
+    return ShmNode(*args, env={shm.PREFIX_VARIABLE: prefix}, **kwargs)
+
+
+def run_pair(topic, prefix, count, size, listen=(), publish=()):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", str(count), "--size", str(size), *listen)
+    try:
+        listener.wait_for(event_is("ready"))
+        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", str(count), "--size", str(size), *publish)
+        try:
+            got = [listener.wait_for(event_is("got")) for _ in range(count)]
+            listened = listener.wait_for(event_is("done"))
+            published = publisher.wait_for(event_is("done"))
+            assert publisher.process.wait(timeout=20) == 0 and listener.process.wait(timeout=20) == 0
+        finally:
+            publisher.stop()
+    finally:
+        listener.stop()
+    return got, listened, published
+
+
+@pytest.mark.parametrize("size", [1 * MB, 16 * MB])
+def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, size):
+    got, listened, published = run_pair(topic, prefix, 4, size, listen=("--hold", "3"))
+    assert [event["seq"] for event in got] == [0, 1, 2, 3]
+    assert all(event["exact"] and event["nbytes"] == size for event in got)
+    assert not any(event["writeable"] for event in got)  # a view of read-only shared memory
+    assert listened["held_unchanged"]  # held views still show their own message
+    assert listened["stats"]["shm"] == 1 and listened["stats"]["shm_received"] == 4
+    assert listened["stats"]["missed"] == 0 and listened["stats"]["shm_missed"] == 0
+    assert published["stats"]["shm_sent"] == 4 and published["stats"]["shm_fallback"] == 0
+    assert set(published["paths"].values()) == {"shm"}
+    assert_cleaned_up(prefix)
+
+
+def test_an_array_filled_in_a_loan_reaches_the_listener_without_a_copy(topic, prefix):
+    loan = ("--loan",)
+    got, listened, published = run_pair(topic, prefix, 4, 16 * MB, listen=loan + ("--hold", "2"), publish=loan)
+    assert [event["seq"] for event in got] == [0, 1, 2, 3] and all(event["exact"] for event in got)
+    assert not any(event["writeable"] for event in got) and listened["held_unchanged"]
+    assert published["stats"]["shm_sent"] == 4 and published["stats"]["shm_loaned"] == 4
+
+
+def test_a_loan_on_another_carrier_is_an_ordinary_array_published_at_the_end_of_the_block(topic):
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Loan", topic, carrier="tcp")
+    publisher = Publisher("Loan", topic, carrier="tcp", wait_timeout=10)
+    try:
+        with pytest.raises(RuntimeError):
+            with publisher.loan((4,), "float32") as array:
+                raise RuntimeError("the producer failed: nothing is published")
+        with publisher.loan((2, 3), "int16") as array:
+            array[:] = 7
+        received = listener.listen()
+        assert received.dtype == np.int16 and received.shape == (2, 3) and (received == 7).all()
+        assert publisher.stats()["sent"] == 1
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_a_decorated_method_publishes_a_loaned_array_as_its_return(topic, prefix, in_thread):
+    from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+    from wrapyfi_like.exceptions import ConfigurationError
+
+    class Depth(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Depth", topic, carrier="shm",
+                                         should_wait=True, publisher_kwargs=dict(wait_timeout=10))
+        def depth(self):
+            return np.zeros((512, 512), np.float32),
+
+    viewer, sensor = Depth(), Depth()
+    viewer.activate_communication(Depth.depth, mode="listen")
+    sensor.activate_communication(Depth.depth, mode="publish")
+    try:
+        received = in_thread(lambda: [viewer.depth()[0] for _ in range(2)])
+        for value in (1.0, 2.0):
+            with sensor.loan(Depth.depth, (1024, 1024), np.float32) as depth:
+                depth[:] = value
+        first, second = received.result(timeout=20)
+        assert first[3, 3] == 1.0 and second[1023, 1023] == 2.0 and second.shape == (1024, 1024)
+        assert sensor.stats()["depth"][topic]["shm_loaned"] == 2
+        with pytest.raises(ConfigurationError, match="publish mode"):
+            viewer.loan(Depth.depth, (4,), np.float32)
+    finally:
+        viewer.close()
+        sensor.close()
+
+
+def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
+    count = shm.BORROWED + 4
+    got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))
+    assert all(event["exact"] for event in got)
+    assert [event["writeable"] for event in got[:shm.BORROWED - 2]] == [False] * (shm.BORROWED - 2)
+    assert all(event["writeable"] for event in got[shm.BORROWED:])  # copied out: owned by the user
+    assert listened["held_unchanged"]
+    assert listened["stats"]["shm_received"] == count and listened["stats"]["missed"] == 0
+
+
+def test_a_listener_that_cannot_use_shared_memory_gets_frames(topic, prefix):
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=("--carrier", "tcp"))
+    assert all(event["exact"] for event in got)
+    assert all(event["writeable"] for event in got)  # ordinary frames: writable
+    assert "shm" not in listened["stats"]  # a tcp listener counts nothing of shared memory
+    assert published["stats"]["shm_sent"] == 0 and published["stats"]["shm_fallback"] == 3
+    assert set(published["paths"].values()) == {"frames"}
+
+
+@pytest.mark.parametrize("side", ["publisher", "listener"])
+def test_without_iceoryx2_shm_falls_back_to_frames_with_one_warning(topic, prefix, side):
+    blocked = ("--no-iceoryx2",)
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=blocked if side == "listener" else (),
+                                         publish=blocked if side == "publisher" else ())
+    assert all(event["exact"] for event in got)
+    assert published["stats"]["shm_sent"] == 0 and published["stats"]["shm_fallback"] == 3
+    assert listened["stats"]["shm_received"] == 0 and listened["stats"]["missed"] == 0
+
+
+def test_without_iceoryx2_the_process_logs_one_warning_and_no_error(topic, prefix):
+    blocked = ("--no-iceoryx2",)
+    got, listened, published = run_pair(topic, prefix, 3, MB, listen=blocked, publish=blocked)
+    assert all(event["exact"] for event in got)
+    for node in (listened, published):
+        warnings = [message for level, message in node["logged"] if "iceoryx2 cannot be imported" in message]
+        assert len(warnings) == 1, node["logged"]
+        assert not [record for record in node["logged"] if record[0] in ("ERROR", "CRITICAL")], node["logged"]
+
+
+def test_a_publisher_killed_mid_stream_leaves_nothing_that_breaks_the_next_run(topic, prefix):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", "6")
+    try:
+        listener.wait_for(event_is("ready"))
+        first = nodes_of(prefix, "publish", "--topic", topic, "--count", "1000", "--rate", "50")
+        try:
+            for _ in range(3):
+                assert listener.wait_for(event_is("got"))["exact"]
+        finally:
+            first.kill()  # mid-stream, holding its data segment
+        second = nodes_of(prefix, "publish", "--topic", topic, "--count", "3")
+        try:
+            got = [listener.wait_for(event_is("got")) for _ in range(3)]
+            published = second.wait_for(event_is("done"))
+        finally:
+            second.stop()
+        assert [event["seq"] for event in got] == [0, 1, 2] and all(event["exact"] for event in got)
+        assert published["stats"]["shm_sent"] == 3  # the new publisher reached the old inbox
+    finally:
+        listener.stop()
+    assert_cleaned_up(prefix)
+
+
+def assert_cleaned_up(prefix):
+    """Every process is gone: a new node removes what they left (a killed one's segments too)."""
+    cleanup = nodes_of(prefix, "cleanup")
+    cleanup.wait_for(event_is("cleaned"))
+    cleanup.process.wait(timeout=20)
+    assert leftovers(prefix) == []
+
+
+def test_a_listener_killed_while_holding_samples_does_not_stall_the_publisher(topic, prefix):
+    listener = nodes_of(prefix, "listen", "--topic", topic, "--count", "3", "--hold", "3", "--stall")
+    try:
+        listener.wait_for(event_is("ready"))
+        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", "60", "--rate", "100",
+                             "--backpressure", "drop", "--queue-depth", "4")
+        try:
+            listener.wait_for(event_is("stalled"))
+            listener.kill()  # dies holding 3 samples, its inbox full
+            published = publisher.wait_for(event_is("done"), timeout=30)
+        finally:
+            publisher.stop()
+    finally:
+        listener.stop()
+    assert published["stats"]["shm_sent"] >= 3
+    assert published["stats"]["shm_fallback"] > 0  # a full inbox costs a frames message, not a wait
+    assert_cleaned_up(prefix)
+
+
+def test_a_shared_payload_over_max_message_size_is_malformed(topic, prefix):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+    agent = NodeAgent.get()
+    listener = ZeroMQListenerTransport(topic, carrier="shm", session=agent, max_message_size=2 * MB)
+    publisher = ZeroMQPublisherTransport(topic, carrier="shm", session=agent, wait_timeout=10)
+    try:
+        publisher.send([b"header", np.zeros(4 * MB, np.uint8)])  # the frames are small, the sample is not
+        publisher.send([b"header", np.ones(MB, np.uint8)])
+        assert publisher.statistics()["shm_sent"] == 2
+        frames = listener.recv(10)
+        assert np.frombuffer(frames[1], np.uint8).nbytes == MB
+        assert listener.statistics()["malformed"] == 1 and listener._shm.inbox.held == 1
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_split_replaces_only_large_buffers_and_its_references_are_checked():
+    small, large = np.zeros(16, np.uint8), np.arange(THRESHOLD // 8, dtype=np.float64)
+    part = split([b"header", small, large])
+    assert part.frames[1] is small and part.frames[2] == b"" and part.total >= large.nbytes
+    entries = unpack_refs(part.frames[-1], 3, part.total)
+    assert entries == [(2, 0, large.nbytes)]
+    assert split([b"header", small]) is None
+    with pytest.raises(DecodeError):
+        unpack_refs(part.frames[-1], 3, large.nbytes - 1)  # a reference beyond the sample
+    with pytest.raises(DecodeError):
+        unpack_refs(part.frames[-1], 2, part.total)  # a reference to a frame that is not there
+    with pytest.raises(DecodeError):
+        unpack_refs(b"WLSM\x00\x00\x00\x00", 3, part.total)
+
+
+def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, prefix):
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+    agent = NodeAgent.get()
+    listener = ZeroMQListenerTransport(topic, carrier="shm", session=agent)
+    publisher = ZeroMQPublisherTransport(topic, carrier="shm", session=agent, wait_timeout=10)
+    try:
+        large = np.arange(MB // 8, dtype=np.float64)
+        publisher.send([b"header", large])
+        publisher.send([b"header", large + 1])
+        assert publisher.statistics()["shm_sent"] == 2
+        listener._shm.inbox._subscriber.receive().delete()  # the first sample vanishes (as upstream #305)
+        frames = listener.recv(10)  # the first message is skipped, the second one arrives whole
+        assert np.array_equal(np.frombuffer(frames[1], np.float64), large + 1)
+        statistics = listener.statistics()
+        assert statistics["shm_missed"] == 1 and statistics["missed"] == 1 and statistics["received"] == 1
+    finally:
+        publisher.close()
+        listener.close()

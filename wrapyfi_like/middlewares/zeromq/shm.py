@@ -1,0 +1,320 @@
+"""Same-host payloads in shared memory: every iceoryx2 call of the project is in this module.
+
+iceoryx2 (the optional extra ``wrapyfi_like[shm]``) is a 0.x library whose Python API changes
+with every minor release, so it is pinned to the 0.10 series and touched only here; its contract
+is tested by tests/test_shm.py.
+
+Each ``carrier="shm"`` listener owns one iceoryx2 publish/subscribe service (its *inbox*, named
+after its ZeroMQ endpoint) with one subscriber; each publisher that reaches it over the same host
+opens a publisher port on that inbox (:class:`Port`). Why the listener owns it: the subscriber
+exists before any publisher sends, so a sample is never sent into a service nobody reads yet, and
+a listener knows at start whether shared memory works for it at all (and only then says so in
+discovery).
+
+Limits, set explicitly because iceoryx2 preallocates each publisher port's data segment for the
+worst case: ``slot × (max_subscribers × (buffer + borrowed) + history + loaned)``, here
+``slot × (1 × (BUFFER + BORROWED) + 0 + LOANED)`` = **12 × slot** per publisher→listener pair,
+where ``slot`` is the largest message's shm payload rounded up to a power of two. The segment is
+sparse on tmpfs (only touched chunks use memory), but a container's ``/dev/shm`` must hold the
+touched part: Docker's default ``--shm-size=64m`` is too small for a 64 MB stream (touching
+beyond it kills the process with SIGBUS); give it ``--shm-size`` ≥ 12 × slot × pairs, or
+``--ipc=host``.
+
+Publisher ports never block: the service's overflow policy is ``DiscardData`` without safe
+overflow, so a full inbox makes ``send`` reach 0 subscribers (and the caller sends that message
+as ordinary frames instead) rather than ``RetryUntilDelivered``, which waits while holding the
+GIL and stalls for good on a subscriber that died holding samples.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import gc
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from typing import Any, Optional
+
+import numpy as np
+
+logger = logging.getLogger("wrapyfi_like.zeromq.shm")
+
+PREFIX_VARIABLE = "WRAPYFI_LIKE_SHM_PREFIX"
+DEFAULT_PREFIX = "wlk_"
+"""iceoryx2's file prefix for this project's shared-memory objects: keeps them apart from other
+iceoryx2 users (tests use one prefix per test)."""
+MAX_PUBLISHERS = 8
+"""Publishers one listener's inbox takes; the next ones send it ordinary frames."""
+BUFFER = 4
+"""Samples waiting in an inbox per publisher; when full, the publisher sends frames instead."""
+BORROWED = 6
+"""Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
+LOANED = 2
+"""Samples a publisher port has loaned at once: one the user fills (``loan``), one being sent."""
+ALIGN = 64
+"""Byte alignment of each buffer inside a sample (cache line; numpy and torch need far less)."""
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+_open: "weakref.WeakSet[Any]" = weakref.WeakSet()  # inboxes and ports, closed at exit before the node
+
+
+def _iceoryx2() -> Optional[Any]:
+    """The iceoryx2 module, or None when it cannot be imported (logged once)."""
+    with _lock:
+        if "module" not in _state:
+            try:
+                import iceoryx2
+                iceoryx2.set_log_level(iceoryx2.LogLevel.Error)  # else: "No config file was loaded…"
+                _state["module"] = iceoryx2
+            except Exception as error:  # ImportError, or a wheel that does not load on this system
+                _state["module"] = None
+                logger.warning("carrier='shm': iceoryx2 cannot be imported (%s); large payloads travel "
+                               "as ordinary ZeroMQ frames (install wrapyfi_like[shm])", error)
+        return _state["module"]
+
+
+def available() -> bool:
+    """Whether this process can use shared memory (iceoryx2 imports)."""
+    return _iceoryx2() is not None
+
+
+def prefix() -> str:
+    """``WRAPYFI_LIKE_SHM_PREFIX`` (or :data:`DEFAULT_PREFIX`), read once per process: the node
+    and the compatibility token must agree on it."""
+    with _lock:
+        return _state.setdefault("prefix", os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX))
+
+
+def compatibility() -> str:
+    """A token equal for two processes exactly when they can share iceoryx2 memory: same kernel
+    boot (same host), same ``/dev/shm`` file system (same IPC namespace), same user (iceoryx2
+    creates its files 0600) and same prefix."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            boot = file.read().strip()
+    except OSError:
+        boot = ""
+    try:
+        shm_device = os.stat("/dev/shm").st_dev
+    except OSError:
+        shm_device = -1
+    text = f"{boot}\0{shm_device}\0{os.getuid()}\0{prefix()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _node() -> Any:
+    """This process's iceoryx2 node (made once); making it also removes what dead nodes left."""
+    iox = _iceoryx2()
+    with _lock:
+        node = _state.get("node")
+        if node is None:
+            config = iox.config.default()
+            config.global_cfg.prefix = iox.FileName.new(_state.setdefault(
+                "prefix", os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX)))
+            node = _state["node"] = iox.NodeBuilder.new().config(config).create(iox.ServiceType.Ipc)
+            node.try_cleanup_dead_nodes()
+            atexit.register(_shutdown)
+        return node
+
+
+def _shutdown() -> None:
+    """At exit, close every port and inbox and drop the node, so iceoryx2 removes what this
+    process made (left to interpreter teardown, its objects are never dropped and their files
+    stay behind like a crashed process's until another node of the same prefix cleans them up;
+    that node still removes whatever an exit could not)."""
+    for handle in list(_open):
+        handle.close()
+    with _lock:
+        _state.pop("node", None)
+    gc.collect()
+
+
+def cleanup_dead_nodes() -> tuple[int, int]:
+    """Remove the shared memory and files of dead processes (same user, same prefix); returns
+    ``(cleaned, failed)``."""
+    state = _node().try_cleanup_dead_nodes()
+    return state.cleanups, state.failed_cleanups
+
+
+class _Header(ctypes.Structure):
+    """The user header of every sample: which message it carries the payload of."""
+    _fields_ = [("publisher", ctypes.c_uint8 * 8), ("seq", ctypes.c_uint64)]
+
+
+def service_name(endpoint: str) -> str:
+    """The inbox service of the listener bound at ``endpoint`` (unique while it is bound)."""
+    return "wrapyfi_like/" + hashlib.sha256(endpoint.encode()).hexdigest()[:40]
+
+
+def _service(name: str, create: bool) -> Any:
+    iox = _iceoryx2()
+    builder = (_node().service_builder(iox.ServiceName.new(name))
+               .publish_subscribe(iox.Slice[ctypes.c_uint8]).user_header(_Header)
+               .max_publishers(MAX_PUBLISHERS).max_subscribers(1)
+               .subscriber_max_buffer_size(BUFFER).subscriber_max_borrowed_samples(BORROWED)
+               .history_size(0).enable_safe_overflow(False))
+    return builder.create() if create else builder.open()
+
+
+def _readonly(address: int, nbytes: int, owner: Any) -> np.ndarray:
+    """A read-only uint8 array over shared memory that keeps ``owner`` alive while it lives.
+
+    The ctypes array is built from the address (``Slice.as_memory_view`` would not keep the
+    sample alive: iceoryx2 #1548) and holds the owner; the array must be read-only because the
+    subscriber maps the segment read-only and a write would SIGSEGV the process.
+    """
+    chunk = (ctypes.c_uint8 * nbytes).from_address(address)
+    chunk._wrapyfi_like_owner = owner
+    array = np.frombuffer(chunk, np.uint8)
+    array.flags.writeable = False
+    return array
+
+
+class Inbox:
+    """A listener's service and subscriber; hands out the payload of one message at a time."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._service = _service(service_name(endpoint), create=True)
+        self._subscriber = self._service.subscriber_builder().create()
+        _open.add(self)
+        self._waiting: dict[bytes, Any] = {}  # per publisher: a sample received ahead of its message
+        self._held_lock = threading.Lock()  # arrays die (and release their sample) on any thread
+        self.held = 0
+        """Samples alive now (arrays handed out, and samples waiting for their message)."""
+
+    def take(self, publisher: bytes, seq: int) -> Optional[Any]:
+        """The sample of message ``seq`` of ``publisher``, or None when it never arrived.
+
+        Samples of this publisher's older messages (messages that never reached this listener over
+        ZeroMQ, counted there) are released; one of a later message, or of another publisher, waits
+        for its own message (one per publisher, within the borrow limit, else it is released and
+        its message counts as missed when it comes).
+        """
+        sample = self._waiting.pop(publisher, None)
+        while True:
+            if sample is None:
+                if self.held >= BORROWED:
+                    self._release_waiting()
+                    if self.held >= BORROWED:
+                        return None
+                try:
+                    sample = self._subscriber.receive()
+                except shm_errors() as error:
+                    logger.warning("shared-memory inbox: receive failed: %s", error)
+                    return None
+                if sample is None:
+                    return None
+                with self._held_lock:
+                    self.held += 1
+            header = sample.user_header().contents
+            sender, number = bytes(header.publisher), header.seq
+            if sender == publisher and number == seq:
+                return sample
+            if sender == publisher and number < seq:
+                self.release(sample)
+            elif sender not in self._waiting and self.held < BORROWED:
+                self._waiting[sender] = sample
+                if sender == publisher:
+                    return None
+            else:
+                self.release(sample)
+                if sender == publisher:
+                    return None
+            sample = None
+
+    def payload(self, sample: Any) -> tuple[int, int]:
+        """The sample's payload address and length."""
+        return sample.payload_ptr, sample.header.number_of_elements
+
+    def array(self, sample: Any, copy: bool) -> np.ndarray:
+        """The whole payload as a read-only array that keeps ``sample`` alive; with ``copy``, a
+        copy owned by the caller (and the sample is released at once)."""
+        address, nbytes = self.payload(sample)
+        if copy:
+            array = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8).copy()
+            self.release(sample)
+            return array
+        array = _readonly(address, nbytes, sample)
+        weakref.finalize(array, self.release, sample)
+        return array
+
+    def release(self, sample: Any) -> None:
+        with self._held_lock:
+            self.held -= 1
+        sample.delete()
+
+    def _release_waiting(self) -> None:
+        for sample in self._waiting.values():
+            self.release(sample)
+        self._waiting.clear()
+
+    def close(self) -> None:
+        if self._service is None:
+            return
+        self._release_waiting()
+        self._subscriber.delete()
+        self._subscriber = self._service = None
+
+
+class Port:
+    """One publisher's way into one listener's inbox."""
+
+    def __init__(self, endpoint: str, first_size: int) -> None:
+        iox = _iceoryx2()
+        self._service = _service(service_name(endpoint), create=False)
+        self._publisher = (self._service.publisher_builder().initial_max_slice_len(max(first_size, 1))
+                           .allocation_strategy(iox.AllocationStrategy.PowerOfTwo)
+                           .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
+                           .max_loaned_samples(LOANED).create())
+        _open.add(self)
+
+    def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
+        """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
+        sample = self._publisher.loan_slice_uninit(total)
+        header = sample.user_header().contents
+        header.publisher[:] = publisher
+        header.seq = seq
+        destination = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
+        for buffer, offset in zip(buffers, offsets):
+            destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
+        del destination
+        return sample.assume_init().send() == 1
+
+    def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
+        """An unsent sample of ``nbytes`` and a writable uint8 array over its payload."""
+        sample = self._publisher.loan_slice_uninit(nbytes)
+        return sample, np.frombuffer((ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr), np.uint8)
+
+    def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
+        """Send a loaned sample as message ``seq``; whether the listener got it."""
+        header = sample.user_header().contents
+        header.publisher[:] = publisher
+        header.seq = seq
+        return sample.assume_init().send() == 1
+
+    @staticmethod
+    def discard(sample: Any) -> None:
+        sample.delete()
+
+    def close(self) -> None:
+        if self._service is None:
+            return
+        self._publisher.delete()
+        self._publisher = self._service = None
+
+
+def aligned(size: int) -> int:
+    return (size + ALIGN - 1) // ALIGN * ALIGN
+
+
+def shm_errors() -> tuple[type, ...]:
+    """What iceoryx2 raises when a service, port, loan or send fails (a failed open falls back)."""
+    iox = _iceoryx2()
+    names = ("PublishSubscribeOpenError", "PublishSubscribeCreateError", "PublisherCreateError",
+             "SubscriberCreateError", "LoanError", "SendError", "ReceiveError", "NodeCreationFailure",
+             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure")
+    return tuple(getattr(iox, name) for name in names if isinstance(getattr(iox, name, None), type)) + (OSError,)
