@@ -69,6 +69,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                  session: NodeAgent) -> None:
         self.topic = topic
         self._topic_frame = topic_frame(topic)
+        self._max_message_size = max_message_size
         self._lock = threading.Lock()  # held while receiving; close() takes it to close the socket
         self._close_lock = threading.Lock()
         self._count_lock = threading.Lock()  # the intake's thread reports refusals while we count

@@ -24,15 +24,6 @@ from wrapyfi_like.middlewares.zeromq import shm
 from wrapyfi_like.middlewares.zeromq.shm_wire import shm_listener_key, unpack_refs
 
 
-class _Received:
-    """Stands in for a received frame (the listener returns each frame's ``.buffer``)."""
-
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer: memoryview) -> None:
-        self.buffer = buffer
-
-
 class ShmIntake:
     """The shared-memory inbox of one listener (or none: then every shm reference is refused)."""
 
@@ -73,14 +64,14 @@ class ShmIntake:
         try:
             if payload_size > listener._max_message_size:  # a copy-out would allocate that much
                 raise DecodeError(f"a {payload_size}-byte shared-memory payload is over max_message_size")
-            entries = unpack_refs(body[-1].buffer, len(body) - 1, payload_size)
+            entries = unpack_refs(memoryview(body[-1]), len(body) - 1, payload_size)
         except DecodeError as error:
             self.inbox.release(sample)
             return listener._malformed("shm", "%s", error)
         payload = self.inbox.array(sample, copy=self.inbox.held > shm.BORROWED - 2)
         resolved = body[:-1]
         for index, offset, nbytes in entries:
-            resolved[index] = _Received(payload[offset:offset + nbytes].data)
+            resolved[index] = payload[offset:offset + nbytes].data
         self.received += 1
         return envelope, resolved
 
