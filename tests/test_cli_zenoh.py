@@ -120,6 +120,24 @@ threading.Event().wait()
 """
 
 
+def test_no_user_wildcard_sees_the_tokens(topic):
+    """``@wrapyfi_like`` is a verbatim chunk: ``**`` (what a user's catch-all subscriber or query
+    names) never matches it, while the listing's own key expression does."""
+    session = current_session()
+    publisher = Publisher("Source", topic, middleware="zenoh", should_wait=False)
+    try:
+        def keys(expression):
+            replies = session.shared().liveliness().get(expression, timeout=5)
+            return [str(reply.ok.key_expr) for reply in replies if reply.ok is not None]
+        ours = []
+        wait_until(lambda: ours.extend(k for k in keys(presence.prefix(session.domain) + "/**")
+                                       if presence.parse(k, session.domain).topic == topic) or ours,
+                   "the publisher's token is not listed")
+        assert not [key for key in keys("**") if presence.PREFIX in key]
+    finally:
+        publisher.close()
+
+
 def test_token_keys_stay_out_of_user_key_space_and_follow_the_domain_rule():
     key = presence.token_key(0, "listener", "/a/@b c", {"class_name": "Sink"}, "zid1")
     assert key.startswith("@wrapyfi_like/listener/") and key.count("/") == 2
