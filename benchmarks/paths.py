@@ -6,6 +6,11 @@
   travel as Arrow IPC bytes, JPEG frames as Pillow-encoded bytes, dicts as one msgpack frame.
   JSON cases: one frame written by raw orjson, arrays in the same ``data_b64`` layout as ours.
 - ``wrapyfi``: Wrapyfi 0.5.0's zeromq middleware, when it is installed (``pip install .[bench]``).
+- ``zenoh``: the same decorated method as ``ours`` with ``"zenoh"`` as its middleware.
+- ``zenoh_raw``: plain zenoh-python with the settings ours uses (the session configuration from
+  :mod:`wrapyfi_like.middlewares.zenoh.settings`, ``BLOCK`` congestion control, ``RELIABLE``): the
+  array's bytes as the payload, a msgpack header as the attachment, ``np.frombuffer`` on receipt
+  (read-only; ours hands out writable buffers, which costs a copy).
 
 Every receiver returns ``(sequence_number, value)``; the sequence number is None where the data
 type leaves no room for one (an ``Image`` is just the frame), and drops are then counted by number.
@@ -17,6 +22,7 @@ import base64
 import importlib
 import io
 import os
+import threading
 from typing import Any, Callable, Optional
 
 import msgpack
@@ -43,9 +49,10 @@ def carries_sequence(case: Case) -> bool:
 
 # --- ours -----------------------------------------------------------------------------------------
 
-def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str = "wrapyfi_like") -> Any:
+def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str = "wrapyfi_like",
+                  middleware: str = "zeromq") -> Any:
     """A decorated method in ``mode``, written exactly as a user writes it, from ``package``
-    (``wrapyfi_like``, or ``wrapyfi``: the same code with the other import)."""
+    (``wrapyfi_like``, or ``wrapyfi``: the same code with the other import), on ``middleware``."""
     MiddlewareCommunicator = importlib.import_module(f"{package}.connect.wrapper").MiddlewareCommunicator
 
     data_type, kwargs = data_type_and_kwargs(case)
@@ -55,7 +62,7 @@ def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str 
         kwargs["message_type"] = stamped_dict_type()
 
     class Bench(MiddlewareCommunicator):
-        @MiddlewareCommunicator.register(data_type, "zeromq", "Bench", topic, carrier=carrier,
+        @MiddlewareCommunicator.register(data_type, middleware, "Bench", topic, carrier=carrier,
                                          should_wait=True, **kwargs)
         def exchange(self, value: Any) -> tuple:
             return value,
@@ -76,10 +83,12 @@ def stamped_dict_type() -> type:
 
 class OursSender:
     package = "wrapyfi_like"
+    middleware = "zeromq"
 
     def __init__(self, case: Case, endpoints: dict) -> None:
         self._wraps = carries_sequence(case)
-        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package)
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package,
+                                    self.middleware)
         self._typed = stamped_dict_type() if case.typed else None
 
     def send(self, sequence: int, payload: Any) -> None:
@@ -94,12 +103,14 @@ class OursSender:
 
 class OursReceiver:
     package = "wrapyfi_like"
+    middleware = "zeromq"
 
     def __init__(self, case: Case, endpoints: dict) -> None:
         import_payload_library(case)
         self._wraps = carries_sequence(case)
         self._typed = case.typed
-        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "listen", self.package)
+        self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "listen", self.package,
+                                    self.middleware)
 
     def recv(self) -> tuple[Optional[int], Any]:
         value, = self._bench.exchange(None)
@@ -283,6 +294,66 @@ class WrapyfiReceiver(OursReceiver):
                 return self._unwrap(value)
 
 
+# --- zenoh: ours on zenoh, and zenoh-python on its own -------------------------------------------
+
+class ZenohSender(OursSender):
+    middleware = "zenoh"
+
+
+class ZenohReceiver(OursReceiver):
+    middleware = "zenoh"
+
+
+RAW_ZENOH_QUEUE = 1000
+"""The raw subscriber's channel holds as many messages as our zenoh listener's inbox."""
+
+
+def _raw_zenoh_session() -> tuple[Any, Any]:
+    """zenoh and a session opened with the configuration our zenoh middleware uses."""
+    from wrapyfi_like.middlewares.zenoh import settings
+    from wrapyfi_like.middlewares.zenoh.session import zenoh_module
+
+    zenoh = zenoh_module()
+    return zenoh, zenoh.open(settings.config(zenoh))
+
+
+class ZenohRawSender:
+    """A declared publisher with ours' congestion control and reliability; like ours with
+    ``should_wait``, it waits for a subscriber before the first put."""
+
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        zenoh, self._session = _raw_zenoh_session()
+        self._publisher = self._session.declare_publisher(
+            endpoints["topic"].strip("/"), congestion_control=zenoh.CongestionControl.BLOCK,
+            reliability=zenoh.Reliability.RELIABLE)
+        matched = threading.Event()
+        self._matching = self._publisher.declare_matching_listener(lambda status: status.matching and matched.set())
+        if not (self._publisher.matching_status.matching or matched.wait(60)):
+            raise RuntimeError("no zenoh subscriber within 60 s")
+
+    def send(self, sequence: int, payload: Any) -> None:
+        self._publisher.put(payload.tobytes(), attachment=msgpack.packb([sequence, payload.dtype.str, payload.shape]))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class ZenohRawReceiver:
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        zenoh, self._session = _raw_zenoh_session()
+        self._subscriber = self._session.declare_subscriber(endpoints["topic"].strip("/"),
+                                                            zenoh.handlers.FifoChannel(RAW_ZENOH_QUEUE))
+        self._handler = self._subscriber.handler
+
+    def recv(self) -> tuple[Optional[int], Any]:
+        sample = self._handler.recv()
+        sequence, dtype, shape = msgpack.unpackb(sample.attachment.to_bytes())
+        return sequence, np.frombuffer(sample.payload.to_bytes(), dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        self._session.close()
+
+
 def wrapyfi_environment(free_port: Callable[[], int]) -> dict:
     """Wrapyfi's settings for one run: its built-in plugins (numpy, torch, pandas …) load only from
     WRAPYFI_PLUGIN_PATHS, and its broker and parameter ports must not collide between runs."""
@@ -298,4 +369,6 @@ PATHS = {
     "baseline": {"sender": BaselineSender, "receiver": BaselineReceiver, "server": BaselineServer,
                  "client": BaselineClient},
     "wrapyfi": {"sender": WrapyfiSender, "receiver": WrapyfiReceiver},
+    "zenoh": {"sender": ZenohSender, "receiver": ZenohReceiver},
+    "zenoh_raw": {"sender": ZenohRawSender, "receiver": ZenohRawReceiver},
 }

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from benchmarks.cases import MB, Case, all_cases
+from benchmarks.cases import KB, MB, Case, all_cases
 from benchmarks.paths import wrapyfi_environment
 from benchmarks.report import write_markdown, write_plot
 from benchmarks.serializers import measure as measure_serializers
@@ -63,11 +63,13 @@ def address(transport: str, workdir: str) -> str:
 
 def available_paths() -> list[str]:
     paths = ["ours", "baseline"]
-    try:
-        import wrapyfi  # noqa: F401  (only asks whether it is installed)
-    except ImportError:
-        return paths
-    return paths + ["wrapyfi"]
+    for module, added in (("wrapyfi", ["wrapyfi"]), ("zenoh", list(ZENOH_PATHS))):
+        try:
+            __import__(module)  # only asks whether it is installed
+        except ImportError:
+            continue
+        paths += added
+    return paths
 
 
 def user_environment() -> dict:
@@ -81,7 +83,7 @@ def run_pair(case: Case, path: str, transport: str, quick: bool, workdir: str) -
     flat_out, lock_step = case.counts(quick)
     if path == "wrapyfi":  # 20-40x slower: fewer messages keep the run short, the rate is still clear
         flat_out, lock_step = max(8, flat_out // 8), max(4, lock_step // 4)
-    elif path in PAIRED:  # its ratios come from the paired run: this run measures memory, start-up and drops
+    elif path in PAIRED or path in ZENOH_PATHS:  # its ratios come from the paired run: this run measures memory, start-up and drops
         flat_out, lock_step = max(12, flat_out // 4), max(8, lock_step // 4)
     spec = {"case": case.to_dict(), "path": path, "flat_out": flat_out, "lock_step": lock_step,
             "ack": address("ipc", workdir), "endpoints": endpoints(transport, workdir)}
@@ -142,10 +144,11 @@ def endpoints(transport: str, workdir: str) -> dict:
 
 
 def peer_environment(workdir: str) -> dict:
-    """A run's own discovery port, so runs never see each other's publishers and listeners (the
-    ipc folder is the whole benchmark's; every ipc endpoint in it has a name of its own)."""
+    """A run's own discovery port and zenoh rendezvous port, so runs never see each other's
+    publishers and listeners (the ipc folder is the whole benchmark's; every ipc endpoint in it
+    has a name of its own)."""
     return dict(user_environment(), WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
-                WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
+                WRAPYFI_ZENOH_PORT=str(free_port()), WRAPYFI_ZEROMQ_IPC_DIR=workdir, PYTHONPATH=str(REPO))
 
 
 class Peer:
@@ -251,6 +254,12 @@ messages, which Wrapyfi's API has no way to ask for."""
             and not case.typed and case.size <= (MB if quick else 16 * MB))
 
 
+def zenoh_runs(case: Case, transport: str) -> bool:
+    """The zenoh columns: float32 arrays of 1 KB, 1 MB and 16 MB published over tcp (zenoh picks
+    its own links; it has no ipc carrier)."""
+    return case.kind == "numpy" and case.pattern == "stream" and transport == "tcp" and case.size in (KB, MB, 16 * MB)
+
+
 def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats: int, quick: bool) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="wl-bench-") as workdir:
@@ -262,23 +271,42 @@ def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats:
                     for path in order:
                         if path == "wrapyfi" and not wrapyfi_runs(case, transport, quick):
                             continue
+                        if path in ZENOH_PATHS and not zenoh_runs(case, transport):
+                            continue
                         runs[path] = row = {**run_pair(case, path, transport, quick, workdir), "repeat": repeat}
                         rows.append(row)
                         logger.info("%-22s %-4s %-8s %s", case.name, transport, path,
                                     row.get("error") or f"{row['msgs_per_s']:.0f} msg/s")
                     compared = [path for path in order if path in PAIRED]
-                    paired = run_paired(case, compared, transport, quick, workdir)
-                    for path in compared:
-                        use_paired_metrics(runs[path], paired)
-                    logger.info("%-22s %-4s paired   %s", case.name, transport, paired.get("error") or " / ".join(
-                        f"{path} {paired[path]['msgs_per_s']:.0f} msg/s {paired[path]['latency_median_us']:.0f} µs"
-                        for path in compared))
+                    if compared:
+                        paired = run_paired(case, compared, transport, quick, workdir)
+                        for path in compared:
+                            use_paired_metrics(runs[path], paired)
+                        log_paired(case, transport, compared, paired)
+                    if all(path in runs for path in ZENOH_PATHS):
+                        compared = [*ZENOH_PATHS, "ours"]
+                        paired = run_paired(case, compared, transport, quick, workdir)
+                        for path in ZENOH_PATHS:
+                            use_paired_metrics(runs[path], paired)
+                        if "error" not in paired:  # zenoh ÷ zeromq, measured in the same pair of processes
+                            runs["zenoh"].update({f"zeromq_{metric}": value for metric, value in paired["ours"].items()
+                                                  if metric in PAIRED_METRICS})
+                        log_paired(case, transport, compared, paired)
     return rows
+
+
+def log_paired(case: Case, transport: str, compared: list[str], paired: dict) -> None:
+    logger.info("%-22s %-4s paired   %s", case.name, transport, paired.get("error") or " / ".join(
+        f"{path} {paired[path]['msgs_per_s']:.0f} msg/s {paired[path]['latency_median_us']:.0f} µs"
+        for path in compared))
 
 
 PAIRED = ("ours", "baseline")
 """The paths whose ratios come from one paired run that alternates them (Wrapyfi, 20-40x slower,
 keeps the numbers of its own runs)."""
+ZENOH_PATHS = ("zenoh", "zenoh_raw")
+"""Ours on zenoh and raw zenoh-python: their ratios come from a paired run of their own that also
+carries ``ours`` (on ZeroMQ), so zenoh ÷ raw zenoh and zenoh ÷ ZeroMQ meet one state of the machine."""
 PAIRED_METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us")
 
 
@@ -301,6 +329,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer sizes, messages and repetitions (under 2 minutes)")
     parser.add_argument("--repeats", type=int, help=f"repetitions of every case (default {REPEATS}, quick 1)")
     parser.add_argument("--cases", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 'dict'")
+    parser.add_argument("--paths", metavar="NAME,…",
+                        help="only these paths (default: every installed one), e.g. 'zenoh,zenoh_raw'")
     parser.add_argument("--output-dir", type=Path, default=REPO / "docs" / "assets" / "benchmarks",
                         help="where results.json and throughput.png go")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "benchmarks.md",
@@ -310,6 +340,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     repeats = args.repeats or (1 if args.quick else REPEATS)
     transports = ["tcp"] if args.quick else ["tcp", "ipc"]
     paths = available_paths()
+    if args.paths:
+        unknown = set(args.paths.split(",")) - set(paths)
+        if unknown:
+            parser.error(f"unknown or not installed path(s) {', '.join(sorted(unknown))}; available: {', '.join(paths)}")
+        paths = [path for path in paths if path in args.paths.split(",")]
     started = datetime.datetime.now(datetime.timezone.utc)
     cases = [case for case in all_cases(args.quick) if args.cases is None or args.cases in case.name]
     if not cases:

@@ -1,8 +1,8 @@
 """Shared test set-up.
 
-Every test session gets a discovery directory address of its own (inherited by the processes it
-starts), so concurrent test runs on one machine, or a demo left running, never see each other's
-topics.
+Every test session gets a discovery directory address and a zenoh rendezvous port of its own
+(inherited by the processes it starts), so concurrent test runs on one machine, or a demo left
+running, never see each other's topics.
 """
 
 import os
@@ -21,6 +21,7 @@ def _free_tcp_port() -> int:
 
 
 os.environ["WRAPYFI_ZEROMQ_DISCOVERY"] = f"tcp://127.0.0.1:{_free_tcp_port()}"
+os.environ["WRAPYFI_ZENOH_PORT"] = str(_free_tcp_port())
 os.environ.pop("WRAPYFI_PLUGIN_PATHS", None)
 
 

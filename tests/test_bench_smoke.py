@@ -111,3 +111,21 @@ def test_the_typed_case_sends_a_struct_and_its_receiver_reads_the_sequence_numbe
         sent.result(timeout=30)
         assert sequence == 5 and type(value).__name__ == "StampedDict" and value.values == make_payload(case)["values"]
         MiddlewareCommunicator.close_all_instances()
+
+
+def test_zenoh_ratios_pair_each_repetition_with_raw_zenoh_and_zeromq_of_the_same_paired_run():
+    from benchmarks.report import ZENOH_TARGET, target_rows, zenoh_ratios, summarise
+
+    def row(path, repeat, rate, latency, **extra):
+        return {"case": "float32 1 MB", "kind": "numpy", "size": 1 << 20, "pattern": "stream", "transport": "tcp",
+                "path": path, "repeat": repeat, "msgs_per_s": rate, "latency_median_us": latency, "missing": 0, **extra}
+
+    rows = [row("zenoh", 0, 90, 200, zeromq_msgs_per_s=300, zeromq_latency_median_us=50), row("zenoh_raw", 0, 100, 160),
+            row("zenoh", 1, 50, 400, zeromq_msgs_per_s=100, zeromq_latency_median_us=100), row("zenoh_raw", 1, 100, 400)]
+    ratios = zenoh_ratios(rows)["float32 1 MB"]
+    assert ratios["raw_throughput"] == pytest.approx([0.9, 0.5])
+    assert ratios["raw_latency"] == pytest.approx([1.25, 1.0])
+    assert ratios["zeromq_throughput"] == pytest.approx([0.3, 0.5])
+    results = {"rows": rows, "import_seconds": {"ours": [1.0], "baseline": [1.0]}}
+    (target,) = [t for t in target_rows(results, summarise(rows)) if t[0].startswith("zenoh")]
+    assert target[1] == f"≥ {ZENOH_TARGET}×" and target[2].startswith("0.70× (0.50–0.90)") and target[3] is False

@@ -119,11 +119,12 @@ def test_node_reads_a_json_message_and_its_array(tmp_path):
     assert out.stdout.strip() == '1 1.5 <f8 1,-2.5 ["tuple",[1,"x"]]'
 
 
-def test_the_example_runs_in_two_processes_with_json():
+@pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
+def test_the_example_runs_in_two_processes_with_json(mware):
     script = str(ROOT / "examples" / "json_messages.py")
-    listener = subprocess.Popen([sys.executable, script, "--mode", "listen", "--count", "2"],
+    listener = subprocess.Popen([sys.executable, script, "--mode", "listen", "--count", "2", "--mware", mware],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    publisher = subprocess.Popen([sys.executable, script, "--mode", "publish", "--serializer", "json",
+    publisher = subprocess.Popen([sys.executable, script, "--mode", "publish", "--mware", mware, "--serializer", "json",
                                   "--count", "60", "--rate", "20"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

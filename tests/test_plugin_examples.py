@@ -1,4 +1,4 @@
-"""Each examples/encoders script, run as a publisher and a listener process over ZeroMQ.
+"""Each examples/encoders script, run as a publisher and a listener process over ZeroMQ and zenoh.
 
 The examples print a description of every message (dtypes, shapes, devices, digests of the exact
 values); what the listener prints must be exactly what the publisher printed.
@@ -17,9 +17,12 @@ COUNT = 2
 PLUGIN_ENV = {"WRAPYFI_PLUGIN_PATHS": str(ENCODERS)}
 
 
-def _run_pair(script, env_extra=None, publisher_args=()):
+MWARES = pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
+
+
+def _run_pair(script, mware, env_extra=None, publisher_args=()):
     env = {**os.environ, **(env_extra or {})}
-    command = [sys.executable, str(ENCODERS / script), "--mware", "zeromq", "--count", str(COUNT)]
+    command = [sys.executable, str(ENCODERS / script), "--mware", mware, "--count", str(COUNT)]
     listener = subprocess.Popen([*command, "--mode", "listen"], cwd=ROOT, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     publisher = subprocess.Popen([*command, "--mode", "publish", "--rate", "50", *publisher_args], cwd=ROOT,
@@ -44,28 +47,31 @@ def _assert_same_messages(published, received):
 
 
 @pytest.mark.timeout(200)
+@MWARES
 @pytest.mark.parametrize("script, needs", [
     ("pytorch_example.py", "torch"),
     ("numpy_pandas_example.py", "pandas"),
     ("pyarrow_example.py", "pyarrow"),
     ("pillow_example.py", "PIL"),
 ])
-def test_example_delivers_what_was_published(script, needs):
+def test_example_delivers_what_was_published(script, needs, mware):
     pytest.importorskip(needs)
-    _assert_same_messages(*_run_pair(script))
+    _assert_same_messages(*_run_pair(script, mware))
 
 
 @pytest.mark.timeout(200)
-def test_pillow_example_encoded():
+@MWARES
+def test_pillow_example_encoded(mware):
     pytest.importorskip("PIL")
-    published, received = _run_pair("pillow_example.py", publisher_args=["--encoded"])
+    published, received = _run_pair("pillow_example.py", mware, publisher_args=["--encoded"])
     _assert_same_messages(published, received)
     assert "format=PNG" in received[0]
 
 
 @pytest.mark.timeout(200)
-def test_external_plugin_example_with_plugin_path():
-    published, received = _run_pair("exact_numbers_example.py", PLUGIN_ENV)
+@MWARES
+def test_external_plugin_example_with_plugin_path(mware):
+    published, received = _run_pair("exact_numbers_example.py", mware, PLUGIN_ENV)
     _assert_same_messages(published, received)
     assert "Fraction(1, 3)" in received[0] and "Decimal('19.99')" in received[0]
 

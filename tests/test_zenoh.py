@@ -204,3 +204,51 @@ def test_register_publish_listen_reply_request_over_zenoh(topic):
     (reply,) = client.double(np.arange(5), topic + "/svc")
     assert np.array_equal(reply, np.arange(5) * 2)
     MiddlewareCommunicator.close_all_instances()
+
+
+MULTICAST_CHILD = textwrap.dedent("""
+    import sys
+    from wrapyfi_like.exceptions import WaitTimeout
+    from wrapyfi_like.middlewares import middleware_module
+    zenoh = middleware_module("zenoh")
+    topic, role, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    if role == "listen":
+        listener = zenoh.ListenerTransport(topic)
+        print("ready", flush=True)
+        frames = listener.recv(wait)
+        print(bytes(frames[1]).decode() if frames else "nothing", flush=True)
+    else:
+        try:
+            zenoh.PublisherTransport(topic, wait_timeout=wait).send([b"h", b"hello"])
+            print("sent", flush=True)
+            zenoh.ListenerTransport(topic + "/done").recv(wait)  # stay until the message is out
+        except WaitTimeout:
+            print("no listener", flush=True)
+""")
+
+
+@pytest.mark.parametrize("multicast, expected", [("1", "hello"), ("0", "nothing")])
+def test_multicast_scouting_is_what_finds_peers_without_endpoints(tmp_path, multicast, expected):
+    """No rendezvous, no router: each process listens on a port of its own only. With
+    WRAPYFI_ZENOH_MULTICAST=1 they find each other by scouting (here on the loopback interface,
+    chosen in a zenoh config file, so the test never scouts a real LAN); with 0 they never do."""
+    import uuid
+    config = tmp_path / "zenoh.json5"
+    config.write_text('{scouting: {multicast: {interface: "lo"}}}')
+    env = {**os.environ, "WRAPYFI_ZENOH_MULTICAST": multicast, "WRAPYFI_ZENOH_CONNECT": "[]",
+           "WRAPYFI_ZENOH_LISTEN": '["tcp/127.0.0.1:0"]', "WRAPYFI_ZENOH_CONFIG_FILEPATH": str(config)}
+    topic, wait = f"/multicast/{uuid.uuid4().hex[:8]}", "20" if expected == "hello" else "3"
+    listener = subprocess.Popen([sys.executable, "-c", MULTICAST_CHILD, topic, "listen", wait], env=env,
+                                stdout=subprocess.PIPE, text=True)
+    publisher = None
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        publisher = subprocess.Popen([sys.executable, "-c", MULTICAST_CHILD, topic, "publish", wait], env=env,
+                                     stdout=subprocess.PIPE, text=True)
+        out, _ = listener.communicate(timeout=40)
+        assert out.split()[-1] == expected
+    finally:
+        for process in (listener, publisher):
+            if process is not None:
+                process.kill()
+                process.wait(10)

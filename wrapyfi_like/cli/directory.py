@@ -44,10 +44,10 @@ def participants(entries: Optional[list[DirectoryEntry]] = None) -> dict[str, li
     return {topic: sorted(by_topic[topic], key=lambda p: (p.kind, p.endpoint)) for topic in sorted(by_topic)}
 
 
-def pubsub_topics(entries: list[DirectoryEntry]) -> dict[str, str]:
-    """Every publish/listen topic with its data type (as its participants announced it)."""
+def pubsub_topics(by_topic: dict[str, list[Participant]]) -> dict[str, str]:
+    """Every publish/listen topic of ``by_topic`` with its data type (as its participants announced it)."""
     found: dict[str, str] = {}
-    for topic, members in participants(entries).items():
+    for topic, members in by_topic.items():
         types = [p.info.get("data_type") for p in members if p.kind != "server" and p.info.get("data_type")]
         if any(p.kind != "server" for p in members):
             found[topic] = types[0] if types else "NativeObject"

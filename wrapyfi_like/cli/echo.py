@@ -15,6 +15,7 @@ from typing import TextIO
 from wrapyfi_like.cli.command import Command, positive_float, positive_int
 from wrapyfi_like.cli.subscription import Subscription
 from wrapyfi_like.cli.summary import summarise, to_json, to_text
+from wrapyfi_like.cli.systems import add_mware_argument
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.utils.plugin_discovery import builtin_index
@@ -24,7 +25,7 @@ def echo(args: argparse.Namespace, out: TextIO) -> int:
     codec = Codec(allowed_plugins=[codec_id for plugin in builtin_index() for codec_id in plugin.codec_ids])
     count = 1 if args.once else args.count
     printed = 0
-    with Subscription(args.topic, "echo") as subscription:
+    with Subscription(args.topic, "echo", args.mware) as subscription:
         try:
             while count is None or printed < count:
                 try:
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one JSON document per line (summaries as objects) instead of text")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="exit 1 if no message arrives for this long (default: wait forever)")
+    add_mware_argument(parser)
 
 
 COMMAND = Command(echo, "print the messages on a topic, with arrays, tensors, images and tables "

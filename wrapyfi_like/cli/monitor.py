@@ -14,6 +14,7 @@ from typing import Callable, Optional, TextIO
 
 from wrapyfi_like.cli.command import CommandError, positive_float, positive_int, require_extra
 from wrapyfi_like.cli.subscription import Subscription
+from wrapyfi_like.cli.systems import add_mware_argument
 
 REFRESH_SECONDS = 1.0
 
@@ -30,6 +31,7 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after N messages and print the final figures")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="exit 1 if no message arrives for this long (default: wait forever)")
+    add_mware_argument(parser)
 
 
 def monitor(args: argparse.Namespace, out: TextIO, tool: str, render: Render) -> int:
@@ -55,7 +57,7 @@ def monitor(args: argparse.Namespace, out: TextIO, tool: str, render: Render) ->
             out.write(text + "\n")
             out.flush()
     received = 0
-    with Subscription(args.topic, tool) as subscription:
+    with Subscription(args.topic, tool, args.mware) as subscription:
         if live is not None:
             live.start()
         try:

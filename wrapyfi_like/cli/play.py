@@ -15,6 +15,7 @@ from typing import TextIO
 
 from wrapyfi_like.cli.command import Command, CommandError, positive_float, require_extra
 from wrapyfi_like.cli.pacing import sleep_until
+from wrapyfi_like.cli.systems import add_mware_argument
 from wrapyfi_like.exceptions import WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
 
@@ -33,8 +34,9 @@ def recorded_counts(path: str) -> dict[str, int]:
 class Player:
     """Publishers per topic, created on a topic's first message; remembers topics nobody listened to."""
 
-    def __init__(self, wait: float) -> None:
+    def __init__(self, wait: float, mware: str = "zeromq") -> None:
         self._wait = wait
+        self._mware = mware
         self._publishers: dict = {}
         self.unheard: dict[str, int] = {}
         self.sent = 0
@@ -48,7 +50,7 @@ class Player:
         started = time.monotonic()
         first = publisher is None
         if first:
-            publisher = self._publishers[topic] = middleware_module("zeromq").PublisherTransport(
+            publisher = self._publishers[topic] = middleware_module(self._mware).PublisherTransport(
                 topic, should_wait=True, wait_timeout=self._wait,
                 info={"class_name": "wrapyfi-like play", "data_type": data_type})
         try:
@@ -78,7 +80,7 @@ def play(args: argparse.Namespace, out: TextIO) -> int:
     if missing:
         raise CommandError(f"{args.file} has no topic {', '.join(missing)} (it has: {', '.join(sorted(counts))})")
     total = sum(counts[topic] for topic in (args.topics or counts))
-    player = Player(args.wait)
+    player = Player(args.wait, args.mware)
     console = Console(file=sys.stderr)
     # Only a terminal shows the bar; in a pipe or a log rich would still leave an empty line.
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -126,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics")
     parser.add_argument("--wait", type=positive_float, default=10.0, metavar="SECONDS",
                         help="how long each topic waits for a first listener (default 10)")
+    add_mware_argument(parser)
 
 
 COMMAND = Command(play, "publish the messages of an MCAP recording again, at the recorded pace",

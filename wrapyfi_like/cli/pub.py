@@ -10,6 +10,7 @@ import yaml
 
 from wrapyfi_like.cli.command import Command, CommandError, positive_float, positive_int
 from wrapyfi_like.cli.pacing import sleep_until
+from wrapyfi_like.cli.systems import add_mware_argument
 from wrapyfi_like.connect.publishers import Publisher
 
 
@@ -24,7 +25,8 @@ def parse_value(text: str) -> Any:
 def pub(args: argparse.Namespace, out: TextIO) -> int:
     value = parse_value(args.value)
     count = args.count if args.count is not None else (None if args.rate else 1)
-    publisher = Publisher("wrapyfi-like pub", args.topic, should_wait=True, wait_timeout=args.timeout)
+    publisher = Publisher("wrapyfi-like pub", args.topic, should_wait=True, wait_timeout=args.timeout,
+                          middleware=args.mware)
     try:
         period = 1.0 / args.rate if args.rate else 0.0
         next_time = time.monotonic()
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=positive_int, metavar="N", help="publish N times, then exit")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="exit 1 if no listener appears within this long (default: wait forever)")
+    add_mware_argument(parser)
 
 
 COMMAND = Command(pub, "publish a YAML/JSON value on a topic, once or at a rate", add_arguments)

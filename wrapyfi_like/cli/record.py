@@ -2,8 +2,9 @@
 
 The recorder joins each topic as one more listener (each publisher sends it a copy), on a thread
 per topic; the main thread writes every message into the MCAP file (:mod:`.mcap_format`) with the
-time it arrived. ``--all`` asks discovery every :data:`SCAN_SECONDS` for topics that publishers or
-listeners announce, so topics that appear after the recording started are recorded too.
+time it arrived. ``--all`` asks discovery (with ``--mware zenoh``: the liveliness tokens heard)
+every :data:`SCAN_SECONDS` for topics that publishers or listeners announce, so topics that appear
+after the recording started are recorded too.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from wrapyfi_like import __version__
 from wrapyfi_like.cli.command import Command, CommandError, positive_int, require_extra
 from wrapyfi_like.cli.directory import pubsub_topics
 from wrapyfi_like.cli.subscription import Subscription
+from wrapyfi_like.cli.systems import System, add_mware_argument, system
 from wrapyfi_like.exceptions import ClosedError, DecodeError, WaitTimeout
 from wrapyfi_like.limits import check_topic
-from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, list_directory
 
 SCAN_SECONDS = 0.5
 """How often ``--all`` looks for new topics."""
@@ -31,7 +32,9 @@ SCAN_SECONDS = 0.5
 class Recorder:
     """The subscriptions of one recording and the threads that receive from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, mware: str, looked_at: System) -> None:
+        self._mware = mware
+        self._system = looked_at
         self.arrivals: queue.Queue = queue.Queue()
         self.data_types: dict[str, str] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -45,7 +48,7 @@ class Recorder:
         """Start recording ``topic``; False if it is recorded already."""
         if topic in self._subscriptions:
             return False
-        subscription = self._subscriptions[topic] = Subscription(topic, "record")
+        subscription = self._subscriptions[topic] = Subscription(topic, "record", self._mware)
         thread = threading.Thread(target=self._receive, args=(subscription,), daemon=True,
                                   name=f"wrapyfi-like record {topic}")
         thread.start()
@@ -55,7 +58,7 @@ class Recorder:
     def learn_data_types(self, timeout: float) -> dict[str, str]:
         """Ask discovery which pub/sub topics exist and their data types; {} if it does not answer."""
         try:
-            found = pubsub_topics(list_directory(timeout=timeout))
+            found = pubsub_topics(self._system.participants(timeout))
         except WaitTimeout:
             return {}
         self.data_types.update(found)
@@ -101,14 +104,15 @@ def record(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.output)
     if path.exists():
         raise CommandError(f"{path} exists; record into a new file")
-    recorder = Recorder()
+    looked_at = system(args.mware)
+    recorder = Recorder(args.mware, looked_at)
     with open(path, "xb") as stream:
         writer = RecordingWriter(stream, library=f"wrapyfi_like {__version__}")
         try:
             for topic in args.topics:
                 recorder.join(topic)
             if args.all:
-                NodeAgent.get()  # host a directory if none runs yet, so topics announced later are found
+                looked_at.host()
                 out.write(f"recording every topic to {path} (Ctrl-C to stop)\n")
             else:
                 out.write(f"recording {', '.join(args.topics)} to {path} (Ctrl-C to stop)\n")
@@ -130,6 +134,7 @@ def record(args: argparse.Namespace, out: TextIO) -> int:
             pass
         finally:
             recorder.close()
+            looked_at.close()
             while args.count is None or writer.count < args.count:  # what arrived before closing counts too
                 try:
                     arrival = recorder.arrivals.get_nowait()
@@ -156,6 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record every topic discovery knows, also those that appear later")
     parser.add_argument("--count", type=positive_int, metavar="N",
                         help="stop after N messages (default: until Ctrl-C or SIGTERM)")
+    add_mware_argument(parser)
 
 
 COMMAND = Command(record, "record topics into an MCAP file, messages stored in their wire encoding",

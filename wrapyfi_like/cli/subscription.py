@@ -28,9 +28,9 @@ class Received(NamedTuple):
 class Subscription:
     """One topic joined as a listener; announced as ``wrapyfi-like <tool>`` so ``topics`` can tell."""
 
-    def __init__(self, topic: str, tool: str) -> None:
+    def __init__(self, topic: str, tool: str, mware: str = "zeromq") -> None:
         self.topic = topic
-        self._transport = middleware_module("zeromq").ListenerTransport(
+        self._transport = middleware_module(mware).ListenerTransport(
             topic, info={"class_name": f"wrapyfi-like {tool}"})
 
     def poll(self, timeout: Optional[float]) -> Optional[Received]:

@@ -1,7 +1,7 @@
 """``wrapyfi-like topics``: the live topics and who publishes, listens to or serves each.
 
-The first line names the domain (``WRAPYFI_LIKE_DOMAIN``) and the directory asked, so a user who
-sees nothing knows which system they looked at.
+The first line names the domain (``WRAPYFI_LIKE_DOMAIN``) and the directory asked (or, with
+``--mware zenoh``, the zenoh endpoints), so a user who sees nothing knows which system they looked at.
 """
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ import argparse
 from typing import TextIO
 
 from wrapyfi_like.cli.command import Command, positive_float
-from wrapyfi_like.cli.directory import participants
-from wrapyfi_like.middlewares.zeromq.discovery import list_directory
-from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from wrapyfi_like.cli.systems import add_mware_argument, system
 
 
 def list_topics(args: argparse.Namespace, out: TextIO) -> int:
-    settings = ZeroMQSettings.from_environment()
-    by_topic = participants(list_directory(timeout=args.timeout))
-    out.write(f"domain {settings.domain} (discovery {settings.discovery})\n")
+    looked_at = system(args.mware)
+    try:
+        by_topic = looked_at.participants(args.timeout)
+        out.write(looked_at.describe() + "\n")
+    finally:
+        looked_at.close()
     if not by_topic:
-        out.write("no topics (a directory is running, but nothing is announced)\n")
+        out.write("no topics (peers answer, but nothing is announced)\n")
     for topic, members in by_topic.items():
         out.write(f"{topic}\n")
         for member in members:
@@ -33,7 +34,9 @@ def list_topics(args: argparse.Namespace, out: TextIO) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, default=2.0, metavar="SECONDS",
-                        help="how long to wait for the discovery directory to answer (default 2)")
+                        help="how long to wait for the discovery directory to answer; with --mware "
+                             "zenoh, how long to listen for announcements (default 2)")
+    add_mware_argument(parser)
 
 
 COMMAND = Command(list_topics, "list live topics with their publishers, listeners and servers "

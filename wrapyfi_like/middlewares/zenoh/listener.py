@@ -21,7 +21,7 @@ from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
-from wrapyfi_like.middlewares.zenoh import framing
+from wrapyfi_like.middlewares.zenoh import framing, presence
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.inbox import Inbox
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
@@ -56,6 +56,7 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
                 # default (indirect) hands samples to a Python thread through an unbounded queue
                 self._subscriber = self._session.declare_subscriber(
                     key, zenoh_module().handlers.Callback(self._on_sample, indirect=False))
+                self._token = presence.declare(self._session, session.domain, "listener", topic, info)
         except BaseException:
             close_quietly(self._session, f"the session of listener on {topic}")
             raise
@@ -135,8 +136,9 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
         if self._inbox.closed:
             return
         self._inbox.close()
-        try:
-            self._subscriber.undeclare()
-        except Exception as error:  # already gone with its session
-            logger.debug("listener on %s: undeclare: %s", self.topic, error)
+        for entity in (self._token, self._subscriber):
+            try:
+                entity.undeclare()
+            except Exception as error:  # already gone with its session
+                logger.debug("listener on %s: undeclare: %s", self.topic, error)
         close_quietly(self._session, f"the session of listener on {self.topic}")

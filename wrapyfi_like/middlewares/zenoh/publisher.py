@@ -23,7 +23,7 @@ from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.base import PublisherTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Group
-from wrapyfi_like.middlewares.zenoh import framing
+from wrapyfi_like.middlewares.zenoh import framing, presence
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
 from wrapyfi_like.middlewares.zenoh.session import ZenohSession, close_quietly, errors, zenoh_module
@@ -81,6 +81,7 @@ class ZenohPublisherTransport(PublisherTransport):
                 reliability=zenoh.Reliability.RELIABLE, express=backpressure == "latest")
             self._matching_listener = self._publisher.declare_matching_listener(self._on_matching)
             self._on_matching(self._publisher.matching_status)
+            self._token = presence.declare(self._session, session.domain, "publisher", topic, info)
         self._sender = threading.Thread(target=self._run, name=f"zenoh publisher {topic}", daemon=True)
         self._sender.start()
 
@@ -147,7 +148,7 @@ class ZenohPublisherTransport(PublisherTransport):
         self._undeclare()
 
     def _undeclare(self) -> None:
-        for entity in (self._matching_listener, self._publisher):
+        for entity in (self._token, self._matching_listener, self._publisher):
             try:
                 entity.undeclare()
             except Exception as error:  # already undeclared with its session

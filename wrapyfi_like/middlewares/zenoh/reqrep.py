@@ -19,7 +19,7 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.base import ClientTransport, ServerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.zenoh import framing
+from wrapyfi_like.middlewares.zenoh import framing, presence
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.inbox import Inbox
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
@@ -53,6 +53,7 @@ class ZenohServerTransport(ServerTransport):
         self.counts = dict.fromkeys(("received", "sent", "errors", "dropped", "malformed"), 0)
         with map_exceptions(errors(), f"server on {topic}"):
             self._queryable = session.shared().declare_queryable(self._key, self._on_query, complete=True)
+            self._token = presence.declare(session.shared(), session.domain, "server", topic, info)
 
     def _on_query(self, query: Any) -> None:
         if not self._inbox.put(query):
@@ -111,10 +112,11 @@ class ZenohServerTransport(ServerTransport):
         if self._inbox.closed:
             return
         self._inbox.close()
-        try:
-            self._queryable.undeclare()
-        except Exception as error:  # already gone with its session
-            logger.debug("server on %s: undeclare: %s", self.topic, error)
+        for entity in (self._token, self._queryable):
+            try:
+                entity.undeclare()
+            except Exception as error:  # already gone with its session
+                logger.debug("server on %s: undeclare: %s", self.topic, error)
 
 
 class _Pending:
