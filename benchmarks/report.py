@@ -196,7 +196,7 @@ def zenoh_section(results: dict, summary: dict) -> list[str]:
              "arrays over tcp on 127.0.0.1. The three paths (ours on zenoh, raw zenoh, ours on ZeroMQ)",
              "alternate between one pair of processes, so both ratios meet one state of the machine.", "",
              "| case | zenoh msg/s | raw zenoh msg/s | ZeroMQ msg/s | zenoh ÷ raw zenoh (throughput) | "
-             f"latency ratio to raw | zenoh ÷ ZeroMQ (throughput) | latency ratio to ZeroMQ | missing |",
+             "latency ratio to raw | zenoh ÷ ZeroMQ (throughput) | latency ratio to ZeroMQ | missing |",
              "|---|---|---|---|---|---|---|---|---|"]
     for case in sorted(ratios, key=lambda name: summary[(name, "tcp", "zenoh")]["size"]):
         ours, raw = summary[(case, "tcp", "zenoh")], summary.get((case, "tcp", "zenoh_raw"), {})
