@@ -185,7 +185,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402 (the subprocess above needs neither pytest nor wrapyfi_like)
 
-from wrapyfi_like.encoding.wrapyfi_json import (  # noqa: E402
+from wrapyfi_like.middlewares.wrapyfi_zeromq.json_codec import (  # noqa: E402
     MAX_ERROR_CHARS, MAX_ITEMS, MAX_NESTING, MAX_REPLY_ITEMS, PICKLE_MARKERS, WrapyfiJsonCodec)
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError  # noqa: E402
 
@@ -384,7 +384,7 @@ def test_a_received_marker_imports_no_library():
     DecodeError saying how to allow it, and imports nothing; allowed, it decodes."""
     script = r"""
 import json, sys
-from wrapyfi_like.encoding.wrapyfi_json import WrapyfiJsonCodec
+from wrapyfi_like.middlewares.wrapyfi_zeromq.json_codec import WrapyfiJsonCodec
 from wrapyfi_like.exceptions import DecodeError
 frames = json.load(sys.stdin)
 for name, frame in frames.items():

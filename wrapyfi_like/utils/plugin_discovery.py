@@ -142,14 +142,17 @@ def _import_file(path: Path) -> None:
 
 def _import_builtin(entry: BuiltinPlugin) -> None:
     module = f"{BUILTIN_PACKAGE}.{entry.module}"
+    # imported under the lock: a second thread needing the same plugin waits until it has
+    # registered, instead of finding it "attempted" and its codec id still unknown
     with _lock:
         if module in _attempted_modules:
             return
-        _attempted_modules.add(module)
-    try:
-        importlib.import_module(module)
-    except Exception as error:
-        _record_failure(module, error)
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            _record_failure(module, error)
+        finally:
+            _attempted_modules.add(module)
 
 
 def _record_failure(where: str, error: BaseException) -> None:

@@ -8,7 +8,7 @@ from Wrapyfi's variables and the ``socket_*`` kwargs (:mod:`.settings`). docs/mi
 what this wire can and cannot do.
 """
 
-from wrapyfi_like.encoding.wrapyfi_json import WrapyfiJsonCodec
+from wrapyfi_like.middlewares.wrapyfi_zeromq.json_codec import WrapyfiJsonCodec
 from wrapyfi_like.middlewares.base import with_session
 from wrapyfi_like.middlewares.wrapyfi_zeromq.pubsub import WrapyfiListenerTransport, WrapyfiPublisherTransport
 from wrapyfi_like.middlewares.wrapyfi_zeromq.reqrep import WrapyfiClientTransport, WrapyfiServerTransport

@@ -1,5 +1,5 @@
 """Wrapyfi 0.5.0's markers: ``{"__wrapyfi__": [type_name, payload, *extra]}``, each value JSON has no
-form for, to and from its marker; :mod:`wrapyfi_like.encoding.wrapyfi_json` walks the JSON around them.
+form for, to and from its marker; :mod:`wrapyfi_like.middlewares.wrapyfi_zeromq.json_codec` walks the JSON around them.
 
 Payloads are untrusted: every field's type and size is checked, ``.npy`` files are read without
 pickle once their header proves the data length, torch tensors load with ``weights_only=True``.

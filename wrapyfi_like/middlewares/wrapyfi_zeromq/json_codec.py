@@ -5,7 +5,7 @@ separators, ``ensure_ascii``, bare ``NaN``/``Infinity``, insertion order) in whi
 has no form for is a marker ``{"__wrapyfi__": [type_name, payload, *extra]}``. This module writes
 exactly those bytes for every value Wrapyfi can carry, so an unmodified Wrapyfi node decodes what
 we send, and reads what Wrapyfi nodes send. This module frames the values and walks the JSON;
-:mod:`wrapyfi_like.encoding.wrapyfi_markers` turns each marker into its value and back. Neither does
+:mod:`wrapyfi_like.middlewares.wrapyfi_zeromq.markers` turns each marker into its value and back. Neither does
 I/O: the middleware (``wrapyfi_like.middlewares.wrapyfi_zeromq``) moves the frames.
 
 Where the two differ, on purpose:
@@ -44,7 +44,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from wrapyfi_like.encoding.wrapyfi_markers import MARKER, PICKLE_MARKERS, Markers, type_name
+from wrapyfi_like.middlewares.wrapyfi_zeromq.markers import MARKER, PICKLE_MARKERS, Markers, type_name
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, EncodeError
 from wrapyfi_like.logs import truncate
 
