@@ -164,3 +164,11 @@ def test_websocket_clients_run_as_wrapyfis_fallback_with_one_warning(examples):
     (publisher,) = run(examples / "websockets", "publisher_client.py",
                        until="Method result: {'message': 'typed1'")
     assert len(warnings(publisher)) == 1 and "'websocket'" in warnings(publisher)[0]
+
+
+def test_astropy_example_loads_its_wrapyfi_plugin_file_from_the_path_it_sets(examples):
+    """The script adds its own folder to WRAPYFI_PLUGIN_PATHS; plugins/astropy_tables.py there does
+    ``from wrapyfi_like.utils.core_utils import *`` and registers the Table encoder Wrapyfi's way."""
+    run(examples / "encoders", "astropy_example.py --mode publish --mware zeromq",
+        "astropy_example.py --mode listen --mware zeromq",
+        until="Method result: {'message': 'typed1', 'astropy_table': <Table length=3>")
