@@ -5,13 +5,15 @@ extra) installs them as the top-level package ``examples``; each test copies tha
 ``from wrapyfi.`` to ``from wrapyfi_like.``, and runs the processes the script's docstring names.
 The scripts loop forever reading ``input()``: stdin is ``yes <word>``, and a run ends (SIGINT to
 every process, as Ctrl-C) once the awaited line has been printed. A process that exits before
-that has failed, and its stderr is the message.
+that has failed, and its stderr is the message; so has one that Ctrl-C does not end.
 """
 
 import importlib.metadata
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +24,17 @@ import pytest
 
 TIMEOUT = 60
 pytestmark = pytest.mark.timeout(2 * TIMEOUT)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# zenoh's one-host rendezvous port, this module's own: the examples' fixed topics never meet
+# another test session's (zeromq's discovery port is the session's own already, tests/conftest.py).
+ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +60,7 @@ class Process:
         script, *args = command.split()
         self.command = command
         self._yes = subprocess.Popen(["yes", word], stdout=subprocess.PIPE)
-        self.process = subprocess.Popen([sys.executable, script, *args], cwd=folder, stdin=self._yes.stdout,
+        self.process = subprocess.Popen([sys.executable, script, *args], cwd=folder, stdin=self._yes.stdout, env=ENV,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._yes.stdout.close()
         self.out, self.err = [], []
@@ -66,12 +79,14 @@ class Process:
             self.changed.notify_all()
 
     def stop(self) -> None:
-        """Ctrl-C, as a user ends the script; then make sure it is gone."""
+        """Ctrl-C, as a user ends the script; one still running 10 s later is killed, and ``hung``."""
+        self.hung = False
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
+            self.hung = True
             self.process.kill()
             self.process.wait()
         self._yes.kill()
@@ -96,6 +111,8 @@ def run(folder: Path, *commands: str, until: str, on: int = -1) -> list[Process]
     finally:
         for process in processes:
             process.stop()
+    hung = [process.command for process in processes if process.hung]
+    assert not hung, f"{hung} did not exit within 10 s of Ctrl-C"
     return processes
 
 
@@ -103,16 +120,12 @@ def warnings(process: Process) -> list[str]:
     return [line for line in process.err if "not available in wrapyfi_like" in line]
 
 
-def test_hello_world_publish_listen(examples):
-    run(examples, "hello_world.py --publish --mware zeromq", "hello_world.py --listen --mware zeromq",
+@pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
+@pytest.mark.parametrize("maker, taker", [("publish", "listen"), ("reply", "request")])
+def test_hello_world(examples, maker, taker, mware):
+    run(examples, f"hello_world.py --{maker} --mware {mware}", f"hello_world.py --{taker} --mware {mware}",
         until="Method result: {'message': 'typed1', 'message_from_requester': "
-              "'I got this message from the script running in publish mode'}")
-
-
-def test_hello_world_reply_request(examples):
-    run(examples, "hello_world.py --reply --mware zeromq", "hello_world.py --request --mware zeromq",
-        until="Method result: {'message': 'typed1', 'message_from_requester': "
-              "'I got this message from the script running in request mode'}")
+              f"'I got this message from the script running in {'publish' if maker == 'publish' else 'request'} mode'}}")
 
 
 @pytest.mark.parametrize("maker, mirror, caller", [("publish", "listen", "publish"), ("reply", "request", "request")])
