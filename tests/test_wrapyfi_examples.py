@@ -128,11 +128,12 @@ def test_hello_world(examples, maker, taker, mware):
               f"'I got this message from the script running in {'publish' if maker == 'publish' else 'request'} mode'}}")
 
 
+@pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
 @pytest.mark.parametrize("maker, mirror, caller", [("publish", "listen", "publish"), ("reply", "request", "request")])
-def test_mirroring_example(examples, maker, mirror, caller):
+def test_mirroring_example(examples, maker, mirror, caller, mware):
     """``caller`` is the side whose call's argument the message carries; ``typed1`` is typed by the maker."""
-    run(examples / "communication_schemes", f"mirroring_example.py --mode {maker} --mware zeromq",
-        f"mirroring_example.py --mode {mirror} --mware zeromq",
+    run(examples / "communication_schemes", f"mirroring_example.py --mode {maker} --mware {mware}",
+        f"mirroring_example.py --mode {mirror} --mware {mware}",
         until=f"{{'msg': 'This argument message was sent by the {caller} script', 'msg_ip': 'typed1'}}")
 
 
