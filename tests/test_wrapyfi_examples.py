@@ -121,11 +121,12 @@ def warnings(process: Process) -> list[str]:
 
 
 @pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
-@pytest.mark.parametrize("maker, taker", [("publish", "listen"), ("reply", "request")])
-def test_hello_world(examples, maker, taker, mware):
+@pytest.mark.parametrize("maker, taker, caller", [("publish", "listen", "publish"), ("reply", "request", "request")])
+def test_hello_world(examples, maker, taker, caller, mware):
+    """``caller`` is the side whose call's argument the message carries; ``typed1`` is typed by the maker."""
     run(examples, f"hello_world.py --{maker} --mware {mware}", f"hello_world.py --{taker} --mware {mware}",
         until="Method result: {'message': 'typed1', 'message_from_requester': "
-              f"'I got this message from the script running in {'publish' if maker == 'publish' else 'request'} mode'}}")
+              f"'I got this message from the script running in {caller} mode'}}")
 
 
 @pytest.mark.parametrize("mware", ["zeromq", "zenoh"])
