@@ -37,6 +37,20 @@ def _free_port() -> int:
 ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def interruptible_children():
+    """Children inherit an ignored SIGINT (pytest started in the background by a shell): they would
+    never see the Ctrl-C these tests send. A handler here is reset to the default in each child."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory) -> Path:
     """Wrapyfi's examples folder with the import renamed, and the two images its scripts open."""
