@@ -116,8 +116,10 @@ class Watch:
         self._domain = domain
         self._lock = threading.Lock()
         self._live: dict[str, Presence] = {}
+        # indirect=False: the default runs the callback on a non-daemon thread that Python joins at
+        # exit before atexit closes the session, so Ctrl-C would not end the process
         self._subscriber = zenoh_session.liveliness().declare_subscriber(
-            f"{prefix(domain)}/**", self._on_sample, history=True)
+            f"{prefix(domain)}/**", zenoh_module().handlers.Callback(self._on_sample, indirect=False), history=True)
 
     def _on_sample(self, sample: Any) -> None:
         key = str(sample.key_expr)

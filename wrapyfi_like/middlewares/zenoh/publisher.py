@@ -79,7 +79,10 @@ class ZenohPublisherTransport(PublisherTransport):
             self._publisher = self._session.declare_publisher(
                 self._key, congestion_control=zenoh.CongestionControl.BLOCK,
                 reliability=zenoh.Reliability.RELIABLE, express=backpressure == "latest")
-            self._matching_listener = self._publisher.declare_matching_listener(self._on_matching)
+            # indirect=False: the default runs the callback on a non-daemon Python thread, which
+            # Python joins at exit before atexit closes this publisher, so Ctrl-C never ended the process
+            self._matching_listener = self._publisher.declare_matching_listener(
+                zenoh.handlers.Callback(self._on_matching, indirect=False))
             self._on_matching(self._publisher.matching_status)
             self._token = presence.declare(self._session, session.domain, "publisher", topic, info)
         self._sender = threading.Thread(target=self._run, name=f"zenoh publisher {topic}", daemon=True)

@@ -52,7 +52,10 @@ class ZenohServerTransport(ServerTransport):
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(("received", "sent", "errors", "dropped", "malformed"), 0)
         with map_exceptions(errors(), f"server on {topic}"):
-            self._queryable = session.shared().declare_queryable(self._key, self._on_query, complete=True)
+            # indirect=False: the default runs the callback on a non-daemon Python thread, which
+            # Python joins at exit before atexit closes this server, so Ctrl-C never ended the process
+            self._queryable = session.shared().declare_queryable(
+                self._key, zenoh_module().handlers.Callback(self._on_query, indirect=False), complete=True)
             self._token = presence.declare(session.shared(), session.domain, "server", topic, info)
 
     def _on_query(self, query: Any) -> None:
@@ -148,7 +151,9 @@ class ZenohClientTransport(ClientTransport):
         with map_exceptions(errors(), f"client of {topic}"):
             # used only to know whether a server exists: a Querier's timeout cannot change per call
             self._querier = self._session.declare_querier(self._key, target=self._zenoh.QueryTarget.BEST_MATCHING)
-            self._matching_listener = self._querier.declare_matching_listener(self._on_matching)
+            # indirect=False, as the server's queryable: no Python thread to keep the process alive
+            self._matching_listener = self._querier.declare_matching_listener(
+                self._zenoh.handlers.Callback(self._on_matching, indirect=False))
             self._on_matching(self._querier.matching_status)
 
     def _on_matching(self, status: Any) -> None:
@@ -160,11 +165,14 @@ class ZenohClientTransport(ClientTransport):
         check_outgoing(frames, self._max_message_size, self.topic)
         payload, lengths = framing.join(frames)
         deadline = deadline_after(timeout)
-        with self._changed:
-            self._check_open()
-            while not self._matching:
-                self._wait_or_time_out(deadline, "no server")
         while True:
+            # also after a query that ended without a reply (its server went away): asking again at
+            # once spun at full speed until the timeout, and zenoh, ending each query on this
+            # thread, ate a Ctrl-C that landed in its callback
+            with self._changed:
+                self._check_open()
+                while not self._matching:
+                    self._wait_or_time_out(deadline, "no server")
             pending = self._send(payload, lengths, deadline)
             with self._changed:
                 while pending.reply is None and not pending.finished:
@@ -176,7 +184,6 @@ class ZenohClientTransport(ClientTransport):
                 reply = pending.reply
             if reply is not None:
                 return self._result(reply)
-            # the query ended without a reply (its server went away): ask again while time is left
 
     def _send(self, payload: bytes, lengths: bytes, deadline: Optional[float]) -> _Pending:
         pending = _Pending(self._changed)
