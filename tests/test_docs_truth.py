@@ -58,6 +58,12 @@ def test_every_pip_install_shown_uses_the_checkout_and_its_constraints():
                 assert "-c constraints.txt" in command and "-e " in command, f"{page.name}:{number}: {command}"
 
 
+def test_every_install_hint_in_error_messages_uses_the_checkout_and_its_constraints():
+    for path in [*(ROOT / "wrapyfi_like").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not ("pip install" in line and "wrapyfi_like[" in line), f"{path.name}:{number}: {line.strip()}"
+
+
 def test_recordings_use_the_encodings_docs_name_which_foxglove_does_not_know():
     from mcap.reader import make_reader
     from mcap.well_known import MessageEncoding, SchemaEncoding

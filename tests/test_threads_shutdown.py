@@ -203,7 +203,10 @@ def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic, st
     process = start_child(f"exit_{policy}", topic)
     assert read_line(process) == "returning"
     seconds, out, err = seconds_to_exit(process)
-    assert (process.returncode, err) == (0, "")
+    assert process.returncode == 0
+    # a message the policy gives up on at exit is reported (our logger's one line), nothing else:
+    # no traceback, no "Exception ignored"
+    assert all(line.endswith("dropped in total") and "was not delivered" in line for line in err.splitlines()), err
     assert seconds < 2.0  # bounded by EXIT_LINGER_MS
 
 

@@ -180,7 +180,7 @@ def test_a_server_validates_the_arguments_and_the_client_gets_the_path(topic, in
 
 def test_a_model_without_its_engine_raises_configuration_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "msgspec", None)  # as if not installed
-    with pytest.raises(ConfigurationError, match=r"wrapyfi_like\[typed\]"):
+    with pytest.raises(ConfigurationError, match=r"-e '\.\[typed\]'"):
         ValueFormat(message_type=PoseDC)
 
 

@@ -99,7 +99,8 @@ def _engine(module: str, extra: str) -> Any:
         return __import__(module)
     except ImportError:
         raise ConfigurationError(
-            f"typed messages of this type need {module}: pip install 'wrapyfi_like[{extra}]'"
+            f"typed messages of this type need {module}; from the wrapyfi_like checkout: "
+            f"pip install -c constraints.txt -e '.[{extra}]'"
         ) from None
 
 

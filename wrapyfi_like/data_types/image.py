@@ -2,7 +2,7 @@
 
 Raw frames travel as one zero-copy buffer (the codec sends the array's memory as its own frame).
 With ``jpg``/``png`` the frame is compressed with Pillow, an optional dependency
-(``pip install wrapyfi_like[pillow]``), imported only when compression is asked for or arrives.
+(the ``pillow`` extra: ``pip install -c constraints.txt -e '.[pillow]'`` in the checkout), imported only when compression is asked for or arrives.
 Colour frames are ``(height, width, 3)``, grayscale ``(height, width)``; ``uint8``, or ``float32``
 with ``fp=True`` (raw only: JPEG and PNG carry 8-bit pixels). The channel order is whatever the
 sender uses (RGB or OpenCV's BGR); it arrives unchanged.
@@ -95,7 +95,8 @@ def _pillow():
         from PIL import Image as PILImage
     except ImportError:
         raise ConfigurationError(
-            "Image with jpg or png needs Pillow: pip install 'wrapyfi_like[pillow]'"
+            "Image with jpg or png needs Pillow; from the wrapyfi_like checkout: "
+            "pip install -c constraints.txt -e '.[pillow]'"
         ) from None
     return PILImage
 

@@ -27,7 +27,7 @@ from wrapyfi_like.middlewares.zenoh import settings
 
 logger = logging.getLogger("wrapyfi_like.zenoh")
 
-EXTRA = "pip install 'wrapyfi_like[zenoh]'"
+EXTRA = "from the wrapyfi_like checkout: pip install -c constraints.txt -e '.[zenoh]'"
 
 
 RX_WORKERS = 16
