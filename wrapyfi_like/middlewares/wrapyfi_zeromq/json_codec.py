@@ -202,9 +202,13 @@ class WrapyfiJsonCodec:
     def dumps(self, value: Any) -> bytes:
         """``value`` as Wrapyfi's JSON, UTF-8 encoded."""
         try:
-            return json.dumps(self._prepare(value, 0)).encode()
+            return json.dumps(self.tree(value)).encode()
         except (ValueError, RecursionError) as error:  # an int of more than sys.get_int_max_str_digits() digits
             raise EncodeError(f"cannot encode this {type_name(value)} on Wrapyfi's wire: {truncate(error)}") from None
+
+    def tree(self, value: Any) -> Any:
+        """``value`` as JSON types and Wrapyfi markers, for ``json.dumps`` to write."""
+        return self._prepare(value, 0)
 
     def loads(self, frame: Any, max_items: int = MAX_ITEMS) -> Any:
         """The value of one JSON document from a Wrapyfi peer (any bytes-like object)."""
@@ -213,7 +217,7 @@ class WrapyfiJsonCodec:
             items = text.count(",") + text.count("[") + text.count("{")
             if items > max_items:
                 raise DecodeError(f"a Wrapyfi message of up to {items} values exceeds the limit of {max_items}")
-            return json.loads(text, object_hook=self._marker_value)
+            return json.loads(text, object_hook=self.object_hook)
         except DecodeError as error:
             if len(error.args[0]) > MAX_ERROR_CHARS:
                 raise DecodeError(truncate(error.args[0], MAX_ERROR_CHARS)) from None
@@ -245,7 +249,7 @@ class WrapyfiJsonCodec:
             return {MARKER: ["set", [self._prepare(item, depth) for item in value]]}
         return self._markers.encode(value)
 
-    def _marker_value(self, obj: dict) -> Any:
+    def object_hook(self, obj: dict) -> Any:
         """``json.loads``'s object hook: a marker dict becomes its value; other dicts stay."""
         fields = obj.get(MARKER)
         if fields is None:
