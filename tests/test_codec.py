@@ -305,3 +305,21 @@ def test_random_bytes_never_raise_anything_but_decode_error(codec):
             codec.decode([bytes(mutated[:cut]), *wire(valid[1:])])
         except DecodeError:
             pass
+
+
+def test_a_list_of_a_float_and_a_numpy_complex_scalar_round_trips_without_a_warning():
+    """The all-real fast check reads items as floats; a numpy complex scalar then warns, which
+    must neither reach the user nor, under warnings-as-errors, break the send."""
+    import subprocess
+    import sys
+    import warnings
+
+    value = [1.0, np.complex128(1 + 2j), np.float32(2.5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = Codec().decode([bytes(memoryview(frame).cast("B")) for frame in Codec().encode(value)])
+    assert back == value and [type(item) for item in back] == [float, np.complex128, np.float32]
+    script = ("import numpy as np; from wrapyfi_like.encoding import Codec; "
+              "Codec().encode([1.0, np.complex64(1j)])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -42,6 +42,7 @@ import math
 import re
 import struct
 import threading
+import warnings
 from enum import IntEnum
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -309,9 +310,14 @@ def all_numbers(items: list) -> bool:
         return False
     try:
         math.fsum(items)
-    except (TypeError, ValueError, OverflowError):
-        return False
+    except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
+        return False  # a numpy complex scalar converts to float with a warning: not a real number
     return True
+
+
+# fsum reading a numpy complex scalar warns and drops the imaginary part; here that only means
+# "not all real", so the warning is made an error (caught above) instead of reaching the user
+warnings.filterwarnings("error", category=np.exceptions.ComplexWarning, module=__name__)
 
 
 def _header_start(buffer_count: int) -> bytes:
