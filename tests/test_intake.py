@@ -148,6 +148,44 @@ def test_the_ipc_file_is_removed_on_close():
     assert not os.path.exists(path)
 
 
+def test_waits_that_time_out_as_messages_arrive_lose_none_and_a_later_wait_is_woken(in_thread):
+    """The receiving thread waits on a bare lock released by the reading thread: a wait that
+    times out just as a message is queued must still find it, and leave the lock as it found it,
+    so the next unbounded wait is woken by the next message (not before, nor never)."""
+    intake, _ = make_intake()
+    sender = push(intake.endpoint)
+    got: list[int] = []
+    progress = threading.Condition()
+
+    def receive_with_tiny_timeouts() -> int:
+        timeouts = 0
+        while len(got) < 300:
+            frames = intake.receive(0.0002)
+            if frames is None:
+                timeouts += 1
+                continue
+            with progress:
+                got.append(struct.unpack("<I", frames[1])[0])
+                progress.notify()
+        return timeouts
+
+    try:
+        receiving = in_thread(receive_with_tiny_timeouts)
+        for number in range(300):  # one at a time: each arrives at a random point of a short wait
+            sender.send_multipart([b"/topic", struct.pack("<I", number), b"x" * number])
+            with progress:
+                assert progress.wait_for(lambda: len(got) > number, 10), f"message {number} never received"
+        assert receiving.result(timeout=10) > 0  # the race was run: waits did time out
+        assert got == list(range(300))
+        assert intake.receive(0) is None
+        waiting = in_thread(lambda: intake.receive(None))
+        sender.send_multipart([b"/topic", b"envelope", b"last"])
+        assert bytes(waiting.result(timeout=10)[2]) == b"last"
+    finally:
+        sender.close()
+        intake.release()
+
+
 def test_a_message_over_the_limit_is_refused_at_the_header_that_breaks_it_and_the_connection_goes_on():
     intake, refusals = make_intake()
     peer = RawPeer(intake.endpoint)

@@ -113,7 +113,12 @@ class ZmtpIntake:
         self._refused = weakref.WeakMethod(refused) if hasattr(refused, "__self__") else lambda: refused
         self._log = RateLimitedLog(logger)
         self._listen, self.endpoint, self._path = _bind(address)
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # the queue, the flags below, each connection's ``queued``
+        # wakes a waiting receive: held while nothing is signalled, released once per wait. A bare
+        # lock hands over in half the time of a Condition (measured: 8 vs 17 µs a thread round trip)
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._waiting = False  # a receive waits on _ready (one at a time: the listener's lock)
         self._queue: deque[tuple[_Connection, int, list]] = deque()
         self._full = False  # more than queue_depth messages wait: no connection is read
         self._closed = False
@@ -133,29 +138,34 @@ class ZmtpIntake:
 
     def receive(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's frames, or None once ``timeout`` seconds passed (None: no limit;
-        0: only one already waiting). :class:`ClosedError` once :meth:`close` was called."""
-        with self._cond:
-            if not self._queue and not self._closed:
-                if timeout is None:
-                    while not self._queue and not self._closed:
-                        self._cond.wait()
-                elif timeout > 0:
-                    deadline = time.monotonic() + timeout
-                    while not self._queue and not self._closed:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-            if self._closed:
-                raise ClosedError(f"listener on {self.endpoint} is closed")
-            if not self._queue:
-                return None
-            connection, size, frames = self._queue.popleft()
-            connection.queued -= size
-            resume = self._full and len(self._queue) <= self._resume_at
-            if resume:
-                self._full = False
-            wake = resume or connection.over_budget
+        0: only one already waiting). :class:`ClosedError` once :meth:`close` was called.
+
+        One thread at a time (the listener calls it under its own lock)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise ClosedError(f"listener on {self.endpoint} is closed")
+                if self._queue:
+                    connection, size, frames = self._queue.popleft()
+                    connection.queued -= size
+                    resume = self._full and len(self._queue) <= self._resume_at
+                    if resume:
+                        self._full = False
+                    wake = resume or connection.over_budget
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._waiting = True
+            if left is None:
+                self._ready.acquire()
+            elif not self._ready.acquire(timeout=left):
+                with self._lock:
+                    if self._waiting:  # nobody signalled
+                        self._waiting = False
+                    else:  # signalled as the wait ended: take the signal back
+                        self._ready.acquire(blocking=False)
         if wake:
             self._wakeup.set()
         return frames
@@ -167,10 +177,10 @@ class ZmtpIntake:
     def close(self) -> None:
         """Stop: a :meth:`receive` in another thread raises :class:`ClosedError` at once, and
         the reading thread closes every socket (and removes the ipc file)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._queue.clear()
-            self._cond.notify_all()
+            self._signal()
         self._wakeup.set()
 
     def release(self) -> None:
@@ -198,17 +208,20 @@ class ZmtpIntake:
         except Exception:  # a bug here must not leave the listener waiting forever in silence
             logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
         finally:
-            with self._cond:
+            with self._lock:
                 self._closed = True  # a receive waiting now, or later, raises ClosedError
                 self._queue.clear()
-                self._cond.notify_all()
+                self._signal()
             self._shut()
 
     def _until_next_deadline(self) -> Optional[float]:
-        deadlines = [c.deadline for c in self._handshaking]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        if not self._handshaking:  # the usual case, on the path of every message
+            return None
+        return max(0.0, min(c.deadline for c in self._handshaking) - time.monotonic())
 
     def _expire_handshakes(self) -> None:
+        if not self._handshaking:
+            return
         now = time.monotonic()
         for connection in [c for c in self._handshaking if c.deadline <= now]:
             self._drop(connection, "it did not complete its handshake in time", log=False)
@@ -404,7 +417,7 @@ class ZmtpIntake:
 
     def _deliver(self, batch: list) -> None:
         """Queue whole messages ``[(connection, size, frames)]`` for the listener."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._queue.extend(batch)
@@ -412,7 +425,16 @@ class ZmtpIntake:
                 connection.queued += size
             if len(self._queue) > self._queue_depth:
                 self._full = True
-            self._cond.notify()
+            self._signal()
+
+    def _signal(self) -> None:
+        """Wake a waiting :meth:`receive` (called holding ``_lock``, the only place that releases
+        ``_ready``). It may be released already: by a signal that a wait interrupted by an
+        exception never took; the next wait passes at once and looks at the queue, as it should."""
+        if self._waiting:
+            self._waiting = False
+            if self._ready.locked():
+                self._ready.release()
 
     def _refuse(self, c: _Connection, size: int, frame: int) -> None:
         if len(c.frames) >= MAX_MESSAGE_FRAMES:
@@ -431,7 +453,7 @@ class ZmtpIntake:
         if batch:
             self._deliver(batch)
             batch.clear()
-        with self._cond:
+        with self._lock:
             if c.queued:  # the listener may have taken them meanwhile
                 c.over_budget = True
         if c.over_budget:
