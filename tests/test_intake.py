@@ -155,27 +155,29 @@ def test_waits_that_time_out_as_messages_arrive_lose_none_and_a_later_wait_is_wo
     intake, _ = make_intake()
     sender = push(intake.endpoint)
     got: list[int] = []
+    timeouts = [0]
     progress = threading.Condition()
 
-    def receive_with_tiny_timeouts() -> int:
-        timeouts = 0
+    def receive_with_tiny_timeouts() -> None:
         while len(got) < 300:
             frames = intake.receive(0.0002)
-            if frames is None:
-                timeouts += 1
-                continue
             with progress:
-                got.append(struct.unpack("<I", frames[1])[0])
-                progress.notify()
-        return timeouts
+                if frames is None:
+                    timeouts[0] += 1
+                else:
+                    got.append(struct.unpack("<I", frames[1])[0])
+                progress.notify_all()
 
     try:
         receiving = in_thread(receive_with_tiny_timeouts)
-        for number in range(300):  # one at a time: each arrives at a random point of a short wait
+        for number in range(300):  # one at a time, each sent while the receiver cycles through short waits
+            with progress:
+                seen = timeouts[0]
+                assert progress.wait_for(lambda: timeouts[0] > seen, 10), "the receiver's waits never time out"
             sender.send_multipart([b"/topic", struct.pack("<I", number), b"x" * number])
             with progress:
                 assert progress.wait_for(lambda: len(got) > number, 10), f"message {number} never received"
-        assert receiving.result(timeout=10) > 0  # the race was run: waits did time out
+        receiving.result(timeout=10)
         assert got == list(range(300))
         assert intake.receive(0) is None
         waiting = in_thread(lambda: intake.receive(None))
