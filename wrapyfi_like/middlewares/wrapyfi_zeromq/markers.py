@@ -122,7 +122,7 @@ class Markers:
             raise EncodeError(
                 f"this pandas {marker[2]} does not survive pandas' JSON, the only pickle-free form Wrapyfi has "
                 f"({truncate(str(error).strip().splitlines()[0] if str(error).strip() else error)}); send its columns as "
-                "numpy arrays, or pass allow_pickle=True to send Wrapyfi's pickle (PandasData)"
+                "numpy arrays, or opt in with register(..., wrapyfi_allow_pickle=True) to send Wrapyfi's pickle (PandasData)"
             ) from None
         return {MARKER: marker}
 
@@ -144,8 +144,8 @@ class Markers:
         if not self.allow_pickle:
             raise DecodeError(
                 f"the Wrapyfi marker {name} carries a pickle, which could run code chosen by the sender; "
-                "refused (to accept it from peers you fully trust, build the codec with allow_pickle=True, "
-                "documented as unsafe in docs/wire.md)"
+                "refused (to accept it from peers you fully trust, opt in with register(..., "
+                "wrapyfi_allow_pickle=True), documented as unsafe in docs/wire.md)"
             )
         if name not in PICKLE_DECODABLE:
             raise DecodeError(f"the Wrapyfi marker {name} is not supported by wrapyfi_like, even with allow_pickle=True")
