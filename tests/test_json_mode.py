@@ -264,6 +264,10 @@ class Text(str):
     pass
 
 
+class Ratio(float, enum.Enum):
+    HALF = 0.5
+
+
 @pytest.mark.parametrize("value", [
     [0.5, (1.0, 2.0)], [0.5, float("nan")], [float("inf"), 0.5], {"a": 0.5, "b": float("-inf")}, [1, 2, 2 ** 64],
     [0.5, np.float64(1.5)], [0.5, np.float32(1.5)], {"k": [1.5, 2.5], "t": ("x",)}, [[0.5], {"__wrapyfi__": 1}],
@@ -288,9 +292,11 @@ def exact(a, b):
     return repr(a) == repr(b)
 
 
-@pytest.mark.parametrize("value", [[0.5, Level.LOW], {"a": Level.LOW}, [Level.LOW], {Text("k"): 1}, [Text("s")]])
+@pytest.mark.parametrize("value", [[0.5, Level.LOW], {"a": Level.LOW}, [Level.LOW], {Text("k"): 1}, [Text("s")],
+                                   [0.5, Ratio.HALF], [Ratio.HALF, 0.5], {"r": Ratio.HALF}])
 def test_enums_and_subclasses_are_refused_in_json_mode_as_in_binary_mode(value):
-    """orjson would write an IntEnum as its number and a str subclass as a str: both modes refuse them."""
+    """orjson would write an IntEnum (or a float Enum, also a float) as its number and a str
+    subclass as a str: both modes refuse them."""
     for codec in (JSON, BINARY):
         with pytest.raises(EncodeError):
             codec.encode(value)

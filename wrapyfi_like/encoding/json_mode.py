@@ -63,6 +63,7 @@ _STR = frozenset({str})
 _FLOATS = frozenset({float})
 _AS_IS = frozenset({str, bool, type(None), int})
 """Leaves orjson writes exactly as they are (it refuses the ints out of 64-bit range)."""
+_AS_IS_OR_FLOAT = _AS_IS | {float}
 _CONTAINERS = frozenset({dict, list})
 _PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 """orjson refuses subclasses of str, int, list and dict (and str subclass keys), as the walk does."""
@@ -126,14 +127,11 @@ def _is_plain(value: Any, depth: int) -> bool:
         if not value:
             return True
         first = type(value[0])
-        if first is float:  # the common list of floats: exact floats, all finite, in one pass
-            try:
-                if math.isfinite(math.fsum(map(float.conjugate, value))):
-                    return True
-            except (TypeError, OverflowError, ValueError):  # not all floats, or an overflowing sum
-                pass
-        elif first in _AS_IS and operator.countOf(map(type, value), first) == len(value):
-            return True
+        if first in _AS_IS_OR_FLOAT and operator.countOf(map(type, value), first) == len(value):
+            # The common list of one type, its types counted exactly: a float Enum member is a
+            # float too, and orjson would write it as its number. Floats must all be finite:
+            # their sum is, unless one is NaN or infinite (or the sum overflows: then markers).
+            return first is not float or math.isfinite(sum(value))
         items: Any = value
     elif kind is dict:
         if MARKER in value or (len(value) == 3 and value.keys() == ARRAY_KEYS):
