@@ -14,10 +14,9 @@ holds a ``BaseModel``. Either missing raises :class:`ConfigurationError` naming 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 import typing
-from typing import Any
+from typing import Any, Callable
 
 from wrapyfi_like import annotations
 from wrapyfi_like.exceptions import ConfigurationError, ValidationError
@@ -31,9 +30,10 @@ class MessageType:
     wire tree, and the cheapest check that gives the engine's verdict), used per message.
 
     Per message the engine's own check is the floor (msgspec: ~1.3 µs for the 1 KB dict of
-    ``benchmarks/serializers.py``, most of it the list of 100 floats); everything here is bound
-    once so that little else is paid: a value of the exact model class becomes its tree in one
-    step, and a dataclass or TypedDict is checked by a msgspec ``Struct`` with the same fields
+    ``benchmarks/serializers.py``, most of it the list of 100 floats); everything else is bound
+    once, so that little more is paid: :meth:`to_wire` and :meth:`from_wire` are closures over
+    what they need, a value of the model's own class becomes its tree in one step, and a
+    dataclass or TypedDict is checked by a msgspec ``Struct`` with the same fields
     (:func:`_shadow_struct`), which msgspec checks in half the time of the class itself.
     """
 
@@ -44,63 +44,85 @@ class MessageType:
         if any(annotations.is_pydantic(item) for item in annotations.walk(hint)):
             pydantic = _engine("pydantic", "pydantic")
             self._errors: tuple = (pydantic.ValidationError,)
-            self._convert = _pydantic_validator(pydantic, hint)
+            validate = _pydantic_validator(pydantic, hint)
+            convert: Any = lambda tree, _: validate(tree)  # noqa: E731
         else:
             msgspec = _engine("msgspec", "typed")
             self._errors = (msgspec.ValidationError,)
-            self._convert = functools.partial(msgspec.convert, type=hint)
+            convert = msgspec.convert
             shadow = _shadow_struct(hint)
-        self._receive = self._convert
         # Only models inside the top one need the recursive walk; a value of a flat model becomes
         # the map of its fields in one step (a 1 KB message: 0.2 µs instead of 6).
-        self._nested = any(annotations.is_model(item) for item in annotations.walk(hint) if item is not hint)
-        self._exact: Any = None  # the class whose values take the bound path of to_wire
-        self._tree_of: Any = None  # how a value of that class becomes its tree (None: it is its tree)
-        self._check = self._convert  # the verdict on such a tree
-        if isinstance(hint, type) and not self._nested:
-            self._exact, self._tree_of = (dict, None) if typing.is_typeddict(hint) else (hint, _tree_function(hint))
-            if self._tree_of is None and self._exact is hint:  # a model without fields to read
-                self._exact = None
-        if shadow is not None:
+        nested = any(annotations.is_model(item) for item in annotations.walk(hint) if item is not hint)
+        self.to_wire = self._bind_to_wire(convert, hint, nested, shadow or hint)
+        self.from_wire = self.validate = self._bind_from_wire(convert, hint, shadow)
+
+    to_wire: Callable[[Any], Any]
+    """The plain tree of a value after checking it against the type; a wrong value raises
+    :class:`ValidationError` naming the field path, before anything is sent. Models do not all
+    check their fields when built (msgspec Structs, dataclasses, pydantic's ``model_construct``),
+    so instances are checked too: the engine converts their tree."""
+
+    from_wire: Callable[[Any], Any]
+    """A received tree as a validated instance of the type; :class:`ValidationError` if not.
+    Also named ``validate``."""
+
+    def _bind_to_wire(self, convert: Any, hint: Any, nested: bool, exact_check: Any) -> Any:
+        errors, invalid = self._errors, self._invalid
+
+        def to_wire(value: Any) -> Any:
+            if nested:
+                tree = plain(value)
+            else:  # a dict, or a model of another class with the same fields: one level is enough
+                fields = _fields(type(value))
+                if fields is None:
+                    tree = value
+                elif isinstance(value, tuple):  # NamedTuple: the tuple it is
+                    tree = tuple(value)
+                else:
+                    tree = {name: getattr(value, name) for name in fields}
+            try:
+                convert(tree, hint)
+            except errors as error:
+                raise invalid(error) from None
+            return tree
+
+        if nested or not isinstance(hint, type):
+            return to_wire
+        exact, tree_of = (dict, None) if typing.is_typeddict(hint) else (hint, _tree_function(hint))
+        if exact is hint and tree_of is None:  # a model without fields to read
+            return to_wire
+
+        def to_wire_exact(value: Any) -> Any:
+            """The publisher's usual value, of the model's own class (a TypedDict's: a dict)."""
+            if type(value) is not exact:
+                return to_wire(value)
+            tree = value if tree_of is None else tree_of(value)
+            try:
+                convert(tree, exact_check)
+            except errors as error:
+                raise invalid(error) from None
+            return tree
+
+        return to_wire_exact
+
+    def _bind_from_wire(self, convert: Any, hint: Any, shadow: Any) -> Any:
+        errors, invalid = self._errors, self._invalid
+        if shadow is not None and typing.is_typeddict(hint):  # the same dict msgspec builds for the TypedDict
             import msgspec
 
-            self._check = functools.partial(msgspec.convert, type=shadow)
-            if typing.is_typeddict(hint):  # the same dict msgspec builds for the TypedDict
-                self._receive = lambda tree: msgspec.structs.asdict(msgspec.convert(tree, shadow))
+            asdict, hint = msgspec.structs.asdict, shadow
+        else:
+            asdict = None
 
-    def to_wire(self, value: Any) -> Any:
-        """The plain tree of ``value`` after checking it against the type; a wrong value raises
-        :class:`ValidationError` naming the field path, before anything is sent. Models do not
-        all check their fields when built (msgspec Structs, dataclasses, pydantic's
-        ``model_construct``), so instances are checked too: the engine converts their tree."""
-        check = self._convert
-        if self._nested:
-            tree = plain(value)
-        elif type(value) is self._exact:
-            tree = value if self._tree_of is None else self._tree_of(value)
-            check = self._check
-        else:  # a dict, or a model of another class with the same fields: one level is enough
-            fields = _fields(type(value))
-            if fields is None:
-                tree = value
-            elif isinstance(value, tuple):  # NamedTuple: the tuple it is
-                tree = tuple(value)
-            else:
-                tree = {name: getattr(value, name) for name in fields}
-        try:
-            check(tree)
-        except self._errors as error:
-            raise self._invalid(error) from None
-        return tree
+        def from_wire(tree: Any) -> Any:
+            try:
+                value = convert(tree, hint)
+            except errors as error:
+                raise invalid(error) from None
+            return value if asdict is None else asdict(value)
 
-    def validate(self, tree: Any) -> Any:
-        """``tree`` (a received value) as a validated instance of the type; :class:`ValidationError` if not."""
-        try:
-            return self._receive(tree)
-        except self._errors as error:
-            raise self._invalid(error) from None
-
-    from_wire = validate
+        return from_wire
 
     def _invalid(self, error: Exception) -> ValidationError:
         return ValidationError(f"not a valid {self.name}: {truncate(_one_line(error))}")
