@@ -306,3 +306,27 @@ def test_a_plain_value_is_sent_as_orjson_writes_it():
     value = {"name": "pose", "frame": 42, "ok": True, "stamp": 0.25, "values": [0.5, 1.5], "none": None}
     assert JSON.encode(value) == [body(value)]
     assert BINARY.decode([body(value)]) == value
+
+
+def test_a_plain_body_with_nested_dicts_is_returned_as_orjson_parsed_it(monkeypatch):
+    """No ``__wrapyfi__`` or ``data_b64`` in a body without escapes: no dict in it can be a marker
+    or an array however deep dicts nest, so the receiver skips the marker walk."""
+    from wrapyfi_like.encoding import json_mode
+
+    value = {"seq": 7, "data": {"name": "pose", "values": [0.5, 1.5], "inner": {"ok": True, "none": None}}}
+    (sent,) = JSON.encode(value)
+    monkeypatch.setattr(json_mode._Decoder, "rebuild", lambda *args: pytest.fail("the marker walk ran"))
+    assert BINARY.decode([sent]) == value
+
+
+@pytest.mark.parametrize("key", [r"\u005f_wrapyfi__", r"data\u005fb64"])
+def test_a_marker_key_written_with_escapes_is_still_a_marker(key):
+    """Another JSON writer may escape any character of a key: a body with a backslash takes the
+    marker walk, so what it says still decodes to what it means."""
+    inner = '["tuple", [1, 2]]' if "wrapyfi" in key else '"AACAPw==", "shape": [1], "dtype": "<f4"'
+    body = f'{{"wrapyfi_like": 1, "value": {{"a": {{"{key}": {inner}}}, "b": {{}}}}}}'.encode()
+    received = BINARY.decode([body])
+    if "wrapyfi" in key:
+        assert received == {"a": (1, 2), "b": {}}
+    else:
+        assert type(received["a"]) is np.ndarray and received["a"].tolist() == [1.0] and received["b"] == {}
