@@ -291,3 +291,31 @@ def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, pref
     finally:
         publisher.close()
         listener.close()
+
+
+def test_the_shm_benchmark_pairs_each_round_and_judges_issue_21s_targets():
+    """``make bench``'s shared-memory rows: a ratio is taken within a round (ours and raw ran back
+    to back), and each target is judged by its limit."""
+    from benchmarks import bench_shm
+
+    blocks = [block for block in bench_shm.plan(quick=True) if block[2] != "warmup"]
+    firsts = [path for size, path, mode, count, round_ in blocks if mode == "latency" and path != "shm_loan"][::2]
+    assert firsts[:2] == ["shm", "zmq_ipc"]  # the order alternates between rounds
+    results = []
+    for round_, (ours, raw) in enumerate([(10.0, 4.0), (9.0, 3.0), (6.0, 3.0)]):  # 2.5×, 3×, 2×
+        for size in bench_shm.SIZES:
+            results += [(size, "shm", "throughput", round_, ours), (size, "zmq_ipc", "throughput", round_, raw),
+                        (size, "shm", "latency", round_, 30.0 + round_), (size, "zmq_ipc", "latency", round_, 100.0),
+                        (size, "shm_loan", "latency", round_, 90.0)]
+    rows = bench_shm.summarize(results)
+    throughput = rows[1]["throughput_gbs"]
+    assert (throughput["ratio"], throughput["low"], throughput["high"]) == pytest.approx((2.5, 2.0, 3.0))
+    run = {"rounds": 3, "rows": rows, "publisher": {"shm_sent": 5, "shm_fallback": 1}, "listener": {"missed": 0},
+           "listener_extra_payloads": {"shm": 0.02, "zmq_ipc": 1.0}}
+    met = [met for name, limit, measured, met in bench_shm.target_rows(run)]
+    assert met == [True, False, True, True, True]  # 16 MB ≥ 2.5×, 64 MB < 4×, 0.31× latency, 90 µs, 0.02
+    run["listener_extra_payloads"]["shm"] = 0.5
+    assert not bench_shm.target_rows(run)[-1][3]
+    section = "\n".join(bench_shm.markdown(run))
+    assert '## Shared memory (carrier="shm")' in section and "| 16 MB | default |" in section
+    assert bench_shm.target_rows(None) == [] and bench_shm.markdown(None) == []
