@@ -142,12 +142,15 @@ def test_a_decorated_method_publishes_a_loaned_array_as_its_return(topic, prefix
 
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
     count = shm.BORROWED + 4
-    got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))
+    # Queues of one message on both sides: the publisher waits for the listener, so its inbox
+    # never holds more than BUFFER samples (else a busy machine sends some messages as frames).
+    got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count), "--queue-depth", "1"),
+                                        publish=("--queue-depth", "1"))
     assert all(event["exact"] for event in got)
     assert [event["writeable"] for event in got[:shm.BORROWED - 2]] == [False] * (shm.BORROWED - 2)
     assert all(event["writeable"] for event in got[shm.BORROWED:])  # copied out: owned by the user
     assert listened["held_unchanged"]
-    assert listened["stats"]["shm_received"] == count and listened["stats"]["missed"] == 0
+    assert listened["stats"]["shm_received"] == count and listened["stats"]["missed"] == 0, (listened, published)
 
 
 def test_a_listener_that_cannot_use_shared_memory_gets_frames(topic, prefix):
@@ -319,3 +322,37 @@ def test_the_shm_benchmark_pairs_each_round_and_judges_issue_21s_targets():
     section = "\n".join(bench_shm.markdown(run))
     assert '## Shared memory (carrier="shm")' in section and "| 16 MB | default |" in section
     assert bench_shm.target_rows(None) == [] and bench_shm.markdown(None) == []
+
+
+def test_fan_out_gives_each_local_listener_a_sample_of_its_own(topic, prefix):
+    """The documented limit: with N shared-memory listeners the publisher copies N times (one
+    sample in each listener's inbox), and each listener gets a read-only view of its own."""
+    import time
+
+    import zmq
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listeners = [Listener("Fan", topic, carrier="shm") for _ in range(2)]
+    publisher = Publisher("Fan", topic, carrier="shm", wait_timeout=10)
+    try:
+        watch = publisher._transport._watch  # wait on discovery's notice until both are listed
+        poller = zmq.Poller()
+        poller.register(watch.fileno(), zmq.POLLIN)
+        deadline = time.monotonic() + 20
+        while len(watch.endpoints) < 2:
+            assert time.monotonic() < deadline, "the publisher never listed both listeners"
+            poller.poll(200)
+            watch.consume()
+        publisher.publish(np.full(MB, 7, np.uint8))
+        arrays = [listener.listen() for listener in listeners]
+        assert all((array == 7).all() and not array.flags.writeable for array in arrays)
+        addresses = {array.__array_interface__["data"][0] for array in arrays}
+        assert len(addresses) == 2  # two samples: one copy per listener
+        stats = publisher.stats()
+        assert stats["shm_sent"] == 2 and stats["shm_outlets"] == 2 and stats["sent"] == 1
+    finally:
+        publisher.close()
+        for listener in listeners:
+            listener.close()
