@@ -74,7 +74,7 @@ def _listen(options) -> None:
 
     from wrapyfi_like.connect.listeners import Listener
 
-    listener = Listener("Shm", options.topic, carrier=options.carrier, queue_depth=options.queue_depth)
+    listener = Listener("Shm", options.topic, carrier=options.carrier)
     _report("ready", stats=listener.stats())
     held = []
     for index in range(options.count):
