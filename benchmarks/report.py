@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
+from benchmarks import bench_shm
 from benchmarks.cases import MB
 from benchmarks.serializers import markdown as serializer_table
 
@@ -285,10 +286,12 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {limit} | {measured} | {'yes' if met else '**no**'} |"
-              for name, limit, measured, met in target_rows(results, summary)]
+              for name, limit, measured, met in (target_rows(results, summary)
+                                                 + bench_shm.target_rows(results.get("shm"), results.get("shm_tuned")))]
     for transport in results["transports"]:
         lines += ["", f"## {transport}", "", *case_table(summary, transport, results["paths"])]
     lines += zenoh_section(results, summary)
+    lines += bench_shm.markdown(results.get("shm"), results.get("shm_tuned"))
     lines += ["", "## Memory at 64 MB (extra resident memory, in payloads)", "",
               "| case | transport | path | listener, one in flight | listener, flat out | publisher |", "|---|---|---|---|---|---|"]
     for (case, transport, path_name), s in sorted(summary.items()):

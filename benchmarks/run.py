@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from benchmarks import bench_shm
 from benchmarks.cases import KB, MB, Case, all_cases
 from benchmarks.paths import wrapyfi_environment
 from benchmarks.report import write_markdown, write_plot
@@ -354,6 +355,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = {"started": started.isoformat(timespec="seconds"), "quick": args.quick, "repeats": repeats,
                "paths": paths, "transports": transports, "rows": rows, "import_seconds": imports,
                "serializers": measure_serializers(args.quick)}
+    if args.cases is None:  # carrier="shm" against raw ipc: a pair of processes of its own, not a case
+        results["shm"] = bench_shm.measure(args.quick)
+        results["shm_tuned"] = None if args.quick else bench_shm.measure(args.quick, tuned=True)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot = write_plot(results, args.output_dir / "throughput.png")

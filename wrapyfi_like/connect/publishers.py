@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any, Iterator, Optional, Sequence
 
@@ -93,7 +94,7 @@ class Publisher:
         block: its memory belongs to the listeners then.
         """
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(math.prod(shape)) * dtype.itemsize  # math.prod: np.prod cost 5 µs per loan
         loan = getattr(self._transport, "loan", None)
         if loan is None:
             array = np.empty(shape, dtype)
