@@ -6,6 +6,9 @@ paths, alternating, like :mod:`benchmarks.peer`'s paired runs:
 
 - ``ours``: a decorated method in publish mode and N in listen mode (the publisher connects one
   PUSH socket to each listener and sends every message to each);
+- ``ours_unsafe``: the same with ``zero_copy="unsafe"`` (1 MB only), which returns without
+  waiting until libzmq has written the caller's buffer to every listener: the gap to ``ours``
+  is what the default ownership guarantee costs;
 - ``baseline``: one pyzmq PUB socket and N SUB sockets, the same ``[msgpack header, payload]``
   frames as the one-to-one baseline, sent once with ``copy=False`` (libzmq hands the same buffer
   to every subscriber). Its high-water marks are off: a PUB at its mark drops silently, and the
@@ -15,7 +18,8 @@ Every listener acks each message of the lock-step phase and reports each flat-ou
 message counts as delivered only when *every* listener got it. Throughput is a block's messages
 over the time from its first send to the last listener's last arrival (``CLOCK_MONOTONIC`` is one
 clock on the host); one-way latency is from the send to the last listener's decode; missing
-messages are counted per listener by sequence number.
+messages are counted per listener by sequence number. Each process's CPU time over the
+flat-out blocks (all its threads, libzmq's I/O thread included) is reported per message.
 
 ``python -m benchmarks.fanout '<json spec>'`` is one process of a run (role ``sender`` or
 ``listener``); the driver is :func:`run_fanout`.
@@ -28,6 +32,7 @@ import logging
 import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -108,8 +113,17 @@ class SubReceiver:
         self._socket.close()
 
 
-SENDERS = {"ours": OursSender, "baseline": PubSender}
-RECEIVERS = {"ours": OursReceiver, "baseline": SubReceiver}
+class OursUnsafeSender(OursSender):
+    """Ours with ``zero_copy="unsafe"``: returns without waiting for libzmq to let go of the
+    caller's buffer, as the baseline does; the difference to ``ours`` is what ownership costs."""
+
+    publisher_kwargs = {"zero_copy": "unsafe"}
+
+
+SENDERS = {"ours": OursSender, "ours_unsafe": OursUnsafeSender, "baseline": PubSender}
+RECEIVERS = {"ours": OursReceiver, "ours_unsafe": OursReceiver, "baseline": SubReceiver}
+UNSAFE_FROM = 64 * KB
+"""``ours_unsafe`` runs only where it differs from ``ours``: below this, buffers are copied anyway."""
 
 
 # --- the processes -------------------------------------------------------------------------------
@@ -130,12 +144,15 @@ def run_sender(spec: dict, case: Case) -> dict:
         latencies[path].append(max(arrivals) - sent)
     blocks: dict[str, list[dict]] = {path: [] for path in senders}
     for index, path in alternating(spec["paths"], spec["blocks"]):
+        cpu = time.process_time()
         started = now_ns()
         sequences = flat_out_block(spec, index)
         for sequence in sequences:
             senders[path].send(sequence, payload)
         reports = sorted((acks.recv_json() for _ in range(spec["listeners"])), key=lambda report: report["listener"])
-        blocks[path].append({"messages": len(sequences), "started_ns": started, "last_ns": max(report["last_ns"] for report in reports),
+        blocks[path].append({"messages": len(sequences), "started_ns": started,
+                             "sender_cpu_s": time.process_time() - cpu,
+                             "listener_cpu_s": sum(report["cpu_s"] for report in reports), "last_ns": max(report["last_ns"] for report in reports),
                              "missing": [report["missing"] for report in reports]})
     for sender in senders.values():
         sender.close()
@@ -167,8 +184,9 @@ def run_listener(spec: dict, case: Case) -> dict:
             pass  # a greeting repeated before every listener had one
         acks.send_json({"listener": me, "at": now_ns()})
     for index, path in alternating(spec["paths"], spec["blocks"]):
+        cpu = time.process_time()
         report = receive_flat_out(receivers[path], list(flat_out_block(spec, index)))
-        acks.send_json({**report, "listener": me})
+        acks.send_json({**report, "listener": me, "cpu_s": time.process_time() - cpu})
     for receiver in receivers.values():
         receiver.close()
     acks.close()
@@ -206,6 +224,9 @@ def fanout_metrics(fanout: FanoutCase, report: dict, path: str) -> dict:
     missing_per_listener = [sum(column) for column in zip(*(block["missing"] for block in blocks))]
     latencies = sorted(report["latencies_ns"][path])
     return {"msgs_per_s": rate, "mb_per_s": rate * fanout.size / 1e6,
+            "sender_cpu_us_per_msg": 1e6 * sum(block["sender_cpu_s"] for block in blocks) / messages,
+            "listener_cpu_us_per_msg": 1e6 * sum(block["listener_cpu_s"] for block in blocks) / messages
+            / fanout.listeners,
             "latency_median_us": statistics.median(latencies) / 1e3,
             "latency_p99_us": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] / 1e3,
             "missing_per_listener": missing_per_listener, "missing": sum(missing_per_listener)}
@@ -216,6 +237,8 @@ def run_fanouts(cases: list[FanoutCase], paths: list[str], transports: list[str]
     """Every fan-out case, ``repeats`` times per transport, ours and the baseline in one run
     (their order flipping between repetitions): one row per case, transport, path and repetition."""
     compared = [path for path in ("ours", "baseline") if path in paths]
+    if "ours" in compared:
+        compared.insert(1, "ours_unsafe")
     rows: list[dict] = []
     if not compared:
         return rows
@@ -223,15 +246,16 @@ def run_fanouts(cases: list[FanoutCase], paths: list[str], transports: list[str]
         for repeat in range(repeats):
             for transport in transports:
                 for fanout in cases:
-                    order = compared if repeat % 2 == 0 else compared[::-1]
+                    carried = [path for path in compared if path != "ours_unsafe" or fanout.size >= UNSAFE_FROM]
+                    order = carried if repeat % 2 == 0 else carried[::-1]
                     measured = run_fanout(fanout, order, transport, quick, workdir)
-                    for path in compared:
+                    for path in carried:
                         rows.append({"case": fanout.name, "listeners": fanout.listeners, "size": fanout.size,
                                      "transport": transport, "path": path, "repeat": repeat,
                                      **({"error": measured["error"]} if "error" in measured else measured[path])})
                     logger.info("%-26s %-4s paired   %s", fanout.name, transport, measured.get("error") or " / ".join(
                         f"{path} {measured[path]['msgs_per_s']:.0f} msg/s {measured[path]['latency_median_us']:.0f} µs"
-                        f" missing {measured[path]['missing']}" for path in compared))
+                        f" missing {measured[path]['missing']}" for path in carried))
     return rows
 
 

@@ -235,14 +235,26 @@ def fanout_ratios(rows: list[dict]) -> dict[tuple[str, str], dict]:
     grouped: dict[tuple[str, str], dict] = {}
     for (case, transport, _repeat), paths in runs.items():
         entry = grouped.setdefault((case, transport), {"size": next(iter(paths.values()))["size"], "rates": {},
-                                                       "throughput": [], "latency": [], "missing": {}})
+                                                       "throughput": [], "latency": [], "unsafe": [], "cpu": {},
+                                                       "missing": {}})
         for path, row in paths.items():
             entry["rates"].setdefault(path, []).append(row["msgs_per_s"])
+            entry["cpu"].setdefault(path, []).append((row["sender_cpu_us_per_msg"], row["listener_cpu_us_per_msg"]))
             entry["missing"][path] = entry["missing"].get(path, 0) + row["missing"]
         if "ours" in paths and "baseline" in paths:
             entry["throughput"].append(paths["ours"]["msgs_per_s"] / paths["baseline"]["msgs_per_s"])
             entry["latency"].append(paths["ours"]["latency_median_us"] / paths["baseline"]["latency_median_us"])
+        if "ours_unsafe" in paths and "baseline" in paths:
+            entry["unsafe"].append(paths["ours_unsafe"]["msgs_per_s"] / paths["baseline"]["msgs_per_s"])
     return grouped
+
+
+def _cpu_text(entry: dict, path: str) -> str:
+    """Median CPU µs per message: the publisher process, and one listener process."""
+    values = entry["cpu"].get(path)
+    if not values:
+        return "–"
+    return f"{statistics.median(v[0] for v in values):.0f} / {statistics.median(v[1] for v in values):.0f}"
 
 
 def fanout_target_rows(results: dict) -> list[tuple[str, str, str, bool]]:
@@ -266,13 +278,17 @@ def fanout_section(results: dict) -> list[str]:
              "`copy=False`, high-water marks off so it never drops), alternating block by block. A message",
              "counts when *every* listener has it: throughput is a block's messages over the time from its",
              "first send to the last listener's last arrival; latency is to the last listener's decode.",
-             "Missing messages are counted per listener.", "",
-             "| case | transport | ours msg/s | baseline msg/s | throughput ratio | latency ratio | missing (ours, baseline) |",
-             "|---|---|---|---|---|---|---|"]
+             "Missing messages are counted per listener. `unsafe`: ours with `zero_copy=\"unsafe\"` in the",
+             "same run, which does not wait for libzmq to let go of the caller's buffer (the baseline never",
+             "does); CPU: µs per message of the publisher process and of one listener process (all threads).", "",
+             "| case | transport | ours msg/s | baseline msg/s | throughput ratio | unsafe ratio | latency ratio "
+             "| CPU µs ours | CPU µs baseline | missing (ours, baseline) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (case, transport), entry in sorted(grouped.items(), key=lambda item: (item[0][1], item[1]["size"], item[0][0])):
         rates = {path: statistics.median(values) for path, values in entry["rates"].items()}
         lines.append(f"| {case} | {transport} | {_fmt(rates.get('ours'), 0)} | {_fmt(rates.get('baseline'), 0)} | "
-                     f"{_ratio_text(entry['throughput'])} | {_ratio_text(entry['latency'])} | "
+                     f"{_ratio_text(entry['throughput'])} | {_ratio_text(entry['unsafe'])} | "
+                     f"{_ratio_text(entry['latency'])} | {_cpu_text(entry, 'ours')} | {_cpu_text(entry, 'baseline')} | "
                      f"{entry['missing'].get('ours', '–')}, {entry['missing'].get('baseline', '–')} |")
     return lines
 
