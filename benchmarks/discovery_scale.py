@@ -10,11 +10,15 @@ of our real ZeroMQ publishers or listeners (:class:`ZeroMQPublisherTransport`,
 
 It measures, from the first fork:
 
+- **ready**: when each process has made its publishers or listeners (on a loaded 2-core host,
+  starting many processes at once is what takes longest);
 - **seen**: when every publisher's discovery watch lists every listener of its topics (each
-  publisher reports the moment its outlets reach that number);
+  publisher reports the moment its outlets reach that number), and how long after the last
+  process was ready: discovery's own part;
 - **delivered**: when every listener has received a message from every publisher of its topics
   (publishers send one small message per topic every :data:`SEND_INTERVAL`, and every
-  :data:`KEEP_SENDING_INTERVAL` once they see every listener, so this includes that much waiting);
+  :data:`KEEP_SENDING_INTERVAL` from one second after they see every listener, so this includes
+  that much waiting);
 - the directory host's CPU time and resident memory, during start-up and in the steady state
   that follows (``--steady`` seconds), and the sync traffic it serves (requests and bytes a
   second: every agent's syncs, since every agent syncs with it);
@@ -26,6 +30,7 @@ Not part of the test suite (tests/test_bench_smoke.py runs a small one). Prints 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import select
@@ -36,13 +41,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Optional
 
+RECORD = Path(__file__).resolve().parent.parent / "docs" / "assets" / "benchmarks" / "discovery_scale.json"
+"""Where recorded runs are kept for docs/benchmarks.md (``--record``)."""
 SEND_INTERVAL = 0.25
 """Seconds between a publisher's messages on each topic until its watch lists every listener
 (a message sent before a listener's connection completed did not reach it: it is sent again)."""
 KEEP_SENDING_INTERVAL = 2.0
-"""Seconds between its messages afterwards, for connections that completed later. Sent faster,
+"""Seconds between its messages from one second after that (connections that completed later
+still get one). Sent faster,
 the benchmark's own messages (publishers × topics × listeners per topic a round) take the CPU
 that discovery needs: at 200 processes, 0.1 s starved the directory into timeouts."""
 REPORT_INTERVAL = 0.5
@@ -135,9 +144,11 @@ def publisher(index: int, topics: dict[str, int], report_to: str, stop_fd: int) 
     agent = NodeAgent.get()
     push = reporter(report_to)
     transports = [ZeroMQPublisherTransport(topic, should_wait=False, session=agent) for topic in topics]
+    push.send_json({"role": "publisher", "index": index, "ready_at": now()})
     body = [str(index).encode()]
     seen_at: Optional[float] = None
-    while not stopped(stop_fd, SEND_INTERVAL if seen_at is None else KEEP_SENDING_INTERVAL):
+    while not stopped(stop_fd, SEND_INTERVAL if seen_at is None or now() < seen_at + SEND_INTERVAL * 4
+                      else KEEP_SENDING_INTERVAL):
         for transport in transports:
             transport.send(body)
         if seen_at is None and all(t.statistics()["outlets"] >= topics[t.topic] for t in transports):
@@ -157,6 +168,7 @@ def listener(index: int, topics: list[str], publishers: dict[str, set[str]], rep
     agent = NodeAgent.get()
     push = reporter(report_to)
     transports = [ZeroMQListenerTransport(topic, session=agent) for topic in topics]
+    push.send_json({"role": "listener", "index": index, "ready_at": now()})
     missing = {topic: set(publishers[topic]) for topic in topics}
     lock = threading.Lock()
     closing = threading.Event()
@@ -262,12 +274,15 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
 
     deadline = started + timeout
     seen: dict[int, float] = {}
+    ready: list[float] = []
     delivered: dict[int, float] = {}
     while (len(seen) < len(publisher_topics) or len(delivered) < len(listener_topics)) and now() < deadline:
         message = receive(deadline)
         if message is None:
             break
-        if "seen_at" in message:
+        if "ready_at" in message:
+            ready.append(message["ready_at"] - started)
+        elif "seen_at" in message:
             seen[message["index"]] = message["seen_at"] - started
         elif "delivered_at" in message:
             delivered[message["index"]] = message["delivered_at"] - started
@@ -289,7 +304,10 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
         "publishers": len(publisher_topics), "listeners": len(listener_topics), "distinct_topics": len(topic_publishers),
         "connections": sum(topic_listeners[topic] for names in publisher_topics for topic in names), "fork_s": forked - started,
         "publishers_seeing_all": len(seen), "listeners_with_all": len(delivered),
-        "seen_s": _spread(list(seen.values())), "delivered_s": _spread(list(delivered.values())),
+        "ready_s": _spread(ready), "seen_s": _spread(list(seen.values())),
+        "delivered_s": _spread(list(delivered.values())),
+        "seen_after_last_ready_s": max(seen.values()) - max(ready) if seen and len(ready) == processes // 2 * 2
+        else None,
         "host_cpu_start_s": start_up[-1]["cpu"] if start_up else None,
         "host_cpu_steady_share": _rate(steady_samples, "cpu"),
         "host_rss_mb": last["rss"] / 1e6, "host_peak_rss_mb": last["peak_rss"] / 1e6,
@@ -319,6 +337,17 @@ def _rate(samples: list[dict], field: str) -> Optional[float]:
     return (samples[-1].get(field, 0) - samples[0].get(field, 0)) / (samples[-1]["at"] - samples[0]["at"])
 
 
+SHAPE = ("processes", "topics_per_process", "listeners_per_topic")
+
+
+def record(path: Path, result: dict) -> None:
+    """Keep ``result`` in the JSON list at ``path``, in place of an earlier run of the same shape."""
+    kept = json.loads(path.read_text()) if path.exists() else []
+    kept = [old for old in kept if [old[k] for k in SHAPE] != [result[k] for k in SHAPE]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sorted(kept + [result], key=lambda run: [run[k] for k in SHAPE]), indent=1) + "\n")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=200, help="publisher and listener processes in all")
@@ -327,11 +356,18 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="listeners (and publishers) of each topic")
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of steady state measured after start-up")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds start-up may take at most")
+    parser.add_argument("--record", type=Path, metavar="JSON",
+                        help=f"also keep the result in this file (e.g. {RECORD}, which make bench's page shows), "
+                             "replacing an earlier one of the same shape")
     args = parser.parse_args(argv)
     if args.processes // 2 * args.topics // args.listeners_per_topic < args.topics:
         parser.error("too few processes: each process's topics must be different topics")
-    result = run(args.processes, args.topics, args.listeners_per_topic, args.steady, args.timeout)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    result = {"started": started, **run(args.processes, args.topics, args.listeners_per_topic, args.steady,
+                                        args.timeout)}
     sys.stdout.write(json.dumps(result) + "\n")
+    if args.record is not None:
+        record(args.record, result)
     complete = (result["publishers_seeing_all"] == result["publishers"]
                 and result["listeners_with_all"] == result["listeners"] and not result["children_failed"])
     return 0 if complete else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from benchmarks.cases import MB
+from benchmarks.discovery_scale import RECORD as DISCOVERY_RECORD
 from benchmarks.serializers import markdown as serializer_table
 
 METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us", "startup_s",
@@ -293,6 +295,48 @@ def fanout_section(results: dict) -> list[str]:
     return lines
 
 
+def discovery_section(record: Path) -> list[str]:
+    """The runs ``python -m benchmarks.discovery_scale --record`` kept (not run by ``make bench``)."""
+    if not record.exists():
+        return []
+    runs = json.loads(record.read_text())
+    lines = ["", "## Discovery at scale", "",
+             "`python -m benchmarks.discovery_scale --processes N --topics 5 --record docs/assets/benchmarks/discovery_scale.json`",
+             "(not part of `make bench`; these rows are the recorded runs, each dated): one process hosts the",
+             "directory; N forked processes (half publishers, half listeners, each topic with 10 of each)",
+             "start at once with our real agents, publishers and listeners. *ready*: each process has made",
+             "its publishers or listeners (start-up on a loaded host). *seen*: every publisher's watch",
+             "lists every listener of its topics; *delivered*: every listener has a message from every",
+             "publisher of its topics (publishers repeat every 0.25 s until a second after they see all,",
+             "then every 2 s); all from the",
+             "first fork, median and slowest. Directory: the host process's CPU (start-up: until",
+             "*delivered*; steady: share of one core afterwards), resident memory, and the syncs it served",
+             "(all agents' traffic). Limits: [reliability](reliability.md#discovery-at-scale).", "",
+             "| run | processes | topics each | connections | ready s (median / max) | seen s (median / max) "
+             "| seen after last ready s | delivered s (median / max) "
+             "| directory CPU s start-up | steady CPU | directory RSS MB | syncs/s | sync KB/s in / out "
+             "| refused (identity, limit) | expired |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        directory = run["directory"] or {}
+
+        def spread(name: str) -> str:
+            value = run[name]
+            return "–" if value is None else f"{value['median']:.1f} / {value['max']:.1f}"
+
+        complete = (run["publishers_seeing_all"] == run["publishers"] and run["listeners_with_all"] == run["listeners"])
+        lines.append(
+            f"| {run['started'][:16]} | {run['processes']} | {run['topics_per_process']} | {run['connections']:,} | "
+            f"{spread('ready_s')} | {spread('seen_s')}{'' if complete else ' **incomplete**'} | "
+            f"{_fmt(run.get('seen_after_last_ready_s'), 1)} | {spread('delivered_s')} | "
+            f"{_fmt(run['host_cpu_start_s'])} | {_fmt((run['host_cpu_steady_share'] or 0) * 100, 1, ' %')} | "
+            f"{run['host_rss_mb']:.0f} | {_fmt(run['sync_requests_per_s'], 0)} | "
+            f"{_fmt(run['sync_bytes_in_per_s'] / 1e3, 0)} / {_fmt(run['sync_bytes_out_per_s'] / 1e3, 0)} | "
+            f"{directory.get('refused_identity', '–')}, {directory.get('refused_limit', '–')} | "
+            f"{directory.get('expired', '–')} |")
+    return lines
+
+
 def machine_lines(results: dict) -> list[str]:
     versions = []
     for package in PACKAGES:
@@ -362,6 +406,7 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
         lines += ["", f"## {transport}", "", *case_table(summary, transport, results["paths"])]
     lines += zenoh_section(results, summary)
     lines += fanout_section(results)
+    lines += discovery_section(DISCOVERY_RECORD)
     lines += ["", "## Memory at 64 MB (extra resident memory, in payloads)", "",
               "| case | transport | path | listener, one in flight | listener, flat out | publisher |", "|---|---|---|---|---|---|"]
     for (case, transport, path_name), s in sorted(summary.items()):
