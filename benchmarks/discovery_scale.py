@@ -21,7 +21,8 @@ It measures, from the first fork:
   that much waiting);
 - the directory host's CPU time and resident memory, during start-up and in the steady state
   that follows (``--steady`` seconds), and the sync traffic it serves (requests and bytes a
-  second: every agent's syncs, since every agent syncs with it);
+  second: every agent's syncs, since every agent syncs with it), apart from the listings of the
+  whole directory (each process's one check, 5 s after start, that its topics have a peer);
 - what the directory refused (its limits: nodes, announcements, bytes, per address).
 
 Not part of the test suite (tests/test_bench_smoke.py runs a small one). Prints one JSON object.
@@ -106,16 +107,21 @@ def reporter(address: str):
 
 def host(report_to: str, stop_fd: int, ready_fd: int) -> None:
     """Host the directory; count what it serves; report samples until the driver says stop."""
-    from wrapyfi_like.middlewares.zeromq.discovery import Directory, NodeAgent
+    from wrapyfi_like.exceptions import DecodeError
+    from wrapyfi_like.middlewares.zeromq.discovery import Directory, NodeAgent, protocol
 
     traffic: Counter[str] = Counter()
     handle = Directory.handle
 
-    def counted(directory, peer, frame):  # the directory's own code, with a tally around it
+    def counted(directory, peer, frame):  # the directory's own code, with a tally by request kind around it
         reply = handle(directory, peer, frame)
-        traffic["requests"] += 1
-        traffic["bytes_in"] += len(frame)
-        traffic["bytes_out"] += len(reply or b"")
+        try:
+            kind = type(protocol.decode_request(frame)).__name__.lower()
+        except DecodeError:
+            kind = "malformed"
+        traffic[f"{kind}_requests"] += 1
+        traffic[f"{kind}_bytes_in"] += len(frame)
+        traffic[f"{kind}_bytes_out"] += len(reply or b"")
         return reply
 
     Directory.handle = counted
@@ -312,9 +318,10 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
         "host_cpu_steady_share": _rate(steady_samples, "cpu"),
         "host_rss_mb": last["rss"] / 1e6, "host_peak_rss_mb": last["peak_rss"] / 1e6,
         "host_private_mb": last["private"] / 1e6,
-        "sync_requests_per_s": _rate(steady_samples, "requests"),
-        "sync_bytes_in_per_s": _rate(steady_samples, "bytes_in"),
-        "sync_bytes_out_per_s": _rate(steady_samples, "bytes_out"),
+        "sync_requests_per_s": _rate(steady_samples, "sync_requests"),
+        "sync_bytes_in_per_s": _rate(steady_samples, "sync_bytes_in"),
+        "sync_bytes_out_per_s": _rate(steady_samples, "sync_bytes_out"),
+        "listings": last.get("listrequest_requests", 0), "listing_bytes_out": last.get("listrequest_bytes_out", 0),
         "directory": last["directory"],
         "worker_rss_mb": _spread([final["rss"] / 1e6 for final in finals]),
         "worker_private_mb": _spread([final["private"] / 1e6 for final in finals]),

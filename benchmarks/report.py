@@ -283,6 +283,12 @@ def fanout_section(results: dict) -> list[str]:
              "Missing messages are counted per listener. `unsafe`: ours with `zero_copy=\"unsafe\"` in the",
              "same run, which does not wait for libzmq to let go of the caller's buffer (the baseline never",
              "does); CPU: µs per message of the publisher process and of one listener process (all threads).", "",
+             "Where a gap at 1 MB comes from: with the default `zero_copy=\"safe\"`, `publish` returns only once",
+             "libzmq has written the caller's buffer to every listener, so nothing is queued meanwhile (the",
+             "`unsafe` column is the rate without that wait); and each listener reads through our bounded",
+             "ZMTP intake, which costs more CPU per message than libzmq's SUB socket (CPU columns): with N",
+             "listener processes on a 2-core machine, their CPU is the limit. The publisher itself builds",
+             "the frames once and sends the same frame to every listener (one tracker wait in all).", "",
              "| case | transport | ours msg/s | baseline msg/s | throughput ratio | unsafe ratio | latency ratio "
              "| CPU µs ours | CPU µs baseline | missing (ours, baseline) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -311,12 +317,14 @@ def discovery_section(record: Path) -> list[str]:
              "then every 2 s); all from the",
              "first fork, median and slowest. Directory: the host process's CPU (start-up: until",
              "*delivered*; steady: share of one core afterwards), resident memory, and the syncs it served",
-             "(all agents' traffic). Limits: [reliability](reliability.md#discovery-at-scale).", "",
+             "(all agents' syncs; the listings of the whole directory, one per process 5 s after its start,",
+             "to warn of a topic without a peer, are counted apart). Limits:",
+             "[reliability](reliability.md#discovery-at-scale).", "",
              "| run | processes | topics each | connections | ready s (median / max) | seen s (median / max) "
              "| seen after last ready s | delivered s (median / max) "
              "| directory CPU s start-up | steady CPU | directory RSS MB | syncs/s | sync KB/s in / out "
-             "| refused (identity, limit) | expired |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| listings (MB sent) | refused (identity, limit) | expired |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         directory = run["directory"] or {}
 
@@ -332,6 +340,7 @@ def discovery_section(record: Path) -> list[str]:
             f"{_fmt(run['host_cpu_start_s'])} | {_fmt((run['host_cpu_steady_share'] or 0) * 100, 1, ' %')} | "
             f"{run['host_rss_mb']:.0f} | {_fmt(run['sync_requests_per_s'], 0)} | "
             f"{_fmt(run['sync_bytes_in_per_s'] / 1e3, 0)} / {_fmt(run['sync_bytes_out_per_s'] / 1e3, 0)} | "
+            f"{run.get('listings', '–')} ({run.get('listing_bytes_out', 0) / 1e6:.1f}) | "
             f"{directory.get('refused_identity', '–')}, {directory.get('refused_limit', '–')} | "
             f"{directory.get('expired', '–')} |")
     return lines
