@@ -155,15 +155,15 @@ def test_fan_out_ratios_pair_each_repetition_and_judge_the_1_mb_target_by_the_wo
                 "msgs_per_s": rate, "latency_median_us": latency, "missing": 0,
                 "sender_cpu_us_per_msg": 10.0, "listener_cpu_us_per_msg": 5.0}
 
-    rows = [row("fan-out x4 float32 1 MB", 1 << 20, "ours", 0, 90), row("fan-out x4 float32 1 MB", 1 << 20, "baseline", 0, 100),
-            row("fan-out x4 float32 1 MB", 1 << 20, "ours", 1, 40), row("fan-out x4 float32 1 MB", 1 << 20, "baseline", 1, 50),
-            row("fan-out x4 float32 1 MB", 1 << 20, "ours", 2, 95), row("fan-out x4 float32 1 MB", 1 << 20, "baseline", 2, 100),
-            row("fan-out x4 float32 1 KB", 1024, "ours", 0, 10), row("fan-out x4 float32 1 KB", 1024, "baseline", 0, 100)]
+    rows = [row("fan-out x4 1 MB float32", 1 << 20, "ours", 0, 90), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 0, 100),
+            row("fan-out x4 1 MB float32", 1 << 20, "ours", 1, 40), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 1, 50),
+            row("fan-out x4 1 MB float32", 1 << 20, "ours", 2, 95), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 2, 100),
+            row("fan-out x4 1 KB float32", 1024, "ours", 0, 10), row("fan-out x4 1 KB float32", 1024, "baseline", 0, 100)]
     (target,) = fanout_target_rows({"fanout": rows})
-    assert target[1] == f"≥ {FANOUT_TARGET}×" and target[2].startswith("0.90× (worst: fan-out x4 float32 1 MB")
+    assert target[1] == f"≥ {FANOUT_TARGET}×" and target[2].startswith("0.90× (worst: fan-out x4 1 MB float32")
     assert target[3] is True  # the 1 KB case's 0.10× is not part of the 1 MB target
     section = "\n".join(fanout_section({"fanout": rows}))
-    assert "| fan-out x4 float32 1 MB | tcp | 90 | 100 | 0.90× (0.80–0.95) |" in section
+    assert "| fan-out x4 1 MB float32 | tcp | 90 | 100 | 0.90× (0.80–0.95) |" in section
 
 
 @pytest.mark.timeout(60)
