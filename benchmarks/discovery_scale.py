@@ -312,8 +312,8 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
         "publishers_seeing_all": len(seen), "listeners_with_all": len(delivered),
         "ready_s": _spread(ready), "seen_s": _spread(list(seen.values())),
         "delivered_s": _spread(list(delivered.values())),
-        "seen_after_last_ready_s": max(seen.values()) - max(ready) if seen and len(ready) == processes // 2 * 2
-        else None,
+        "seen_after_last_ready_s": max(seen.values()) - max(ready)
+        if len(seen) == len(publisher_topics) and len(ready) == len(publisher_topics) + len(listener_topics) else None,
         "host_cpu_start_s": start_up[-1]["cpu"] if start_up else None,
         "host_cpu_steady_share": _rate(steady_samples, "cpu"),
         "host_rss_mb": last["rss"] / 1e6, "host_peak_rss_mb": last["peak_rss"] / 1e6,

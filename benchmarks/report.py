@@ -309,7 +309,8 @@ def discovery_section(record: Path) -> list[str]:
     lines = ["", "## Discovery at scale", "",
              "`python -m benchmarks.discovery_scale --processes N --topics 5 --record docs/assets/benchmarks/discovery_scale.json`",
              "(not part of `make bench`; these rows are the recorded runs, each dated): one process hosts the",
-             "directory; N forked processes (half publishers, half listeners, each topic with 10 of each)",
+             "directory; N forked processes (half publishers, half listeners, each topic with as many of each",
+             "as its listeners per topic)",
              "start at once with our real agents, publishers and listeners. *ready*: each process has made",
              "its publishers or listeners (start-up on a loaded host). *seen*: every publisher's watch",
              "lists every listener of its topics; *delivered*: every listener has a message from every",
@@ -320,11 +321,11 @@ def discovery_section(record: Path) -> list[str]:
              "(all agents' syncs; the listings of the whole directory, one per process 5 s after its start,",
              "to warn of a topic without a peer, are counted apart). Limits:",
              "[reliability](reliability.md#discovery-at-scale).", "",
-             "| run | processes | topics each | connections | ready s (median / max) | seen s (median / max) "
+             "| run | processes | topics each | listeners per topic | connections | ready s (median / max) | seen s (median / max) "
              "| seen after last ready s | delivered s (median / max) "
              "| directory CPU s start-up | steady CPU | directory RSS MB | syncs/s | sync KB/s in / out "
              "| listings (MB sent) | refused (identity, limit) | expired |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         directory = run["directory"] or {}
 
@@ -334,7 +335,8 @@ def discovery_section(record: Path) -> list[str]:
 
         complete = (run["publishers_seeing_all"] == run["publishers"] and run["listeners_with_all"] == run["listeners"])
         lines.append(
-            f"| {run['started'][:16]} | {run['processes']} | {run['topics_per_process']} | {run['connections']:,} | "
+            f"| {run['started'][:16]} | {run['processes']} | {run['topics_per_process']} | {run['listeners_per_topic']} | "
+            f"{run['connections']:,} | "
             f"{spread('ready_s')} | {spread('seen_s')}{'' if complete else ' **incomplete**'} | "
             f"{_fmt(run.get('seen_after_last_ready_s'), 1)} | {spread('delivered_s')} | "
             f"{_fmt(run['host_cpu_start_s'])} | {_fmt((run['host_cpu_steady_share'] or 0) * 100, 1, ' %')} | "
