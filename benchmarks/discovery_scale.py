@@ -103,6 +103,16 @@ def reporter(address: str):
     return push
 
 
+def send_last(push, message: dict, agent) -> None:
+    """Send a process's last report, stop its agent, and close every socket with up to 5 s for
+    the report to leave: the process ends with ``os._exit``, which would discard a queued message."""
+    import zmq
+
+    push.send_json(message)
+    agent.stop()
+    zmq.Context.instance().destroy(linger=5000)
+
+
 # --- the processes -------------------------------------------------------------------------------
 
 def host(report_to: str, stop_fd: int, ready_fd: int) -> None:
@@ -162,9 +172,8 @@ def publisher(index: int, topics: dict[str, int], report_to: str, stop_fd: int) 
             push.send_json({"role": "publisher", "index": index, "seen_at": seen_at})
     for transport in transports:
         transport.close()
-    push.send_json({"role": "publisher", "index": index, "final": True, **memory(), "agent": dict(agent.counters)})
-    push.close()
-    agent.stop()
+    send_last(push, {"role": "publisher", "index": index, "final": True, **memory(), "agent": dict(agent.counters)},
+              agent)
 
 
 def listener(index: int, topics: list[str], publishers: dict[str, set[str]], report_to: str, stop_fd: int) -> None:
@@ -202,10 +211,8 @@ def listener(index: int, topics: list[str], publishers: dict[str, set[str]], rep
     for transport in transports:
         transport.close()
     with lock:
-        push.send_json({"role": "listener", "index": index, "final": True, "received": received, **memory(),
-                        "agent": dict(agent.counters)})
-    push.close()
-    agent.stop()
+        send_last(push, {"role": "listener", "index": index, "final": True, "received": received, **memory(),
+                         "agent": dict(agent.counters)}, agent)
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -327,6 +334,7 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
         "worker_private_mb": _spread([final["private"] / 1e6 for final in finals]),
         "agent_counters": dict(sum((Counter(final["agent"]) for final in finals), Counter())),
         "messages_received": sum(final.get("received", 0) for final in finals),
+        "final_reports_missing": len(children) - 1 - len(finals),
         "children_failed": failed,
     }
 
