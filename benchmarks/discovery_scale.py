@@ -314,8 +314,10 @@ def run(processes: int, topics: int, listeners_per_topic: int, steady: float, ti
     last = samples[-1]
     return {
         "processes": processes, "topics_per_process": topics, "listeners_per_topic": listeners_per_topic,
-        "publishers": len(publisher_topics), "listeners": len(listener_topics), "distinct_topics": len(topic_publishers),
-        "connections": sum(topic_listeners[topic] for names in publisher_topics for topic in names), "fork_s": forked - started,
+        "publishers": len(publisher_topics), "listeners": len(listener_topics),
+        "distinct_topics": len(topic_publishers),
+        "connections": sum(topic_listeners[topic] for names in publisher_topics for topic in names),
+        "fork_s": forked - started,
         "publishers_seeing_all": len(seen), "listeners_with_all": len(delivered),
         "ready_s": _spread(ready), "seen_s": _spread(list(seen.values())),
         "delivered_s": _spread(list(delivered.values())),

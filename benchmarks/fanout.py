@@ -152,7 +152,8 @@ def run_sender(spec: dict, case: Case) -> dict:
         reports = sorted((acks.recv_json() for _ in range(spec["listeners"])), key=lambda report: report["listener"])
         blocks[path].append({"messages": len(sequences), "started_ns": started,
                              "sender_cpu_s": time.process_time() - cpu,
-                             "listener_cpu_s": sum(report["cpu_s"] for report in reports), "last_ns": max(report["last_ns"] for report in reports),
+                             "listener_cpu_s": sum(report["cpu_s"] for report in reports),
+                             "last_ns": max(report["last_ns"] for report in reports),
                              "missing": [report["missing"] for report in reports]})
     for sender in senders.values():
         sender.close()
