@@ -50,7 +50,7 @@ def carries_sequence(case: Case) -> bool:
 # --- ours -----------------------------------------------------------------------------------------
 
 def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str = "wrapyfi_like",
-                  middleware: str = "zeromq") -> Any:
+                  middleware: str = "zeromq", publisher_kwargs: Optional[dict] = None) -> Any:
     """A decorated method in ``mode``, written exactly as a user writes it, from ``package``
     (``wrapyfi_like``, or ``wrapyfi``: the same code with the other import), on ``middleware``."""
     MiddlewareCommunicator = importlib.import_module(f"{package}.connect.wrapper").MiddlewareCommunicator
@@ -60,6 +60,8 @@ def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str 
         kwargs["serializer"] = case.serializer
     if case.typed:
         kwargs["message_type"] = stamped_dict_type()
+    if publisher_kwargs:
+        kwargs["publisher_kwargs"] = publisher_kwargs
 
     class Bench(MiddlewareCommunicator):
         @MiddlewareCommunicator.register(data_type, middleware, "Bench", topic, carrier=carrier,
@@ -84,11 +86,12 @@ def stamped_dict_type() -> type:
 class OursSender:
     package = "wrapyfi_like"
     middleware = "zeromq"
+    publisher_kwargs: Optional[dict] = None
 
     def __init__(self, case: Case, endpoints: dict) -> None:
         self._wraps = carries_sequence(case)
         self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package,
-                                    self.middleware)
+                                    self.middleware, self.publisher_kwargs)
         self._typed = stamped_dict_type() if case.typed else None
 
     def send(self, sequence: int, payload: Any) -> None:

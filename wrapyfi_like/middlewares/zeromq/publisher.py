@@ -111,7 +111,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
         self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
-                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _as_given)
+                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
         self._queue_depth = queue_depth
         self.publisher_id = envelopes.new_publisher_id()
         self._seq = 0
@@ -486,8 +486,17 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._shm.close()
 
 
-def _as_given(frames: list) -> tuple[list, list]:
-    return frames, []
+def _shared(frames: list) -> tuple[list, list]:
+    """Large buffers wrapped once in untracked frames (``zero_copy="unsafe"``): every listener's
+    send then shares that one libzmq buffer, where a bare buffer would be wrapped anew (and its
+    release handed to pyzmq's garbage-collector thread) for each listener."""
+    body = frames
+    for index, frame in enumerate(frames):
+        if type(frame) is not bytes and _size(frame) >= TRACK_FROM:
+            if body is frames:
+                body = list(frames)
+            body[index] = zmq.Frame(frame)
+    return body, []
 
 
 def _copied(frames: list) -> tuple[list, list]:
