@@ -57,12 +57,13 @@ class _PandasPlugin(Plugin):
 
     def encode(self, obj: Any, *args: Any, **kwargs: Any) -> tuple[bool, dict]:
         frame = self.to_frame(obj)
-        groups, others = _split_columns(frame.dtypes.tolist())
+        dtypes = frame.dtypes.tolist()
+        groups, others = _split_columns(dtypes)
         ranged = isinstance(frame.index, pd.RangeIndex)
         layout = {
             "columns": _index_to_wire(self.columns_of(obj)),
             "index_names": [_label_to_wire(name) for name in frame.index.names],
-            "object_columns": [i for i, position in enumerate(others) if frame.dtypes.iloc[position] == object],
+            "object_columns": [i for i, position in enumerate(others) if dtypes[position] == object],
             "object_levels": [] if ranged else
             [i for i, level in enumerate(_level_values(frame.index)) if level.dtype == object],
             "freq": getattr(frame.index, "freqstr", None),
@@ -83,7 +84,8 @@ class _PandasPlugin(Plugin):
         _, layout, blocks, stream = obj_full
         if not isinstance(layout, dict) or set(layout) != _LAYOUT_KEYS:
             raise DecodeError(f"a {self.codec_id} layout must be a dict with keys {sorted(_LAYOUT_KEYS)}")
-        if not isinstance(blocks, list) or not isinstance(layout["blocks"], list) or len(blocks) != len(layout["blocks"]):
+        positions = layout["blocks"]
+        if not isinstance(blocks, list) or not isinstance(positions, list) or len(blocks) != len(positions):
             raise DecodeError(f"a {self.codec_id} payload must hold one list of positions per block")
         columns = _index_from_wire(layout["columns"])
         count = self.column_count(len(columns))
@@ -101,12 +103,9 @@ class _PandasPlugin(Plugin):
         else:
             index = rest.index
         index = _restore_index(index, layout)
-        placements, others = _block_positions(layout["blocks"], count)
+        placements, others = _block_positions(positions, count, 0 if rest is None else rest.shape[1])
         parts = [(_block_from_wire(block, len(positions), len(index)), positions)
                  for block, positions in zip(blocks, placements)]
-        if len(others) != (0 if rest is None else rest.shape[1]):
-            raise DecodeError(f"{self.codec_id} layout leaves {len(others)} columns to the stream, "
-                              f"which has {0 if rest is None else rest.shape[1]}")
         as_object = set(_positions(layout["object_columns"], len(others)))
         for i, position in enumerate(others):
             parts.append((_column_values(rest.iloc[:, i], i in as_object), np.array([position])))
@@ -188,20 +187,24 @@ def _blocks(frame: pd.DataFrame, groups: dict[Any, list[int]], others: list[int]
     return [frame.iloc[:, positions].to_numpy().T for positions in groups.values()]
 
 
-def _block_positions(wire: list, count: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each block's column positions, checked to name distinct columns of the ``count``, and the
-    positions no block names (the stream's columns), in order."""
+def _block_positions(wire: list, count: int, streamed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each block's column positions and the positions no block names (the stream's ``streamed``
+    columns), in order; together they must name each of the ``count`` columns once. The count is
+    checked against the positions before anything of its size is allocated."""
+    if not all(isinstance(block, list) and block and set(map(type, block)) == {int} for block in wire):
+        raise DecodeError(f"block positions must be non-empty lists of ints, got {wire!r:.80}")
+    if sum(map(len, wire)) + streamed != count:
+        raise DecodeError(f"the blocks hold {sum(map(len, wire))} columns and the stream {streamed}, "
+                          f"the layout names {count}")
     positions = []
     taken = np.zeros(count, dtype=bool)
     for block in wire:
-        if not isinstance(block, list) or not block or set(map(type, block)) != {int}:
-            raise DecodeError(f"block positions must be a non-empty list of ints, got {block!r:.80}")
         if not 0 <= min(block) <= max(block) < count:
             raise DecodeError(f"block positions {block!r:.80} must name columns of the {count}")
         placement = np.array(block, dtype=np.int64)
         taken[placement] = True
         positions.append(placement)
-    if np.count_nonzero(taken) != sum(map(len, positions)):
+    if np.count_nonzero(taken) != count - streamed:
         raise DecodeError("two blocks or positions name the same column")
     return positions, np.flatnonzero(~taken)
 

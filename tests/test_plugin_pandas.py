@@ -188,12 +188,15 @@ _PLAIN = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "i": [1, 2, 3
 
 @pytest.mark.parametrize("changes, message", [
     ({"blocks": [[0, 1], [1]]}, "same column"),
-    ({"blocks": [[0, 1], [2, 2]]}, "same column"),
+    ({"blocks": [[0, 0], [2]]}, "same column"),
     ({"blocks": [[0, 1], [3]]}, "columns of the 3"),
+    ({"blocks": [[0, 1], [2, 3]]}, "blocks hold 4 columns and the stream 0, the layout names 3"),
+    ({"columns": {"range": [0, 2**62, 1], "name": None}}, "the layout names 4611686018427387904"),
     ({"blocks": [[0, -1], [2]]}, "columns of the 3"),
-    ({"blocks": [[0, True], [2]]}, "list of ints"),
+    ({"blocks": [[0, True], [2]]}, "lists of ints"),
     ({"blocks": [[0, 2**70], [2]]}, "columns of the 3"),
-    ({"blocks": [[], [2]]}, "list of ints"),
+    ({"blocks": [[], [2]]}, "lists of ints"),
+    ({"blocks": [[0, 1], "2"]}, "lists of ints"),
     ({"blocks": [[0, 1]]}, "one list of positions per block"),
     ({"blocks": [[0], [1, 2]]}, r"\(1, 3\) array"),
     ({"rows": {"range": [0, 2**62, 1], "name": None}}, r"array"),
@@ -201,9 +204,9 @@ _PLAIN = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "i": [1, 2, 3
     ({"arrays": [np.zeros((2, 3), dtype="datetime64[D]"), np.zeros((1, 3), dtype=np.int64)]}, "datetime64"),
     ({"arrays": [np.zeros((2, 3), dtype="S2"), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
     ({"arrays": [np.zeros(6), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
-    ({"arrays": [np.zeros((2, 3), dtype="<M8[us]").astype(">M8[us]"), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
+    ({"arrays": [np.zeros((2, 3), dtype=">M8[us]"), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
     ({"arrays": [[1.0, 2.0], np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
-    ({"columns": {"range": [0, 4, 1], "name": None}}, "leaves 1 columns to the stream, which has 0"),
+    ({"columns": {"range": [0, 4, 1], "name": None}}, "the stream 0, the layout names 4"),
     ({"rows": None}, "without a row range"),
 ])
 def test_hostile_layouts_are_decode_errors(changes, message):
