@@ -117,6 +117,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._seq = 0
         self.sent = 0
         self.dropped = 0
+        self.unconfirmed = 0
         self._log = RateLimitedLog(logger)
         self._wakeup = Wakeup()  # close() wakes a send blocked in a wait
         self._topic_frame = topic_frame(topic)
@@ -241,7 +242,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 break
             try:
                 self._outlets[endpoint] = Outlet(self._context, endpoint, self._queue_depth,
-                                                 PUBLISHER_LINGER_MS, self._keys)
+                                                 PUBLISHER_LINGER_MS, self._keys, self._unconfirmed)
             except ValueError as error:
                 self._refused.add(endpoint)
                 self._log.warning(truncate(endpoint), "endpoint",
@@ -274,8 +275,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         if outlet.check():
             self._log.warning(outlet.endpoint, "disconnected",
                               "publisher on %s: the connection to listener %s dropped (the listener died "
-                              "or its host is unreachable); messages queued for it were discarded by "
-                              "libzmq, at most queue_depth=%d", self.topic, outlet.endpoint, self._queue_depth)
+                              "or its host is unreachable)", self.topic, outlet.endpoint)
         if not outlet.up and not outlet.listed:
             del self._outlets[outlet.endpoint]
             outlet.close(0)
@@ -313,6 +313,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _send_when_room(self, outlet: Outlet, message: list) -> None:
         if try_send(outlet.socket, message):
             outlet.up = outlet.was_up = True
+            outlet.sent(self._seq)
         else:
             self._wait_for_room(outlet, message)
 
@@ -331,6 +332,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 return
             if try_send(outlet.socket, message):
                 outlet.mark_up()
+                outlet.sent(self._seq)
                 return
             self._check(outlet)
             if self._outlets.get(outlet.endpoint) is not outlet:
@@ -344,7 +346,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             else:
                 until = deadline
             poller = zmq.Poller()
-            poller.register(outlet.socket, zmq.POLLOUT)
+            # acks too: read as they come (by _check), not lost with a connection that drops meanwhile
+            poller.register(outlet.socket, zmq.POLLOUT | zmq.POLLIN)
             poller.register(outlet.monitor, zmq.POLLIN)
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
@@ -359,6 +362,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _send_or_drop(self, outlet: Outlet, message: list) -> None:
         if try_send(outlet.socket, message):
             outlet.mark_up()
+            outlet.sent(self._seq)
             return
         self._check(outlet)
         if outlet.was_up:
@@ -368,16 +372,18 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
         if outlet.pending is not None:
             if try_send(outlet.socket, outlet.pending):
+                outlet.sent(outlet.pending_seq)
                 outlet.pending = None
             else:
                 outlet.pending = None
                 self._count_dropped(outlet, 1)  # still no room: the older message gives way
         if try_send(outlet.socket, message):
             outlet.mark_up()
+            outlet.sent(self._seq)
             return
         self._check(outlet)
         if outlet.was_up and outlet.endpoint in self._outlets:
-            outlet.pending = message
+            outlet.pending, outlet.pending_seq = message, self._seq
             self._start_flusher()
 
     def _count_dropped(self, outlet: Outlet, count: int) -> None:
@@ -385,6 +391,19 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._log.warning(self.topic, "dropped",
                           "publisher on %s (backpressure=%s): a message was not delivered to listener %s; "
                           "%d dropped in total", self.topic, self._backpressure, outlet.endpoint, self.dropped)
+
+    def _unconfirmed(self, outlet: Outlet, count: int, why: str) -> None:
+        """Told by an outlet (:data:`~.outlets.Unconfirmed`): messages it sent that its listener
+        never acked and now never will, or an ack that was not one."""
+        if not count:
+            self._log.warning(outlet.endpoint, "ack", "publisher on %s: listener %s wrote back something "
+                              "that is not an ack, ignored: %s", self.topic, outlet.endpoint, truncate(why))
+            return
+        self.unconfirmed += count
+        self._log.warning(outlet.endpoint, "unconfirmed",
+                          "publisher on %s: %d messages sent to listener %s were never confirmed delivered "
+                          "(%s); %d unconfirmed in total", self.topic, count, outlet.endpoint, why,
+                          self.unconfirmed)
 
     def _wait_for_trackers(self, trackers: list) -> None:
         """Wait until libzmq no longer references the caller's buffers (``zero_copy="safe"``)."""
@@ -417,6 +436,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 for outlet in list(self._outlets.values()):
                     if outlet.pending is not None:
                         if try_send(outlet.socket, outlet.pending):
+                            outlet.sent(outlet.pending_seq)
                             outlet.pending = None
                         else:
                             signals.append(outlet.socket.getsockopt(zmq.FD))
@@ -434,13 +454,16 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def statistics(self) -> dict[str, int]:
         """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
         listener, not delivered because of ``backpressure`` or a dropped connection),
+        ``unconfirmed`` (per listener, sent over a connection that then dropped before the
+        listener acked delivering them: an upper bound of what it lost, see :mod:`.acks`),
         ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped).
         With ``carrier="shm"`` also ``shm_sent`` (messages a listener got through shared memory;
         ``shm_loaned`` of them were filled in place with :meth:`loan`, without a copy),
         ``shm_fallback`` (messages with shm-sized buffers a listener got as frames instead) and
         ``shm_outlets`` (listeners with an open shared-memory port)."""
         outlets = list(self._outlets.values())
-        counts = {"sent": self.sent, "dropped": self.dropped, "outlets": len(outlets),
+        counts = {"sent": self.sent, "dropped": self.dropped, "unconfirmed": self.unconfirmed,
+                  "outlets": len(outlets),
                   "disconnects": sum(outlet.disconnects for outlet in outlets)}
         if self._shm is not None:
             counts.update(self._shm.statistics())
