@@ -80,6 +80,9 @@ one (only when ``max_outlets`` are open)."""
 ZERO_COPY_MODES = ("safe", "unsafe")
 TRACK_FROM = zmq.COPY_THRESHOLD
 """Buffers of at least this many bytes go zero-copy; smaller ones pyzmq copies anyway."""
+ACK_QUIET = 0.25
+"""Seconds :meth:`~ZeroMQPublisherTransport.close` waits for a listener's next ack before it stops
+waiting for that listener to take the rest (see ``_await_acks``)."""
 FLUSH_RECHECK = 0.05
 """Seconds the ``"latest"`` flusher waits on a socket's signal before looking again anyway
 (libzmq's signal is edge-triggered; the recheck makes a missed edge cost at most this)."""
@@ -392,6 +395,33 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                           "publisher on %s (backpressure=%s): a message was not delivered to listener %s; "
                           "%d dropped in total", self.topic, self._backpressure, outlet.endpoint, self.dropped)
 
+    def _await_acks(self) -> None:
+        """Before closing, wait while listeners still ack what was sent to them: up to
+        ``PUBLISHER_LINGER_MS``, and no longer than :data:`ACK_QUIET` without any ack.
+
+        libzmq lets a closed DEALER's queued messages leave within its linger only while nothing
+        arrives for it; acks arriving meanwhile (a listener working through its backlog) stall that,
+        and the tail of the stream was lost. Waiting for the acks here means what the listeners
+        are taking has reached them before the socket closes; a listener that takes nothing (busy,
+        stopped) stops the wait after ``ACK_QUIET``, and libzmq's linger applies as before.
+        """
+        now = time.monotonic()
+        deadline, quiet = now + PUBLISHER_LINGER_MS / 1000, now + ACK_QUIET
+        while now < min(deadline, quiet):
+            waiting = [outlet for outlet in self._outlets.values() if outlet.up and len(outlet.ledger)]
+            if not waiting:
+                return
+            poller = zmq.Poller()
+            for outlet in waiting:
+                poller.register(outlet.socket, zmq.POLLIN)
+            poller.poll(max(1, int((min(deadline, quiet) - now) * 1000)))
+            for outlet in waiting:
+                before = len(outlet.ledger)
+                outlet.check()
+                if len(outlet.ledger) < before:
+                    quiet = time.monotonic() + ACK_QUIET
+            now = time.monotonic()
+
     def _unconfirmed(self, outlet: Outlet, count: int, why: str) -> None:
         """Told by an outlet (:data:`~.outlets.Unconfirmed`): messages it sent that its listener
         never acked and now never will, or an ack that was not one."""
@@ -502,6 +532,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
+            self._await_acks()
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
