@@ -116,7 +116,7 @@ class _Connection:
 
 class ZmtpIntake:
     """Binds ``address`` (``tcp://host:port`` with ``*`` for any port, or ``ipc:///path``) and
-    queues the messages of PUSH peers, as lists of writable memoryviews (one per frame)."""
+    queues the messages of DEALER (and PUSH) peers, as lists of writable memoryviews (one per frame)."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size

@@ -1,7 +1,9 @@
 """ZeroMQ listener transport: binds an intake per topic, announces it, receives frames.
 
 The intake is our own ZMTP reader (:mod:`.intake`), which bounds what any peer can make it hold;
-with CURVE it is libzmq's PULL socket (:mod:`.pull_intake`), which authenticates peers first.
+with CURVE it is libzmq's ROUTER socket (:mod:`.pull_intake`), which authenticates peers first.
+Either one acks to each publisher what this listener delivered (:meth:`recv` tells it), so a
+publisher can count what a connection that drops took with it (:mod:`.acks`).
 
 Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The listener checks the
 topic and the envelope of each one before the codec sees it: a message that is not one of ours is

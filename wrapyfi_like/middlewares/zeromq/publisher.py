@@ -1,11 +1,12 @@
 """ZeroMQ publish/listen transport: frames in, frames out; it never sees Python objects.
 
-Each listener binds a PULL socket of its own and announces it to discovery under
-:func:`listener_key` of its topic. Each publisher watches that key and connects one PUSH socket
+Each listener binds a socket of its own and announces it to discovery under
+:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER socket
 (an :class:`~.outlets.Outlet`) to every listener of its topic, and sends each message to each of
 them (fan-out in the publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its
 subscription when the thread that owns it next touches it, so a publisher waiting for a
-subscription could wait forever on a listener whose thread is blocked elsewhere. A PUSH socket
+subscription could wait forever on a listener whose thread is blocked elsewhere. A DEALER with
+one peer sends as a PUSH does, and reads the listener's acks (:mod:`.acks`) back; it
 queues messages for its listener as soon as its connection completes (libzmq's I/O threads do
 the handshake), so nothing depends on the listener's thread and the first message is never lost.
 Outlets send only over completed connections (:mod:`~.connections`): a listener that discovery
@@ -24,7 +25,8 @@ is discarded for a slow or stopped listener. ``"drop"`` drops the new message fo
 (dropping) any older pending one; a flusher thread sends it as soon as there is room, so the
 newest message never waits for the next publish. Every message not delivered this way is counted
 in ``dropped`` and logged (at most once per 10 s). A message for a listener whose connection
-dropped (killed, host gone) is counted in ``dropped`` too.
+dropped (killed, host gone) is counted in ``dropped`` too, and what had been sent over it that the
+listener never acked in ``unconfirmed`` (an upper bound of what it lost, :mod:`.acks`).
 
 Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
 as :meth:`send` returns. ``"block"`` sends large buffers zero-copy and waits until libzmq has
