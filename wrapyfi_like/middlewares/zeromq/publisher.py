@@ -406,20 +406,26 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         and the tail of the stream was lost. Waiting for the acks here means what the listeners
         are taking has reached them before the socket closes; a listener that takes nothing (busy,
         stopped) stops the wait after ``ACK_QUIET``, and libzmq's linger applies as before.
+
+        Connection news (the monitor's) ends the wait for that listener and is left unread: a
+        listener that went away while this publisher closes (often one of the same process, closed
+        first at exit) is not counted, as before acks.
         """
         now = time.monotonic()
         deadline, quiet = now + PUBLISHER_LINGER_MS / 1000, now + ACK_QUIET
         while now < min(deadline, quiet):
-            waiting = [outlet for outlet in self._outlets.values() if outlet.up and len(outlet.ledger)]
+            waiting = [outlet for outlet in self._outlets.values()
+                       if outlet.up and len(outlet.ledger) and not outlet.monitor.poll(0)]
             if not waiting:
                 return
             poller = zmq.Poller()
             for outlet in waiting:
                 poller.register(outlet.socket, zmq.POLLIN)
+                poller.register(outlet.monitor, zmq.POLLIN)
             poller.poll(max(1, int((min(deadline, quiet) - now) * 1000)))
             for outlet in waiting:
                 before = len(outlet.ledger)
-                outlet.check()
+                outlet.read_acks()
                 if len(outlet.ledger) < before:
                     quiet = time.monotonic() + ACK_QUIET
             now = time.monotonic()
