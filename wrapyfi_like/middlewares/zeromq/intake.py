@@ -88,7 +88,7 @@ class _Connection:
 
     __slots__ = ("sock", "peer", "buffer", "view", "start", "end", "greeted", "ready", "deadline",
                  "frames", "size", "refusing", "discard", "big", "big_filled", "big_more",
-                 "queued", "over_budget", "acks", "first", "delivered", "acked", "unsent")
+                 "queued", "over_budget", "acks", "first", "delivered", "acked", "unsent", "settled")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -112,6 +112,7 @@ class _Connection:
         self.delivered = 0  # the latest one (written by the listener's thread)
         self.acked = 0  # the latest one acked
         self.unsent = b""  # the end of a frame the socket had no room for: goes out first
+        self.settled = False  # at the last ack tick: nothing queued, everything delivered acked
 
 
 class ZmtpIntake:
@@ -137,7 +138,7 @@ class ZmtpIntake:
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
         """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
-        self._owing: set[_Connection] = set()  # delivered from, not acked yet
+        self._owing: set[_Connection] = set()  # queued or unacked messages: ack ticks run
         self._write_lock = threading.Lock()  # writes to connections, and closing them
         self._ack_at = 0.0  # when acks are due next (monotonic)
         self._handshaking: set[_Connection] = set()
@@ -191,19 +192,16 @@ class ZmtpIntake:
     def delivered(self, source: _Connection, seq: int) -> None:
         """The listener handed message ``seq`` from ``source`` (a :attr:`source`) to its user.
 
-        Costs two stores and a set lookup. Every :data:`~.acks.ACK_EVERY` messages this thread
+        Costs two stores and a comparison. Every :data:`~.acks.ACK_EVERY` messages this thread
         writes the ack itself (the reading thread may wait for the GIL for milliseconds, in
-        which a fast listener delivers hundreds); otherwise the reading thread acks within
-        :data:`~.acks.ACK_INTERVAL`, woken once when ``source`` starts owing one."""
+        which a fast listener delivers hundreds); the rest the reading thread acks on its
+        :data:`~.acks.ACK_INTERVAL` ticks, which run while ``source`` has messages queued or
+        unacked (it never needs waking for them: a message queued it)."""
         if not source.first:
             source.first = seq
         source.delivered = seq
-        if source.acks:
-            if seq - source.acked >= acks.ACK_EVERY:
-                self._ack(source)
-            elif source not in self._owing:
-                self._owing.add(source)
-                self._wakeup.set()
+        if seq - source.acked >= acks.ACK_EVERY and source.acks:
+            self._ack(source)
 
     def queued(self) -> int:
         """Messages waiting to be received."""
@@ -262,21 +260,25 @@ class ZmtpIntake:
     def _acknowledge(self) -> None:
         """Ack, per connection, what the listener delivered, when :data:`~.acks.ACK_INTERVAL` is up.
 
-        A connection leaves ``_owing`` once acked; it is taken out *before* it is looked at, so
-        a delivery the listener's thread records meanwhile puts it back (GIL-atomic set ops)."""
+        A connection leaves ``_owing`` after two ticks in a row found nothing of it queued and
+        everything it delivered acked: the listener's thread takes a message from the queue a
+        moment before it records the delivery, and one tick could fall in between."""
         now = time.monotonic()
         if now < self._ack_at:
             return
         self._ack_at = now + acks.ACK_INTERVAL
         for c in list(self._owing):
-            self._owing.discard(c)
             if c.acks:
                 self._ack(c)
             else:
                 with self._write_lock:
                     self._write(c, b"")  # the rest of a pong
-            if (c.delivered != c.acked and c.acks) or c.unsent:
-                self._owing.add(c)
+            settled = not c.queued and (c.delivered == c.acked or not c.acks) and not c.unsent
+            if settled and c.settled or c.sock.fileno() < 0:
+                self._owing.discard(c)
+                c.settled = False
+            else:
+                c.settled = settled
 
     def _ack(self, c: _Connection) -> None:
         """Write an ack of what the listener delivered from ``c`` (from either thread)."""
@@ -515,6 +517,8 @@ class ZmtpIntake:
             self._queue.extend(batch)
             for connection, size, _ in batch:
                 connection.queued += size
+                if connection.acks:
+                    self._owing.add(connection)  # ack ticks run until it is delivered and acked
             if len(self._queue) > self._queue_depth:
                 self._full = True
             self._signal()
