@@ -127,7 +127,7 @@ def test_what_a_closed_listener_never_delivered_is_counted_exactly(topic, secure
             return len(outlet.ledger) == 0
 
         assert listener.listen() is None  # idle: the CURVE listener acks as it finds nothing waiting
-        wait_until(all_acked)  # and the ZMTP intake's thread within ACK_INTERVAL anyway
+        wait_until(all_acked)  # and the ZMTP intake's thread on its ACK_INTERVAL ticks anyway
         for seq in range(6):
             publisher.publish(seq)  # sent, never delivered
         listener.close()

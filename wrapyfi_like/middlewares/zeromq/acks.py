@@ -7,8 +7,8 @@ into libzmq's pipe. So a listener writes, on each publisher's connection, a smal
 (:data:`ACK`, 20 bytes) that says which of that publisher's sequence numbers it has *handed to its
 user*: ``since`` (the first sequence number delivered over this connection) and ``upto`` (the
 latest). Acks are cumulative, so one may replace another that found no room. They go out every
-:data:`ACK_EVERY` messages delivered, and within :data:`ACK_INTERVAL` seconds of the last one,
-never one per message.
+:data:`ACK_EVERY` messages delivered, and on ticks every :data:`ACK_INTERVAL` seconds while a
+connection has messages queued or unacked; never one per message.
 
 The publisher keeps, per outlet, the sequence numbers it sent over it and not yet acked
 (:class:`SentLedger`: runs of consecutive numbers, so memory does not grow with the message rate).
@@ -16,10 +16,10 @@ When the outlet's connection dies, what is still unacked is counted as ``unconfi
 once; when a new connection's first ack says it starts at ``since``, the numbers before it were
 sent over an earlier connection that died unconfirmed, and are counted then.
 
-The count is an **upper bound**: it includes the messages the listener delivered after its last
-ack reached the publisher (at most :data:`ACK_EVERY` + what it delivered in :data:`ACK_INTERVAL`,
-plus acks lost with the connection). It never undercounts: a message is only forgotten when an
-ack covers it.
+The count is an **upper bound**: it includes the messages the listener delivered after the last
+ack the publisher took in (acks go every :data:`ACK_EVERY` messages; acks that arrived but were
+not read yet are lost with the connection). It never undercounts: a message is only forgotten
+when an ack covers it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ VERSION = 1
 ACK_EVERY = 64
 """Messages a listener delivers over one connection before it acks them (at the latest)."""
 ACK_INTERVAL = 0.01
-"""Seconds within which a listener acks what it delivered, once it is idle or slow."""
+"""Seconds between a listener's ack ticks while a connection has messages queued or unacked."""
 READ_EVERY = 64
 """Messages a publisher sends over an outlet between two reads of that outlet's acks."""
 MAX_RUNS = 4096
