@@ -108,10 +108,12 @@ class Publisher:
             array.flags.writeable = False
 
     def stats(self) -> dict[str, int]:
-        """Counts since this publisher was built; with ``carrier="shm"`` also the transport's
-        ``shm_*`` counts (which path the listeners got)."""
+        """Counts since this publisher was built; with zeromq also ``unconfirmed`` (sent to a
+        listener whose connection dropped before it acked them), with ``carrier="shm"`` also the
+        transport's ``shm_*`` counts (which path the listeners got)."""
         statistics = getattr(self._transport, "statistics", None)
-        shm = {name: count for name, count in (statistics() if statistics else {}).items() if name.startswith("shm")}
+        shm = {name: count for name, count in (statistics() if statistics else {}).items()
+               if name.startswith("shm") or name == "unconfirmed"}
         return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0,
                 "missed": 0, "duplicate": 0, "incomplete": 0, **shm}
 
