@@ -1,25 +1,20 @@
-"""Zenoh listener transport: a zenoh subscriber with a bounded channel, in a session of its own.
+"""Zenoh listener transport: a zenoh subscriber in a session of its own, feeding a bounded inbox.
 
-Why a ``FifoChannel`` and not a Python callback: a callback runs in zenoh's receive task and must
-take the GIL there, so while the caller's thread holds it (copying or decoding the previous
-message) that task stops reading the link; with a channel, zenoh queues samples without Python,
-and the caller's thread takes them, as raw zenoh-python does. The channel holds ``queue_depth``
-messages; when it is full zenoh waits, which pushes back to "block" publishers. The session of
-its own keeps a full channel from stalling the process's other listeners (:mod:`.session`).
-
-``recv`` checks each message's envelope as the ZeroMQ listener does: gaps in a publisher's
-sequence are ``missed``, repeats are skipped as ``duplicate``, older ``LATEST`` messages are
-skipped for the newest waiting one (``dropped``).
+The session of its own keeps a slow listener from stalling the process's other listeners
+(:mod:`.session`). The subscriber's callback queues ``(payload, attachment)`` in an
+:class:`~.inbox.Inbox` of ``queue_depth`` messages; when it is full the callback waits, which
+pushes back to "block" publishers. ``recv`` checks each message's envelope as the ZeroMQ listener
+does: gaps in a publisher's sequence are ``missed``, repeats are skipped as ``duplicate``, older
+``LATEST`` messages are skipped for the newest waiting one (``dropped``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from typing import Any, Optional
 
-from wrapyfi_like.exceptions import ClosedError, DecodeError, map_exceptions
+from wrapyfi_like.exceptions import DecodeError, map_exceptions
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, check_queue_depth
 from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares import envelope
@@ -27,8 +22,8 @@ from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zenoh import framing, presence
-from wrapyfi_like.middlewares.zenoh.channel import Channel
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
+from wrapyfi_like.middlewares.zenoh.inbox import Inbox
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
 from wrapyfi_like.middlewares.zenoh.session import ZenohSession, close_quietly, errors, zenoh_module
 
@@ -36,6 +31,7 @@ logger = logging.getLogger("wrapyfi_like.zenoh.listener")
 _log = RateLimitedLog(logger)
 
 DEFAULT_QUEUE_DEPTH = 1000
+_OVERSIZE = "oversize"
 
 
 class ZenohListenerTransport(ListenerCounts, ListenerTransport):
@@ -50,19 +46,29 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
         self.topic = topic
         key = topic_key(topic, session.domain)
         self._max_message_size = check_max_message_size(max_message_size)
-        self._depth = check_queue_depth(queue_depth) or DEFAULT_QUEUE_DEPTH
-        self._backlog: deque = deque()  # (payload, attachment) taken from the channel to look past LATEST ones
+        self._inbox = Inbox(check_queue_depth(queue_depth) or DEFAULT_QUEUE_DEPTH, f"listener on {topic}")
         self._start_counting()
         self._lock = threading.Lock()
         self._session = session.open()
         try:
             with map_exceptions(errors(), f"listener on {topic}"):
-                self._subscriber = self._session.declare_subscriber(key, zenoh_module().handlers.FifoChannel(self._depth))
-                self._channel = Channel(self._subscriber.handler, f"listener on {topic}")
+                # indirect=False: run in zenoh's receive task, so a full inbox pushes back; the
+                # default (indirect) hands samples to a Python thread through an unbounded queue
+                self._subscriber = self._session.declare_subscriber(
+                    key, zenoh_module().handlers.Callback(self._on_sample, indirect=False))
                 self._token = presence.declare(self._session, session.domain, "listener", topic, info)
         except BaseException:
             close_quietly(self._session, f"the session of listener on {topic}")
             raise
+
+    def _on_sample(self, sample: Any) -> None:
+        """Runs in zenoh's receive task: copy the message out and queue it (waiting for room)."""
+        attachment = sample.attachment
+        size = len(sample.payload)
+        if size > self._max_message_size:
+            self._inbox.put((_OVERSIZE, size))
+            return
+        self._inbox.put((sample.payload.to_bytes(), None if attachment is None else attachment.to_bytes()))
 
     def recv(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's ``[header, *buffers]`` (writable, owned by the caller), or None once
@@ -70,7 +76,7 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
         deadline = deadline_after(timeout)
         with self._lock:
             while True:
-                item = self._backlog.popleft() if self._backlog else self._take(self._channel.get(deadline))
+                item = self._inbox.get(remaining_seconds(deadline))
                 if item is None:
                     return None
                 payload, attachment = item
@@ -81,7 +87,7 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
                     gap = self._sequence.accept(stamp)
                     if gap < 0:
                         continue  # a repeat: never handed to the user
-                    frames = framing.split(payload.to_bytes(), lengths)
+                    frames = framing.split(payload, lengths)
                 except DecodeError as error:
                     self.malformed += 1
                     _log.warning(self.topic, "malformed", "listener on %s: refused a message: %s", self.topic, error)
@@ -94,17 +100,9 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
                 self.received += 1
                 return frames
 
-    @staticmethod
-    def _take(sample: Any) -> Optional[tuple[Any, Optional[bytes]]]:
-        """``(payload, attachment)`` of a sample: the payload stays a ``ZBytes`` until it is split."""
-        if sample is None:
-            return None
-        attachment = sample.attachment
-        return sample.payload, None if attachment is None else attachment.to_bytes()
-
     def _unpack(self, payload: Any, attachment: Optional[bytes]) -> tuple[Envelope, bytes]:
-        if len(payload) > self._max_message_size:
-            raise DecodeError(f"a message of {len(payload)} bytes is over max_message_size "
+        if payload == _OVERSIZE:
+            raise DecodeError(f"a message of {attachment} bytes is over max_message_size "
                               f"({self._max_message_size})")
         if attachment is None or len(attachment) < envelope.ENVELOPE.size:
             raise DecodeError("a zenoh message without a wrapyfi_like envelope attachment")
@@ -113,18 +111,15 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
     def _newest(self, item: tuple, stamp: Envelope, lengths: bytes) -> tuple[tuple, Envelope, bytes]:
         """The newest waiting ``LATEST`` message of ``stamp``'s publisher; the older ones are
         counted as ``dropped`` (through the sequence check, so they are not counted as missed)."""
-        self._backlog.extend(self._take(sample) for sample in self._channel.drain(self._depth))
-
         def same_stream(other: tuple) -> bool:
             try:
                 other_stamp, _ = self._unpack(*other)
             except DecodeError:
                 return False
             return other_stamp.publisher == stamp.publisher and bool(other_stamp.flags & LATEST)
-        newer = [other for other in self._backlog if same_stream(other)]
+        newer = self._inbox.take_matching(same_stream)
         if not newer:
             return item, stamp, lengths
-        self._backlog = deque(other for other in self._backlog if not same_stream(other))
         for older in [item, *newer[:-1]]:
             older_stamp, _ = self._unpack(*older)
             if self._sequence.accept(older_stamp) >= 0:
@@ -135,16 +130,15 @@ class ZenohListenerTransport(ListenerCounts, ListenerTransport):
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`recv` (it gets :class:`ClosedError`).
 
-        After the subscriber is undeclared, what still waits in the channel is dropped, so a zenoh
-        task waiting for room returns before the session goes away (zenoh cannot close a session
-        whose receive task is stuck).
+        The inbox is closed first, so a zenoh callback waiting for room returns before the
+        subscriber and its session go away (zenoh cannot close a session whose receive task is stuck).
         """
-        if not self._channel.close():
+        if self._inbox.closed:
             return
+        self._inbox.close()
         for entity in (self._token, self._subscriber):
             try:
                 entity.undeclare()
             except Exception as error:  # already gone with its session
                 logger.debug("listener on %s: undeclare: %s", self.topic, error)
-        self._channel.discard()
         close_quietly(self._session, f"the session of listener on {self.topic}")
