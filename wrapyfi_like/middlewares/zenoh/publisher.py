@@ -68,7 +68,7 @@ class ZenohPublisherTransport(PublisherTransport):
         self.sent = 0
         self.dropped = 0
         self._queue: deque = deque()
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())  # not the default RLock: cheaper per message
         self._matching = False
         self._closed = False
         zenoh = zenoh_module()
