@@ -9,8 +9,10 @@
 - ``zenoh``: the same decorated method as ``ours`` with ``"zenoh"`` as its middleware.
 - ``zenoh_raw``: plain zenoh-python with the settings ours uses (the session configuration from
   :mod:`wrapyfi_like.middlewares.zenoh.settings`, ``BLOCK`` congestion control, ``RELIABLE``): the
-  array's bytes as the payload, a msgpack header as the attachment, ``np.frombuffer`` on receipt
-  (read-only; ours hands out writable buffers, which costs a copy).
+  array's bytes as the payload, a msgpack header as the attachment, and on receipt a writable
+  array the receiver owns, as ours hands out: ``np.frombuffer`` of a ``bytearray`` of
+  ``to_bytes()`` (zenoh-python gives only read-only ``bytes``, so writable costs one more copy
+  on both paths).
 
 Every receiver returns ``(sequence_number, value)``; the sequence number is None where the data
 type leaves no room for one (an ``Image`` is just the frame), and drops are then counted by number.
@@ -349,9 +351,10 @@ class ZenohRawReceiver:
         self._handler = self._subscriber.handler
 
     def recv(self) -> tuple[Optional[int], Any]:
+        """A writable array, as ours returns: the same copies as ours, so the ratio is ours' own cost."""
         sample = self._handler.recv()
         sequence, dtype, shape = msgpack.unpackb(sample.attachment.to_bytes())
-        return sequence, np.frombuffer(sample.payload.to_bytes(), dtype=dtype).reshape(shape)
+        return sequence, np.frombuffer(bytearray(sample.payload.to_bytes()), dtype=dtype).reshape(shape)
 
     def close(self) -> None:
         self._session.close()
