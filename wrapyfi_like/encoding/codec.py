@@ -429,9 +429,31 @@ _WALKED = frozenset({dict, list, bytes, bytearray, memoryview})
 """The types :meth:`_EncodeRun.prepare` looks into or replaces; msgpack or ``default`` take the rest."""
 
 
+MAX_KEPT_LAYOUTS = 256
+"""Array metadata kept per process and direction (see :data:`_ARRAY_METADATA`, :data:`_ARRAY_LAYOUTS`)."""
+MAX_KEPT_METADATA = 96
+"""Bytes a received array's metadata may have to be kept: a dtype and a few dimensions."""
+
+
 def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
-    meta, flat = arrays.array_to_wire(value)
-    return _ext(Ext.NDARRAY, _plain.pack([run.out_of_band(flat), *meta]))
+    shape = value.shape
+    fortran = len(shape) > 1 and value.flags.f_contiguous and not value.flags.c_contiguous
+    key = (value.dtype, shape, fortran, len(run.buffers))
+    meta = _ARRAY_METADATA.get(key)
+    if meta is None:
+        arrays.check_dtype(value.dtype)
+        meta = _plain.pack([len(run.buffers), value.dtype.str, list(shape), fortran])
+        if len(_ARRAY_METADATA) >= MAX_KEPT_LAYOUTS:
+            _ARRAY_METADATA.clear()
+        _ARRAY_METADATA[key] = meta
+    run.out_of_band(arrays.flat_bytes(value.T if fortran else value))
+    return _ext(Ext.NDARRAY, meta)
+
+
+_ARRAY_METADATA: dict[tuple, bytes] = {}
+"""The packed metadata of arrays sent before, by ``(dtype, shape, fortran, buffer index)``: a
+stream sends arrays of one dtype and shape, so the next one costs a lookup instead of the dtype
+check, ``dtype.str`` and a msgpack pack (bounded like the receiving side's :data:`_ARRAY_LAYOUTS`)."""
 
 
 def _bigint(run: _EncodeRun, value: int) -> msgpack.ExtType:
@@ -563,8 +585,27 @@ def _memoryview_from_wire(run: _DecodeRun, data: bytes) -> memoryview:
 
 
 def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
+    known = _ARRAY_LAYOUTS.get(data)
+    if known is not None:
+        index, layout = known
+        return arrays.wrap(layout, run.buffer(index))
     index, *meta = _plain_list(data, "array")
-    return arrays.array_from_wire(meta, run.buffer(index))
+    buffer = run.buffer(index)
+    layout = arrays.layout_from_wire(meta)
+    if len(data) <= MAX_KEPT_METADATA:
+        if len(_ARRAY_LAYOUTS) >= MAX_KEPT_LAYOUTS:
+            _ARRAY_LAYOUTS.clear()
+        _ARRAY_LAYOUTS[data] = index, layout
+    return arrays.wrap(layout, buffer)
+
+
+_ARRAY_LAYOUTS: dict[bytes, tuple[int, tuple]] = {}
+"""Received array metadata (an ndarray extension's bytes, at most :data:`MAX_KEPT_METADATA`)
+already parsed and checked, with what it said: a stream's arrays keep their dtype and shape, so
+the next message's array costs a lookup instead of a msgpack parse and the dtype and shape
+checks (a third of decoding a 1 KB array). Only the buffer's size is checked again per message.
+At most :data:`MAX_KEPT_LAYOUTS` are kept (all are forgotten when full), so a peer sending ever
+new metadata costs itself time, and this process no memory."""
 
 
 def _complex_from_wire(run: _DecodeRun, data: bytes) -> complex:
