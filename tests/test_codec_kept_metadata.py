@@ -66,3 +66,15 @@ def test_long_metadata_is_decoded_but_not_kept(monkeypatch):
     meta = [0, "<f8", [2, 2], False]  # 12 bytes
     assert CODEC.decode(_array_message(meta, [bytearray(32)])).shape == (2, 2)
     assert msgpack.packb(meta) not in codec_module._ARRAY_LAYOUTS
+
+
+def test_a_known_byte_view_still_checks_each_message_buffer():
+    view = [0, "B", [16]]
+    ext = msgpack.packb(msgpack.ExtType(int(codec_module.Ext.MEMORYVIEW), msgpack.packb(view)))
+    for _ in range(2):  # the second time meets the kept metadata
+        assert CODEC.decode([b"\x93\x01\x01" + ext, bytearray(range(16))]).tobytes() == bytes(range(16))
+    with pytest.raises(DecodeError):  # 12 bytes are no view of 16
+        CODEC.decode([b"\x93\x01\x01" + ext, bytearray(12)])
+    for _ in range(2):
+        assert len(codec_module._BYTE_VIEWS) <= codec_module.MAX_KEPT_LAYOUTS
+        assert CODEC.decode(CODEC.encode(memoryview(np.arange(4.0)))).tolist() == [0.0, 1.0, 2.0, 3.0]

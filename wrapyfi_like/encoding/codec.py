@@ -579,9 +579,30 @@ def _buffer_index(run: _DecodeRun, data: bytes) -> memoryview:
 
 
 def _memoryview_from_wire(run: _DecodeRun, data: bytes) -> memoryview:
+    known = _BYTE_VIEWS.get(data)
+    if known is not None:
+        buffer = run.buffer(known[0])
+        if buffer.nbytes == known[1]:
+            return buffer
     index, fmt, shape = _plain_list(data, "memoryview")
     buffer = run.buffer(index)
-    return buffer if fmt == "B" and shape == [buffer.nbytes] else buffer.cast(fmt, shape)
+    if fmt == "B" and shape == [buffer.nbytes]:
+        _keep(_BYTE_VIEWS, data, (index, buffer.nbytes))
+        return buffer
+    return buffer.cast(fmt, shape)
+
+
+_BYTE_VIEWS: dict[bytes, tuple[int, int]] = {}
+"""Received metadata of plain byte views (a plugin's raw payload, e.g. a tensor's bytes), with
+the buffer index and size it named: kept and bounded as :data:`_ARRAY_LAYOUTS`."""
+
+
+def _keep(table: dict, data: bytes, what: Any) -> None:
+    """Keep what received metadata ``data`` said, if it is short; forget everything when full."""
+    if len(data) <= MAX_KEPT_METADATA:
+        if len(table) >= MAX_KEPT_LAYOUTS:
+            table.clear()
+        table[data] = what
 
 
 def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
@@ -592,10 +613,7 @@ def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
     index, *meta = _plain_list(data, "array")
     buffer = run.buffer(index)
     layout = arrays.layout_from_wire(meta)
-    if len(data) <= MAX_KEPT_METADATA:
-        if len(_ARRAY_LAYOUTS) >= MAX_KEPT_LAYOUTS:
-            _ARRAY_LAYOUTS.clear()
-        _ARRAY_LAYOUTS[data] = index, layout
+    _keep(_ARRAY_LAYOUTS, data, (index, layout))
     return arrays.wrap(layout, buffer)
 
 
