@@ -53,12 +53,28 @@ def test_arrays_that_differ_in_any_way_are_never_confused():
                                                       and not sent.flags.c_contiguous) or got.flags.c_contiguous
 
 
+def test_memoryviews_that_differ_in_any_way_are_never_confused():
+    views = [memoryview(np.arange(6.0)), memoryview(np.arange(6.0).reshape(2, 3)), memoryview(b"abcdef"),
+             memoryview(np.arange(6, dtype=np.int16)), memoryview(b"abcdefgh")[::2]]
+    for _ in range(2):  # the second round meets kept metadata on both sides
+        for view in views:
+            for message in (view, [b"x", view], (view, view)):
+                decoded = CODEC.decode(CODEC.encode(message))
+                for sent, got in zip([message] if isinstance(message, memoryview) else message, [decoded]
+                                     if isinstance(message, memoryview) else decoded):
+                    assert bytes(got) == bytes(sent)
+                    if isinstance(sent, memoryview):
+                        assert (got.format, got.shape) == (sent.format, sent.shape)
+
+
 def test_what_is_kept_stays_bounded_whatever_peers_send():
     for length in range(3 * codec_module.MAX_KEPT_LAYOUTS):
         CODEC.decode(_array_message([0, "|u1", [length], False], [bytearray(length)]))
         CODEC.encode(np.zeros(length, np.uint8))
+        CODEC.encode(memoryview(bytes(length)))
     assert len(codec_module._ARRAY_LAYOUTS) <= codec_module.MAX_KEPT_LAYOUTS
     assert len(codec_module._ARRAY_METADATA) <= codec_module.MAX_KEPT_LAYOUTS
+    assert len(codec_module._VIEW_METADATA) <= codec_module.MAX_KEPT_LAYOUTS
 
 
 def test_long_metadata_is_decoded_but_not_kept(monkeypatch):

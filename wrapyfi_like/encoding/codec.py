@@ -376,8 +376,14 @@ class _EncodeRun:
         if kind is bytes or kind is bytearray:
             return _ext(_BYTES_LIKE[kind], _plain.pack(self.out_of_band(value)))
         if kind is memoryview:
-            flat = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
-            return _ext(Ext.MEMORYVIEW, _plain.pack([self.out_of_band(flat), value.format, list(value.shape)]))
+            key = (value.format, value.shape, len(self.buffers))
+            meta = _VIEW_METADATA.get(key)
+            if meta is None:
+                if len(_VIEW_METADATA) >= MAX_KEPT_LAYOUTS:
+                    _VIEW_METADATA.clear()
+                meta = _VIEW_METADATA[key] = _plain.pack([len(self.buffers), value.format, list(value.shape)])
+            self.out_of_band(value.cast("B") if value.c_contiguous else memoryview(value.tobytes()))
+            return _ext(Ext.MEMORYVIEW, meta)
         return value
 
     def _replace_walked(self, container: Any, items: Any) -> Any:
@@ -450,6 +456,9 @@ def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
     return _ext(Ext.NDARRAY, meta)
 
 
+_VIEW_METADATA: dict[tuple, bytes] = {}
+"""The packed metadata of memoryviews sent before (a plugin's raw payload, e.g. a tensor's
+bytes), by ``(format, shape, buffer index)``, kept as :data:`_ARRAY_METADATA`."""
 _ARRAY_METADATA: dict[tuple, bytes] = {}
 """The packed metadata of arrays sent before, by ``(dtype, shape, fortran, buffer index)``: a
 stream sends arrays of one dtype and shape, so the next one costs a lookup instead of the dtype
