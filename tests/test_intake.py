@@ -154,11 +154,11 @@ def test_small_messages_kept_by_the_caller_are_never_overwritten(carrier):
             frames = [b"/topic", struct.pack("<Q", number), b"h" * (number % 40), np.full(1024, number % 251, np.uint8)]
             sender.send_multipart(frames)
             sent.append([bytes(frame) for frame in frames])
+        kept = [intake.receive(10) for _ in range(400)]
         for data in (b"split", b"across", b"many reads"):  # frame headers and bodies sent apart
             peer.frame(b"/topic", more=True)
             peer.header(len(data), more=False)
             peer.sock.sendall(data)
-        kept = [intake.receive(10) for _ in range(400)]
         split = [intake.receive(10) for _ in range(3)]
         assert [[bytes(frame) for frame in frames] for frames in kept] == sent
         assert [[bytes(frame) for frame in frames] for frames in split] == [
