@@ -27,7 +27,7 @@ connection (and, for messages of many tiny frames, about 200 bytes of Python obj
 whatever they send. A dedicated thread reads the sockets, as libzmq's I/O thread did: handshakes
 complete and messages queue while the listener's own thread is busy. Large frames are read
 straight into a buffer of their size (one copy, kernel to user, as libzmq does); small frames are
-cut from one read buffer.
+cut from one read buffer (an ordinary message whole, in one copy: :func:`_whole_message`).
 """
 
 from __future__ import annotations
@@ -529,7 +529,7 @@ def _whole_message(buffer: bytearray, start: int, end: int, limit: int) -> Optio
     The common small message (1 KB arrays at tens of thousands a second) takes this path: one
     copy of the whole message out of the read buffer, its frames views into that copy (a user's
     array then keeps the message's ~100 bytes of topic, envelope and header alive with it), and
-    per frame only the checks a frame needs. That halves the parse of a 4-frame message.
+    per frame only the checks a frame needs: about a third less time per 4-frame message.
     """
     spans: list = []  # (first byte, end) of each frame's data
     position = start
