@@ -9,6 +9,7 @@ import pytest
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.encoding import codec as codec_module
 from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.utils.core_utils import Plugin, PluginRegistrar
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,3 +95,39 @@ def test_a_known_byte_view_still_checks_each_message_buffer():
     for _ in range(2):
         assert len(codec_module._BYTE_VIEWS) <= codec_module.MAX_KEPT_LAYOUTS
         assert CODEC.decode(CODEC.encode(memoryview(np.arange(4.0)))).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+class _Raw:
+    """A value whose plugin returns the fields it is given after its codec id (a tensor's shape:
+    raw bytes, then plain metadata)."""
+
+    def __init__(self, fields):
+        self.fields = fields
+
+
+@PluginRegistrar.register(types=(_Raw,))
+class _RawPlugin(Plugin):
+    codec_id = "tests.kept.Raw"
+
+    def encode(self, obj, *args, **kwargs):
+        return True, {"__wrapyfi__": (self.codec_id, *obj.fields)}
+
+    def decode(self, obj_type, obj_full, *args, **kwargs):
+        return True, _Raw(list(obj_full[1:]))
+
+
+@pytest.mark.parametrize("fields", [
+    [memoryview(b"r" * 16), "float32", [2, 2], "cpu", False, None, 1.5],
+    [memoryview(np.arange(4.0)), "float64", [4], "cpu", True],
+    [memoryview(b"r" * 16), "float32", [4, 2 ** 70], "cpu", False],  # beyond 64 bits: the general path
+    [memoryview(b"r" * 16), "float32", (2, 2), {"device": "cpu"}],  # not flat: the general path
+], ids=["flat", "array-view", "big-int", "nested"])
+def test_plugin_byte_views_with_flat_metadata_encode_as_the_general_path_does(monkeypatch, fields):
+    codec = Codec()
+    assert codec_module._flat_metadata(["id", *fields], 2) == (not isinstance(fields[2], tuple))
+    fast = codec.encode([_Raw(fields), _Raw(fields)])
+    monkeypatch.setattr(codec_module, "_flat_metadata", lambda fields, start: False)
+    general = codec.encode([_Raw(fields), _Raw(fields)])
+    assert fast[0] == general[0] and [bytes(b) for b in fast[1:]] == [bytes(b) for b in general[1:]]
+    for got in codec.decode(fast):
+        assert bytes(got.fields[0]) == bytes(fields[0]) and got.fields[1:] == list(fields[1:])

@@ -427,9 +427,30 @@ class _EncodeRun:
         )
 
     def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
-        return _ext(Ext.PLUGIN, self.pack(list(self.codec.plugin_fields(plugin, value))))
+        fields = list(self.codec.plugin_fields(plugin, value))
+        if len(fields) > 1 and type(fields[1]) is memoryview and self.depth < MAX_DEPTH and _flat_metadata(fields, 2):
+            # the common shape (a tensor: raw bytes plus dtype, shape, device …): the byte view
+            # becomes its extension and the rest packs as is, without a packer and tree walk of
+            # its own; the same bytes as the general path below
+            fields[1] = self.prepare(fields[1])
+            try:
+                return _ext(Ext.PLUGIN, _plain.pack(fields))
+            except OverflowError:
+                pass  # an int beyond 64 bits: the general path makes it an extension
+        return _ext(Ext.PLUGIN, self.pack(fields))
 
 
+def _flat_metadata(fields: list, start: int) -> bool:
+    """Whether ``fields[start:]`` are plain scalars and lists of ints only (msgpack packs them as
+    they are: no walk, no extension)."""
+    for item in fields[start:]:
+        kind = type(item)
+        if kind not in _PLAIN and (kind is not list or not _INTS.issuperset(map(type, item))):
+            return False
+    return True
+
+
+_INTS = frozenset({int})
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
 _WALKED = frozenset({dict, list, bytes, bytearray, memoryview})
 """The types :meth:`_EncodeRun.prepare` looks into or replaces; msgpack or ``default`` take the rest."""
