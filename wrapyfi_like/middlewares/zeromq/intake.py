@@ -529,7 +529,8 @@ def _whole_message(buffer: bytearray, start: int, end: int, limit: int) -> Optio
     The common small message (1 KB arrays at tens of thousands a second) takes this path: one
     copy of the whole message out of the read buffer, its frames views into that copy (a user's
     array then keeps the message's ~100 bytes of topic, envelope and header alive with it), and
-    per frame only the checks a frame needs: about a third less time per 4-frame message.
+    per frame only the checks a frame needs (a 4-frame 1 KB message: 4.3 -> 4.1 µs at low load;
+    most of what is left is allocating the copy and one view per frame).
     """
     spans: list = []  # (first byte, end) of each frame's data
     position = start
