@@ -43,3 +43,16 @@ def test_the_publisher_heard_last_survives_a_flood_of_invented_ids(monkeypatch):
         assert len(check.per_publisher) <= 4 and len(check._last) <= 4
     assert check.per_publisher[A]["received"] == 49 and check.missed == 0
     assert _accept(check, A, 49) == -1  # still remembered: a repeat is refused
+
+
+def test_runs_of_the_next_number_and_every_exception_to_them_count_exactly():
+    """In-order runs take the shortest path; gaps, repeats, restarts and a second publisher
+    between them must leave the counts exactly as the full check would."""
+    check = SequenceCheck()
+    steps = [(A, 1, 0), (A, 2, 0), (A, 3, 0), (A, 3, -1), (A, 4, 0), (A, 7, 2), (A, 8, 0), (B, 1, 0),
+             (A, 9, 0), (B, 2, 0), (A, 6, -1), (A, 10, 0), (A, 10 + envelope.LATE_WINDOW + 5, envelope.LATE_WINDOW + 4),
+             (A, 3, 0), (A, 4, 0), (A, 4, -1), (A, 5, 0)]  # 3: far behind, so a restart
+    assert [_accept(check, p, s) for p, s, _ in steps] == [expected for _, _, expected in steps]
+    assert check.per_publisher == {A: {"received": 12, "missed": 2 + envelope.LATE_WINDOW + 4, "duplicate": 3, "dropped": 0},
+                                   B: {"received": 2, "missed": 0, "duplicate": 0, "dropped": 0}}
+    assert (check.duplicate, check.restarts) == (3, 1)

@@ -140,6 +140,39 @@ def test_libzmq_push_messages_arrive_whole_and_in_order(carrier):
         intake.release()
 
 
+@pytest.mark.parametrize("carrier", ["tcp", "ipc"])
+def test_small_messages_kept_by_the_caller_are_never_overwritten(carrier):
+    """Small messages are cut out of a read buffer that is reused for the next reads: the frames
+    a caller keeps (its arrays) must be copies of their own, whole, writable and unchanged however
+    many messages follow, whether a message came whole in one read or split across reads."""
+    intake, refusals = make_intake(carrier)
+    sender = push(intake.endpoint, hwm=0)
+    peer = RawPeer(intake.endpoint)
+    try:
+        sent = []
+        for number in range(400):  # ~1.1 KB each: about 60 per 64 KiB read, so the buffer is reused
+            frames = [b"/topic", struct.pack("<Q", number), b"h" * (number % 40), np.full(1024, number % 251, np.uint8)]
+            sender.send_multipart(frames)
+            sent.append([bytes(frame) for frame in frames])
+        kept = [intake.receive(10) for _ in range(400)]
+        for data in (b"split", b"across", b"many reads"):  # frame headers and bodies sent apart
+            peer.frame(b"/topic", more=True)
+            peer.header(len(data), more=False)
+            peer.sock.sendall(data)
+        split = [intake.receive(10) for _ in range(3)]
+        assert [[bytes(frame) for frame in frames] for frames in kept] == sent
+        assert [[bytes(frame) for frame in frames] for frames in split] == [
+            [b"/topic", b"split"], [b"/topic", b"across"], [b"/topic", b"many reads"]]
+        kept[0][3][:] = b"\0" * 1024  # writable, and its own: no other message changes
+        assert [bytes(frame) for frame in kept[1]] == sent[1] and bytes(kept[0][2]) == sent[0][2]
+        assert intake.receive(0) is None and not refusals.problems
+    finally:
+        sender.close()
+        peer.close()
+        intake.close()
+        intake.release()
+
+
 def test_the_ipc_file_is_removed_on_close():
     intake, _ = make_intake("ipc")
     path = intake.endpoint[len("ipc://"):]

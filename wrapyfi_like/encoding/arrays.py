@@ -34,13 +34,6 @@ def check_dtype(dtype: np.dtype) -> None:
         )
 
 
-def array_to_wire(array: np.ndarray) -> tuple[list, memoryview]:
-    """Return ``([dtype, shape, fortran], flat bytes)``; copies only non-contiguous input."""
-    check_dtype(array.dtype)
-    fortran = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
-    return [array.dtype.str, list(array.shape), fortran], flat_bytes(array.T if fortran else array)
-
-
 def flat_bytes(array: np.ndarray) -> memoryview:
     """The array's bytes in C order as one flat byte view (copied only if not C-contiguous).
 
@@ -62,22 +55,29 @@ def flat_bytes(array: np.ndarray) -> memoryview:
     return memoryview(contiguous).cast("B")
 
 
-def array_from_wire(meta: Any, buffer: memoryview) -> np.ndarray:
-    """Wrap ``buffer`` as the array ``meta`` describes, after checking every field."""
+def layout_from_wire(meta: Any) -> tuple[np.dtype, tuple, str, int]:
+    """``(dtype, shape, order, nbytes)`` as received metadata ``[dtype, shape, fortran]`` says,
+    every field checked. It depends on the metadata alone, so the codec keeps it for the next
+    message with the same metadata bytes (a stream's arrays rarely change shape)."""
     if type(meta) is not list or len(meta) != 3:
         raise DecodeError(f"array metadata must be [dtype, shape, fortran], got {meta!r:.80}")
     dtype_str, shape, fortran = meta
     dtype = _safe_dtype(dtype_str)
     if not is_shape(shape):
         raise DecodeError(f"array shape must be a list of non-negative ints, got {shape!r:.80}")
-    expected = math.prod(shape) * dtype.itemsize
-    if expected != buffer.nbytes:
+    nbytes = math.prod(shape) * dtype.itemsize
+    return dtype, tuple(shape), "F" if fortran else "C", nbytes
+
+
+def wrap(layout: tuple[np.dtype, tuple, str, int], buffer: memoryview) -> np.ndarray:
+    """``buffer`` as the array ``layout`` describes, after checking that its size matches."""
+    dtype, shape, order, nbytes = layout
+    if nbytes != buffer.nbytes:
         raise DecodeError(
-            f"array of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
-            f"frame has {buffer.nbytes}"
+            f"array of shape {shape} and dtype {dtype} needs {nbytes} bytes, frame has {buffer.nbytes}"
         )
     flat = np.frombuffer(buffer, dtype=dtype)
-    return flat if len(shape) == 1 else flat.reshape(shape, order="F" if fortran else "C")
+    return flat if len(shape) == 1 else flat.reshape(shape, order=order)
 
 
 def is_shape(shape: Any) -> bool:

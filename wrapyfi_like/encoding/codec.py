@@ -376,8 +376,14 @@ class _EncodeRun:
         if kind is bytes or kind is bytearray:
             return _ext(_BYTES_LIKE[kind], _plain.pack(self.out_of_band(value)))
         if kind is memoryview:
-            flat = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
-            return _ext(Ext.MEMORYVIEW, _plain.pack([self.out_of_band(flat), value.format, list(value.shape)]))
+            key = (value.format, value.shape, len(self.buffers))
+            meta = _VIEW_METADATA.get(key)
+            if meta is None:
+                if len(_VIEW_METADATA) >= MAX_KEPT_LAYOUTS:
+                    _VIEW_METADATA.clear()
+                meta = _VIEW_METADATA[key] = _plain.pack([len(self.buffers), value.format, list(value.shape)])
+            self.out_of_band(value.cast("B") if value.c_contiguous else memoryview(value.tobytes()))
+            return _ext(Ext.MEMORYVIEW, meta)
         return value
 
     def _replace_walked(self, container: Any, items: Any) -> Any:
@@ -421,17 +427,63 @@ class _EncodeRun:
         )
 
     def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
-        return _ext(Ext.PLUGIN, self.pack(list(self.codec.plugin_fields(plugin, value))))
+        fields = list(self.codec.plugin_fields(plugin, value))
+        if len(fields) > 1 and type(fields[1]) is memoryview and self.depth < MAX_DEPTH and _flat_metadata(fields, 2):
+            # the common shape (a tensor: raw bytes plus dtype, shape, device …): the byte view
+            # becomes its extension and the rest packs as is, without a packer and tree walk of
+            # its own; the same bytes as the general path below
+            fields[1] = self.prepare(fields[1])
+            try:
+                return _ext(Ext.PLUGIN, _plain.pack(fields))
+            except OverflowError:
+                pass  # an int beyond 64 bits: the general path makes it an extension
+        return _ext(Ext.PLUGIN, self.pack(fields))
 
 
+def _flat_metadata(fields: list, start: int) -> bool:
+    """Whether ``fields[start:]`` are plain scalars and lists of ints only (msgpack packs them as
+    they are: no walk, no extension)."""
+    for item in fields[start:]:
+        kind = type(item)
+        if kind not in _PLAIN and (kind is not list or not _INTS.issuperset(map(type, item))):
+            return False
+    return True
+
+
+_INTS = frozenset({int})
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
 _WALKED = frozenset({dict, list, bytes, bytearray, memoryview})
 """The types :meth:`_EncodeRun.prepare` looks into or replaces; msgpack or ``default`` take the rest."""
 
 
+MAX_KEPT_LAYOUTS = 256
+"""Array metadata kept per process and direction (see :data:`_ARRAY_METADATA`, :data:`_ARRAY_LAYOUTS`)."""
+MAX_KEPT_METADATA = 96
+"""Bytes a received array's metadata may have to be kept: a dtype and a few dimensions."""
+
+
 def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
-    meta, flat = arrays.array_to_wire(value)
-    return _ext(Ext.NDARRAY, _plain.pack([run.out_of_band(flat), *meta]))
+    shape = value.shape
+    fortran = len(shape) > 1 and value.flags.f_contiguous and not value.flags.c_contiguous
+    key = (value.dtype, shape, fortran, len(run.buffers))
+    meta = _ARRAY_METADATA.get(key)
+    if meta is None:
+        arrays.check_dtype(value.dtype)
+        meta = _plain.pack([len(run.buffers), value.dtype.str, list(shape), fortran])
+        if len(_ARRAY_METADATA) >= MAX_KEPT_LAYOUTS:
+            _ARRAY_METADATA.clear()
+        _ARRAY_METADATA[key] = meta
+    run.out_of_band(arrays.flat_bytes(value.T if fortran else value))
+    return _ext(Ext.NDARRAY, meta)
+
+
+_VIEW_METADATA: dict[tuple, bytes] = {}
+"""The packed metadata of memoryviews sent before (a plugin's raw payload, e.g. a tensor's
+bytes), by ``(format, shape, buffer index)``, kept as :data:`_ARRAY_METADATA`."""
+_ARRAY_METADATA: dict[tuple, bytes] = {}
+"""The packed metadata of arrays sent before, by ``(dtype, shape, fortran, buffer index)``: a
+stream sends arrays of one dtype and shape, so the next one costs a lookup instead of the dtype
+check, ``dtype.str`` and a msgpack pack (bounded like the receiving side's :data:`_ARRAY_LAYOUTS`)."""
 
 
 def _bigint(run: _EncodeRun, value: int) -> msgpack.ExtType:
@@ -557,14 +609,51 @@ def _buffer_index(run: _DecodeRun, data: bytes) -> memoryview:
 
 
 def _memoryview_from_wire(run: _DecodeRun, data: bytes) -> memoryview:
+    known = _BYTE_VIEWS.get(data)
+    if known is not None:
+        buffer = run.buffer(known[0])
+        if buffer.nbytes == known[1]:
+            return buffer
     index, fmt, shape = _plain_list(data, "memoryview")
     buffer = run.buffer(index)
-    return buffer if fmt == "B" and shape == [buffer.nbytes] else buffer.cast(fmt, shape)
+    if fmt == "B" and shape == [buffer.nbytes]:
+        _keep(_BYTE_VIEWS, data, (index, buffer.nbytes))
+        return buffer
+    return buffer.cast(fmt, shape)
+
+
+_BYTE_VIEWS: dict[bytes, tuple[int, int]] = {}
+"""Received metadata of plain byte views (a plugin's raw payload, e.g. a tensor's bytes), with
+the buffer index and size it named: kept and bounded as :data:`_ARRAY_LAYOUTS`."""
+
+
+def _keep(table: dict, data: bytes, what: Any) -> None:
+    """Keep what received metadata ``data`` said, if it is short; forget everything when full."""
+    if len(data) <= MAX_KEPT_METADATA:
+        if len(table) >= MAX_KEPT_LAYOUTS:
+            table.clear()
+        table[data] = what
 
 
 def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
+    known = _ARRAY_LAYOUTS.get(data)
+    if known is not None:
+        index, layout = known
+        return arrays.wrap(layout, run.buffer(index))
     index, *meta = _plain_list(data, "array")
-    return arrays.array_from_wire(meta, run.buffer(index))
+    buffer = run.buffer(index)
+    layout = arrays.layout_from_wire(meta)
+    _keep(_ARRAY_LAYOUTS, data, (index, layout))
+    return arrays.wrap(layout, buffer)
+
+
+_ARRAY_LAYOUTS: dict[bytes, tuple[int, tuple]] = {}
+"""Received array metadata (an ndarray extension's bytes, at most :data:`MAX_KEPT_METADATA`)
+already parsed and checked, with what it said: a stream's arrays keep their dtype and shape, so
+the next message's array costs a lookup instead of a msgpack parse and the dtype and shape
+checks (a third of decoding a 1 KB array). Only the buffer's size is checked again per message.
+At most :data:`MAX_KEPT_LAYOUTS` are kept (all are forgotten when full), so a peer sending ever
+new metadata costs itself time, and this process no memory."""
 
 
 def _complex_from_wire(run: _DecodeRun, data: bytes) -> complex:

@@ -33,7 +33,7 @@ connection (and, for messages of many tiny frames, about 200 bytes of Python obj
 whatever they send. A dedicated thread reads the sockets, as libzmq's I/O thread did: handshakes
 complete and messages queue while the listener's own thread is busy. Large frames are read
 straight into a buffer of their size (one copy, kernel to user, as libzmq does); small frames are
-cut from one read buffer.
+cut from one read buffer (an ordinary message whole, in one copy: :func:`_whole_message`).
 """
 
 from __future__ import annotations
@@ -422,6 +422,13 @@ class ZmtpIntake:
                     return True
                 if len(batch) >= room:
                     return False
+                if c.ready and not (c.frames or c.refusing or c.discard):
+                    whole = _whole_message(buffer, start, end, limit)
+                    if whole is not None and not (held and held + whole[1] > limit):
+                        start, counted, frames = whole
+                        batch.append((c, counted, frames))
+                        held += counted
+                        continue
                 available = end - start
                 if c.discard:
                     skipped = min(c.discard, available)
@@ -610,6 +617,52 @@ class ZmtpIntake:
             except OSError:
                 pass
         self._wakeup.close()
+
+
+def _whole_message(buffer: bytearray, start: int, end: int, limit: int) -> Optional[tuple[int, int, list]]:
+    """``(next start, codec bytes, frames)`` of the message at ``start`` if the buffer holds all of
+    it and it is an ordinary one: data frames only, each smaller than :data:`OWN_BUFFER_FROM`,
+    within every limit. Anything else (None) is left to the frame-by-frame parser, which then
+    starts from the same place: nothing is consumed or changed here.
+
+    The common small message (1 KB arrays at tens of thousands a second) takes this path: one
+    copy of the whole message out of the read buffer, its frames views into that copy (a user's
+    array then keeps the message's ~100 bytes of topic, envelope and header alive with it), and
+    per frame only the checks a frame needs (a 4-frame 1 KB message: 4.3 -> 4.1 µs at low load;
+    most of what is left is allocating the copy and one view per frame).
+    """
+    spans: list = []  # (first byte, end) of each frame's data
+    position = start
+    counted = 0
+    while True:
+        if end - position < 2:
+            return None
+        flags = buffer[position]
+        if flags > zmtp.MORE | zmtp.LONG:  # a command, or bits that must be zero
+            return None
+        if flags & zmtp.LONG:
+            if end - position < 9:
+                return None
+            (size,) = _LONG_SIZE.unpack_from(buffer, position + 1)
+            position += 9
+        else:
+            size = buffer[position + 1]
+            position += 2
+        if len(spans) >= 2:
+            counted += size
+            if counted > limit or len(spans) >= MAX_MESSAGE_FRAMES or size >= OWN_BUFFER_FROM:
+                return None
+        elif size > MAX_HEAD_FRAME:
+            return None
+        if position + size > end:
+            return None
+        spans.append((position - start, position + size - start))
+        position += size
+        if not flags & zmtp.MORE:
+            break
+    whole = memoryview(buffer[start:position])
+    frames = [whole[first:last] if first != last else _EMPTY for first, last in spans]
+    return position, counted, frames
 
 
 def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
