@@ -68,7 +68,6 @@ HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
 DEFAULT_QUEUE_DEPTH = 1000
 """Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
 _LONG_SIZE = struct.Struct(">Q")
-_PEER_TYPE = b"PUSH"
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
 
 Refused = Callable[[str, str], None]
@@ -105,6 +104,15 @@ class _Connection:
 class ZmtpIntake:
     """Binds ``address`` (``tcp://host:port`` with ``*`` for any port, or ``ipc:///path``) and
     queues the messages of PUSH peers, as lists of writable memoryviews (one per frame)."""
+
+    peer_type = b"PUSH"
+    """The ZMTP socket type a peer must announce in its READY."""
+    socket_type = b"PULL"
+    """The ZMTP socket type this intake answers as."""
+    head_frames = 2
+    """Leading frames of a message that are the transport's own (topic, envelope): each bounded
+    by :data:`MAX_HEAD_FRAME`, not counted in ``max_message_size``."""
+    head_name = "topic or envelope"
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -321,6 +329,7 @@ class ZmtpIntake:
         buffer = c.buffer
         start, end = c.start, c.end
         limit = self._max_message_size
+        heads = self.head_frames
         held = c.queued
         try:
             while True:
@@ -373,7 +382,7 @@ class ZmtpIntake:
                     c.refusing = more
                     continue
                 frames = c.frames
-                if len(frames) >= 2:
+                if len(frames) >= heads:
                     counted = c.size + size
                     over = counted > limit or len(frames) >= MAX_MESSAGE_FRAMES
                 else:  # topic and envelope: not counted, bounded on their own
@@ -437,16 +446,19 @@ class ZmtpIntake:
                 self._ready.release()
 
     def _refuse(self, c: _Connection, size: int, frame: int) -> None:
-        if len(c.frames) >= MAX_MESSAGE_FRAMES:
-            problem = f"a message of more than {MAX_MESSAGE_FRAMES} frames (the limit)"
-        elif len(c.frames) < 2:
-            problem = f"a topic or envelope frame of {frame} bytes (the limit is {MAX_HEAD_FRAME})"
-        else:
-            problem = f"a message of more than {size} bytes; max_message_size is {self._max_message_size}"
+        problem = self._problem(c, size, frame)
         c.frames, c.size = [], 0
         refused = self._refused()
         if refused is not None:
             refused(c.peer, problem)
+
+    def _problem(self, c: _Connection, size: int, frame: int) -> str:
+        """Why the message being read on ``c`` is refused at a ``frame``-byte frame (``size``: its counted bytes)."""
+        if len(c.frames) >= MAX_MESSAGE_FRAMES:
+            return f"a message of more than {MAX_MESSAGE_FRAMES} frames (the limit)"
+        if len(c.frames) < self.head_frames:
+            return f"a {self.head_name} frame of {frame} bytes (the limit is {MAX_HEAD_FRAME})"
+        return f"a message of more than {size} bytes; max_message_size is {self._max_message_size}"
 
     def _pause(self, c: _Connection, batch: list) -> None:
         """Stop reading ``c`` until the listener takes its messages (``batch`` is queued first)."""
@@ -461,8 +473,8 @@ class ZmtpIntake:
 
     def _command(self, c: _Connection, body: bytes) -> None:
         if not c.ready:
-            zmtp.check_ready(body, _PEER_TYPE)
-            c.sock.send(zmtp.ready(b"PULL"))
+            zmtp.check_ready(body, self.peer_type)
+            c.sock.send(zmtp.ready(self.socket_type))
             c.ready = True
             self._handshaking.discard(c)
             self._control.unregister(c.sock)

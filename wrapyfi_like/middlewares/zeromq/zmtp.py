@@ -1,5 +1,6 @@
-"""The part of ZMTP 3.x (rfc.zeromq.org 23/ZMTP, 37/ZMTP) a listener's intake speaks: a PULL
-peer with the NULL mechanism, accepting a libzmq PUSH socket.
+"""The part of ZMTP 3.x (rfc.zeromq.org 23/ZMTP, 37/ZMTP) our own readers speak, with the NULL
+mechanism: a listener's intake (a PULL peer accepting libzmq PUSH sockets) and a service's
+(a ROUTER peer accepting libzmq DEALER sockets, :mod:`.router`).
 
 A connection starts with a 64-byte greeting each way (signature ``FF 00*8 7F``, version 3.x,
 mechanism ``NULL``, as-server, filler), then each side sends a ``READY`` command whose
@@ -89,16 +90,19 @@ def properties(data: bytes) -> dict[str, bytes]:
     return found
 
 
-def check_ready(body: bytes, peer_type: bytes) -> None:
-    """Accept the peer's first command only if it is ``READY`` from a ``peer_type`` socket."""
+def check_ready(body: bytes, peer_type: bytes) -> dict[str, bytes]:
+    """Accept the peer's first command only if it is ``READY`` from a ``peer_type`` socket; its
+    properties (:func:`properties`)."""
     name, data = split_command(body)
     if name == b"ERROR":
         raise ProtocolError(f"the peer sent ERROR: {data[1:1 + (data[0] if data else 0)]!r}")
     if name != b"READY":
         raise ProtocolError(f"expected READY, the peer sent {name[:32]!r}")
-    socket_type = properties(data).get("socket-type")
+    found = properties(data)
+    socket_type = found.get("socket-type")
     if socket_type != peer_type:
         raise ProtocolError(f"only {peer_type.decode()} sockets may connect here, not {socket_type!r}")
+    return found
 
 
 def pong(ping_data: bytes) -> bytes:
@@ -106,3 +110,13 @@ def pong(ping_data: bytes) -> bytes:
     if len(ping_data) < 2 or len(ping_data) > 18:
         raise ProtocolError("a PING command of the wrong size")
     return command(b"PONG", ping_data[2:])
+
+
+_SHORT_HEADS = [bytes((flags, size)) for flags in (0, MORE) for size in range(256)]
+
+
+def frame_head(size: int, more: bool) -> bytes:
+    """The flags and size that go before a message frame of ``size`` bytes (``more``: not the last)."""
+    if size < 256:
+        return _SHORT_HEADS[256 * more + size]
+    return bytes([LONG | more]) + _LONG_SIZE.pack(size)
