@@ -258,3 +258,31 @@ def test_a_server_flooding_foreign_replies_cannot_hold_a_request_past_its_timeou
         client.close()
         flooder.kill()
         flooder.communicate()
+
+
+def test_a_large_reply_sent_just_before_the_server_closes_still_reaches_its_client(topic, in_thread):
+    """Closing waits (up to ``SERVER_LINGER``) for replies the kernel has not taken yet, as
+    libzmq's ``ZMQ_LINGER`` did: a server that answers its last request and exits loses nothing."""
+    import zmq
+
+    from wrapyfi_like.middlewares.zeromq import ServerTransport as ZeroMQServerTransport
+    from wrapyfi_like.middlewares.zeromq.reqrep import REQUEST_ID
+
+    server = ZeroMQServerTransport(topic)
+    client = zmq.Context.instance().socket(zmq.DEALER)
+    client.setsockopt(zmq.LINGER, 0)
+    try:
+        client.connect(server.endpoint)
+        client.send_multipart([REQUEST_ID.pack(1), b"request"])
+        ticket, _ = server.recv(timeout=10)
+        payload = np.arange(4 << 20, dtype=np.float32)  # 16 MB: far more than the socket buffers take
+        reply = in_thread(lambda: client.recv_multipart() if client.poll(10_000) else None)
+        server.send(ticket, [payload])
+        server.close()
+        frames = reply.result(timeout=10)
+        assert frames[:2] == [REQUEST_ID.pack(1), b"ok"]
+        assert np.array_equal(np.frombuffer(frames[2], np.float32), payload)
+        assert server.statistics()["sent"] == 1
+    finally:
+        client.close()
+        server.close()

@@ -98,6 +98,11 @@ class CurveRouter:
                 peer.gone = True
                 return False
 
+    def flush(self, timeout: float) -> bool:
+        """Nothing to wait for here: libzmq's ``ZMQ_LINGER`` (:data:`LINGER_MS`) sends what is
+        queued when the socket closes."""
+        return True
+
     def close(self) -> None:
         """Wake a take in another thread (it raises :class:`ClosedError`)."""
         self._closed = True

@@ -83,6 +83,7 @@ class ZmtpRouter(ZmtpIntake):
         self._made_up = 0
         self._router_refused = weakref.WeakMethod(refused) if hasattr(refused, "__self__") else lambda: refused
         self._out_lock = threading.Lock()  # every outbox and the writing thread's set
+        self._drained = threading.Condition(self._out_lock)  # notified when no outbox holds bytes
         self._writing: set[Outlet] = set()  # outlets with bytes in their outbox
         self._writer: Optional[threading.Thread] = None
         self._writer_wakeup: Optional[Wakeup] = None
@@ -128,6 +129,12 @@ class ZmtpRouter(ZmtpIntake):
             if sent < total:
                 self._queue_out(outlet, memoryview(b"".join(buffers))[sent:])
             return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every outbox to be written out (as libzmq's
+        ``ZMQ_LINGER``: a reply sent just before closing still goes out); False if some was not."""
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._writing, timeout)
 
     def outlet(self, identity: bytes) -> Optional[Outlet]:
         """The live connection that announced ``identity`` (only with ``handover``)."""
@@ -197,6 +204,8 @@ class ZmtpRouter(ZmtpIntake):
         outlet.outbox.clear()
         outlet.out_bytes = 0
         self._writing.discard(outlet)
+        if not self._writing:
+            self._drained.notify_all()
 
     # -- the reading thread (overrides) --------------------------------------------------------
 

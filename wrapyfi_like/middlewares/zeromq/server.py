@@ -44,6 +44,9 @@ from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings, zmq_binder
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
 _log = RateLimitedLog(logger)
 
+SERVER_LINGER = 1.0
+"""Seconds unsent replies may hold up closing a server (and interpreter exit)."""
+
 
 class ZeroMQServerTransport(MapsZMQErrors, ServerTransport, role="server"):
     """Receives requests on one service topic, announced to ``session`` (this process's discovery
@@ -149,6 +152,8 @@ class ZeroMQServerTransport(MapsZMQErrors, ServerTransport, role="server"):
         if self._closed:
             return
         self._closed = True
+        if not self._router.flush(SERVER_LINGER):  # a reply sent just before closing still goes out
+            logger.info("server on %s closed with replies its clients had not taken", self.topic)
         self._router.close()
         with self._lock:
             self._agent.withdraw(self._announcement)
