@@ -150,3 +150,34 @@ def test_a_push_socket_is_not_a_peer_of_a_router():
         push.close()
         client.close()
         router.release()
+
+
+def test_a_peer_that_breaks_the_grammar_right_after_a_request_leaves_the_router_serving_others():
+    """The request before the broken frame is still handed out (its reply goes nowhere); the
+    reading thread goes on, so the next client is served."""
+    import socket
+
+    from wrapyfi_like.middlewares.zeromq import zmtp
+
+    router, _ = make_router()
+    host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    client = dealer(router.endpoint)
+    try:
+        request = zmtp.frame_head(2, True) + b"id" + zmtp.frame_head(4, False) + b"body"
+        raw.sendall(zmtp.GREETING + zmtp.ready(b"DEALER") + request + b"\xff" * 16)  # flags 0xff: broken
+        outlet, frames = router.take(10)
+        assert [bytes(frame) for frame in frames] == [b"id", b"body"]
+        deadline = time.monotonic() + 10
+        while not outlet.gone:
+            assert time.monotonic() < deadline
+            router.take(0.01)
+        assert not router.send(outlet, [b"id", b"ok"])
+        client.send_multipart([b"next", b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"next" and router.send(outlet, [b"next", b"ok"])
+        assert client.poll(10_000) and client.recv_multipart() == [b"next", b"ok"]
+    finally:
+        raw.close()
+        client.close()
+        router.release()

@@ -65,6 +65,7 @@ class ZmtpRouter(ZmtpIntake):
     each bounded by :data:`~.intake.MAX_HEAD_FRAME` and not counted in ``max_message_size``.
     ``handover``: a new connection announcing the identity of a live one replaces it (libzmq's
     ``ZMQ_ROUTER_HANDOVER``). ``notify``: set whenever requests are queued, for a caller that polls.
+    ``max_connections``: peers at once (None: :data:`~.intake.MAX_CONNECTIONS`).
     """
 
     peer_type = b"DEALER"
@@ -73,8 +74,9 @@ class ZmtpRouter(ZmtpIntake):
 
     def __init__(self, address: str, max_message_size: int, queue_depth: int, queued_replies: int,
                  refused: RouterRefused, *, head_frames: int, handover: bool = False,
-                 notify: Optional[Wakeup] = None) -> None:
+                 notify: Optional[Wakeup] = None, max_connections: Optional[int] = None) -> None:
         self.head_frames = head_frames
+        self.max_connections = max_connections
         self._queued_replies = queued_replies
         self._handover = handover
         self._notify = notify
@@ -235,7 +237,7 @@ class ZmtpRouter(ZmtpIntake):
 
     def _deliver(self, batch: list) -> None:
         for connection, _, frames in batch:
-            frames.append(self._outlets[connection])  # take() hands it out with the frames
+            frames.append(self._outlets.get(connection) or _gone(connection))  # take() hands it out with the frames
         super()._deliver(batch)
         if self._notify is not None:
             self._notify.set()
@@ -246,7 +248,7 @@ class ZmtpRouter(ZmtpIntake):
         c.frames, c.size = [], 0
         refused = self._router_refused()
         if refused is not None:
-            refused(self._outlets[c], heads, problem)
+            refused(self._outlets.get(c) or _gone(c), heads, problem)
 
     def _drop(self, c: _Connection, reason: str, log: bool = True) -> None:
         with self._out_lock:
@@ -257,6 +259,14 @@ class ZmtpRouter(ZmtpIntake):
                 if self._identities.get(outlet.identity) is outlet:
                     del self._identities[outlet.identity]
         super()._drop(c, reason, log)
+
+
+def _gone(connection: _Connection) -> Outlet:
+    """The outlet of a connection dropped while its last messages were being parsed (a peer that
+    broke the grammar right after them): they are still served; their replies go nowhere."""
+    outlet = Outlet(connection, b"", "")
+    outlet.gone = True
+    return outlet
 
 
 def _unused(peer: str, problem: str) -> None:
