@@ -113,6 +113,8 @@ class ZmtpIntake:
     """Leading frames of a message that are the transport's own (topic, envelope): each bounded
     by :data:`MAX_HEAD_FRAME`, not counted in ``max_message_size``."""
     head_name = "topic or envelope"
+    max_connections: Optional[int] = None
+    """Peers connected at once; None: :data:`MAX_CONNECTIONS`."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -254,9 +256,10 @@ class ZmtpIntake:
                               self.endpoint, error)
             return
         peer = _peer_name(sock, address)
-        if len(self._connections) >= MAX_CONNECTIONS:
+        limit = self.max_connections or MAX_CONNECTIONS
+        if len(self._connections) >= limit:
             self._log.warning(self.endpoint, "connections", "listener %s refused a connection from %s: "
-                              "it has %d already (the limit)", self.endpoint, peer, MAX_CONNECTIONS)
+                              "it has %d already (the limit)", self.endpoint, peer, limit)
             sock.close()
             return
         try:

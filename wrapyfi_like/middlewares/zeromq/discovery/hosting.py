@@ -38,6 +38,9 @@ also requests held per connection."""
 QUEUED_REQUESTS = 64
 """Requests waiting for the host from all connections together (ZMTP reader): beyond them no
 connection is read until the host takes some, and TCP holds the rest at the senders."""
+MAX_CONNECTIONS = protocol.MAX_NODES + 64
+"""Connections the directory accepts at once (ZMTP reader): one per node, room for tools
+listing the directory. Each costs a 64 KiB read buffer at most while it is read, 70 MiB in all."""
 
 
 class ZmtpHost:
@@ -49,7 +52,8 @@ class ZmtpHost:
         self._ready = Wakeup()
         try:
             self._router = ZmtpRouter(address, protocol.MAX_REQUEST_BYTES, QUEUED_REQUESTS, REQUEST_QUEUE,
-                                      self._refused, head_frames=0, handover=True, notify=self._ready)
+                                      self._refused, head_frames=0, handover=True, notify=self._ready,
+                                      max_connections=MAX_CONNECTIONS)
         except BaseException:
             self._ready.close()
             raise
