@@ -137,7 +137,10 @@ class ZeroMQServerTransport(MapsZMQErrors, ServerTransport, role="server"):
             self.refused += 1
         _log.warning(self.topic, "size", "service %s refused a request: %s", self.topic, problem)
         if heads and len(heads[0]) == REQUEST_ID.size:
-            self.send_error(Ticket(outlet, bytes(heads[0])), f"request refused: {problem}")
+            try:
+                self.send_error(Ticket(outlet, bytes(heads[0])), f"request refused: {problem}")
+            except ClosedError:
+                pass  # closing meanwhile: the reading thread must not end on it
 
     def statistics(self) -> dict[str, int]:
         """Requests ``received`` (valid as far as the transport checks), replies ``sent`` (of them
