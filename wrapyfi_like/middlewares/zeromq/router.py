@@ -39,6 +39,10 @@ RouterRefused = Callable[["Outlet", list, str], None]
 """Told ``(outlet, head_frames, problem)`` once for every request refused for its size or frame
 count; ``head_frames`` are the request's head frames read before the refusal (maybe none). Called
 on the reading thread; held weakly if it is a bound method, as :data:`~.intake.Refused`."""
+IPC_SEND_BUFFER = 4 * 1024 * 1024
+"""Bytes of kernel send buffer asked for an ipc connection (the kernel caps it at
+``net.core.wmem_max``); the default, ~200 KB, made every reply over that size wait for the
+writing thread, as many times over as it is larger."""
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 1024
 
 
@@ -217,6 +221,8 @@ class ZmtpRouter(ZmtpIntake):
             super()._command(c, body)
             if c.sock.family != socket.AF_UNIX:  # replies are written whole: Nagle would only delay them
                 c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            else:  # as much room as TCP's autotuning gives (tcp_wmem), so a 1 MB reply goes in one write
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)
             outlet = Outlet(c, identity, _address(c.sock))
             with self._out_lock:
                 self._outlets[c] = outlet
