@@ -32,9 +32,9 @@ class Refusals:
             return self.seen
 
 
-def make_router(**kwargs) -> tuple[ZmtpRouter, Refusals]:
+def make_router(limit: int = LIMIT, **kwargs) -> tuple[ZmtpRouter, Refusals]:
     refusals = Refusals()
-    return ZmtpRouter("tcp://127.0.0.1:*", LIMIT, 16, QUEUED_REPLIES, refusals, head_frames=1, **kwargs), refusals
+    return ZmtpRouter("tcp://127.0.0.1:*", limit, 16, QUEUED_REPLIES, refusals, head_frames=1, **kwargs), refusals
 
 
 def dealer(endpoint: str, routing_id: bytes = b"") -> zmq.Socket:
@@ -180,4 +180,40 @@ def test_a_peer_that_breaks_the_grammar_right_after_a_request_leaves_the_router_
     finally:
         raw.close()
         client.close()
+        router.release()
+
+
+def test_a_pong_goes_out_behind_a_reply_being_written_never_inside_it():
+    """libzmq clients ping every second; the answer must wait for a reply the kernel has taken
+    only part of, or the client would read a PONG in the middle of a frame."""
+    import socket
+
+    from wrapyfi_like.middlewares.zeromq import zmtp
+
+    router, _ = make_router(limit=64 << 20)
+    host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        raw.sendall(zmtp.GREETING + zmtp.ready(b"DEALER") + zmtp.frame_head(2, True) + b"id"
+                    + zmtp.frame_head(1, False) + b"x")
+        outlet, _ = router.take(10)
+        payload = bytes(range(256)) * (96 * 1024)  # 24 MiB: more than the kernel's socket buffers hold
+        assert router.send(outlet, [b"id", b"ok", payload])
+        ping = zmtp.command(b"PING", b"\x00\x1e" + b"ctx")
+        raw.sendall(ping)
+        deadline = time.monotonic() + 10
+        while len(outlet.outbox) < 2:  # the reply's rest, then the pong
+            assert time.monotonic() < deadline, "the pong was not queued behind the reply"
+            router.take(0.005)  # a bounded wait (nothing arrives)
+        reply = (zmtp.frame_head(2, True) + b"id" + zmtp.frame_head(2, True) + b"ok"
+                 + zmtp.frame_head(len(payload), False) + payload)
+        expected = zmtp.GREETING + zmtp.ready(b"ROUTER") + reply + zmtp.pong(b"\x00\x1e" + b"ctx")
+        received = bytearray()
+        while len(received) < len(expected):
+            chunk = raw.recv(1 << 20)
+            assert chunk, "the router closed the connection"
+            received += chunk
+        assert received[:10] == expected[:10] and received[64:] == expected[64:]  # greeting fields vary
+    finally:
+        raw.close()
         router.release()

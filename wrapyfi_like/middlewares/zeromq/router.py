@@ -115,6 +115,11 @@ class ZmtpRouter(ZmtpIntake):
             buffers.append(zmtp.frame_head(len(view), index < last))
             buffers.append(view)
             size += len(view)
+        return self._write_out(outlet, buffers, size)
+
+    def _write_out(self, outlet: Outlet, buffers: list, size: int) -> bool:
+        """Write ``buffers`` (whole frames, ``size`` bytes of frame bodies) to ``outlet`` after
+        whatever its outbox holds, so the stream stays in step; False if not sent."""
         with self._out_lock:
             if outlet.gone:
                 return False
@@ -233,6 +238,11 @@ class ZmtpRouter(ZmtpIntake):
                     previous = None
             if previous is not None:
                 self._drop(previous.connection, "", log=False)
+            return
+        name, data = zmtp.split_command(body)
+        if name == b"PING":  # the pong goes behind a reply being written, never into it
+            pong = zmtp.pong(data)
+            self._write_out(self._outlets.get(c) or _gone(c), [pong], len(pong))  # no room: a missed pong
             return
         super()._command(c, body)
 
