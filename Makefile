@@ -1,7 +1,9 @@
 # Two commands set everything up: `make demo` and `make test`. Both create .venv on first use.
 # `make docs` builds the documentation site into site/ (mkdocs-material, strict).
-# `make bench` measures us against plain pyzmq (and Wrapyfi) and rewrites docs/benchmarks.md;
-# `make bench-quick` is the under-two-minutes version, written to benchmarks/results/quick/.
+# `make bench` measures us against plain pyzmq (and Wrapyfi) and rewrites docs/benchmarks.md,
+# carrier="shm" included (benchmarks/bench_shm.py, default and tuned: about a minute);
+# `make bench-quick` is the under-two-minutes version (shm: default only, about 15 s), written to
+# benchmarks/results/quick/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

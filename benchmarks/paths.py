@@ -9,8 +9,10 @@
 - ``zenoh``: the same decorated method as ``ours`` with ``"zenoh"`` as its middleware.
 - ``zenoh_raw``: plain zenoh-python with the settings ours uses (the session configuration from
   :mod:`wrapyfi_like.middlewares.zenoh.settings`, ``BLOCK`` congestion control, ``RELIABLE``): the
-  array's bytes as the payload, a msgpack header as the attachment, ``np.frombuffer`` on receipt
-  (read-only; ours hands out writable buffers, which costs a copy).
+  array's bytes as the payload, a msgpack header as the attachment, and on receipt a writable
+  array the receiver owns, as ours hands out: ``np.frombuffer`` of a ``bytearray`` of
+  ``to_bytes()`` (zenoh-python gives only read-only ``bytes``, so writable costs one more copy
+  on both paths).
 
 Every receiver returns ``(sequence_number, value)``; the sequence number is None where the data
 type leaves no room for one (an ``Image`` is just the frame), and drops are then counted by number.
@@ -50,7 +52,7 @@ def carries_sequence(case: Case) -> bool:
 # --- ours -----------------------------------------------------------------------------------------
 
 def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str = "wrapyfi_like",
-                  middleware: str = "zeromq") -> Any:
+                  middleware: str = "zeromq", publisher_kwargs: Optional[dict] = None) -> Any:
     """A decorated method in ``mode``, written exactly as a user writes it, from ``package``
     (``wrapyfi_like``, or ``wrapyfi``: the same code with the other import), on ``middleware``."""
     MiddlewareCommunicator = importlib.import_module(f"{package}.connect.wrapper").MiddlewareCommunicator
@@ -60,6 +62,8 @@ def _communicator(case: Case, topic: str, carrier: str, mode: str, package: str 
         kwargs["serializer"] = case.serializer
     if case.typed:
         kwargs["message_type"] = stamped_dict_type()
+    if publisher_kwargs:
+        kwargs["publisher_kwargs"] = publisher_kwargs
 
     class Bench(MiddlewareCommunicator):
         @MiddlewareCommunicator.register(data_type, middleware, "Bench", topic, carrier=carrier,
@@ -84,11 +88,12 @@ def stamped_dict_type() -> type:
 class OursSender:
     package = "wrapyfi_like"
     middleware = "zeromq"
+    publisher_kwargs: Optional[dict] = None
 
     def __init__(self, case: Case, endpoints: dict) -> None:
         self._wraps = carries_sequence(case)
         self._bench = _communicator(case, endpoints["topic"], endpoints["carrier"], "publish", self.package,
-                                    self.middleware)
+                                    self.middleware, self.publisher_kwargs)
         self._typed = stamped_dict_type() if case.typed else None
 
     def send(self, sequence: int, payload: Any) -> None:
@@ -346,9 +351,10 @@ class ZenohRawReceiver:
         self._handler = self._subscriber.handler
 
     def recv(self) -> tuple[Optional[int], Any]:
+        """A writable array, as ours returns: the same copies as ours, so the ratio is ours' own cost."""
         sample = self._handler.recv()
         sequence, dtype, shape = msgpack.unpackb(sample.attachment.to_bytes())
-        return sequence, np.frombuffer(sample.payload.to_bytes(), dtype=dtype).reshape(shape)
+        return sequence, np.frombuffer(bytearray(sample.payload.to_bytes()), dtype=dtype).reshape(shape)
 
     def close(self) -> None:
         self._session.close()

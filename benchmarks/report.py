@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -9,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
+from benchmarks import bench_shm
 from benchmarks.cases import MB
+from benchmarks.discovery_scale import RECORD as DISCOVERY_RECORD
 from benchmarks.serializers import markdown as serializer_table
 
 METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us", "startup_s",
@@ -191,9 +194,11 @@ def zenoh_section(results: dict, summary: dict) -> list[str]:
              "`--mware zenoh` (the same decorated method, middleware `\"zenoh\"`) against raw zenoh-python",
              "with the settings ours uses: the session configuration of `wrapyfi_like.middlewares.zenoh.settings`",
              "(peer, loopback rendezvous, multicast off, shared memory off), `BLOCK` congestion control,",
-             "`RELIABLE`; the array's bytes as payload, a msgpack header as attachment, `np.frombuffer` of",
-             "`to_bytes()` on receipt (read-only: ours hands out writable buffers, one more copy). Float32",
-             "arrays over tcp on 127.0.0.1. The three paths (ours on zenoh, raw zenoh, ours on ZeroMQ)",
+             "`RELIABLE`; the array's bytes as payload, a msgpack header as attachment, and on receipt a",
+             "writable array the receiver owns, as ours hands out (`np.frombuffer` of a `bytearray` of",
+             "`to_bytes()`: zenoh-python gives only read-only `bytes`, so writable costs one more copy on",
+             "both paths). Only the binary codec runs here: the raw path has no JSON or typed counterpart.",
+             "Float32 arrays over tcp on 127.0.0.1. The three paths (ours on zenoh, raw zenoh, ours on ZeroMQ)",
              "alternate between one pair of processes, so both ratios meet one state of the machine.", "",
              "| case | zenoh msg/s | raw zenoh msg/s | ZeroMQ msg/s | zenoh ÷ raw zenoh (throughput) | "
              "latency ratio to raw | zenoh ÷ ZeroMQ (throughput) | latency ratio to ZeroMQ | missing |",
@@ -218,6 +223,131 @@ def zenoh_section(results: dict, summary: dict) -> list[str]:
               "faster. So keep large arrays on ZeroMQ on one host or one LAN, and pick zenoh when the system",
               "outgrows one network: routers, NAT, several sites, robots on Wi-Fi (see the",
               "[zenoh guide](guide/zenoh.md))."]
+    return lines
+
+
+FANOUT_TARGET = 0.9
+"""Issue 21: fan-out to 4 and 8 listeners at 1 MB reaches at least 0.9x raw PUB/SUB's rate."""
+
+
+def fanout_ratios(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Per (fan-out case, transport): each path's rates, and ours ÷ baseline per repetition (the
+    two ran alternately in one set of processes) for throughput and latency to the last listener."""
+    runs: dict[tuple, dict[str, dict]] = {}
+    for row in rows:
+        if "error" not in row:
+            runs.setdefault((row["case"], row["transport"], row["repeat"]), {})[row["path"]] = row
+    grouped: dict[tuple[str, str], dict] = {}
+    for (case, transport, _repeat), paths in runs.items():
+        entry = grouped.setdefault((case, transport), {"size": next(iter(paths.values()))["size"], "rates": {},
+                                                       "throughput": [], "latency": [], "unsafe": [], "cpu": {},
+                                                       "missing": {}})
+        for path, row in paths.items():
+            entry["rates"].setdefault(path, []).append(row["msgs_per_s"])
+            entry["cpu"].setdefault(path, []).append((row["sender_cpu_us_per_msg"], row["listener_cpu_us_per_msg"]))
+            entry["missing"][path] = entry["missing"].get(path, 0) + row["missing"]
+        if "ours" in paths and "baseline" in paths:
+            entry["throughput"].append(paths["ours"]["msgs_per_s"] / paths["baseline"]["msgs_per_s"])
+            entry["latency"].append(paths["ours"]["latency_median_us"] / paths["baseline"]["latency_median_us"])
+        if "ours_unsafe" in paths and "baseline" in paths:
+            entry["unsafe"].append(paths["ours_unsafe"]["msgs_per_s"] / paths["baseline"]["msgs_per_s"])
+    return grouped
+
+
+def _cpu_text(entry: dict, path: str) -> str:
+    """Median CPU µs per message: the publisher process, and one listener process."""
+    values = entry["cpu"].get(path)
+    if not values:
+        return "–"
+    return f"{statistics.median(v[0] for v in values):.0f} / {statistics.median(v[1] for v in values):.0f}"
+
+
+def fanout_target_rows(results: dict) -> list[tuple[str, str, str, bool]]:
+    big = [(statistics.median(entry["throughput"]), case, transport)
+           for (case, transport), entry in fanout_ratios(results.get("fanout", [])).items()
+           if entry["size"] >= MB and entry["throughput"]]
+    if not big:
+        return []
+    worst, case, transport = min(big)
+    return [("fan-out throughput, 1 MB, 4 and 8 listeners (ours ÷ raw PUB/SUB)", f"≥ {FANOUT_TARGET}×",
+             f"{worst:.2f}× (worst: {case}, {transport})", worst >= FANOUT_TARGET)]
+
+
+def fanout_section(results: dict) -> list[str]:
+    grouped = fanout_ratios(results.get("fanout", []))
+    if not grouped:
+        return []
+    lines = ["", "## Fan-out: one publisher, N listeners", "",
+             "One sender process and N listener processes (`benchmarks/fanout.py`) carry ours and raw pyzmq",
+             "PUB/SUB (one PUB, N SUBs, the same `[msgpack header, payload]` frames sent once with",
+             "`copy=False`, high-water marks off so it never drops), alternating block by block. A message",
+             "counts when *every* listener has it: throughput is a block's messages over the time from its",
+             "first send to the last listener's last arrival; latency is to the last listener's decode.",
+             "Missing messages are counted per listener. `unsafe`: ours with `zero_copy=\"unsafe\"` in the",
+             "same run, which does not wait for libzmq to let go of the caller's buffer (the baseline never",
+             "does); CPU: µs per message of the publisher process and of one listener process (all threads).", "",
+             "Where a gap at 1 MB comes from: with the default `zero_copy=\"safe\"`, `publish` returns only once",
+             "libzmq has written the caller's buffer to every listener, so nothing is queued meanwhile (the",
+             "`unsafe` column is the rate without that wait); and each listener reads through our bounded",
+             "ZMTP intake, which costs more CPU per message than libzmq's SUB socket (CPU columns): with N",
+             "listener processes on a 2-core machine, their CPU is the limit. The publisher itself builds",
+             "the frames once and sends the same frame to every listener (one tracker wait in all).", "",
+             "| case | transport | ours msg/s | baseline msg/s | throughput ratio | unsafe ratio | latency ratio "
+             "| CPU µs ours | CPU µs baseline | missing (ours, baseline) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (case, transport), entry in sorted(grouped.items(), key=lambda item: (item[0][1], item[1]["size"], item[0][0])):
+        rates = {path: statistics.median(values) for path, values in entry["rates"].items()}
+        lines.append(f"| {case} | {transport} | {_fmt(rates.get('ours'), 0)} | {_fmt(rates.get('baseline'), 0)} | "
+                     f"{_ratio_text(entry['throughput'])} | {_ratio_text(entry['unsafe'])} | "
+                     f"{_ratio_text(entry['latency'])} | {_cpu_text(entry, 'ours')} | {_cpu_text(entry, 'baseline')} | "
+                     f"{entry['missing'].get('ours', '–')}, {entry['missing'].get('baseline', '–')} |")
+    return lines
+
+
+def discovery_section(record: Path) -> list[str]:
+    """The runs ``python -m benchmarks.discovery_scale --record`` kept (not run by ``make bench``)."""
+    if not record.exists():
+        return []
+    runs = json.loads(record.read_text())
+    lines = ["", "## Discovery at scale", "",
+             "`python -m benchmarks.discovery_scale --processes N --topics 5 --record docs/assets/benchmarks/discovery_scale.json`",
+             "(not part of `make bench`; these rows are the recorded runs, each dated): one process hosts the",
+             "directory; N forked processes (half publishers, half listeners, each topic with as many of each",
+             "as its listeners per topic)",
+             "start at once with our real agents, publishers and listeners. *ready*: each process has made",
+             "its publishers or listeners (start-up on a loaded host). *seen*: every publisher's watch",
+             "lists every listener of its topics; *delivered*: every listener has a message from every",
+             "publisher of its topics (publishers repeat every 0.25 s until a second after they see all,",
+             "then every 2 s); all from the",
+             "first fork, median and slowest. Directory: the host process's CPU (start-up: until",
+             "*delivered*; steady: share of one core afterwards), resident memory, and the syncs it served",
+             "(all agents' syncs; the listings of the whole directory, one per process 5 s after its start,",
+             "to warn of a topic without a peer, are counted apart). Limits:",
+             "[reliability](reliability.md#discovery-at-scale).", "",
+             "| run | processes | topics each | listeners per topic | connections | ready s (median / max) | seen s (median / max) "
+             "| seen after last ready s | delivered s (median / max) "
+             "| directory CPU s start-up | steady CPU | directory RSS MB | syncs/s | sync KB/s in / out "
+             "| listings (MB sent) | refused (identity, limit) | expired |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        directory = run["directory"] or {}
+
+        def spread(name: str) -> str:
+            value = run[name]
+            return "–" if value is None else f"{value['median']:.1f} / {value['max']:.1f}"
+
+        complete = (run["publishers_seeing_all"] == run["publishers"] and run["listeners_with_all"] == run["listeners"])
+        lines.append(
+            f"| {run['started'][:16]} | {run['processes']} | {run['topics_per_process']} | {run['listeners_per_topic']} | "
+            f"{run['connections']:,} | "
+            f"{spread('ready_s')} | {spread('seen_s')}{'' if complete else ' **incomplete**'} | "
+            f"{_fmt(run.get('seen_after_last_ready_s'), 1)} | {spread('delivered_s')} | "
+            f"{_fmt(run['host_cpu_start_s'])} | {_fmt((run['host_cpu_steady_share'] or 0) * 100, 1, ' %')} | "
+            f"{run['host_rss_mb']:.0f} | {_fmt(run['sync_requests_per_s'], 0)} | "
+            f"{_fmt(run['sync_bytes_in_per_s'] / 1e3, 0)} / {_fmt(run['sync_bytes_out_per_s'] / 1e3, 0)} | "
+            f"{run.get('listings', '–')} ({run.get('listing_bytes_out', 0) / 1e6:.1f}) | "
+            f"{directory.get('refused_identity', '–')}, {directory.get('refused_limit', '–')} | "
+            f"{directory.get('expired', '–')} |")
     return lines
 
 
@@ -285,10 +415,14 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {limit} | {measured} | {'yes' if met else '**no**'} |"
-              for name, limit, measured, met in target_rows(results, summary)]
+              for name, limit, measured, met in (target_rows(results, summary) + fanout_target_rows(results)
+                                                 + bench_shm.target_rows(results.get("shm"), results.get("shm_tuned")))]
     for transport in results["transports"]:
         lines += ["", f"## {transport}", "", *case_table(summary, transport, results["paths"])]
     lines += zenoh_section(results, summary)
+    lines += fanout_section(results)
+    lines += bench_shm.markdown(results.get("shm"), results.get("shm_tuned"))
+    lines += discovery_section(DISCOVERY_RECORD)
     lines += ["", "## Memory at 64 MB (extra resident memory, in payloads)", "",
               "| case | transport | path | listener, one in flight | listener, flat out | publisher |", "|---|---|---|---|---|---|"]
     for (case, transport, path_name), s in sorted(summary.items()):

@@ -26,7 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from benchmarks import bench_shm
 from benchmarks.cases import KB, MB, Case, all_cases
+from benchmarks.fanout import fanout_cases, run_fanouts
 from benchmarks.paths import wrapyfi_environment
 from benchmarks.report import write_markdown, write_plot
 from benchmarks.serializers import measure as measure_serializers
@@ -154,9 +156,9 @@ def peer_environment(workdir: str) -> dict:
 class Peer:
     """One end of a run: its process, with output kept in files so it can never block on a pipe."""
 
-    def __init__(self, role: str, spec: dict, env: dict) -> None:
+    def __init__(self, role: str, spec: dict, env: dict, module: str = "benchmarks.peer") -> None:
         self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.peer", json.dumps(spec)],
+        self.process = subprocess.Popen([sys.executable, "-m", module, json.dumps(spec)],
                                         cwd=REPO, env=env, text=True, stdout=self.out, stderr=self.err,
                                         start_new_session=True)
 
@@ -256,8 +258,10 @@ messages, which Wrapyfi's API has no way to ask for."""
 
 def zenoh_runs(case: Case, transport: str) -> bool:
     """The zenoh columns: float32 arrays of 1 KB, 1 MB and 16 MB published over tcp (zenoh picks
-    its own links; it has no ipc carrier)."""
-    return case.kind == "numpy" and case.pattern == "stream" and transport == "tcp" and case.size in (KB, MB, 16 * MB)
+    its own links; it has no ipc carrier), in the binary codec only: the raw path sends the
+    array's bytes, so ours in JSON mode or typed would not be compared like with like."""
+    return (case.kind == "numpy" and case.pattern == "stream" and transport == "tcp" and case.size in (KB, MB, 16 * MB)
+            and case.serializer == "binary" and not case.typed)
 
 
 def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats: int, quick: bool) -> list[dict]:
@@ -347,18 +351,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         paths = [path for path in paths if path in args.paths.split(",")]
     started = datetime.datetime.now(datetime.timezone.utc)
     cases = [case for case in all_cases(args.quick) if args.cases is None or args.cases in case.name]
-    if not cases:
+    fanouts = [case for case in fanout_cases(args.quick) if args.cases is None or args.cases in case.name]
+    if not cases and not fanouts:
         parser.error(f"no case name contains {args.cases!r}")
     rows = run_all(cases, paths, transports, repeats, args.quick)
+    fanout_rows = run_fanouts(fanouts, paths, transports, repeats, args.quick)
     imports = import_times(3 if args.quick else IMPORT_REPEATS)
     results = {"started": started.isoformat(timespec="seconds"), "quick": args.quick, "repeats": repeats,
-               "paths": paths, "transports": transports, "rows": rows, "import_seconds": imports,
+               "paths": paths, "transports": transports, "rows": rows, "fanout": fanout_rows, "import_seconds": imports,
                "serializers": measure_serializers(args.quick)}
+    if args.cases is None:  # carrier="shm" against raw ipc: a pair of processes of its own, not a case
+        results["shm"] = bench_shm.measure(args.quick)
+        results["shm_tuned"] = None if args.quick else bench_shm.measure(args.quick, tuned=True)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot = write_plot(results, args.output_dir / "throughput.png")
     write_markdown(results, args.markdown, plot)
-    failed = [row for row in rows if "error" in row and row["path"] != "wrapyfi"]
+    failed = [row for row in rows + fanout_rows if "error" in row and row["path"] != "wrapyfi"]
     for row in failed:
         logger.error("%s %s %s: %s", row["case"], row["transport"], row["path"], row["error"])
     return 1 if failed else 0

@@ -27,6 +27,8 @@ from wrapyfi_like.connect.formats import ValueFormat
 
 DICT_1KB = {"name": "pose", "frame": 42, "ok": True, "stamp": 1732350000.25,
             "values": [float(i) * 0.5 for i in range(100)], "label": "x" * 64}  # benchmarks/cases.py's dict
+STAMPED_1KB = {"seq": 1, "data": DICT_1KB}
+"""The message of the pub/sub ``dict`` cases (:class:`benchmarks.paths.OursSender`): nested dicts."""
 ARRAY_1MB = np.arange((1 << 20) // 4, dtype=np.float32)
 TYPED_TARGET = 1 / 1.05
 """Issue 19: a typed message costs at most 5 % more than the same message untyped."""
@@ -110,12 +112,17 @@ def measure(quick: bool = False) -> list[dict]:
     repeats, small, large = (20, 100, 2) if quick else (100, 200, 3)
     binary, json_mode = ValueFormat(), ValueFormat(serializer="json")
     json_encode, json_decode, json_both = encode_decode(json_mode, DICT_1KB)
+    stamped_body = orjson.dumps({"wrapyfi_like": 1, "value": STAMPED_1KB})
     body = orjson.dumps({"wrapyfi_like": 1, "value": DICT_1KB})
     untyped_encode, untyped_decode, untyped_both = encode_decode(binary, DICT_1KB)
     dict_steps = {"raw dumps": lambda: orjson.dumps(DICT_1KB), "raw loads": lambda: orjson.loads(body),
                   "raw both": lambda: orjson.loads(orjson.dumps(DICT_1KB)),
                   "json encode": json_encode, "json decode": json_decode, "json both": json_both,
                   "binary encode": untyped_encode, "binary decode": untyped_decode, "binary both": untyped_both}
+    stamped = dict(zip(("stamped encode", "stamped decode", "stamped both"), encode_decode(json_mode, STAMPED_1KB)))
+    dict_steps.update(stamped, **{"stamped raw dumps": lambda: orjson.dumps(STAMPED_1KB),
+                                  "stamped raw loads": lambda: orjson.loads(stamped_body),
+                                  "stamped raw both": lambda: orjson.loads(orjson.dumps(STAMPED_1KB))})
     typed_values = {"msgspec Struct": (Dict1KB, msgspec.convert(DICT_1KB, Dict1KB)),
                     "dataclass": (Dict1KBDataclass, Dict1KBDataclass(**DICT_1KB)),
                     "pydantic model": (Dict1KBModel, Dict1KBModel(**DICT_1KB)),
@@ -143,6 +150,11 @@ def measure(quick: bool = False) -> list[dict]:
          "ratio": us["raw both"] / us["json both"], "target": 0.8},
         {"name": "1 KB dict: binary mode encode / decode / both", "micros": us["binary both"],
          "detail": f"{us['binary encode']:.1f} / {us['binary decode']:.1f}"},
+        {"name": "1 KB dict in `{seq, data}` (the pub/sub cases' message): raw orjson", "micros": us["stamped raw both"],
+         "detail": f"{us['stamped raw dumps']:.1f} / {us['stamped raw loads']:.1f}"},
+        {"name": "1 KB dict in `{seq, data}`: JSON mode", "micros": us["stamped both"],
+         "detail": f"{us['stamped encode']:.1f} / {us['stamped decode']:.1f}",
+         "ratio": us["stamped raw both"] / us["stamped both"], "target": 0.8},
     ]
     for label in typed_values:
         rows.append({"name": f"1 KB typed message ({label}), binary: encode / decode / both",

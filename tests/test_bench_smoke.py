@@ -4,6 +4,7 @@ the benchmark works, on one small case."""
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,53 @@ def test_zenoh_ratios_pair_each_repetition_with_raw_zenoh_and_zeromq_of_the_same
     results = {"rows": rows, "import_seconds": {"ours": [1.0], "baseline": [1.0]}}
     (target,) = [t for t in target_rows(results, summarise(rows)) if t[0].startswith("zenoh")]
     assert target[1] == f"≥ {ZENOH_TARGET}×" and target[2].startswith("0.70× (0.50–0.90)") and target[3] is False
+
+
+@pytest.mark.timeout(120)
+def test_a_fan_out_run_delivers_every_message_to_every_listener_process_on_both_paths(tmp_path):
+    """Two listener processes, ours and raw PUB/SUB alternating: each path's rate counts a block
+    only once every listener has it, and nothing is missing on either path."""
+    from benchmarks.cases import KB
+    from benchmarks.fanout import FanoutCase, run_fanout
+
+    measured = run_fanout(FanoutCase(2, KB), ["ours", "baseline"], "tcp", True, str(tmp_path))
+    assert "error" not in measured, measured
+    for path in ("ours", "baseline"):
+        assert measured[path]["missing_per_listener"] == [0, 0], path
+        assert measured[path]["msgs_per_s"] > 0 and measured[path]["latency_median_us"] > 0
+        assert measured[path]["sender_cpu_us_per_msg"] > 0 and measured[path]["listener_cpu_us_per_msg"] > 0
+
+
+def test_fan_out_ratios_pair_each_repetition_and_judge_the_1_mb_target_by_the_worst_case():
+    from benchmarks.report import FANOUT_TARGET, fanout_section, fanout_target_rows
+
+    def row(case, size, path, repeat, rate, latency=100.0):
+        return {"case": case, "listeners": 4, "size": size, "transport": "tcp", "path": path, "repeat": repeat,
+                "msgs_per_s": rate, "latency_median_us": latency, "missing": 0,
+                "sender_cpu_us_per_msg": 10.0, "listener_cpu_us_per_msg": 5.0}
+
+    rows = [row("fan-out x4 1 MB float32", 1 << 20, "ours", 0, 90), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 0, 100),
+            row("fan-out x4 1 MB float32", 1 << 20, "ours", 1, 40), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 1, 50),
+            row("fan-out x4 1 MB float32", 1 << 20, "ours", 2, 95), row("fan-out x4 1 MB float32", 1 << 20, "baseline", 2, 100),
+            row("fan-out x4 1 KB float32", 1024, "ours", 0, 10), row("fan-out x4 1 KB float32", 1024, "baseline", 0, 100)]
+    (target,) = fanout_target_rows({"fanout": rows})
+    assert target[1] == f"≥ {FANOUT_TARGET}×" and target[2].startswith("0.90× (worst: fan-out x4 1 MB float32")
+    assert target[3] is True  # the 1 KB case's 0.10× is not part of the 1 MB target
+    section = "\n".join(fanout_section({"fanout": rows}))
+    assert "| fan-out x4 1 MB float32 | tcp | 90 | 100 | 0.90× (0.80–0.95) |" in section
+
+
+@pytest.mark.timeout(60)
+def test_discovery_at_scale_converges_for_a_few_processes():
+    """``python -m benchmarks.discovery_scale`` with 6 processes: every publisher sees every
+    listener of its topics, every listener gets a message from each of its publishers, and the
+    directory holds every node (the host's too) with nothing refused."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.discovery_scale", "--processes", "6", "--topics", "2",
+                          "--listeners-per-topic", "3", "--steady", "1", "--timeout", "40"],
+                         cwd=REPO, capture_output=True, text=True, timeout=55)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["publishers_seeing_all"] == 3 and result["listeners_with_all"] == 3
+    assert result["connections"] == 3 * 2 * 3 and result["children_failed"] == 0 and result["final_reports_missing"] == 0
+    assert result["directory"]["nodes"] >= 7 and result["directory"]["refused_limit"] == 0
+    assert result["sync_requests_per_s"] > 0 and result["host_rss_mb"] > 0

@@ -405,7 +405,9 @@ def test_the_curve_intake_reports_an_oversized_message_and_goes_on(in_thread):
 
     refusals = Refusals()
     intake = PullIntake(ZeroMQSettings.from_environment().bind_address("tcp"), LIMIT, None, refusals, NoKeys())
-    sender = push(intake.endpoint)
+    sender = zmq.Context.instance().socket(zmq.DEALER)  # what publishers' outlets are
+    sender.setsockopt(zmq.LINGER, 0)
+    sender.connect(intake.endpoint)
     try:
         sender.send_multipart([b"/topic", b"envelope", bytes(LIMIT // 2), bytes(LIMIT // 2 + 1)])
         sender.send_multipart([b"/topic", b"envelope", b"next"])

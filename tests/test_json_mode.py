@@ -264,6 +264,10 @@ class Text(str):
     pass
 
 
+class Ratio(float, enum.Enum):
+    HALF = 0.5
+
+
 @pytest.mark.parametrize("value", [
     [0.5, (1.0, 2.0)], [0.5, float("nan")], [float("inf"), 0.5], {"a": 0.5, "b": float("-inf")}, [1, 2, 2 ** 64],
     [0.5, np.float64(1.5)], [0.5, np.float32(1.5)], {"k": [1.5, 2.5], "t": ("x",)}, [[0.5], {"__wrapyfi__": 1}],
@@ -288,9 +292,11 @@ def exact(a, b):
     return repr(a) == repr(b)
 
 
-@pytest.mark.parametrize("value", [[0.5, Level.LOW], {"a": Level.LOW}, [Level.LOW], {Text("k"): 1}, [Text("s")]])
+@pytest.mark.parametrize("value", [[0.5, Level.LOW], {"a": Level.LOW}, [Level.LOW], {Text("k"): 1}, [Text("s")],
+                                   [0.5, Ratio.HALF], [Ratio.HALF, 0.5], {"r": Ratio.HALF}])
 def test_enums_and_subclasses_are_refused_in_json_mode_as_in_binary_mode(value):
-    """orjson would write an IntEnum as its number and a str subclass as a str: both modes refuse them."""
+    """orjson would write an IntEnum (or a float Enum, also a float) as its number and a str
+    subclass as a str: both modes refuse them."""
     for codec in (JSON, BINARY):
         with pytest.raises(EncodeError):
             codec.encode(value)
@@ -300,3 +306,27 @@ def test_a_plain_value_is_sent_as_orjson_writes_it():
     value = {"name": "pose", "frame": 42, "ok": True, "stamp": 0.25, "values": [0.5, 1.5], "none": None}
     assert JSON.encode(value) == [body(value)]
     assert BINARY.decode([body(value)]) == value
+
+
+def test_a_plain_body_with_nested_dicts_is_returned_as_orjson_parsed_it(monkeypatch):
+    """No ``__wrapyfi__`` or ``data_b64`` in a body without escapes: no dict in it can be a marker
+    or an array however deep dicts nest, so the receiver skips the marker walk."""
+    from wrapyfi_like.encoding import json_mode
+
+    value = {"seq": 7, "data": {"name": "pose", "values": [0.5, 1.5], "inner": {"ok": True, "none": None}}}
+    (sent,) = JSON.encode(value)
+    monkeypatch.setattr(json_mode._Decoder, "rebuild", lambda *args: pytest.fail("the marker walk ran"))
+    assert BINARY.decode([sent]) == value
+
+
+@pytest.mark.parametrize("key", [r"\u005f_wrapyfi__", r"data\u005fb64"])
+def test_a_marker_key_written_with_escapes_is_still_a_marker(key):
+    """Another JSON writer may escape any character of a key: a body with a backslash takes the
+    marker walk, so what it says still decodes to what it means."""
+    inner = '["tuple", [1, 2]]' if "wrapyfi" in key else '"AACAPw==", "shape": [1], "dtype": "<f4"'
+    body = f'{{"wrapyfi_like": 1, "value": {{"a": {{"{key}": {inner}}}, "b": {{}}}}}}'.encode()
+    received = BINARY.decode([body])
+    if "wrapyfi" in key:
+        assert received == {"a": (1, 2), "b": {}}
+    else:
+        assert type(received["a"]) is np.ndarray and received["a"].tolist() == [1.0] and received["b"] == {}

@@ -60,3 +60,41 @@ def test_safe_mode_sends_large_buffers_tracked_and_copies_only_for_drop_and_late
     assert len(trackers) == 1 and body[0] is header and body[2].nbytes == 10
     copied, none = _copied([header, memoryview(array)])
     assert none == [] and type(copied[1]) is bytes and copied[1] == array.tobytes()
+
+
+def test_unsafe_fan_out_delivers_every_large_message_whole_to_every_listener(topic):
+    """With ``zero_copy="unsafe"`` a large buffer is wrapped once and that one frame is sent to
+    every listener (libzmq shares its buffer); each listener still gets each message whole."""
+    import time
+
+    from wrapyfi_like.middlewares.zeromq import ListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import _shared
+
+    array = np.arange(1 << 20, dtype=np.uint8)
+    body, trackers = _shared([b"header", memoryview(array), memoryview(array[:10])])
+    assert trackers == [] and type(body[1]).__name__ == "Frame" and type(body[2]) is memoryview
+
+    listeners = [ListenerTransport(topic) for _ in range(3)]
+    publisher = ZeroMQPublisherTransport(topic, should_wait=True, zero_copy="unsafe")
+    try:
+        warmed, deadline = set(), time.monotonic() + 20
+        while len(warmed) < len(listeners) and time.monotonic() < deadline:  # every connection complete
+            publisher.send([b"\x93\x01\x00\xc0"])
+            warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
+        assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+        payloads = [np.full(1 << 20, number, np.uint8) for number in range(1, 6)]
+        for payload in payloads:
+            publisher.send([b"large", payload])
+        for listener in listeners:
+            received = []
+            while len(received) < len(payloads):
+                frames = listener.recv(10.0)
+                assert frames is not None, f"a listener got {len(received)} of {len(payloads)} large messages"
+                if bytes(frames[0]) == b"large":
+                    received.append(np.frombuffer(frames[1], np.uint8))
+            for payload, got in zip(payloads, received):
+                np.testing.assert_array_equal(got, payload)
+    finally:
+        publisher.close()
+        for listener in listeners:
+            listener.close()

@@ -12,8 +12,8 @@ from pandas.testing import assert_frame_equal, assert_series_equal  # noqa: E402
 
 from wrapyfi_like.encoding import Codec  # noqa: E402
 from wrapyfi_like.plugins import pandas_data  # noqa: E402
-from wrapyfi_like.plugins.arrow_ipc import read_stream  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, round_trip  # noqa: E402
+from wrapyfi_like.testing.conformance import wire_copy  # noqa: E402
 
 
 def _all_dtypes(rows=4):
@@ -115,31 +115,124 @@ class TestSeriesConformance(PluginConformance):
         return pd.Series(np.arange(20)[::3])
 
 
-@pytest.mark.parametrize("frame, plain", [
-    (pd.DataFrame({"a": [1.0, 2.0], "t": pd.to_datetime(["2024-01-01", "2024-01-02"])}), True),
-    (pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index([3, 4])), False),
-    (pd.DataFrame({"a": [1.0, 2.0], "o": pd.Series(["x", "y"], dtype=object)}), False),
-    (pd.DataFrame({"a": [1.0, 2.0], "i": pd.array([1, None], dtype="Int64")}), False),
-    (pd.DataFrame(index=pd.RangeIndex(2)), False),
+def _fields(obj):
+    plugin = pandas_data.PandasSeries() if isinstance(obj, pd.Series) else pandas_data.PandasDataFrame()
+    _, encoded = plugin.encode(obj)
+    return plugin, encoded["__wrapyfi__"]
+
+
+def _one_dtype_inserted_column_by_column():
+    frame = pd.DataFrame(index=pd.RangeIndex(3))
+    for name in "abc":
+        frame[name] = np.arange(3.0)
+    return frame
+
+
+@pytest.mark.parametrize("frame, block_dtypes, has_stream", [
+    (pd.DataFrame(np.arange(40000.0).reshape(200, 200), columns=[f"c{i}" for i in range(200)]), ["float64"], False),
+    (_one_dtype_inserted_column_by_column(), ["float64"], False),
+    (pd.DataFrame({"a": [1.0, 2.0], "i": [1, 2], "b": [3.0, 4.0], "t": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+                   "z": np.array([1j, 2], dtype=np.complex64)}), ["float64", "int64", "datetime64[us]", "complex64"],
+     False),
+    (pd.DataFrame({"a": [1.0, 2.0]}, index=pd.Index([3, 4])), ["float64"], True),
+    (pd.DataFrame({"a": [1.0, 2.0], "o": pd.Series(["x", "y"], dtype=object)}), ["float64"], True),
+    (pd.DataFrame({"a": [1.0, 2.0], "i": pd.array([1, None], dtype="Int64")}), ["float64"], True),
+    (pd.DataFrame({"big_endian": np.array([1.0, 2.0], dtype=">f8")}), [">f8"], False),
+    (pd.DataFrame(index=pd.RangeIndex(2)), [], False),
 ])
-def test_only_columns_arrow_maps_back_exactly_skip_the_pandas_metadata(frame, plain):
-    _, encoded = pandas_data.PandasDataFrame().encode(frame)
-    _, stream, layout = encoded["__wrapyfi__"]
-    schema, _ = read_stream(stream)
-    assert (layout["rows"] is not None, schema.pandas_metadata is None) == (plain, plain)
+def test_numpy_columns_travel_as_one_raw_block_per_dtype(frame, block_dtypes, has_stream):
+    """Numpy columns need no Arrow conversion: one 2-D buffer per dtype; only the other columns
+    and a non-range index make an Arrow stream."""
+    _, (_, layout, blocks, stream) = _fields(frame)
+    assert [str(block.dtype) for block in blocks] == block_dtypes
+    assert (stream is not None) == has_stream
+    assert sorted(p for positions in layout["blocks"] for p in positions) == [
+        i for i, dtype in enumerate(frame.dtypes) if str(dtype) in block_dtypes]
     assert_frame_equal(round_trip(Codec(), frame), frame)
 
 
-def test_row_range_that_does_not_fit_the_data_is_refused():
+def test_a_one_dtype_frame_is_sent_without_a_copy_and_received_in_place():
+    frame = pd.DataFrame(np.arange(40000.0).reshape(200, 200), columns=[f"c{i}" for i in range(200)])
+    _, (_, _, blocks, _) = _fields(frame)
+    assert np.shares_memory(blocks[0], frame.to_numpy())
+    codec = Codec()
+    wire = wire_copy(codec.encode(frame))
+    received = codec.decode(wire)
+    assert_frame_equal(received, frame)
+    assert any(np.shares_memory(received.to_numpy(), np.frombuffer(buffer, dtype=np.uint8)) for buffer in wire[1:])
+
+
+def test_frame_received_from_read_only_buffers_is_writable():
+    """A transport may hand over read-only frames (bytes); the blocks are then copied once."""
+    codec = Codec()
+    frame = pd.DataFrame({"a": [1.0, 2.0], "i": [1, 2]})
+    received = codec.decode([bytes(memoryview(part).cast("B")) for part in codec.encode(frame)])
+    received.loc[0, "a"] = 9.0
+    received.loc[1, "i"] = 7
+    assert received["a"].tolist() == [9.0, 2.0] and received["i"].tolist() == [1, 7]
+
+
+def _hostile(frame, **changes):
+    plugin, (codec_id, layout, blocks, stream) = _fields(frame)
+    fields = {"layout": dict(layout), "arrays": list(blocks), "stream": stream}
+    for key, value in changes.items():
+        if key in fields:
+            fields[key] = value
+        else:
+            fields["layout"][key] = value
+    return plugin, (codec_id, fields["layout"], fields["arrays"], fields["stream"])
+
+
+_PLAIN = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "i": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"blocks": [[0, 1], [1]]}, "same column"),
+    ({"blocks": [[0, 0], [2]]}, "same column"),
+    ({"blocks": [[0, 1], [3]]}, "columns of the 3"),
+    ({"blocks": [[0, 1], [2, 3]]}, "blocks hold 4 columns and the stream 0, the layout names 3"),
+    ({"columns": {"range": [0, 2**62, 1], "name": None}}, "the layout names 4611686018427387904"),
+    ({"blocks": [[0, -1], [2]]}, "columns of the 3"),
+    ({"blocks": [[0, True], [2]]}, "lists of ints"),
+    ({"blocks": [[0, 2**70], [2]]}, "columns of the 3"),
+    ({"blocks": [[], [2]]}, "lists of ints"),
+    ({"blocks": [[0, 1], "2"]}, "lists of ints"),
+    ({"blocks": [[0, 1]]}, "one list of positions per block"),
+    ({"blocks": [[0], [1, 2]]}, r"\(1, 3\) array"),
+    ({"rows": {"range": [0, 2**62, 1], "name": None}}, r"array"),
+    ({"rows": {"range": [0, 4, 1], "name": None}}, r"\(2, 4\) array"),
+    ({"arrays": [np.zeros((2, 3), dtype="datetime64[D]"), np.zeros((1, 3), dtype=np.int64)]}, "datetime64"),
+    ({"arrays": [np.zeros((2, 3), dtype="S2"), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
+    ({"arrays": [np.zeros(6), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
+    ({"arrays": [np.zeros((2, 3), dtype=">M8[us]"), np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
+    ({"arrays": [[1.0, 2.0], np.zeros((1, 3), dtype=np.int64)]}, "numpy number"),
+    ({"columns": {"range": [0, 4, 1], "name": None}}, "the stream 0, the layout names 4"),
+    ({"rows": None}, "without a row range"),
+])
+def test_hostile_layouts_are_decode_errors(changes, message):
+    """A header that does not fit its buffers is refused before pandas sees it (issue 16)."""
     from wrapyfi_like.exceptions import DecodeError
 
-    plugin = pandas_data.PandasDataFrame()
-    _, encoded = plugin.encode(pd.DataFrame({"a": [1.0, 2.0]}))
-    codec_id, stream, layout = encoded["__wrapyfi__"]
-    for rows in ({"range": [0, 3, 1], "name": None}, {"levels": [[0, 1]], "dtypes": ["int64"], "names": [None],
-                                                      "multi": False}):
-        with pytest.raises(DecodeError, match="rows"):
-            plugin.decode(codec_id, (codec_id, stream, {**layout, "rows": rows}))
+    plugin, fields = _hostile(_PLAIN, **changes)
+    with pytest.raises(DecodeError, match=message):
+        plugin.decode(fields[0], fields)
+
+
+def test_old_three_field_payload_is_a_decode_error():
+    from wrapyfi_like.exceptions import DecodeError
+
+    plugin, fields = _fields(_PLAIN)
+    with pytest.raises(DecodeError, match="4 fields, got 3"):
+        plugin.decode(fields[0], fields[:3])
+
+
+def test_stream_rows_must_match_the_row_range():
+    from wrapyfi_like.exceptions import DecodeError
+
+    frame = pd.DataFrame({"o": pd.Series(["x", "y"], dtype=object)})
+    plugin, fields = _hostile(frame, rows={"range": [0, 3, 1], "name": None})
+    with pytest.raises(DecodeError, match="rows"):
+        plugin.decode(fields[0], fields)
 
 
 def test_caller_frame_is_not_modified():

@@ -141,13 +141,33 @@ def test_a_decorated_method_publishes_a_loaned_array_as_its_return(topic, prefix
 
 
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
+    """In lock-step, in one process: the listener never lags, so every message goes through
+    shared memory (between processes a busy listener can be more than BUFFER samples behind,
+    since ZeroMQ's queue limits do not count small messages in socket buffers, and some messages
+    then come as frames, by design)."""
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
     count = shm.BORROWED + 4
-    got, listened, published = run_pair(topic, prefix, count, MB, listen=("--hold", str(count)))
-    assert all(event["exact"] for event in got)
-    assert [event["writeable"] for event in got[:shm.BORROWED - 2]] == [False] * (shm.BORROWED - 2)
-    assert all(event["writeable"] for event in got[shm.BORROWED:])  # copied out: owned by the user
-    assert listened["held_unchanged"]
-    assert listened["stats"]["shm_received"] == count and listened["stats"]["missed"] == 0
+    listener = Listener("Shm", topic, carrier="shm")
+    publisher = Publisher("Shm", topic, carrier="shm", wait_timeout=20)
+    try:
+        held = []
+        for seq in range(count):
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+            message = listener.listen()
+            assert message["seq"] == seq and np.array_equal(message["a"], payload(seq, MB))
+            held.append(message["a"])
+        assert [array.flags.writeable for array in held[:shm.BORROWED - 2]] == [False] * (shm.BORROWED - 2)
+        assert all(array.flags.writeable for array in held[shm.BORROWED:])  # copied out: owned by the user
+        assert all(np.array_equal(array, payload(seq, MB)) for seq, array in enumerate(held))  # unchanged
+        assert listener.stats()["shm_received"] == count and listener.stats()["missed"] == 0
+        assert publisher.stats()["shm_sent"] == count and publisher.stats()["shm_fallback"] == 0
+    finally:
+        publisher.close()
+        listener.close()
 
 
 def test_a_listener_that_cannot_use_shared_memory_gets_frames(topic, prefix):
@@ -291,3 +311,65 @@ def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, pref
     finally:
         publisher.close()
         listener.close()
+
+
+def test_the_shm_benchmark_pairs_each_round_and_judges_issue_21s_targets():
+    """``make bench``'s shared-memory rows: a ratio is taken within a round (ours and raw ran back
+    to back), and each target is judged by its limit."""
+    from benchmarks import bench_shm
+
+    blocks = [block for block in bench_shm.plan(quick=True) if block[2] != "warmup"]
+    firsts = [path for size, path, mode, count, round_ in blocks if mode == "latency" and path != "shm_loan"][::2]
+    assert firsts[:2] == ["shm", "zmq_ipc"]  # the order alternates between rounds
+    results = []
+    for round_, (ours, raw) in enumerate([(10.0, 4.0), (9.0, 3.0), (6.0, 3.0)]):  # 2.5×, 3×, 2×
+        for size in bench_shm.SIZES:
+            results += [(size, "shm", "throughput", round_, ours), (size, "zmq_ipc", "throughput", round_, raw),
+                        (size, "shm", "latency", round_, 30.0 + round_), (size, "zmq_ipc", "latency", round_, 100.0),
+                        (size, "shm_loan", "latency", round_, 90.0)]
+    rows = bench_shm.summarize(results)
+    throughput = rows[1]["throughput_gbs"]
+    assert (throughput["ratio"], throughput["low"], throughput["high"]) == pytest.approx((2.5, 2.0, 3.0))
+    run = {"rounds": 3, "rows": rows, "publisher": {"shm_sent": 5, "shm_fallback": 1}, "listener": {"missed": 0},
+           "listener_extra_payloads": {"shm": 0.02, "zmq_ipc": 1.0}}
+    met = [met for name, limit, measured, met in bench_shm.target_rows(run)]
+    assert met == [True, False, True, True, True]  # 16 MB ≥ 2.5×, 64 MB < 4×, 0.31× latency, 90 µs, 0.02
+    run["listener_extra_payloads"]["shm"] = 0.5
+    assert not bench_shm.target_rows(run)[-1][3]
+    section = "\n".join(bench_shm.markdown(run))
+    assert '## Shared memory (carrier="shm")' in section and "| 16 MB | default |" in section
+    assert bench_shm.target_rows(None) == [] and bench_shm.markdown(None) == []
+
+
+def test_fan_out_gives_each_local_listener_a_sample_of_its_own(topic, prefix):
+    """The documented limit: with N shared-memory listeners the publisher copies N times (one
+    sample in each listener's inbox), and each listener gets a read-only view of its own."""
+    import time
+
+    import zmq
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listeners = [Listener("Fan", topic, carrier="shm") for _ in range(2)]
+    publisher = Publisher("Fan", topic, carrier="shm", wait_timeout=10)
+    try:
+        watch = publisher._transport._watch  # wait on discovery's notice until both are listed
+        poller = zmq.Poller()
+        poller.register(watch.fileno(), zmq.POLLIN)
+        deadline = time.monotonic() + 20
+        while len(watch.endpoints) < 2:
+            assert time.monotonic() < deadline, "the publisher never listed both listeners"
+            poller.poll(200)
+            watch.consume()
+        publisher.publish(np.full(MB, 7, np.uint8))
+        arrays = [listener.listen() for listener in listeners]
+        assert all((array == 7).all() and not array.flags.writeable for array in arrays)
+        addresses = {array.__array_interface__["data"][0] for array in arrays}
+        assert len(addresses) == 2  # two samples: one copy per listener
+        stats = publisher.stats()
+        assert stats["shm_sent"] == 2 and stats["shm_outlets"] == 2 and stats["sent"] == 1
+    finally:
+        publisher.close()
+        for listener in listeners:
+            listener.close()

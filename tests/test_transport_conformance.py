@@ -260,7 +260,7 @@ def test_the_in_memory_bus_and_the_discovery_agent_are_sessions():
 
 
 def test_every_counter_belongs_to_a_kind_and_every_kind_counter_is_defined():
-    kinds = {*base.PUBLISHER_COUNTERS, *base.LISTENER_COUNTERS, *base.SERVER_COUNTERS, *base.CLIENT_COUNTERS}
+    kinds = {*base.PUBLISHER_COUNTERS, *base.ACKED_PUBLISHER_COUNTERS, *base.LISTENER_COUNTERS, *base.SERVER_COUNTERS, *base.CLIENT_COUNTERS}
     assert kinds == set(base.COUNTERS) and set(base.PER_PUBLISHER_COUNTERS) <= kinds
 
 

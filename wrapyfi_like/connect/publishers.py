@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any, Iterator, Optional, Sequence
 
@@ -93,7 +94,7 @@ class Publisher:
         block: its memory belongs to the listeners then.
         """
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(math.prod(shape)) * dtype.itemsize  # math.prod: np.prod cost 5 µs per loan
         loan = getattr(self._transport, "loan", None)
         if loan is None:
             array = np.empty(shape, dtype)
@@ -107,10 +108,12 @@ class Publisher:
             array.flags.writeable = False
 
     def stats(self) -> dict[str, int]:
-        """Counts since this publisher was built; with ``carrier="shm"`` also the transport's
-        ``shm_*`` counts (which path the listeners got)."""
+        """Counts since this publisher was built; with zeromq also ``unconfirmed`` (sent to a
+        listener whose connection dropped before it acked them), with ``carrier="shm"`` also the
+        transport's ``shm_*`` counts (which path the listeners got)."""
         statistics = getattr(self._transport, "statistics", None)
-        shm = {name: count for name, count in (statistics() if statistics else {}).items() if name.startswith("shm")}
+        shm = {name: count for name, count in (statistics() if statistics else {}).items()
+               if name.startswith("shm") or name == "unconfirmed"}
         return {"sent": self.sent, "received": 0, "dropped": self.dropped, "malformed": 0,
                 "missed": 0, "duplicate": 0, "incomplete": 0, **shm}
 

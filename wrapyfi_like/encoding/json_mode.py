@@ -16,8 +16,8 @@ every value binary mode round-trips exactly also round-trips exactly here (docs/
 
 Most messages are plain JSON already (dicts of numbers, strings and lists of them): those cost one
 orjson call each way. The sender's :func:`_is_plain` looks at each container once, at C speed
-where it can, and the receiver counts the body's braces to know no dict in it can be a marker;
-anything else takes the marker walk.
+where it can, and the receiver counts the body's braces, or looks for the words ``__wrapyfi__``
+and ``data_b64`` in it, to know no dict in it can be a marker; anything else takes the marker walk.
 
 Decoding treats every byte as untrusted: the document nests at most :data:`MAX_JSON_DEPTH`
 containers (checked by orjson before our walk: 1024, then by the walk), every marker's layout,
@@ -53,6 +53,7 @@ MAX_JSON_DEPTH = 254
 nest: orjson serialises at most 255 levels, and the body's own object is one of them."""
 MARKER = "__wrapyfi__"
 ARRAY_KEYS = frozenset({"data_b64", "shape", "dtype"})
+_MARKER_KEY, _ARRAY_KEY = MARKER.encode(), b"data_b64"
 MARKERS = ("tuple", "set", "frozenset", "int", "float", "complex", "bytes", "bytearray", "memoryview",
            "numpy.scalar", "datetime", "date", "time", "timedelta", "dict", "plugin")
 """Every marker name of version 1 (docs/wire.md, "JSON body")."""
@@ -63,6 +64,7 @@ _STR = frozenset({str})
 _FLOATS = frozenset({float})
 _AS_IS = frozenset({str, bool, type(None), int})
 """Leaves orjson writes exactly as they are (it refuses the ints out of 64-bit range)."""
+_AS_IS_OR_FLOAT = _AS_IS | {float}
 _CONTAINERS = frozenset({dict, list})
 _PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 """orjson refuses subclasses of str, int, list and dict (and str subclass keys), as the walk does."""
@@ -126,14 +128,11 @@ def _is_plain(value: Any, depth: int) -> bool:
         if not value:
             return True
         first = type(value[0])
-        if first is float:  # the common list of floats: exact floats, all finite, in one pass
-            try:
-                if math.isfinite(math.fsum(map(float.conjugate, value))):
-                    return True
-            except (TypeError, OverflowError, ValueError):  # not all floats, or an overflowing sum
-                pass
-        elif first in _AS_IS and operator.countOf(map(type, value), first) == len(value):
-            return True
+        if first in _AS_IS_OR_FLOAT and operator.countOf(map(type, value), first) == len(value):
+            # The common list of one type, its types counted exactly: a float Enum member is a
+            # float too, and orjson would write it as its number. Floats must all be finite:
+            # their sum is, unless one is NaN or infinite (or the sum overflows: then markers).
+            return first is not float or math.isfinite(sum(value))
         items: Any = value
     elif kind is dict:
         if MARKER in value or (len(value) == 3 and value.keys() == ARRAY_KEYS):
@@ -156,13 +155,19 @@ def _is_plain(value: Any, depth: int) -> bool:
 def _holds_no_marker(body: bytes, value: Any) -> bool:
     """Whether a received ``value`` is final as orjson parsed it: no container too deep (each
     ``[`` and ``{`` may be one, the body's own ``{`` too) and no dict that may be a marker or an
-    array (only the body's own ``{`` and the value itself, when it is a dict, checked here)."""
+    array. A marker's dict has the key ``__wrapyfi__`` and an array's the key ``data_b64``; in a
+    body without a backslash every string is written as itself, so a body holding neither word
+    holds neither dict, however deep its dicts nest (the common ``{"seq": …, "data": {…}}``:
+    three C scans of the body instead of the marker walk, 0.5 µs instead of 4 for 1 KB)."""
+    is_dict = type(value) is dict
+    if is_dict and (MARKER in value or (len(value) == 3 and value.keys() == ARRAY_KEYS)):
+        return False  # found before scanning the body: an array's is 1.3 MB a MB
     objects = body.count(b"{")
-    if objects > 2 or objects + body.count(b"[") > MAX_JSON_DEPTH + 1:
+    if objects + body.count(b"[") > MAX_JSON_DEPTH + 1:
         return False
-    if type(value) is dict:
-        return MARKER not in value and not (len(value) == 3 and value.keys() == ARRAY_KEYS)
-    return objects == 1
+    if objects <= 2:  # the body's own dict and the value, checked above
+        return is_dict or objects == 1
+    return b"\\" not in body and _MARKER_KEY not in body and _ARRAY_KEY not in body
 
 
 def _marker(name: str, *fields: Any) -> dict:

@@ -59,9 +59,14 @@ COUNTERS: dict[str, str] = {
     "remote_errors": "a client's requests answered with an error (raised as RemoteError)",
     "timeouts": "a client's requests that raised WaitTimeout",
     "stale": "replies a client threw away: late (to a request that had timed out) or not its own",
+    "unconfirmed": "messages a publisher sent over a connection that dropped before its listener "
+                   "acked delivering them: an upper bound of what that listener lost (engines "
+                   "with an ack back-channel: zeromq)",
 }
 """Every counter a transport may report, with its one meaning."""
 PUBLISHER_COUNTERS = ("sent", "dropped")
+ACKED_PUBLISHER_COUNTERS = ("unconfirmed",)
+"""Publisher counters of engines whose listeners ack what they delivered (zeromq)."""
 LISTENER_COUNTERS = ("received", "missed", "duplicate", "malformed", "dropped")
 PER_PUBLISHER_COUNTERS = ("received", "missed", "duplicate", "dropped")
 """The counters of each publisher a listener hears (``per_publisher()``)."""
@@ -86,8 +91,8 @@ Ticket = Any
 """Where a received request came from; opaque to everyone but the server transport that made it."""
 
 __all__ = [
-    "COUNTERS", "PUBLISHER_COUNTERS", "LISTENER_COUNTERS", "PER_PUBLISHER_COUNTERS", "SERVER_COUNTERS",
-    "CLIENT_COUNTERS", "TRANSPORT_ERRORS", "CARRIERS",
+    "COUNTERS", "PUBLISHER_COUNTERS", "ACKED_PUBLISHER_COUNTERS", "LISTENER_COUNTERS",
+    "PER_PUBLISHER_COUNTERS", "SERVER_COUNTERS", "CLIENT_COUNTERS", "TRANSPORT_ERRORS", "CARRIERS",
     "Session", "PublisherTransport", "ListenerTransport", "ServerTransport", "ClientTransport", "Ticket",
     "with_session", "check_carrier", "map_exceptions", "Envelope", "Group",
 ]

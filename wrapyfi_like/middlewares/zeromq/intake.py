@@ -5,8 +5,9 @@ libzmq applies ``ZMQ_MAXMSGSIZE`` per *frame* and buffers a whole multipart mess
 application sees its first frame, so any peer that can connect to a PULL socket could make it
 hold gigabytes (six 300 MB frames of a message that never ends). libzmq has no per-message or
 frame-count limit, so a listener does not let libzmq parse what peers send: :class:`ZmtpIntake`
-accepts our publishers' unchanged libzmq PUSH sockets over plain TCP or ipc sockets, speaking the
-small part of ZMTP in :mod:`.zmtp`, and checks every frame's size *before* reading it:
+accepts our publishers' unchanged libzmq DEALER sockets (and PUSH sockets) over plain TCP or ipc
+sockets, speaking the small part of ZMTP in :mod:`.zmtp`, and checks every frame's size *before*
+reading it:
 
 - a message whose codec frames (everything after topic and envelope) would exceed
   ``max_message_size`` bytes, or that would have more than :data:`MAX_MESSAGE_FRAMES` frames, is
@@ -19,8 +20,13 @@ small part of ZMTP in :mod:`.zmtp`, and checks every frame's size *before* readi
   TCP backpressure reaches the publisher; the same happens to every connection while
   ``queue_depth`` messages wait;
 - at most :data:`MAX_CONNECTIONS` peers at once; a peer that does not finish its handshake within
-  :data:`HANDSHAKE_TIMEOUT` seconds is dropped; one that is not a ZMTP 3 PUSH socket with the NULL
-  mechanism, or breaks the grammar, is dropped and logged.
+  :data:`HANDSHAKE_TIMEOUT` seconds is dropped; one that is not a ZMTP 3 DEALER or PUSH socket
+  with the NULL mechanism, or breaks the grammar, is dropped and logged.
+
+To a DEALER peer (a publisher's outlet) the intake writes acks back (:mod:`.acks`): the listener
+tells :meth:`ZmtpIntake.delivered` each message it hands to its user, and the reading thread acks
+them, per connection, every :data:`~.acks.ACK_EVERY` messages and within
+:data:`~.acks.ACK_INTERVAL` seconds, so the publisher can count what a dead connection lost.
 
 So what peers make an intake hold is at most ``max_message_size`` plus :data:`READ_SIZE` per
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
@@ -48,7 +54,7 @@ import numpy
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
 from wrapyfi_like.logs import RateLimitedLog, truncate
-from wrapyfi_like.middlewares.zeromq import connections, zmtp
+from wrapyfi_like.middlewares.zeromq import acks, connections, zmtp
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
@@ -68,6 +74,7 @@ HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
 DEFAULT_QUEUE_DEPTH = 1000
 """Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
 _LONG_SIZE = struct.Struct(">Q")
+_OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
 
 Refused = Callable[[str, str], None]
@@ -80,7 +87,7 @@ class _Connection:
 
     __slots__ = ("sock", "peer", "buffer", "view", "start", "end", "greeted", "ready", "deadline",
                  "frames", "size", "refusing", "discard", "big", "big_filled", "big_more",
-                 "queued", "over_budget")
+                 "queued", "over_budget", "acks", "first", "delivered", "acked", "unsent", "settled")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -99,16 +106,20 @@ class _Connection:
         self.big_more = False
         self.queued = 0  # codec bytes of this connection's messages waiting in the intake
         self.over_budget = False  # not read until the listener takes some of its messages
+        self.acks = False  # the peer reads acks (a DEALER)
+        self.first = 0  # the first sequence number the listener delivered from this connection
+        self.delivered = 0  # the latest one (written by the listener's thread)
+        self.acked = 0  # the latest one acked
+        self.unsent = b""  # the end of a frame the socket had no room for: goes out first
+        self.settled = False  # at the last ack tick: nothing queued, everything delivered acked
 
 
 class ZmtpIntake:
     """Binds ``address`` (``tcp://host:port`` with ``*`` for any port, or ``ipc:///path``) and
-    queues the messages of PUSH peers, as lists of writable memoryviews (one per frame)."""
+    queues the messages of DEALER (and PUSH) peers, as lists of writable memoryviews (one per frame)."""
 
-    peer_type = b"PUSH"
-    """The ZMTP socket type a peer must announce in its READY."""
-    socket_type = b"PULL"
-    """The ZMTP socket type this intake answers as."""
+    peer_types: tuple[bytes, ...] = (b"DEALER", b"PUSH")
+    """The ZMTP socket types a peer may announce in its READY (we answer as ``ROUTER`` or ``PULL``)."""
     head_frames = 2
     """Leading frames of a message that are the transport's own (topic, envelope): each bounded
     by :data:`MAX_HEAD_FRAME`, not counted in ``max_message_size``."""
@@ -133,6 +144,11 @@ class ZmtpIntake:
         self._full = False  # more than queue_depth messages wait: no connection is read
         self._closed = False
         self._connections: dict[int, _Connection] = {}
+        self.source: Optional[_Connection] = None
+        """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
+        self._owing: set[_Connection] = set()  # queued or unacked messages: ack ticks run
+        self._write_lock = threading.Lock()  # writes to connections, and closing them
+        self._ack_at = 0.0  # when acks are due next (monotonic)
         self._handshaking: set[_Connection] = set()
         self._stalled: set[_Connection] = set()  # stopped parsing with bytes left in their buffer
         self._wakeup = Wakeup()  # the listener's thread wakes the reading thread: room again, or closed
@@ -158,6 +174,7 @@ class ZmtpIntake:
                     raise ClosedError(f"listener on {self.endpoint} is closed")
                 if self._queue:
                     connection, size, frames = self._queue.popleft()
+                    self.source = connection
                     connection.queued -= size
                     resume = self._full and len(self._queue) <= self._resume_at
                     if resume:
@@ -179,6 +196,20 @@ class ZmtpIntake:
         if wake:
             self._wakeup.set()
         return frames
+
+    def delivered(self, source: _Connection, seq: int) -> None:
+        """The listener handed message ``seq`` from ``source`` (a :attr:`source`) to its user.
+
+        Costs two stores and a comparison. Every :data:`~.acks.ACK_EVERY` messages this thread
+        writes the ack itself (the reading thread may wait for the GIL for milliseconds, in
+        which a fast listener delivers hundreds); the rest the reading thread acks on its
+        :data:`~.acks.ACK_INTERVAL` ticks, which run while ``source`` has messages queued or
+        unacked (it never needs waking for them: a message queued it)."""
+        if not source.first:
+            source.first = seq
+        source.delivered = seq
+        if seq - source.acked >= acks.ACK_EVERY and source.acks:
+            self._ack(source)
 
     def queued(self) -> int:
         """Messages waiting to be received."""
@@ -215,6 +246,8 @@ class ZmtpIntake:
                     elif not self._full and key.data.sock.fileno() >= 0:
                         self._read(key.data)
                 self._expire_handshakes()
+                if self._owing:
+                    self._acknowledge()
         except Exception:  # a bug here must not leave the listener waiting forever in silence
             logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
         finally:
@@ -226,8 +259,64 @@ class ZmtpIntake:
 
     def _until_next_deadline(self) -> Optional[float]:
         if not self._handshaking:  # the usual case, on the path of every message
-            return None
-        return max(0.0, min(c.deadline for c in self._handshaking) - time.monotonic())
+            return max(0.0, self._ack_at - time.monotonic()) if self._owing else None
+        deadline = min(c.deadline for c in self._handshaking)
+        if self._owing:
+            deadline = min(deadline, self._ack_at)
+        return max(0.0, deadline - time.monotonic())
+
+    def _acknowledge(self) -> None:
+        """Ack, per connection, what the listener delivered, when :data:`~.acks.ACK_INTERVAL` is up.
+
+        A connection leaves ``_owing`` after two ticks in a row found nothing of it queued and
+        everything it delivered acked: the listener's thread takes a message from the queue a
+        moment before it records the delivery, and one tick could fall in between."""
+        now = time.monotonic()
+        if now < self._ack_at:
+            return
+        self._ack_at = now + acks.ACK_INTERVAL
+        for c in list(self._owing):
+            if c.acks:
+                self._ack(c)
+            else:
+                with self._write_lock:
+                    self._write(c, b"")  # the rest of a pong
+            settled = not c.queued and (c.delivered == c.acked or not c.acks) and not c.unsent
+            if settled and c.settled or c.sock.fileno() < 0:
+                self._owing.discard(c)
+                c.settled = False
+            else:
+                c.settled = settled
+
+    def _ack(self, c: _Connection) -> None:
+        """Write an ack of what the listener delivered from ``c`` (from either thread)."""
+        with self._write_lock:
+            delivered = c.delivered
+            if delivered == c.acked and not c.unsent:
+                return
+            frame = acks.ZMTP_ACK + acks.pack(c.first, delivered) if delivered != c.acked else b""
+            if self._write(c, frame):
+                c.acked = delivered
+
+    def _write(self, c: _Connection, frame: bytes) -> bool:
+        """Write a whole frame to ``c`` without blocking, after what is left of an earlier one;
+        False if none of ``frame`` went (a peer that reads nothing; acks are cumulative, so the
+        next one replaces it). A frame begun is always finished first, so the stream stays in step.
+        Called holding ``_write_lock``: both threads write, and :meth:`_drop` closes under it."""
+        if c.sock.fileno() < 0:
+            return False
+        data = c.unsent + frame
+        try:
+            written = c.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError:
+            return False  # the connection failed: reading it finds out and drops it
+        if written < len(c.unsent):
+            c.unsent = c.unsent[written:]
+            return False
+        c.unsent = data[written:]
+        return written > len(data) - len(frame) or not frame
 
     def _expire_handshakes(self) -> None:
         if not self._handshaking:
@@ -266,6 +355,9 @@ class ZmtpIntake:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 _keep_alive(sock)
+                # acks go out at once, not held back by Nagle (a killed listener's kernel drops
+                # what it still holds); libzmq sets this on its own TCP sockets too
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.send(zmtp.GREETING)
         except OSError:
             sock.close()
@@ -435,6 +527,8 @@ class ZmtpIntake:
             self._queue.extend(batch)
             for connection, size, _ in batch:
                 connection.queued += size
+                if connection.acks:
+                    self._owing.add(connection)  # ack ticks run until it is delivered and acked
             if len(self._queue) > self._queue_depth:
                 self._full = True
             self._signal()
@@ -476,18 +570,19 @@ class ZmtpIntake:
 
     def _command(self, c: _Connection, body: bytes) -> None:
         if not c.ready:
-            zmtp.check_ready(body, self.peer_type)
-            c.sock.send(zmtp.ready(self.socket_type))
+            peer_type = zmtp.check_ready(body, self.peer_types)
+            c.sock.send(zmtp.ready(_OUR_TYPE[peer_type]))
+            c.acks = peer_type == b"DEALER"
             c.ready = True
             self._handshaking.discard(c)
             self._control.unregister(c.sock)
             return
         name, data = zmtp.split_command(body)
         if name == b"PING":
-            try:
-                c.sock.send(zmtp.pong(data))
-            except BlockingIOError:
-                pass  # the peer does not read what we send: it misses a pong, nothing else
+            with self._write_lock:
+                self._write(c, zmtp.pong(data))  # no room: the peer misses a pong, nothing else
+            if c.unsent:
+                self._owing.add(c)  # the rest of it goes out with the next acks
         elif name == b"ERROR":
             raise zmtp.ProtocolError("the peer sent ERROR")
 
@@ -510,8 +605,10 @@ class ZmtpIntake:
                 pass
         self._connections.pop(c.sock.fileno(), None)
         self._stalled.discard(c)
+        self._owing.discard(c)
         self._handshaking.discard(c)
-        c.sock.close()
+        with self._write_lock:  # the listener's thread may be writing an ack to it
+            c.sock.close()
         c.frames, c.big = [], None
 
     def _shut(self) -> None:

@@ -1,7 +1,9 @@
 """ZeroMQ listener transport: binds an intake per topic, announces it, receives frames.
 
 The intake is our own ZMTP reader (:mod:`.intake`), which bounds what any peer can make it hold;
-with CURVE it is libzmq's PULL socket (:mod:`.pull_intake`), which authenticates peers first.
+with CURVE it is libzmq's ROUTER socket (:mod:`.pull_intake`), which authenticates peers first.
+Either one acks to each publisher what this listener delivered (:meth:`recv` tells it), so a
+publisher can count what a connection that drops took with it (:mod:`.acks`).
 
 Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The listener checks the
 topic and the envelope of each one before the codec sees it: a message that is not one of ours is
@@ -75,7 +77,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._count_lock = threading.Lock()  # the intake's thread reports refusals while we count
         self._closing = False
         self._start_counting()
-        self._held: deque[tuple[Envelope, list]] = deque()  # read ahead while looking for the newest "latest"
+        # read ahead while looking for the newest "latest": (envelope, body, the intake's source)
+        self._held: deque[tuple[Envelope, list, object]] = deque()
         self._log = RateLimitedLog(logger)
         keys = consumer_keys(curve_server_key)
 
@@ -107,7 +110,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if self._closing:
                 raise ClosedError(f"listener on {self.topic} is closed")
             if self._held:
-                envelope, body = self._held.popleft()
+                envelope, body, source = self._held.popleft()
             else:
                 if timeout is None:
                     message = self._check(self._intake.receive(None))
@@ -118,8 +121,10 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                     if message is None:
                         return None
                 envelope, body = message
+                source = self._intake.source
                 if envelope[2] & LATEST:  # flags
-                    envelope, body = self._newest(message)
+                    envelope, body, source = self._newest((envelope, body, source))
+            self._intake.delivered(source, envelope[1])  # the publisher hears of it (acks)
             self.received += 1
             self.last_envelope = envelope
             return body
@@ -144,7 +149,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if skipped >= MAX_SKIPPED_WITHOUT_WAIT and time.monotonic() >= deadline:
                 return None
 
-    def _newest(self, message: tuple[Envelope, list]) -> tuple[Envelope, list]:
+    def _newest(self, message: tuple[Envelope, list, object]) -> tuple[Envelope, list, object]:
         """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
 
         Returns the first message to deliver; the others stay in ``_held`` in arrival order.
@@ -156,12 +161,13 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             frames = self._intake.receive(0)
             if frames is None:
                 break
-            message = self._check(frames)
-            if message is None:
+            checked = self._check(frames)
+            if checked is None:
                 continue
-            envelope = message[0]
+            envelope = checked[0]
+            message = (envelope, checked[1], self._intake.source)
             if envelope.flags & LATEST:
-                for index, (held, _) in enumerate(self._held):
+                for index, (held, _, _) in enumerate(self._held):
                     if held.publisher == envelope.publisher and held.flags & LATEST:
                         del self._held[index]
                         self._count_dropped(held.publisher)

@@ -9,6 +9,11 @@ finds no room (or discovery changes), so the common path costs nothing.
 An outlet is closed only when its own connection is down *and* discovery no longer lists its
 endpoint: a directory that was just rebuilt (its host died) may briefly not know a listener that
 is alive and connected, and that must not cost the listener its messages.
+
+An outlet is a DEALER socket: with its one peer it sends as a PUSH would (``SNDHWM``, no room =
+``zmq.Again``), and it also reads what the listener writes back on the same connection, the acks
+of :mod:`.acks`, which say what the listener delivered; what a dead connection took with it
+unacked is counted as ``unconfirmed``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from wrapyfi_like.exceptions import DecodeError
+from wrapyfi_like.middlewares.zeromq import acks
 from wrapyfi_like.middlewares.zeromq.connections import data_connection
 
 ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}|ipc:///[^\0]{1,200}")
@@ -28,18 +35,24 @@ ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-
 in discovery (another transport, junk) is refused before libzmq sees it."""
 _EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 _monitor_names = itertools.count()
+_NOBLOCK = int(zmq.NOBLOCK)
+
+Unconfirmed = Callable[["Outlet", int, str], None]
+"""Told ``(outlet, count, why)`` when messages sent over the outlet are known never to be confirmed
+(``count`` > 0), or ``(outlet, 0, problem)`` when the listener wrote something that is not an ack."""
 
 
 class Outlet:
-    """A PUSH socket connected to one listener's endpoint, with its connection state."""
+    """A DEALER socket connected to one listener's endpoint, with its connection state and the
+    sequence numbers sent over it that the listener has not acked yet."""
 
     def __init__(self, context: zmq.Context, endpoint: str, queue_depth: int, linger_ms: int,
-                 keys=None) -> None:
+                 keys=None, unconfirmed: Optional[Unconfirmed] = None) -> None:
         if not ENDPOINT.fullmatch(endpoint) or (endpoint.startswith("tcp:")
                                                 and not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536):
             raise ValueError("not a tcp://host:port or ipc:///path endpoint")
         self.endpoint = endpoint
-        self.socket = context.socket(zmq.PUSH)
+        self.socket = context.socket(zmq.DEALER)
         self.monitor: Optional[zmq.Socket] = None
         try:
             self.socket.setsockopt(zmq.LINGER, linger_ms)
@@ -70,14 +83,58 @@ class Outlet:
         """Discovery lists the endpoint (as of the publisher's last look)."""
         self.pending: Optional[list] = None
         """``"latest"``: the newest message that found no room yet."""
+        self.pending_seq = 0
+        """The sequence number of :attr:`pending`."""
         self.disconnects = 0
+        self.ledger = acks.SentLedger()
+        self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
+        self._sends_to_read = acks.READ_EVERY
 
     def mark_up(self) -> None:
         """A send succeeded: the connection is up (the monitor's event may still be on its way)."""
         self.up = self.was_up = True
 
+    def sent(self, seq: int) -> None:
+        """Message ``seq`` went into this outlet's queue: it stays unconfirmed until acked. Every
+        :data:`~.acks.READ_EVERY` sends the acks that arrived are read, so neither the ledger
+        nor libzmq's queue of acks grows with the message rate."""
+        self.ledger.sent(seq)
+        self._sends_to_read -= 1
+        if not self._sends_to_read:
+            self._sends_to_read = acks.READ_EVERY
+            self.read_acks()
+
+    def read_acks(self) -> None:
+        """Take in every ack the listener wrote back (never waits)."""
+        socket = self.socket
+        while True:
+            try:
+                frame = socket.recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            if socket.getsockopt(zmq.RCVMORE):
+                while socket.getsockopt(zmq.RCVMORE):
+                    socket.recv()  # the rest of a message that is no ack: let it go
+                self._unconfirmed(self, 0, "a message of several frames instead of an ack")
+                continue
+            try:
+                since, upto = acks.unpack(frame)
+            except DecodeError as error:
+                self._unconfirmed(self, 0, str(error))
+                continue
+            lost = self.ledger.acked(since, upto)
+            if lost:
+                self._unconfirmed(self, lost, "an earlier connection to it dropped")
+
     def check(self) -> int:
-        """Read the monitor's news; returns how many disconnects happened since the last check."""
+        """Read the monitor's news; returns how many disconnects happened since the last check.
+
+        If the connection dropped and has not come back, every message still unacked was sent
+        over it (a new connection takes messages only after its handshake, whose event comes
+        first) and is counted unconfirmed now; if it came back, the new connection's first ack
+        tells which ones were sent over the dead one (:meth:`.SentLedger.acked`).
+        """
+        self.read_acks()
         before = self.disconnects
         while True:
             try:
@@ -89,6 +146,10 @@ class Outlet:
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.up = False
                 self.disconnects += 1
+        if self.disconnects != before and not self.up:
+            lost = self.ledger.forget()
+            if lost:
+                self._unconfirmed(self, lost, "its connection dropped")
         return self.disconnects - before
 
     def room(self) -> bool:

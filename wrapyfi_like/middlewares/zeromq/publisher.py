@@ -1,11 +1,12 @@
 """ZeroMQ publish/listen transport: frames in, frames out; it never sees Python objects.
 
-Each listener binds a PULL socket of its own and announces it to discovery under
-:func:`listener_key` of its topic. Each publisher watches that key and connects one PUSH socket
+Each listener binds a socket of its own and announces it to discovery under
+:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER socket
 (an :class:`~.outlets.Outlet`) to every listener of its topic, and sends each message to each of
 them (fan-out in the publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its
 subscription when the thread that owns it next touches it, so a publisher waiting for a
-subscription could wait forever on a listener whose thread is blocked elsewhere. A PUSH socket
+subscription could wait forever on a listener whose thread is blocked elsewhere. A DEALER with
+one peer sends as a PUSH does, and reads the listener's acks (:mod:`.acks`) back; it
 queues messages for its listener as soon as its connection completes (libzmq's I/O threads do
 the handshake), so nothing depends on the listener's thread and the first message is never lost.
 Outlets send only over completed connections (:mod:`~.connections`): a listener that discovery
@@ -24,7 +25,8 @@ is discarded for a slow or stopped listener. ``"drop"`` drops the new message fo
 (dropping) any older pending one; a flusher thread sends it as soon as there is room, so the
 newest message never waits for the next publish. Every message not delivered this way is counted
 in ``dropped`` and logged (at most once per 10 s). A message for a listener whose connection
-dropped (killed, host gone) is counted in ``dropped`` too.
+dropped (killed, host gone) is counted in ``dropped`` too, and what had been sent over it that the
+listener never acked in ``unconfirmed`` (an upper bound of what it lost, :mod:`.acks`).
 
 Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
 as :meth:`send` returns. ``"block"`` sends large buffers zero-copy and waits until libzmq has
@@ -80,6 +82,9 @@ one (only when ``max_outlets`` are open)."""
 ZERO_COPY_MODES = ("safe", "unsafe")
 TRACK_FROM = zmq.COPY_THRESHOLD
 """Buffers of at least this many bytes go zero-copy; smaller ones pyzmq copies anyway."""
+ACK_QUIET = 0.25
+"""Seconds :meth:`~ZeroMQPublisherTransport.close` waits for a listener's next ack before it stops
+waiting for that listener to take the rest (see ``_await_acks``)."""
 FLUSH_RECHECK = 0.05
 """Seconds the ``"latest"`` flusher waits on a socket's signal before looking again anyway
 (libzmq's signal is edge-triggered; the recheck makes a missed edge cost at most this)."""
@@ -111,12 +116,13 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
         self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
-                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _as_given)
+                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
         self._queue_depth = queue_depth
         self.publisher_id = envelopes.new_publisher_id()
         self._seq = 0
         self.sent = 0
         self.dropped = 0
+        self.unconfirmed = 0
         self._log = RateLimitedLog(logger)
         self._wakeup = Wakeup()  # close() wakes a send blocked in a wait
         self._topic_frame = topic_frame(topic)
@@ -241,7 +247,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 break
             try:
                 self._outlets[endpoint] = Outlet(self._context, endpoint, self._queue_depth,
-                                                 PUBLISHER_LINGER_MS, self._keys)
+                                                 PUBLISHER_LINGER_MS, self._keys, self._unconfirmed)
             except ValueError as error:
                 self._refused.add(endpoint)
                 self._log.warning(truncate(endpoint), "endpoint",
@@ -274,8 +280,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         if outlet.check():
             self._log.warning(outlet.endpoint, "disconnected",
                               "publisher on %s: the connection to listener %s dropped (the listener died "
-                              "or its host is unreachable); messages queued for it were discarded by "
-                              "libzmq, at most queue_depth=%d", self.topic, outlet.endpoint, self._queue_depth)
+                              "or its host is unreachable)", self.topic, outlet.endpoint)
         if not outlet.up and not outlet.listed:
             del self._outlets[outlet.endpoint]
             outlet.close(0)
@@ -313,6 +318,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _send_when_room(self, outlet: Outlet, message: list) -> None:
         if try_send(outlet.socket, message):
             outlet.up = outlet.was_up = True
+            outlet.sent(self._seq)
         else:
             self._wait_for_room(outlet, message)
 
@@ -331,6 +337,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 return
             if try_send(outlet.socket, message):
                 outlet.mark_up()
+                outlet.sent(self._seq)
                 return
             self._check(outlet)
             if self._outlets.get(outlet.endpoint) is not outlet:
@@ -344,7 +351,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             else:
                 until = deadline
             poller = zmq.Poller()
-            poller.register(outlet.socket, zmq.POLLOUT)
+            # acks too: read as they come (by _check), not lost with a connection that drops meanwhile
+            poller.register(outlet.socket, zmq.POLLOUT | zmq.POLLIN)
             poller.register(outlet.monitor, zmq.POLLIN)
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
@@ -359,6 +367,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _send_or_drop(self, outlet: Outlet, message: list) -> None:
         if try_send(outlet.socket, message):
             outlet.mark_up()
+            outlet.sent(self._seq)
             return
         self._check(outlet)
         if outlet.was_up:
@@ -368,16 +377,18 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
         if outlet.pending is not None:
             if try_send(outlet.socket, outlet.pending):
+                outlet.sent(outlet.pending_seq)
                 outlet.pending = None
             else:
                 outlet.pending = None
                 self._count_dropped(outlet, 1)  # still no room: the older message gives way
         if try_send(outlet.socket, message):
             outlet.mark_up()
+            outlet.sent(self._seq)
             return
         self._check(outlet)
         if outlet.was_up and outlet.endpoint in self._outlets:
-            outlet.pending = message
+            outlet.pending, outlet.pending_seq = message, self._seq
             self._start_flusher()
 
     def _count_dropped(self, outlet: Outlet, count: int) -> None:
@@ -385,6 +396,52 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._log.warning(self.topic, "dropped",
                           "publisher on %s (backpressure=%s): a message was not delivered to listener %s; "
                           "%d dropped in total", self.topic, self._backpressure, outlet.endpoint, self.dropped)
+
+    def _await_acks(self) -> None:
+        """Before closing, wait while listeners still ack what was sent to them: up to
+        ``PUBLISHER_LINGER_MS``, and no longer than :data:`ACK_QUIET` without any ack.
+
+        libzmq lets a closed DEALER's queued messages leave within its linger only while nothing
+        arrives for it; acks arriving meanwhile (a listener working through its backlog) stall that,
+        and the tail of the stream was lost. Waiting for the acks here means what the listeners
+        are taking has reached them before the socket closes; a listener that takes nothing (busy,
+        stopped) stops the wait after ``ACK_QUIET``, and libzmq's linger applies as before.
+
+        Connection news (the monitor's) ends the wait for that listener and is left unread: a
+        listener that went away while this publisher closes (often one of the same process, closed
+        first at exit) is not counted, as before acks.
+        """
+        now = time.monotonic()
+        deadline, quiet = now + PUBLISHER_LINGER_MS / 1000, now + ACK_QUIET
+        while now < min(deadline, quiet):
+            waiting = [outlet for outlet in self._outlets.values()
+                       if outlet.up and len(outlet.ledger) and not outlet.monitor.poll(0)]
+            if not waiting:
+                return
+            poller = zmq.Poller()
+            for outlet in waiting:
+                poller.register(outlet.socket, zmq.POLLIN)
+                poller.register(outlet.monitor, zmq.POLLIN)
+            poller.poll(max(1, int((min(deadline, quiet) - now) * 1000)))
+            for outlet in waiting:
+                before = len(outlet.ledger)
+                outlet.read_acks()
+                if len(outlet.ledger) < before:
+                    quiet = time.monotonic() + ACK_QUIET
+            now = time.monotonic()
+
+    def _unconfirmed(self, outlet: Outlet, count: int, why: str) -> None:
+        """Told by an outlet (:data:`~.outlets.Unconfirmed`): messages it sent that its listener
+        never acked and now never will, or an ack that was not one."""
+        if not count:
+            self._log.warning(outlet.endpoint, "ack", "publisher on %s: listener %s wrote back something "
+                              "that is not an ack, ignored: %s", self.topic, outlet.endpoint, truncate(why))
+            return
+        self.unconfirmed += count
+        self._log.warning(outlet.endpoint, "unconfirmed",
+                          "publisher on %s: %d messages sent to listener %s were never confirmed delivered "
+                          "(%s); %d unconfirmed in total", self.topic, count, outlet.endpoint, why,
+                          self.unconfirmed)
 
     def _wait_for_trackers(self, trackers: list) -> None:
         """Wait until libzmq no longer references the caller's buffers (``zero_copy="safe"``)."""
@@ -417,6 +474,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 for outlet in list(self._outlets.values()):
                     if outlet.pending is not None:
                         if try_send(outlet.socket, outlet.pending):
+                            outlet.sent(outlet.pending_seq)
                             outlet.pending = None
                         else:
                             signals.append(outlet.socket.getsockopt(zmq.FD))
@@ -434,13 +492,16 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def statistics(self) -> dict[str, int]:
         """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
         listener, not delivered because of ``backpressure`` or a dropped connection),
+        ``unconfirmed`` (per listener, sent over a connection that then dropped before the
+        listener acked delivering them: an upper bound of what it lost, see :mod:`.acks`),
         ``outlets`` (listeners connected to now) and ``disconnects`` (connections that dropped).
         With ``carrier="shm"`` also ``shm_sent`` (messages a listener got through shared memory;
         ``shm_loaned`` of them were filled in place with :meth:`loan`, without a copy),
         ``shm_fallback`` (messages with shm-sized buffers a listener got as frames instead) and
         ``shm_outlets`` (listeners with an open shared-memory port)."""
         outlets = list(self._outlets.values())
-        counts = {"sent": self.sent, "dropped": self.dropped, "outlets": len(outlets),
+        counts = {"sent": self.sent, "dropped": self.dropped, "unconfirmed": self.unconfirmed,
+                  "outlets": len(outlets),
                   "disconnects": sum(outlet.disconnects for outlet in outlets)}
         if self._shm is not None:
             counts.update(self._shm.statistics())
@@ -479,6 +540,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
+            self._await_acks()
             for outlet in self._outlets.values():
                 outlet.close()
             self._outlets.clear()
@@ -486,8 +548,17 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._shm.close()
 
 
-def _as_given(frames: list) -> tuple[list, list]:
-    return frames, []
+def _shared(frames: list) -> tuple[list, list]:
+    """Large buffers wrapped once in untracked frames (``zero_copy="unsafe"``): every listener's
+    send then shares that one libzmq buffer, where a bare buffer would be wrapped anew (and its
+    release handed to pyzmq's garbage-collector thread) for each listener."""
+    body = frames
+    for index, frame in enumerate(frames):
+        if type(frame) is not bytes and _size(frame) >= TRACK_FROM:
+            if body is frames:
+                body = list(frames)
+            body[index] = zmq.Frame(frame)
+    return body, []
 
 
 def _copied(frames: list) -> tuple[list, list]:

@@ -72,8 +72,7 @@ class ZmtpRouter(ZmtpIntake):
     ``max_connections``: peers at once (None: :data:`~.intake.MAX_CONNECTIONS`).
     """
 
-    peer_type = b"DEALER"
-    socket_type = b"ROUTER"
+    peer_types = (b"DEALER",)
     head_name = "request id"
 
     def __init__(self, address: str, max_message_size: int, queue_depth: int, queued_replies: int,
@@ -222,12 +221,11 @@ class ZmtpRouter(ZmtpIntake):
 
     def _command(self, c: _Connection, body: bytes) -> None:
         if not c.ready:
-            identity = zmtp.check_ready(body, self.peer_type).get("identity") or self._make_identity()
-            super()._command(c, body)
-            if c.sock.family != socket.AF_UNIX:  # replies are written whole: Nagle would only delay them
-                c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            else:  # as much room as TCP's autotuning gives (tcp_wmem), so a 1 MB reply goes in one write
-                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)
+            super()._command(c, body)  # checks the READY: a DEALER's
+            c.acks = False  # a request client reads replies, not a listener's acks
+            identity = zmtp.properties(zmtp.split_command(body)[1]).get("identity") or self._make_identity()
+            if c.sock.family == socket.AF_UNIX:  # as much room as TCP's autotuning gives (tcp_wmem),
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)  # a 1 MB reply in one write
             outlet = Outlet(c, identity, _address(c.sock))
             with self._out_lock:
                 self._outlets[c] = outlet

@@ -34,6 +34,7 @@ import gc
 import hashlib
 import logging
 import os
+import struct
 import threading
 import weakref
 from typing import Any, Optional
@@ -145,6 +146,21 @@ class _Header(ctypes.Structure):
     _fields_ = [("publisher", ctypes.c_uint8 * 8), ("seq", ctypes.c_uint64)]
 
 
+_HEADER = struct.Struct("=8sQ")
+""":class:`_Header`'s bytes, read and written at ``user_header_ptr`` directly: iceoryx2's
+``user_header()`` builds a ctypes pointer type per call, which cost more than the rest of a
+loaned send."""
+assert _HEADER.size == ctypes.sizeof(_Header)
+
+
+def _write_header(sample: Any, publisher: bytes, seq: int) -> None:
+    ctypes.memmove(sample.user_header_ptr, _HEADER.pack(publisher, seq), _HEADER.size)
+
+
+def _read_header(sample: Any) -> tuple[bytes, int]:
+    return _HEADER.unpack(ctypes.string_at(sample.user_header_ptr, _HEADER.size))
+
+
 def service_name(endpoint: str) -> str:
     """The inbox service of the listener bound at ``endpoint`` (unique while it is bound)."""
     return "wrapyfi_like/" + hashlib.sha256(endpoint.encode()).hexdigest()[:40]
@@ -158,6 +174,20 @@ def _service(name: str, create: bool) -> Any:
                .subscriber_max_buffer_size(BUFFER).subscriber_max_borrowed_samples(BORROWED)
                .history_size(0).enable_safe_overflow(False))
     return builder.create() if create else builder.open()
+
+
+class _Held:
+    """A received sample that an array handed out keeps alive; released when the last array made
+    from it is gone (cheaper than a ``weakref.finalize`` per message)."""
+
+    __slots__ = ("inbox", "sample")
+
+    def __init__(self, inbox: "Inbox", sample: Any) -> None:
+        self.inbox = inbox
+        self.sample = sample
+
+    def __del__(self) -> None:
+        self.inbox.release(self.sample)
 
 
 def _readonly(address: int, nbytes: int, owner: Any) -> np.ndarray:
@@ -210,8 +240,7 @@ class Inbox:
                     return None
                 with self._held_lock:
                     self.held += 1
-            header = sample.user_header().contents
-            sender, number = bytes(header.publisher), header.seq
+            sender, number = _read_header(sample)
             if sender == publisher and number == seq:
                 return sample
             if sender == publisher and number < seq:
@@ -238,9 +267,7 @@ class Inbox:
             array = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8).copy()
             self.release(sample)
             return array
-        array = _readonly(address, nbytes, sample)
-        weakref.finalize(array, self.release, sample)
-        return array
+        return _readonly(address, nbytes, _Held(self, sample))
 
     def release(self, sample: Any) -> None:
         with self._held_lock:
@@ -275,9 +302,7 @@ class Port:
     def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
         """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
         sample = self._publisher.loan_slice_uninit(total)
-        header = sample.user_header().contents
-        header.publisher[:] = publisher
-        header.seq = seq
+        _write_header(sample, publisher, seq)
         destination = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
         for buffer, offset in zip(buffers, offsets):
             destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
@@ -291,9 +316,7 @@ class Port:
 
     def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
         """Send a loaned sample as message ``seq``; whether the listener got it."""
-        header = sample.user_header().contents
-        header.publisher[:] = publisher
-        header.seq = seq
+        _write_header(sample, publisher, seq)
         return sample.assume_init().send() == 1
 
     @staticmethod

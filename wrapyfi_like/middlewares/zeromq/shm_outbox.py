@@ -66,13 +66,14 @@ class Loan:
         self.sample = sample
         """None once sent."""
         self.array = array
+        self._address = array.__array_interface__["data"][0]
 
     def carries(self, part: Split) -> bool:
         """Whether ``part``'s only shared buffer is this loan's whole array (then it is sent as is)."""
         if self.sample is None or len(part.buffers) != 1:
             return False
         buffer = np.frombuffer(part.buffers[0], np.uint8)
-        return buffer.nbytes == self.array.nbytes and buffer.ctypes.data == self.array.ctypes.data
+        return buffer.nbytes == self.array.nbytes and buffer.__array_interface__["data"][0] == self._address
 
 
 class ShmOutbox:

@@ -1,6 +1,7 @@
 """The part of ZMTP 3.x (rfc.zeromq.org 23/ZMTP, 37/ZMTP) our own readers speak, with the NULL
-mechanism: a listener's intake (a PULL peer accepting libzmq PUSH sockets) and a service's
-(a ROUTER peer accepting libzmq DEALER sockets, :mod:`.router`).
+mechanism: a listener's intake (a ROUTER peer accepting a libzmq DEALER socket, our publishers'
+outlets, which read acks back on the same connection, or a PULL peer accepting a PUSH socket)
+and a service's (a ROUTER peer accepting the DEALER sockets of request clients, :mod:`.router`).
 
 A connection starts with a 64-byte greeting each way (signature ``FF 00*8 7F``, version 3.x,
 mechanism ``NULL``, as-server, filler), then each side sends a ``READY`` command whose
@@ -90,19 +91,19 @@ def properties(data: bytes) -> dict[str, bytes]:
     return found
 
 
-def check_ready(body: bytes, peer_type: bytes) -> dict[str, bytes]:
-    """Accept the peer's first command only if it is ``READY`` from a ``peer_type`` socket; its
-    properties (:func:`properties`)."""
+def check_ready(body: bytes, peer_types: tuple[bytes, ...]) -> bytes:
+    """Accept the peer's first command only if it is ``READY`` from one of ``peer_types``;
+    returns the peer's socket type."""
     name, data = split_command(body)
     if name == b"ERROR":
         raise ProtocolError(f"the peer sent ERROR: {data[1:1 + (data[0] if data else 0)]!r}")
     if name != b"READY":
         raise ProtocolError(f"expected READY, the peer sent {name[:32]!r}")
-    found = properties(data)
-    socket_type = found.get("socket-type")
-    if socket_type != peer_type:
-        raise ProtocolError(f"only {peer_type.decode()} sockets may connect here, not {socket_type!r}")
-    return found
+    socket_type = properties(data).get("socket-type")
+    if socket_type not in peer_types:
+        names = " or ".join(peer_type.decode() for peer_type in peer_types)
+        raise ProtocolError(f"only {names} sockets may connect here, not {socket_type!r}")
+    return socket_type
 
 
 def pong(ping_data: bytes) -> bytes:
