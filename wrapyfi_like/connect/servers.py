@@ -164,10 +164,11 @@ class Server:
     def statistics(self) -> dict[str, int]:
         """``received``: valid requests; ``sent``: replies that went out, ``errors`` of them error
         replies (a failed method, a malformed request); ``dropped``: replies whose client was
-        gone or did not read its replies; ``malformed``: invalid requests skipped."""
+        gone or did not read its replies; ``malformed``: invalid requests skipped, here or
+        (``refused`` by a transport that reads bounded, for their size) before they reached us."""
         counts = self._transport.statistics()
         return {"received": self.received, "sent": counts["sent"], "errors": counts["errors"],
-                "dropped": counts["dropped"], "malformed": self.malformed}
+                "dropped": counts["dropped"], "malformed": self.malformed + counts.get("refused", 0)}
 
     def stats(self) -> dict[str, int]:
         """The counts :meth:`MiddlewareCommunicator.stats` adds up: :meth:`statistics` without ``errors``."""

@@ -74,7 +74,6 @@ HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
 DEFAULT_QUEUE_DEPTH = 1000
 """Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
 _LONG_SIZE = struct.Struct(">Q")
-_PEER_TYPES = (b"DEALER", b"PUSH")
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
 
@@ -118,6 +117,15 @@ class _Connection:
 class ZmtpIntake:
     """Binds ``address`` (``tcp://host:port`` with ``*`` for any port, or ``ipc:///path``) and
     queues the messages of DEALER (and PUSH) peers, as lists of writable memoryviews (one per frame)."""
+
+    peer_types: tuple[bytes, ...] = (b"DEALER", b"PUSH")
+    """The ZMTP socket types a peer may announce in its READY (we answer as ``ROUTER`` or ``PULL``)."""
+    head_frames = 2
+    """Leading frames of a message that are the transport's own (topic, envelope): each bounded
+    by :data:`MAX_HEAD_FRAME`, not counted in ``max_message_size``."""
+    head_name = "topic or envelope"
+    max_connections: Optional[int] = None
+    """Peers connected at once; None: :data:`MAX_CONNECTIONS`."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -337,9 +345,10 @@ class ZmtpIntake:
                               self.endpoint, error)
             return
         peer = _peer_name(sock, address)
-        if len(self._connections) >= MAX_CONNECTIONS:
+        limit = self.max_connections or MAX_CONNECTIONS
+        if len(self._connections) >= limit:
             self._log.warning(self.endpoint, "connections", "listener %s refused a connection from %s: "
-                              "it has %d already (the limit)", self.endpoint, peer, MAX_CONNECTIONS)
+                              "it has %d already (the limit)", self.endpoint, peer, limit)
             sock.close()
             return
         try:
@@ -415,6 +424,7 @@ class ZmtpIntake:
         buffer = c.buffer
         start, end = c.start, c.end
         limit = self._max_message_size
+        heads = self.head_frames
         held = c.queued
         try:
             while True:
@@ -474,7 +484,7 @@ class ZmtpIntake:
                     c.refusing = more
                     continue
                 frames = c.frames
-                if len(frames) >= 2:
+                if len(frames) >= heads:
                     counted = c.size + size
                     over = counted > limit or len(frames) >= MAX_MESSAGE_FRAMES
                 else:  # topic and envelope: not counted, bounded on their own
@@ -540,16 +550,19 @@ class ZmtpIntake:
                 self._ready.release()
 
     def _refuse(self, c: _Connection, size: int, frame: int) -> None:
-        if len(c.frames) >= MAX_MESSAGE_FRAMES:
-            problem = f"a message of more than {MAX_MESSAGE_FRAMES} frames (the limit)"
-        elif len(c.frames) < 2:
-            problem = f"a topic or envelope frame of {frame} bytes (the limit is {MAX_HEAD_FRAME})"
-        else:
-            problem = f"a message of more than {size} bytes; max_message_size is {self._max_message_size}"
+        problem = self._problem(c, size, frame)
         c.frames, c.size = [], 0
         refused = self._refused()
         if refused is not None:
             refused(c.peer, problem)
+
+    def _problem(self, c: _Connection, size: int, frame: int) -> str:
+        """Why the message being read on ``c`` is refused at a ``frame``-byte frame (``size``: its counted bytes)."""
+        if len(c.frames) >= MAX_MESSAGE_FRAMES:
+            return f"a message of more than {MAX_MESSAGE_FRAMES} frames (the limit)"
+        if len(c.frames) < self.head_frames:
+            return f"a {self.head_name} frame of {frame} bytes (the limit is {MAX_HEAD_FRAME})"
+        return f"a message of more than {size} bytes; max_message_size is {self._max_message_size}"
 
     def _pause(self, c: _Connection, batch: list) -> None:
         """Stop reading ``c`` until the listener takes its messages (``batch`` is queued first)."""
@@ -564,7 +577,7 @@ class ZmtpIntake:
 
     def _command(self, c: _Connection, body: bytes) -> None:
         if not c.ready:
-            peer_type = zmtp.check_ready(body, _PEER_TYPES)
+            peer_type = zmtp.check_ready(body, self.peer_types)
             c.sock.send(zmtp.ready(_OUR_TYPE[peer_type]))
             c.acks = peer_type == b"DEALER"
             c.ready = True

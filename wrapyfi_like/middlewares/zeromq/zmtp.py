@@ -1,6 +1,7 @@
-"""The part of ZMTP 3.x (rfc.zeromq.org 23/ZMTP, 37/ZMTP) a listener's intake speaks: a ROUTER
-peer with the NULL mechanism, accepting a libzmq DEALER socket (our publishers' outlets, which
-read acks back on the same connection), or a PULL peer accepting a PUSH socket.
+"""The part of ZMTP 3.x (rfc.zeromq.org 23/ZMTP, 37/ZMTP) our own readers speak, with the NULL
+mechanism: a listener's intake (a ROUTER peer accepting a libzmq DEALER socket, our publishers'
+outlets, which read acks back on the same connection, or a PULL peer accepting a PUSH socket)
+and a service's (a ROUTER peer accepting the DEALER sockets of request clients, :mod:`.router`).
 
 A connection starts with a 64-byte greeting each way (signature ``FF 00*8 7F``, version 3.x,
 mechanism ``NULL``, as-server, filler), then each side sends a ``READY`` command whose
@@ -110,3 +111,13 @@ def pong(ping_data: bytes) -> bytes:
     if len(ping_data) < 2 or len(ping_data) > 18:
         raise ProtocolError("a PING command of the wrong size")
     return command(b"PONG", ping_data[2:])
+
+
+_SHORT_HEADS = [bytes((flags, size)) for flags in (0, MORE) for size in range(256)]
+
+
+def frame_head(size: int, more: bool) -> bytes:
+    """The flags and size that go before a message frame of ``size`` bytes (``more``: not the last)."""
+    if size < 256:
+        return _SHORT_HEADS[256 * more + size]
+    return bytes([LONG | more]) + _LONG_SIZE.pack(size)

@@ -35,7 +35,8 @@ from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
-from wrapyfi_like.middlewares.zeromq.discovery.directory import Directory, Peer
+from wrapyfi_like.middlewares.zeromq.discovery.directory import Directory
+from wrapyfi_like.middlewares.zeromq.discovery.hosting import CurveHost, ZmtpHost
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Refused, Synced
 from wrapyfi_like.middlewares.zeromq.discovery.watch import Watch
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
@@ -54,9 +55,6 @@ EXPIRY_INTERVAL = 0.25
 """Seconds between two expiry runs of a hosted directory."""
 SERVE_SLICE = 0.05
 """Seconds the host spends on requests before it looks at its own sync again (a flood cannot starve it)."""
-REQUEST_QUEUE = 8
-"""Requests (and replies) libzmq holds per directory connection: at most this many
-:data:`~.protocol.MAX_REQUEST_BYTES` frames wait for the host per peer."""
 RESTART_PAUSE = 0.2
 
 
@@ -170,7 +168,7 @@ class NodeAgent:
                 zmq.select([self._wakeup.fileno()], [], [], RESTART_PAUSE)
 
     def _serve(self) -> None:
-        router = self._try_host()
+        host = self._try_host()
         dealer = self._connect_dealer()
         awaiting: Optional[tuple[int, float]] = None
         next_sync = next_expiry = 0.0
@@ -181,27 +179,27 @@ class NodeAgent:
                 poller = zmq.Poller()
                 poller.register(self._wakeup.fileno(), zmq.POLLIN)
                 poller.register(dealer, zmq.POLLIN)
-                if router is not None:
-                    poller.register(router, zmq.POLLIN)
+                if host is not None:
+                    poller.register(host.fileno(), zmq.POLLIN)
                     deadline = min(deadline, next_expiry)
                 events = dict(poller.poll(max(0.0, deadline - now) * 1000))
                 if self._wakeup.fileno() in events:
                     self._wakeup.clear()
                     next_sync = 0.0
-                if router is not None and router in events:
-                    self._handle_requests(router)
+                if host is not None and host.fileno() in events:
+                    host.serve(time.monotonic() + SERVE_SLICE)
                 if dealer in events:
                     awaiting = self._receive_replies(dealer, awaiting)
                 now = time.monotonic()
-                if router is not None and now >= next_expiry:
+                if host is not None and now >= next_expiry:
                     self.directory.expire()
                     next_expiry = now + EXPIRY_INTERVAL
                 if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
                     logger.info("discovery directory at %s did not answer; taking over or reconnecting",
                                 self._address)
                     dealer.close(linger=0)
-                    if router is None:
-                        router = self._try_host()
+                    if host is None:
+                        host = self._try_host()
                     dealer = self._connect_dealer()
                     awaiting, next_sync = None, 0.0
                 if awaiting is None and now >= next_sync:
@@ -215,8 +213,8 @@ class NodeAgent:
                 pass  # no directory connected: our entries expire by themselves
         finally:
             dealer.close(linger=200)
-            if router is not None:
-                router.close(linger=0)
+            if host is not None:
+                host.close()
                 self.directory = None
 
     def _state(self) -> tuple[list, list]:
@@ -228,27 +226,23 @@ class NodeAgent:
             waiting = any(not w.endpoints for ws in self._watches.values() for w in ws)
         return FAST_SYNC_INTERVAL if waiting else SYNC_INTERVAL
 
-    def _try_host(self) -> Optional[zmq.Socket]:
-        """A bound ROUTER with a new directory behind it, or None if another process hosts one (or
-        CURVE is on and this process lacks the secret key a host needs)."""
+    def _try_host(self) -> Optional[ZmtpHost | CurveHost]:
+        """The directory's socket, bound, with a new directory behind it (see :mod:`.hosting`), or
+        None if another process hosts one (or CURVE is on and this process lacks the secret key a
+        host needs)."""
         if self._client_keys is not None and self._server_keys is None:
             return None
-        router = self._context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REQUEST_BYTES)
-        router.setsockopt(zmq.RCVHWM, REQUEST_QUEUE)
-        router.setsockopt(zmq.SNDHWM, REQUEST_QUEUE)
-        if self._server_keys is not None:
-            self._server_keys.apply(router)
+        directory = Directory(self.realm)
         try:
-            router.bind(self._address)
-        except zmq.ZMQError:
-            router.close(linger=0)
+            if self._server_keys is None:
+                host = ZmtpHost(self._address, directory)
+            else:
+                host = CurveHost(self._context, self._address, directory, self._server_keys)
+        except (OSError, zmq.ZMQError):
             return None
         logger.debug("hosting the discovery directory at %s", self._address)
-        self.directory = Directory(self.realm)
-        return router
+        self.directory = directory
+        return host
 
     def _connect_dealer(self) -> zmq.Socket:
         dealer = self._context.socket(zmq.DEALER)
@@ -259,31 +253,6 @@ class NodeAgent:
             self._client_keys.apply(dealer)
         dealer.connect(self._address)
         return dealer
-
-    def _handle_requests(self, router: zmq.Socket) -> None:
-        until = time.monotonic() + SERVE_SLICE
-        while time.monotonic() < until:
-            try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            peer = Peer(frames[0].bytes, self._user_id(frames[-1]), _property(frames[-1], "Peer-Address") or "")
-            if len(frames) != 2:
-                self.directory.counters["malformed"] += 1
-                _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
-                             len(frames) - 1, peer.source)
-                continue
-            reply = self.directory.handle(peer, frames[1].bytes)
-            if reply is not None:
-                try:  # a ROUTER drops (never blocks) what a peer that does not read has no room for
-                    router.send(frames[0].bytes, zmq.SNDMORE | zmq.NOBLOCK)
-                    router.send(reply, zmq.NOBLOCK, copy=len(reply) < zmq.COPY_THRESHOLD)
-                except zmq.ZMQError:
-                    self.directory.counters["unsent"] += 1
-
-    def _user_id(self, frame: zmq.Frame) -> Optional[str]:
-        """The CURVE key ZAP authenticated for the connection ``frame`` came over (None: plain)."""
-        return _property(frame, "User-Id") if self._server_keys is not None else None
 
     def _receive_replies(self, dealer: zmq.Socket, awaiting: Optional[tuple[int, float]]):
         while True:
@@ -324,10 +293,3 @@ class NodeAgent:
                 for watch in watches:
                     watch.update(endpoints, warming=reply.warming)
 
-
-def _property(frame: zmq.Frame, name: str) -> Optional[str]:
-    """A metadata property of the connection ``frame`` came over, or None if it has none."""
-    try:
-        return frame.get(name)
-    except zmq.ZMQError:
-        return None

@@ -1,0 +1,219 @@
+"""The service reader (``zeromq/router.py``): libzmq DEALER peers, bounded requests, bounded replies."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import zmq
+
+from wrapyfi_like.middlewares.zeromq.router import ZmtpRouter
+
+pytestmark = pytest.mark.timeout(30)
+
+LIMIT = 64 * 1024
+QUEUED_REPLIES = 4
+
+
+class Refusals:
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, outlet, heads: list, problem: str) -> None:
+        with self._changed:
+            self.seen.append((outlet, [bytes(head) for head in heads], problem))
+            self._changed.notify_all()
+
+    def wait_for(self, count: int) -> list[tuple]:
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.seen) >= count, 10), f"{len(self.seen)} refusals"
+            return self.seen
+
+
+def make_router(limit: int = LIMIT, **kwargs) -> tuple[ZmtpRouter, Refusals]:
+    refusals = Refusals()
+    return ZmtpRouter("tcp://127.0.0.1:*", limit, 16, QUEUED_REPLIES, refusals, head_frames=1, **kwargs), refusals
+
+
+def dealer(endpoint: str, routing_id: bytes = b"") -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if routing_id:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    sock.connect(endpoint)
+    return sock
+
+
+def test_requests_and_replies_travel_between_libzmq_dealers_and_the_router_unchanged():
+    router, _ = make_router()
+    clients = [dealer(router.endpoint) for _ in range(3)]
+    try:
+        for index, client in enumerate(clients):
+            client.send_multipart([b"id%d" % index, b"header", b"x" * (index * 30_000)])
+        answered = 0
+        while answered < 3:
+            outlet, frames = router.take(10)
+            index = int(bytes(frames[0])[2:])
+            assert [bytes(frame) for frame in frames[1:]] == [b"header", b"x" * (index * 30_000)]
+            assert router.send(outlet, [bytes(frames[0]), b"ok", memoryview(b"y" * index)])
+            answered += 1
+        for index, client in enumerate(clients):
+            assert client.poll(10_000)
+            assert client.recv_multipart() == [b"id%d" % index, b"ok", b"y" * index]
+    finally:
+        for client in clients:
+            client.close()
+        router.release()
+
+
+def test_a_request_over_the_limit_is_refused_with_its_request_id_and_the_connection_goes_on():
+    router, refusals = make_router()
+    client = dealer(router.endpoint)
+    try:
+        client.send_multipart([b"big", b"header", bytes(LIMIT)])
+        client.send_multipart([b"small", b"header"])
+        outlet, heads, problem = refusals.wait_for(1)[0]
+        assert heads == [b"big"] and "max_message_size" in problem
+        assert router.send(outlet, [b"big", b"error", b"refused"])  # the way back is known
+        _, frames = router.take(10)
+        assert [bytes(frame) for frame in frames] == [b"small", b"header"]
+        assert client.poll(10_000) and client.recv_multipart() == [b"big", b"error", b"refused"]
+    finally:
+        client.close()
+        router.release()
+
+
+def test_a_peer_that_never_reads_loses_its_own_replies_only_and_they_hold_bounded_memory():
+    router, _ = make_router()
+    silent = dealer(router.endpoint)
+    silent.setsockopt(zmq.RCVHWM, 1)
+    honest = dealer(router.endpoint)
+    try:
+        silent.send_multipart([b"s", b"request"])
+        silent_outlet, _ = router.take(10)
+        reply = [b"s", b"ok", bytes(LIMIT // 2)]
+        sent = 0
+        deadline = time.monotonic() + 10
+        while router.send(silent_outlet, reply):  # until the kernel's buffers and the outbox are full
+            sent += 1
+            assert time.monotonic() < deadline
+        assert silent_outlet.out_bytes <= LIMIT + len(reply[2]) + 64  # one reply besides the byte limit
+        assert len(silent_outlet.outbox) <= QUEUED_REPLIES
+        honest.send_multipart([b"h", b"request"])
+        outlet, _ = router.take(10)
+        started = time.monotonic()
+        assert router.send(outlet, [b"h", b"ok"])
+        assert honest.poll(10_000) and honest.recv_multipart() == [b"h", b"ok"]
+        assert time.monotonic() - started < 1.0
+        print(f"{sent} replies of {LIMIT // 2} bytes sent to a peer that never reads before one was refused")
+    finally:
+        silent.close()
+        honest.close()
+        router.release()
+
+
+def test_with_handover_a_new_connection_with_a_live_identity_takes_its_place():
+    router, _ = make_router(handover=True)
+    first = dealer(router.endpoint, b"Nnode")
+    second = None
+    try:
+        first.send_multipart([b"1", b"x"])
+        outlet, _ = router.take(10)
+        assert outlet.identity == b"Nnode" and router.outlet(b"Nnode") is outlet
+        second = dealer(router.endpoint, b"Nnode")
+        second.send_multipart([b"2", b"x"])
+        taken, _ = router.take(10)
+        assert taken.identity == b"Nnode" and router.outlet(b"Nnode") is taken
+        assert outlet.gone and not router.send(outlet, [b"1", b"ok"])
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        router.release()
+
+
+def test_a_push_socket_is_not_a_peer_of_a_router():
+    router, _ = make_router()
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    client = dealer(router.endpoint)
+    try:
+        push.connect(router.endpoint)
+        push.send_multipart([b"1", b"x"], zmq.NOBLOCK) if push.poll(100, zmq.POLLOUT) else None
+        client.send_multipart([b"2", b"x"])
+        _, frames = router.take(10)
+        assert bytes(frames[0]) == b"2"
+        assert router.take(0.2) is None
+    finally:
+        push.close()
+        client.close()
+        router.release()
+
+
+def test_a_peer_that_breaks_the_grammar_right_after_a_request_leaves_the_router_serving_others():
+    """The request before the broken frame is still handed out (its reply goes nowhere); the
+    reading thread goes on, so the next client is served."""
+    import socket
+
+    from wrapyfi_like.middlewares.zeromq import zmtp
+
+    router, _ = make_router()
+    host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    client = dealer(router.endpoint)
+    try:
+        request = zmtp.frame_head(2, True) + b"id" + zmtp.frame_head(4, False) + b"body"
+        raw.sendall(zmtp.GREETING + zmtp.ready(b"DEALER") + request + b"\xff" * 16)  # flags 0xff: broken
+        outlet, frames = router.take(10)
+        assert [bytes(frame) for frame in frames] == [b"id", b"body"]
+        deadline = time.monotonic() + 10
+        while not outlet.gone:
+            assert time.monotonic() < deadline
+            router.take(0.01)
+        assert not router.send(outlet, [b"id", b"ok"])
+        client.send_multipart([b"next", b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"next" and router.send(outlet, [b"next", b"ok"])
+        assert client.poll(10_000) and client.recv_multipart() == [b"next", b"ok"]
+    finally:
+        raw.close()
+        client.close()
+        router.release()
+
+
+def test_a_pong_goes_out_behind_a_reply_being_written_never_inside_it():
+    """libzmq clients ping every second; the answer must wait for a reply the kernel has taken
+    only part of, or the client would read a PONG in the middle of a frame."""
+    import socket
+
+    from wrapyfi_like.middlewares.zeromq import zmtp
+
+    router, _ = make_router(limit=64 << 20)
+    host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        raw.sendall(zmtp.GREETING + zmtp.ready(b"DEALER") + zmtp.frame_head(2, True) + b"id"
+                    + zmtp.frame_head(1, False) + b"x")
+        outlet, _ = router.take(10)
+        payload = bytes(range(256)) * (96 * 1024)  # 24 MiB: more than the kernel's socket buffers hold
+        assert router.send(outlet, [b"id", b"ok", payload])
+        ping = zmtp.command(b"PING", b"\x00\x1e" + b"ctx")
+        raw.sendall(ping)
+        deadline = time.monotonic() + 10
+        while len(outlet.outbox) < 2:  # the reply's rest, then the pong
+            assert time.monotonic() < deadline, "the pong was not queued behind the reply"
+            router.take(0.005)  # a bounded wait (nothing arrives)
+        reply = (zmtp.frame_head(2, True) + b"id" + zmtp.frame_head(2, True) + b"ok"
+                 + zmtp.frame_head(len(payload), False) + payload)
+        expected = zmtp.GREETING + zmtp.ready(b"ROUTER") + reply + zmtp.pong(b"\x00\x1e" + b"ctx")
+        received = bytearray()
+        while len(received) < len(expected):
+            chunk = raw.recv(1 << 20)
+            assert chunk, "the router closed the connection"
+            received += chunk
+        assert received[:10] == expected[:10] and received[64:] == expected[64:]  # greeting fields vary
+    finally:
+        raw.close()
+        router.release()

@@ -1,0 +1,297 @@
+"""A service's intake: the listener's own ZMTP reader (:mod:`.intake`) speaking as a ROUTER to
+libzmq DEALER peers, and writing each reply back on the connection its request came over.
+
+A libzmq ROUTER bounds each frame but holds a whole multipart message before the application
+sees it, so a peer could make a reply server or the discovery directory hold gigabytes (six
+300 MB frames of a request that never ends). :class:`ZmtpRouter` reads with the same limits as a
+listener's intake, checked before any frame is read: a request over ``max_message_size`` or
+:data:`~.intake.MAX_MESSAGE_FRAMES` is refused (reported once through ``refused``, with the
+connection and the head frames read so far, so a server can still answer it with an error) and
+the connection stays in step; one connection holds at most ``max_message_size`` bytes of queued
+requests; at most :data:`~.intake.MAX_CONNECTIONS` connections, each with
+:data:`~.intake.HANDSHAKE_TIMEOUT` to finish its handshake. Clients keep their libzmq DEALER
+sockets: the wire does not change.
+
+Replies never wait. :meth:`ZmtpRouter.send` writes at once with a non-blocking ``sendmsg`` from
+the caller's thread (no hand-off on the usual path); what the kernel does not take waits in the
+connection's outbox, which a writing thread (started the first time it is needed) flushes as the
+peer reads. An outbox holds at most ``queued_replies`` replies and, besides the one being
+written, ``max_message_size`` bytes: a reply beyond that, or to a connection that is gone, is
+not sent and :meth:`~ZmtpRouter.send` says so, so the caller counts it as dropped. A client that
+never reads therefore costs its own replies only, never another client's time.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import weakref
+from collections import deque
+from typing import Callable, Optional
+
+from wrapyfi_like.middlewares.zeromq import zmtp
+from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake, _Connection
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+
+RouterRefused = Callable[["Outlet", list, str], None]
+"""Told ``(outlet, head_frames, problem)`` once for every request refused for its size or frame
+count; ``head_frames`` are the request's head frames read before the refusal (maybe none). Called
+on the reading thread; held weakly if it is a bound method, as :data:`~.intake.Refused`."""
+IPC_SEND_BUFFER = 4 * 1024 * 1024
+"""Bytes of kernel send buffer asked for an ipc connection (the kernel caps it at
+``net.core.wmem_max``); the default, ~200 KB, made every reply over that size wait for the
+writing thread, as many times over as it is larger."""
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 1024
+
+
+class Outlet:
+    """The way back to one connection: its replies, and who it is (``identity`` as its DEALER
+    announced it, or one we made up; ``address``: its network address, "" over ipc)."""
+
+    __slots__ = ("connection", "identity", "address", "outbox", "out_bytes", "gone", "__weakref__")
+
+    def __init__(self, connection: _Connection, identity: bytes, address: str) -> None:
+        self.connection = connection
+        self.identity = identity
+        self.address = address
+        self.outbox: deque[memoryview] = deque()  # unsent replies, one buffer each
+        self.out_bytes = 0  # bytes in the outbox
+        self.gone = False
+
+
+class ZmtpRouter(ZmtpIntake):
+    """Binds ``address`` and queues the requests of DEALER peers; :meth:`take` returns each with
+    the :class:`Outlet` its reply goes to.
+
+    ``head_frames``: the request's leading frames that are the protocol's own (a request id),
+    each bounded by :data:`~.intake.MAX_HEAD_FRAME` and not counted in ``max_message_size``.
+    ``handover``: a new connection announcing the identity of a live one replaces it (libzmq's
+    ``ZMQ_ROUTER_HANDOVER``). ``notify``: set whenever requests are queued, for a caller that polls.
+    ``max_connections``: peers at once (None: :data:`~.intake.MAX_CONNECTIONS`).
+    """
+
+    peer_types = (b"DEALER",)
+    head_name = "request id"
+
+    def __init__(self, address: str, max_message_size: int, queue_depth: int, queued_replies: int,
+                 refused: RouterRefused, *, head_frames: int, handover: bool = False,
+                 notify: Optional[Wakeup] = None, max_connections: Optional[int] = None) -> None:
+        self.head_frames = head_frames
+        self.max_connections = max_connections
+        self._queued_replies = queued_replies
+        self._handover = handover
+        self._notify = notify
+        self._outlets: dict[_Connection, Outlet] = {}
+        self._identities: dict[bytes, Outlet] = {}
+        self._made_up = 0
+        self._router_refused = weakref.WeakMethod(refused) if hasattr(refused, "__self__") else lambda: refused
+        self._out_lock = threading.Lock()  # every outbox and the writing thread's set
+        self._drained = threading.Condition(self._out_lock)  # notified when no outbox holds bytes
+        self._writing: set[Outlet] = set()  # outlets with bytes in their outbox
+        self._writer: Optional[threading.Thread] = None
+        self._writer_wakeup: Optional[Wakeup] = None
+        super().__init__(address, max_message_size, queue_depth, _unused)
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def take(self, timeout: Optional[float]) -> Optional[tuple[Outlet, list[memoryview]]]:
+        """The next request as ``(outlet, frames)``, or None (as :meth:`~.ZmtpIntake.receive`)."""
+        frames = self.receive(timeout)
+        if frames is None:
+            return None
+        return frames.pop(), frames  # _deliver put the outlet last
+
+    def send(self, outlet: Outlet, frames: list) -> bool:
+        """Write one message to ``outlet`` without waiting; False if it was not sent (the peer is
+        gone, or its outbox is full: see the module's docstring). Thread-safe."""
+        buffers: list = []
+        size = 0
+        last = len(frames) - 1
+        for index, frame in enumerate(frames):
+            view = frame if type(frame) is bytes else memoryview(frame).cast("B")
+            buffers.append(zmtp.frame_head(len(view), index < last))
+            buffers.append(view)
+            size += len(view)
+        return self._write_out(outlet, buffers, size)
+
+    def _write_out(self, outlet: Outlet, buffers: list, size: int) -> bool:
+        """Write ``buffers`` (whole frames, ``size`` bytes of frame bodies) to ``outlet`` after
+        whatever its outbox holds, so the stream stays in step; False if not sent."""
+        with self._out_lock:
+            if outlet.gone:
+                return False
+            if outlet.outbox:
+                if len(outlet.outbox) >= self._queued_replies or outlet.out_bytes + size > self._max_message_size:
+                    return False
+                self._queue_out(outlet, b"".join(buffers))
+                return True
+            total = sum(len(buffer) for buffer in buffers)
+            if len(buffers) > _IOV_MAX:
+                buffers = [b"".join(buffers)]
+            try:
+                sent = outlet.connection.sock.sendmsg(buffers)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return False  # the connection failed: the reading thread drops it
+            if sent < total:
+                self._queue_out(outlet, memoryview(b"".join(buffers))[sent:])
+            return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every outbox to be written out (as libzmq's
+        ``ZMQ_LINGER``: a reply sent just before closing still goes out); False if some was not."""
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._writing, timeout)
+
+    def outlet(self, identity: bytes) -> Optional[Outlet]:
+        """The live connection that announced ``identity`` (only with ``handover``)."""
+        return self._identities.get(identity)
+
+    def close(self) -> None:
+        super().close()
+        with self._out_lock:
+            for outlet in self._outlets.values():
+                outlet.gone = True
+            if self._writer_wakeup is not None:
+                self._writer_wakeup.set()
+
+    # -- the writing thread --------------------------------------------------------------------
+
+    def _queue_out(self, outlet: Outlet, data) -> None:
+        """Hold ``data`` in ``outlet``'s outbox and have the writing thread flush it (under ``_out_lock``)."""
+        outlet.outbox.append(data)
+        outlet.out_bytes += len(data)
+        self._writing.add(outlet)
+        if self._writer is None:
+            self._writer_wakeup = Wakeup()
+            self._writer = threading.Thread(target=self._write, name=f"wrapyfi_like replies {self.endpoint}",
+                                            daemon=True)
+            self._writer.start()
+        else:
+            self._writer_wakeup.set()
+
+    def _write(self) -> None:
+        wakeup = self._writer_wakeup
+        try:
+            while not self._closed:
+                poller = select.poll()
+                poller.register(wakeup.fileno(), select.POLLIN)
+                with self._out_lock:
+                    by_fd = {outlet.connection.sock.fileno(): outlet for outlet in self._writing}
+                by_fd.pop(-1, None)
+                for fd in by_fd:
+                    poller.register(fd, select.POLLOUT)
+                for fd, _ in poller.poll():
+                    if fd == wakeup.fileno():
+                        wakeup.clear()
+                    elif fd in by_fd:
+                        self._flush(by_fd[fd])
+        finally:
+            wakeup.close()
+
+    def _flush(self, outlet: Outlet) -> None:
+        with self._out_lock:
+            sock = outlet.connection.sock
+            while outlet.outbox and not outlet.gone:
+                head = outlet.outbox[0]
+                try:
+                    sent = sock.send(head)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    break  # the reading thread drops the connection
+                outlet.out_bytes -= sent
+                if sent < len(head):
+                    outlet.outbox[0] = memoryview(head)[sent:]
+                    return
+                outlet.outbox.popleft()
+            self._forget_outbox(outlet)
+
+    def _forget_outbox(self, outlet: Outlet) -> None:
+        outlet.outbox.clear()
+        outlet.out_bytes = 0
+        self._writing.discard(outlet)
+        if not self._writing:
+            self._drained.notify_all()
+
+    # -- the reading thread (overrides) --------------------------------------------------------
+
+    def _command(self, c: _Connection, body: bytes) -> None:
+        if not c.ready:
+            super()._command(c, body)  # checks the READY: a DEALER's
+            c.acks = False  # a request client reads replies, not a listener's acks
+            identity = zmtp.properties(zmtp.split_command(body)[1]).get("identity") or self._make_identity()
+            if c.sock.family == socket.AF_UNIX:  # as much room as TCP's autotuning gives (tcp_wmem),
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)  # a 1 MB reply in one write
+            outlet = Outlet(c, identity, _address(c.sock))
+            with self._out_lock:
+                self._outlets[c] = outlet
+                if self._handover:
+                    previous = self._identities.get(identity)
+                    self._identities[identity] = outlet
+                else:
+                    previous = None
+            if previous is not None:
+                self._drop(previous.connection, "", log=False)
+            return
+        name, data = zmtp.split_command(body)
+        if name == b"PING":  # the pong goes behind a reply being written, never into it
+            pong = zmtp.pong(data)
+            self._write_out(self._outlets.get(c) or _gone(c), [pong], len(pong))  # no room: a missed pong
+            return
+        super()._command(c, body)
+
+    def _make_identity(self) -> bytes:
+        """An identity for a peer that set none: as libzmq's, a zero byte then a number."""
+        self._made_up += 1
+        return b"\0" + self._made_up.to_bytes(4, "big")
+
+    def _deliver(self, batch: list) -> None:
+        for connection, _, frames in batch:
+            frames.append(self._outlets.get(connection) or _gone(connection))  # take() hands it out with the frames
+        super()._deliver(batch)
+        if self._notify is not None:
+            self._notify.set()
+
+    def _refuse(self, c: _Connection, size: int, frame: int) -> None:
+        problem = self._problem(c, size, frame)
+        heads = c.frames[:self.head_frames]
+        c.frames, c.size = [], 0
+        refused = self._router_refused()
+        if refused is not None:
+            refused(self._outlets.get(c) or _gone(c), heads, problem)
+
+    def _drop(self, c: _Connection, reason: str, log: bool = True) -> None:
+        with self._out_lock:
+            outlet = self._outlets.pop(c, None)
+            if outlet is not None:
+                outlet.gone = True
+                self._forget_outbox(outlet)
+                if self._identities.get(outlet.identity) is outlet:
+                    del self._identities[outlet.identity]
+        super()._drop(c, reason, log)
+
+
+def _gone(connection: _Connection) -> Outlet:
+    """The outlet of a connection dropped while its last messages were being parsed (a peer that
+    broke the grammar right after them): they are still served; their replies go nowhere."""
+    outlet = Outlet(connection, b"", "")
+    outlet.gone = True
+    return outlet
+
+
+def _unused(peer: str, problem: str) -> None:
+    """The intake's own refusal report, which :meth:`ZmtpRouter._refuse` replaces."""
+
+
+def _address(sock: socket.socket) -> str:
+    """The network address a connection comes from ("" over ipc, or if it is gone already)."""
+    if sock.family == socket.AF_UNIX:
+        return ""
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""
