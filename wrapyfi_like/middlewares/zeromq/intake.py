@@ -433,7 +433,7 @@ class ZmtpIntake:
                 if len(batch) >= room:
                     return False
                 if c.ready and not (c.frames or c.refusing or c.discard):
-                    whole = _whole_message(buffer, start, end, limit)
+                    whole = _whole_message(buffer, start, end, limit, heads)
                     if whole is not None and not (held and held + whole[1] > limit):
                         start, counted, frames = whole
                         batch.append((c, counted, frames))
@@ -632,10 +632,11 @@ class ZmtpIntake:
         self._wakeup.close()
 
 
-def _whole_message(buffer: bytearray, start: int, end: int, limit: int) -> Optional[tuple[int, int, list]]:
+def _whole_message(buffer: bytearray, start: int, end: int, limit: int,
+                   heads: int) -> Optional[tuple[int, int, list]]:
     """``(next start, codec bytes, frames)`` of the message at ``start`` if the buffer holds all of
-    it and it is an ordinary one: data frames only, each smaller than :data:`OWN_BUFFER_FROM`,
-    within every limit. Anything else (None) is left to the frame-by-frame parser, which then
+    it and it is an ordinary one: ``heads`` head frames (topic and envelope, or a request id),
+    then data frames only, each smaller than :data:`OWN_BUFFER_FROM`, within every limit. Anything else (None) is left to the frame-by-frame parser, which then
     starts from the same place: nothing is consumed or changed here.
 
     The common small message (1 KB arrays at tens of thousands a second) takes this path: one
@@ -661,7 +662,7 @@ def _whole_message(buffer: bytearray, start: int, end: int, limit: int) -> Optio
         else:
             size = buffer[position + 1]
             position += 2
-        if len(spans) >= 2:
+        if len(spans) >= heads:
             counted += size
             if counted > limit or len(spans) >= MAX_MESSAGE_FRAMES or size >= OWN_BUFFER_FROM:
                 return None

@@ -89,6 +89,20 @@ class Outlet:
         self.ledger = acks.SentLedger()
         self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
         self._sends_to_read = acks.READ_EVERY
+        self._room_poller: Optional[tuple[tuple[int, ...], zmq.Poller]] = None
+
+    def room_poller(self, *fds: int) -> zmq.Poller:
+        """A poller for waiting for room: this outlet's socket (room, and acks), its monitor and
+        the publisher's ``fds``. Kept between waits: a flat-out publisher waits on almost every
+        send, and building a poller costs more than the rest of the wait's bookkeeping."""
+        if self._room_poller is None or self._room_poller[0] != fds:
+            poller = zmq.Poller()
+            poller.register(self.socket, zmq.POLLOUT | zmq.POLLIN)
+            poller.register(self.monitor, zmq.POLLIN)
+            for fd in fds:
+                poller.register(fd, zmq.POLLIN)
+            self._room_poller = (fds, poller)
+        return self._room_poller[1]
 
     def mark_up(self) -> None:
         """A send succeeded: the connection is up (the monitor's event may still be on its way)."""

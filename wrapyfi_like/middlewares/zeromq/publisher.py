@@ -350,12 +350,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                     return  # not connected yet: not a destination (yet)
             else:
                 until = deadline
-            poller = zmq.Poller()
             # acks too: read as they come (by _check), not lost with a connection that drops meanwhile
-            poller.register(outlet.socket, zmq.POLLOUT | zmq.POLLIN)
-            poller.register(outlet.monitor, zmq.POLLIN)
-            poller.register(self._watch.fileno(), zmq.POLLIN)
-            poller.register(self._wakeup.fileno(), zmq.POLLIN)
+            poller = outlet.room_poller(self._watch.fileno(), self._wakeup.fileno())
             events = dict(poller.poll(remaining_ms(until)))
             self._check_open()
             if self._watch.fileno() in events:
