@@ -41,7 +41,7 @@ try:
     from pandas.api.internals import create_dataframe_from_blocks
 except ImportError as error:  # pandas 2: say so instead of a bare "cannot import name"
     raise ImportError(f"the pandas plugin needs pandas>=3 (installed: {pd.__version__}); "
-                      "pip install 'wrapyfi_like[pandas]'") from error
+                      "pip install -c constraints.txt -e '.[pandas]' in a checkout") from error
 
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.plugins.arrow_ipc import read_stream, write_stream

@@ -211,12 +211,15 @@ def test_exit_with_unsent_messages_neither_hangs_nor_complains(policy, topic, st
 
 
 def wait_until_polling(thread: threading.Thread, timeout: float = 10.0) -> None:
-    """Return once ``thread`` is inside a ZeroMQ poll (it is blocked in a wait of ours)."""
+    """Return once ``thread`` is inside a ZeroMQ poll or waits on our own reader's queue (a
+    listener's or a server's intake): it is blocked in a wait of ours."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         frame = sys._current_frames().get(thread.ident)
         while frame is not None:
-            if frame.f_code.co_name in ("poll", "select") and "zmq" in frame.f_code.co_filename:
+            code = frame.f_code
+            if (code.co_name in ("poll", "select") and "zmq" in code.co_filename) \
+                    or (code.co_name == "receive" and code.co_filename.endswith("intake.py")):
                 return
             frame = frame.f_back
         time.sleep(0.005)

@@ -82,7 +82,14 @@ class Server:
             **sockets,
         )
         self.received = 0
-        self.malformed = 0
+        self._skipped = 0
+
+    @property
+    def malformed(self) -> int:
+        """Invalid requests skipped: here, or refused by a transport that reads bounded (for their
+        size or frame count) before they reached us. Both were answered with an error when the
+        request said who asked."""
+        return self._skipped + self._transport.statistics().get("refused", 0)
 
     def await_request(self) -> Optional[Request]:
         timeout = None if self.should_wait else 0.0
@@ -124,7 +131,7 @@ class Server:
             raise DecodeError(f"ValidationError: {error}") from None
 
     def _skip(self, ticket: Any, error: DecodeError) -> None:
-        self.malformed += 1
+        self._skipped += 1
         reason = truncate(error)
         _bad_input.warning(self.out_topic, "malformed", "skipped a malformed request on %s: %s",
                            self.out_topic, reason)
@@ -168,7 +175,7 @@ class Server:
         (``refused`` by a transport that reads bounded, for their size) before they reached us."""
         counts = self._transport.statistics()
         return {"received": self.received, "sent": counts["sent"], "errors": counts["errors"],
-                "dropped": counts["dropped"], "malformed": self.malformed + counts.get("refused", 0)}
+                "dropped": counts["dropped"], "malformed": self._skipped + counts.get("refused", 0)}
 
     def stats(self) -> dict[str, int]:
         """The counts :meth:`MiddlewareCommunicator.stats` adds up: :meth:`statistics` without ``errors``."""
