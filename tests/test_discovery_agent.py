@@ -111,3 +111,15 @@ def test_a_warming_directory_only_adds_endpoints():
     watch.update(frozenset({"tcp://127.0.0.1:3"}))
     assert watch.endpoints == {"tcp://127.0.0.1:3"}
     watch.close()
+
+
+def test_an_agent_the_directory_keeps_refusing_syncs_less_and_less_often(fake_directory):
+    router, agent = fake_directory
+    agent.watch(KEY)  # a watch without peers: the agent would sync twenty times a second
+    arrivals = []
+    for _ in range(4):
+        routing_id, request = next_sync(router)
+        arrivals.append(time.monotonic())
+        router.send_multipart([routing_id, protocol.refused(request.seq, "the directory would hold more than 1 nodes")])
+    assert arrivals[3] - arrivals[2] >= 0.9, "each refusal in a row doubles the pause before the next sync"
+    assert agent.counters["refused"] >= 3

@@ -56,6 +56,10 @@ EXPIRY_INTERVAL = 0.25
 SERVE_SLICE = 0.05
 """Seconds the host spends on requests before it looks at its own sync again (a flood cannot starve it)."""
 RESTART_PAUSE = 0.2
+MAX_REFUSED_INTERVAL = 5.0
+"""Seconds between syncs at most while the directory keeps refusing this node (the interval
+doubles from :data:`SYNC_INTERVAL` with each refusal in a row): a node the directory has no room
+for must not ask twenty times a second, which is what made a full directory's host busy."""
 
 
 class NodeAgent:
@@ -91,6 +95,8 @@ class NodeAgent:
         self._wakeup = Wakeup()
         self._stopping = False
         self.counters: Counter[str] = Counter()
+        self._refusals = 0
+        """Syncs the directory refused in a row (see :data:`MAX_REFUSED_INTERVAL`)."""
         self.directory: Optional[Directory] = None
         """The directory this agent hosts, if it does (for statistics and tests)."""
         self._thread: Optional[threading.Thread] = None
@@ -222,6 +228,8 @@ class NodeAgent:
             return list(self._announcements.values()), list(self._watches)
 
     def _interval(self) -> float:
+        if self._refusals:
+            return min(MAX_REFUSED_INTERVAL, SYNC_INTERVAL * 2 ** (self._refusals - 1))
         with self._lock:
             waiting = any(not w.endpoints for ws in self._watches.values() for w in ws)
         return FAST_SYNC_INTERVAL if waiting else SYNC_INTERVAL
@@ -274,11 +282,13 @@ class NodeAgent:
             if isinstance(reply, Refused):
                 self._refused(reply)
             elif isinstance(reply, Synced):
+                self._refusals = 0
                 self._apply(reply)
             awaiting = None
 
     def _refused(self, reply: Refused) -> None:
         self.counters["refused"] += 1
+        self._refusals = min(self._refusals + 1, 16)
         _log.warning(self._address, "refused", "discovery: the directory at %s refused this node: %s",
                      self._address, truncate(reply.reason))
         if "node id" in reply.reason:
