@@ -3,6 +3,7 @@ encoded and decoded by msgspec in one step, writing exactly the codec's bytes, a
 refuses reads, fails and counts exactly as on the codec's path."""
 
 import collections
+import dataclasses
 import enum
 import typing
 
@@ -71,6 +72,59 @@ def test_the_fast_path_writes_the_codecs_bytes_and_reads_them_back(value):
     decoded = fmt.decode(frames)
     assert type(decoded) is Outer and same(decoded, fmt._decode_native(frames))  # an int in a float field: a float
     assert ValueFormat().decode(frames) == plain(value)  # an untyped listener gets the plain map
+
+
+@dataclasses.dataclass
+class InnerDC:
+    label: str
+    weight: typing.Optional[float]
+
+
+@dataclasses.dataclass
+class OuterDC:
+    name: str
+    frame: int
+    ok: bool
+    stamp: float
+    values: list[float]
+    counts: dict[str, int]
+    inner: InnerDC
+    children: list[InnerDC]
+    note: typing.Optional[str] = None
+
+
+class InnerTD(typing.TypedDict):
+    label: str
+    weight: typing.Optional[float]
+
+
+class OuterTD(typing.TypedDict):
+    name: str
+    frame: int
+    ok: bool
+    stamp: float
+    values: list[float]
+    counts: dict[str, int]
+    inner: InnerTD
+    children: list[InnerTD]
+    note: typing.Optional[str]
+
+
+def as_dataclass(value):
+    tree = plain(value)
+    return OuterDC(**{**tree, "inner": InnerDC(**tree["inner"]), "children": [InnerDC(**c) for c in tree["children"]]})
+
+
+@settings(max_examples=60, deadline=None)
+@given(OUTER, st.sampled_from(["dataclass", "TypedDict"]))
+def test_dataclasses_and_typeddicts_take_the_fast_path_with_the_same_bytes(value, kind):
+    model, value = (OuterDC, as_dataclass(value)) if kind == "dataclass" else (OuterTD, plain(value))
+    fmt = ValueFormat(message_type=model)
+    assert fmt.decode == fmt._decode_fast
+    frames = fmt.encode(value)
+    assert frames == codec_frames(value)
+    decoded = fmt.decode(frames)
+    assert type(decoded) is type(value) and same(decoded, fmt._decode_native(frames))
 
 
 def test_the_fast_path_is_taken_on_both_sides():
@@ -154,7 +208,17 @@ class Tree(msgspec.Struct):
     children: list["Tree"]
 
 
-@pytest.mark.parametrize("model", [Renamed, Tagged, ArrayLike, OmitDefaults, WithBytes, WithTuple, WithAny,
+@dataclasses.dataclass
+class NotAllInit:
+    a: int
+    b: int = dataclasses.field(init=False, default=0)
+
+
+class TypedDictWithBytes(typing.TypedDict):
+    data: bytes
+
+
+@pytest.mark.parametrize("model", [NotAllInit, TypedDictWithBytes, Renamed, Tagged, ArrayLike, OmitDefaults, WithBytes, WithTuple, WithAny,
                                    WithUnion, Tree, dict, Inner | None])
 def test_types_the_codec_writes_otherwise_have_no_fast_path(model):
     assert fast_path(model) is None
@@ -188,13 +252,14 @@ def refusals():
     }
 
 
+@pytest.mark.parametrize("model", [Inner, InnerDC, InnerTD])
 @pytest.mark.parametrize("on_invalid", ["skip", "raise"])
 @pytest.mark.parametrize("case", list(refusals()))
-def test_a_refused_message_fails_exactly_as_on_the_codecs_path(case, on_invalid):
+def test_a_refused_message_fails_exactly_as_on_the_codecs_path(case, on_invalid, model):
     """The same error class and text (field path included): listeners skip, log and count it as
     malformed, or raise it with ``on_invalid="raise"``, as before."""
     frames = refusals()[case]
-    fmt = ValueFormat(message_type=Inner, on_invalid=on_invalid)
+    fmt = ValueFormat(message_type=model, on_invalid=on_invalid)
     assert fmt.decode == fmt._decode_fast
     with pytest.raises((DecodeError, ValidationError)) as expected:
         old_path(fmt, frames)

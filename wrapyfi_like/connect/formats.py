@@ -109,7 +109,7 @@ class ValueFormat:
         return self._fast.encode(tree) or self._codec.encode(tree)
 
     def _decode_fast(self, frames: Sequence[Any]) -> Any:
-        value = self._fast.decode(frames)  # a Struct instance, never None
+        value = self._fast.decode(frames)  # a model instance (a TypedDict's: a dict), never None
         return self._decode_native(frames) if value is None else value
 
     def _encode_native(self, value: Any) -> list:

@@ -22,13 +22,16 @@ validator, so a refusal reads and counts exactly as before (the field path, ``on
 ``malformed``). A field the type does not have is skipped unread, as msgspec skips it.
 
 Eligible (:func:`fast_path`): a Struct (not ``array_like``, no tag, no renamed field, no
-``omit_defaults``) whose fields are str, int, float, bool, None, lists and dicts of those,
-``Optional`` of those, and such Structs. Anything else takes the codec, as before.
+``omit_defaults``), a dataclass (every field an ``__init__`` argument) or a TypedDict whose
+fields are str, int, float, bool, None, lists and dicts of those, ``Optional`` of those, and
+such models. Anything else takes the codec, as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import typing
 from typing import Any, Optional, Sequence
 
 import msgpack
@@ -54,7 +57,7 @@ _strict = _StrictPacker()
 
 
 class TypedFast:
-    """One Struct type's way to the wire without the codec's walk, and msgspec's decoder for it."""
+    """One model type's way to the wire without the codec's walk, and msgspec's decoder for it."""
 
     def __init__(self, hint: type) -> None:
         import msgspec
@@ -87,8 +90,9 @@ class TypedFast:
 
 
 def fast_path(hint: Any) -> Optional[TypedFast]:
-    """The fast path of ``hint``, or None when it is not a Struct of plain fields."""
-    if not isinstance(hint, type) or not hasattr(hint, "__struct_fields__"):
+    """The fast path of ``hint``, or None when it is not a Struct, dataclass or TypedDict of plain fields."""
+    if not isinstance(hint, type) or not (hasattr(hint, "__struct_fields__") or dataclasses.is_dataclass(hint)
+                                          or typing.is_typeddict(hint)):
         return None
     import msgspec
 
@@ -115,13 +119,24 @@ def _plain_type(info: Any, open_structs: set) -> bool:
         return _plain_type(info.item_type, open_structs)
     if kind == "DictType":
         return _plain_type(info.key_type, open_structs) and _plain_type(info.value_type, open_structs)
+    if kind in ("DataclassType", "TypedDictType"):  # their fields keep their names
+        if kind == "DataclassType" and not all(field.init for field in dataclasses.fields(info.cls)):
+            return False
+        return _plain_fields(info, open_structs)
     if kind != "StructType":
         return False
     cls = info.cls
-    if (cls in open_structs or info.array_like or info.tag_field is not None
+    if (info.array_like or info.tag_field is not None
             or cls.__struct_config__.omit_defaults or cls.__struct_encode_fields__ != cls.__struct_fields__):
         return False
-    open_structs.add(cls)
+    return _plain_fields(info, open_structs)
+
+
+def _plain_fields(info: Any, open_structs: set) -> bool:
+    """Whether every field of a model is of a plain type (a model inside itself is not)."""
+    if info.cls in open_structs:
+        return False
+    open_structs.add(info.cls)
     plain = all(_plain_type(field.type, open_structs) for field in info.fields)
-    open_structs.discard(cls)
+    open_structs.discard(info.cls)
     return plain
