@@ -5,6 +5,7 @@ refuses reads, fails and counts exactly as on the codec's path."""
 import collections
 import dataclasses
 import enum
+import logging
 import typing
 
 import msgpack
@@ -13,10 +14,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.encoding.typed_fast import HEADER_START, fast_path
 from wrapyfi_like.exceptions import DecodeError, ValidationError
 from wrapyfi_like.limits import MAX_HEADER_SIZE
+from wrapyfi_like.testing import inproc_middleware
 from wrapyfi_like.validation import plain
 
 pytestmark = pytest.mark.timeout(60)
@@ -282,3 +285,51 @@ def test_json_mode_and_inline_serializers_keep_their_paths():
     assert fmt.decode(fmt.encode(value)) == value
     # a JSON body reaches a fast-path receiver: read by the codec
     assert ValueFormat(message_type=Inner).decode(fmt.encode(value)) == value
+
+
+@pytest.fixture
+def in_memory():
+    with inproc_middleware() as bus:
+        yield bus
+    MiddlewareCommunicator.close_all_instances()
+
+
+class Labels(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Labels", "$topic", should_wait="$wait")
+    def inner(self, value, topic, wait=False) -> Inner:
+        return value,
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Labels", "$topic", should_wait="$wait",
+                                     listener_kwargs=dict(on_invalid="raise"))
+    def strict_inner(self, value, topic, wait=False) -> Inner:
+        return value,
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Labels", "$topic", should_wait="$wait")
+    def untyped(self, value, topic, wait=False) -> tuple[dict]:
+        return value,
+
+
+def test_a_fast_path_listener_skips_counts_and_logs_an_invalid_message(in_memory, topic, caplog):
+    sender, viewer, raw = Labels(), Labels(), Labels()
+    sender.activate_communication(Labels.inner, mode="publish")
+    viewer.activate_communication(Labels.inner, mode="listen")
+    raw.activate_communication(Labels.untyped, mode="publish")
+    assert viewer.inner(None, topic) == [None]  # builds the listener
+    raw.untyped({"label": 5, "weight": None}, topic)  # an untyped peer's bad map
+    sender.inner(Inner("ok", 2.0), topic)
+    with caplog.at_level(logging.WARNING, logger="wrapyfi_like"):
+        (received,) = viewer.inner(None, topic, wait=True)
+    assert received == Inner("ok", 2.0)
+    assert viewer.stats()["inner"][topic]["malformed"] == 1
+    assert "$.label" in caplog.text and "Inner" in caplog.text
+
+
+def test_a_fast_path_listener_with_on_invalid_raise_hands_the_error_to_the_caller(in_memory, topic):
+    viewer, raw = Labels(), Labels()
+    viewer.activate_communication(Labels.strict_inner, mode="listen")
+    raw.activate_communication(Labels.untyped, mode="publish")
+    assert viewer.strict_inner(None, topic) == [None]
+    raw.untyped({"label": "x", "weight": "heavy"}, topic)
+    with pytest.raises(ValidationError, match=r"\$\.weight"):
+        viewer.strict_inner(None, topic, wait=True)
+    assert viewer.stats()["strict_inner"][topic]["malformed"] == 1
