@@ -106,7 +106,7 @@ class ValueFormat:
 
     def _encode_fast(self, value: Any) -> list:
         tree = self._type.to_wire(value)  # the check, as on every typed topic
-        return self._fast.encode(tree) or self._codec.encode(tree)
+        return self._fast.encode(value, tree) or self._codec.encode(tree)
 
     def _decode_fast(self, frames: Sequence[Any]) -> Any:
         value = self._fast.decode(frames)  # a model instance (a TypedDict's: a dict), never None

@@ -9,8 +9,9 @@ on error). Its plain tree then goes to msgpack's packer as the codec runs it (``
 but without the codec's walk and extension hook: for a tree of plain values those are the
 codec's bytes, by construction, and anything the codec would write as an extension (a tuple, a
 subclass such as an ``IntEnum``, an int beyond 64 bits) makes the packer raise, and the codec
-writes the message as before. bytes never reach it: no eligible field holds them (the codec
-sends them as buffers of their own). So an untyped listener, a JSON-mode peer and the wire's
+writes the message as before. bytes never reach it (the codec sends them as buffers of their
+own): no eligible field holds them, and a value with a key its model does not have (which the
+check ignores, so it may hold anything) goes to the codec too. So an untyped listener, a JSON-mode peer and the wire's
 golden examples see no change. (msgspec's own encoder is faster but writes subclasses and
 tuples as their base types; checking a value for them cost more than it saved.)
 
@@ -59,17 +60,20 @@ _strict = _StrictPacker()
 class TypedFast:
     """One model type's way to the wire without the codec's walk, and msgspec's decoder for it."""
 
-    def __init__(self, hint: type) -> None:
+    def __init__(self, hint: type, info: Any) -> None:
         import msgspec
 
         self.hint = hint
+        self._only_fields = _guard(info)
         self._decode = msgspec.msgpack.Decoder(hint).decode
         self._errors = (msgspec.DecodeError, msgspec.ValidationError)
 
-    @staticmethod
-    def encode(tree: Any) -> Optional[list]:
-        """``[header]`` of the plain tree of a value already checked against the type, or None:
-        the codec's turn (the tree holds a value the codec writes as an extension)."""
+    def encode(self, value: Any, tree: Any) -> Optional[list]:
+        """``[header]`` of ``tree``, the plain tree of ``value`` already checked against the type,
+        or None: the codec's turn (the tree holds a value the codec writes as an extension, or
+        a key the type does not have, which the check ignored and may hold bytes)."""
+        if not self._only_fields(value):
+            return None
         try:
             body = _strict.pack(tree)
         except (TypeError, OverflowError, ValueError):
@@ -100,7 +104,7 @@ def fast_path(hint: Any) -> Optional[TypedFast]:
         info = msgspec.inspect.type_info(hint)
     except Exception:  # the validator reports it, as before
         return None
-    return TypedFast(hint) if _plain_type(info, set()) else None
+    return TypedFast(hint, info) if _plain_type(info, set()) else None
 
 
 _LEAVES = frozenset({"StrType", "IntType", "FloatType", "BoolType", "NoneType"})
@@ -118,7 +122,7 @@ def _plain_type(info: Any, open_structs: set) -> bool:
     if kind == "ListType":
         return _plain_type(info.item_type, open_structs)
     if kind == "DictType":
-        return _plain_type(info.key_type, open_structs) and _plain_type(info.value_type, open_structs)
+        return type(info.key_type).__name__ in _LEAVES and _plain_type(info.value_type, open_structs)
     if kind in ("DataclassType", "TypedDictType"):  # their fields keep their names
         if kind == "DataclassType" and not all(field.init for field in dataclasses.fields(info.cls)):
             return False
@@ -140,3 +144,31 @@ def _plain_fields(info: Any, open_structs: set) -> bool:
     plain = all(_plain_type(field.type, open_structs) for field in info.fields)
     open_structs.discard(info.cls)
     return plain
+
+
+def _guard(info: Any) -> Any:
+    """Whether a checked value of the plain type ``info`` holds its models' fields only; None
+    where it holds no model. The check ignores a key a model does not have, so a dict given for
+    a model (at the top or inside) is taken only with the model's keys, and a model of another
+    class not at all; every other position the check has seen to be of a plain type."""
+    kind = type(info).__name__
+    if kind in _LEAVES:
+        return None
+    if kind == "UnionType":
+        inner = _guard(next(item for item in info.types if type(item).__name__ != "NoneType"))
+        return None if inner is None else lambda value: value is None or inner(value)
+    if kind in ("ListType", "DictType"):
+        inner = _guard(info.item_type if kind == "ListType" else info.value_type)
+        if inner is None:
+            return None
+        return (lambda value: all(map(inner, value))) if kind == "ListType" else (
+            lambda value: all(map(inner, value.values())))
+    inside = [(field.name, guard) for field in info.fields if (guard := _guard(field.type)) is not None]
+    cls = info.cls
+    if kind == "TypedDictType":
+        names = frozenset(field.name for field in info.fields)
+        return lambda value: (type(value) is dict and value.keys() <= names
+                              and all(guard(value[name]) for name, guard in inside if name in value))
+    if not inside:
+        return lambda value: type(value) is cls
+    return lambda value: type(value) is cls and all(guard(getattr(value, name)) for name, guard in inside)
