@@ -252,6 +252,8 @@ def refusals():
         "a buffer more than announced": [HEADER_START + good, b"extra"],
         "another version": [bytes([0x93, 2, 0]) + good],
         "over MAX_HEADER_SIZE": [HEADER_START + b"\xc0" * MAX_HEADER_SIZE],
+        "lists nested 100000 deep in a key the type does not have": [
+            HEADER_START + good.replace(b"\x82", b"\x83", 1) + b"\xa1z" + b"\x91" * 100000 + b"\xc0"],
     }
 
 
@@ -350,3 +352,13 @@ def test_keys_the_model_does_not_have_are_written_by_the_codec(model, value):
     assert fmt.encode == fmt._encode_fast
     frames = fmt.encode(value)
     assert frames == codec_frames(value) and len(frames) == 2
+
+
+def test_a_key_the_type_does_not_have_is_skipped_unread():
+    """msgspec skips it within the message's bytes; the codec's path would decode it (and refuse
+    an unknown extension code in it). The typed value is the same either way."""
+    frames = [HEADER_START + msgpack.packb({"label": "x", "weight": None, "z": msgpack.ExtType(99, b"")})]
+    fmt = ValueFormat(message_type=Inner)
+    assert fmt.decode(frames) == Inner("x", None)
+    with pytest.raises(DecodeError, match="unknown extension code 99"):
+        old_path(fmt, frames)

@@ -66,7 +66,6 @@ class TypedFast:
         self.hint = hint
         self._only_fields = _guard(info)
         self._decode = msgspec.msgpack.Decoder(hint).decode
-        self._errors = (msgspec.DecodeError, msgspec.ValidationError)
 
     def encode(self, value: Any, tree: Any) -> Optional[list]:
         """``[header]`` of ``tree``, the plain tree of ``value`` already checked against the type,
@@ -89,7 +88,7 @@ class TypedFast:
             return None
         try:
             return self._decode(header[3:])
-        except self._errors:
+        except Exception:  # whatever it is (msgspec's RecursionError on deep lists too), the codec's path says it
             return None
 
 
