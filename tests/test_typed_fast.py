@@ -57,8 +57,9 @@ OUTER = st.builds(
 
 
 def same(one, other):
-    """Equal, with each number of the same type (1 == 1.0 in Python, not on the wire)."""
-    return one == other and repr(one) == repr(other)
+    """Equal, with each number of the same type (1 == 1.0 in Python, not on the wire) and NaN
+    equal to NaN: the same repr."""
+    return type(one) is type(other) and repr(one) == repr(other)
 
 
 def codec_frames(value):
@@ -221,8 +222,8 @@ class TypedDictWithBytes(typing.TypedDict):
     data: bytes
 
 
-@pytest.mark.parametrize("model", [NotAllInit, TypedDictWithBytes, Renamed, Tagged, ArrayLike, OmitDefaults, WithBytes, WithTuple, WithAny,
-                                   WithUnion, Tree, dict, Inner | None])
+@pytest.mark.parametrize("model", [NotAllInit, TypedDictWithBytes, Renamed, Tagged, ArrayLike, OmitDefaults,
+                                   WithBytes, WithTuple, WithAny, WithUnion, Tree, dict, Inner | None])
 def test_types_the_codec_writes_otherwise_have_no_fast_path(model):
     assert fast_path(model) is None
 
@@ -362,3 +363,32 @@ def test_a_key_the_type_does_not_have_is_skipped_unread():
     assert fmt.decode(frames) == Inner("x", None)
     with pytest.raises(DecodeError, match="unknown extension code 99"):
         old_path(fmt, frames)
+
+
+ANY_PLAIN = st.recursive(
+    st.none() | st.booleans() | INT64 | st.floats() | TEXT | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | INT64, inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OUTER, st.sampled_from([None, *Outer.__struct_fields__, "inner.label", "inner.weight", "extra"]), ANY_PLAIN)
+def test_any_message_reads_as_on_the_codecs_path(value, where, replacement):
+    """A valid message with one field (or a field inside, or a key the type does not have)
+    replaced by any msgpack value: the same value, or the same error."""
+    tree = plain(value)
+    if where is not None and "." in where:
+        tree["inner"][where.split(".")[1]] = replacement
+    elif where is not None:
+        tree[where] = replacement
+    frames = [HEADER_START + msgpack.packb(tree)]
+    for on_invalid in ("skip", "raise"):
+        fmt = ValueFormat(message_type=Outer, on_invalid=on_invalid)
+        try:
+            expected = old_path(fmt, frames)
+        except (DecodeError, ValidationError) as error:
+            with pytest.raises(type(error)) as got:
+                fmt.decode(frames)
+            assert str(got.value) == str(error)
+        else:
+            assert same(fmt.decode(frames), expected)

@@ -99,7 +99,7 @@ class ValueFormat:
         self.encode = self._encode_native
         self.decode = self._decode_native
         fast = fast_path(message_type) if self._codec.serializer == "binary" and not inline else None
-        if fast is not None:  # a Struct of plain fields: msgspec writes the codec's bytes in one step
+        if fast is not None:  # a model of plain fields: the codec's bytes without its walk, msgspec's decoder
             self._fast = fast
             self.encode = self._encode_fast
             self.decode = self._decode_fast

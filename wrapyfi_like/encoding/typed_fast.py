@@ -1,5 +1,6 @@
-"""The typed fast path: a msgspec ``Struct`` of plain fields skips the codec's walk on the way out
-and is decoded and validated by msgspec in one step on the way in.
+"""The typed fast path: a typed message of plain fields (a msgspec ``Struct``, dataclass or
+TypedDict) skips the codec's walk on the way out and is decoded and validated by msgspec in one
+step on the way in.
 
 A typed message cost the codec's walk plus msgspec's ``convert`` on each side (the 1 KB message
 of ``benchmarks/serializers.py``: 9.1 µs encode, 7.8 µs decode, 20 % more than untyped).
@@ -11,11 +12,11 @@ codec's bytes, by construction, and anything the codec would write as an extensi
 subclass such as an ``IntEnum``, an int beyond 64 bits) makes the packer raise, and the codec
 writes the message as before. bytes never reach it (the codec sends them as buffers of their
 own): no eligible field holds them, and a value with a key its model does not have (which the
-check ignores, so it may hold anything) goes to the codec too. So an untyped listener, a JSON-mode peer and the wire's
-golden examples see no change. (msgspec's own encoder is faster but writes subclasses and
+check ignores, so it may hold anything) goes to the codec too. So an untyped listener, a
+JSON-mode peer and the wire's golden examples see no change. (msgspec's own encoder is faster but writes subclasses and
 tuples as their base types; checking a value for them cost more than it saved.)
 
-Receiving: msgspec's typed decoder (``msgspec.msgpack.Decoder(Struct)``) decodes and validates in
+Receiving: msgspec's typed decoder (``msgspec.msgpack.Decoder(model)``) decodes and validates in
 one pass; the header's size and start are checked first, the type bounds the depth, msgspec
 checks every length against the bytes left and refuses extension values (code -1 included)
 where the type has none. A message it refuses is decoded again by the codec and the type's
@@ -88,12 +89,12 @@ class TypedFast:
             return None
         try:
             return self._decode(header[3:])
-        except Exception:  # whatever it is (msgspec's RecursionError on deep lists too), the codec's path says it
+        except Exception:  # msgspec's errors, RecursionError on deep lists …: the codec's path says what
             return None
 
 
 def fast_path(hint: Any) -> Optional[TypedFast]:
-    """The fast path of ``hint``, or None when it is not a Struct, dataclass or TypedDict of plain fields."""
+    """The fast path of ``hint``; None unless it is a Struct, dataclass or TypedDict of plain fields."""
     if not isinstance(hint, type) or not (hasattr(hint, "__struct_fields__") or dataclasses.is_dataclass(hint)
                                           or typing.is_typeddict(hint)):
         return None
