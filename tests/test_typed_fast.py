@@ -17,7 +17,7 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.encoding.typed_fast import HEADER_START, fast_path
-from wrapyfi_like.exceptions import DecodeError, ValidationError
+from wrapyfi_like.exceptions import DecodeError, EncodeError, ValidationError
 from wrapyfi_like.limits import MAX_HEADER_SIZE
 from wrapyfi_like.testing import inproc_middleware
 from wrapyfi_like.validation import plain
@@ -392,3 +392,12 @@ def test_any_message_reads_as_on_the_codecs_path(value, where, replacement):
             assert str(got.value) == str(error)
         else:
             assert same(fmt.decode(frames), expected)
+
+
+def test_a_header_over_the_limit_is_refused_on_sending_as_before():
+    value = Inner("x" * MAX_HEADER_SIZE, None)
+    with pytest.raises(EncodeError, match="MAX_HEADER_SIZE") as expected:
+        Codec().encode(plain(value))
+    with pytest.raises(EncodeError) as got:
+        ValueFormat(message_type=Inner).encode(value)
+    assert str(got.value) == str(expected.value)
