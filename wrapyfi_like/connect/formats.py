@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 from wrapyfi_like import annotations
 from wrapyfi_like.data_types import NativeObject, data_type_class
 from wrapyfi_like.encoding import Codec
+from wrapyfi_like.encoding.typed_fast import fast_path
 from wrapyfi_like.exceptions import ConfigurationError, DecodeError, ValidationError
 from wrapyfi_like.connect.wire import wire_codec
 from wrapyfi_like.utils.plugin_set import PluginSet
@@ -94,9 +95,22 @@ class ValueFormat:
         if self._type is None:  # values go out unchanged: the codec is the whole format
             self.encode = self._codec.encode
             self.decode = self._codec.decode
-        else:
-            self.encode = self._encode_native
-            self.decode = self._decode_native
+            return
+        self.encode = self._encode_native
+        self.decode = self._decode_native
+        fast = fast_path(message_type) if self._codec.serializer == "binary" and not inline else None
+        if fast is not None:  # a model of plain fields: the codec's bytes without its walk, msgspec's decoder
+            self._fast = fast
+            self.encode = self._encode_fast
+            self.decode = self._decode_fast
+
+    def _encode_fast(self, value: Any) -> list:
+        tree = self._type.to_wire(value)  # the check, as on every typed topic
+        return self._fast.encode(value, tree) or self._codec.encode(tree)
+
+    def _decode_fast(self, frames: Sequence[Any]) -> Any:
+        value = self._fast.decode(frames)  # a model instance (a TypedDict's: a dict), never None
+        return self._decode_native(frames) if value is None else value
 
     def _encode_native(self, value: Any) -> list:
         """:meth:`encode` of a typed NativeObject: the data type has nothing to add."""

@@ -1,0 +1,174 @@
+"""The typed fast path: a typed message of plain fields (a msgspec ``Struct``, dataclass or
+TypedDict) skips the codec's walk on the way out and is decoded and validated by msgspec in one
+step on the way in.
+
+A typed message cost the codec's walk plus msgspec's ``convert`` on each side (the 1 KB message
+of ``benchmarks/serializers.py``: 9.1 µs encode, 7.8 µs decode, 20 % more than untyped).
+
+Sending: the value is still checked against the type (``MessageType.to_wire``, the field path
+on error). Its plain tree then goes to msgpack's packer as the codec runs it (``strict_types``)
+but without the codec's walk and extension hook: for a tree of plain values those are the
+codec's bytes, by construction, and anything the codec would write as an extension (a tuple, a
+subclass such as an ``IntEnum``, an int beyond 64 bits) makes the packer raise, and the codec
+writes the message as before. bytes never reach it (the codec sends them as buffers of their
+own): no eligible field holds them, and a value with a key its model does not have (which the
+check ignores, so it may hold anything) goes to the codec too. So an untyped listener, a
+JSON-mode peer and the wire's golden examples see no change. (msgspec's own encoder is faster but writes subclasses and
+tuples as their base types; checking a value for them cost more than it saved.)
+
+Receiving: msgspec's typed decoder (``msgspec.msgpack.Decoder(model)``) decodes and validates in
+one pass; the header's size and start are checked first, the type bounds the depth, msgspec
+checks every length against the bytes left and refuses extension values (code -1 included)
+where the type has none. A message it refuses is decoded again by the codec and the type's
+validator, so a refusal reads and counts exactly as before (the field path, ``on_invalid``,
+``malformed``). A field the type does not have is skipped unread, as msgspec skips it.
+
+Eligible (:func:`fast_path`): a Struct (not ``array_like``, no tag, no renamed field, no
+``omit_defaults``), a dataclass (every field an ``__init__`` argument) or a TypedDict whose
+fields are str, int, float, bool, None, lists and dicts of those, ``Optional`` of those, and
+such models. Anything else takes the codec, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import typing
+from typing import Any, Optional, Sequence
+
+import msgpack
+
+from wrapyfi_like.encoding.codec import FORMAT_VERSION, PACK_BUFFER_SIZE
+from wrapyfi_like.limits import MAX_HEADER_SIZE
+
+HEADER_START = bytes([0x93, FORMAT_VERSION, 0])
+"""The codec's header before the value when a message has no buffers: ``[FORMAT_VERSION, 0, …]``."""
+_BODY_LIMIT = MAX_HEADER_SIZE - len(HEADER_START)
+
+
+class _StrictPacker(threading.local):
+    """msgpack's packer as the codec runs it (``strict_types``), without an extension hook: it
+    writes exactly the codec's bytes for a tree of plain values and raises on anything else
+    (a tuple, a subclass, an int beyond 64 bits), which the codec writes as an extension."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(strict_types=True, buf_size=PACK_BUFFER_SIZE).pack
+
+
+_strict = _StrictPacker()
+
+
+class TypedFast:
+    """One model type's way to the wire without the codec's walk, and msgspec's decoder for it."""
+
+    def __init__(self, hint: type, info: Any) -> None:
+        import msgspec
+
+        self.hint = hint
+        self._only_fields = _guard(info)
+        self._decode = msgspec.msgpack.Decoder(hint).decode
+
+    def encode(self, value: Any, tree: Any) -> Optional[list]:
+        """``[header]`` of ``tree``, the plain tree of ``value`` already checked against the type,
+        or None: the codec's turn (the tree holds a value the codec writes as an extension, or
+        a key the type does not have, which the check ignored and may hold bytes)."""
+        if not self._only_fields(value):
+            return None
+        try:
+            body = _strict.pack(tree)
+        except (TypeError, OverflowError, ValueError):
+            return None
+        return [HEADER_START + body] if len(body) <= _BODY_LIMIT else None
+
+    def decode(self, frames: Sequence[Any]) -> Any:
+        """The validated value of ``frames``, or None when the codec and validator must decide."""
+        if len(frames) != 1:
+            return None
+        header = memoryview(frames[0])
+        if header.nbytes > MAX_HEADER_SIZE or header[:3] != HEADER_START:
+            return None
+        try:
+            return self._decode(header[3:])
+        except Exception:  # msgspec's errors, RecursionError on deep lists …: the codec's path says what
+            return None
+
+
+def fast_path(hint: Any) -> Optional[TypedFast]:
+    """The fast path of ``hint``; None unless it is a Struct, dataclass or TypedDict of plain fields."""
+    if not isinstance(hint, type) or not (hasattr(hint, "__struct_fields__") or dataclasses.is_dataclass(hint)
+                                          or typing.is_typeddict(hint)):
+        return None
+    import msgspec
+
+    try:
+        info = msgspec.inspect.type_info(hint)
+    except Exception:  # the validator reports it, as before
+        return None
+    return TypedFast(hint, info) if _plain_type(info, set()) else None
+
+
+_LEAVES = frozenset({"StrType", "IntType", "FloatType", "BoolType", "NoneType"})
+
+
+def _plain_type(info: Any, open_structs: set) -> bool:
+    """Whether the type ``info`` (msgspec.inspect) holds only values msgpack carries natively and
+    is written by msgspec as the map the codec writes (a Struct's fields under their own names)."""
+    kind = type(info).__name__
+    if kind in _LEAVES:
+        return True
+    if kind == "UnionType":  # Optional[...] only: msgspec's other unions decide by the wire type
+        others = [item for item in info.types if type(item).__name__ != "NoneType"]
+        return len(others) == 1 and len(info.types) == 2 and _plain_type(others[0], open_structs)
+    if kind == "ListType":
+        return _plain_type(info.item_type, open_structs)
+    if kind == "DictType":
+        return type(info.key_type).__name__ in _LEAVES and _plain_type(info.value_type, open_structs)
+    if kind in ("DataclassType", "TypedDictType"):  # their fields keep their names
+        if kind == "DataclassType" and not all(field.init for field in dataclasses.fields(info.cls)):
+            return False
+        return _plain_fields(info, open_structs)
+    if kind != "StructType":
+        return False
+    cls = info.cls
+    if (info.array_like or info.tag_field is not None
+            or cls.__struct_config__.omit_defaults or cls.__struct_encode_fields__ != cls.__struct_fields__):
+        return False
+    return _plain_fields(info, open_structs)
+
+
+def _plain_fields(info: Any, open_structs: set) -> bool:
+    """Whether every field of a model is of a plain type (a model inside itself is not)."""
+    if info.cls in open_structs:
+        return False
+    open_structs.add(info.cls)
+    plain = all(_plain_type(field.type, open_structs) for field in info.fields)
+    open_structs.discard(info.cls)
+    return plain
+
+
+def _guard(info: Any) -> Any:
+    """Whether a checked value of the plain type ``info`` holds its models' fields only; None
+    where it holds no model. The check ignores a key a model does not have, so a dict given for
+    a model (at the top or inside) is taken only with the model's keys, and a model of another
+    class not at all; every other position the check has seen to be of a plain type."""
+    kind = type(info).__name__
+    if kind in _LEAVES:
+        return None
+    if kind == "UnionType":
+        inner = _guard(next(item for item in info.types if type(item).__name__ != "NoneType"))
+        return None if inner is None else lambda value: value is None or inner(value)
+    if kind in ("ListType", "DictType"):
+        inner = _guard(info.item_type if kind == "ListType" else info.value_type)
+        if inner is None:
+            return None
+        return (lambda value: all(map(inner, value))) if kind == "ListType" else (
+            lambda value: all(map(inner, value.values())))
+    inside = [(field.name, guard) for field in info.fields if (guard := _guard(field.type)) is not None]
+    cls = info.cls
+    if kind == "TypedDictType":
+        names = frozenset(field.name for field in info.fields)
+        return lambda value: (type(value) is dict and value.keys() <= names
+                              and all(guard(value[name]) for name, guard in inside if name in value))
+    if not inside:
+        return lambda value: type(value) is cls
+    return lambda value: type(value) is cls and all(guard(getattr(value, name)) for name, guard in inside)
