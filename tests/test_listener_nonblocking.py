@@ -59,6 +59,10 @@ class EndlessBadRequests:
     def send_error(self, ticket, message: str) -> None:
         self.errors += 1
 
+    def statistics(self) -> dict:
+        """It refuses nothing itself: every request reaches the server, which skips it."""
+        return {"sent": 0, "errors": self.errors, "dropped": 0, "malformed": 0, "refused": 0}
+
     def close(self) -> None:
         """Nothing to close."""
 
