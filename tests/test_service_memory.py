@@ -82,7 +82,7 @@ def host(key: str) -> None:
     assert agent.directory is not None, "this process did not host the directory"
     print(json.dumps({"event": "ready"}), flush=True)
     sys.stdin.read()
-    print(json.dumps({"event": "stopped", "statistics": dict(agent.directory.counters)}), flush=True)
+    print(json.dumps({"event": "stopped", "statistics": agent.directory.statistics()}), flush=True)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -207,10 +207,12 @@ class Directory:
         return len(gone)
 
     def statistics(self) -> dict[str, int]:
-        """Nodes, entries and bytes held, and counts of what was refused, malformed or expired."""
+        """Nodes, entries and bytes held, and counts of what was refused, malformed (here, or
+        ``refused_size`` by the host's reader before it reached us) or expired."""
         return {"nodes": len(self._nodes), "entries": self._entries, "bytes": self._bytes,
+                "malformed": self.counters["malformed"] + self.counters["refused_size"],
                 **{name: self.counters[name] for name in
-                   ("malformed", "refused_identity", "refused_limit", "refused_realm", "expired")}}
+                   ("refused_identity", "refused_limit", "refused_realm", "expired")}}
 
     def _replace(self, node_id: str, node: _Node, announcements: tuple) -> None:
         self._unindex(node_id, node)

@@ -88,8 +88,9 @@ class ZmtpHost:
         self._ready.close()
 
     def _refused(self, outlet: Outlet, heads: list, problem: str) -> None:
-        """A request over the limits: counted as malformed, never held (told from the reading thread)."""
-        self.directory.counters["malformed"] += 1
+        """A request over the limits: counted as malformed, never held (told from the reading thread,
+        so under a key of its own: the agent's thread updates the other counts meanwhile)."""
+        self.directory.counters["refused_size"] += 1
         source = outlet.identity.hex()
         _log.warning(source, "malformed", "discovery: refused a request from peer %s: %s", source, problem)
 
