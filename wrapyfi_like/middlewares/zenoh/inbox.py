@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from wrapyfi_like.exceptions import ClosedError
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.handoff import Handoff
 
 
 class Inbox:
@@ -23,11 +24,7 @@ class Inbox:
         self._what = what
         self._lock = threading.Lock()  # the items and the flags below
         self._room = threading.Condition(self._lock)  # a put waits here while the inbox is full
-        # wakes the waiting get: held while nothing is signalled, released once per wait. A bare
-        # lock hands over in about half the time of a Condition, and a 1 KB message passes one
-        self._ready = threading.Lock()
-        self._ready.acquire()
-        self._waiting = False
+        self._handoff = Handoff(self._lock)  # wakes the waiting get
         self._getter = threading.Lock()  # one get waits for items at a time; the others wait for it
         self.closed = False
 
@@ -39,7 +36,7 @@ class Inbox:
             if self.closed:
                 return False
             self._items.append(item)
-            self._signal()
+            self._handoff.signal()
             return True
 
     def get(self, timeout: Optional[float]) -> Optional[Any]:
@@ -65,22 +62,8 @@ class Inbox:
                 left = remaining_seconds(deadline)
                 if left == 0:
                     return None
-                self._waiting = True
-            if left is None:
-                self._ready.acquire()
-            elif not self._ready.acquire(timeout=left):
-                with self._lock:
-                    if self._waiting:  # nobody signalled
-                        self._waiting = False
-                    else:  # signalled as the wait ended: take the signal back
-                        self._ready.acquire(blocking=False)
-
-    def _signal(self) -> None:
-        """Wake the waiting get (called holding ``_lock``, the only place that releases ``_ready``)."""
-        if self._waiting:
-            self._waiting = False
-            if self._ready.locked():
-                self._ready.release()
+                self._handoff.arm()
+            self._handoff.wait(left)
 
     def take_matching(self, wanted: Callable[[Any], bool]) -> list:
         """Remove and return, oldest first, every waiting item ``wanted`` accepts."""
@@ -95,4 +78,4 @@ class Inbox:
         with self._lock:
             self.closed = True
             self._room.notify_all()
-            self._signal()
+            self._handoff.signal()
