@@ -1,11 +1,14 @@
 """A process that blocks in one of wrapyfi_like's waits, for tests/test_threads_shutdown.py.
 
-``python shutdown_child.py CASE TOPIC [catch]``. For a blocking CASE it prints ``blocked`` once
-its main thread is inside a ZeroMQ wait (seen from a watcher thread, so the test can send SIGINT
-at that moment); with ``catch`` it catches KeyboardInterrupt and prints ``interrupted``. The
+``python shutdown_child.py CASE TOPIC [catch] [stray]``. For a blocking CASE it prints ``blocked``
+once its main thread is inside a ZeroMQ wait (seen from a watcher thread, so the test can send
+SIGINT at that moment); with ``catch`` it catches KeyboardInterrupt and prints ``interrupted``.
+With ``stray`` the watcher thread, which does not block signals, then sends SIGINT to itself: a
+Ctrl-C that the kernel gave to a thread other than the main one (as it may, to OpenBLAS's). The
 ``exit_*`` cases leave unsent messages behind and return, printing ``returning`` first.
 """
 
+import signal
 import sys
 import threading
 import time
@@ -16,6 +19,7 @@ from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 
 CASE, TOPIC = sys.argv[1], sys.argv[2]
+CATCH, STRAY = "catch" in sys.argv[3:], "stray" in sys.argv[3:]
 MEGABYTE = np.zeros(1 << 20, np.uint8)
 
 
@@ -46,6 +50,8 @@ def report_when_blocked() -> None:
         while frame is not None:
             if in_zeromq_wait(frame.f_code):
                 print("blocked", flush=True)
+                if STRAY:
+                    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
                 return
             frame = frame.f_back
         time.sleep(0.005)
@@ -74,7 +80,7 @@ def leave_unsent() -> None:
 
 if CASE.startswith("exit_"):
     leave_unsent()
-elif sys.argv[3:] == ["catch"]:
+elif CATCH:
     try:
         block()
     except KeyboardInterrupt:

@@ -184,6 +184,17 @@ def test_ctrl_c_in_a_blocking_wait_exits_at_once_and_quietly(case, topic, start_
     assert seconds < 2.0  # at most EXIT_LINGER_MS for undeliverable queued messages, plus exit
 
 
+@pytest.mark.parametrize("case", BLOCKING_CASES)
+def test_ctrl_c_taken_by_another_thread_still_ends_the_wait(case, topic, start_child):
+    """The main thread's waits are sliced (``deadlines.SIGNAL_CHECK``): a SIGINT handled in a
+    thread that is not the main one is raised there within a slice."""
+    process = start_child(case, topic, "catch", "stray")
+    assert read_line(process) == "blocked"
+    seconds, out, err = seconds_to_exit(process)
+    assert (process.returncode, out, err) == (0, "interrupted\n", "")
+    assert seconds < 2.0
+
+
 @pytest.mark.parametrize("case", ["listen", "publish_full"])
 def test_uncaught_ctrl_c_shows_only_the_users_frames(case, topic, start_child):
     process = start_child(case, topic)

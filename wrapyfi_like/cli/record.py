@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from wrapyfi_like import __version__
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.cli.command import Command, CommandError, positive_int, require_extra
 from wrapyfi_like.cli.directory import pubsub_topics
 from wrapyfi_like.cli.subscription import Subscription
@@ -49,9 +50,7 @@ class Recorder:
         if topic in self._subscriptions:
             return False
         subscription = self._subscriptions[topic] = Subscription(topic, "record", self._mware)
-        thread = threading.Thread(target=self._receive, args=(subscription,), daemon=True,
-                                  name=f"wrapyfi-like record {topic}")
-        thread.start()
+        thread = start_thread(self._receive, f"wrapyfi-like record {topic}", subscription)
         self._threads.append(thread)
         return True
 

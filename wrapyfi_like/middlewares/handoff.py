@@ -4,13 +4,17 @@ A listener's reading thread (or zenoh's receive task) queues a message and the c
 takes it. A ``threading.Condition`` would do, but a bare lock hands over in about half the time
 (measured: 8 against 17 µs a thread round trip), and at 1 KB a message passes one hand-off. The
 lock is held while nothing is signalled and released once per wait; a timed-out wait that meets a
-signal takes the signal back, so the next wait does not pass at once for nothing.
+signal takes the signal back, so the next wait does not pass at once for nothing. A wait lasts
+at most :data:`~.deadlines.SIGNAL_CHECK` (its caller looks at the queue and waits again), so
+that a Ctrl-C is heard whichever thread the signal went to.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Optional
+
+from wrapyfi_like.middlewares.deadlines import SIGNAL_CHECK
 
 
 class Handoff:
@@ -31,11 +35,10 @@ class Handoff:
         self._waiting = True
 
     def wait(self, timeout: Optional[float]) -> None:
-        """Return once signalled or after ``timeout`` seconds (None: no limit); called without
-        ``guard``. The waiter then looks at its queue again, whichever happened."""
-        if timeout is None:
-            self._ready.acquire()
-        elif not self._ready.acquire(timeout=timeout):
+        """Return once signalled or after ``timeout`` seconds (None: no limit), or after
+        :data:`~.deadlines.SIGNAL_CHECK`; called without ``guard``. The waiter then looks at its
+        queue again, whichever happened."""
+        if not self._ready.acquire(timeout=SIGNAL_CHECK if timeout is None else min(timeout, SIGNAL_CHECK)):
             with self._guard:
                 if self._waiting:  # nobody signalled
                     self._waiting = False

@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import Any, Callable, ContextManager, Optional
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, DecodeError, RemoteError, WaitTimeout
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares import base
@@ -116,8 +117,7 @@ class _Call:
         self.value: Any = None
         self.error: Optional[BaseException] = None
         self.finished_at = 0.0
-        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "wrapyfi_like-test-call", function)
 
     def _run(self, function: Callable[[], Any]) -> None:
         try:

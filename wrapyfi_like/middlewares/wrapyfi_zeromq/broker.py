@@ -27,6 +27,7 @@ from typing import Optional
 
 import zmq
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.middlewares.wrapyfi_zeromq.settings import BrokerAddress, DeviceAddress, monitor_topic
 
 logger = logging.getLogger("wrapyfi_like.wrapyfi_zeromq")
@@ -67,8 +68,7 @@ class _Loop:
 
     def _start(self) -> None:
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"wrapyfi_like-{self.name}", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, f"wrapyfi_like-{self.name}")
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stopping.set()

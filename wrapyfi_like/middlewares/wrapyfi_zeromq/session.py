@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import zmq
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.middlewares.wrapyfi_zeromq.broker import REBROADCAST_S, Broker, Device
 from wrapyfi_like.middlewares.wrapyfi_zeromq.settings import BrokerAddress, DeviceAddress, monitor_topic
 
@@ -96,8 +97,7 @@ class _Announcer:
         self._topics: dict[str, set[str]] = {}
         self._changed = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="wrapyfi_like-announcer", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "wrapyfi_like-announcer")
 
     def add(self, xsub: str, topic: str) -> None:
         with self._changed:

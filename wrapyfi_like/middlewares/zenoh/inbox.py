@@ -9,11 +9,12 @@ pushes back to the publisher through zenoh's congestion control (``"block"`` los
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Optional
 
 from wrapyfi_like.exceptions import ClosedError
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds, slice_seconds
 from wrapyfi_like.middlewares.handoff import Handoff
 
 
@@ -42,8 +43,9 @@ class Inbox:
     def get(self, timeout: Optional[float]) -> Optional[Any]:
         """The oldest item, None once ``timeout`` passes; :class:`ClosedError` once closed."""
         deadline = deadline_after(timeout)
-        if not self._getter.acquire(timeout=-1 if deadline is None else remaining_seconds(deadline)):
-            return None
+        while not self._getter.acquire(timeout=slice_seconds(deadline)):  # another thread is getting
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
         try:
             return self._get(deadline)
         finally:

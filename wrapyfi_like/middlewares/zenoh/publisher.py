@@ -17,11 +17,12 @@ import threading
 from collections import deque
 from typing import Any, Optional
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout, map_exceptions
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_outgoing, check_queue_depth
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.base import PublisherTransport
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds, slice_seconds
 from wrapyfi_like.middlewares.envelope import LATEST, Group
 from wrapyfi_like.middlewares.zenoh import framing, presence
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
@@ -90,8 +91,7 @@ class ZenohPublisherTransport(PublisherTransport):
                 zenoh.handlers.Callback(self._on_matching, indirect=False))
             self._on_matching(self._publisher.matching_status)
             self._token = presence.declare(self._session, session.domain, "publisher", topic, info)
-        self._sender = threading.Thread(target=self._run, name=f"zenoh publisher {topic}", daemon=True)
-        self._sender.start()
+        self._sender = start_thread(self._run, f"zenoh publisher {topic}")
 
     def _on_matching(self, status: Any) -> None:
         # ``matching_status`` objects are always truthy; only ``.matching`` tells
@@ -135,7 +135,7 @@ class ZenohPublisherTransport(PublisherTransport):
             if left == 0:
                 raise WaitTimeout(f"no listener for {self.topic} appeared within {self._wait_timeout} s "
                                   "(wait_timeout); start one, or publish with should_wait=False")
-            self._changed.wait(left)
+            self._changed.wait(slice_seconds(deadline))
         self._check_open()
 
     def _check_open(self) -> None:

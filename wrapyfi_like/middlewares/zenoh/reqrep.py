@@ -18,7 +18,7 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, Trans
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size, check_outgoing
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.base import ClientTransport, ServerTransport
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds, slice_seconds
 from wrapyfi_like.middlewares.zenoh import framing, presence
 from wrapyfi_like.middlewares.zenoh.checks import check_carrier, check_no_curve
 from wrapyfi_like.middlewares.zenoh.inbox import Inbox
@@ -220,7 +220,7 @@ class ZenohClientTransport(ClientTransport):
         if left == 0:
             self.counts["timeouts"] += 1
             raise WaitTimeout(f"request to {self.topic}: {what} within the timeout")
-        self._changed.wait(left)
+        self._changed.wait(slice_seconds(deadline))
         self._check_open()
 
     def _result(self, reply: Any) -> list[memoryview]:

@@ -22,6 +22,7 @@ import threading
 from types import ModuleType
 from typing import Any, Optional
 
+from wrapyfi_like.background import signals_blocked
 from wrapyfi_like.exceptions import ConfigurationError, TransportError, map_exceptions
 from wrapyfi_like.middlewares.zenoh import settings
 
@@ -70,7 +71,7 @@ class ZenohSession:
         return self._open(joining=True)
 
     def _open(self, joining: bool) -> Any:
-        with map_exceptions(errors(), "opening a zenoh session"):
+        with map_exceptions(errors(), "opening a zenoh session"), signals_blocked():  # zenoh's threads start here
             return self._zenoh.open(settings.config(self._zenoh, self._local, joining))
 
     def shared(self) -> Any:

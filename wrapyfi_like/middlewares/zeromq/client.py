@@ -20,7 +20,7 @@ from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares.base import ClientTransport, check_carrier
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.deadlines import deadline_after, slice_ms
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.connections import connected, keep_alive, only_completed_connections
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
@@ -114,7 +114,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
             for endpoint in self._probes.keys() - self._connected:
                 poller.register(self._probes[endpoint], zmq.POLLOUT)  # wakes when that server is up
-            events = dict(poller.poll(remaining_ms(deadline)))
+            events = dict(poller.poll(slice_ms(deadline)))
             self._check_open()
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume())
@@ -124,7 +124,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
     def _await_reply(self, request_id: bytes, deadline: Optional[float],
                      timeout: Optional[float]) -> list[memoryview]:
         while True:
-            events = dict(self._reply_poller.poll(remaining_ms(deadline)))
+            events = dict(self._reply_poller.poll(slice_ms(deadline)))
             self._check_open()
             if self._watch.fileno() in events:
                 self._follow(self._watch.consume(), drop_gone=False)

@@ -51,6 +51,7 @@ import zmq
 import zmq.auth
 import zmq.utils.z85
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.logs import RateLimitedLog
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -174,8 +175,7 @@ class Authenticator:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(ZAP_ENDPOINT)
         self._stop = Wakeup()
-        self._thread = threading.Thread(target=self._run, name="wrapyfi_like-zap", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "wrapyfi_like-zap")
 
     def admit(self, socket: zmq.Socket, allowed: frozenset[bytes]) -> bytes:
         """A ZAP domain of ``socket``'s own, under which the z85 keys ``allowed`` are accepted;

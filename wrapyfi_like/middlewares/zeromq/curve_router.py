@@ -17,7 +17,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.deadlines import deadline_after, slice_ms
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded, try_send
 from wrapyfi_like.middlewares.zeromq.router import RouterRefused
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -71,7 +71,7 @@ class CurveRouter:
             with self._lock:
                 if self._closed:
                     raise ClosedError("the server is closed")
-                events = dict(self._poller.poll(remaining_ms(deadline)))
+                events = dict(self._poller.poll(slice_ms(deadline)))
                 if self._closed:
                     raise ClosedError("the server is closed")
                 if self._socket not in events:

@@ -51,6 +51,7 @@ from typing import Callable, Optional
 
 import numpy
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
 from wrapyfi_like.logs import RateLimitedLog, truncate
@@ -154,8 +155,7 @@ class ZmtpIntake:
         for selector in (self._all, self._control):
             selector.register(self._listen, selectors.EVENT_READ, None)
             selector.register(self._wakeup.fileno(), selectors.EVENT_READ, self)
-        self._thread = threading.Thread(target=self._run, name=f"wrapyfi_like intake {self.endpoint}", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, f"wrapyfi_like intake {self.endpoint}")
 
     # -- the listener's side -------------------------------------------------------------------
 

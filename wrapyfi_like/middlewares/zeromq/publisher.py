@@ -47,12 +47,14 @@ from typing import Iterator, Optional
 
 import numpy as np
 import zmq
+import zmq.utils.garbage
 
+from wrapyfi_like.background import signals_blocked, start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, WaitTimeout
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import PublisherTransport, check_carrier
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms, remaining_seconds
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds, slice_ms
 from wrapyfi_like.middlewares.envelope import LATEST, SHM, Group
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
@@ -117,6 +119,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._flags = LATEST if backpressure == "latest" else 0
         self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
                      ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
+        if self._own is not _copied:
+            _start_frame_collector()
         self._queue_depth = queue_depth
         self.publisher_id = envelopes.new_publisher_id()
         self._seq = 0
@@ -305,7 +309,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                     poller.register(outlet.socket, zmq.POLLOUT)  # up; its pipe is being attached
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
-            events = dict(poller.poll(remaining_ms(deadline)))
+            events = dict(poller.poll(slice_ms(deadline)))
             self._check_open()
             if not events and deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(
@@ -352,7 +356,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 until = deadline
             # acks too: read as they come (by _check), not lost with a connection that drops meanwhile
             poller = outlet.room_poller(self._watch.fileno(), self._wakeup.fileno())
-            events = dict(poller.poll(remaining_ms(until)))
+            events = dict(poller.poll(slice_ms(until)))
             self._check_open()
             if self._watch.fileno() in events:
                 self._follow()
@@ -455,9 +459,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _start_flusher(self) -> None:
         self._flush_needed.set()
         if self._flusher is None:
-            self._flusher = threading.Thread(target=self._flush, daemon=True,
-                                             name=f"wrapyfi_like-latest-{self.topic}")
-            self._flusher.start()
+            self._flusher = start_thread(self._flush, f"wrapyfi_like-latest-{self.topic}")
 
     def _flush(self) -> None:
         """``"latest"``: send each pending message as soon as its listener has room."""
@@ -542,6 +544,19 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._outlets.clear()
             if self._shm is not None:
                 self._shm.close()
+
+
+_collector_lock = threading.Lock()
+
+
+def _start_frame_collector() -> None:
+    """pyzmq releases zero-copy frames from a thread of its own, which the first such frame
+    starts in whatever thread made it; start it here instead, blind to the process's signals
+    (see :mod:`wrapyfi_like.background`), so that it cannot take a Ctrl-C meant for the user."""
+    with _collector_lock:
+        if not zmq.utils.garbage.gc.is_alive():
+            with signals_blocked():
+                zmq.utils.garbage.gc.start()
 
 
 def _shared(frames: list) -> tuple[list, list]:

@@ -23,7 +23,7 @@ from typing import Optional
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_ms
+from wrapyfi_like.middlewares.deadlines import deadline_after, slice_ms
 from wrapyfi_like.middlewares.zeromq.framing import limit_frame_size, receive_bounded
 from wrapyfi_like.middlewares.zeromq import acks
 from wrapyfi_like.middlewares.zeromq.intake import MAX_CONNECTIONS, Refused
@@ -87,7 +87,9 @@ class PullIntake:
                 return self._receive(zmq.NOBLOCK)
             except zmq.Again:
                 self._acknowledge()
-                if not self._poller.poll(remaining_ms(deadline)) and time.monotonic() >= deadline:
+                if self._poller.poll(slice_ms(deadline)):
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
                     return None
 
     def _receive(self, flags: int) -> list[memoryview]:

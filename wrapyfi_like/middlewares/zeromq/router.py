@@ -31,6 +31,7 @@ import weakref
 from collections import deque
 from typing import Callable, Optional
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.middlewares.zeromq import zmtp
 from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake, _Connection
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -167,9 +168,7 @@ class ZmtpRouter(ZmtpIntake):
         self._writing.add(outlet)
         if self._writer is None:
             self._writer_wakeup = Wakeup()
-            self._writer = threading.Thread(target=self._write, name=f"wrapyfi_like replies {self.endpoint}",
-                                            daemon=True)
-            self._writer.start()
+            self._writer = start_thread(self._write, f"wrapyfi_like replies {self.endpoint}")
         else:
             self._writer_wakeup.set()
 

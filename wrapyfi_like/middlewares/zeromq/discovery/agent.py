@@ -31,6 +31,7 @@ from typing import Optional
 
 import zmq
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.zeromq import curve
@@ -107,8 +108,7 @@ class NodeAgent:
         if (self._thread is None or not self._thread.is_alive()) and not self._stopping:
             if self._thread is not None:
                 self.counters["restarts"] += 1
-            self._thread = threading.Thread(target=self._run, name="wrapyfi_like-discovery", daemon=True)
-            self._thread.start()
+            self._thread = start_thread(self._run, "wrapyfi_like-discovery")
 
     def announce(self, topic: str, endpoint: str, info: dict) -> int:
         """Tell the directory that ``endpoint`` publishes ``topic``; returns a key for :meth:`withdraw`.

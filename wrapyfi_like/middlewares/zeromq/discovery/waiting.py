@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Optional
 
+from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import WrapyfiLikeError
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares.zeromq.discovery.client import list_directory
@@ -68,8 +69,7 @@ class _Checker:
         with self._changed:
             heapq.heappush(self._due, (time.monotonic() + WAIT_WARNING, next(self._order), check))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="wrapyfi_like-peer-check", daemon=True)
-                self._thread.start()
+                self._thread = start_thread(self._run, "wrapyfi_like-peer-check")
             self._changed.notify()
 
     def _run(self) -> None:
