@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Optional
 
 import numpy as np
 
@@ -39,9 +40,13 @@ class Node(MiddlewareCommunicator):
         return value,
 
 
-def blocks_sigint(thread_id: int) -> bool:
-    with open(f"/proc/self/task/{thread_id}/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
+def blocks_sigint(thread_id: int) -> Optional[bool]:
+    """Whether that thread blocks SIGINT; None if it has ended meanwhile."""
+    try:
+        with open(f"/proc/self/task/{thread_id}/status") as status:
+            fields = dict(line.split(":", 1) for line in status)
+    except FileNotFoundError:
+        return None
     return bool(int(fields["SigBlk"], 16) & SIGINT_BIT)
 
 
@@ -50,8 +55,22 @@ def thread_name(thread_id: int) -> str:
     for thread in threading.enumerate():
         if thread.native_id == thread_id:
             return f"{thread.name} {type(thread).__name__}"
-    with open(f"/proc/self/task/{thread_id}/comm") as comm:
-        return comm.read().strip()
+    try:
+        with open(f"/proc/self/task/{thread_id}/comm") as comm:
+            return comm.read().strip()
+    except FileNotFoundError:
+        return "(ended)"
+
+
+def start_own_thread(target) -> threading.Thread:
+    """A thread of this script's (not the library's): it does not block signals, and is left out."""
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    OWN_THREADS.add(thread.native_id)
+    return thread
+
+
+OWN_THREADS = {threading.main_thread().native_id}
 
 
 def main() -> None:
@@ -63,23 +82,20 @@ def main() -> None:
     senders.activate_communication(Node.service, "request")
     megabyte = np.ones(1 << 20, np.uint8)  # sent zero-copy: pyzmq's frame collector starts
     for method in (Node.blocking, Node.latest, Node.over_zenoh):
-        done = threading.Thread(target=lambda: receivers.__getattribute__(method.__name__)(), daemon=True)
-        done.start()
+        done = start_own_thread(getattr(receivers, method.__name__))
         while done.is_alive():
             getattr(senders, method.__name__)(megabyte)
             done.join(0.05)
     for _ in range(20):  # unread by a listener with room for one: the newest is held, its flusher starts
         senders.latest(megabyte)
-    serving = threading.Thread(target=server.service, daemon=True)
-    serving.start()
+    serving = start_own_thread(server.service)
     reply = senders.service(7)
     assert reply == [7], reply
     serving.join(10)
-    main_id = threading.main_thread().native_id
     names = {}
-    for task in os.listdir("/proc/self/task"):
-        if int(task) != main_id and int(task) != threading.get_native_id():
-            names[f"{thread_name(int(task))} ({task})"] = blocks_sigint(int(task))
+    for task in map(int, os.listdir("/proc/self/task")):
+        if task not in OWN_THREADS and (blocked := blocks_sigint(task)) is not None:
+            names[f"{thread_name(task)} ({task})"] = blocked
     print(json.dumps(names), flush=True)
     MiddlewareCommunicator.close_all_instances()
 
