@@ -111,15 +111,15 @@ class PydanticFast:
 
     def __init__(self, hint: type, shadow: type) -> None:
         import msgspec
-        from pydantic import ValidationError
+        import pydantic
 
         from wrapyfi_like.validation import _pydantic_validator
 
         self.hint = hint
         self._plain = TypedFast(shadow, msgspec.inspect.type_info(shadow))
         self._convert, self._shadow, self._asdict = msgspec.convert, shadow, msgspec.structs.asdict
-        self._refused = (msgspec.ValidationError, ValidationError)
-        self._validate = _pydantic_validator(__import__("pydantic"), hint)
+        self._refused = (msgspec.ValidationError, pydantic.ValidationError)
+        self._validate = _pydantic_validator(pydantic, hint)  # the validator the codec's path uses
 
     def encode(self, value: Any, tree: Any) -> Optional[list]:
         """``[header]`` of ``tree``, or None. pydantic's check accepts values its fields would
