@@ -1,6 +1,10 @@
 """The ways a payload can travel, each as a sender and a receiver used by :mod:`benchmarks.peer`.
 
 - ``ours``: a decorated method in publish/listen (or request/reply) mode: the path users take.
+- ``untyped``: in the typed case only, the same method without ``message_type``, sending the
+  typed message's fields as one flat dict (the same bytes on the wire): the reference of the
+  typed target, carried in the same paired run as ``ours`` so that one state of the machine
+  meets both.
 - ``baseline``: plain pyzmq, the fastest honest Python path: a small msgpack header frame plus the
   payload's own buffer sent with ``copy=False``, rebuilt with ``np.frombuffer`` on receipt; tables
   travel as Arrow IPC bytes, JPEG frames as Pillow-encoded bytes, dicts as one msgpack frame.
@@ -25,6 +29,7 @@ import importlib
 import io
 import os
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import msgpack
@@ -128,6 +133,25 @@ class OursReceiver:
 
     def close(self) -> None:
         self._bench.close()
+
+
+class OursUntypedSender(OursSender):
+    """The typed case's message untyped: its fields as a flat dict, built per message as the
+    typed sender builds its Struct."""
+
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        super().__init__(replace(case, typed=False), endpoints)
+
+    def send(self, sequence: int, payload: Any) -> None:
+        self._bench.exchange({"seq": sequence, **payload})
+
+
+class OursUntypedReceiver(OursReceiver):
+    def __init__(self, case: Case, endpoints: dict) -> None:
+        super().__init__(replace(case, typed=False), endpoints)
+
+    def _unwrap(self, value: Any) -> tuple[Optional[int], Any]:
+        return value["seq"], value
 
 
 class OursServer:
@@ -372,6 +396,7 @@ def wrapyfi_environment(free_port: Callable[[], int]) -> dict:
 
 PATHS = {
     "ours": {"sender": OursSender, "receiver": OursReceiver, "server": OursServer, "client": OursClient},
+    "untyped": {"sender": OursUntypedSender, "receiver": OursUntypedReceiver},
     "baseline": {"sender": BaselineSender, "receiver": BaselineReceiver, "server": BaselineServer,
                  "client": BaselineClient},
     "wrapyfi": {"sender": WrapyfiSender, "receiver": WrapyfiReceiver},

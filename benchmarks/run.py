@@ -283,10 +283,13 @@ def run_all(cases: list[Case], paths: list[str], transports: list[str], repeats:
                                     row.get("error") or f"{row['msgs_per_s']:.0f} msg/s")
                     compared = [path for path in order if path in PAIRED]
                     if compared:
-                        paired = run_paired(case, compared, transport, quick, workdir)
+                        carried = compared + ([UNTYPED] if case.typed and "ours" in compared else [])
+                        paired = run_paired(case, carried, transport, quick, workdir)
                         for path in compared:
                             use_paired_metrics(runs[path], paired)
-                        log_paired(case, transport, compared, paired)
+                        if UNTYPED in carried:
+                            rows.append(paired_only_row(runs["ours"], UNTYPED, paired))
+                        log_paired(case, transport, carried, paired)
                     if all(path in runs for path in ZENOH_PATHS):
                         compared = [*ZENOH_PATHS, "ours"]
                         paired = run_paired(case, compared, transport, quick, workdir)
@@ -312,6 +315,18 @@ ZENOH_PATHS = ("zenoh", "zenoh_raw")
 """Ours on zenoh and raw zenoh-python: their ratios come from a paired run of their own that also
 carries ``ours`` (on ZeroMQ), so zenoh ÷ raw zenoh and zenoh ÷ ZeroMQ meet one state of the machine."""
 PAIRED_METRICS = ("msgs_per_s", "mb_per_s", "latency_median_us", "latency_p99_us")
+UNTYPED = "untyped"
+"""The typed case's reference: the same fields untyped, carried by the typed case's paired run
+alongside ``ours`` and the baseline, so typed ÷ untyped is judged within one pair of processes
+(two separate paired runs moved by more than the 5 % the target judges)."""
+
+
+def paired_only_row(ours: dict, path: str, paired: dict) -> dict:
+    """The row of ``path``, measured only in the paired run that also carried ``ours``' row."""
+    keep = ("case", "kind", "size", "pattern", "serializer", "typed", "transport", "repeat")
+    row = {**{key: ours[key] for key in keep if key in ours}, "path": path, "missing": 0}
+    use_paired_metrics(row, paired)
+    return row
 
 
 def use_paired_metrics(row: dict, paired: dict) -> None:

@@ -330,3 +330,39 @@ def test_a_marker_key_written_with_escapes_is_still_a_marker(key):
         assert received == {"a": (1, 2), "b": {}}
     else:
         assert type(received["a"]) is np.ndarray and received["a"].tolist() == [1.0] and received["b"] == {}
+
+
+def test_dicts_reached_through_dicts_are_settled_by_their_keys_without_the_walk(monkeypatch):
+    """The pub/sub message ``{"seq": …, "data": {…}}`` whose strings hold the marker words: every
+    dict of the body is one the receiver reached through dicts and whose keys it checked, so the
+    marker walk does not run (the body's scans alone would have sent it there)."""
+    from wrapyfi_like.encoding import json_mode
+
+    value = {"seq": 7, "data": {"label": "__wrapyfi__ data_b64 \\", "values": [0.5], "inner": {"ok": True}}}
+    (sent,) = JSON.encode(value)
+    monkeypatch.setattr(json_mode._Decoder, "rebuild", lambda *args: pytest.fail("the marker walk ran"))
+    assert BINARY.decode([sent]) == value
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"seq": 1, "data": {"a": {"__wrapyfi__": ["tuple", [1, 2]]}}}', {"seq": 1, "data": {"a": (1, 2)}}),
+    ('{"seq": 1, "data": {"x": [{"__wrapyfi__": ["set", [3]]}]}}', {"seq": 1, "data": {"x": [{3}]}}),
+    ('{"seq": 1, "data": {"s": "{", "x": [{"__wrapyfi__": ["tuple", []]}]}}', {"seq": 1, "data": {"s": "{", "x": [()]}}),
+    ('{"seq": 1, "data": {"a": {"data_b64": "AACAPw==", "shape": [1], "dtype": "<f4"}}}', None),
+])
+def test_a_marker_in_a_nested_dict_or_inside_a_list_is_still_rebuilt(text, expected):
+    received = BINARY.decode([f'{{"wrapyfi_like": 1, "value": {text}}}'.encode()])
+    if expected is None:
+        assert received["data"]["a"].tolist() == [1.0]
+    else:
+        assert received == expected
+
+
+def test_dicts_of_more_items_than_the_walks_budget_go_to_the_scans():
+    """A big dict is left to the scans of the body (C speed), and a marker in it is still found."""
+    from wrapyfi_like.encoding import json_mode
+
+    wide = {f"k{index}": index for index in range(json_mode._DICT_WALK_ITEMS)}
+    value = {"seq": 1, "data": {**wide, "t": {"__wrapyfi__": ["tuple", [1]]}}}
+    assert json_mode._plain_dicts({"seq": 1, "data": {**wide, "t": {}}}) == -1
+    assert BINARY.decode([orjson.dumps({"wrapyfi_like": 1, "value": value})]) == {"seq": 1, "data": {**wide, "t": (1,)}}

@@ -155,10 +155,11 @@ def _is_plain(value: Any, depth: int) -> bool:
 def _holds_no_marker(body: bytes, value: Any) -> bool:
     """Whether a received ``value`` is final as orjson parsed it: no container too deep (each
     ``[`` and ``{`` may be one, the body's own ``{`` too) and no dict that may be a marker or an
-    array. A marker's dict has the key ``__wrapyfi__`` and an array's the key ``data_b64``; in a
-    body without a backslash every string is written as itself, so a body holding neither word
-    holds neither dict, however deep its dicts nest (the common ``{"seq": …, "data": {…}}``:
-    three C scans of the body instead of the marker walk, 0.5 µs instead of 4 for 1 KB)."""
+    array. Where every dict hangs off dicts (:func:`_plain_dicts`), their keys say it; else: a
+    marker's dict has the key ``__wrapyfi__`` and an array's the key ``data_b64``; in a body
+    without a backslash every string is written as itself, so a body holding neither word holds
+    neither dict, however deep its dicts nest (three C scans of the body instead of the marker
+    walk, 0.5 µs instead of 4 for 1 KB)."""
     is_dict = type(value) is dict
     if is_dict and (MARKER in value or (len(value) == 3 and value.keys() == ARRAY_KEYS)):
         return False  # found before scanning the body: an array's is 1.3 MB a MB
@@ -167,7 +168,35 @@ def _holds_no_marker(body: bytes, value: Any) -> bool:
         return False
     if objects <= 2:  # the body's own dict and the value, checked above
         return is_dict or objects == 1
+    if is_dict and _plain_dicts(value) == objects - 1:  # every dict of the body, reached and checked
+        return True
     return b"\\" not in body and _MARKER_KEY not in body and _ARRAY_KEY not in body
+
+
+def _plain_dicts(value: dict) -> int:
+    """How many dicts ``value`` holds, itself included, reached through dicts only (not lists),
+    or -1 if one of them may be a marker or an array, or they hold more than
+    :data:`_DICT_WALK_ITEMS` items in all. Each dict is one ``{`` of the body, so when this is
+    the body's count less its own, no other dict exists: the common ``{"seq": …, "data": {…}}``
+    is settled by its two dicts' keys instead of three scans of the body (1 µs less for 1 KB)."""
+    found, budget, pending = 0, _DICT_WALK_ITEMS, [value]
+    while pending:
+        current = pending.pop()
+        found += 1
+        budget -= len(current)
+        if budget < 0:
+            return -1
+        for item in current.values():
+            if type(item) is dict:
+                if MARKER in item or (len(item) == 3 and item.keys() == ARRAY_KEYS):
+                    return -1
+                pending.append(item)
+    return found
+
+
+_DICT_WALK_ITEMS = 128
+"""Items :func:`_plain_dicts` looks at before leaving the question to the scans of the body,
+which cost about as much as looking at 100 items of a 1 KB body, and grow with the body's bytes."""
 
 
 def _marker(name: str, *fields: Any) -> dict:

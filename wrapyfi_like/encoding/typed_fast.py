@@ -27,6 +27,13 @@ Eligible (:func:`fast_path`): a Struct (not ``array_like``, no tag, no renamed f
 ``omit_defaults``), a dataclass (every field an ``__init__`` argument) or a TypedDict whose
 fields are str, int, float, bool, None, lists and dicts of those, ``Optional`` of those, and
 such models. Anything else takes the codec, as before.
+
+A pydantic v2 model of such fields (:class:`PydanticFast`) takes the same two shortcuts around
+pydantic, whose verdict stays the only one: its check runs as before on sending, and on
+receipt pydantic validates the map msgspec decoded, the very map the codec would have given it
+(the message's fields: the model ignores other keys). The models are those whose verdict
+depends on nothing but their fields' values: no validators or serializers, no aliases, no
+field metadata (``Strict``, constraints), default ``extra`` and ``strict``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Any, Optional, Sequence
 
 import msgpack
 
+from wrapyfi_like.annotations import is_pydantic
 from wrapyfi_like.encoding.codec import FORMAT_VERSION, PACK_BUFFER_SIZE
 from wrapyfi_like.limits import MAX_HEADER_SIZE
 
@@ -58,6 +66,16 @@ class _StrictPacker(threading.local):
 _strict = _StrictPacker()
 
 
+def _packed(tree: Any) -> Optional[list]:
+    """``[header]`` of a tree that holds no bytes-like value, or None: the codec's turn (the
+    tree holds a value the codec writes as an extension, or the header is over the limit)."""
+    try:
+        body = _strict.pack(tree)
+    except (TypeError, OverflowError, ValueError):
+        return None
+    return [HEADER_START + body] if len(body) <= _BODY_LIMIT else None
+
+
 class TypedFast:
     """One model type's way to the wire without the codec's walk, and msgspec's decoder for it."""
 
@@ -72,13 +90,7 @@ class TypedFast:
         """``[header]`` of ``tree``, the plain tree of ``value`` already checked against the type,
         or None: the codec's turn (the tree holds a value the codec writes as an extension, or
         a key the type does not have, which the check ignored and may hold bytes)."""
-        if not self._only_fields(value):
-            return None
-        try:
-            body = _strict.pack(tree)
-        except (TypeError, OverflowError, ValueError):
-            return None
-        return [HEADER_START + body] if len(body) <= _BODY_LIMIT else None
+        return _packed(tree) if self._only_fields(value) else None
 
     def decode(self, frames: Sequence[Any]) -> Any:
         """The validated value of ``frames``, or None when the codec and validator must decide."""
@@ -93,8 +105,53 @@ class TypedFast:
             return None
 
 
-def fast_path(hint: Any) -> Optional[TypedFast]:
-    """The fast path of ``hint``; None unless it is a Struct, dataclass or TypedDict of plain fields."""
+class PydanticFast:
+    """A pydantic model's way around the codec: its fields' types as a msgspec ``Struct`` (the
+    shadow) say which trees hold plain values only, and decode a message's fields for pydantic."""
+
+    def __init__(self, hint: type, shadow: type) -> None:
+        import msgspec
+        import pydantic
+
+        from wrapyfi_like.validation import _pydantic_validator
+
+        self.hint = hint
+        self._plain = TypedFast(shadow, msgspec.inspect.type_info(shadow))
+        self._convert, self._shadow, self._asdict = msgspec.convert, shadow, msgspec.structs.asdict
+        self._refused = (msgspec.ValidationError, pydantic.ValidationError)
+        self._validate = _pydantic_validator(pydantic, hint)  # the validator the codec's path uses
+
+    def encode(self, value: Any, tree: Any) -> Optional[list]:
+        """``[header]`` of ``tree``, or None. pydantic's check accepts values its fields would
+        convert (bytes for a str), and the tree keeps them as they are: only a tree the shadow
+        takes as it is holds no bytes, which the codec sends as buffers of their own."""
+        if type(value) is not self.hint:  # a dict or another model: keys pydantic ignores may hold anything
+            return None
+        try:
+            self._convert(tree, self._shadow)
+        except self._refused:
+            return None
+        return _packed(tree)
+
+    def decode(self, frames: Sequence[Any]) -> Any:
+        """The model validated by pydantic from the message's fields, or None: msgspec refused
+        them, or pydantic did (a ``model_post_init`` may), and the codec's path then gives the
+        same verdict with its own error text."""
+        fields = self._plain.decode(frames)
+        if fields is None:
+            return None
+        try:
+            return self._validate(self._asdict(fields))
+        except self._refused:
+            return None
+
+
+def fast_path(hint: Any) -> Optional[TypedFast | PydanticFast]:
+    """The fast path of ``hint``; None unless it is a Struct, dataclass, TypedDict or pydantic
+    model of plain fields."""
+    if isinstance(hint, type) and is_pydantic(hint):
+        shadow = _pydantic_shadow(hint)
+        return None if shadow is None else PydanticFast(hint, shadow)
     if not isinstance(hint, type) or not (hasattr(hint, "__struct_fields__") or dataclasses.is_dataclass(hint)
                                           or typing.is_typeddict(hint)):
         return None
@@ -107,6 +164,31 @@ def fast_path(hint: Any) -> Optional[TypedFast]:
     return TypedFast(hint, info) if _plain_type(info, set()) else None
 
 
+def _pydantic_shadow(model: type) -> Any:
+    """A msgspec ``Struct`` of the pydantic ``model``'s fields, all required, or None unless the
+    model's verdict on a map depends on its fields' values alone and they are of plain types."""
+    import msgspec
+
+    decorators = model.__pydantic_decorators__
+    config = model.model_config
+    if (any(getattr(decorators, kind) for kind in _PYDANTIC_HOOKS) or getattr(model, "__pydantic_root_model__", False)
+            or any(config.get(key) for key in ("extra", "strict", "alias_generator")) or not model.model_fields):
+        return None
+    fields = model.model_fields
+    if any(field.alias or field.validation_alias or field.metadata for field in fields.values()):
+        return None
+    try:
+        shadow = msgspec.defstruct(f"{model.__qualname__}Fields", [(name, field.annotation)
+                                                                      for name, field in fields.items()])
+        info = msgspec.inspect.type_info(shadow)
+    except Exception:  # a type msgspec cannot take: the codec's path, as before
+        return None
+    return shadow if all(_plain_type(field.type, set()) and _guard(field.type) is None for field in info.fields) else None
+
+
+_PYDANTIC_HOOKS = ("validators", "field_validators", "root_validators", "field_serializers", "model_serializers",
+                   "model_validators", "computed_fields")
+"""pydantic's decorator kinds: a model with any of them may judge more than its fields' values."""
 _LEAVES = frozenset({"StrType", "IntType", "FloatType", "BoolType", "NoneType"})
 
 

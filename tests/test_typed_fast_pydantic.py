@@ -1,0 +1,190 @@
+"""The typed fast path for pydantic models (wrapyfi_like.encoding.typed_fast.PydanticFast): a
+model of plain fields whose verdict depends on its fields' values alone skips the codec's walk,
+writes exactly the codec's bytes, and reads, fails and counts exactly as on the codec's path;
+pydantic stays the only judge on both sides."""
+
+import typing
+
+import msgpack
+import pydantic
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from test_typed_fast import ANY_PLAIN, FLOATS, INT64, TEXT, old_path, refusals, same
+from wrapyfi_like.connect.formats import ValueFormat
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.encoding.typed_fast import HEADER_START, PydanticFast, fast_path
+from wrapyfi_like.exceptions import DecodeError, ValidationError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Reading(pydantic.BaseModel):
+    name: str
+    frame: int
+    ok: bool
+    stamp: float
+    values: list[float]
+    counts: dict[str, int]
+    note: typing.Optional[str] = None
+
+
+class Inner(pydantic.BaseModel):
+    label: str
+    weight: typing.Optional[float]
+
+
+READING = st.builds(Reading, name=TEXT, frame=INT64, ok=st.booleans(), stamp=FLOATS,
+                    values=st.lists(FLOATS, max_size=70), counts=st.dictionaries(TEXT, INT64, max_size=20),
+                    note=st.none() | TEXT)
+
+
+def fields(value: pydantic.BaseModel) -> dict:
+    return dict(value.__dict__)
+
+
+@settings(max_examples=150, deadline=None)
+@given(READING)
+def test_a_plain_pydantic_model_takes_the_fast_path_with_the_codecs_bytes(value):
+    fmt = ValueFormat(message_type=Reading)
+    assert type(fmt._fast) is PydanticFast and fmt.encode == fmt._encode_fast and fmt.decode == fmt._decode_fast
+    frames = fmt.encode(value)
+    assert frames == Codec().encode(fields(value))
+    decoded = fmt.decode(frames)
+    assert type(decoded) is Reading and same(decoded, old_path(fmt, frames))
+
+
+def test_bytes_that_pydantics_check_accepts_for_a_str_go_through_the_codec():
+    """pydantic's lax check takes bytes for a str field, and the tree keeps them: the codec sends
+    them as a buffer of their own, so the fast path must not pack them into the header."""
+    value = Inner.model_construct(label=b"raw", weight=None)
+    frames = ValueFormat(message_type=Inner).encode(value)
+    assert frames == Codec().encode({"label": b"raw", "weight": None}) and len(frames) == 2
+
+
+def test_a_dict_given_for_the_model_goes_through_the_codec():
+    """pydantic ignores keys the model lacks, so they may hold anything (bytes)."""
+    value = {"label": "x", "weight": None, "extra": b"raw"}
+    frames = ValueFormat(message_type=Inner).encode(value)
+    assert frames == Codec().encode(value) and len(frames) == 2
+
+
+@pytest.mark.parametrize("on_invalid", ["skip", "raise"])
+@pytest.mark.parametrize("case", list(refusals()))
+def test_a_refused_message_fails_exactly_as_on_the_codecs_path(case, on_invalid):
+    frames = refusals()[case]
+    fmt = ValueFormat(message_type=Inner, on_invalid=on_invalid)
+    assert fmt.decode == fmt._decode_fast
+    with pytest.raises((DecodeError, ValidationError)) as expected:
+        old_path(fmt, frames)
+    with pytest.raises(type(expected.value)) as got:
+        fmt.decode(frames)
+    assert str(got.value) == str(expected.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(READING, st.sampled_from([None, *Reading.model_fields, "extra"]), ANY_PLAIN)
+def test_any_message_reads_as_on_the_codecs_path(value, where, replacement):
+    """A valid message with one field (or a key the model does not have) replaced by any msgpack
+    value: the same model, or the same error (pydantic converts what msgspec refuses: the codec's
+    path then decides)."""
+    tree = fields(value)
+    if where is not None:
+        tree[where] = replacement
+    frames = [HEADER_START + msgpack.packb(tree)]
+    for on_invalid in ("skip", "raise"):
+        fmt = ValueFormat(message_type=Reading, on_invalid=on_invalid)
+        try:
+            expected = old_path(fmt, frames)
+        except (DecodeError, ValidationError) as error:
+            with pytest.raises(type(error)) as got:
+                fmt.decode(frames)
+            assert str(got.value) == str(error)
+        else:
+            assert same(fmt.decode(frames), expected)
+
+
+def test_an_int_where_a_float_goes_reads_as_on_the_codecs_path():
+    frames = [HEADER_START + msgpack.packb({"label": "x", "weight": 3})]
+    fmt = ValueFormat(message_type=Inner)
+    value = fmt.decode(frames)
+    assert value == old_path(fmt, frames) and type(value.weight) is float
+
+
+class Validated(Inner):
+    @pydantic.field_validator("label")
+    @classmethod
+    def upper(cls, label: str) -> str:
+        return label.upper()
+
+
+class Checked(Inner):
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def whole(cls, data: typing.Any) -> typing.Any:
+        return data
+
+
+class Aliased(pydantic.BaseModel):
+    label: str = pydantic.Field(alias="Label")
+
+
+class Constrained(pydantic.BaseModel):
+    weight: float = pydantic.Field(gt=0)
+
+
+class Forbidding(Inner):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class Strict(Inner):
+    model_config = pydantic.ConfigDict(strict=True)
+
+
+class Nested(pydantic.BaseModel):
+    inner: Inner
+
+
+class WithBytes(pydantic.BaseModel):
+    data: bytes
+
+
+class WithAny(pydantic.BaseModel):
+    anything: typing.Any
+
+
+class Computed(Inner):
+    @pydantic.computed_field
+    @property
+    def heavy(self) -> bool:
+        return (self.weight or 0) > 1
+
+
+@pytest.mark.parametrize("model", [Validated, Checked, Aliased, Constrained, Forbidding, Strict, Nested, WithBytes,
+                                   WithAny, Computed])
+def test_models_judging_more_than_plain_field_values_have_no_fast_path(model):
+    assert fast_path(model) is None
+    fmt = ValueFormat(message_type=model)
+    assert fmt.encode == fmt._encode_native and fmt.decode == fmt._decode_native
+
+
+class Positive(pydantic.BaseModel):
+    weight: float
+
+    def model_post_init(self, context: typing.Any) -> None:
+        if self.weight < 0:
+            raise ValueError("a weight is never negative")
+
+
+@pytest.mark.parametrize("on_invalid", ["skip", "raise"])
+def test_a_model_refusing_in_post_init_fails_as_on_the_codecs_path(on_invalid):
+    """pydantic refuses what msgspec decoded: the codec's path gives the verdict, with its text."""
+    fmt = ValueFormat(message_type=Positive, on_invalid=on_invalid)
+    assert type(fmt._fast) is PydanticFast
+    assert fmt.decode(fmt.encode(Positive(weight=2.0))) == Positive(weight=2.0)
+    frames = [HEADER_START + msgpack.packb({"weight": -1.0, "extra": 1})]
+    with pytest.raises((DecodeError, ValidationError)) as expected:
+        old_path(fmt, frames)
+    with pytest.raises(type(expected.value)) as got:
+        fmt.decode(frames)
+    assert str(got.value) == str(expected.value) and "never negative" in str(got.value)
