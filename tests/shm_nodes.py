@@ -62,7 +62,7 @@ def _publish(options) -> None:
                 array[:] = payload(seq, options.size)
         else:
             publisher.publish({"seq": seq, "a": payload(seq, options.size)})
-        _report("sent", seq=seq)
+        _report("sent", seq=seq, stats=publisher.stats())
         if options.rate:
             time.sleep(1.0 / options.rate)
     _report("done", stats=publisher.stats(), paths=publisher._transport.shm_paths(), logged=RECORDS.records)
