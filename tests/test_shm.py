@@ -77,6 +77,7 @@ def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, si
     assert [event["seq"] for event in got] == [0, 1, 2, 3]
     assert all(event["exact"] and event["nbytes"] == size for event in got)
     assert not any(event["writeable"] for event in got)  # a view of read-only shared memory
+    assert not any(event["can_be_made_writeable"] for event in got)  # not even by setting the flag
     assert listened["held_unchanged"]  # held views still show their own message
     assert listened["stats"]["shm"] == 1 and listened["stats"]["shm_received"] == 4
     assert listened["stats"]["missed"] == 0 and listened["stats"]["shm_missed"] == 0

@@ -176,32 +176,30 @@ def _service(name: str, create: bool) -> Any:
     return builder.create() if create else builder.open()
 
 
+def _writable(address: int, nbytes: int) -> np.ndarray:
+    """A uint8 array over a loaned sample's payload (the publisher's side)."""
+    return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8)
+
+
 class _Held:
-    """A received sample that an array handed out keeps alive; released when the last array made
-    from it is gone (cheaper than a ``weakref.finalize`` per message)."""
+    """A received sample's payload as numpy sees it, read-only, keeping the sample alive: an array
+    made with ``np.asarray`` of it has it as ``base``, and the sample is released when the last
+    array made from it is gone (cheaper than a ``weakref.finalize`` per message).
 
-    __slots__ = ("inbox", "sample")
+    The view is made from the address, not from ``Slice.as_memory_view``, which would not keep
+    the sample alive (iceoryx2 #1548); and it is read-only in a way numpy will not undo
+    (``flags.writeable = True`` raises), because the subscriber maps the segment read-only and a
+    write would kill the process with SIGSEGV."""
 
-    def __init__(self, inbox: "Inbox", sample: Any) -> None:
+    __slots__ = ("__array_interface__", "inbox", "sample")
+
+    def __init__(self, inbox: "Inbox", sample: Any, address: int, nbytes: int) -> None:
+        self.__array_interface__ = {"data": (address, True), "shape": (nbytes,), "typestr": "|u1", "version": 3}
         self.inbox = inbox
         self.sample = sample
 
     def __del__(self) -> None:
         self.inbox.release(self.sample)
-
-
-def _readonly(address: int, nbytes: int, owner: Any) -> np.ndarray:
-    """A read-only uint8 array over shared memory that keeps ``owner`` alive while it lives.
-
-    The ctypes array is built from the address (``Slice.as_memory_view`` would not keep the
-    sample alive: iceoryx2 #1548) and holds the owner; the array must be read-only because the
-    subscriber maps the segment read-only and a write would SIGSEGV the process.
-    """
-    chunk = (ctypes.c_uint8 * nbytes).from_address(address)
-    chunk._wrapyfi_like_owner = owner
-    array = np.frombuffer(chunk, np.uint8)
-    array.flags.writeable = False
-    return array
 
 
 class Inbox:
@@ -264,10 +262,10 @@ class Inbox:
         copy owned by the caller (and the sample is released at once)."""
         address, nbytes = self.payload(sample)
         if copy:
-            array = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8).copy()
+            array = _writable(address, nbytes).copy()
             self.release(sample)
             return array
-        return _readonly(address, nbytes, _Held(self, sample))
+        return np.asarray(_Held(self, sample, address, nbytes))
 
     def release(self, sample: Any) -> None:
         with self._held_lock:
@@ -303,7 +301,7 @@ class Port:
         """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
         sample = self._publisher.loan_slice_uninit(total)
         _write_header(sample, publisher, seq)
-        destination = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
+        destination = _writable(sample.payload_ptr, total)
         for buffer, offset in zip(buffers, offsets):
             destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
         del destination
@@ -312,7 +310,7 @@ class Port:
     def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
         """An unsent sample of ``nbytes`` and a writable uint8 array over its payload."""
         sample = self._publisher.loan_slice_uninit(nbytes)
-        return sample, np.frombuffer((ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr), np.uint8)
+        return sample, _writable(sample.payload_ptr, nbytes)
 
     def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
         """Send a loaned sample as message ``seq``; whether the listener got it."""
