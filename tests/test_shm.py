@@ -381,3 +381,19 @@ def test_fan_out_gives_each_local_listener_a_sample_of_its_own(topic, prefix):
         publisher.close()
         for listener in listeners:
             listener.close()
+
+
+def test_the_shm_probe_reports_every_step_of_a_message(prefix):
+    """``benchmarks.bench_shm_probe`` (the breakdown in docs/guide/shm.md) still finds every
+    step it stamps: a renamed library function would silently drop a step from its report."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--sizes", "1", "--count", "2",
+                           "--warmup", "1"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    publish, loan = done.stdout.splitlines()[:2]
+    for step in ("encode", "split", "loan", "copy", "shm_send", "notice", "queued", "woken", "take", "view",
+                 "decode", "delivered"):
+        assert f" {step} " in publish, (step, publish)
+    assert " copy " not in loan and " shm_send " in loan
