@@ -59,8 +59,9 @@ def _stamp(owner: object, attribute: str, name: str, before: str = "") -> None:
 
 
 def _instrument_port(shm) -> None:
-    """``Port.send`` with a stamp after each of its steps (same calls as the library's)."""
-    original_send, original_loaned = shm.Port.send, shm.Port.send_loaned
+    """``Port._send`` (one attempt to copy and send a sample) with a stamp after each of its
+    steps (same calls as the library's)."""
+    original_loaned = shm.Port.send_loaned
 
     def send(self, publisher, seq, buffers, offsets, total):
         sample = self._publisher.loan_slice_uninit(total)
@@ -75,8 +76,7 @@ def _instrument_port(shm) -> None:
         stamps["shm_send"] = now()
         return reached
 
-    send.__doc__ = original_send.__doc__
-    shm.Port.send = send
+    shm.Port._send = send
     shm.Port.send_loaned = _stamped("shm_send", original_loaned)
     _stamp(shm.Port, "loan", "loan")
 

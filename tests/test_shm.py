@@ -397,3 +397,82 @@ def test_the_shm_probe_reports_every_step_of_a_message(prefix):
                  "decode", "delivered"):
         assert f" {step} " in publish, (step, publish)
     assert " copy " not in loan and " shm_send " in loan
+
+
+class _Entered:
+    """A port's room listener that says when a publisher starts waiting on it."""
+
+    def __init__(self, room) -> None:
+        import threading
+
+        self._room = room
+        self.waiting = threading.Event()
+
+    def try_wait(self):
+        return self._room.try_wait()
+
+    def timed_wait(self, timeout):
+        self.waiting.set()
+        return self._room.timed_wait(timeout)
+
+    def delete(self) -> None:
+        self._room.delete()
+
+
+def _full_inbox(topic):
+    """A listener whose inbox holds BUFFER samples it has not taken, and its blocking publisher."""
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    for seq in range(shm.BUFFER):
+        publisher.publish({"seq": seq, "a": payload(seq, MB)})
+    assert publisher.stats()["shm_sent"] == shm.BUFFER
+    return listener, publisher
+
+
+def test_a_blocking_publisher_waits_for_room_in_a_full_inbox_instead_of_sending_frames(topic, prefix,
+                                                                                        in_thread, monkeypatch):
+    """The next message waits until the listener takes a sample out, then goes through shared
+    memory too (ROOM_WAIT is raised here so that a loaded machine cannot turn the wait into the
+    frames fallback, which the next test checks)."""
+    from shm_nodes import payload
+
+    monkeypatch.setattr(shm, "ROOM_WAIT", 20.0)
+    listener, publisher = _full_inbox(topic)
+    try:
+        (port,) = publisher._transport._shm._ports.values()
+        port._room = entered = _Entered(port._room)
+        sending = in_thread(lambda: publisher.publish({"seq": shm.BUFFER, "a": payload(shm.BUFFER, MB)}))
+        assert entered.waiting.wait(10), "the publisher never waited for room"
+        assert not sending.done()
+        received = [listener.listen()]  # takes a sample out: room for the waiting message
+        sending.result(timeout=10)
+        received += [listener.listen() for _ in range(shm.BUFFER)]
+        assert [message["seq"] for message in received] == list(range(shm.BUFFER + 1))
+        assert all(np.array_equal(message["a"], payload(message["seq"], MB)) for message in received)
+        assert publisher.stats()["shm_sent"] == shm.BUFFER + 1 and publisher.stats()["shm_fallback"] == 0
+        assert listener.stats()["shm_received"] == shm.BUFFER + 1 and listener.stats()["missed"] == 0
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_a_full_inbox_that_makes_no_room_within_room_wait_gets_frames(topic, prefix):
+    from shm_nodes import payload
+
+    listener, publisher = _full_inbox(topic)
+    try:
+        publisher.publish({"seq": shm.BUFFER, "a": payload(shm.BUFFER, MB)})  # nobody takes: frames
+        assert publisher.stats()["shm_fallback"] == 1 and publisher.stats()["shm_sent"] == shm.BUFFER
+        received = [listener.listen() for _ in range(shm.BUFFER + 1)]
+        assert [message["seq"] for message in received] == list(range(shm.BUFFER + 1))
+        assert all(np.array_equal(message["a"], payload(message["seq"], MB)) for message in received)
+        assert received[-1]["a"].flags.writeable and not received[0]["a"].flags.writeable  # frames, then shm
+        assert listener.stats()["missed"] == 0
+    finally:
+        publisher.close()
+        listener.close()

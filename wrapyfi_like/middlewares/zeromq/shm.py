@@ -20,10 +20,13 @@ touched part: Docker's default ``--shm-size=64m`` is too small for a 64 MB strea
 beyond it kills the process with SIGBUS); give it ``--shm-size`` ≥ 12 × slot × pairs, or
 ``--ipc=host``.
 
-Publisher ports never block: the service's overflow policy is ``DiscardData`` without safe
-overflow, so a full inbox makes ``send`` reach 0 subscribers (and the caller sends that message
-as ordinary frames instead) rather than ``RetryUntilDelivered``, which waits while holding the
-GIL and stalls for good on a subscriber that died holding samples.
+Publisher ports never block in iceoryx2: the service's overflow policy is ``DiscardData``
+without safe overflow, so a full inbox makes ``send`` reach 0 subscribers rather than
+``RetryUntilDelivered``, which waits while holding the GIL and stalls for good on a subscriber
+that died holding samples. A publisher that may wait (``backpressure="block"``) waits instead on
+the inbox's *room* event, which the listener notifies each time it takes a sample out, for at
+most :data:`ROOM_WAIT` (the wait releases the GIL), and sends again; the caller sends frames
+if there is still no room.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import weakref
 from typing import Any, Optional
 
@@ -55,6 +59,11 @@ BORROWED = 6
 """Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
 LOANED = 2
 """Samples a publisher port has loaned at once: one the user fills (``loan``), one being sent."""
+ROOM_WAIT = 0.1
+"""Seconds a waiting publisher gives a full inbox to make room before it sends frames instead
+(one :data:`~wrapyfi_like.middlewares.deadlines.SIGNAL_CHECK` slice: a listener that is alive
+takes its next sample far sooner; a dead or stalled one costs this much per message until its
+connection is closed)."""
 ALIGN = 64
 """Byte alignment of each buffer inside a sample (cache line; numpy and torch need far less)."""
 
@@ -176,6 +185,19 @@ def _service(name: str, create: bool) -> Any:
     return builder.create() if create else builder.open()
 
 
+def room_name(endpoint: str) -> str:
+    """The event service the inbox of the listener bound at ``endpoint`` notifies when it takes a
+    sample out (iceoryx2 names a service for one messaging pattern only, hence a name of its own)."""
+    return "wrapyfi_like/room/" + hashlib.sha256(endpoint.encode()).hexdigest()[:40]
+
+
+def _room(endpoint: str, create: bool) -> Any:
+    iox = _iceoryx2()
+    builder = (_node().service_builder(iox.ServiceName.new(room_name(endpoint))).event()
+               .max_notifiers(1).max_listeners(MAX_PUBLISHERS))
+    return builder.create() if create else builder.open()
+
+
 def _writable(address: int, nbytes: int) -> np.ndarray:
     """A uint8 array over a loaned sample's payload (the publisher's side)."""
     return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8)
@@ -208,6 +230,8 @@ class Inbox:
     def __init__(self, endpoint: str) -> None:
         self._service = _service(service_name(endpoint), create=True)
         self._subscriber = self._service.subscriber_builder().create()
+        self._room_service = _room(endpoint, create=True)
+        self._taken = self._room_service.notifier_builder().create()
         _open.add(self)
         self._waiting: dict[bytes, Any] = {}  # per publisher: a sample received ahead of its message
         self._held_lock = threading.Lock()  # arrays die (and release their sample) on any thread
@@ -236,6 +260,7 @@ class Inbox:
                     return None
                 if sample is None:
                     return None
+                self._taken.notify()  # room for one more: a publisher may be waiting for it
                 with self._held_lock:
                     self.held += 1
             sender, number = _read_header(sample)
@@ -282,7 +307,8 @@ class Inbox:
             return
         self._release_waiting()
         self._subscriber.delete()
-        self._subscriber = self._service = None
+        self._taken.delete()
+        self._subscriber = self._service = self._taken = self._room_service = None
 
 
 class Port:
@@ -295,10 +321,28 @@ class Port:
                            .allocation_strategy(iox.AllocationStrategy.PowerOfTwo)
                            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
                            .max_loaned_samples(LOANED).create())
+        self._room_service = _room(endpoint, create=False)
+        self._room = self._room_service.listener_builder().create()
         _open.add(self)
 
-    def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
-        """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
+    def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int,
+             wait: bool = False) -> bool:
+        """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it.
+        With ``wait``, a full inbox is given up to :data:`ROOM_WAIT` to make room, and each time
+        the listener takes a sample out the message is copied and sent again."""
+        if not wait:
+            return self._send(publisher, seq, buffers, offsets, total)
+        self._room.try_wait()  # what the listener took before: its room is there for this send
+        deadline = None
+        while not self._send(publisher, seq, buffers, offsets, total):
+            if deadline is None:
+                deadline = time.monotonic() + ROOM_WAIT
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._room.timed_wait(_iceoryx2().Duration.from_secs_f64(left)):
+                return False
+        return True
+
+    def _send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
         sample = self._publisher.loan_slice_uninit(total)
         _write_header(sample, publisher, seq)
         destination = _writable(sample.payload_ptr, total)
@@ -325,7 +369,8 @@ class Port:
         if self._service is None:
             return
         self._publisher.delete()
-        self._publisher = self._service = None
+        self._room.delete()
+        self._publisher = self._service = self._room = self._room_service = None
 
 
 def aligned(size: int) -> int:
@@ -337,5 +382,7 @@ def shm_errors() -> tuple[type, ...]:
     iox = _iceoryx2()
     names = ("PublishSubscribeOpenError", "PublishSubscribeCreateError", "PublisherCreateError",
              "SubscriberCreateError", "LoanError", "SendError", "ReceiveError", "NodeCreationFailure",
-             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure")
+             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure",
+             "EventCreateError", "EventOpenError", "ListenerCreateError", "ListenerWaitError",
+             "NotifierCreateError", "NotifierNotifyError")
     return tuple(getattr(iox, name) for name in names if isinstance(getattr(iox, name, None), type)) + (OSError,)

@@ -79,8 +79,10 @@ class Loan:
 class ShmOutbox:
     """A publisher's ports into the inboxes of its shm-capable listeners, and their counts."""
 
-    def __init__(self, topic: str, agent: NodeAgent, log: RateLimitedLog) -> None:
+    def __init__(self, topic: str, agent: NodeAgent, log: RateLimitedLog, wait: bool = False) -> None:
         self.topic = topic
+        self._wait = wait
+        """Whether a full inbox is waited for (briefly, :data:`~.shm.ROOM_WAIT`) before frames."""
         self._agent = agent
         self._log = log
         self._watch = agent.watch(shm_listener_key(topic, shm.compatibility())) if shm.available() else None
@@ -107,7 +109,7 @@ class ShmOutbox:
                     delivered = port.send_loaned(sample, publisher, seq)
                     self.loaned += delivered
                 else:
-                    delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total)
+                    delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total, self._wait)
             except shm.shm_errors() as error:
                 self._log.warning(endpoint, "shm-send", "publisher on %s: shared memory to listener %s "
                                   "failed (%s); it gets frames", self.topic, endpoint, error)
