@@ -215,6 +215,10 @@ def test_a_publisher_killed_mid_stream_leaves_nothing_that_breaks_the_next_run(t
         try:
             got = [listener.wait_for(event_is("got")) for _ in range(3)]
             published = second.wait_for(event_is("done"))
+            # both end on their own: a SIGTERM during a node's exit can leave half its files behind
+            assert second.process.wait(timeout=20) == 0
+            listener.wait_for(event_is("done"))
+            assert listener.process.wait(timeout=20) == 0
         finally:
             second.stop()
         assert [event["seq"] for event in got] == [0, 1, 2] and all(event["exact"] for event in got)
@@ -249,12 +253,14 @@ def test_a_listener_killed_while_holding_samples_does_not_stall_the_publisher(to
         publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", "80", "--rate", "100",
                              "--backpressure", "drop", "--queue-depth", "4")
         try:
-            listener.wait_for(event_is("stalled"))
+            stalled = listener.wait_for(event_is("stalled"))
             full = publisher.wait_for(event_is("sent", seq=3 + shm.BUFFER))
-            assert full["stats"]["shm_fallback"] >= 1  # a full inbox costs a frames message, not a wait
+            # a full inbox costs a frames message, not a wait
+            assert full["stats"]["shm_fallback"] >= 1, (stalled["stats"], full["stats"])
             listener.kill()  # dies holding 3 samples, its inbox full
             killed_at = time.time()
             published = publisher.wait_for(event_is("done"), timeout=30)
+            assert publisher.process.wait(timeout=20) == 0  # not stopped in its exit (half its files left)
         finally:
             publisher.stop()
     finally:
