@@ -4,9 +4,10 @@ shared memory, and the message each listener gets.
 A listener gets the shared-memory form only if it announced itself under
 :func:`~.shm_wire.shm_listener_key` with this process's compatibility token (same host, same
 ``/dev/shm``, same user, same prefix, iceoryx2 importable on both sides), the publisher's port
-into its inbox opened, and the sample reached it (``send`` returned one recipient). Otherwise that
-listener gets the ordinary frames of the same message: the fallback is per listener and per
-message, so nothing is lost on the way between the two forms.
+into its inbox opened, and the sample reached it (``send`` returned one recipient; a publisher
+with ``backpressure="block"`` gives a full inbox up to :data:`~.shm.ROOM_WAIT` to make room
+first). Otherwise that listener gets the ordinary frames of the same message: the fallback is
+per listener and per message, so nothing is lost on the way between the two forms.
 """
 
 from __future__ import annotations
