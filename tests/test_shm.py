@@ -482,3 +482,33 @@ def test_a_full_inbox_that_makes_no_room_within_room_wait_gets_frames(topic, pre
     finally:
         publisher.close()
         listener.close()
+
+
+def test_an_inbox_that_cannot_notify_its_room_still_delivers_and_says_so(topic, prefix, caplog):
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    class Broken:
+        def notify(self):
+            raise shm._iceoryx2().NotifierNotifyError("the event is gone")
+
+        def delete(self):
+            pass
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    inbox = listener._transport._shm.inbox
+    real, inbox._taken = inbox._taken, Broken()
+    try:
+        for seq in range(2):
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+            message = listener.listen()
+            assert message["seq"] == seq and np.array_equal(message["a"], payload(seq, MB))
+        assert listener.stats()["shm_received"] == 2
+        assert [record for record in caplog.records if "cannot notify its room" in record.getMessage()]
+    finally:
+        inbox._taken = real
+        publisher.close()
+        listener.close()

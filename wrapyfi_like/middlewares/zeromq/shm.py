@@ -45,7 +45,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from wrapyfi_like.logs import RateLimitedLog
+
 logger = logging.getLogger("wrapyfi_like.zeromq.shm")
+_log = RateLimitedLog(logger)
 
 PREFIX_VARIABLE = "WRAPYFI_LIKE_SHM_PREFIX"
 DEFAULT_PREFIX = "wlk_"
@@ -228,7 +231,8 @@ class Inbox:
     """A listener's service and subscriber; hands out the payload of one message at a time."""
 
     def __init__(self, endpoint: str) -> None:
-        self._service = _service(service_name(endpoint), create=True)
+        self.name = service_name(endpoint)
+        self._service = _service(self.name, create=True)
         self._subscriber = self._service.subscriber_builder().create()
         self._room_service = _room(endpoint, create=True)
         self._taken = self._room_service.notifier_builder().create()
@@ -260,7 +264,7 @@ class Inbox:
                     return None
                 if sample is None:
                     return None
-                self._taken.notify()  # room for one more: a publisher may be waiting for it
+                self._notify_room()
                 with self._held_lock:
                     self.held += 1
             sender, number = _read_header(sample)
@@ -277,6 +281,15 @@ class Inbox:
                 if sender == publisher:
                     return None
             sample = None
+
+    def _notify_room(self) -> None:
+        """Tell waiting publishers there is room for one more sample; if that fails they send
+        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s)."""
+        try:
+            self._taken.notify()
+        except shm_errors() as error:
+            _log.warning(self.name, "shm-room", "shared-memory inbox %s: cannot notify its room (%s); "
+                         "publishers waiting for it send frames", self.name, error)
 
     def payload(self, sample: Any) -> tuple[int, int]:
         """The sample's payload address and length."""
