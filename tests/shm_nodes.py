@@ -62,7 +62,7 @@ def _publish(options) -> None:
                 array[:] = payload(seq, options.size)
         else:
             publisher.publish({"seq": seq, "a": payload(seq, options.size)})
-        _report("sent", seq=seq)
+        _report("sent", seq=seq, stats=publisher.stats())
         if options.rate:
             time.sleep(1.0 / options.rate)
     _report("done", stats=publisher.stats(), paths=publisher._transport.shm_paths(), logged=RECORDS.records)
@@ -84,7 +84,7 @@ def _listen(options) -> None:
         array = message["a"]
         exact = bool(np.array_equal(array, payload(message["seq"], options.size)))
         _report("got", seq=message["seq"], exact=exact, writeable=bool(array.flags.writeable),
-                nbytes=int(array.nbytes))
+                can_be_made_writeable=_can_be_made_writeable(array), nbytes=int(array.nbytes))
         if len(held) < options.hold:
             held.append((message["seq"], array))
     if options.stall:
@@ -93,6 +93,17 @@ def _listen(options) -> None:
     unchanged = all(np.array_equal(array, payload(seq, options.size)) for seq, array in held)
     _report("done", stats=listener.stats(), held_unchanged=unchanged, logged=RECORDS.records)
     listener.close()
+
+
+def _can_be_made_writeable(array) -> bool:
+    """Whether numpy lets a view of ``array`` be flagged writeable (a write to a listener's
+    read-only mapping of shared memory would kill the process with SIGSEGV)."""
+    view = array.view()
+    try:
+        view.flags.writeable = True
+    except ValueError:
+        return False
+    return True
 
 
 def _cleanup(options) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def test_large_arrays_round_trip_exactly_through_shared_memory(topic, prefix, si
     assert [event["seq"] for event in got] == [0, 1, 2, 3]
     assert all(event["exact"] and event["nbytes"] == size for event in got)
     assert not any(event["writeable"] for event in got)  # a view of read-only shared memory
+    assert not any(event["can_be_made_writeable"] for event in got)  # not even by setting the flag
     assert listened["held_unchanged"]  # held views still show their own message
     assert listened["stats"]["shm"] == 1 and listened["stats"]["shm_received"] == 4
     assert listened["stats"]["missed"] == 0 and listened["stats"]["shm_missed"] == 0
@@ -213,6 +215,10 @@ def test_a_publisher_killed_mid_stream_leaves_nothing_that_breaks_the_next_run(t
         try:
             got = [listener.wait_for(event_is("got")) for _ in range(3)]
             published = second.wait_for(event_is("done"))
+            # both end on their own: a SIGTERM during a node's exit can leave half its files behind
+            assert second.process.wait(timeout=20) == 0
+            listener.wait_for(event_is("done"))
+            assert listener.process.wait(timeout=20) == 0
         finally:
             second.stop()
         assert [event["seq"] for event in got] == [0, 1, 2] and all(event["exact"] for event in got)
@@ -237,21 +243,30 @@ def assert_cleaned_up(prefix, passes=3):
 
 
 def test_a_listener_killed_while_holding_samples_does_not_stall_the_publisher(topic, prefix):
+    """The listener takes 3 samples, holds them and reads nothing more, so by message
+    ``3 + BUFFER`` its inbox has been full at least once (8 samples sent, at most 3 taken out, 4
+    fit): that message, at the latest, went as frames at once instead of waiting. Then it is
+    killed holding its samples, with a full inbox, and the publisher still sends to its end."""
     listener = nodes_of(prefix, "listen", "--topic", topic, "--count", "3", "--hold", "3", "--stall")
     try:
         listener.wait_for(event_is("ready"))
-        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", "60", "--rate", "100",
+        publisher = nodes_of(prefix, "publish", "--topic", topic, "--count", "80", "--rate", "100",
                              "--backpressure", "drop", "--queue-depth", "4")
         try:
-            listener.wait_for(event_is("stalled"))
+            stalled = listener.wait_for(event_is("stalled"))
+            full = publisher.wait_for(event_is("sent", seq=3 + shm.BUFFER))
+            # a full inbox costs a frames message, not a wait
+            assert full["stats"]["shm_fallback"] >= 1, (stalled["stats"], full["stats"])
             listener.kill()  # dies holding 3 samples, its inbox full
+            killed_at = time.time()
             published = publisher.wait_for(event_is("done"), timeout=30)
+            assert publisher.process.wait(timeout=20) == 0  # not stopped in its exit (half its files left)
         finally:
             publisher.stop()
     finally:
         listener.stop()
-    assert published["stats"]["shm_sent"] >= 3
-    assert published["stats"]["shm_fallback"] > 0  # a full inbox costs a frames message, not a wait
+    assert published["t"] > killed_at  # it sent on after the kill, and finished
+    assert published["stats"]["shm_sent"] >= 3 and published["stats"]["shm_fallback"] >= 1
     assert_cleaned_up(prefix)
 
 
@@ -344,7 +359,6 @@ def test_the_shm_benchmark_pairs_each_round_and_judges_issue_21s_targets():
 def test_fan_out_gives_each_local_listener_a_sample_of_its_own(topic, prefix):
     """The documented limit: with N shared-memory listeners the publisher copies N times (one
     sample in each listener's inbox), and each listener gets a read-only view of its own."""
-    import time
 
     import zmq
 
@@ -373,3 +387,128 @@ def test_fan_out_gives_each_local_listener_a_sample_of_its_own(topic, prefix):
         publisher.close()
         for listener in listeners:
             listener.close()
+
+
+def test_the_shm_probe_reports_every_step_of_a_message(prefix):
+    """``benchmarks.bench_shm_probe`` (the breakdown in docs/guide/shm.md) still finds every
+    step it stamps: a renamed library function would silently drop a step from its report."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--sizes", "1", "--count", "2",
+                           "--warmup", "1"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    publish, loan = done.stdout.splitlines()[:2]
+    for step in ("encode", "split", "loan", "copy", "shm_send", "notice", "queued", "woken", "take", "view",
+                 "decode", "delivered"):
+        assert f" {step} " in publish, (step, publish)
+    assert " copy " not in loan and " shm_send " in loan
+
+
+class _Entered:
+    """A port's room listener that says when a publisher starts waiting on it."""
+
+    def __init__(self, room) -> None:
+        import threading
+
+        self._room = room
+        self.waiting = threading.Event()
+
+    def try_wait(self):
+        return self._room.try_wait()
+
+    def timed_wait(self, timeout):
+        self.waiting.set()
+        return self._room.timed_wait(timeout)
+
+    def delete(self) -> None:
+        self._room.delete()
+
+
+def _full_inbox(topic):
+    """A listener whose inbox holds BUFFER samples it has not taken, and its blocking publisher."""
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    for seq in range(shm.BUFFER):
+        publisher.publish({"seq": seq, "a": payload(seq, MB)})
+    assert publisher.stats()["shm_sent"] == shm.BUFFER
+    return listener, publisher
+
+
+def test_a_blocking_publisher_waits_for_room_in_a_full_inbox_instead_of_sending_frames(topic, prefix,
+                                                                                        in_thread, monkeypatch):
+    """The next message waits until the listener takes a sample out, then goes through shared
+    memory too (ROOM_WAIT is raised here so that a loaded machine cannot turn the wait into the
+    frames fallback, which the next test checks)."""
+    from shm_nodes import payload
+
+    monkeypatch.setattr(shm, "ROOM_WAIT", 20.0)
+    listener, publisher = _full_inbox(topic)
+    try:
+        (port,) = publisher._transport._shm._ports.values()
+        port._room = entered = _Entered(port._room)
+        sending = in_thread(lambda: publisher.publish({"seq": shm.BUFFER, "a": payload(shm.BUFFER, MB)}))
+        assert entered.waiting.wait(10), "the publisher never waited for room"
+        assert not sending.done()
+        received = [listener.listen()]  # takes a sample out: room for the waiting message
+        sending.result(timeout=10)
+        received += [listener.listen() for _ in range(shm.BUFFER)]
+        assert [message["seq"] for message in received] == list(range(shm.BUFFER + 1))
+        assert all(np.array_equal(message["a"], payload(message["seq"], MB)) for message in received)
+        assert publisher.stats()["shm_sent"] == shm.BUFFER + 1 and publisher.stats()["shm_fallback"] == 0
+        assert listener.stats()["shm_received"] == shm.BUFFER + 1 and listener.stats()["missed"] == 0
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_a_full_inbox_that_makes_no_room_within_room_wait_gets_frames(topic, prefix):
+    from shm_nodes import payload
+
+    listener, publisher = _full_inbox(topic)
+    try:
+        publisher.publish({"seq": shm.BUFFER, "a": payload(shm.BUFFER, MB)})  # nobody takes: frames
+        assert publisher.stats()["shm_fallback"] == 1 and publisher.stats()["shm_sent"] == shm.BUFFER
+        received = [listener.listen() for _ in range(shm.BUFFER + 1)]
+        assert [message["seq"] for message in received] == list(range(shm.BUFFER + 1))
+        assert all(np.array_equal(message["a"], payload(message["seq"], MB)) for message in received)
+        assert received[-1]["a"].flags.writeable and not received[0]["a"].flags.writeable  # frames, then shm
+        assert listener.stats()["missed"] == 0
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_an_inbox_that_cannot_notify_its_room_still_delivers_and_says_so(topic, prefix, caplog):
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    class Broken:
+        def notify(self):
+            raise shm._iceoryx2().NotifierNotifyError("the event is gone")
+
+        def delete(self):
+            pass
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    inbox = listener._transport._shm.inbox
+    real, inbox._taken = inbox._taken, Broken()
+    try:
+        for seq in range(2):
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+            message = listener.listen()
+            assert message["seq"] == seq and np.array_equal(message["a"], payload(seq, MB))
+        assert listener.stats()["shm_received"] == 2
+        assert [record for record in caplog.records if "cannot notify its room" in record.getMessage()]
+    finally:
+        inbox._taken = real
+        publisher.close()
+        listener.close()

@@ -142,7 +142,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._flush_needed = threading.Event()
         self._agent = session
         # shm-capable listeners are watched first: a sync that reports a listener reports its inbox too
-        self._shm = ShmOutbox(topic, session, self._log) if carrier == "shm" else None
+        self._shm = ShmOutbox(topic, session, self._log, wait=backpressure == "block") if carrier == "shm" else None
         self._loan: Optional[Loan] = None
         self._watch = self._agent.watch(listener_key(topic))
         # Announced only so tools can list who publishes; it binds nothing, so there is no endpoint.

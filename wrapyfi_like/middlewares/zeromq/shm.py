@@ -20,10 +20,13 @@ touched part: Docker's default ``--shm-size=64m`` is too small for a 64 MB strea
 beyond it kills the process with SIGBUS); give it ``--shm-size`` ≥ 12 × slot × pairs, or
 ``--ipc=host``.
 
-Publisher ports never block: the service's overflow policy is ``DiscardData`` without safe
-overflow, so a full inbox makes ``send`` reach 0 subscribers (and the caller sends that message
-as ordinary frames instead) rather than ``RetryUntilDelivered``, which waits while holding the
-GIL and stalls for good on a subscriber that died holding samples.
+Publisher ports never block in iceoryx2: the service's overflow policy is ``DiscardData``
+without safe overflow, so a full inbox makes ``send`` reach 0 subscribers rather than
+``RetryUntilDelivered``, which waits while holding the GIL and stalls for good on a subscriber
+that died holding samples. A publisher that may wait (``backpressure="block"``) waits instead on
+the inbox's *room* event, which the listener notifies each time it takes a sample out, for at
+most :data:`ROOM_WAIT` (the wait releases the GIL), and sends again; the caller sends frames
+if there is still no room.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ import logging
 import os
 import struct
 import threading
+import time
 import weakref
 from typing import Any, Optional
 
 import numpy as np
 
+from wrapyfi_like.logs import RateLimitedLog
+
 logger = logging.getLogger("wrapyfi_like.zeromq.shm")
+_log = RateLimitedLog(logger)
 
 PREFIX_VARIABLE = "WRAPYFI_LIKE_SHM_PREFIX"
 DEFAULT_PREFIX = "wlk_"
@@ -55,6 +62,11 @@ BORROWED = 6
 """Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
 LOANED = 2
 """Samples a publisher port has loaned at once: one the user fills (``loan``), one being sent."""
+ROOM_WAIT = 0.1
+"""Seconds a waiting publisher gives a full inbox to make room before it sends frames instead
+(one :data:`~wrapyfi_like.middlewares.deadlines.SIGNAL_CHECK` slice: a listener that is alive
+takes its next sample far sooner; a dead or stalled one costs this much per message until its
+connection is closed)."""
 ALIGN = 64
 """Byte alignment of each buffer inside a sample (cache line; numpy and torch need far less)."""
 
@@ -176,13 +188,38 @@ def _service(name: str, create: bool) -> Any:
     return builder.create() if create else builder.open()
 
 
+def room_name(endpoint: str) -> str:
+    """The event service the inbox of the listener bound at ``endpoint`` notifies when it takes a
+    sample out (iceoryx2 names a service for one messaging pattern only, hence a name of its own)."""
+    return "wrapyfi_like/room/" + hashlib.sha256(endpoint.encode()).hexdigest()[:40]
+
+
+def _room(endpoint: str, create: bool) -> Any:
+    iox = _iceoryx2()
+    builder = (_node().service_builder(iox.ServiceName.new(room_name(endpoint))).event()
+               .max_notifiers(1).max_listeners(MAX_PUBLISHERS))
+    return builder.create() if create else builder.open()
+
+
+def _writable(address: int, nbytes: int) -> np.ndarray:
+    """A uint8 array over a loaned sample's payload (the publisher's side)."""
+    return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8)
+
+
 class _Held:
-    """A received sample that an array handed out keeps alive; released when the last array made
-    from it is gone (cheaper than a ``weakref.finalize`` per message)."""
+    """A received sample's payload as numpy sees it, read-only, keeping the sample alive: an array
+    made with ``np.asarray`` of it has it as ``base``, and the sample is released when the last
+    array made from it is gone (cheaper than a ``weakref.finalize`` per message).
 
-    __slots__ = ("inbox", "sample")
+    The view is made from the address, not from ``Slice.as_memory_view``, which would not keep
+    the sample alive (iceoryx2 #1548); and it is read-only in a way numpy will not undo
+    (``flags.writeable = True`` raises), because the subscriber maps the segment read-only and a
+    write would kill the process with SIGSEGV."""
 
-    def __init__(self, inbox: "Inbox", sample: Any) -> None:
+    __slots__ = ("__array_interface__", "inbox", "sample")
+
+    def __init__(self, inbox: "Inbox", sample: Any, address: int, nbytes: int) -> None:
+        self.__array_interface__ = {"data": (address, True), "shape": (nbytes,), "typestr": "|u1", "version": 3}
         self.inbox = inbox
         self.sample = sample
 
@@ -190,26 +227,15 @@ class _Held:
         self.inbox.release(self.sample)
 
 
-def _readonly(address: int, nbytes: int, owner: Any) -> np.ndarray:
-    """A read-only uint8 array over shared memory that keeps ``owner`` alive while it lives.
-
-    The ctypes array is built from the address (``Slice.as_memory_view`` would not keep the
-    sample alive: iceoryx2 #1548) and holds the owner; the array must be read-only because the
-    subscriber maps the segment read-only and a write would SIGSEGV the process.
-    """
-    chunk = (ctypes.c_uint8 * nbytes).from_address(address)
-    chunk._wrapyfi_like_owner = owner
-    array = np.frombuffer(chunk, np.uint8)
-    array.flags.writeable = False
-    return array
-
-
 class Inbox:
     """A listener's service and subscriber; hands out the payload of one message at a time."""
 
     def __init__(self, endpoint: str) -> None:
-        self._service = _service(service_name(endpoint), create=True)
+        self.name = service_name(endpoint)
+        self._service = _service(self.name, create=True)
         self._subscriber = self._service.subscriber_builder().create()
+        self._room_service = _room(endpoint, create=True)
+        self._taken = self._room_service.notifier_builder().create()
         _open.add(self)
         self._waiting: dict[bytes, Any] = {}  # per publisher: a sample received ahead of its message
         self._held_lock = threading.Lock()  # arrays die (and release their sample) on any thread
@@ -238,6 +264,7 @@ class Inbox:
                     return None
                 if sample is None:
                     return None
+                self._notify_room()
                 with self._held_lock:
                     self.held += 1
             sender, number = _read_header(sample)
@@ -255,6 +282,15 @@ class Inbox:
                     return None
             sample = None
 
+    def _notify_room(self) -> None:
+        """Tell waiting publishers there is room for one more sample; if that fails they send
+        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s)."""
+        try:
+            self._taken.notify()
+        except shm_errors() as error:
+            _log.warning(self.name, "shm-room", "shared-memory inbox %s: cannot notify its room (%s); "
+                         "publishers waiting for it send frames", self.name, error)
+
     def payload(self, sample: Any) -> tuple[int, int]:
         """The sample's payload address and length."""
         return sample.payload_ptr, sample.header.number_of_elements
@@ -264,10 +300,10 @@ class Inbox:
         copy owned by the caller (and the sample is released at once)."""
         address, nbytes = self.payload(sample)
         if copy:
-            array = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), np.uint8).copy()
+            array = _writable(address, nbytes).copy()
             self.release(sample)
             return array
-        return _readonly(address, nbytes, _Held(self, sample))
+        return np.asarray(_Held(self, sample, address, nbytes))
 
     def release(self, sample: Any) -> None:
         with self._held_lock:
@@ -284,7 +320,8 @@ class Inbox:
             return
         self._release_waiting()
         self._subscriber.delete()
-        self._subscriber = self._service = None
+        self._taken.delete()
+        self._subscriber = self._service = self._taken = self._room_service = None
 
 
 class Port:
@@ -297,13 +334,31 @@ class Port:
                            .allocation_strategy(iox.AllocationStrategy.PowerOfTwo)
                            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
                            .max_loaned_samples(LOANED).create())
+        self._room_service = _room(endpoint, create=False)
+        self._room = self._room_service.listener_builder().create()
         _open.add(self)
 
-    def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
-        """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it."""
+    def send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int,
+             wait: bool = False) -> bool:
+        """Copy ``buffers`` to ``offsets`` of one sample and send it; whether the listener got it.
+        With ``wait``, a full inbox is given up to :data:`ROOM_WAIT` to make room, and each time
+        the listener takes a sample out the message is copied and sent again."""
+        if not wait:
+            return self._send(publisher, seq, buffers, offsets, total)
+        self._room.try_wait()  # what the listener took before: its room is there for this send
+        deadline = None
+        while not self._send(publisher, seq, buffers, offsets, total):
+            if deadline is None:
+                deadline = time.monotonic() + ROOM_WAIT
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._room.timed_wait(_iceoryx2().Duration.from_secs_f64(left)):
+                return False
+        return True
+
+    def _send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
         sample = self._publisher.loan_slice_uninit(total)
         _write_header(sample, publisher, seq)
-        destination = np.frombuffer((ctypes.c_uint8 * total).from_address(sample.payload_ptr), np.uint8)
+        destination = _writable(sample.payload_ptr, total)
         for buffer, offset in zip(buffers, offsets):
             destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
         del destination
@@ -312,7 +367,7 @@ class Port:
     def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
         """An unsent sample of ``nbytes`` and a writable uint8 array over its payload."""
         sample = self._publisher.loan_slice_uninit(nbytes)
-        return sample, np.frombuffer((ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr), np.uint8)
+        return sample, _writable(sample.payload_ptr, nbytes)
 
     def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
         """Send a loaned sample as message ``seq``; whether the listener got it."""
@@ -327,7 +382,8 @@ class Port:
         if self._service is None:
             return
         self._publisher.delete()
-        self._publisher = self._service = None
+        self._room.delete()
+        self._publisher = self._service = self._room = self._room_service = None
 
 
 def aligned(size: int) -> int:
@@ -339,5 +395,7 @@ def shm_errors() -> tuple[type, ...]:
     iox = _iceoryx2()
     names = ("PublishSubscribeOpenError", "PublishSubscribeCreateError", "PublisherCreateError",
              "SubscriberCreateError", "LoanError", "SendError", "ReceiveError", "NodeCreationFailure",
-             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure")
+             "ConfigCreationError", "SemanticStringError", "AllocationGrowError", "NodeCleanupFailure",
+             "EventCreateError", "EventOpenError", "ListenerCreateError", "ListenerWaitError",
+             "NotifierCreateError", "NotifierNotifyError")
     return tuple(getattr(iox, name) for name in names if isinstance(getattr(iox, name, None), type)) + (OSError,)

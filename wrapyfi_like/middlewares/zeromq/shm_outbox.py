@@ -4,9 +4,10 @@ shared memory, and the message each listener gets.
 A listener gets the shared-memory form only if it announced itself under
 :func:`~.shm_wire.shm_listener_key` with this process's compatibility token (same host, same
 ``/dev/shm``, same user, same prefix, iceoryx2 importable on both sides), the publisher's port
-into its inbox opened, and the sample reached it (``send`` returned one recipient). Otherwise that
-listener gets the ordinary frames of the same message: the fallback is per listener and per
-message, so nothing is lost on the way between the two forms.
+into its inbox opened, and the sample reached it (``send`` returned one recipient; a publisher
+with ``backpressure="block"`` gives a full inbox up to :data:`~.shm.ROOM_WAIT` to make room
+first). Otherwise that listener gets the ordinary frames of the same message: the fallback is
+per listener and per message, so nothing is lost on the way between the two forms.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ class Loan:
 class ShmOutbox:
     """A publisher's ports into the inboxes of its shm-capable listeners, and their counts."""
 
-    def __init__(self, topic: str, agent: NodeAgent, log: RateLimitedLog) -> None:
+    def __init__(self, topic: str, agent: NodeAgent, log: RateLimitedLog, wait: bool = False) -> None:
         self.topic = topic
+        self._wait = wait
+        """Whether a full inbox is waited for (briefly, :data:`~.shm.ROOM_WAIT`) before frames."""
         self._agent = agent
         self._log = log
         self._watch = agent.watch(shm_listener_key(topic, shm.compatibility())) if shm.available() else None
@@ -107,7 +110,7 @@ class ShmOutbox:
                     delivered = port.send_loaned(sample, publisher, seq)
                     self.loaned += delivered
                 else:
-                    delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total)
+                    delivered = port.send(publisher, seq, part.buffers, part.offsets, part.total, self._wait)
             except shm.shm_errors() as error:
                 self._log.warning(endpoint, "shm-send", "publisher on %s: shared memory to listener %s "
                                   "failed (%s); it gets frames", self.topic, endpoint, error)
