@@ -132,3 +132,20 @@ def test_kept_layouts_stay_bounded_whatever_peers_send():
         codec.encode(_Block(bytes(length)))
     assert len(codec.plugin_layouts) <= codec_module.MAX_KEPT_LAYOUTS
     assert len(codec_module._PLUGIN_METADATA) <= codec_module.MAX_KEPT_LAYOUTS
+
+
+def test_what_encode_layout_raises_is_an_encode_error_naming_the_plugin(monkeypatch):
+    def broken(self, obj):
+        raise RuntimeError("no view")
+
+    monkeypatch.setattr(_BlockPlugin, "encode_layout", broken)
+    with pytest.raises(EncodeError, match="_BlockPlugin failed in broken: RuntimeError: no view"):
+        Codec().encode(_Block(b"ab"))
+
+
+def test_a_long_payload_is_decoded_but_its_layout_not_kept(monkeypatch):
+    codec = Codec()
+    message = codec.encode(_Block(b"abcd", "n" * 100))  # a payload over MAX_KEPT_METADATA bytes
+    for _ in range(2):
+        assert codec.decode(message).name == "n" * 100
+    assert _plugin(codec).calls["decode_layout"] == 2 and not codec.plugin_layouts
