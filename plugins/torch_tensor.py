@@ -13,7 +13,10 @@ below, the shape must match the byte count exactly.
 
 Both directions call as few torch functions as they can. Each call passes through torch's
 dispatcher, and a message sent one at a time meets a cold CPU: in lock-step, each call costs
-5–10 µs, and the calls, not the bytes, were most of a 1 MB tensor's latency.
+5–10 µs, and the calls, not the bytes, were most of a 1 MB tensor's latency. For the same reason
+the plugin has layouts (docs/plugins.md): a stream of CPU tensors of one dtype and shape has its
+fields packed, and its received fields checked, once; each further tensor costs ``numpy()`` to
+send and ``torch.frombuffer`` to receive.
 """
 
 from __future__ import annotations
