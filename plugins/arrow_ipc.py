@@ -15,7 +15,7 @@ streams stay unavailable (their failure is listed by ``wrapyfi-like plugins``).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Optional
 
 import pyarrow as pa
 
@@ -54,10 +54,50 @@ def read_stream(stream: Any) -> tuple[pa.Schema, list[pa.RecordBatch]]:
     if stream.nbytes < len(_END_OF_STREAM) or stream[-len(_END_OF_STREAM):] != _END_OF_STREAM:
         raise DecodeError("Arrow IPC stream is truncated (no end-of-stream marker)")
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(stream))
-        batches = list(reader)
-        for batch in batches:
+        found = _read_record_batches(stream)
+        if found is None:
+            reader = pa.ipc.open_stream(pa.py_buffer(stream))
+            found = reader.schema, list(reader)
+        for batch in found[1]:
             batch.validate(full=True)
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DecodeError(f"corrupt Arrow IPC stream: {type(error).__name__}: {error}") from None
-    return reader.schema, batches
+    return found
+
+
+def _read_record_batches(stream: memoryview) -> Optional[tuple[pa.Schema, list[pa.RecordBatch]]]:
+    """A stream of a schema and record batches, read message by message with the schema parsed
+    once per distinct schema message (``None``, for the stream reader: any other stream, such as
+    one with dictionaries). A wide table's schema costs as much to parse as its batch to read."""
+    messages = iter(pa.ipc.MessageReader.open_stream(pa.py_buffer(stream)))
+    first = next(messages, None)
+    if first is None or first.type != "schema":
+        return None
+    schema = _schema(first)
+    batches = []
+    for message in messages:
+        if message.type != "record batch":
+            return None
+        batches.append(pa.ipc.read_record_batch(message, schema))
+    return schema, batches
+
+
+MAX_KEPT_SCHEMAS = 16
+"""Received schemas kept parsed, by their message's bytes; all are forgotten when full."""
+MAX_KEPT_SCHEMA_BYTES = 256 * 1024
+"""The largest schema message kept (a 200-column table from pandas: 31 KB); larger ones are parsed
+every time, so what is kept stays under ``MAX_KEPT_SCHEMAS * MAX_KEPT_SCHEMA_BYTES`` (4 MiB)."""
+_SCHEMAS: dict[bytes, pa.Schema] = {}
+
+
+def _schema(message: pa.ipc.Message) -> pa.Schema:
+    """The schema of a received schema message, kept for the next message with the same bytes."""
+    key = message.metadata.to_pybytes()
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        schema = pa.ipc.read_schema(message)
+        if len(key) <= MAX_KEPT_SCHEMA_BYTES:
+            if len(_SCHEMAS) >= MAX_KEPT_SCHEMAS:
+                _SCHEMAS.clear()
+            _SCHEMAS[key] = schema
+    return schema

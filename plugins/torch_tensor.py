@@ -13,13 +13,16 @@ below, the shape must match the byte count exactly.
 
 Both directions call as few torch functions as they can. Each call passes through torch's
 dispatcher, and a message sent one at a time meets a cold CPU: in lock-step, each call costs
-5–10 µs, and the calls, not the bytes, were most of a 1 MB tensor's latency.
+5–10 µs, and the calls, not the bytes, were most of a 1 MB tensor's latency. For the same reason
+the plugin has layouts (docs/plugins.md): a stream of CPU tensors of one dtype and shape has its
+fields packed, and its received fields checked, once; each further tensor costs ``numpy()`` to
+send and ``torch.frombuffer`` to receive.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -76,7 +79,22 @@ class TorchTensor(Plugin):
         raw = flat_bytes(data.reshape(-1).view(torch.uint8).numpy())
         return {"__wrapyfi__": (self.codec_id, raw, name, list(obj.shape), _device_name(obj.device), obj.requires_grad)}
 
+    def encode_layout(self, obj: torch.Tensor) -> Optional[tuple[memoryview, tuple]]:
+        """The bytes of a tensor that :meth:`encode` sends as they are (on the CPU, without grad or
+        lazy bits, of a dtype numpy has), and ``(dtype, shape)``, which its other fields follow
+        from: the codec packs those fields once per layout (``None``: any other tensor)."""
+        try:
+            array = obj.numpy()
+        except (RuntimeError, TypeError):
+            return None
+        return flat_bytes(array), (obj.dtype, array.shape)
+
     def decode(self, obj_type: str, obj_full: tuple, *args: Any, **kwargs: Any) -> tuple[bool, torch.Tensor]:
+        return True, self.from_layout(self.decode_layout(obj_full), obj_full[1])
+
+    def decode_layout(self, obj_full: tuple) -> tuple[torch.dtype, tuple, str, bool]:
+        """Check every received field; return what :meth:`from_layout` needs to build the tensor.
+        The codec keeps it for the next message with the same fields, so this runs once per stream."""
         if len(obj_full) != 6:
             raise DecodeError(f"a torch.Tensor payload has 6 fields, got {len(obj_full)}")
         _, raw, name, shape, device, requires_grad = obj_full
@@ -94,11 +112,16 @@ class TorchTensor(Plugin):
         expected = math.prod(shape) * _ITEMSIZES[name]
         if raw.nbytes != expected:
             raise DecodeError(f"a {name} tensor of shape {tuple(shape)} needs {expected} bytes, frame has {raw.nbytes}")
-        tensor = _tensor_on(raw, dtype, shape)
         target = self._targets.get(device) or self._target(device)
+        return dtype, tuple(shape), target, requires_grad
+
+    def from_layout(self, layout: tuple[torch.dtype, tuple, str, bool], raw: memoryview) -> torch.Tensor:
+        """The tensor on ``raw`` (of the size the layout was checked with), on its target device."""
+        dtype, shape, target, requires_grad = layout
+        tensor = _tensor_on(raw, dtype, shape)
         if target != "cpu":
             tensor = tensor.to(target)
-        return True, tensor.requires_grad_() if requires_grad else tensor
+        return tensor.requires_grad_() if requires_grad else tensor
 
     def _target(self, device: str) -> str:
         """Where tensors sent from ``device`` (a name off the wire) go. As many names as the router
@@ -114,7 +137,7 @@ class TorchTensor(Plugin):
         return target
 
 
-def _tensor_on(raw: memoryview, dtype: torch.dtype, shape: list) -> torch.Tensor:
+def _tensor_on(raw: memoryview, dtype: torch.dtype, shape: tuple) -> torch.Tensor:
     """A tensor whose memory is ``raw`` (copied only when the frame is read-only: tensors are writable)."""
     if raw.nbytes == 0:
         return torch.empty(shape, dtype=dtype)

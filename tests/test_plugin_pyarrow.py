@@ -6,6 +6,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 
 from wrapyfi_like.encoding import Codec  # noqa: E402
+from wrapyfi_like.exceptions import DecodeError  # noqa: E402
 from wrapyfi_like.plugins import pyarrow_data  # noqa: E402
 from wrapyfi_like.testing import PluginConformance, wire_copy  # noqa: E402
 
@@ -138,3 +139,52 @@ def test_pyarrow_older_than_14_0_1_is_refused(version, safe):
     else:
         with pytest.raises(ImportError, match="CVE-2023-47248"):
             check_pyarrow_version(version)
+
+
+def test_kept_schemas_never_confuse_tables_that_differ_only_in_their_schema():
+    """A received schema is parsed once per distinct schema message (plugins/arrow_ipc.py): the
+    same column bytes under another name, type or metadata must arrive with their own schema."""
+    values = np.arange(4, dtype=np.int64)
+    tables = [pa.table({"a": values}), pa.table({"b": values}), pa.table({"a": values}).replace_schema_metadata({"k": "v"}),
+              pa.table({"a": pa.array(values, type=pa.timestamp("ns"))}), pa.table({"a": values, "c": values[::-1].copy()})]
+    codec = Codec()
+    for _ in range(2):  # the second round meets every schema kept
+        for table in tables:
+            _assert_arrow_equal(table, codec.decode(wire_copy(codec.encode(table))))
+
+
+def test_streams_with_dictionaries_are_read_by_the_stream_reader():
+    table = pa.table({"d": pa.array(["x", "y", "x"]).dictionary_encode(), "n": [1, 2, 3]})
+    codec = Codec()
+    for _ in range(2):
+        _assert_arrow_equal(table, codec.decode(wire_copy(codec.encode(table))))
+
+
+def _stream(*messages):
+    return memoryview(b"".join(bytes(message) for message in messages) + b"\xff\xff\xff\xff\x00\x00\x00\x00")
+
+
+def test_a_stream_that_lacks_its_dictionary_or_schema_is_refused():
+    from wrapyfi_like.plugins.arrow_ipc import read_stream
+
+    table = pa.table({"d": pa.array(["x", "y"]).dictionary_encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    schema, dictionary, batch = list(pa.ipc.MessageReader.open_stream(sink.getvalue()))
+    assert (schema.type, dictionary.type, batch.type) == ("schema", "dictionary", "record batch")
+    for broken in (_stream(schema.serialize(), batch.serialize()), _stream(batch.serialize()), _stream()):
+        with pytest.raises(DecodeError, match="corrupt Arrow IPC stream"):
+            read_stream(broken)
+
+
+def test_kept_schemas_stay_bounded_whatever_peers_send(monkeypatch):
+    from wrapyfi_like.plugins import arrow_ipc
+
+    monkeypatch.setattr(arrow_ipc, "MAX_KEPT_SCHEMA_BYTES", 2048)
+    codec = Codec()
+    for count in range(3 * arrow_ipc.MAX_KEPT_SCHEMAS):
+        table = pa.table({f"c{index}": [index] for index in range(count + 1)})
+        _assert_arrow_equal(table, codec.decode(wire_copy(codec.encode(table))))
+        assert len(arrow_ipc._SCHEMAS) <= arrow_ipc.MAX_KEPT_SCHEMAS
+    assert all(len(key) <= 2048 for key in arrow_ipc._SCHEMAS)

@@ -258,3 +258,40 @@ def test_a_bad_wire_device_name_is_refused_every_time_it_arrives(device):
     for _ in range(2):
         with pytest.raises(DecodeError, match="bad torch device"):
             plugin.decode("torch.Tensor", tuple(fields))
+
+
+def test_a_stream_of_tensors_that_differ_in_any_way_is_never_confused():
+    """The codec keeps a stream's packed fields and checked layout (tests/test_plugin_layouts.py):
+    tensors that differ in dtype, shape, layout of strides or grad must each arrive as sent,
+    on both sides' kept layouts (second round) and on fresh frames each time."""
+    values = [torch.arange(6, dtype=torch.float32), torch.arange(6, dtype=torch.int32),
+              torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.arange(6, dtype=torch.float32).reshape(3, 2),
+              torch.arange(6, dtype=torch.float32).reshape(2, 3).t(), torch.arange(12, dtype=torch.float32)[::2],
+              torch.ones(6, requires_grad=True), torch.arange(6.0).to(torch.bfloat16), torch.empty(0, 6)]
+    codec = Codec()
+    for _ in range(2):
+        for value in values:
+            for message in (value, [torch.zeros(3, dtype=torch.uint8), value], {"seq": 1, "data": value}):
+                frames = wire_copy(codec.encode(message))
+                decoded = codec.decode(frames)
+                got = decoded if isinstance(message, torch.Tensor) else decoded[1] if isinstance(message, list) \
+                    else decoded["data"]
+                assert got.dtype == value.dtype and got.shape == value.shape
+                assert got.requires_grad == value.requires_grad
+                assert torch.equal(_raw_bytes(got), _raw_bytes(value))
+                assert got.untyped_storage().data_ptr() == np.frombuffer(frames[-1], np.uint8).ctypes.data \
+                    or not value.numel()  # built on this message's own frame, not a kept one
+
+
+def test_a_kept_layout_keeps_each_messages_values_and_checks_its_frame():
+    codec = Codec()
+    header, _ = codec.encode(torch.zeros(4, dtype=torch.int32))
+    for start in range(3):
+        sent = torch.arange(start, start + 4, dtype=torch.int32)
+        assert codec.encode(sent)[0] == header  # the kept fields: the same header as the first
+        assert codec.decode(wire_copy(codec.encode(sent))).tolist() == sent.tolist()
+    with pytest.raises(DecodeError, match="buffer size|needs 16 bytes"):  # the kept header, a short frame
+        codec.decode([header, bytearray(12)])
+    readonly = codec.decode([header, bytes(16)])  # a read-only frame: still a writable copy
+    readonly[0] = 1
+    assert readonly.tolist() == [1, 0, 0, 0]

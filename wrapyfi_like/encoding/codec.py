@@ -118,6 +118,11 @@ class Codec:
         self.inline_encoders = {kind: (inline_id(kind), ser) for kind, (ser, _) in (inline or {}).items() if ser}
         self._inline_decoders = {inline_id(kind): (kind, deser) for kind, (_, deser) in (inline or {}).items() if deser}
         self.plugins = PluginSet(allowed_plugins, **plugin_kwargs) if plugins is None else plugins
+        self.plugin_layouts: dict[bytes, tuple] = {}
+        """Received plugin payloads (at most :data:`MAX_KEPT_METADATA` bytes) whose plugin has
+        ``decode_layout``, with the plugin, its checked layout, and the buffer index and size they
+        named, and the plugin registrations they were checked under: kept per codec, because a
+        layout may depend on the plugin's settings (a device map)."""
         if serializer == "json":
             self.encode = functools.partial(_json_mode().encode, self)
 
@@ -427,6 +432,21 @@ class _EncodeRun:
         )
 
     def plugin(self, plugin: Plugin, value: Any) -> msgpack.ExtType:
+        key = None
+        encode_layout = getattr(plugin, "encode_layout", None)
+        if encode_layout is not None and self.depth < MAX_DEPTH:
+            found = _call_plugin(EncodeError, plugin, encode_layout, value)
+            if found is not None:
+                raw, layout = found
+                key = (plugin, layout, raw.nbytes, len(self.buffers))
+                try:
+                    packed = _PLUGIN_METADATA.get(key)
+                except TypeError:
+                    raise EncodeError(f"plugin {type(plugin).__name__} gave an unhashable layout "
+                                      f"{truncate(repr(layout))} from encode_layout") from None
+                if packed is not None:
+                    self.out_of_band(raw)
+                    return _ext(Ext.PLUGIN, packed)
         fields = list(self.codec.plugin_fields(plugin, value))
         if len(fields) > 1 and type(fields[1]) is memoryview and self.depth < MAX_DEPTH and _flat_metadata(fields, 2):
             # the common shape (a tensor: raw bytes plus dtype, shape, device …): the byte view
@@ -434,9 +454,15 @@ class _EncodeRun:
             # its own; the same bytes as the general path below
             fields[1] = self.prepare(fields[1])
             try:
-                return _ext(Ext.PLUGIN, _plain.pack(fields))
+                packed = _plain.pack(fields)
             except OverflowError:
                 pass  # an int beyond 64 bits: the general path makes it an extension
+            else:
+                if key is not None and fields[1].data == _plain.pack([key[3], "B", [key[2]]]):
+                    if len(_PLUGIN_METADATA) >= MAX_KEPT_LAYOUTS:
+                        _PLUGIN_METADATA.clear()
+                    _PLUGIN_METADATA[key] = packed
+                return _ext(Ext.PLUGIN, packed)
         return _ext(Ext.PLUGIN, self.pack(fields))
 
 
@@ -477,6 +503,12 @@ def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
     return _ext(Ext.NDARRAY, meta)
 
 
+_PLUGIN_METADATA: dict[tuple, bytes] = {}
+"""The packed fields of plugin objects sent before, by ``(plugin, layout, byte count, buffer
+index)``, for plugins with ``encode_layout`` (a CPU tensor: its dtype and shape). A stream's next
+tensor then costs the plugin's ``encode_layout`` and a lookup instead of its ``encode``, the checks
+of :meth:`Codec.plugin_fields` and a msgpack pack; kept only when the first one took the flat path
+and its byte view is the ``byte count`` the key says (bounded as :data:`_ARRAY_METADATA`)."""
 _VIEW_METADATA: dict[tuple, bytes] = {}
 """The packed metadata of memoryviews sent before (a plugin's raw payload, e.g. a tensor's
 bytes), by ``(format, shape, buffer index)``, kept as :data:`_ARRAY_METADATA`."""
@@ -588,10 +620,39 @@ class _DecodeRun:
         return decoder(self, data)
 
     def plugin(self, data: bytes) -> Any:
+        kept = self.codec.plugin_layouts.get(data)
+        if kept is not None and self.depth < MAX_DEPTH and kept[0] == PluginRegistrar.generation:
+            _, plugin, layout, index, nbytes = kept
+            buffer = self.buffer(index)
+            if buffer.nbytes == nbytes:
+                return _call_plugin(DecodeError, plugin, plugin.from_layout, layout, buffer)
         fields = self.unpack_list(data, "plugin payload")
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
+        raw = fields[1] if len(fields) > 1 else None
+        if type(raw) is memoryview and not fields[0].startswith(INLINE_PREFIX):
+            plugin = self.codec.decoder_plugin(fields[0])
+            decode_layout = getattr(plugin, "decode_layout", None)
+            if decode_layout is not None:
+                layout = _call_plugin(DecodeError, plugin, decode_layout, tuple(fields))
+                index = next((i for i, buffer in enumerate(self.buffers) if buffer is raw), None)
+                if index is not None:
+                    kept = (PluginRegistrar.generation, plugin, layout, index, raw.nbytes)
+                    _keep(self.codec.plugin_layouts, data, kept)
+                return _call_plugin(DecodeError, plugin, plugin.from_layout, layout, raw)
         return self.codec.plugin_value(fields)
+
+
+def _call_plugin(error_type: type, plugin: Plugin, method: Callable, *args: Any) -> Any:
+    """``method(*args)`` of ``plugin``; anything it raises but ``error_type`` becomes ``error_type``
+    naming the plugin (as :meth:`Codec.plugin_fields` and :meth:`Codec.plugin_value` do)."""
+    try:
+        return method(*args)
+    except error_type:
+        raise
+    except Exception as error:
+        raise error_type(f"plugin {type(plugin).__name__} failed in {method.__name__}: "
+                         f"{type(error).__name__}: {truncate(error)}") from None
 
 
 def _plain_list(data: bytes, what: str) -> list:
