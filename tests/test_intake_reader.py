@@ -192,3 +192,29 @@ def test_receive_zero_never_reads_so_a_polling_caller_is_served_by_the_intake_th
     finally:
         sender.close()
         intake.release()
+
+
+def test_large_messages_are_read_ahead_by_the_intake_thread_and_small_ones_by_the_caller(in_thread):
+    """From :data:`~.intake.BULK_FROM` bytes the intake's thread reads the next message while the
+    caller works on the last one (the kernel's copy overlaps the caller's work); once messages are
+    small again, the waiting caller takes the role back."""
+    intake = make_intake(queue_depth=100)
+    readers = Readers(intake)
+    sender = dealer(intake.endpoint)
+    large = bytes(intake_module.BULK_FROM)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        for number in range(1, 20):
+            waiting = in_thread(lambda: intake.receive(10))
+            sender.send_multipart([*message(number)[:3], large])
+            assert number_of(waiting.result(timeout=10)) == number
+        assert sum(is_intake_thread(name) for name in readers.threads[2:20]) >= 16, readers.threads
+        for number in range(20, 40):
+            waiting = in_thread(lambda: intake.receive(10))
+            sender.send_multipart(message(number))
+            assert number_of(waiting.result(timeout=10)) == number
+        assert sum(not is_intake_thread(name) for name in readers.threads[25:40]) >= 13, readers.threads
+    finally:
+        sender.close()
+        intake.release()

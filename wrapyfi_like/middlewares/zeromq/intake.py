@@ -42,11 +42,15 @@ hop and no GIL hand-off (at 1 KB that hop and hand-off cost more than everything
 does). The intake's own thread reads only while no caller wants to: it takes the role once no
 caller has been in :meth:`~ZmtpIntake.receive` for :data:`READER_LEASE` seconds, so handshakes,
 pings, acks, byte budgets and TCP backpressure go on while the listener's thread is busy
-elsewhere, as libzmq's I/O thread did. A caller that finds the thread reading asks for the role
-(``_wanted``, and the wake-up pipe cuts the thread's wait short); the thread gives it back after
-the step it is in and signals the caller. A caller's wait is cut into
-:data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and :meth:`~ZmtpIntake.close` wakes it
-through the same pipe. ``receive(0)`` never reads: it takes what is queued.
+elsewhere, as libzmq's I/O thread did; it gives the role up after a step that finds a caller
+back. A caller that finds the thread reading asks for the role (``_wanted``, and the wake-up pipe
+cuts the thread's wait short); the thread gives it up after the step it is in and signals the
+caller. Large messages (:data:`BULK_FROM`) are the exception: while the latest message is large,
+the thread keeps the role and reads the next message while the caller works on this one (the
+kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
+wait is cut into :data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and
+:meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` never reads: it takes
+what is queued.
 """
 
 from __future__ import annotations
@@ -89,6 +93,10 @@ HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
 """Seconds a peer has from connecting to completing its ZMTP handshake."""
 DEFAULT_QUEUE_DEPTH = 1000
 """Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
+BULK_FROM = 256 * 1024
+"""Codec bytes from which a message is *large*: while the latest message is, the intake's thread
+reads (the next message while the caller works on this one; the kernel's copy of a large message
+then overlaps the caller's work, which is worth the thread hop); else the waiting caller does."""
 READER_LEASE = acks.ACK_INTERVAL
 """Seconds after a caller last entered or left :meth:`ZmtpIntake.receive` before the intake's own
 thread takes the reader role: long enough that a caller looping on ``receive`` keeps it (the thread
@@ -163,7 +171,8 @@ class ZmtpIntake:
         self._wanted = False  # a caller waits for the intake's thread to give the role up
         self._caller_in = False  # a caller is in a blocking receive()
         self._seen = float("-inf")  # when a caller last entered or left a blocking receive() (monotonic)
-        self._idle = threading.Event()  # wakes the intake's thread from its wait for the role: closed
+        self._bulk = False  # the latest message queued was large (BULK_FROM): the intake's thread reads
+        self._idle = threading.Event()  # wakes the intake's thread from its wait for the role
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
         """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
@@ -205,6 +214,9 @@ class ZmtpIntake:
             with self._lock:
                 self._caller_in = False
                 self._seen = time.monotonic()
+                bulk = self._bulk
+            if bulk and not self._role.locked():
+                self._idle.set()  # the intake's thread reads the next while the caller works on this one
 
     def _lead(self, deadline: Optional[float]) -> Optional[list[memoryview]]:
         """Wait for a message until ``deadline``, reading the sockets while holding the role."""
@@ -217,12 +229,13 @@ class ZmtpIntake:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                reading = self._role.acquire(blocking=False)
-                if not reading:  # the intake's thread reads: it gives the role up when woken
-                    self._wanted = True
+                bulk = self._bulk
+                reading = not bulk and self._role.acquire(blocking=False)
+                if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
+                    self._wanted = not bulk
                     self._handoff.arm()
             if not reading:
-                self._wakeup.set()
+                (self._idle if bulk else self._wakeup).set()
                 self._handoff.wait(left)
                 continue
             try:
@@ -286,8 +299,8 @@ class ZmtpIntake:
             while not self._closed:
                 if not self._follow():
                     continue
-                try:
-                    while not (self._closed or self._wanted):
+                try:  # until a caller asks, or is back (it then reads once the queue is empty)
+                    while not (self._closed or self._wanted) and self._thread_reads():
                         self._step(self._until_next_deadline())
                 finally:
                     with self._lock:
@@ -306,14 +319,22 @@ class ZmtpIntake:
                 self._shut()
 
     def _follow(self) -> bool:
-        """Take the reader role if no caller has wanted it for :data:`READER_LEASE` seconds (True);
-        else wait until that could have changed (False)."""
+        """Take the reader role if :meth:`_thread_reads` (True); else wait until that could have
+        changed (False)."""
         with self._lock:
-            idle = time.monotonic() - self._seen
-            if not (self._caller_in or self._wanted) and idle >= READER_LEASE and self._role.acquire(blocking=False):
+            if self._thread_reads() and not self._wanted and self._role.acquire(blocking=False):
                 return True
+            idle = time.monotonic() - self._seen
         self._idle.wait(READER_LEASE if self._caller_in else max(READER_LEASE - idle, 0.001))
+        self._idle.clear()  # after close() set it, _closed is seen before the next wait
         return False
+
+    def _thread_reads(self) -> bool:
+        """Whether the intake's thread should hold the reader role: messages are large
+        (:data:`BULK_FROM`), or no caller has been in :meth:`receive` (but for ``receive(0)``) for
+        :data:`READER_LEASE`. Read without the lock between the thread's steps: a stale answer
+        costs at most one more step."""
+        return self._bulk or (not self._caller_in and time.monotonic() - self._seen >= READER_LEASE)
 
     def _step(self, timeout: Optional[float]) -> None:
         """One wait for the sockets (``timeout`` seconds; None: no limit), and what it found to
@@ -607,6 +628,7 @@ class ZmtpIntake:
             if self._closed:
                 return
             self._queue.extend(batch)
+            self._bulk = batch[-1][1] >= BULK_FROM
             for connection, size, _ in batch:
                 connection.queued += size
                 if connection.acks:
