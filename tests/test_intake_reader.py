@@ -178,7 +178,9 @@ def test_a_caller_busy_for_two_seconds_while_20k_messages_arrive_loses_nothing(i
         intake.release()
 
 
-def test_receive_zero_never_reads_so_a_polling_caller_is_served_by_the_intake_thread():
+def test_a_polling_caller_is_served_by_the_intake_thread():
+    """``receive(0)`` reads only while the intake's thread does not: with no blocking caller ever,
+    that thread reads, and a caller that only polls finds every message queued, in order."""
     intake = make_intake()
     readers = Readers(intake)
     sender = dealer(intake.endpoint)

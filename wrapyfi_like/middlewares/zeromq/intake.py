@@ -49,8 +49,9 @@ caller. Large messages (:data:`BULK_FROM`) are the exception: while the latest m
 the thread keeps the role and reads the next message while the caller works on this one (the
 kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
 wait is cut into :data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and
-:meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` never reads: it takes
-what is queued.
+:meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` reads too, without
+waiting, if the intake's thread is not reading (which queues what arrives), so a ``"latest"``
+listener sees the messages that have arrived, whoever was reading.
 """
 
 from __future__ import annotations
@@ -193,10 +194,11 @@ class ZmtpIntake:
 
     def receive(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's frames, or None once ``timeout`` seconds passed (None: no limit;
-        0: only one already waiting). :class:`ClosedError` once :meth:`close` was called.
+        0: only one that has arrived already). :class:`ClosedError` once :meth:`close` was called.
 
-        One thread at a time (the listener calls it under its own lock). With the queue empty
-        and time to wait, the caller reads the sockets itself (see the module's docstring)."""
+        One thread at a time (the listener calls it under its own lock). With the queue empty,
+        the caller reads the sockets itself (see the module's docstring); with ``timeout`` 0
+        only if the intake's thread is not reading, and without waiting."""
         now = time.monotonic()
         with self._lock:
             if self._closed:
@@ -206,8 +208,14 @@ class ZmtpIntake:
             if self._queue:
                 return self._take()
             if timeout == 0:
-                return None
-            self._caller_in = True
+                if not self._role.acquire(blocking=False):
+                    return None  # the intake's thread is reading: it queues what arrives
+            else:
+                self._caller_in = True
+        if timeout == 0:
+            self._read_as_caller(0)
+            with self._lock:
+                return self._take() if self._queue and not self._closed else None
         try:
             return self._lead(None if timeout is None else now + timeout)
         finally:
@@ -234,17 +242,21 @@ class ZmtpIntake:
                 if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
                     self._wanted = not bulk
                     self._handoff.arm()
-            if not reading:
+            if reading:
+                self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
+            else:
                 (self._idle if bulk else self._wakeup).set()
                 self._handoff.wait(left)
-                continue
-            try:
-                self._step(_sooner(slice_seconds(deadline), self._until_next_deadline()))
-            except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
-                logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
-                self.close()
-            finally:
-                self._role.release()
+
+    def _read_as_caller(self, timeout: float) -> None:
+        """One :meth:`_step` on the caller's thread, which holds the role; lets the role go."""
+        try:
+            self._step(timeout)
+        except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
+            logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
+            self.close()
+        finally:
+            self._role.release()
 
     def _take(self) -> list[memoryview]:
         """Pop the next message (``_lock`` held); wake the reader if that made room to read again."""
