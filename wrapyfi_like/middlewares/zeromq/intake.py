@@ -155,6 +155,10 @@ class ZmtpIntake:
     head_name = "topic or envelope"
     max_connections: Optional[int] = None
     """Peers connected at once; None: :data:`MAX_CONNECTIONS`."""
+    read_ahead = False
+    """Set by a listener whose messages are ``"latest"``: the intake's thread then always reads, as
+    for large messages, so a burst that arrives while the caller is away is queued at once and the
+    caller finds the newest of it (a caller reading for itself would find one message at a time)."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -222,7 +226,7 @@ class ZmtpIntake:
             with self._lock:
                 self._caller_in = False
                 self._seen = time.monotonic()
-                bulk = self._bulk
+                bulk = self._bulk or self.read_ahead
             if bulk and not self._role.locked():
                 self._idle.set()  # the intake's thread reads the next while the caller works on this one
 
@@ -237,7 +241,7 @@ class ZmtpIntake:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                bulk = self._bulk
+                bulk = self._bulk or self.read_ahead
                 reading = not bulk and self._role.acquire(blocking=False)
                 if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
                     self._wanted = not bulk
@@ -343,10 +347,12 @@ class ZmtpIntake:
 
     def _thread_reads(self) -> bool:
         """Whether the intake's thread should hold the reader role: messages are large
-        (:data:`BULK_FROM`), or no caller has been in :meth:`receive` (but for ``receive(0)``) for
+        (:data:`BULK_FROM`) or :attr:`read_ahead` is set, or no caller has been in :meth:`receive` (but for ``receive(0)``) for
         :data:`READER_LEASE`. Read without the lock between the thread's steps: a stale answer
         costs at most one more step."""
-        return self._bulk or (not self._caller_in and time.monotonic() - self._seen >= READER_LEASE)
+        if self._bulk or self.read_ahead:
+            return True
+        return not self._caller_in and time.monotonic() - self._seen >= READER_LEASE
 
     def _step(self, timeout: Optional[float]) -> None:
         """One wait for the sockets (``timeout`` seconds; None: no limit), and what it found to
