@@ -347,9 +347,9 @@ class ZmtpIntake:
 
     def _thread_reads(self) -> bool:
         """Whether the intake's thread should hold the reader role: messages are large
-        (:data:`BULK_FROM`) or :attr:`read_ahead` is set, or no caller has been in :meth:`receive` (but for ``receive(0)``) for
-        :data:`READER_LEASE`. Read without the lock between the thread's steps: a stale answer
-        costs at most one more step."""
+        (:data:`BULK_FROM`) or :attr:`read_ahead` is set, or no caller has been in :meth:`receive`
+        (but for ``receive(0)``) for :data:`READER_LEASE`. Read without the lock between the
+        thread's steps: a stale answer costs at most one more step."""
         if self._bulk or self.read_ahead:
             return True
         return not self._caller_in and time.monotonic() - self._seen >= READER_LEASE
