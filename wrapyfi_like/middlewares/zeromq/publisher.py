@@ -171,8 +171,10 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             message = shm_message = None
             trackers = []
             for outlet in list(self._outlets.values()):
+                if not outlet.tuned:
+                    self._check(outlet)  # the news of its connection, which gets its send buffer then
                 if self._outlets.get(outlet.endpoint) is not outlet:
-                    continue  # closed by an earlier wait
+                    continue  # closed by an earlier wait (or just now: down and unlisted)
                 if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
                                                           self._loan):
                     if shm_message is None:
