@@ -196,11 +196,11 @@ class Outlet:
 
 def _widen_send_buffer(fd: int) -> bool:
     """Give the ipc connection ``fd`` (from the monitor's connected event) a send buffer of
-    :data:`IPC_SEND_BUFFER`. The descriptor is libzmq's, so it is borrowed, never closed; the
-    event is read after the fact, and one that went stale (the connection closed and its number
-    was reused; its disconnect is then read in the same pass and cancels this) at worst widens
-    another socket's buffer. True once done (or not possible: a connection that is no Unix
-    socket keeps its buffer)."""
+    :data:`IPC_SEND_BUFFER`. The descriptor is libzmq's, so it is borrowed, never closed. The
+    event is read after the fact: if the connection closed meanwhile, its disconnect read in the
+    same pass cancels this, and a number already reused for something else is at worst another
+    socket whose buffer grows (anything that is no Unix socket is left alone). True once done or
+    found impossible, so it is not tried again for this connection."""
     try:
         borrowed = socket.socket(fileno=fd)
     except OSError:
