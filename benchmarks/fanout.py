@@ -5,7 +5,7 @@ selects only them). One run starts a sender process and N listener processes tha
 paths, alternating, like :mod:`benchmarks.peer`'s paired runs:
 
 - ``ours``: a decorated method in publish mode and N in listen mode (the publisher connects one
-  PUSH socket to each listener and sends every message to each);
+  DEALER socket to each listener and sends every message to each);
 - ``ours_unsafe``: the same with ``zero_copy="unsafe"`` (1 MB only), which returns without
   waiting until libzmq has written the caller's buffer to every listener: the gap to ``ours``
   is what the default ownership guarantee costs;

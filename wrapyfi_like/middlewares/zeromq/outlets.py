@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import time
 from typing import Callable, Optional
 
@@ -33,7 +34,13 @@ from wrapyfi_like.middlewares.zeromq.connections import data_connection
 ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}|ipc:///[^\0]{1,200}")
 """Endpoints an outlet connects to: tcp to a host and port, or an ipc path. Anything else found
 in discovery (another transport, junk) is refused before libzmq sees it."""
-_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+IPC_SEND_BUFFER = 4 * 1024 * 1024
+"""Bytes of kernel send buffer asked for an ipc connection (the kernel caps it at
+``net.core.wmem_max``). libzmq sets ``ZMQ_SNDBUF`` on tcp connections only; an ipc connection
+keeps the default, ~200 KB, so a large message could leave libzmq only as fast as its listener
+read it, and a ``zero_copy="safe"`` publisher waited for the slowest of its listeners to read
+nearly all of it. With the larger buffer libzmq hands a 1 MB message to the kernel in one go."""
 _monitor_names = itertools.count()
 _NOBLOCK = int(zmq.NOBLOCK)
 
@@ -90,6 +97,9 @@ class Outlet:
         self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
         self._sends_to_read = acks.READ_EVERY
         self._room_poller: Optional[tuple[tuple[int, ...], zmq.Poller]] = None
+        self.tuned = not endpoint.startswith("ipc:")
+        """The connection has its send buffer (:data:`IPC_SEND_BUFFER`; tcp needs none): until
+        then the publisher reads the monitor's news before each send, to find the connection."""
 
     def room_poller(self, *fds: int) -> zmq.Poller:
         """A poller for waiting for room: this outlet's socket (room, and acks), its monitor and
@@ -150,16 +160,23 @@ class Outlet:
         """
         self.read_acks()
         before = self.disconnects
+        connected = None
         while True:
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event["event"] == zmq.EVENT_CONNECTED:
+                connected = event["value"]
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.up = self.was_up = True
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.up = False
                 self.disconnects += 1
+                self.tuned = not self.endpoint.startswith("ipc:")
+                connected = None
+        if connected is not None and not self.tuned:
+            self.tuned = _widen_send_buffer(connected)
         if self.disconnects != before and not self.up:
             lost = self.ledger.forget()
             if lost:
@@ -175,3 +192,24 @@ class Outlet:
             self.socket.disable_monitor()
             self.monitor.close(linger=0)
         self.socket.close(linger=linger_ms)
+
+
+def _widen_send_buffer(fd: int) -> bool:
+    """Give the ipc connection ``fd`` (from the monitor's connected event) a send buffer of
+    :data:`IPC_SEND_BUFFER`. The descriptor is libzmq's, so it is borrowed, never closed. The
+    event is read after the fact: if the connection closed meanwhile, its disconnect read in the
+    same pass cancels this, and a number already reused for something else is at worst another
+    socket whose buffer grows (anything that is no Unix socket is left alone). True once done or
+    found impossible, so it is not tried again for this connection."""
+    try:
+        borrowed = socket.socket(fileno=fd)
+    except OSError:
+        return True
+    try:
+        if borrowed.family == socket.AF_UNIX:
+            borrowed.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)
+    except OSError:
+        pass
+    finally:
+        borrowed.detach()
+    return True

@@ -171,8 +171,10 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             message = shm_message = None
             trackers = []
             for outlet in list(self._outlets.values()):
+                if not outlet.tuned:
+                    self._check(outlet)  # the news of its connection, which gets its send buffer then
                 if self._outlets.get(outlet.endpoint) is not outlet:
-                    continue  # closed by an earlier wait
+                    continue  # closed by an earlier wait (or just now: down and unlisted)
                 if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
                                                           self._loan):
                     if shm_message is None:
@@ -573,9 +575,11 @@ def _shared(frames: list) -> tuple[list, list]:
 
 
 def _copied(frames: list) -> tuple[list, list]:
-    """Large buffers copied once (immutable bytes, shared by every listener); the header is bytes."""
+    """Large buffers copied once into memory libzmq owns (a frame shared by every listener's
+    send). A ``bytes`` copy instead went out zero-copy and so was wrapped anew for each listener,
+    and each of those wrappers was released through pyzmq's garbage-collector thread."""
     return [frame if type(frame) is bytes or _size(frame) < TRACK_FROM
-            else memoryview(frame).tobytes() for frame in frames], []
+            else zmq.Frame(frame, copy=True) for frame in frames], []
 
 
 def _tracked(frames: list) -> tuple[list, list]:
