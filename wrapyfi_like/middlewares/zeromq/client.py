@@ -33,6 +33,7 @@ from wrapyfi_like.middlewares.zeromq.reqrep import ERROR, OK, REQUEST_ID, servic
 from wrapyfi_like.middlewares.zeromq.wakeup import WakeOnClose, Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq.reqrep")
+_POLLIN = int(zmq.POLLIN)
 
 
 class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTransport, role="client"):
@@ -72,10 +73,9 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
         self._probes: dict[str, zmq.Socket] = {}  # per listed server: writable while it is there
         self._connected: set[str] = set()  # servers the request socket is connected to
         self._wakeup = Wakeup()  # close() from another thread wakes a request waiting here
-        self._reply_poller = zmq.Poller()
-        self._reply_poller.register(self._socket, zmq.POLLIN)
-        self._reply_poller.register(self._watch.fileno(), zmq.POLLIN)
-        self._reply_poller.register(self._wakeup.fileno(), zmq.POLLIN)
+        self._watch_fd = self._watch.fileno()
+        # what a reply wait polls, built once: zmq.Poller.poll costs more than the poll itself
+        self._reply_items = [(self._socket, _POLLIN), (self._watch_fd, _POLLIN), (self._wakeup.fileno(), _POLLIN)]
         lifecycle.track(self)
         self._request_ids = itertools.count(1)
         ClientCounts.__init__(self)
@@ -124,11 +124,11 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
     def _await_reply(self, request_id: bytes, deadline: Optional[float],
                      timeout: Optional[float]) -> list[memoryview]:
         while True:
-            events = dict(self._reply_poller.poll(slice_ms(deadline)))
+            ready = [item for item, _ in zmq.zmq_poll(self._reply_items, slice_ms(deadline))]
             self._check_open()
-            if self._watch.fileno() in events:
+            if self._watch_fd in ready:
                 self._follow(self._watch.consume(), drop_gone=False)
-            if self._socket in events:
+            if self._socket in ready:
                 head, body, problem = receive_bounded(self._socket, 2, self._max_message_size)
                 if len(head) == 2 and len(head[0]) == len(request_id) and head[0].bytes == request_id:
                     if problem:

@@ -85,6 +85,13 @@ def data_connection(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.TCP_MAXRT, TCP_MAXRT_MS)
 
 
+_EVENTS = int(zmq.EVENTS)
+_POLLOUT = int(zmq.POLLOUT)
+
+
 def connected(socket: zmq.Socket) -> bool:
-    """Whether a socket with :func:`only_completed_connections` has a live peer with room."""
-    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+    """Whether a socket with :func:`only_completed_connections` has a live peer with room.
+
+    Asked before every request, so with plain ints: pyzmq's enum option and flag cost more
+    (about 2 µs) than the query itself."""
+    return bool(socket.getsockopt(_EVENTS) & _POLLOUT)
