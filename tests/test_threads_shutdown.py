@@ -135,10 +135,19 @@ def test_close_twice_is_harmless(topic):
 
 
 def read_line(process, timeout=30.0):
+    """One line of the child's output, read from its pipe a byte at a time: a buffered readline
+    may take the next line too ("interrupted", which the ``stray`` case prints right after
+    "blocked"), and ``communicate`` reads the pipe itself, so it would never see that line."""
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
-    assert selector.select(timeout), "the child did not report in time"
-    return process.stdout.readline().strip()
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        assert selector.select(max(0.0, deadline - time.monotonic())), "the child did not report in time"
+        byte = os.read(process.stdout.fileno(), 1)
+        assert byte, "the child closed its output"
+        line += byte
+    return line.decode().strip()
 
 
 @pytest.fixture
