@@ -79,7 +79,10 @@ def main() -> None:
     names = {}
     for task in os.listdir("/proc/self/task"):
         if int(task) != main_id and int(task) != threading.get_native_id():
-            names[f"{thread_name(int(task))} ({task})"] = blocks_sigint(int(task))
+            try:
+                names[f"{thread_name(int(task))} ({task})"] = blocks_sigint(int(task))
+            except FileNotFoundError:
+                continue  # it ended since the listing (a finished listen's thread): it takes no signal
     print(json.dumps(names), flush=True)
     MiddlewareCommunicator.close_all_instances()
 
