@@ -18,6 +18,11 @@ import numpy as np
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 
+# Ctrl-C raises KeyboardInterrupt, as in any program started from a terminal, even when the test
+# run inherited SIGINT ignored (a shell starts background jobs so: `make test &`, nohup): Python
+# keeps an inherited SIG_IGN, and every Ctrl-C test would see a child that hangs.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 CASE, TOPIC = sys.argv[1], sys.argv[2]
 CATCH, STRAY = "catch" in sys.argv[3:], "stray" in sys.argv[3:]
 MEGABYTE = np.zeros(1 << 20, np.uint8)

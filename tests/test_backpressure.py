@@ -5,6 +5,7 @@ exactly as many are missing as the publisher's ``dropped`` counter says, plus (f
 older messages the listener skipped for a newer one (its transport's ``dropped``).
 """
 
+import sys
 import threading
 import time
 
@@ -145,3 +146,52 @@ def test_stats_report_sent_received_and_dropped_per_method_and_topic(topic, in_t
         camera.close()
         viewer.close()
     assert camera.stats() == {}
+
+
+def wait_until_polling(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Return once ``thread`` waits inside a ZeroMQ poll."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == "poll" and "zmq" in frame.f_code.co_filename:
+                return
+            frame = frame.f_back
+        time.sleep(0.005)
+    pytest.fail("the thread never reached a ZeroMQ poll")
+
+
+def test_a_latest_message_held_when_the_publisher_closes_reaches_a_listener_still_reading(topic):
+    """``close()`` gave the message ``"latest"`` still held one try: a slow listener with no room
+    at that instant lost the newest frame (tests/test_loss_latest.py, 1 run in 6 under load). It
+    now goes out once the listener makes room, while the listener still acks."""
+    listener = Listener("Slow", topic, carrier="ipc", queue_depth=1)
+    publisher = Publisher("Fast", topic, wait_timeout=10, backpressure="latest")
+    frame = np.zeros(1 << 20, np.uint8)
+    try:
+        intake = listener._transport._intake
+        dropped_when_full = None
+        for sent in range(1, 1000):
+            publisher.publish((sent - 1, frame))
+            if dropped_when_full is None and intake._full:  # the listener reads from no socket now
+                dropped_when_full = publisher.dropped
+            if (dropped_when_full is not None and publisher.dropped >= dropped_when_full + 3
+                    and any(outlet.pending is not None for outlet in publisher._transport._outlets.values())):
+                break  # held messages were replaced since: no room comes back, the newest is held
+        closing = threading.Thread(target=publisher.close, daemon=True)
+        closing.start()
+        wait_until_polling(closing)  # close() waits, the newest message still held
+        seqs: list[int] = []
+        deadline = time.monotonic() + 10
+        while (not seqs or seqs[-1] != sent - 1) and time.monotonic() < deadline:
+            frames = listener._transport.recv(0.1)
+            if frames is not None:
+                seqs.append(listener._format.decode(frames)[0])
+        closing.join(10)
+        assert seqs[-1] == sent - 1, "the newest message was given up at close"
+        assert seqs == sorted(set(seqs))
+        skipped = listener._transport.statistics()["dropped"]
+        assert sent - len(seqs) == publisher.dropped + skipped, "every message not delivered is counted"
+    finally:
+        publisher.close()
+        listener.close()

@@ -7,6 +7,7 @@ whatever binds its port next.
 """
 
 import os
+import socket
 import time
 
 import pytest
@@ -30,17 +31,21 @@ def wait_until(condition, timeout=10.0):
         time.sleep(0.01)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (it was bound and closed)."""
-    socket = zmq.Context.instance().socket(zmq.PULL)
-    port = socket.bind_to_random_port("tcp://127.0.0.1")
-    socket.close(linger=0)
-    return port
+@pytest.fixture
+def refusing_endpoint():
+    """A loopback endpoint that refuses every connection while the test runs: a socket holds its
+    port bound and never listens. A port merely bound and closed again may be taken meanwhile (by
+    another program, or by a connection to itself, which libzmq handshakes with), and the publisher
+    would rightly see a live peer there."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{holder.getsockname()[1]}"
 
 
-def test_a_listed_but_closed_listener_is_not_waited_for_and_the_first_message_reaches_a_real_one(topic):
+def test_a_listed_but_closed_listener_is_not_waited_for_and_the_first_message_reaches_a_real_one(
+        topic, refusing_endpoint):
     agent = NodeAgent.get()
-    stale = agent.announce(listener_key(topic), f"tcp://127.0.0.1:{closed_port()}", {})
+    stale = agent.announce(listener_key(topic), refusing_endpoint, {})
     impatient = Publisher("Test", topic, wait_timeout=0.5)
     publisher = Publisher("Test", topic, wait_timeout=10)
     listener = None

@@ -1,6 +1,8 @@
 """The agent survives any reply and any error of its own; a watch never forgets a peer during warm-up."""
 
+import select
 import socket
+import threading
 import time
 
 import msgpack
@@ -110,6 +112,35 @@ def test_a_warming_directory_only_adds_endpoints():
     assert len(watch.endpoints) == 3
     watch.update(frozenset({"tcp://127.0.0.1:3"}))
     assert watch.endpoints == {"tcp://127.0.0.1:3"}
+    watch.close()
+
+
+def test_a_watch_notice_never_outlives_the_change_it_announced():
+    """The agent's thread updates a watch while a publisher's consumes it; the publisher consumes
+    only when the endpoints it reads changed. When an update's notice came after a consume that had
+    already returned the new endpoints, the notice stayed readable with nothing new: a publisher
+    waiting for a listener woke at once, again and again, and never raised ``WaitTimeout`` (a
+    ``test_dead_peers`` run under load hung so)."""
+    watch = Watch(KEY)
+    assigned, consumed = threading.Event(), threading.Event()
+    notify = watch._changed.set
+
+    def late_notice():  # the agent's thread loses the CPU between the two steps of an update
+        assigned.set()
+        consumed.wait(0.5)
+        notify()
+
+    watch._changed.set = late_notice
+    updater = threading.Thread(target=watch.update, args=(frozenset({"tcp://127.0.0.1:1"}),))
+    updater.start()
+    assert assigned.wait(10)
+    got = []
+    consumer = threading.Thread(target=lambda: (got.append(watch.consume()), consumed.set()))
+    consumer.start()
+    updater.join(10)
+    consumer.join(10)
+    assert got == [frozenset({"tcp://127.0.0.1:1"})]
+    assert not select.select([watch.fileno()], [], [], 0)[0], "a notice is readable with nothing new"
     watch.close()
 
 

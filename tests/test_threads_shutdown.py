@@ -17,6 +17,7 @@ from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
+from wrapyfi_like.connect import wrapper
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ClosedError
 
@@ -120,6 +121,21 @@ def test_eight_threads_publish_through_one_communicator_and_two_listen(topic, fe
     assert all(counts)
 
 
+def test_a_call_that_began_before_close_builds_no_new_listener(topic):
+    """``close()`` while a listening thread is between two listens: its next call may have looked
+    up the method's binding already. It built a new listener on that closed binding, which nobody
+    would close, and waited on it for good (the test above failed so, 2 of 6 runs under load); it
+    now ends with ``ClosedError``, as a call already waiting does."""
+    viewer = Feed()
+    viewer.activate_communication(Feed.item, "listen")
+    binding, = viewer.__dict__[wrapper._BINDINGS_ATTR].values()  # what the racing call looked up
+    viewer.close()
+    built = []
+    with pytest.raises(ClosedError):
+        binding.communicators("listen", lambda: built.append("a listener"))
+    assert not built
+
+
 def test_close_twice_is_harmless(topic):
     feed = Feed()
     feed.activate_communication(Feed.item, "listen")
@@ -135,10 +151,19 @@ def test_close_twice_is_harmless(topic):
 
 
 def read_line(process, timeout=30.0):
+    """One line of the child's output, read from its pipe a byte at a time: a buffered readline
+    may take the next line too ("interrupted", which the ``stray`` case prints right after
+    "blocked"), and ``communicate`` reads the pipe itself, so it would never see that line."""
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
-    assert selector.select(timeout), "the child did not report in time"
-    return process.stdout.readline().strip()
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        assert selector.select(max(0.0, deadline - time.monotonic())), "the child did not report in time"
+        byte = os.read(process.stdout.fileno(), 1)
+        assert byte, "the child closed its output"
+        line += byte
+    return line.decode().strip()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any, Callable, ContextManager, Optional, Union
 from wrapyfi_like.config.manager import ConfigManager
 from wrapyfi_like.connect import keywords, modes
 from wrapyfi_like.data_types import data_type_class
-from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares import MIDDLEWARES, is_available
 
@@ -90,7 +90,11 @@ def _resolve(value: Any, call_args: tuple, named: dict) -> Any:
 
 
 class _Binding:
-    """One instance's mode for one method, and the communicators built for it, by role."""
+    """One instance's mode for one method, and the communicators built for it, by role.
+
+    Once closed it builds nothing: a call that began before ``close()`` (another thread's, between
+    two listens) would otherwise build a new listener nobody closes, and wait on it for good.
+    """
 
     def __init__(self, mode: Optional[str]) -> None:
         self.mode = mode
@@ -98,11 +102,14 @@ class _Binding:
         self._communicators: dict[str, Any] = {}
         self._state: dict[str, Any] = {}
         self.lock = threading.Lock()
+        self._closed = False
 
     def communicators(self, role: str, build: Callable[[], Any]) -> Any:
         built = self._communicators.get(role)  # every call after the first: no lock needed to read
         if built is None:
             with self.lock:
+                if self._closed:
+                    raise ClosedError("this instance was closed while the call was starting")
                 built = self._communicators.get(role)
                 if built is None:
                     built = self._communicators[role] = build()
@@ -126,6 +133,7 @@ class _Binding:
 
     def close(self) -> None:
         with self.lock:
+            self._closed = True
             self.direct = None
             for built in self._communicators.values():
                 _close(built)

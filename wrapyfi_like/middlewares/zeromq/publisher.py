@@ -401,7 +401,9 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
 
     def _await_acks(self) -> None:
         """Before closing, wait while listeners still ack what was sent to them: up to
-        ``PUBLISHER_LINGER_MS``, and no longer than :data:`ACK_QUIET` without any ack.
+        ``PUBLISHER_LINGER_MS``, and no longer than :data:`ACK_QUIET` without any ack. A message
+        the ``"latest"`` policy still holds is sent meanwhile as soon as its listener has room,
+        and counted as dropped if the wait ends first.
 
         libzmq lets a closed DEALER's queued messages leave within its linger only while nothing
         arrives for it; acks arriving meanwhile (a listener working through its backlog) stall that,
@@ -415,22 +417,31 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """
         now = time.monotonic()
         deadline, quiet = now + PUBLISHER_LINGER_MS / 1000, now + ACK_QUIET
-        while now < min(deadline, quiet):
+        while True:
+            for outlet in self._outlets.values():
+                if outlet.pending is not None and try_send(outlet.socket, outlet.pending):
+                    outlet.sent(outlet.pending_seq)
+                    outlet.pending = None
             waiting = [outlet for outlet in self._outlets.values()
-                       if outlet.up and len(outlet.ledger) and not outlet.monitor.poll(0)]
-            if not waiting:
-                return
+                       if outlet.up and (len(outlet.ledger) or outlet.pending is not None)
+                       and not outlet.monitor.poll(0)]
+            if not waiting or now >= min(deadline, quiet):
+                break
             poller = zmq.Poller()
             for outlet in waiting:
-                poller.register(outlet.socket, zmq.POLLIN)
+                poller.register(outlet.socket, zmq.POLLIN | (zmq.POLLOUT if outlet.pending is not None else 0))
                 poller.register(outlet.monitor, zmq.POLLIN)
-            poller.poll(max(1, int((min(deadline, quiet) - now) * 1000)))
+            poller.poll(max(1, slice_ms(min(deadline, quiet))))
             for outlet in waiting:
                 before = len(outlet.ledger)
                 outlet.read_acks()
                 if len(outlet.ledger) < before:
                     quiet = time.monotonic() + ACK_QUIET
             now = time.monotonic()
+        for outlet in self._outlets.values():
+            if outlet.pending is not None:
+                outlet.pending = None
+                self._count_dropped(outlet, 1)
 
     def _unconfirmed(self, outlet: Outlet, count: int, why: str) -> None:
         """Told by an outlet (:data:`~.outlets.Unconfirmed`): messages it sent that its listener
@@ -519,8 +530,9 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`send` (it gets :class:`ClosedError`).
 
-        A message still held by the ``"latest"`` policy gets one more chance to go out, else it
-        counts as dropped; queued messages get ``PUBLISHER_LINGER_MS`` to leave.
+        A message still held by the ``"latest"`` policy goes out when its listener has room, as
+        long as that listener still acks (see ``_await_acks``), else it counts as dropped; queued
+        messages get ``PUBLISHER_LINGER_MS`` to leave.
         """
         if self._closed:
             return
@@ -531,12 +543,6 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join()
         with self._lock:
-            for outlet in self._outlets.values():
-                if outlet.pending is not None:
-                    outlet.room()  # reading ZMQ_EVENTS takes in libzmq's news of room freed since
-                    if not try_send(outlet.socket, outlet.pending):
-                        self._count_dropped(outlet, 1)
-                    outlet.pending = None
             self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
