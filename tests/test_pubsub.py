@@ -1,5 +1,6 @@
 """Publish/listen over real ZeroMQ sockets on 127.0.0.1, within one process."""
 
+import os
 import time
 
 import msgpack
@@ -107,6 +108,43 @@ def test_publisher_wait_timeout_gives_a_clear_error(topic):
             publisher.publish("nobody listens")
     finally:
         publisher.close()
+
+
+class EverReadyWatch:
+    """A discovery watch whose notice is always readable and never brings news."""
+
+    endpoints = frozenset()
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self._read, self._write = os.pipe()
+        os.write(self._write, b"!")
+
+    def fileno(self) -> int:
+        return self._read
+
+    def consume(self) -> frozenset:
+        return frozenset()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_publisher_wait_timeout_holds_while_something_keeps_waking_the_wait(topic):
+    """A wait woken again and again (a stuck notice, a chatty socket) still ends at its deadline."""
+    publisher = Publisher("Test", topic, should_wait=True, wait_timeout=0.3)
+    transport = publisher._transport
+    transport._watch = watch = EverReadyWatch(transport._watch)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout, match=topic):
+            publisher.publish("nobody listens")
+        assert time.monotonic() - started < 3
+    finally:
+        transport._watch = watch._real
+        publisher.close()
+        os.close(watch._read)
+        os.close(watch._write)
 
 
 def test_ipc_carrier(topic, in_thread):

@@ -304,6 +304,11 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._check(outlet)
             if any(outlet.up and outlet.room() for outlet in self._outlets.values()):
                 return
+            if deadline is not None and time.monotonic() >= deadline:  # whatever else keeps waking us
+                raise WaitTimeout(
+                    f"no listener for {self.topic} connected within {self._wait_timeout} s "
+                    "(wait_timeout); start one, or publish with should_wait=False"
+                )
             poller = zmq.Poller()
             for outlet in self._outlets.values():
                 poller.register(outlet.monitor, zmq.POLLIN)
@@ -313,11 +318,6 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
             events = dict(poller.poll(slice_ms(deadline)))
             self._check_open()
-            if not events and deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"no listener for {self.topic} connected within {self._wait_timeout} s "
-                    "(wait_timeout); start one, or publish with should_wait=False"
-                )
             if self._watch.fileno() in events:
                 self._follow()
 
@@ -354,6 +354,9 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 until = outlet.found_at + (CONNECT_GRACE if self._should_wait else 0.0)
                 if time.monotonic() >= until:
                     return  # not connected yet: not a destination (yet)
+            elif deadline is not None and time.monotonic() >= deadline:  # whatever else keeps waking us
+                raise WaitTimeout(f"listener {outlet.endpoint} of {self.topic} had no room for "
+                                  f"{self._wait_timeout} s (wait_timeout); the message was not sent to it")
             else:
                 until = deadline
             # acks too: read as they come (by _check), not lost with a connection that drops meanwhile
@@ -362,9 +365,6 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._check_open()
             if self._watch.fileno() in events:
                 self._follow()
-            if outlet.up and not events and deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"listener {outlet.endpoint} of {self.topic} had no room for "
-                                  f"{self._wait_timeout} s (wait_timeout); the message was not sent to it")
 
     def _send_or_drop(self, outlet: Outlet, message: list) -> None:
         if try_send(outlet.socket, message):
