@@ -24,16 +24,34 @@ reading it:
   with the NULL mechanism, or breaks the grammar, is dropped and logged.
 
 To a DEALER peer (a publisher's outlet) the intake writes acks back (:mod:`.acks`): the listener
-tells :meth:`ZmtpIntake.delivered` each message it hands to its user, and the reading thread acks
+tells :meth:`ZmtpIntake.delivered` each message it hands to its user, and the reader acks
 them, per connection, every :data:`~.acks.ACK_EVERY` messages and within
 :data:`~.acks.ACK_INTERVAL` seconds, so the publisher can count what a dead connection lost.
 
 So what peers make an intake hold is at most ``max_message_size`` plus :data:`READ_SIZE` per
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
-whatever they send. A dedicated thread reads the sockets, as libzmq's I/O thread did: handshakes
-complete and messages queue while the listener's own thread is busy. Large frames are read
-straight into a buffer of their size (one copy, kernel to user, as libzmq does); small frames are
-cut from one read buffer (an ordinary message whole, in one copy: :func:`_whole_message`).
+whatever they send. Large frames are read straight into a buffer of their size (one copy, kernel
+to user, as libzmq does); small frames are cut from one read buffer (an ordinary message whole, in
+one copy: :func:`_whole_message`).
+
+Who reads (leader/follower). Exactly one thread at a time holds the *reader role* (the lock
+``_role``) and reads, parses and acks for every connection; nobody else touches the sockets'
+read side or the selectors. A caller waiting in :meth:`ZmtpIntake.receive` with an empty queue
+takes the role and reads itself, so a message goes from the socket to its caller with no thread
+hop and no GIL hand-off (at 1 KB that hop and hand-off cost more than everything else the intake
+does). The intake's own thread reads only while no caller wants to: it takes the role once no
+caller has been in :meth:`~ZmtpIntake.receive` for :data:`READER_LEASE` seconds, so handshakes,
+pings, acks, byte budgets and TCP backpressure go on while the listener's thread is busy
+elsewhere, as libzmq's I/O thread did; it gives the role up after a step that finds a caller
+back. A caller that finds the thread reading asks for the role (``_wanted``, and the wake-up pipe
+cuts the thread's wait short); the thread gives it up after the step it is in and signals the
+caller. Large messages (:data:`BULK_FROM`) are the exception: while the latest message is large,
+the thread keeps the role and reads the next message while the caller works on this one (the
+kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
+wait is cut into :data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and
+:meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` reads too, without
+waiting, if the intake's thread is not reading (which queues what arrives), so a ``"latest"``
+listener sees the messages that have arrived, whoever was reading.
 """
 
 from __future__ import annotations
@@ -55,6 +73,7 @@ from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
 from wrapyfi_like.logs import RateLimitedLog, truncate
+from wrapyfi_like.middlewares.deadlines import slice_seconds
 from wrapyfi_like.middlewares.handoff import Handoff
 from wrapyfi_like.middlewares.zeromq import acks, connections, zmtp
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -75,6 +94,14 @@ HANDSHAKE_TIMEOUT = connections.HANDSHAKE_IVL_MS / 1000
 """Seconds a peer has from connecting to completing its ZMTP handshake."""
 DEFAULT_QUEUE_DEPTH = 1000
 """Messages that may wait in the intake unless ``queue_depth`` says otherwise (libzmq's default)."""
+BULK_FROM = 256 * 1024
+"""Codec bytes from which a message is *large*: while the latest message is, the intake's thread
+reads (the next message while the caller works on this one; the kernel's copy of a large message
+then overlaps the caller's work, which is worth the thread hop); else the waiting caller does."""
+READER_LEASE = acks.ACK_INTERVAL
+"""Seconds after a caller last entered or left :meth:`ZmtpIntake.receive` before the intake's own
+thread takes the reader role: long enough that a caller looping on ``receive`` keeps it (the thread
+checks this often, no more), short enough that acks and pongs of a busy listener are not late."""
 _LONG_SIZE = struct.Struct(">Q")
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
@@ -128,6 +155,10 @@ class ZmtpIntake:
     head_name = "topic or envelope"
     max_connections: Optional[int] = None
     """Peers connected at once; None: :data:`MAX_CONNECTIONS`."""
+    read_ahead = False
+    """Set by a listener whose messages are ``"latest"``: the intake's thread then always reads, as
+    for large messages, so a burst that arrives while the caller is away is queued at once and the
+    caller finds the newest of it (a caller reading for itself would find one message at a time)."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -141,6 +172,12 @@ class ZmtpIntake:
         self._queue: deque[tuple[_Connection, int, list]] = deque()
         self._full = False  # more than queue_depth messages wait: no connection is read
         self._closed = False
+        self._role = threading.Lock()  # held by the one thread that reads the sockets (see the module)
+        self._wanted = False  # a caller waits for the intake's thread to give the role up
+        self._caller_in = False  # a caller is in a blocking receive()
+        self._seen = float("-inf")  # when a caller last entered or left a blocking receive() (monotonic)
+        self._bulk = False  # the latest message queued was large (BULK_FROM): the intake's thread reads
+        self._idle = threading.Event()  # wakes the intake's thread from its wait for the role
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
         """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
@@ -149,7 +186,7 @@ class ZmtpIntake:
         self._ack_at = 0.0  # when acks are due next (monotonic)
         self._handshaking: set[_Connection] = set()
         self._stalled: set[_Connection] = set()  # stopped parsing with bytes left in their buffer
-        self._wakeup = Wakeup()  # the listener's thread wakes the reading thread: room again, or closed
+        self._wakeup = Wakeup()  # wakes whoever reads: room again, the role is wanted, or closed
         self._all = selectors.DefaultSelector()  # everything
         self._control = selectors.DefaultSelector()  # what is read while the queue is full
         for selector in (self._all, self._control):
@@ -161,29 +198,79 @@ class ZmtpIntake:
 
     def receive(self, timeout: Optional[float]) -> Optional[list[memoryview]]:
         """The next message's frames, or None once ``timeout`` seconds passed (None: no limit;
-        0: only one already waiting). :class:`ClosedError` once :meth:`close` was called.
+        0: only one that has arrived already). :class:`ClosedError` once :meth:`close` was called.
 
-        One thread at a time (the listener calls it under its own lock)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        One thread at a time (the listener calls it under its own lock). With the queue empty,
+        the caller reads the sockets itself (see the module's docstring); with ``timeout`` 0
+        only if the intake's thread is not reading, and without waiting."""
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"listener on {self.endpoint} is closed")
+            if timeout != 0:
+                self._seen = now
+            if self._queue:
+                return self._take()
+            if timeout == 0:
+                if not self._role.acquire(blocking=False):
+                    return None  # the intake's thread is reading: it queues what arrives
+            else:
+                self._caller_in = True
+        if timeout == 0:
+            self._read_as_caller(0)
+            with self._lock:
+                return self._take() if self._queue and not self._closed else None
+        try:
+            return self._lead(None if timeout is None else now + timeout)
+        finally:
+            with self._lock:
+                self._caller_in = False
+                self._seen = time.monotonic()
+                bulk = self._bulk or self.read_ahead
+            if bulk and not self._role.locked():
+                self._idle.set()  # the intake's thread reads the next while the caller works on this one
+
+    def _lead(self, deadline: Optional[float]) -> Optional[list[memoryview]]:
+        """Wait for a message until ``deadline``, reading the sockets while holding the role."""
         while True:
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"listener on {self.endpoint} is closed")
                 if self._queue:
-                    connection, size, frames = self._queue.popleft()
-                    self.source = connection
-                    connection.queued -= size
-                    resume = self._full and len(self._queue) <= self._resume_at
-                    if resume:
-                        self._full = False
-                    wake = resume or connection.over_budget
-                    break
+                    return self._take()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                self._handoff.arm()
-            self._handoff.wait(left)
-        if wake:
+                bulk = self._bulk or self.read_ahead
+                reading = not bulk and self._role.acquire(blocking=False)
+                if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
+                    self._wanted = not bulk
+                    self._handoff.arm()
+            if reading:
+                self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
+            else:
+                (self._idle if bulk else self._wakeup).set()
+                self._handoff.wait(left)
+
+    def _read_as_caller(self, timeout: float) -> None:
+        """One :meth:`_step` on the caller's thread, which holds the role; lets the role go."""
+        try:
+            self._step(timeout)
+        except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
+            logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
+            self.close()
+        finally:
+            self._role.release()
+
+    def _take(self) -> list[memoryview]:
+        """Pop the next message (``_lock`` held); wake the reader if that made room to read again."""
+        connection, size, frames = self._queue.popleft()
+        self.source = connection
+        connection.queued -= size
+        resume = self._full and len(self._queue) <= self._resume_at
+        if resume:
+            self._full = False
+        if resume or connection.over_budget:
             self._wakeup.set()
         return frames
 
@@ -191,8 +278,8 @@ class ZmtpIntake:
         """The listener handed message ``seq`` from ``source`` (a :attr:`source`) to its user.
 
         Costs two stores and a comparison. Every :data:`~.acks.ACK_EVERY` messages this thread
-        writes the ack itself (the reading thread may wait for the GIL for milliseconds, in
-        which a fast listener delivers hundreds); the rest the reading thread acks on its
+        writes the ack itself (the intake's thread, when it reads, may wait for the GIL for
+        milliseconds, in which a fast listener delivers hundreds); the rest the reader acks on its
         :data:`~.acks.ACK_INTERVAL` ticks, which run while ``source`` has messages queued or
         unacked (it never needs waking for them: a message queued it)."""
         if not source.first:
@@ -207,37 +294,35 @@ class ZmtpIntake:
 
     def close(self) -> None:
         """Stop: a :meth:`receive` in another thread raises :class:`ClosedError` at once, and
-        the reading thread closes every socket (and removes the ipc file)."""
+        the intake's thread closes every socket (and removes the ipc file)."""
         with self._lock:
             self._closed = True
             self._queue.clear()
             self._handoff.signal()
         self._wakeup.set()
+        self._idle.set()
 
     def release(self) -> None:
-        """Wait (briefly) until the reading thread has closed the sockets."""
+        """Wait (briefly) until the intake's thread has closed the sockets."""
         self.close()
         if threading.current_thread() is not self._thread:
             self._thread.join(5)
 
-    # -- the reading thread --------------------------------------------------------------------
+    # -- the intake's thread, and the reader's work -------------------------------------------
 
     def _run(self) -> None:
         try:
             while not self._closed:
-                selector = self._control if self._full else self._all
-                for key, _ in selector.select(self._until_next_deadline()):
-                    if self._closed:
-                        break
-                    if key.data is None:
-                        self._accept()
-                    elif key.data is self:
-                        self._woken()
-                    elif not self._full and key.data.sock.fileno() >= 0:
-                        self._read(key.data)
-                self._expire_handshakes()
-                if self._owing:
-                    self._acknowledge()
+                if not self._follow():
+                    continue
+                try:  # until a caller asks, or is back (it then reads once the queue is empty)
+                    while not (self._closed or self._wanted) and self._thread_reads():
+                        self._step(self._until_next_deadline())
+                finally:
+                    with self._lock:
+                        self._wanted = False
+                        self._role.release()
+                        self._handoff.signal()  # the caller that asked for the role
         except Exception:  # a bug here must not leave the listener waiting forever in silence
             logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
         finally:
@@ -245,7 +330,46 @@ class ZmtpIntake:
                 self._closed = True  # a receive waiting now, or later, raises ClosedError
                 self._queue.clear()
                 self._handoff.signal()
-            self._shut()
+            self._wakeup.set()  # a caller reading leaves the role at once
+            with self._role:
+                self._shut()
+
+    def _follow(self) -> bool:
+        """Take the reader role if :meth:`_thread_reads` (True); else wait until that could have
+        changed (False)."""
+        with self._lock:
+            if self._thread_reads() and not self._wanted and self._role.acquire(blocking=False):
+                return True
+            idle = time.monotonic() - self._seen
+        self._idle.wait(READER_LEASE if self._caller_in else max(READER_LEASE - idle, 0.001))
+        self._idle.clear()  # after close() set it, _closed is seen before the next wait
+        return False
+
+    def _thread_reads(self) -> bool:
+        """Whether the intake's thread should hold the reader role: messages are large
+        (:data:`BULK_FROM`) or :attr:`read_ahead` is set, or no caller has been in :meth:`receive`
+        (but for ``receive(0)``) for :data:`READER_LEASE`. Read without the lock between the
+        thread's steps: a stale answer costs at most one more step."""
+        if self._bulk or self.read_ahead:
+            return True
+        return not self._caller_in and time.monotonic() - self._seen >= READER_LEASE
+
+    def _step(self, timeout: Optional[float]) -> None:
+        """One wait for the sockets (``timeout`` seconds; None: no limit), and what it found to
+        do: accept, read, parse, expire handshakes, ack. Only the holder of the role calls it."""
+        selector = self._control if self._full else self._all
+        for key, _ in selector.select(timeout):
+            if self._closed:
+                break
+            if key.data is None:
+                self._accept()
+            elif key.data is self:
+                self._woken()
+            elif not self._full and key.data.sock.fileno() >= 0:
+                self._read(key.data)
+        self._expire_handshakes()
+        if self._owing:
+            self._acknowledge()
 
     def _until_next_deadline(self) -> Optional[float]:
         if not self._handshaking:  # the usual case, on the path of every message
@@ -522,6 +646,7 @@ class ZmtpIntake:
             if self._closed:
                 return
             self._queue.extend(batch)
+            self._bulk = batch[-1][1] >= BULK_FROM
             for connection, size, _ in batch:
                 connection.queued += size
                 if connection.acks:
@@ -611,6 +736,10 @@ class ZmtpIntake:
             except OSError:
                 pass
         self._wakeup.close()
+
+
+def _sooner(first: float, second: Optional[float]) -> float:
+    return first if second is None else min(first, second)
 
 
 def _whole_message(buffer: bytearray, start: int, end: int, limit: int,
