@@ -220,3 +220,33 @@ def test_large_messages_are_read_ahead_by_the_intake_thread_and_small_ones_by_th
     finally:
         sender.close()
         intake.release()
+
+
+def test_a_burst_that_has_arrived_is_drained_by_receive_zero_not_one_message_per_call():
+    """What a ``"latest"`` listener does: one blocking receive, then ``receive(0)`` until None. A
+    burst of 64 KiB messages (each a frame read in several pieces) that sits in the socket must all
+    come out of that drain, whoever holds the reader role; one message per call made a latest
+    listener return a burst one by one (conformance ``test_latest_returns_the_newest``)."""
+    intake = make_intake()
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        count = 20
+        for number in range(1, count + 1):
+            sender.send_multipart([b"/topic", struct.pack("<Q", number), b"h", bytes(64 * 1024)])
+        assert number_of(intake.receive(10)) == 1  # the burst has begun to arrive
+        deadline = time.monotonic() + 10
+        drained, stops = [], 0
+        while len(drained) < count - 1 and time.monotonic() < deadline:
+            frames = intake.receive(0)
+            if frames is None:  # the drain stopped: wait for the next message, as a listener would
+                stops += 1
+                frames = intake.receive(1)
+            if frames is not None:
+                drained.append(number_of(frames))
+        assert drained == list(range(2, count + 1))
+        assert stops <= 2, f"a burst that had arrived came out a few at a time ({stops} stops)"
+    finally:
+        sender.close()
+        intake.release()

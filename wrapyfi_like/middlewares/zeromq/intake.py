@@ -50,8 +50,9 @@ the thread keeps the role and reads the next message while the caller works on t
 kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
 wait is cut into :data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and
 :meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` reads too, without
-waiting, if the intake's thread is not reading (which queues what arrives), so a ``"latest"``
-listener sees the messages that have arrived, whoever was reading.
+waiting for the sockets (it asks the intake's thread for the role if need be, and reads until a
+message is whole), so a ``"latest"`` listener that drains with it sees every message that has
+arrived, whoever was reading.
 """
 
 from __future__ import annotations
@@ -155,10 +156,6 @@ class ZmtpIntake:
     head_name = "topic or envelope"
     max_connections: Optional[int] = None
     """Peers connected at once; None: :data:`MAX_CONNECTIONS`."""
-    read_ahead = False
-    """Set by a listener whose messages are ``"latest"``: the intake's thread then always reads, as
-    for large messages, so a burst that arrives while the caller is away is queued at once and the
-    caller finds the newest of it (a caller reading for itself would find one message at a time)."""
 
     def __init__(self, address: str, max_message_size: int, queue_depth: Optional[int], refused: Refused) -> None:
         self._max_message_size = max_message_size
@@ -178,6 +175,7 @@ class ZmtpIntake:
         self._seen = float("-inf")  # when a caller last entered or left a blocking receive() (monotonic)
         self._bulk = False  # the latest message queued was large (BULK_FROM): the intake's thread reads
         self._idle = threading.Event()  # wakes the intake's thread from its wait for the role
+        self._bytes_read = 0  # by whoever reads: a caller's receive(0) reads on while it grows
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
         """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
@@ -202,7 +200,7 @@ class ZmtpIntake:
 
         One thread at a time (the listener calls it under its own lock). With the queue empty,
         the caller reads the sockets itself (see the module's docstring); with ``timeout`` 0
-        only if the intake's thread is not reading, and without waiting."""
+        without waiting for the sockets (:meth:`_poll`)."""
         now = time.monotonic()
         with self._lock:
             if self._closed:
@@ -211,22 +209,20 @@ class ZmtpIntake:
                 self._seen = now
             if self._queue:
                 return self._take()
-            if timeout == 0:
-                if not self._role.acquire(blocking=False):
-                    return None  # the intake's thread is reading: it queues what arrives
-            else:
-                self._caller_in = True
+            self._caller_in = True
         if timeout == 0:
-            self._read_as_caller(0)
-            with self._lock:
-                return self._take() if self._queue and not self._closed else None
+            try:
+                return self._poll(now + READER_LEASE)
+            finally:
+                with self._lock:
+                    self._caller_in = False
         try:
             return self._lead(None if timeout is None else now + timeout)
         finally:
             with self._lock:
                 self._caller_in = False
                 self._seen = time.monotonic()
-                bulk = self._bulk or self.read_ahead
+                bulk = self._bulk
             if bulk and not self._role.locked():
                 self._idle.set()  # the intake's thread reads the next while the caller works on this one
 
@@ -241,7 +237,7 @@ class ZmtpIntake:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                bulk = self._bulk or self.read_ahead
+                bulk = self._bulk
                 reading = not bulk and self._role.acquire(blocking=False)
                 if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
                     self._wanted = not bulk
@@ -251,6 +247,43 @@ class ZmtpIntake:
             else:
                 (self._idle if bulk else self._wakeup).set()
                 self._handoff.wait(left)
+
+    def _poll(self, until: float) -> Optional[list[memoryview]]:
+        """``receive(0)`` with the queue empty: read what has arrived, without waiting for more.
+
+        If the intake's thread holds the role it is asked for it, as in :meth:`_lead` (it gives
+        the role up after the step it is in; ``_caller_in`` keeps it from taking it back), for at
+        most until ``until``; what it read meanwhile is taken from the queue. Then the caller
+        steps without waiting while a step reads bytes but completes no message (a large frame
+        takes several reads). So a burst that has arrived is all seen by a caller that drains
+        with ``receive(0)`` (a ``"latest"`` listener), not one message per call. While messages
+        are large the thread keeps the role and queues them; the caller does not wait then."""
+        while not self._role.acquire(blocking=False):
+            with self._lock:
+                if self._closed:
+                    raise ClosedError(f"listener on {self.endpoint} is closed")
+                if self._queue:
+                    return self._take()
+                left = until - time.monotonic()
+                if self._bulk or left <= 0:
+                    return None
+                self._wanted = True
+                self._handoff.arm()
+            self._wakeup.set()
+            self._handoff.wait(left)
+        try:
+            while True:
+                before = self._bytes_read
+                self._step(0)
+                if self._queue or self._closed or self._bytes_read == before or time.monotonic() >= until:
+                    break
+        except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
+            logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
+            self.close()
+        finally:
+            self._role.release()
+        with self._lock:
+            return self._take() if self._queue and not self._closed else None
 
     def _read_as_caller(self, timeout: float) -> None:
         """One :meth:`_step` on the caller's thread, which holds the role; lets the role go."""
@@ -347,10 +380,10 @@ class ZmtpIntake:
 
     def _thread_reads(self) -> bool:
         """Whether the intake's thread should hold the reader role: messages are large
-        (:data:`BULK_FROM`) or :attr:`read_ahead` is set, or no caller has been in :meth:`receive`
-        (but for ``receive(0)``) for :data:`READER_LEASE`. Read without the lock between the
-        thread's steps: a stale answer costs at most one more step."""
-        if self._bulk or self.read_ahead:
+        (:data:`BULK_FROM`), or no caller has been in :meth:`receive` (but for ``receive(0)``)
+        for :data:`READER_LEASE`. Read without the lock between the thread's steps: a stale
+        answer costs at most one more step."""
+        if self._bulk:
             return True
         return not self._caller_in and time.monotonic() - self._seen >= READER_LEASE
 
@@ -490,6 +523,7 @@ class ZmtpIntake:
                     if not got:
                         return self._drop(c, "", log=False)
                     c.big_filled += got
+                    self._bytes_read += got
                 c.frames.append(c.big)
                 c.big = None
                 if not c.big_more:
@@ -509,6 +543,7 @@ class ZmtpIntake:
         if not got:
             return self._drop(c, "", log=False)
         c.end += got
+        self._bytes_read += got
         self._parse(c)
 
     def _parse(self, c: _Connection) -> None:

@@ -123,7 +123,6 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 envelope, body = message
                 source = self._intake.source
                 if envelope[2] & LATEST:  # flags
-                    self._intake.read_ahead = True  # bursts are queued whole, so the newest is found
                     envelope, body, source = self._newest((envelope, body, source))
             self._intake.delivered(source, envelope[1])  # the publisher hears of it (acks)
             self.received += 1
