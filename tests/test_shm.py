@@ -109,6 +109,10 @@ def test_a_loan_on_another_carrier_is_an_ordinary_array_published_at_the_end_of_
         received = listener.listen()
         assert received.dtype == np.int16 and received.shape == (2, 3) and (received == 7).all()
         assert publisher.stats()["sent"] == 1
+        with publisher.loan(5, "uint8") as array:  # an int shape, as numpy takes it
+            array[:] = 3
+        received = listener.listen()
+        assert received.shape == (5,) and (received == 3).all()
     finally:
         publisher.close()
         listener.close()

@@ -178,9 +178,13 @@ def _shadow_struct(model: Any) -> Any:
         return None
 
 
+_KEY_WRAPPERS = tuple(filter(None, (getattr(typing, "Required", None), getattr(typing, "NotRequired", None))))
+"""``Required``/``NotRequired`` (Python 3.11 on; setup.cfg allows 3.10, which has neither)."""
+
+
 def _required(hint: Any) -> Any:
     """A TypedDict key's type without its ``Required[...]``/``NotRequired[...]`` wrapper."""
-    return typing.get_args(hint)[0] if typing.get_origin(hint) in (typing.Required, typing.NotRequired) else hint
+    return typing.get_args(hint)[0] if typing.get_origin(hint) in _KEY_WRAPPERS else hint
 
 
 def _tree_function(model: type) -> Any:

@@ -94,6 +94,7 @@ class Publisher:
         block: its memory belongs to the listeners then.
         """
         dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)  # an int, as numpy takes it
         nbytes = int(math.prod(shape)) * dtype.itemsize  # math.prod: np.prod cost 5 µs per loan
         loan = getattr(self._transport, "loan", None)
         if loan is None:

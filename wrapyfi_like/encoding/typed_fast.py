@@ -39,38 +39,24 @@ field metadata (``Strict``, constraints), default ``extra`` and ``strict``.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import typing
 from typing import Any, Optional, Sequence
 
-import msgpack
 
 from wrapyfi_like.annotations import is_pydantic
-from wrapyfi_like.encoding.codec import FORMAT_VERSION, PACK_BUFFER_SIZE
+from wrapyfi_like.encoding.codec import _header_start, _plain
 from wrapyfi_like.limits import MAX_HEADER_SIZE
 
-HEADER_START = bytes([0x93, FORMAT_VERSION, 0])
+HEADER_START = _header_start(0)
 """The codec's header before the value when a message has no buffers: ``[FORMAT_VERSION, 0, …]``."""
 _BODY_LIMIT = MAX_HEADER_SIZE - len(HEADER_START)
-
-
-class _StrictPacker(threading.local):
-    """msgpack's packer as the codec runs it (``strict_types``), without an extension hook: it
-    writes exactly the codec's bytes for a tree of plain values and raises on anything else
-    (a tuple, a subclass, an int beyond 64 bits), which the codec writes as an extension."""
-
-    def __init__(self) -> None:
-        self.pack = msgpack.Packer(strict_types=True, buf_size=PACK_BUFFER_SIZE).pack
-
-
-_strict = _StrictPacker()
 
 
 def _packed(tree: Any) -> Optional[list]:
     """``[header]`` of a tree that holds no bytes-like value, or None: the codec's turn (the
     tree holds a value the codec writes as an extension, or the header is over the limit)."""
     try:
-        body = _strict.pack(tree)
+        body = _plain.pack(tree)  # the codec's own packer: its bytes, and it raises on a tuple, a subclass or an int beyond 64 bits
     except (TypeError, OverflowError, ValueError):
         return None
     return [HEADER_START + body] if len(body) <= _BODY_LIMIT else None

@@ -271,24 +271,21 @@ class ZmtpIntake:
                 self._handoff.arm()
             self._wakeup.set()
             self._handoff.wait(left)
-        try:
-            while True:
-                before = self._bytes_read
-                self._step(0)
-                if self._queue or self._closed or self._bytes_read == before or time.monotonic() >= until:
-                    break
-        except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
-            logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
-            self.close()
-        finally:
-            self._role.release()
+        self._read_as_caller(0, until)
         with self._lock:
             return self._take() if self._queue and not self._closed else None
 
-    def _read_as_caller(self, timeout: float) -> None:
-        """One :meth:`_step` on the caller's thread, which holds the role; lets the role go."""
+    def _read_as_caller(self, timeout: float, until: Optional[float] = None) -> None:
+        """A :meth:`_step` on the caller's thread, which holds the role; lets the role go. With
+        ``until`` (``receive(0)``), more steps follow while a step reads bytes but completes no
+        message (a large frame takes several reads), up to that time."""
         try:
-            self._step(timeout)
+            while True:
+                before = self._bytes_read
+                self._step(timeout)
+                if (until is None or self._queue or self._closed or self._bytes_read == before
+                        or time.monotonic() >= until):
+                    break
         except Exception:  # as on the intake's thread: a bug must not leave the listener half-read
             logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
             self.close()
@@ -781,8 +778,9 @@ def _whole_message(buffer: bytearray, start: int, end: int, limit: int,
                    heads: int) -> Optional[tuple[int, int, list]]:
     """``(next start, codec bytes, frames)`` of the message at ``start`` if the buffer holds all of
     it and it is an ordinary one: ``heads`` head frames (topic and envelope, or a request id),
-    then data frames only, each smaller than :data:`OWN_BUFFER_FROM`, within every limit. Anything else (None) is left to the frame-by-frame parser, which then
-    starts from the same place: nothing is consumed or changed here.
+    then data frames only, each smaller than :data:`OWN_BUFFER_FROM`, within every limit.
+    Anything else (None) is left to the frame-by-frame parser, which then starts from the same
+    place: nothing is consumed or changed here.
 
     The common small message (1 KB arrays at tens of thousands a second) takes this path: one
     copy of the whole message out of the read buffer, its frames views into that copy (a user's

@@ -40,7 +40,9 @@ IPC_SEND_BUFFER = 4 * 1024 * 1024
 ``net.core.wmem_max``). libzmq sets ``ZMQ_SNDBUF`` on tcp connections only; an ipc connection
 keeps the default, ~200 KB, so a large message could leave libzmq only as fast as its listener
 read it, and a ``zero_copy="safe"`` publisher waited for the slowest of its listeners to read
-nearly all of it. With the larger buffer libzmq hands a 1 MB message to the kernel in one go."""
+nearly all of it. With the larger buffer libzmq hands a 1 MB message to the kernel in one go.
+A reply server's ipc connections get the same (:mod:`.router`): with the default every reply over
+it waited for the server's writing thread, as many times over as it was larger."""
 _monitor_names = itertools.count()
 _NOBLOCK = int(zmq.NOBLOCK)
 
@@ -130,15 +132,15 @@ class Outlet:
 
     def read_acks(self) -> None:
         """Take in every ack the listener wrote back (never waits)."""
-        socket = self.socket
+        sock = self.socket
         while True:
             try:
-                frame = socket.recv(_NOBLOCK)
+                frame = sock.recv(_NOBLOCK)
             except zmq.Again:
                 return
-            if socket.getsockopt(zmq.RCVMORE):
-                while socket.getsockopt(zmq.RCVMORE):
-                    socket.recv()  # the rest of a message that is no ack: let it go
+            if sock.getsockopt(zmq.RCVMORE):
+                while sock.getsockopt(zmq.RCVMORE):
+                    sock.recv()  # the rest of a message that is no ack: let it go
                 self._unconfirmed(self, 0, "a message of several frames instead of an ack")
                 continue
             try:
@@ -176,7 +178,8 @@ class Outlet:
                 self.tuned = not self.endpoint.startswith("ipc:")
                 connected = None
         if connected is not None and not self.tuned:
-            self.tuned = _widen_send_buffer(connected)
+            _widen_send_buffer(connected)
+            self.tuned = True  # done, or found impossible: not tried again for this connection
         if self.disconnects != before and not self.up:
             lost = self.ledger.forget()
             if lost:
@@ -194,17 +197,16 @@ class Outlet:
         self.socket.close(linger=linger_ms)
 
 
-def _widen_send_buffer(fd: int) -> bool:
+def _widen_send_buffer(fd: int) -> None:
     """Give the ipc connection ``fd`` (from the monitor's connected event) a send buffer of
     :data:`IPC_SEND_BUFFER`. The descriptor is libzmq's, so it is borrowed, never closed. The
     event is read after the fact: if the connection closed meanwhile, its disconnect read in the
     same pass cancels this, and a number already reused for something else is at worst another
-    socket whose buffer grows (anything that is no Unix socket is left alone). True once done or
-    found impossible, so it is not tried again for this connection."""
+    socket whose buffer grows (anything that is no Unix socket is left alone)."""
     try:
         borrowed = socket.socket(fileno=fd)
     except OSError:
-        return True
+        return
     try:
         if borrowed.family == socket.AF_UNIX:
             borrowed.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)
@@ -212,4 +214,3 @@ def _widen_send_buffer(fd: int) -> bool:
         pass
     finally:
         borrowed.detach()
-    return True

@@ -25,6 +25,7 @@ never meet (a publisher is never pointed at a ROUTER).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from wrapyfi_like.middlewares.zeromq.keys import topic_frame
 
@@ -43,6 +44,6 @@ class Ticket:
 
     __slots__ = ("identity", "request_id")
 
-    def __init__(self, identity: bytes, request_id: bytes) -> None:
-        self.identity = identity
+    def __init__(self, identity: Any, request_id: bytes) -> None:
+        self.identity = identity  # the client's connection: a router's Outlet, or a CURVE peer
         self.request_id = request_id

@@ -34,16 +34,13 @@ from typing import Callable, Optional
 from wrapyfi_like.background import start_thread
 from wrapyfi_like.middlewares.zeromq import zmtp
 from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake, _Connection
+from wrapyfi_like.middlewares.zeromq.outlets import IPC_SEND_BUFFER
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 RouterRefused = Callable[["Outlet", list, str], None]
 """Told ``(outlet, head_frames, problem)`` once for every request refused for its size or frame
 count; ``head_frames`` are the request's head frames read before the refusal (maybe none). Called
 on the reading thread; held weakly if it is a bound method, as :data:`~.intake.Refused`."""
-IPC_SEND_BUFFER = 4 * 1024 * 1024
-"""Bytes of kernel send buffer asked for an ipc connection (the kernel caps it at
-``net.core.wmem_max``); the default, ~200 KB, made every reply over that size wait for the
-writing thread, as many times over as it is larger."""
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 1024
 
 
