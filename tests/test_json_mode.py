@@ -172,6 +172,7 @@ HOSTILE = {
     "short array": body({"data_b64": "AAAA", "shape": [4], "dtype": "<f4"}),
     "negative shape": body({"data_b64": "", "shape": [-1], "dtype": "<f4"}),
     "bad base64": body({"__wrapyfi__": ["bytes", "!!!"]}),
+    "base64 past ASCII": body({"__wrapyfi__": ["bytes", "\u00ff\u00ff\u00ff\u00ff"]}),
     "unhashable set item": body({"__wrapyfi__": ["set", [[1]]]}),
     "bad datetime": body({"__wrapyfi__": ["datetime", 2020, 13, 1, 0, 0, 0, 0, 0, None]}),
     "bad int": body({"__wrapyfi__": ["int", "12a"]}),
@@ -366,3 +367,47 @@ def test_dicts_of_more_items_than_the_walks_budget_go_to_the_scans():
     value = {"seq": 1, "data": {**wide, "t": {"__wrapyfi__": ["tuple", [1]]}}}
     assert json_mode._plain_dicts({"seq": 1, "data": {**wide, "t": {}}}) == -1
     assert BINARY.decode([orjson.dumps({"wrapyfi_like": 1, "value": value})]) == {"seq": 1, "data": {**wide, "t": (1,)}}
+
+
+def _received(value) -> memoryview:
+    """A JSON body as the listener hands it over: a writable memoryview of the frame."""
+    return memoryview(bytearray(JSON.encode(value)[0]))
+
+
+def test_a_large_body_with_an_array_among_its_dicts_is_neither_copied_nor_scanned(monkeypatch):
+    """``{"seq": …, "data": <1 MB array>}``: the array is found among the dicts' keys, so the
+    1.4 MB frame is parsed in place and never copied to bytes for the scans (1.3 ms a MB)."""
+    from wrapyfi_like.encoding import json_mode
+
+    array = np.arange(1 << 18, dtype=np.float32)
+    frame = _received({"seq": 3, "data": array, "meta": {"unit": "m"}})
+    monkeypatch.setattr(json_mode, "bytes", lambda *args: pytest.fail("the body was copied"), raising=False)
+    received = BINARY.decode([frame])
+    assert received["seq"] == 3 and received["meta"] == {"unit": "m"}
+    assert received["data"].dtype == array.dtype and np.array_equal(received["data"], array)
+    assert received["data"].flags.writeable
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"seq": 1, "data": {"a": ("x" * 20000, 2)}}, None),  # a tuple marker two dicts down
+    ({"seq": 1, "data": [{"a": (1, 2)}, "x" * 20000]}, None),  # a marker in a list: the scans find it
+    ({"seq": 1, "data": {**{f"k{index}": index for index in range(200)}, "t": (1,), "s": "x" * 20000}}, None),
+])
+def test_a_large_received_body_still_rebuilds_every_marker(value, expected):
+    """Over the size from which dicts are looked at first, markers the look cannot reach (in a
+    list, past its budget) are still found by the scans, and every value comes back exactly."""
+    from wrapyfi_like.encoding import json_mode
+
+    frame = _received(value)
+    assert frame.nbytes > json_mode._SCAN_FIRST_BYTES
+    assert BINARY.decode([frame]) == value
+
+
+def test_a_large_body_of_plain_dicts_skips_the_marker_walk(monkeypatch):
+    from wrapyfi_like.encoding import json_mode
+
+    value = {"seq": 1, "data": {"label": "__wrapyfi__ data_b64 \\ " * 2000, "inner": {"ok": [0.5] * 10}}}
+    frame = _received(value)
+    assert frame.nbytes > json_mode._SCAN_FIRST_BYTES
+    monkeypatch.setattr(json_mode._Decoder, "rebuild", lambda *args: pytest.fail("the marker walk ran"))
+    assert BINARY.decode([frame]) == value
