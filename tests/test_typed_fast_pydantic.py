@@ -47,7 +47,7 @@ def fields(value: pydantic.BaseModel) -> dict:
 @given(READING)
 def test_a_plain_pydantic_model_takes_the_fast_path_with_the_codecs_bytes(value):
     fmt = ValueFormat(message_type=Reading)
-    assert type(fmt._fast) is PydanticFast and fmt.encode == fmt._encode_fast and fmt.decode == fmt._decode_fast
+    assert type(fmt._fast) is PydanticFast and fmt.encode == fmt._encode_model_fast and fmt.decode == fmt._decode_fast
     frames = fmt.encode(value)
     assert frames == Codec().encode(fields(value))
     decoded = fmt.decode(frames)
@@ -188,3 +188,70 @@ def test_a_model_refusing_in_post_init_fails_as_on_the_codecs_path(on_invalid):
     with pytest.raises(type(expected.value)) as got:
         fmt.decode(frames)
     assert str(got.value) == str(expected.value) and "never negative" in str(got.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(READING)
+def test_a_model_of_plain_settings_is_checked_by_its_shadow_alone(value):
+    """A value of the model's own class whose fields the shadow takes is sent without pydantic's
+    check running too, in the codec's bytes."""
+    fmt = ValueFormat(message_type=Reading)
+    assert fmt._fast.shadow_decides
+    fmt._type.to_wire = lambda value: pytest.fail("pydantic's check ran as well")
+    assert fmt.encode(value) == Codec().encode(fields(value))
+
+
+FIELD_VALUES = st.none() | st.booleans() | INT64 | st.floats() | TEXT | st.binary(max_size=4) | st.lists(
+    st.none() | st.booleans() | INT64 | st.floats() | TEXT, max_size=4) | st.dictionaries(
+    st.text(max_size=4) | INT64, INT64 | TEXT, max_size=3) | st.tuples(FLOATS)
+
+
+VALID_FIELDS = {"name": TEXT, "frame": INT64, "ok": st.booleans(), "stamp": st.floats() | INT64,
+                "values": st.lists(FLOATS, max_size=5), "counts": st.dictionaries(TEXT, INT64, max_size=3),
+                "note": st.none() | TEXT}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries(VALID_FIELDS), st.sampled_from([None, *VALID_FIELDS]), FIELD_VALUES)
+def test_what_the_shadow_alone_sends_pydantic_takes(tree, replaced, replacement):
+    """Soundness of the shortcut: for any values of a model built without checks
+    (``model_construct``), a message the shadow lets through is one pydantic accepts, and a value
+    pydantic refuses raises at the call site with its field path, as before."""
+    if replaced is not None:
+        tree[replaced] = replacement
+    value = Reading.model_construct(**tree)
+    fmt = ValueFormat(message_type=Reading)
+    try:
+        Reading.model_validate(tree)
+    except pydantic.ValidationError:
+        assert fmt._fast.encode_model(value) is None
+        with pytest.raises(ValidationError, match=r"at \$\."):
+            fmt.encode(value)
+    else:
+        assert fmt.decode(fmt.encode(value)) == Reading.model_validate(tree)
+
+
+class NoNaN(Inner):
+    model_config = pydantic.ConfigDict(allow_inf_nan=False)
+
+
+class ShortLabel(Inner):
+    model_config = pydantic.ConfigDict(str_max_length=3)
+
+
+def negative() -> Positive:
+    value = Positive(weight=2.0)
+    value.weight = -1.0  # assignments are not checked: model_post_init would refuse it
+    return value
+
+
+@pytest.mark.parametrize("build", [lambda: NoNaN.model_construct(label="x", weight=float("nan")),
+                                   lambda: ShortLabel.model_construct(label="long", weight=1.0), negative])
+def test_models_whose_settings_or_post_init_refuse_more_are_still_checked_by_pydantic(build):
+    """A setting that refuses values the fields' types allow, or a ``model_post_init``: the
+    shadow does not decide, pydantic's check runs and refuses at the call site."""
+    value = build()
+    fmt = ValueFormat(message_type=type(value))
+    assert type(fmt._fast) is PydanticFast and not fmt._fast.shadow_decides
+    with pytest.raises(ValidationError):
+        fmt.encode(value)

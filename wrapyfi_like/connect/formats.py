@@ -101,12 +101,16 @@ class ValueFormat:
         fast = fast_path(message_type) if self._codec.serializer == "binary" and not inline else None
         if fast is not None:  # a model of plain fields: the codec's bytes without its walk, msgspec's decoder
             self._fast = fast
-            self.encode = self._encode_fast
+            self.encode = self._encode_model_fast if fast.shadow_decides else self._encode_fast
             self.decode = self._decode_fast
 
     def _encode_fast(self, value: Any) -> list:
         tree = self._type.to_wire(value)  # the check, as on every typed topic
         return self._fast.encode(value, tree) or self._codec.encode(tree)
+
+    def _encode_model_fast(self, value: Any) -> list:
+        """A pydantic model whose fields' shadow alone may check it (``PydanticFast.encode_model``)."""
+        return self._fast.encode_model(value) or self._encode_fast(value)
 
     def _decode_fast(self, frames: Sequence[Any]) -> Any:
         value = self._fast.decode(frames)  # a model instance (a TypedDict's: a dict), never None

@@ -65,6 +65,9 @@ def _packed(tree: Any) -> Optional[list]:
 class TypedFast:
     """One model type's way to the wire without the codec's walk, and msgspec's decoder for it."""
 
+    shadow_decides = False
+    """msgspec's check of the type is the only one (see :attr:`PydanticFast.shadow_decides`)."""
+
     def __init__(self, hint: type, info: Any) -> None:
         import msgspec
 
@@ -99,13 +102,31 @@ class PydanticFast:
         import msgspec
         import pydantic
 
-        from wrapyfi_like.validation import _pydantic_validator
+        from wrapyfi_like.validation import _pydantic_validator, _tree_function
 
         self.hint = hint
         self._plain = TypedFast(shadow, msgspec.inspect.type_info(shadow))
         self._convert, self._shadow, self._asdict = msgspec.convert, shadow, msgspec.structs.asdict
         self._refused = (msgspec.ValidationError, pydantic.ValidationError)
         self._validate = _pydantic_validator(pydantic, hint)  # the validator the codec's path uses
+        self.shadow_decides = _shadow_decides(hint)  # whether :meth:`encode_model` may check a value alone
+        self._tree_of = _tree_function(hint)
+
+    def encode_model(self, value: Any) -> Optional[list]:
+        """``[header]`` of a value of the model's own class checked by the shadow alone, or None:
+        the usual way (pydantic's check, then :meth:`encode`). The shadow takes exactly the
+        str, int, float, bool, None, lists and dicts its fields' types name, and the packer
+        only those builtin types themselves: a tree both take is one pydantic takes too, for a
+        model whose verdict nothing but its fields' types decides (:func:`_shadow_decides`), so
+        its check need not run as well (2.7 µs of a 1 KB message). Only if :attr:`shadow_decides`."""
+        if type(value) is not self.hint:
+            return None
+        tree = self._tree_of(value)
+        try:
+            self._convert(tree, self._shadow)
+        except self._refused:
+            return None  # pydantic's check says what is wrong, or takes what the shadow did not
+        return _packed(tree)
 
     def encode(self, value: Any, tree: Any) -> Optional[list]:
         """``[header]`` of ``tree``, or None. pydantic's check accepts values its fields would
@@ -170,6 +191,23 @@ def _pydantic_shadow(model: type) -> Any:
     except Exception:  # a type msgspec cannot take: the codec's path, as before
         return None
     return shadow if all(_plain_type(field.type, set()) and _guard(field.type) is None for field in info.fields) else None
+
+
+def _shadow_decides(model: type) -> bool:
+    """Whether pydantic takes every tree of exact builtin values the model's shadow takes: no
+    ``model_post_init`` (it may refuse) and no setting that refuses what the fields' types
+    allow (``allow_inf_nan``, ``str_max_length``, a plugin …): only the settings in
+    :data:`_NEUTRAL_SETTINGS`, which change schemas, serialisation, errors or leniency."""
+    return model.__pydantic_post_init__ is None and model.model_config.keys() <= _NEUTRAL_SETTINGS
+
+
+_NEUTRAL_SETTINGS = frozenset({
+    "title", "frozen", "arbitrary_types_allowed", "from_attributes", "populate_by_name", "protected_namespaces",
+    "defer_build", "json_schema_extra", "hide_input_in_errors", "revalidate_instances", "validate_assignment",
+    "use_attribute_docstrings", "ser_json_timedelta", "ser_json_bytes", "ser_json_inf_nan", "ser_json_temporal",
+    "validation_error_cause", "cache_strings", "coerce_numbers_to_str", "use_enum_values", "validate_default",
+    "validate_return", "loc_by_alias"})
+"""pydantic settings under which a tree of exact values of a model's field types stays valid."""
 
 
 _PYDANTIC_HOOKS = ("validators", "field_validators", "root_validators", "field_serializers", "model_serializers",
