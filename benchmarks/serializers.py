@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import pydantic
 
+from benchmarks.paths import _from_json_body, _json_body
 from wrapyfi_like.connect.formats import ValueFormat
 
 DICT_1KB = {"name": "pose", "frame": 42, "ok": True, "stamp": 1732350000.25,
@@ -100,6 +101,12 @@ def raw_orjson_array(array: np.ndarray) -> Callable[[], np.ndarray]:
     return run
 
 
+def received(body: bytes) -> memoryview:
+    """A body as a listener hands it over: a writable memoryview of the frame (a copy, as the
+    socket's read is)."""
+    return memoryview(bytearray(body))
+
+
 def encode_decode(fmt: ValueFormat, value: Any) -> tuple[Callable, Callable, Callable]:
     """Encode, decode, and both, of ``value`` by ``fmt``."""
     frames = fmt.encode(value)
@@ -139,7 +146,9 @@ def measure(quick: bool = False) -> list[dict]:
     array_steps = {"raw numpy": lambda: orjson.loads(orjson.dumps(ARRAY_1MB, option=orjson.OPT_SERIALIZE_NUMPY)),
                    "raw base64": raw_orjson_array(ARRAY_1MB),
                    "json": encode_decode(json_mode, ARRAY_1MB)[2],
-                   "binary": encode_decode(binary, ARRAY_1MB)[2]}
+                   "binary": encode_decode(binary, ARRAY_1MB)[2],
+                   "stamped raw": lambda: _from_json_body(received(_json_body(1, ARRAY_1MB))),
+                   "stamped json": lambda: json_mode.decode([received(json_mode.encode({"seq": 1, "data": ARRAY_1MB})[0])])}
     array_us = fastest(array_steps, max(4, repeats // 5), large)
 
     rows = [
@@ -167,6 +176,10 @@ def measure(quick: bool = False) -> list[dict]:
         {"name": "1 MB array: JSON mode", "micros": array_us["json"],
          "ratio": array_us["raw base64"] / array_us["json"], "target": 0.8},
         {"name": "1 MB array: binary mode", "micros": array_us["binary"]},
+        {"name": "1 MB array in `{seq, data}`, the received frame a memoryview (the pub/sub cases'): "
+                 "raw orjson + base64 (`benchmarks.paths`)", "micros": array_us["stamped raw"]},
+        {"name": "1 MB array in `{seq, data}`, received: JSON mode", "micros": array_us["stamped json"],
+         "ratio": array_us["stamped raw"] / array_us["stamped json"], "target": 0.8},
         {"name": "inline serializer (a quaternion array), binary", "micros": us["inline"]},
         {"name": "the same array without it, binary", "micros": us["inline reference"]},
     ]
