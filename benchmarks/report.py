@@ -112,6 +112,8 @@ def target_rows(results: dict, summary: dict) -> list[tuple[str, str, str, bool]
         rows.append(("1 KB typed message (msgspec Struct) throughput ÷ the same fields untyped", "≥ 0.95×",
                      f"{_ratio_text(typed[worst])}, worst: {worst} (both in one paired run)",
                      statistics.median(typed[worst]) >= 1 / 1.05))
+    small_echo = lambda s: s["kind"] == "echo" and s["size"] < MB  # noqa: E731
+    add("REQ/REP 1 KB round trip (median)", "≤ 1.3×", extreme(small_echo, "latency_median_us", max), lambda r: r <= 1.3)
     big_echo = lambda s: s["kind"] == "echo" and s["size"] >= MB  # noqa: E731
     add("REQ/REP 1 MB round trip (median)", "≤ 1.3×", extreme(big_echo, "latency_median_us", max), lambda r: r <= 1.3)
     tables = lambda s: s["kind"] in ("dataframe", "table")  # noqa: E731

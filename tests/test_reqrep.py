@@ -286,3 +286,62 @@ def test_a_large_reply_sent_just_before_the_server_closes_still_reaches_its_clie
     finally:
         client.close()
         server.close()
+
+
+def test_a_call_travels_as_the_list_pair_and_a_server_reads_the_tuple_pair_too(topic, in_thread):
+    """docs/wire.md: the request body's value is ``[args, kwargs]`` (a plain msgpack array, cheaper
+    than the tuple); a server also reads the tuple ``(args, kwargs)`` earlier clients sent."""
+    from wrapyfi_like.connect.clients import Client
+    from wrapyfi_like.connect.formats import ValueFormat
+    from wrapyfi_like.connect.servers import Server
+    from wrapyfi_like.encoding import Codec
+
+    server = Server("Calc", topic, value_formats=[ValueFormat()])
+    client = Client("Calc", topic, value_formats=[ValueFormat()])
+    sent = []
+    request = client._transport.request
+    client._transport.request = lambda frames, timeout: sent.append(frames) or request(frames, timeout)
+
+    def serve_two():
+        calls = []
+        for _ in range(2):
+            call = server.await_request()
+            calls.append((call.args, call.kwargs))
+            server.reply(call, [call.args[0] * call.kwargs["scale"]])
+        return calls
+
+    served = in_thread(serve_two)
+    try:
+        assert client.request((3,), {"scale": 2}) == [6]
+        assert Codec().decode(sent[0]) == [[3], {"scale": 2}]
+        tuple_pair = Codec().encode(((5,), {"scale": 10}))
+        reply = request(tuple_pair, 10.0)
+        assert Codec().decode(reply[1:]) == 50
+        assert served.result(timeout=10) == [((3,), {"scale": 2}), ((5,), {"scale": 10})]
+    finally:
+        server.close(), client.close()
+
+
+def test_a_served_method_returning_the_wrong_shape_on_a_later_call_gets_its_client_an_error(topic):
+    """After the first request a one-decorator server takes a direct path; a return that is not
+    a one-item tuple still goes the general way: the client gets the explanation, and the server
+    goes on serving."""
+    class Echo(MiddlewareCommunicator):
+        @MiddlewareCommunicator.register("NativeObject", "zeromq", "Echo", topic)
+        def echo(self, x):
+            return x if x == "bare" else (x,)
+
+    server, client = Echo(), Echo()
+    server.activate_communication(Echo.echo, mode="reply")
+    client.activate_communication(Echo.echo, mode="request")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="server")
+    served = executor.submit(lambda: [server.echo(None) for _ in range(2)])
+    executor.shutdown(wait=False)
+    try:
+        assert client.echo(1) == [1]
+        with pytest.raises(RemoteError, match="must return a tuple of 1 value"):
+            client.echo("bare")
+        assert client.echo(2) == [2]
+        assert served.result(timeout=10) == [(1,), (2,)]
+    finally:
+        server.close(), client.close()

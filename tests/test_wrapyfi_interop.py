@@ -96,7 +96,7 @@ class Node(MiddlewareCommunicator):
 
     # request_timeout: a client started first waits for the server's process to start (Wrapyfi's
     # clients, which have no timeout, ignore the keyword, as they ignore every one they do not know)
-    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC, request_timeout=30)
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC, request_timeout=75)
     @MiddlewareCommunicator.register("NativeObject", "zeromq", "Node", TOPIC + "/2")
     def add(self, a, b=0):
         return {"sum": a + b, "t": (a, b), "arr": np.arange(3, dtype=np.uint8)}, [a, b]
@@ -137,6 +137,9 @@ elif ROLE == "client":
 
 COUNT = 3
 LINE_TIMEOUT = 30.0
+# A child's first line comes after its imports: Wrapyfi's import torch alone took over 30 s on a
+# loaded two-core machine. The wait ends as soon as the line arrives.
+STARTUP_TIMEOUT = 75.0
 _values: dict = {}
 exec(VALUES, _values)  # the values and their description, as the children make them
 
@@ -161,6 +164,7 @@ class Child:
                                      stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         self.log = log
         self.lines: "queue.Queue[str]" = queue.Queue()
+        self._started = False
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -168,13 +172,15 @@ class Child:
             self.lines.put(line.rstrip("\n"))
 
     def expect(self, prefix: str) -> str:
-        deadline = time.monotonic() + LINE_TIMEOUT
+        timeout = LINE_TIMEOUT if self._started else STARTUP_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {prefix!r} line within {LINE_TIMEOUT} s; stderr:\n"
+                raise AssertionError(f"no {prefix!r} line within {timeout} s; stderr:\n"
                                      f"{self.log.read_text()[-3000:]}") from None
+            self._started = True
             if line.startswith(prefix):
                 return line[len(prefix):].strip()
 
@@ -255,7 +261,7 @@ def pubsub(nodes, publisher: str, listener: str, first: str, kind: str = "native
     return scenario
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(200)
 @pytest.mark.parametrize("publisher,listener", PAIRS)
 def test_pubsub_both_start_orders(nodes, publisher, listener):
     """Every message arrives, whichever side starts first (the other starts once the first
@@ -291,7 +297,7 @@ def request_reply(nodes, server: str, client: str, first: str) -> Callable[[], N
     return scenario
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(200)
 @pytest.mark.parametrize("server,client", PAIRS)
 def test_request_reply_both_start_orders(nodes, server, client):
     """Two stacked returns: Wrapyfi makes two round trips per call, and so do we on its wire.
@@ -496,7 +502,7 @@ def test_publisher_wait_is_bounded():
         session.close()
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(200)
 def test_wrapyfi_publisher_started_after_its_listener_does_not_hang(nodes):
     """Wrapyfi's monitor reports counts only on a subscription event, so a Wrapyfi ``should_wait``
     publisher started after its listener subscribed waits for ever on Wrapyfi's broker. Ours

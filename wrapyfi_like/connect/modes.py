@@ -119,6 +119,8 @@ def _direct(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]
         if isinstance(client, Absent):
             return None
         return lambda instance, args, kwargs: client.request(args, kwargs)
+    if mode == "reply":
+        return _direct_reply(call)
     return None
 
 
@@ -247,17 +249,44 @@ def _reply(call: Call) -> Any:
     server = call.communicators("reply")
     if isinstance(server, Absent):
         return call.run()  # Wrapyfi's fallback server hands the method the call's own arguments
+    return _serve(server, call.func, call.instance, lambda _, returns: _flat_returns(call, returns),
+                  len(call.registrations))
+
+
+def _direct_reply(call: Call) -> Optional[Callable[[Any, tuple, dict], Any]]:
+    """Later calls of a one-value server: :func:`_serve` with the server in hand, no :class:`Call`."""
+    server = call.communicators("reply")
+    if isinstance(server, Absent):
+        return None
+    func, registrations, binding = call.func, call.registrations, call.binding
+
+    def values(instance: Any, returns: Any) -> Any:
+        if type(returns) is tuple and len(returns) == 1:
+            return returns
+        # Any other shape: the general path takes it or explains the mistake.
+        return _flat_returns(Call(func, instance, (), {}, registrations, binding), returns)
+
+    return lambda instance, args, kwargs: _serve(server, func, instance, values, 1)
+
+
+def _flat_returns(call: Call, returns: Any) -> list:
+    return [item for value in _per_decorator(call, returns) for item in value]
+
+
+def _serve(server: Server, func: Callable, instance: Any, flat: Callable[[Any, Any], Any], decorators: int) -> Any:
+    """Run ``func`` for the next request and reply with ``flat(instance, returns)``; the method's returns,
+    or one None per decorator when a non-waiting server found no request."""
     while True:
         request = server.await_request()
         if request is None:
-            return [None] * len(call.registrations)
+            return [None] * decorators
         try:
-            returns = call.func(call.instance, *request.args, **request.kwargs)
-            server.reply(request, [item for value in _per_decorator(call, returns) for item in value])
+            returns = func(instance, *request.args, **request.kwargs)
+            server.reply(request, flat(instance, returns))
         except Exception as error:
             _serving_errors.warning(server.out_topic, type(error).__name__,
                                     "%s raised while serving a request on %s; the error goes back to the client",
-                                    call.func.__qualname__, server.out_topic, exc_info=True)
+                                    func.__qualname__, server.out_topic, exc_info=True)
             server.reply_error(request, error)
             continue
         return returns

@@ -7,6 +7,7 @@ publisher would encode it, and the reply carries them all, so one request costs 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any, Optional, Sequence
@@ -24,6 +25,13 @@ logger = logging.getLogger("wrapyfi_like.servers")
 _bad_input = RateLimitedLog(logger)  # one line per topic per 10 s, with a count of the rest
 WIRE_NEXT_REQUEST_TIMEOUT = 10.0
 """On Wrapyfi's wire, how long a server of several values waits for the client's next request."""
+
+
+@functools.lru_cache(maxsize=256)
+def _counts(lengths: tuple[int, ...]) -> bytes:
+    """A reply's ``counts`` frame: the same few per service, so packed once each (msgpack's
+    ``packb`` builds a packer per call)."""
+    return msgpack.packb(lengths)
 
 
 class Request:
@@ -67,6 +75,7 @@ class Server:
         self.out_topic = out_topic
         self.should_wait = should_wait
         self._formats = list(value_formats)
+        self._one = self._formats[0] if len(self._formats) == 1 else None
         self._request_codec = Codec(**codec_kwargs(kwargs))
         self._wire = wire_codec(middleware, wire, "NativeObject", wrapyfi_allow_pickle, None, kwargs)
         self._call_signature = call_signature
@@ -119,14 +128,18 @@ class Server:
             call = self._wire.decode_request(frames[0])
         else:
             call = self._request_codec.decode(frames)
-        if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], tuple)
+        # our clients send the list [args, kwargs] (cheaper to encode); the tuple form is read too
+        if not (isinstance(call, (list, tuple)) and len(call) == 2 and isinstance(call[0], (list, tuple))
                 and isinstance(call[1], dict) and all(isinstance(key, str) for key in call[1])):
-            raise DecodeError("a request must be the pair (args tuple, kwargs dict with str keys)")
+            raise DecodeError("a request must be the pair [args list, kwargs dict with str keys]")
+        args, kwargs = call
+        if type(args) is not tuple:
+            args = tuple(args)
         if not self._call_types:
-            return call
+            return args, kwargs
         from wrapyfi_like.validation import check_call
         try:
-            return check_call(self._call_signature, *call, self._call_types)
+            return check_call(self._call_signature, args, kwargs, self._call_types)
         except ValidationError as error:
             raise DecodeError(f"ValidationError: {error}") from None
 
@@ -142,10 +155,14 @@ class Server:
         """Send ``values`` (one per value format, in order) back to the caller of ``request``."""
         if self._wire is not None:
             return self._reply_per_value(request, values)
-        parts = [fmt.encode(value) for fmt, value in zip(self._formats, values, strict=True)]
-        frames = [msgpack.packb([len(part) for part in parts])]
-        for part in parts:
-            frames.extend(part)
+        if self._one is not None and len(values) == 1:
+            body = self._one.encode(values[0])
+            frames = [_counts((len(body),)), *body]
+        else:
+            parts = [fmt.encode(value) for fmt, value in zip(self._formats, values, strict=True)]
+            frames = [_counts(tuple(len(part) for part in parts))]
+            for part in parts:
+                frames.extend(part)
         check_outgoing(frames, self.max_message_size, f"the reply of service {self.out_topic}")
         self._transport.send(request.ticket, frames)
 

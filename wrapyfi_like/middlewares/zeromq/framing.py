@@ -22,6 +22,11 @@ def limit_frame_size(socket: zmq.Socket, max_message_size: int) -> None:
     socket.setsockopt(zmq.MAXMSGSIZE, max(max_message_size, MAX_TOPIC_LENGTH))
 
 
+_recv_frame = zmq.backend.Socket.recv
+"""pyzmq's recv itself, as :data:`_send_frame`: called through ``zmq.Socket`` it costs about
+1 µs more per frame (timeit, 5-frame messages: 16-17 µs against 21-22), and a request's reply is five frames."""
+
+
 def receive_bounded(socket: zmq.Socket, envelope: int, max_message_size: int,
                     flags: int = 0) -> tuple[list[zmq.Frame], list[zmq.Frame], Optional[str]]:
     """Read one whole message as ``(envelope_frames, body_frames, problem)``.
@@ -37,12 +42,12 @@ def receive_bounded(socket: zmq.Socket, envelope: int, max_message_size: int,
     head: list[zmq.Frame] = []
     more = True
     while more and len(head) < envelope:
-        head.append(socket.recv(flags, copy=False))
+        head.append(_recv_frame(socket, flags, False))
         more = head[-1].more
     body: list[zmq.Frame] = []
     size = frames = 0
     while more:
-        frame = socket.recv(flags, copy=False)
+        frame = _recv_frame(socket, flags, False)
         more = frame.more
         size += len(frame)
         frames += 1

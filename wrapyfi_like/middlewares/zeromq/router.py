@@ -105,18 +105,20 @@ class ZmtpRouter(ZmtpIntake):
         """Write one message to ``outlet`` without waiting; False if it was not sent (the peer is
         gone, or its outbox is full: see the module's docstring). Thread-safe."""
         buffers: list = []
-        size = 0
+        size = heads = 0
         last = len(frames) - 1
         for index, frame in enumerate(frames):
             view = frame if type(frame) is bytes else memoryview(frame).cast("B")
-            buffers.append(zmtp.frame_head(len(view), index < last))
+            head = zmtp.frame_head(len(view), index < last)
+            buffers.append(head)
             buffers.append(view)
             size += len(view)
-        return self._write_out(outlet, buffers, size)
+            heads += len(head)
+        return self._write_out(outlet, buffers, size, size + heads)
 
-    def _write_out(self, outlet: Outlet, buffers: list, size: int) -> bool:
-        """Write ``buffers`` (whole frames, ``size`` bytes of frame bodies) to ``outlet`` after
-        whatever its outbox holds, so the stream stays in step; False if not sent."""
+    def _write_out(self, outlet: Outlet, buffers: list, size: int, total: int) -> bool:
+        """Write ``buffers`` (whole frames, ``size`` bytes of frame bodies, ``total`` bytes in all)
+        to ``outlet`` after whatever its outbox holds, so the stream stays in step; False if not sent."""
         with self._out_lock:
             if outlet.gone:
                 return False
@@ -125,7 +127,6 @@ class ZmtpRouter(ZmtpIntake):
                     return False
                 self._queue_out(outlet, b"".join(buffers))
                 return True
-            total = sum(len(buffer) for buffer in buffers)
             if len(buffers) > _IOV_MAX:
                 buffers = [b"".join(buffers)]
             try:
@@ -236,7 +237,7 @@ class ZmtpRouter(ZmtpIntake):
         name, data = zmtp.split_command(body)
         if name == b"PING":  # the pong goes behind a reply being written, never into it
             pong = zmtp.pong(data)
-            self._write_out(self._outlets.get(c) or _gone(c), [pong], len(pong))  # no room: a missed pong
+            self._write_out(self._outlets.get(c) or _gone(c), [pong], len(pong), len(pong))  # no room: a missed pong
             return
         super()._command(c, body)
 
