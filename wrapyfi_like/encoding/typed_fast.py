@@ -29,11 +29,13 @@ fields are str, int, float, bool, None, lists and dicts of those, ``Optional`` o
 such models. Anything else takes the codec, as before.
 
 A pydantic v2 model of such fields (:class:`PydanticFast`) takes the same two shortcuts around
-pydantic, whose verdict stays the only one: its check runs as before on sending, and on
-receipt pydantic validates the map msgspec decoded, the very map the codec would have given it
-(the message's fields: the model ignores other keys). The models are those whose verdict
-depends on nothing but their fields' values: no validators or serializers, no aliases, no
-field metadata (``Strict``, constraints), default ``extra`` and ``strict``.
+pydantic, whose verdict stays the only one: on receipt pydantic validates the map msgspec
+decoded, the very map the codec would have given it (the message's fields: the model ignores
+other keys); on sending, its check runs unless msgspec's check of the fields and the strict
+packer both take the value, which pydantic then takes too (:meth:`PydanticFast.encode_model`,
+for models without ``model_post_init`` or a setting that refuses more). The models are those
+whose verdict depends on nothing but their fields' values: no validators or serializers, no
+aliases, no field metadata (``Strict``, constraints), default ``extra`` and ``strict``.
 """
 
 from __future__ import annotations
