@@ -211,6 +211,9 @@ VALID_FIELDS = {"name": TEXT, "frame": INT64, "ok": st.booleans(), "stamp": st.f
                 "note": st.none() | TEXT}
 
 
+READING_FORMAT = ValueFormat(message_type=Reading)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.fixed_dictionaries(VALID_FIELDS), st.sampled_from([None, *VALID_FIELDS]), FIELD_VALUES)
 def test_what_the_shadow_alone_sends_pydantic_takes(tree, replaced, replacement):
@@ -220,7 +223,7 @@ def test_what_the_shadow_alone_sends_pydantic_takes(tree, replaced, replacement)
     if replaced is not None:
         tree[replaced] = replacement
     value = Reading.model_construct(**tree)
-    fmt = ValueFormat(message_type=Reading)
+    fmt = READING_FORMAT
     try:
         Reading.model_validate(tree)
     except pydantic.ValidationError:
