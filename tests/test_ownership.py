@@ -101,3 +101,43 @@ def test_unsafe_fan_out_delivers_every_large_message_whole_to_every_listener(top
         publisher.close()
         for listener in listeners:
             listener.close()
+
+
+@pytest.mark.parametrize("carrier", ["tcp", "ipc"])
+def test_a_reused_buffer_fanned_out_to_several_listeners_is_delivered_as_published(topic, carrier):
+    """One tracked frame serves every listener (``zero_copy="safe"``, ``"block"``), so ``send``
+    must return only once libzmq let go of it for the *last* of them: each listener gets every
+    message of a reused 1 MiB buffer as it was when it was published."""
+    import time
+
+    from wrapyfi_like.middlewares.zeromq import ListenerTransport
+
+    listeners = [ListenerTransport(topic, carrier=carrier) for _ in range(3)]
+    publisher = ZeroMQPublisherTransport(topic, carrier=carrier, should_wait=True)
+    try:
+        warmed, deadline = set(), time.monotonic() + 20
+        while len(warmed) < len(listeners) and time.monotonic() < deadline:  # every connection complete
+            publisher.send([b"warm"])
+            warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
+        assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+        buffer = np.empty(1 << 20, np.uint8)
+        count = 30
+        for number in range(1, count + 1):
+            buffer[:] = number  # the camera loop writing its next frame into the one buffer
+            publisher.send([b"large", buffer])
+        for index, listener in enumerate(listeners):
+            numbers = []
+            while len(numbers) < count:
+                frames = listener.recv(10.0)
+                assert frames is not None, f"listener {index} got {len(numbers)} of {count} large messages"
+                if bytes(frames[0]) != b"large":
+                    continue
+                got = np.frombuffer(frames[1], np.uint8)
+                changed = np.count_nonzero(got != got[0])
+                assert changed == 0, f"listener {index}: message {got[0]} had {changed} bytes changed in flight"
+                numbers.append(int(got[0]))
+            assert numbers == list(range(1, count + 1))
+    finally:
+        publisher.close()
+        for listener in listeners:
+            listener.close()
