@@ -33,8 +33,9 @@ as :meth:`send` returns. ``"block"`` sends the large buffers of a message zero-c
 until libzmq has written them out (pyzmq's ``MessageTracker``) when together they reach
 :data:`COPY_BELOW`, and copies them once below it (a copy is then cheaper than the wait);
 ``"drop"`` and ``"latest"`` must never wait for a slow listener, so they copy large buffers once
-whatever their size. Small buffers (< 64 KiB) are always copied by pyzmq. ``"unsafe"`` sends zero-copy and returns at once: the caller must not modify a
-published buffer until libzmq has sent it, or the listener receives the modified bytes.
+whatever their size. Small buffers (< 64 KiB) are always copied by pyzmq. ``"unsafe"`` sends
+zero-copy and returns at once: the caller must not modify a published buffer until libzmq has
+sent it, or the listener receives the modified bytes.
 """
 
 from __future__ import annotations
