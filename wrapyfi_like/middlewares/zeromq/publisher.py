@@ -92,10 +92,10 @@ than this many bytes has them copied once instead of tracked. Waiting for libzmq
 buffer crosses three threads (libzmq's I/O thread, pyzmq's garbage collector, the caller) and
 keeps the caller from preparing the next message; a copy of 64 KiB costs less than that, one of
 1 MiB more (it competes with the kernel's copies for the two cores and the memory bus).
-Measured on the 2-core machine, one publisher process alternating both ways to 1 and 4
-listener processes over ipc and tcp (docs/benchmarks.md, "Who owns a published buffer"): copying
-gave 1.18–1.29× the messages per second at 64 KiB, 0.99–1.11× at 256 KiB, 0.85–1.0× at 512
-KiB and 0.61–0.94× at 1 MiB."""
+Measured on the 2-core machine with :mod:`benchmarks.ownership_probe` (one publisher process
+alternating both ways to 1, 4 or 8 listener processes over ipc and tcp; docs/benchmarks.md, "Who
+owns a published buffer"): copying gave 1.13–1.70× the messages per second of the wait at 64–192
+KiB, 0.82–1.19× at 256 KiB, 0.85–1.00× at 512 KiB and 0.52–0.94× at 1 MiB."""
 ACK_QUIET = 0.25
 """Seconds :meth:`~ZeroMQPublisherTransport.close` waits for a listener's next ack before it stops
 waiting for that listener to take the rest (see ``_await_acks``)."""
