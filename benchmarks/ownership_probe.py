@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -45,7 +46,8 @@ import zmq
 WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked")
 OURS = {"tracked": "_tracked", "copied": "_copied", "unsafe": "_shared"}
 """Our ways, by the publisher's ownership step (a function of the publisher module)."""
-LARGE, GREETING = b"large", b"greeting"
+GREETING = b"greeting"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -213,9 +215,9 @@ def probe(listeners: int, size: int, carrier: str, ways: list[str], blocks: int,
                    WRAPYFI_ZEROMQ_IPC_DIR=workdir)
         command = [sys.executable, "-m", "benchmarks.ownership_probe", "--role"]
         processes = [subprocess.Popen(command + [json.dumps({**spec, "role": "listener", "listener": index})],
-                                      env=env, stdout=subprocess.DEVNULL) for index in range(listeners)]
-        sender = subprocess.run(command + [json.dumps({**spec, "role": "sender"})], env=env, capture_output=True,
-                                text=True, timeout=600)
+                                      cwd=REPO, env=env, stdout=subprocess.DEVNULL) for index in range(listeners)]
+        sender = subprocess.run(command + [json.dumps({**spec, "role": "sender"})], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=600)
         for process in processes:
             process.wait(timeout=60)
         if sender.returncode:
