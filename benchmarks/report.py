@@ -423,7 +423,11 @@ def write_markdown(results: dict, path: Path, plot: Optional[Path]) -> None:
              "from one more pair of processes per case and repetition that carries both paths and",
              "alternates them, so both meet the same state of the machine: measured in separate runs, one",
              "case's ratio moved by ±20% between repetitions; alternating, by about ±2% (latency) and ±5-10%",
-             "(throughput). Memory, start-up and Wrapyfi's numbers come from the separate runs.", "",
+             "(throughput). Memory, start-up and Wrapyfi's numbers come from the separate runs. The",
+             "baseline's `copy=False` is untracked: pyzmq returns while libzmq still reads the buffer, so a",
+             "sender that wrote it again would change what is delivered (the benchmark never does). Ours by",
+             "default (`zero_copy=\"safe\"`) returns only once the caller may reuse its buffer: a copy below",
+             "256 KiB of large buffers, a wait for libzmq from there ([ownership](reliability.md#loss-accounting-liveness-and-ownership-pubsub)).", "",
              *machine_lines(results), "",
              "## Targets", "", "| target | limit | measured | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {limit} | {measured} | {'yes' if met else '**no**'} |"

@@ -52,13 +52,27 @@ def test_zero_copy_mode_is_checked(topic):
         ZeroMQPublisherTransport(topic, zero_copy="yes please")
 
 
-def test_safe_mode_sends_large_buffers_tracked_and_copies_only_for_drop_and_latest():
-    from wrapyfi_like.middlewares.zeromq.publisher import _copied, _tracked
+def test_safe_mode_tracks_large_buffers_copies_smaller_ones_and_copies_all_for_drop_and_latest():
+    from wrapyfi_like.middlewares.zeromq.publisher import COPY_BELOW, TRACK_FROM, _copied, _copied_or_tracked
 
     array = np.arange(1 << 20, dtype=np.uint8)
     header = b"header"
-    body, trackers = _tracked([header, memoryview(array), memoryview(array[:10])])
+    body, trackers = _copied_or_tracked([header, memoryview(array), memoryview(array[:10])])
     assert len(trackers) == 1 and body[0] is header and body[2].nbytes == 10
+    assert type(body[1]) is zmq.Frame and body[1].tracker is trackers[0]
+    # below COPY_BELOW in all: copied once, untracked; the caller's reuse cannot reach the copy
+    middle = array[:COPY_BELOW // 2]
+    body, trackers = _copied_or_tracked([header, memoryview(middle), memoryview(array[:TRACK_FROM - 1])])
+    expected = middle.tobytes()
+    middle[:] = 0
+    assert trackers == [] and body[0] is header and type(body[1]) is zmq.Frame and body[1].bytes == expected
+    assert type(body[2]) is memoryview  # small: pyzmq copies it when sending
+    # two buffers that reach COPY_BELOW together are tracked, not copied
+    halves = [memoryview(array[:COPY_BELOW // 2]), memoryview(array[COPY_BELOW // 2:COPY_BELOW])]
+    body, trackers = _copied_or_tracked([header, *halves])
+    assert len(trackers) == 2
+    assert _copied_or_tracked([header, b"x" * TRACK_FROM]) == ([header, b"x" * TRACK_FROM], [])  # bytes: immutable
+    array = np.arange(1 << 20, dtype=np.uint8)
     copied, none = _copied([header, memoryview(array)])
     expected = array.tobytes()
     array[:] = 0  # the caller reuses its buffer: the copy (one libzmq-owned frame for every listener) keeps the message
@@ -97,6 +111,48 @@ def test_unsafe_fan_out_delivers_every_large_message_whole_to_every_listener(top
                     received.append(np.frombuffer(frames[1], np.uint8))
             for payload, got in zip(payloads, received):
                 np.testing.assert_array_equal(got, payload)
+    finally:
+        publisher.close()
+        for listener in listeners:
+            listener.close()
+
+
+@pytest.mark.parametrize("carrier, size, listeners", [("tcp", 1 << 20, 3), ("ipc", 1 << 20, 3), ("ipc", 1 << 20, 1),
+                                                      ("tcp", 128 << 10, 3), ("ipc", 128 << 10, 1)])
+def test_a_reused_buffer_fanned_out_to_listeners_is_delivered_as_published(topic, carrier, size, listeners):
+    """One frame serves every listener (``zero_copy="safe"``, ``"block"``): at 1 MiB a tracked
+    one, so ``send`` must return only once libzmq let go of it for the *last* listener; at 128 KiB
+    (below ``COPY_BELOW``) a copy. Either way each listener gets every message of a reused buffer
+    as it was when it was published."""
+    import time
+
+    from wrapyfi_like.middlewares.zeromq import ListenerTransport
+
+    listeners = [ListenerTransport(topic, carrier=carrier) for _ in range(listeners)]
+    publisher = ZeroMQPublisherTransport(topic, carrier=carrier, should_wait=True)
+    try:
+        warmed, deadline = set(), time.monotonic() + 20
+        while len(warmed) < len(listeners) and time.monotonic() < deadline:  # every connection complete
+            publisher.send([b"warm"])
+            warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
+        assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+        buffer = np.empty(size, np.uint8)
+        count = 30
+        for number in range(1, count + 1):
+            buffer[:] = number  # the camera loop writing its next frame into the one buffer
+            publisher.send([b"large", buffer])
+        for index, listener in enumerate(listeners):
+            numbers = []
+            while len(numbers) < count:
+                frames = listener.recv(10.0)
+                assert frames is not None, f"listener {index} got {len(numbers)} of {count} large messages"
+                if bytes(frames[0]) != b"large":
+                    continue
+                got = np.frombuffer(frames[1], np.uint8)
+                changed = np.count_nonzero(got != got[0])
+                assert changed == 0, f"listener {index}: message {got[0]} had {changed} bytes changed in flight"
+                numbers.append(int(got[0]))
+            assert numbers == list(range(1, count + 1))
     finally:
         publisher.close()
         for listener in listeners:

@@ -29,11 +29,13 @@ dropped (killed, host gone) is counted in ``dropped`` too, and what had been sen
 listener never acked in ``unconfirmed`` (an upper bound of what it lost, :mod:`.acks`).
 
 Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
-as :meth:`send` returns. ``"block"`` sends large buffers zero-copy and waits until libzmq has
-written them out (pyzmq's ``MessageTracker``); ``"drop"`` and ``"latest"`` must never wait for a
-slow listener, so they copy large buffers once instead. Small buffers (< 64 KiB) are always
-copied by pyzmq. ``"unsafe"`` sends zero-copy and returns at once: the caller must not modify a
-published buffer until libzmq has sent it, or the listener receives the modified bytes.
+as :meth:`send` returns. ``"block"`` sends the large buffers of a message zero-copy and waits
+until libzmq has written them out (pyzmq's ``MessageTracker``) when together they reach
+:data:`COPY_BELOW`, and copies them once below it (a copy is then cheaper than the wait);
+``"drop"`` and ``"latest"`` must never wait for a slow listener, so they copy large buffers once
+whatever their size. Small buffers (< 64 KiB) are always copied by pyzmq. ``"unsafe"`` sends
+zero-copy and returns at once: the caller must not modify a published buffer until libzmq has
+sent it, or the listener receives the modified bytes.
 """
 
 from __future__ import annotations
@@ -84,6 +86,16 @@ one (only when ``max_outlets`` are open)."""
 ZERO_COPY_MODES = ("safe", "unsafe")
 TRACK_FROM = zmq.COPY_THRESHOLD
 """Buffers of at least this many bytes go zero-copy; smaller ones pyzmq copies anyway."""
+COPY_BELOW = 256 * 1024
+"""``"block"``/``"safe"``: a message whose large buffers (≥ :data:`TRACK_FROM`) add up to less
+than this many bytes has them copied once instead of tracked. Waiting for libzmq to let go of a
+buffer crosses three threads (libzmq's I/O thread, pyzmq's garbage collector, the caller) and
+keeps the caller from preparing the next message; a copy of 64 KiB costs less than that, one of
+1 MiB more (it competes with the kernel's copies for the two cores and the memory bus).
+Measured on the 2-core machine with :mod:`benchmarks.ownership_probe` (one publisher process
+alternating both ways to 1, 4 or 8 listener processes over ipc and tcp; docs/benchmarks.md, "Who
+owns a published buffer"): copying gave 1.13–1.70× the messages per second of the wait at 64–192
+KiB, 0.82–1.19× at 256 KiB, 0.85–1.00× at 512 KiB and 0.52–0.94× at 1 MiB."""
 ACK_QUIET = 0.25
 """Seconds :meth:`~ZeroMQPublisherTransport.close` waits for a listener's next ack before it stops
 waiting for that listener to take the rest (see ``_await_acks``)."""
@@ -117,7 +129,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
-        self._own = {("block", "safe"): _tracked, ("drop", "safe"): _copied,
+        self._own = {("block", "safe"): _copied_or_tracked, ("drop", "safe"): _copied,
                      ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
         if self._own is not _copied:
             _start_frame_collector()
@@ -586,6 +598,20 @@ def _copied(frames: list) -> tuple[list, list]:
     and each of those wrappers was released through pyzmq's garbage-collector thread."""
     return [frame if type(frame) is bytes or _size(frame) < TRACK_FROM
             else zmq.Frame(frame, copy=True) for frame in frames], []
+
+
+def _copied_or_tracked(frames: list) -> tuple[list, list]:
+    """``"block"``: large buffers copied if together they are smaller than :data:`COPY_BELOW`,
+    else tracked (the copy's cost grows with the bytes, the wait's hardly)."""
+    large = 0
+    for frame in frames:
+        if type(frame) is not bytes:
+            size = _size(frame)
+            if size >= TRACK_FROM:
+                large += size
+                if large >= COPY_BELOW:
+                    return _tracked(frames)
+    return _copied(frames) if large else (frames, [])
 
 
 def _tracked(frames: list) -> tuple[list, list]:
