@@ -15,6 +15,11 @@ thread parsed the notice), ``woken`` (the caller's thread has it), ``take`` (the
 matched), ``view`` (its anchored read-only view), ``decode`` (the codec), ``delivered``
 (listen returned, both ends touched). Also the page faults per message on each side
 (sender/receiver), after the warm-up.
+
+Last, for comparison with the ``notice`` → ``queued`` step, raw pyzmq in the same pair: a
+PUSH sends a message shaped like a notice (five small frames) to a PULL over ipc and over tcp,
+one in flight (``raw_ipc``, ``raw_tcp``): ``return`` (the send call returned) and ``delivered``
+(the PULL has it).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,6 +84,18 @@ def _instrument_port(shm) -> None:
     _stamp(shm.Port, "loan", "loan")
 
 
+RAW = ("raw_ipc", "raw_tcp")
+NOTICE = [b"/bench/probe/0123\0", bytes(27), bytes(19), b"", bytes(28)]
+"""A message of a notice's shape: topic, envelope, codec header, the empty frame in place of the
+shared buffer, the reference frame."""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _faults() -> int:
     """Page faults of this process so far (minor: a first touch of a mapped page)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -96,9 +114,18 @@ def receiver(spec: dict) -> None:
     _stamp(listener._format, "decode", "decode")
     ack = zmq.Context.instance().socket(zmq.PUSH)
     ack.connect(spec["ack"])
+    raw = {path: zmq.Context.instance().socket(zmq.PULL) for path in RAW}
+    for path, socket in raw.items():
+        socket.bind(spec[path])
     ack.send_json({"ready": True})
     for size, path, warmup, count in spec["blocks"]:
         for _ in range(count):
+            if path in raw:
+                raw[path].recv_multipart(copy=False)
+                stamps["delivered"] = now()
+                ack.send_json({"stamps": dict(stamps), "faults": _faults()})
+                stamps.clear()
+                continue
             array = listener.listen()
             array[0], array[-1]
             stamps["delivered"] = now()
@@ -128,6 +155,10 @@ def sender(spec: dict) -> dict:
         _instrument_port(shm)
         transport = publisher._transport
         _stamp(transport, "_send_to", "zmq_send")
+        raw = {}
+        for path in RAW:
+            raw[path] = context.socket(zmq.PUSH)
+            raw[path].connect(spec[path])
         report = []
         for size, path, warmup, count in spec["blocks"]:
             payload = np.ones(size, np.uint8)
@@ -137,7 +168,9 @@ def sender(spec: dict) -> dict:
                 before = _faults()
                 stamps.clear()
                 start = stamps["start"] = now()
-                if path == "loan":
+                if path in raw:
+                    raw[path].send_multipart(NOTICE)
+                elif path == "loan":
                     with publisher.loan((size,), np.uint8) as array:
                         array[0] = array[-1] = 1
                 else:
@@ -182,14 +215,17 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="bench-shm-probe-")
     blocks = [(int(size) * MB, path, options.warmup, options.warmup + options.count)
               for size in options.sizes.split(",") for path in ("publish", "loan")]
-    spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks}
+    blocks += [(0, path, options.warmup, options.warmup + options.count) for path in RAW]
+    spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks,
+            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{_free_port()}"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--role", "sender",
                            "--spec", json.dumps(spec)], stdout=subprocess.PIPE, check=True, timeout=600)
     result = json.loads(done.stdout)
     for entry in result["report"]:
         steps = "  ".join(f"{name} {value:.0f}" for name, value in entry["steps"].items())
         faults = "/".join(f"{value:.1f}" for value in entry["faults_per_message"].values())
-        print(f"{entry['size_mb']:>3} MB {entry['path']:<8} page faults {faults}; µs from start: {steps}")
+        size = f"{entry['size_mb']:>3} MB" if entry["path"] not in RAW else "notice"
+        print(f"{size} {entry['path']:<8} page faults {faults}; µs from start: {steps}")
     print(json.dumps(result["stats"]))
 
 
