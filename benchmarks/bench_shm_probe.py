@@ -10,10 +10,12 @@ benchmark proper (bench_shm) does not.
 
 Steps, sender: ``encode`` (the codec), ``split`` (finding the shared buffers), ``loan`` /
 ``copy`` / ``shm_send`` (inside ``Port.send``; ``shm_send`` only for a loan), ``notice`` and
-``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done), ``return`` (publish returned). Receiver: ``queued`` (the intake
-thread parsed the notice), ``woken`` (the caller's thread has it), ``take`` (the sample
-matched), ``view`` (its anchored read-only view), ``decode`` (the codec), ``delivered``
-(listen returned, both ends touched). Also the page faults per message on each side
+``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done),
+``return`` (publish returned). Receiver: ``queued`` (the notice parsed, by the intake's thread
+or by the caller's), ``woken`` (the intake handed it to the caller), ``room`` (the sample
+received and its room notified to waiting publishers), ``take`` (the sample matched), ``view``
+(its anchored read-only view), ``decode`` (the codec), ``delivered`` (listen returned, both
+ends touched). Also the page faults per message on each side
 (sender/receiver), after the warm-up.
 
 Last, for comparison with the ``notice`` → ``queued`` step, raw pyzmq in the same pair: a
@@ -109,6 +111,7 @@ def receiver(spec: dict) -> None:
     transport = listener._transport
     _stamp(transport._intake, "_deliver", "queued")
     _stamp(transport._intake, "receive", "woken")
+    _stamp(shm.Inbox, "_notify_room", "room")
     _stamp(shm.Inbox, "take", "take")
     _stamp(shm.Inbox, "array", "view")
     _stamp(listener._format, "decode", "decode")
