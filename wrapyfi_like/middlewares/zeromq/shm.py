@@ -46,7 +46,6 @@ from typing import Any, Optional
 import numpy as np
 
 from wrapyfi_like.logs import RateLimitedLog
-from wrapyfi_like.middlewares.zeromq import shm_copy
 
 logger = logging.getLogger("wrapyfi_like.zeromq.shm")
 _log = RateLimitedLog(logger)
@@ -359,7 +358,10 @@ class Port:
     def _send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
         sample = self._publisher.loan_slice_uninit(total)
         _write_header(sample, publisher, seq)
-        shm_copy.copy(_writable(sample.payload_ptr, total), buffers, offsets)
+        destination = _writable(sample.payload_ptr, total)
+        for buffer, offset in zip(buffers, offsets):
+            destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
+        del destination
         return sample.assume_init().send() == 1
 
     def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
