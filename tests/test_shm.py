@@ -312,7 +312,7 @@ def test_split_replaces_only_large_buffers_and_its_references_are_checked():
 def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory():
     from wrapyfi_like.middlewares.zeromq.shm_outbox import Loan
 
-    memory = np.zeros(THRESHOLD, np.uint8)  # stands for a sample's payload
+    memory = np.zeros(2 * THRESHOLD, np.uint8)  # stands for a sample's payload
     array = shm._writable(memory.ctypes.data, memory.nbytes)
     loan = Loan("tcp://127.0.0.1:1", None, object(), array)
     user = array.view(np.float32).reshape(64, -1)  # what Publisher.loan hands out
@@ -320,7 +320,8 @@ def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory():
     assert split([b"header", user.T]) is None  # not C-contiguous (the codec never sends one)
     assert not loan.carries(split([b"header", user.copy()]))  # same bytes elsewhere: copied
     assert not loan.carries(split([b"header", memory]))  # the same size, other memory
-    half = array[THRESHOLD // 2:]
+    half = array[THRESHOLD:]
+    assert not loan.carries(split([b"header", half]))  # a part of the loan, large enough for shm
     assert not loan.carries(split([b"header", np.concatenate([half, half])]))
     assert not loan.carries(split([b"header", user, np.ones(THRESHOLD, np.uint8)]))  # two shared buffers
     loan.sample = None  # sent already
