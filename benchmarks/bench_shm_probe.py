@@ -21,7 +21,9 @@ ends touched). Also the page faults per message on each side
 Last, for comparison with the ``notice`` → ``queued`` step, raw pyzmq in the same pair: a
 PUSH sends a message shaped like a notice (five small frames) to a PULL over ipc and over tcp,
 one in flight (``raw_ipc``, ``raw_tcp``): ``return`` (the send call returned) and ``delivered``
-(the PULL has it).
+(the PULL has it); and the same bytes written to a plain tcp socket by the sending thread and read
+by a thread waiting in ``select`` (``plain_tcp``), which is what a notice would cost without
+libzmq's I/O thread.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import select
 import socket
 import statistics
 import subprocess
@@ -95,6 +98,27 @@ NOTICE = [b"/bench/probe/0123\0", bytes(27), bytes(19), b"", bytes(28)]
 shared buffer, the reference frame."""
 
 
+PLAIN = "plain_tcp"
+"""The notice's bytes written to a plain tcp socket by the sending thread itself and read by a
+thread waiting in ``select``: one thread wake-up, where a libzmq send costs two (its I/O thread,
+then the reader)."""
+
+
+def _accept(server: socket.socket) -> socket.socket:
+    """The sender's plain connection (it connected before the first block)."""
+    connection = server.accept()[0]
+    server.close()
+    return connection
+
+
+def _read_notice(connection: socket.socket) -> None:
+    """Wait in ``select`` as the intake does, then read the notice's bytes."""
+    left = sum(len(frame) for frame in NOTICE)
+    while left:
+        select.select([connection], [], [])
+        left -= len(connection.recv(left))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -121,11 +145,20 @@ def receiver(spec: dict) -> None:
     ack = zmq.Context.instance().socket(zmq.PUSH)
     ack.connect(spec["ack"])
     raw = {path: zmq.Context.instance().socket(zmq.PULL) for path in RAW}
-    for path, socket in raw.items():
-        socket.bind(spec[path])
+    for path, pull in raw.items():
+        pull.bind(spec[path])
+    plain = socket.create_server(("127.0.0.1", spec["plain_port"]))
     ack.send_json({"ready": True})
     for size, path, warmup, count in spec["blocks"]:
+        if path == PLAIN:
+            plain = _accept(plain)
         for _ in range(count):
+            if path == PLAIN:
+                _read_notice(plain)
+                stamps["delivered"] = now()
+                ack.send_json({"stamps": dict(stamps), "faults": _faults()})
+                stamps.clear()
+                continue
             if path in raw:
                 raw[path].recv_multipart(copy=False)
                 stamps["delivered"] = now()
@@ -165,6 +198,9 @@ def sender(spec: dict) -> dict:
         for path in RAW:
             raw[path] = context.socket(zmq.PUSH)
             raw[path].connect(spec[path])
+        plain = socket.create_connection(("127.0.0.1", spec["plain_port"]))
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        notice = b"".join(NOTICE)
         report = []
         for size, path, warmup, count in spec["blocks"]:
             payload = np.ones(size, np.uint8)
@@ -174,7 +210,9 @@ def sender(spec: dict) -> dict:
                 before = _faults()
                 stamps.clear()
                 start = stamps["start"] = now()
-                if path in raw:
+                if path == PLAIN:
+                    plain.sendall(notice)
+                elif path in raw:
                     raw[path].send_multipart(NOTICE)
                 elif path == "loan":
                     with publisher.loan((size,), np.uint8) as array:
@@ -221,16 +259,17 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="bench-shm-probe-")
     blocks = [(int(size) * MB, path, options.warmup, options.warmup + options.count)
               for size in options.sizes.split(",") for path in ("publish", "loan")]
-    blocks += [(0, path, options.warmup, options.warmup + options.count) for path in RAW]
+    blocks += [(0, path, options.warmup, options.warmup + options.count) for path in RAW + (PLAIN,)]
     spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks,
-            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{_free_port()}"}
+            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{_free_port()}",
+            "plain_port": _free_port()}
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--role", "sender",
                            "--spec", json.dumps(spec)], stdout=subprocess.PIPE, check=True, timeout=600)
     result = json.loads(done.stdout)
     for entry in result["report"]:
         steps = "  ".join(f"{name} {value:.0f}" for name, value in entry["steps"].items())
         faults = "/".join(f"{value:.1f}" for value in entry["faults_per_message"].values())
-        size = f"{entry['size_mb']:>3} MB" if entry["path"] not in RAW else "notice"
+        size = f"{entry['size_mb']:>3} MB" if entry["path"] not in RAW + (PLAIN,) else "notice"
         print(f"{size} {entry['path']:<8} page faults {faults}; µs from start: {steps}")
     print(json.dumps(result["stats"]))
 

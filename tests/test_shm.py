@@ -426,8 +426,8 @@ def test_the_shm_probe_reports_every_step_of_a_message(prefix):
                  "decode", "delivered"):
         assert f" {step} " in publish, (step, publish)
     assert " copy " not in loan and " shm_send " in loan
-    raw = [line for line in done.stdout.splitlines() if line.startswith("notice raw_")]
-    assert len(raw) == 2 and all(" return " in line and " delivered " in line for line in raw), done.stdout
+    raw = [line for line in done.stdout.splitlines() if line.startswith("notice ")]
+    assert len(raw) == 3 and all(" return " in line and " delivered " in line for line in raw), done.stdout
 
 
 class _Entered:
