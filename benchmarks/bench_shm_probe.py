@@ -10,11 +10,20 @@ benchmark proper (bench_shm) does not.
 
 Steps, sender: ``encode`` (the codec), ``split`` (finding the shared buffers), ``loan`` /
 ``copy`` / ``shm_send`` (inside ``Port.send``; ``shm_send`` only for a loan), ``notice`` and
-``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done), ``return`` (publish returned). Receiver: ``queued`` (the intake
-thread parsed the notice), ``woken`` (the caller's thread has it), ``take`` (the sample
-matched), ``view`` (its anchored read-only view), ``decode`` (the codec), ``delivered``
-(listen returned, both ends touched). Also the page faults per message on each side
+``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done),
+``return`` (publish returned). Receiver: ``queued`` (the notice parsed, by the intake's thread
+or by the caller's), ``woken`` (the intake handed it to the caller), ``room`` (the sample
+received and its room notified to waiting publishers), ``take`` (the sample matched), ``view``
+(its anchored read-only view), ``decode`` (the codec), ``delivered`` (listen returned, both
+ends touched). Also the page faults per message on each side
 (sender/receiver), after the warm-up.
+
+Last, for comparison with the ``notice`` → ``queued`` step, raw pyzmq in the same pair: a
+PUSH sends a message shaped like a notice (five small frames) to a PULL over ipc and over tcp,
+one in flight (``raw_ipc``, ``raw_tcp``): ``return`` (the send call returned) and ``delivered``
+(the PULL has it); and the same bytes written to a plain tcp socket by the sending thread and read
+by a thread waiting in ``select`` (``plain_tcp``), which is what a notice would cost without
+libzmq's I/O thread.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +92,39 @@ def _instrument_port(shm) -> None:
     _stamp(shm.Port, "loan", "loan")
 
 
+RAW = ("raw_ipc", "raw_tcp")
+NOTICE = [b"/bench/probe/0123\0", bytes(27), bytes(19), b"", bytes(28)]
+"""A message of a notice's shape: topic, envelope, codec header, the empty frame in place of the
+shared buffer, the reference frame."""
+
+
+PLAIN = "plain_tcp"
+"""The notice's bytes written to a plain tcp socket by the sending thread itself and read by a
+thread waiting in ``select``: one thread wake-up, where a libzmq send costs two (its I/O thread,
+then the reader)."""
+
+
+def _accept(server: socket.socket) -> socket.socket:
+    """The sender's plain connection (it connected before the first block)."""
+    connection = server.accept()[0]
+    server.close()
+    return connection
+
+
+def _read_notice(connection: socket.socket) -> None:
+    """Wait in ``select`` as the intake does, then read the notice's bytes."""
+    left = sum(len(frame) for frame in NOTICE)
+    while left:
+        select.select([connection], [], [])
+        left -= len(connection.recv(left))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _faults() -> int:
     """Page faults of this process so far (minor: a first touch of a mapped page)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -94,14 +138,33 @@ def receiver(spec: dict) -> None:
     transport = listener._transport
     _stamp(transport._intake, "_deliver", "queued")
     _stamp(transport._intake, "receive", "woken")
+    _stamp(shm.Inbox, "_notify_room", "room")
     _stamp(shm.Inbox, "take", "take")
     _stamp(shm.Inbox, "array", "view")
     _stamp(listener._format, "decode", "decode")
     ack = zmq.Context.instance().socket(zmq.PUSH)
     ack.connect(spec["ack"])
+    raw = {path: zmq.Context.instance().socket(zmq.PULL) for path in RAW}
+    for path, pull in raw.items():
+        pull.bind(spec[path])
+    plain = socket.create_server(("127.0.0.1", spec["plain_port"]))
     ack.send_json({"ready": True})
     for size, path, warmup, count in spec["blocks"]:
+        if path == PLAIN:
+            plain = _accept(plain)
         for _ in range(count):
+            if path == PLAIN:
+                _read_notice(plain)
+                stamps["delivered"] = now()
+                ack.send_json({"stamps": dict(stamps), "faults": _faults()})
+                stamps.clear()
+                continue
+            if path in raw:
+                raw[path].recv_multipart(copy=False)
+                stamps["delivered"] = now()
+                ack.send_json({"stamps": dict(stamps), "faults": _faults()})
+                stamps.clear()
+                continue
             array = listener.listen()
             array[0], array[-1]
             stamps["delivered"] = now()
@@ -131,6 +194,13 @@ def sender(spec: dict) -> dict:
         _instrument_port(shm)
         transport = publisher._transport
         _stamp(transport, "_send_to", "zmq_send")
+        raw = {}
+        for path in RAW:
+            raw[path] = context.socket(zmq.PUSH)
+            raw[path].connect(spec[path])
+        plain = socket.create_connection(("127.0.0.1", spec["plain_port"]))
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        notice = b"".join(NOTICE)
         report = []
         for size, path, warmup, count in spec["blocks"]:
             payload = np.ones(size, np.uint8)
@@ -140,7 +210,11 @@ def sender(spec: dict) -> dict:
                 before = _faults()
                 stamps.clear()
                 start = stamps["start"] = now()
-                if path == "loan":
+                if path == PLAIN:
+                    plain.sendall(notice)
+                elif path in raw:
+                    raw[path].send_multipart(NOTICE)
+                elif path == "loan":
                     with publisher.loan((size,), np.uint8) as array:
                         array[0] = array[-1] = 1
                 else:
@@ -185,14 +259,18 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="bench-shm-probe-")
     blocks = [(int(size) * MB, path, options.warmup, options.warmup + options.count)
               for size in options.sizes.split(",") for path in ("publish", "loan")]
-    spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks}
+    blocks += [(0, path, options.warmup, options.warmup + options.count) for path in RAW + (PLAIN,)]
+    spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks,
+            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{_free_port()}",
+            "plain_port": _free_port()}
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--role", "sender",
                            "--spec", json.dumps(spec)], stdout=subprocess.PIPE, check=True, timeout=600)
     result = json.loads(done.stdout)
     for entry in result["report"]:
         steps = "  ".join(f"{name} {value:.0f}" for name, value in entry["steps"].items())
         faults = "/".join(f"{value:.1f}" for value in entry["faults_per_message"].values())
-        print(f"{entry['size_mb']:>3} MB {entry['path']:<8} page faults {faults}; µs from start: {steps}")
+        size = f"{entry['size_mb']:>3} MB" if entry["path"] not in RAW + (PLAIN,) else "notice"
+        print(f"{size} {entry['path']:<8} page faults {faults}; µs from start: {steps}")
     print(json.dumps(result["stats"]))
 
 

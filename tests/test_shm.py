@@ -309,6 +309,25 @@ def test_split_replaces_only_large_buffers_and_its_references_are_checked():
         unpack_refs(b"WLSM\x00\x00\x00\x00", 3, part.total)
 
 
+def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory():
+    from wrapyfi_like.middlewares.zeromq.shm_outbox import Loan
+
+    memory = np.zeros(2 * THRESHOLD, np.uint8)  # stands for a sample's payload
+    array = shm._writable(memory.ctypes.data, memory.nbytes)
+    loan = Loan("tcp://127.0.0.1:1", None, object(), array)
+    user = array.view(np.float32).reshape(64, -1)  # what Publisher.loan hands out
+    assert loan.carries(split([b"header", user]))
+    assert split([b"header", user.T]) is None  # not C-contiguous (the codec never sends one)
+    assert not loan.carries(split([b"header", user.copy()]))  # same bytes elsewhere: copied
+    assert not loan.carries(split([b"header", memory]))  # the same size, other memory
+    half = array[THRESHOLD:]
+    assert not loan.carries(split([b"header", half]))  # a part of the loan, large enough for shm
+    assert not loan.carries(split([b"header", np.concatenate([half, half])]))
+    assert not loan.carries(split([b"header", user, np.ones(THRESHOLD, np.uint8)]))  # two shared buffers
+    loan.sample = None  # sent already
+    assert not loan.carries(split([b"header", user]))
+
+
 def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, prefix):
     from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
     from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
@@ -407,6 +426,8 @@ def test_the_shm_probe_reports_every_step_of_a_message(prefix):
                  "decode", "delivered"):
         assert f" {step} " in publish, (step, publish)
     assert " copy " not in loan and " shm_send " in loan
+    raw = [line for line in done.stdout.splitlines() if line.startswith("notice ")]
+    assert len(raw) == 3 and all(" return " in line and " delivered " in line for line in raw), done.stdout
 
 
 class _Entered:

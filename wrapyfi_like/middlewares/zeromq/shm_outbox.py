@@ -40,12 +40,13 @@ class Split(NamedTuple):
 
 def split(frames: list) -> Optional[Split]:
     """The shared-memory form of ``frames`` (``[header, *buffers]``), or None if no buffer is
-    large enough to be worth it."""
+    large enough to be worth it (or none is C-contiguous: the codec's buffers all are, and
+    ``memoryview.cast`` takes no other)."""
     buffers, offsets, entries, total = [], [], [], 0
     body = list(frames)
     for index in range(1, len(frames)):
         view = memoryview(frames[index])
-        if view.nbytes >= THRESHOLD and view.contiguous:
+        if view.nbytes >= THRESHOLD and view.c_contiguous:
             view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
             buffers.append(view)
             offsets.append(total)
@@ -67,14 +68,25 @@ class Loan:
         self.sample = sample
         """None once sent."""
         self.array = array
-        self._address = array.__array_interface__["data"][0]
+        self._memory = array.base
+        """The ctypes object over the sample's payload that ``array`` is made from."""
 
     def carries(self, part: Split) -> bool:
-        """Whether ``part``'s only shared buffer is this loan's whole array (then it is sent as is)."""
+        """Whether ``part``'s only shared buffer is this loan's whole array (then it is sent as is).
+
+        Told by the buffer's owner, not its address (numpy's ``__array_interface__`` and
+        ``.ctypes`` cost 7–10 µs each): an array whose chain of bases ends at this loan's memory
+        lies inside it, and a contiguous buffer as large as the loan inside it is all of it. A
+        buffer made some other way (a copy, ``as_strided``) is not recognised and is copied."""
         if self.sample is None or len(part.buffers) != 1:
             return False
-        buffer = np.frombuffer(part.buffers[0], np.uint8)
-        return buffer.nbytes == self.array.nbytes and buffer.__array_interface__["data"][0] == self._address
+        buffer = part.buffers[0]
+        if buffer.nbytes != self.array.nbytes or not buffer.contiguous:
+            return False
+        owner = buffer.obj
+        while isinstance(owner, np.ndarray):
+            owner = owner.base
+        return owner is self._memory
 
 
 class ShmOutbox:
