@@ -33,7 +33,7 @@ pydantic, whose verdict stays the only one: on receipt pydantic validates the ma
 decoded, the very map the codec would have given it (the message's fields: the model ignores
 other keys); on sending, its check runs unless msgspec's check of the fields and the strict
 packer both take the value, which pydantic then takes too (:meth:`PydanticFast.encode_model`,
-for models without ``model_post_init`` or a setting that refuses more). The models are those
+for models where nothing but the fields' types can refuse: :func:`_shadow_decides`). The models are those
 whose verdict depends on nothing but their fields' values: no validators or serializers, no
 aliases, no field metadata (``Strict``, constraints), default ``extra`` and ``strict``.
 """
@@ -196,16 +196,27 @@ def _pydantic_shadow(model: type) -> Any:
 
 
 def _shadow_decides(model: type) -> bool:
-    """Whether pydantic takes every tree of exact builtin values the model's shadow takes: no
-    ``model_post_init`` (it may refuse) and no setting that refuses what the fields' types
-    allow (``allow_inf_nan``, ``str_max_length``, a plugin …): only the settings in
-    :data:`_NEUTRAL_SETTINGS`, which change schemas, serialisation, errors or leniency."""
-    return model.__pydantic_post_init__ is None and model.model_config.keys() <= _NEUTRAL_SETTINGS
+    """Whether pydantic takes every tree of exact builtin values the model's shadow takes. Each
+    of these may refuse more than the fields' types, so any one of them leaves the verdict to
+    pydantic: a ``model_post_init``; a custom ``__init__`` (pydantic's validation calls it); a
+    ``__get_pydantic_core_schema__`` that wraps the model's schema (its type is then not
+    ``"model"``); a pydantic plugin (the validator is then not a plain ``SchemaValidator``); a
+    setting outside :data:`_NEUTRAL_SETTINGS`, which change schemas, serialisation, errors or
+    leniency only (``allow_inf_nan`` or ``str_max_length`` refuse more; ``defer_build`` leaves
+    the schema unbuilt, so it cannot be read here)."""
+    from pydantic_core import SchemaValidator
+
+    if (model.__pydantic_post_init__ is not None or model.__pydantic_custom_init__
+            or not model.model_config.keys() <= _NEUTRAL_SETTINGS):
+        return False
+    schema = model.__pydantic_core_schema__
+    return (schema.get("type") == "model" and schema.get("post_init") is None
+            and type(model.__pydantic_validator__) is SchemaValidator)
 
 
 _NEUTRAL_SETTINGS = frozenset({
     "title", "frozen", "arbitrary_types_allowed", "from_attributes", "populate_by_name", "protected_namespaces",
-    "defer_build", "json_schema_extra", "hide_input_in_errors", "revalidate_instances", "validate_assignment",
+    "json_schema_extra", "hide_input_in_errors", "revalidate_instances", "validate_assignment",
     "use_attribute_docstrings", "ser_json_timedelta", "ser_json_bytes", "ser_json_inf_nan", "ser_json_temporal",
     "validation_error_cause", "cache_strings", "coerce_numbers_to_str", "use_enum_values", "validate_default",
     "validate_return", "loc_by_alias"})
