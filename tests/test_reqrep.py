@@ -343,5 +343,7 @@ def test_a_served_method_returning_the_wrong_shape_on_a_later_call_gets_its_clie
             client.echo("bare")
         assert client.echo(2) == [2]
         assert served.result(timeout=10) == [(1,), (2,)]
+        binding = server.__dict__["_wrapyfi_like_bindings"][Echo.echo.__qualname__]
+        assert binding.direct is not None, "the later calls took the direct path"
     finally:
         server.close(), client.close()

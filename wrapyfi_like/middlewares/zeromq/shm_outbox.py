@@ -81,7 +81,7 @@ class Loan:
         if self.sample is None or len(part.buffers) != 1:
             return False
         buffer = part.buffers[0]
-        if buffer.nbytes != self.array.nbytes or not buffer.contiguous:
+        if buffer.nbytes != self.array.nbytes:  # split() passes C-contiguous buffers only
             return False
         owner = buffer.obj
         while isinstance(owner, np.ndarray):
