@@ -6,11 +6,9 @@ libzmq's high-water marks; the in-memory one applies them to its inboxes. :class
 is the bookkeeping both engines' clients share, so their counters and timeout messages agree.
 """
 
-from typing import Callable, Optional, TypeVar
+from typing import Any, Optional
 
 from wrapyfi_like.exceptions import WaitTimeout
-
-T = TypeVar("T")
 
 MAX_ERROR_TEXT = 1000
 """Characters of an error reply's text kept when it is sent and when it is raised: enough for an
@@ -30,18 +28,21 @@ never reads costs: this many replies of the service's size."""
 class ClientCounts:
     """A client's counters (``base.CLIENT_COUNTERS``) and the request steps every engine counts
     the same way: a request is ``sent`` once a server took it, and one that ends in
-    :class:`WaitTimeout` (no server, or no reply) counts in ``timeouts``."""
+    :class:`WaitTimeout` (no server, or no reply) counts in ``timeouts``. An engine provides
+    ``_send(request, deadline, timeout)`` and ``_await_reply(request_id, deadline, timeout)``."""
 
     topic: str
 
     def __init__(self) -> None:
         self.sent = self.received = self.timeouts = self.remote_errors = self.malformed = self.stale = 0
 
-    def _exchange(self, send: Callable[[], None], await_reply: Callable[[], T]) -> T:
+    def _exchange(self, request: Any, request_id: Any, deadline: Optional[float], timeout: Optional[float]) -> Any:
+        """Send ``request`` and return the reply to ``request_id``, counting both steps (the
+        engine's ``_send`` and ``_await_reply``, called directly: no closures per request)."""
         try:
-            send()
+            self._send(request, deadline, timeout)
             self.sent += 1
-            return await_reply()
+            return self._await_reply(request_id, deadline, timeout)
         except WaitTimeout:
             self.timeouts += 1
             raise

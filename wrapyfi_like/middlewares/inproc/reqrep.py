@@ -137,8 +137,7 @@ class InprocClientTransport(ClientCounts, ClientTransport):
             request_id = next(self._request_ids)
             self._drop_late_replies()
             request = (Ticket(self._replies, request_id), copy_frames(frames))
-            return self._exchange(lambda: self._send(request, deadline, timeout),
-                                  lambda: self._await_reply(request_id, deadline, timeout))
+            return self._exchange(request, request_id, deadline, timeout)
 
     def _drop_late_replies(self) -> None:
         """Requests go one at a time, so whatever waits before one is sent is a late reply: drop

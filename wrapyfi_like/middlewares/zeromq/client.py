@@ -16,7 +16,7 @@ from typing import Optional
 
 import zmq
 
-from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError, WaitTimeout
+from wrapyfi_like.exceptions import ClosedError, DecodeError, RemoteError
 from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE
 from wrapyfi_like.logs import truncate
 from wrapyfi_like.middlewares.base import ClientTransport, check_carrier
@@ -95,13 +95,7 @@ class ZeroMQClientTransport(MapsZMQErrors, ClientCounts, WakeOnClose, ClientTran
             request_id = REQUEST_ID.pack(next(self._request_ids))
             if self._watch.endpoints is not self._followed:  # an unchanged list (the common case) costs no system call
                 self._follow(self._watch.consume())
-            try:  # ClientCounts._exchange, without building two closures per request
-                self._send([request_id, *frames], deadline, timeout)
-                self.sent += 1
-                return self._await_reply(request_id, deadline, timeout)
-            except WaitTimeout:
-                self.timeouts += 1
-                raise
+            return self._exchange([request_id, *frames], request_id, deadline, timeout)
 
     def _check_open(self) -> None:
         if self._closed:
