@@ -8,6 +8,7 @@ message were replaced by the next message's bytes in flight.
 
 import json
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -79,11 +80,18 @@ def test_safe_mode_tracks_large_buffers_copies_smaller_ones_and_copies_all_for_d
     assert none == [] and copied[0] is header and type(copied[1]) is zmq.Frame and copied[1].bytes == expected
 
 
+def connect_all(publisher, listeners: list, message: bytes) -> None:
+    """Publish ``message`` until every listener got one: each connection is complete."""
+    warmed, deadline = set(), time.monotonic() + 20
+    while len(warmed) < len(listeners) and time.monotonic() < deadline:
+        publisher.send([message])
+        warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
+    assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+
+
 def test_unsafe_fan_out_delivers_every_large_message_whole_to_every_listener(topic):
     """With ``zero_copy="unsafe"`` a large buffer is wrapped once and that one frame is sent to
     every listener (libzmq shares its buffer); each listener still gets each message whole."""
-    import time
-
     from wrapyfi_like.middlewares.zeromq import ListenerTransport
     from wrapyfi_like.middlewares.zeromq.publisher import _shared
 
@@ -94,11 +102,7 @@ def test_unsafe_fan_out_delivers_every_large_message_whole_to_every_listener(top
     listeners = [ListenerTransport(topic) for _ in range(3)]
     publisher = ZeroMQPublisherTransport(topic, should_wait=True, zero_copy="unsafe")
     try:
-        warmed, deadline = set(), time.monotonic() + 20
-        while len(warmed) < len(listeners) and time.monotonic() < deadline:  # every connection complete
-            publisher.send([b"\x93\x01\x00\xc0"])
-            warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
-        assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+        connect_all(publisher, listeners, b"\x93\x01\x00\xc0")
         payloads = [np.full(1 << 20, number, np.uint8) for number in range(1, 6)]
         for payload in payloads:
             publisher.send([b"large", payload])
@@ -124,18 +128,12 @@ def test_a_reused_buffer_fanned_out_to_listeners_is_delivered_as_published(topic
     one, so ``send`` must return only once libzmq let go of it for the *last* listener; at 128 KiB
     (below ``COPY_BELOW``) a copy. Either way each listener gets every message of a reused buffer
     as it was when it was published."""
-    import time
-
     from wrapyfi_like.middlewares.zeromq import ListenerTransport
 
     listeners = [ListenerTransport(topic, carrier=carrier) for _ in range(listeners)]
     publisher = ZeroMQPublisherTransport(topic, carrier=carrier, should_wait=True)
     try:
-        warmed, deadline = set(), time.monotonic() + 20
-        while len(warmed) < len(listeners) and time.monotonic() < deadline:  # every connection complete
-            publisher.send([b"warm"])
-            warmed |= {index for index, listener in enumerate(listeners) if listener.recv(0.05) is not None}
-        assert len(warmed) == len(listeners), "not every listener connected within 20 s"
+        connect_all(publisher, listeners, b"warm")
         buffer = np.empty(size, np.uint8)
         count = 30
         for number in range(1, count + 1):
