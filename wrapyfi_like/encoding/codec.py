@@ -320,24 +320,25 @@ _plain = _PlainPacker()
 def all_numbers(items: list) -> bool:
     """Whether a list that starts with a float holds only real numbers, found at C speed.
 
-    ``math.fsum`` reads each item as a float and fails on anything else (no bytes-like, dict or
+    ``math.hypot`` reads each item as a float and fails on anything else (no bytes-like, dict or
     list converts to float). A list of floats, the common large list (joint angles, poses), is
-    checked in a third of the time a type scan takes; other lists are scanned instead. Only lists
+    checked in a quarter of the time a type scan takes; other lists are scanned instead. Only lists
     starting with a float are tried, so objects whose ``__float__`` is costly (a CUDA scalar
-    tensor) are not converted for nothing. (``sum`` is twice as fast on floats, but it would add
-    a following array to the float, e.g. ``[stamp, image]``: a full copy on every message.)
+    tensor) are not converted for nothing. (``math.fsum`` reads them as well, but its exact sum
+    costs 2.5x as much on arbitrary floats; ``sum`` would add a following array to the float,
+    e.g. ``[stamp, image]``: a full copy on every message.)
     JSON mode's decoder asks the same of orjson's lists, which hold no number-like objects.
     """
     if not items or type(items[0]) is not float:
         return False
     try:
-        math.fsum(items)
+        math.hypot(*items)
     except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
         return False  # a numpy complex scalar converts to float with a warning: not a real number
     return True
 
 
-# fsum reading a numpy complex scalar warns and drops the imaginary part; here that only means
+# hypot reading a numpy complex scalar warns and drops the imaginary part; here that only means
 # "not all real", so the warning is made an error (caught above) instead of reaching the user
 warnings.filterwarnings("error", category=np.exceptions.ComplexWarning, module=__name__)
 
