@@ -131,3 +131,65 @@ def test_plugin_byte_views_with_flat_metadata_encode_as_the_general_path_does(mo
     assert fast[0] == general[0] and [bytes(b) for b in fast[1:]] == [bytes(b) for b in general[1:]]
     for got in codec.decode(fast):
         assert bytes(got.fields[0]) == bytes(fields[0]) and got.fields[1:] == list(fields[1:])
+
+
+LONE_ARRAYS = [np.arange(256, dtype=np.float32), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+               np.arange(10)[::2], np.array(True), np.zeros(0), np.arange(3, dtype=">i4"),
+               np.array(["ab"], dtype="U2"), np.arange(3).astype("M8[s]"), np.arange(24, dtype=np.uint8).reshape(2, 3, 4)]
+
+
+class _Unrelated:
+    pass
+
+
+def test_a_message_that_is_one_array_has_the_bytes_of_any_other_message():
+    general = Codec(inline={_Unrelated: (lambda value: 0, lambda payload: _Unrelated())})  # takes the general path
+    for _ in range(2):  # the second round meets kept metadata and headers on both sides
+        for value in LONE_ARRAYS:
+            frames = CODEC.encode(value)
+            assert [bytes(frame) for frame in frames] == [bytes(frame) for frame in general.encode(value)]
+            for received in ([bytes(frame) for frame in frames], [memoryview(bytearray(frame)) for frame in frames]):
+                decoded = CODEC.decode(received)
+                assert decoded.dtype == value.dtype and decoded.shape == value.shape
+                np.testing.assert_array_equal(decoded, value)
+
+
+def test_a_message_that_is_one_array_is_decoded_without_a_parse_once_its_metadata_is_known(monkeypatch):
+    value = np.arange(256, dtype=np.float32)
+    frames = CODEC.encode(value)
+    CODEC.decode(frames)  # its metadata is now known
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(codec_module.msgpack, "unpackb", no_parse)
+    np.testing.assert_array_equal(CODEC.decode([frames[0], bytearray(frames[1])]), value)
+    with pytest.raises(DecodeError, match="needs 1024 bytes, frame has 1020"):  # each message's frame is still checked
+        CODEC.decode([frames[0], bytearray(1020)])
+    with pytest.raises(DecodeError, match="not bytes-like"):
+        CODEC.decode([frames[0], 1024])
+    with pytest.raises(DecodeError, match="parsed"):  # anything else takes the general path
+        CODEC.decode([frames[0], frames[1], frames[1]])
+    with pytest.raises(DecodeError, match="parsed"):
+        CODEC.decode([bytes(frames[0]) + b"\xc0", frames[1]])
+
+
+def test_a_header_like_one_array_with_unknown_metadata_is_checked_in_full():
+    shape = [7, 3]  # metadata no other test sends
+    meta = msgpack.packb([0, "<f8", shape, False])
+    header = b"\x93\x01\x01\xc7" + bytes([len(meta), 9]) + meta
+    assert CODEC.decode([header, bytearray(7 * 3 * 8)]).shape == (7, 3)
+    bad = msgpack.packb([0, "|O8", [7, 3], False])
+    with pytest.raises(DecodeError, match="not allowed on the wire|bad dtype"):
+        CODEC.decode([b"\x93\x01\x01\xc7" + bytes([len(bad), 9]) + bad, bytearray(7 * 3 * 8)])
+    with pytest.raises(DecodeError, match="buffer index 1 out of range"):
+        other = msgpack.packb([1, "<f8", shape, False])
+        CODEC.decode([b"\x93\x01\x01\xc7" + bytes([len(other), 9]) + other, bytearray(7 * 3 * 8)])
+
+
+def test_kept_metadata_of_a_second_array_never_makes_a_lone_array():
+    first, second = np.zeros((5, 3)), np.ones((5, 3))
+    CODEC.decode(CODEC.encode([first, second]))  # both metadata kept: buffer index 0 and 1, of one size
+    meta = msgpack.packb([1, "<f8", [5, 3], False])
+    with pytest.raises(DecodeError, match="buffer index 1 out of range"):
+        CODEC.decode([b"\x93\x01\x01\xc7" + bytes([len(meta), 9]) + meta, bytearray(5 * 3 * 8)])

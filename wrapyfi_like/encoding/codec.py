@@ -89,6 +89,8 @@ class Ext(IntEnum):
 
 
 _COMPLEX = struct.Struct("<dd")
+_NDARRAY = int(Ext.NDARRAY)  # a plain int compares faster than the enum member
+_ARRAY = np.ndarray  # one global lookup instead of two on every message
 
 
 class Codec:
@@ -129,31 +131,47 @@ class Codec:
     def encode(self, obj: Any) -> list:
         """Return ``[header, *buffers]``; raises :class:`EncodeError` naming any unsupported type
         or exceeded limit."""
-        run = _EncodeRun(self)
+        if type(obj) is _ARRAY and not self.inline_encoders:  # the commonest message: one array
+            return _lone_array(obj)
+        run = _idle_runs.encode
+        if run.codec is not None:  # this thread is inside an encode already (a plugin's, a serializer's)
+            run = _EncodeRun()
         try:
+            run.codec = self
+            run.buffers = buffers = []
             body = run.pack(obj)
         except (ValueError, RecursionError) as error:  # msgpack's nesting limit, or Python's
             raise EncodeError(
                 f"cannot encode this {type(obj).__qualname__}: {error}; lists and maps may nest at most "
                 f"511 deep and extension values (tuples, sets, …) at most {MAX_DEPTH} deep"
             ) from None
-        header = _header_start(len(run.buffers)) + body
+        finally:
+            run.finish()
+        header = _header_start(len(buffers)) + body
         if len(header) > MAX_HEADER_SIZE:
             raise EncodeError(
                 f"the header of this {type(obj).__qualname__} would be {len(header)} bytes; the limit "
                 f"is MAX_HEADER_SIZE = {MAX_HEADER_SIZE} (send large sequences of numbers as numpy arrays, "
                 "which travel as frames of their own)"
             )
-        return [header, *run.buffers]
+        return [header, *buffers]
 
     def decode(self, frames: Sequence[Any]) -> Any:
         """Rebuild the object from ``[header, *buffers]`` (any bytes-like frames); any problem is a
         :class:`DecodeError` of at most :data:`MAX_ERROR_CHARS` characters."""
         if not frames:
             raise DecodeError("message has no header frame")
-        header = memoryview(frames[0])
+        header = frames[0]
+        if type(header) is not memoryview:  # a transport's frames usually are memoryviews already
+            header = memoryview(header)
         if header.nbytes > MAX_HEADER_SIZE:
             raise DecodeError(f"header of {header.nbytes} bytes exceeds MAX_HEADER_SIZE = {MAX_HEADER_SIZE}")
+        if len(frames) == 2 and header.nbytes in _LONE_ARRAY_SIZES:
+            raw = header.tobytes()
+            if raw[:4] == _LONE_ARRAY_START and raw[5] == _NDARRAY and raw[4] == len(raw) - 6:
+                known = _ARRAY_LAYOUTS.get(raw[6:])  # metadata decoded and checked before
+                if known is not None and known[0] == 0:
+                    return arrays.wrap(known[1], _frame(frames[1]))
         if header[:2] != _HEADER_PREFIX:
             if header[:1] == b"{":  # JSON mode (0x93 starts no UTF-8 text)
                 return _json_mode().decode(self, frames)
@@ -161,8 +179,13 @@ class Codec:
                 f"not a wrapyfi_like message of format version {FORMAT_VERSION} "
                 f"(header starts {bytes(header[:8])!r})"
             )
-        run = _DecodeRun(self, list(map(memoryview, frames[1:])))
+        run = _idle_runs.decode
+        if run.codec is not None:  # this thread is inside a decode already (a plugin's, a deserializer's)
+            run = _DecodeRun()
         try:
+            run.codec = self
+            buffers = frames[1:]  # made memoryviews as they are used (_DecodeRun.buffer)
+            run.buffers = buffers = buffers if type(buffers) is list else list(buffers)
             run.scan = _TIMESTAMP_MARKERS.search(header) is not None
             message = msgpack.unpackb(header, ext_hook=run.ext_hook, strict_map_key=False, raw=False)
             if run.scan:
@@ -173,9 +196,12 @@ class Codec:
             raise
         except Exception as error:
             raise DecodeError(f"malformed message: {type(error).__name__}: {truncate(error)}") from None
+        finally:  # idle again, holding no reference to the message's frames
+            run.codec = run.buffers = None
+            run.depth = 0
         version, buffer_count, value = message
-        if type(buffer_count) is not int or buffer_count != len(run.buffers):  # an array here would not compare
-            raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(run.buffers)}")
+        if type(buffer_count) is not int or buffer_count != len(buffers):  # an array here would not compare
+            raise DecodeError(f"header announces {truncate(repr(buffer_count))} buffers, message has {len(buffers)}")
         return value
 
     def inline_encode(self, value: Any) -> Optional[tuple[str, Any]]:
@@ -303,24 +329,25 @@ _plain = _PlainPacker()
 def all_numbers(items: list) -> bool:
     """Whether a list that starts with a float holds only real numbers, found at C speed.
 
-    ``math.fsum`` reads each item as a float and fails on anything else (no bytes-like, dict or
+    ``math.hypot`` reads each item as a float and fails on anything else (no bytes-like, dict or
     list converts to float). A list of floats, the common large list (joint angles, poses), is
-    checked in a third of the time a type scan takes; other lists are scanned instead. Only lists
+    checked in a quarter of the time a type scan takes; other lists are scanned instead. Only lists
     starting with a float are tried, so objects whose ``__float__`` is costly (a CUDA scalar
-    tensor) are not converted for nothing. (``sum`` is twice as fast on floats, but it would add
-    a following array to the float, e.g. ``[stamp, image]``: a full copy on every message.)
+    tensor) are not converted for nothing. (``math.fsum`` reads them as well, but its exact sum
+    costs 2.5x as much on arbitrary floats; ``sum`` would add a following array to the float,
+    e.g. ``[stamp, image]``: a full copy on every message.)
     JSON mode's decoder asks the same of orjson's lists, which hold no number-like objects.
     """
     if not items or type(items[0]) is not float:
         return False
     try:
-        math.fsum(items)
+        math.hypot(*items)
     except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
         return False  # a numpy complex scalar converts to float with a warning: not a real number
     return True
 
 
-# fsum reading a numpy complex scalar warns and drops the imaginary part; here that only means
+# hypot reading a numpy complex scalar warns and drops the imaginary part; here that only means
 # "not all real", so the warning is made an error (caught above) instead of reaching the user
 warnings.filterwarnings("error", category=np.exceptions.ComplexWarning, module=__name__)
 
@@ -341,17 +368,27 @@ class _EncodeRun:
     msgpack packs the tree in C. With ``strict_types`` it hands every value it does not carry
     natively to :meth:`default`: tuples, sets, arrays, numpy scalars, datetimes, big ints and plugin
     types. Only bytes-like values need catching before that, because msgpack would copy them into
-    the header: :meth:`prepare` finds them, walking only dicts and lists that hold more than plain
-    scalars, and rebuilds only the containers on the way to one.
+    the header: :meth:`prepare` finds them, walking only dicts and lists that hold a dict, a list
+    or a bytes-like value, and rebuilds only the containers on the way to one.
+
+    Each thread keeps one run and its packers (:data:`_idle_runs`) for its next ``encode``: making
+    them costs a 1 KB message a fifth of its encoding time. A packer is mid-pack while its level's
+    extension hook runs, so each extension level has a packer of its own.
     """
 
-    __slots__ = ("codec", "buffers", "depth", "inlining")
+    __slots__ = ("codec", "buffers", "depth", "inlining", "packers")
 
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
-        self.buffers: list = []
+    def __init__(self) -> None:
+        self.codec: Optional[Codec] = None  # None: idle (not inside an encode)
+        self.buffers: Optional[list] = None
         self.inlining: Optional[type] = None  # the type whose inline serializer's output is being packed
         self.depth = -1  # the header's own document is level 0; each extension holding msgpack adds one
+        self.packers: list[msgpack.Packer] = []  # by level
+
+    def finish(self) -> None:
+        """Make the run idle, holding no reference to the value's buffers, whatever happened."""
+        self.codec = self.buffers = self.inlining = None
+        self.depth = -1
 
     def pack(self, value: Any) -> bytes:
         depth = self.depth + 1
@@ -361,37 +398,45 @@ class _EncodeRun:
                 f"plugin objects) more than MAX_DEPTH = {MAX_DEPTH} deep"
             )
         self.depth = depth
-        packer = msgpack.Packer(default=self.default, strict_types=True, buf_size=PACK_BUFFER_SIZE)
+        packers = self.packers
+        if depth < len(packers):
+            packer = packers[depth]
+        else:
+            packer = msgpack.Packer(default=self.default, strict_types=True, buf_size=PACK_BUFFER_SIZE)
+            packers.append(packer)
         packed = packer.pack(self.prepare(value))
+        if len(packed) > MAX_KEPT_PACK_SIZE:  # its buffer grew that large: not kept for the next message
+            del packers[depth:]
         self.depth = depth - 1
         return packed
 
     def prepare(self, value: Any) -> Any:
         kind = type(value)
         if kind is dict:
-            if not _PLAIN.issuperset(map(type, value)):
+            if not _WALKED.isdisjoint(map(type, value)):  # a bytes-like key
                 return {self.prepare(key): self.prepare(item) for key, item in value.items()}
-            if _PLAIN.issuperset(map(type, value.values())):
+            if _WALKED.isdisjoint(map(type, value.values())):
                 return value
             return self._replace_walked(value, value.items())
         if kind is list:
-            if all_numbers(value) or _PLAIN.issuperset(map(type, value)):
+            if all_numbers(value) or _WALKED.isdisjoint(map(type, value)):
                 return value
             return self._replace_walked(value, enumerate(value))
         if kind is bytes or kind is bytearray:
             return _ext(_BYTES_LIKE[kind], _plain.pack(self.out_of_band(value)))
         if kind is memoryview:
             key = (value.format, value.shape, len(self.buffers))
-            meta = _VIEW_METADATA.get(key)
-            if meta is None:
+            ext = _VIEW_METADATA.get(key)
+            if ext is None:
                 if len(_VIEW_METADATA) >= MAX_KEPT_LAYOUTS:
                     _VIEW_METADATA.clear()
-                meta = _VIEW_METADATA[key] = _plain.pack([len(self.buffers), value.format, list(value.shape)])
-            self.out_of_band(value.cast("B") if value.c_contiguous else memoryview(value.tobytes()))
-            return _ext(Ext.MEMORYVIEW, meta)
+                ext = _VIEW_METADATA[key] = _ext(Ext.MEMORYVIEW, _plain.pack([len(self.buffers), value.format,
+                                                                              list(value.shape)]))
+            self.buffers.append(value.cast("B") if value.c_contiguous else memoryview(value.tobytes()))
+            return ext
         return value
 
-    def _replace_walked(self, container: Any, items: Any) -> Any:
+    def _replace_walked(self, container: Any, items: Iterable) -> Any:
         """``container`` with its walked items prepared; copied only if one of them changed."""
         rebuilt = None
         for key, item in items:
@@ -415,6 +460,8 @@ class _EncodeRun:
                 packed = self.pack(list(inline))
                 self.inlining = outer
                 return _ext(Ext.PLUGIN, packed)
+        if type(value) is _ARRAY:
+            return _ndarray(self.buffers, value)
         encoder = _LEAF_ENCODERS.get(type(value))
         if encoder is not None:
             return encoder(self, value)
@@ -424,7 +471,7 @@ class _EncodeRun:
         if plugin is not None:
             return self.plugin(plugin, value)
         if isinstance(value, np.memmap):
-            return _ndarray(self, value)
+            return _ndarray(self.buffers, value)
         raise EncodeError(
             f"cannot encode an object of type {type(value).__module__}.{type(value).__qualname__}: "
             f"no built-in encoder and no plugin handles it; write a Plugin for it and put it in "
@@ -440,13 +487,13 @@ class _EncodeRun:
                 raw, layout = found
                 key = (plugin, layout, raw.nbytes, len(self.buffers))
                 try:
-                    packed = _PLUGIN_METADATA.get(key)
+                    ext = _PLUGIN_METADATA.get(key)
                 except TypeError:
                     raise EncodeError(f"plugin {type(plugin).__name__} gave an unhashable layout "
                                       f"{truncate(repr(layout))} from encode_layout") from None
-                if packed is not None:
-                    self.out_of_band(raw)
-                    return _ext(Ext.PLUGIN, packed)
+                if ext is not None:
+                    self.buffers.append(raw)
+                    return ext
         fields = list(self.codec.plugin_fields(plugin, value))
         if len(fields) > 1 and type(fields[1]) is memoryview and self.depth < MAX_DEPTH and _flat_metadata(fields, 2):
             # the common shape (a tensor: raw bytes plus dtype, shape, device …): the byte view
@@ -458,11 +505,12 @@ class _EncodeRun:
             except OverflowError:
                 pass  # an int beyond 64 bits: the general path makes it an extension
             else:
+                ext = _ext(Ext.PLUGIN, packed)
                 if key is not None and fields[1].data == _plain.pack([key[3], "B", [key[2]]]):
                     if len(_PLUGIN_METADATA) >= MAX_KEPT_LAYOUTS:
                         _PLUGIN_METADATA.clear()
-                    _PLUGIN_METADATA[key] = packed
-                return _ext(Ext.PLUGIN, packed)
+                    _PLUGIN_METADATA[key] = ext
+                return ext
         return _ext(Ext.PLUGIN, self.pack(fields))
 
 
@@ -479,7 +527,11 @@ def _flat_metadata(fields: list, start: int) -> bool:
 _INTS = frozenset({int})
 _BYTES_LIKE = {bytes: Ext.BYTES, bytearray: Ext.BYTEARRAY}
 _WALKED = frozenset({dict, list, bytes, bytearray, memoryview})
-"""The types :meth:`_EncodeRun.prepare` looks into or replaces; msgpack or ``default`` take the rest."""
+"""The types :meth:`_EncodeRun.prepare` looks into or replaces; msgpack or ``default`` take the rest
+(``default`` packs what extensions hold, tuples' items included, through :meth:`_EncodeRun.pack`)."""
+MAX_KEPT_PACK_SIZE = 64 * 1024
+"""A packer that packed more than this many bytes is dropped rather than kept for the next message
+(its buffer stays as large as the largest document it packed)."""
 
 
 MAX_KEPT_LAYOUTS = 256
@@ -488,32 +540,68 @@ MAX_KEPT_METADATA = 96
 """Bytes a received array's metadata may have to be kept: a dtype and a few dimensions."""
 
 
-def _ndarray(run: _EncodeRun, value: np.ndarray) -> msgpack.ExtType:
+def _ndarray(buffers: list, value: np.ndarray) -> msgpack.ExtType:
+    """The array's extension; its bytes are appended to ``buffers``."""
     shape = value.shape
     fortran = len(shape) > 1 and value.flags.f_contiguous and not value.flags.c_contiguous
-    key = (value.dtype, shape, fortran, len(run.buffers))
-    meta = _ARRAY_METADATA.get(key)
-    if meta is None:
+    key = (value.dtype, shape, fortran, len(buffers))
+    ext = _ARRAY_METADATA.get(key)
+    if ext is None:
         arrays.check_dtype(value.dtype)
-        meta = _plain.pack([len(run.buffers), value.dtype.str, list(shape), fortran])
+        ext = _ext(Ext.NDARRAY, _plain.pack([len(buffers), value.dtype.str, list(shape), fortran]))
         if len(_ARRAY_METADATA) >= MAX_KEPT_LAYOUTS:
             _ARRAY_METADATA.clear()
-        _ARRAY_METADATA[key] = meta
-    run.out_of_band(arrays.flat_bytes(value.T if fortran else value))
-    return _ext(Ext.NDARRAY, meta)
+        _ARRAY_METADATA[key] = ext
+    buffers.append(arrays.flat_bytes(value.T if fortran else value))
+    return ext
 
 
-_PLUGIN_METADATA: dict[tuple, bytes] = {}
-"""The packed fields of plugin objects sent before, by ``(plugin, layout, byte count, buffer
+def _lone_array(value: np.ndarray) -> list:
+    """``Codec.encode`` of a message that is one array: the same bytes, without a run, a packer or
+    a walk (a third of the cost of a 1 KB array); the header is kept with the array's extension."""
+    buffers: list = []
+    ext = _ndarray(buffers, value)
+    header = _LONE_ARRAY_HEADERS.get(ext)
+    if header is None:
+        header = _header_start(1) + _plain.pack(ext)
+        if len(_LONE_ARRAY_HEADERS) >= MAX_KEPT_LAYOUTS:
+            _LONE_ARRAY_HEADERS.clear()
+        _LONE_ARRAY_HEADERS[ext] = header
+    return [header, *buffers]
+
+
+_LONE_ARRAY_HEADERS: dict[msgpack.ExtType, bytes] = {}
+"""The headers of messages that were one array, by the array's extension (bounded as :data:`_ARRAY_METADATA`)."""
+_LONE_ARRAY_START = _header_start(1) + b"\xc7"
+"""How the header of a message that is one array starts, when its metadata is an ext 8 (any
+length but 1, 2, 4, 8 and 16 bytes): then ``[ext length, 9, metadata]`` follow, and a receiver
+that decoded that metadata before (:data:`_ARRAY_LAYOUTS`) needs no msgpack parse."""
+_LONE_ARRAY_SIZES: set[int] = set()
+"""The sizes such a header has when its metadata is kept: a header of another size (a message
+that is not one array) costs the test for this path one set lookup. At most 97 sizes."""
+
+
+def _frame(frame: Any) -> memoryview:
+    """A received frame as a memoryview (it usually is one already)."""
+    if type(frame) is memoryview:
+        return frame
+    try:
+        return memoryview(frame)
+    except TypeError:
+        raise DecodeError(f"a frame of type {type(frame).__name__} is not bytes-like") from None
+
+
+_PLUGIN_METADATA: dict[tuple, msgpack.ExtType] = {}
+"""The extensions (packed fields) of plugin objects sent before, by ``(plugin, layout, byte count, buffer
 index)``, for plugins with ``encode_layout`` (a CPU tensor: its dtype and shape). A stream's next
 tensor then costs the plugin's ``encode_layout`` and a lookup instead of its ``encode``, the checks
 of :meth:`Codec.plugin_fields` and a msgpack pack; kept only when the first one took the flat path
 and its byte view is the ``byte count`` the key says (bounded as :data:`_ARRAY_METADATA`)."""
-_VIEW_METADATA: dict[tuple, bytes] = {}
-"""The packed metadata of memoryviews sent before (a plugin's raw payload, e.g. a tensor's
+_VIEW_METADATA: dict[tuple, msgpack.ExtType] = {}
+"""The extensions (packed metadata) of memoryviews sent before (a plugin's raw payload, e.g. a tensor's
 bytes), by ``(format, shape, buffer index)``, kept as :data:`_ARRAY_METADATA`."""
-_ARRAY_METADATA: dict[tuple, bytes] = {}
-"""The packed metadata of arrays sent before, by ``(dtype, shape, fortran, buffer index)``: a
+_ARRAY_METADATA: dict[tuple, msgpack.ExtType] = {}
+"""The extensions (packed metadata) of arrays sent before, by ``(dtype, shape, fortran, buffer index)``: a
 stream sends arrays of one dtype and shape, so the next one costs a lookup instead of the dtype
 check, ``dtype.str`` and a msgpack pack (bounded like the receiving side's :data:`_ARRAY_LAYOUTS`)."""
 
@@ -528,7 +616,6 @@ _LEAF_ENCODERS = {
     frozenset: lambda run, v: _ext(Ext.FROZENSET, run.pack(list(v))),
     int: _bigint,
     complex: lambda run, v: _ext(Ext.COMPLEX, _COMPLEX.pack(v.real, v.imag)),
-    np.ndarray: _ndarray,
     dt.datetime: lambda run, v: _ext(Ext.DATETIME, run.pack(temporal.datetime_to_wire(v))),
     dt.date: lambda run, v: _ext(Ext.DATE, run.pack(temporal.date_to_wire(v))),
     dt.time: lambda run, v: _ext(Ext.TIME, run.pack(temporal.time_to_wire(v))),
@@ -578,15 +665,18 @@ def _unpack_on_heap(data: bytes, ext_hook: Any) -> Any:
 
 class _DecodeRun:
     """State of one ``decode`` call: the received buffers that extensions refer to by index, how
-    deep the current extension is, and whether documents must be searched for Timestamps."""
+    deep the current extension is, and whether documents must be searched for Timestamps.
 
-    __slots__ = ("codec", "buffers", "depth", "scan")
+    Each thread keeps one for its next ``decode`` (:data:`_idle_runs`), as it keeps an encode run."""
 
-    def __init__(self, codec: Codec, buffers: list[memoryview]) -> None:
-        self.codec = codec
-        self.buffers = buffers
+    __slots__ = ("codec", "buffers", "depth", "scan", "ext_hook")
+
+    def __init__(self) -> None:
+        self.codec: Optional[Codec] = None  # None: idle (not inside a decode)
+        self.buffers: Optional[list[memoryview]] = None
         self.depth = 0
         self.scan = False
+        self.ext_hook = self._ext_hook  # bound once, not per message
 
     def unpack_list(self, data: bytes, what: str) -> list:
         """An extension's msgpack list (``what`` names it in errors), whose own extensions are
@@ -609,11 +699,20 @@ class _DecodeRun:
         return items
 
     def buffer(self, index: Any) -> memoryview:
+        """Frame ``index`` after the header, as a memoryview: the same object each time it is
+        asked for (:meth:`plugin` finds a buffer's index by identity)."""
         if type(index) is not int or not 0 <= index < len(self.buffers):
             raise DecodeError(f"buffer index {index!r:.40} out of range (message has {len(self.buffers)})")
-        return self.buffers[index]
+        buffer = self.buffers[index]
+        if type(buffer) is not memoryview:
+            buffer = self.buffers[index] = _frame(buffer)
+        return buffer
 
-    def ext_hook(self, code: int, data: bytes) -> Any:
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _NDARRAY:  # the common extension, decoded here without a call to its decoder
+            known = _ARRAY_LAYOUTS.get(data)
+            if known is not None:
+                return arrays.wrap(known[1], self.buffer(known[0]))
         decoder = _DECODERS.get(code)
         if decoder is None:
             raise DecodeError(f"unknown extension code {code}")
@@ -705,6 +804,8 @@ def _array_from_wire(run: _DecodeRun, data: bytes) -> np.ndarray:
     buffer = run.buffer(index)
     layout = arrays.layout_from_wire(meta)
     _keep(_ARRAY_LAYOUTS, data, (index, layout))
+    if index == 0 and len(data) <= MAX_KEPT_METADATA:
+        _LONE_ARRAY_SIZES.add(len(_LONE_ARRAY_START) + 2 + len(data))
     return arrays.wrap(layout, buffer)
 
 
@@ -738,3 +839,14 @@ _DECODERS = {
     Ext.TIMEDELTA: lambda run, data: temporal.timedelta_from_wire(run.unpack_list(data, "timedelta")),
     Ext.PLUGIN: _DecodeRun.plugin,
 }
+
+
+class _IdleRuns(threading.local):
+    """Each thread's reusable encode and decode runs (see :class:`_EncodeRun`)."""
+
+    def __init__(self) -> None:
+        self.encode = _EncodeRun()
+        self.decode = _DecodeRun()
+
+
+_idle_runs = _IdleRuns()
