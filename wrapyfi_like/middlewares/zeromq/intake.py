@@ -210,6 +210,8 @@ class ZmtpIntake:
             if self._queue:
                 return self._take()
             self._caller_in = True
+            # the usual blocking wait takes the role here, not in a second pass under the lock
+            reading = timeout != 0 and not self._bulk and self._role.acquire(blocking=False)
         if timeout == 0:
             try:
                 return self._poll(now + READER_LEASE)
@@ -217,7 +219,7 @@ class ZmtpIntake:
                 with self._lock:
                     self._caller_in = False
         try:
-            return self._lead(None if timeout is None else now + timeout)
+            return self._lead(None if timeout is None else now + timeout, reading)
         finally:
             with self._lock:
                 self._caller_in = False
@@ -226,9 +228,12 @@ class ZmtpIntake:
             if bulk and not self._role.locked():
                 self._idle.set()  # the intake's thread reads the next while the caller works on this one
 
-    def _lead(self, deadline: Optional[float]) -> Optional[list[memoryview]]:
-        """Wait for a message until ``deadline``, reading the sockets while holding the role."""
+    def _lead(self, deadline: Optional[float], reading: bool) -> Optional[list[memoryview]]:
+        """Wait for a message until ``deadline``, reading the sockets while holding the role
+        (``reading``: the caller holds it already, with the queue empty)."""
         while True:
+            if reading:
+                self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"listener on {self.endpoint} is closed")
@@ -242,9 +247,7 @@ class ZmtpIntake:
                 if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
                     self._wanted = not bulk
                     self._handoff.arm()
-            if reading:
-                self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
-            else:
+            if not reading:
                 (self._idle if bulk else self._wakeup).set()
                 self._handoff.wait(left)
 
@@ -397,8 +400,9 @@ class ZmtpIntake:
                 self._woken()
             elif not self._full and key.data.sock.fileno() >= 0:
                 self._read(key.data)
-        self._expire_handshakes()
-        if self._owing:
+        if self._handshaking:
+            self._expire_handshakes()
+        if self._owing and time.monotonic() >= self._ack_at:
             self._acknowledge()
 
     def _until_next_deadline(self) -> Optional[float]:
@@ -584,6 +588,8 @@ class ZmtpIntake:
                         start, counted, frames = whole
                         batch.append((c, counted, frames))
                         held += counted
+                        if start == end:  # the usual end of a read: nothing more to parse
+                            return True
                         continue
                 available = end - start
                 if c.discard:
