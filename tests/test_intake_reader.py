@@ -250,3 +250,60 @@ def test_a_burst_that_has_arrived_is_drained_by_receive_zero_not_one_message_per
     finally:
         sender.close()
         intake.release()
+
+
+def thread_wake_ups(thread: threading.Thread) -> int:
+    """How many times ``thread`` went to sleep and woke (Linux: its voluntary context switches)."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in the thread's status")
+
+
+def test_a_caller_waiting_long_does_not_make_the_intake_thread_poll():
+    """While a caller waits in ``receive`` for messages that do not come, the intake's thread
+    sleeps until the caller leaves (woken at most every SIGNAL_CHECK), instead of checking every
+    READER_LEASE whether the caller is still there (100 wake-ups a second for nothing)."""
+    intake = make_intake()
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        before, started = thread_wake_ups(intake._thread), time.monotonic()
+        assert intake.receive(1.0) is None
+        seconds = time.monotonic() - started
+        woken = thread_wake_ups(intake._thread) - before
+        assert woken <= 3 + seconds / intake_module.SIGNAL_CHECK, f"{woken} wake-ups in {seconds:.2f} s"
+    finally:
+        sender.close()
+        intake.release()
+
+
+def test_the_caller_leaving_a_long_wait_wakes_the_intake_thread(monkeypatch, in_thread):
+    """The thread sleeps while a caller waits; when the caller leaves, it wakes the thread, which
+    then reads for it after READER_LEASE, as after a short wait. (The thread's own slice is made
+    30 s here, so only the caller's wake-up can start it within the test's 10 s.)"""
+    monkeypatch.setattr(intake_module, "SIGNAL_CHECK", 30.0)
+    intake = make_intake()
+    readers = Readers(intake)
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        deadline = time.monotonic() + 10
+        slept = False
+        while not slept:  # a wait during which the thread went to sleep for the caller
+            waiting = in_thread(lambda: intake.receive(0.5))
+            while not (slept or waiting.done()):
+                slept = intake._dozing
+                threading.Event().wait(0.001)
+            assert waiting.result(timeout=10) is None
+            assert time.monotonic() < deadline, "the intake's thread never slept while a caller waited"
+        sender.send_multipart(message(1))  # the caller has left and stays away
+        readers.wait_for(lambda threads: len(threads) == 2, timeout=10)
+        assert is_intake_thread(readers.threads[-1])
+        assert number_of(intake.receive(0)) == 1
+    finally:
+        sender.close()
+        intake.release()

@@ -74,7 +74,7 @@ from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
 from wrapyfi_like.logs import RateLimitedLog, truncate
-from wrapyfi_like.middlewares.deadlines import slice_seconds
+from wrapyfi_like.middlewares.deadlines import SIGNAL_CHECK, slice_seconds
 from wrapyfi_like.middlewares.handoff import Handoff
 from wrapyfi_like.middlewares.zeromq import acks, connections, zmtp
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -101,8 +101,11 @@ reads (the next message while the caller works on this one; the kernel's copy of
 then overlaps the caller's work, which is worth the thread hop); else the waiting caller does."""
 READER_LEASE = acks.ACK_INTERVAL
 """Seconds after a caller last entered or left :meth:`ZmtpIntake.receive` before the intake's own
-thread takes the reader role: long enough that a caller looping on ``receive`` keeps it (the thread
-checks this often, no more), short enough that acks and pongs of a busy listener are not late."""
+thread takes the reader role: long enough that a caller looping on ``receive`` keeps it, short
+enough that acks and pongs of a busy listener are not late. While a caller is in ``receive`` the
+thread does not poll: the caller wakes it as it leaves (once; the thread then checks every
+``READER_LEASE`` until a caller is in again), so a listener waiting for rare messages costs
+:data:`~..deadlines.SIGNAL_CHECK` wake-ups, not one every ``READER_LEASE``."""
 _LONG_SIZE = struct.Struct(">Q")
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
@@ -175,6 +178,7 @@ class ZmtpIntake:
         self._seen = float("-inf")  # when a caller last entered or left a blocking receive() (monotonic)
         self._bulk = False  # the latest message queued was large (BULK_FROM): the intake's thread reads
         self._idle = threading.Event()  # wakes the intake's thread from its wait for the role
+        self._dozing = False  # the intake's thread waits out a caller's receive(): wake it when it leaves
         self._bytes_read = 0  # by whoever reads: a caller's receive(0) reads on while it grows
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
@@ -218,6 +222,9 @@ class ZmtpIntake:
             finally:
                 with self._lock:
                     self._caller_in = False
+                    dozing, self._dozing = self._dozing, False
+                if dozing:
+                    self._idle.set()
         try:
             return self._lead(None if timeout is None else now + timeout, reading)
         finally:
@@ -225,8 +232,11 @@ class ZmtpIntake:
                 self._caller_in = False
                 self._seen = time.monotonic()
                 bulk = self._bulk
-            if bulk and not self._role.locked():
-                self._idle.set()  # the intake's thread reads the next while the caller works on this one
+                dozing, self._dozing = self._dozing, False
+            # the intake's thread reads the next while the caller works on this one (bulk), or
+            # starts counting READER_LEASE from now (it was waiting for this caller to leave)
+            if bulk and not self._role.locked() or dozing:
+                self._idle.set()
 
     def _lead(self, deadline: Optional[float], reading: bool) -> Optional[list[memoryview]]:
         """Wait for a message until ``deadline``, reading the sockets while holding the role
@@ -373,8 +383,11 @@ class ZmtpIntake:
         with self._lock:
             if self._thread_reads() and not self._wanted and self._role.acquire(blocking=False):
                 return True
-            idle = time.monotonic() - self._seen
-        self._idle.wait(READER_LEASE if self._caller_in else max(READER_LEASE - idle, 0.001))
+            # while a caller is in receive() the role is its own: the caller wakes this thread
+            # when it leaves, so a caller waiting long costs no wake-ups every READER_LEASE
+            self._dozing = self._caller_in
+            wait = SIGNAL_CHECK if self._caller_in else max(READER_LEASE - (time.monotonic() - self._seen), 0.001)
+        self._idle.wait(wait)
         self._idle.clear()  # after close() set it, _closed is seen before the next wait
         return False
 
