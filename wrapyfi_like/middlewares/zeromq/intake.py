@@ -107,6 +107,7 @@ thread does not poll: the caller wakes it as it leaves (once; the thread then ch
 ``READER_LEASE`` until a caller is in again), so a listener waiting for rare messages costs
 :data:`~..deadlines.SIGNAL_CHECK` wake-ups, not one every ``READER_LEASE``."""
 _LONG_SIZE = struct.Struct(">Q")
+_MORE, _LONG = zmtp.MORE, zmtp.LONG  # module constants read as globals: a lookup less per frame
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
 
@@ -805,40 +806,42 @@ def _whole_message(buffer: bytearray, start: int, end: int, limit: int,
     copy of the whole message out of the read buffer, its frames views into that copy (a user's
     array then keeps the message's ~100 bytes of topic, envelope and header alive with it), and
     per frame only the checks a frame needs (a 4-frame 1 KB message: 4.3 -> 4.1 µs at low load;
-    most of what is left is allocating the copy and one view per frame).
+    most of what is left is allocating the copy and one view per frame). A short frame (under
+    256 bytes) is within both per-frame size limits, so only a long frame's size is checked
+    (3.5 -> 3.2 µs thread CPU under load).
     """
-    spans: list = []  # (first byte, end) of each frame's data
+    spans: list = []  # (first byte, end) of each frame's data, from start
     position = start
     counted = 0
     while True:
         if end - position < 2:
             return None
         flags = buffer[position]
-        if flags > zmtp.MORE | zmtp.LONG:  # a command, or bits that must be zero
-            return None
-        if flags & zmtp.LONG:
+        if flags <= _MORE:  # a short frame, the usual: under 256 bytes, so within both size limits
+            size = buffer[position + 1]
+            position += 2
+        elif flags <= _MORE | _LONG:
             if end - position < 9:
                 return None
             (size,) = _LONG_SIZE.unpack_from(buffer, position + 1)
             position += 9
-        else:
-            size = buffer[position + 1]
-            position += 2
-        if len(spans) >= heads:
-            counted += size
-            if counted > limit or len(spans) >= MAX_MESSAGE_FRAMES or size >= OWN_BUFFER_FROM:
+            if size >= OWN_BUFFER_FROM or size > MAX_HEAD_FRAME and len(spans) < heads:
                 return None
-        elif size > MAX_HEAD_FRAME:
+        else:  # a command, or bits that must be zero
             return None
-        if position + size > end:
+        last = position + size
+        if last > end:
             return None
-        spans.append((position - start, position + size - start))
-        position += size
-        if not flags & zmtp.MORE:
+        spans.append((position - start, last - start))
+        position = last
+        if len(spans) > heads:
+            counted += size
+            if counted > limit or len(spans) > MAX_MESSAGE_FRAMES:
+                return None
+        if not flags & _MORE:
             break
     whole = memoryview(buffer[start:position])
-    frames = [whole[first:last] if first != last else _EMPTY for first, last in spans]
-    return position, counted, frames
+    return position, counted, [whole[first:last] if first != last else _EMPTY for first, last in spans]
 
 
 def _bind(address: str) -> tuple[socket.socket, str, Optional[str]]:
