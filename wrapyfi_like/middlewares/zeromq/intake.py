@@ -39,7 +39,8 @@ Who reads (leader/follower). Exactly one thread at a time holds the *reader role
 read side or the selectors. A caller waiting in :meth:`ZmtpIntake.receive` with an empty queue
 takes the role and reads itself, so a message goes from the socket to its caller with no thread
 hop and no GIL hand-off (at 1 KB that hop and hand-off cost more than everything else the intake
-does). The intake's own thread reads only while no caller wants to: it takes the role once no
+does); a message that its read brings whole and alone is not even queued
+(:meth:`~ZmtpIntake._caller_step`). The intake's own thread reads only while no caller wants to: it takes the role once no
 caller has been in :meth:`~ZmtpIntake.receive` for :data:`READER_LEASE` seconds, so handshakes,
 pings, acks, byte budgets and TCP backpressure go on while the listener's thread is busy
 elsewhere, as libzmq's I/O thread did; it gives the role up after a step that finds a caller
@@ -180,6 +181,8 @@ class ZmtpIntake:
         self._bulk = False  # the latest message queued was large (BULK_FROM): the intake's thread reads
         self._idle = threading.Event()  # wakes the intake's thread from its wait for the role
         self._dozing = False  # the intake's thread waits out a caller's receive(): wake it when it leaves
+        # a message may skip the queue (_caller_step) only where queuing does nothing else
+        self._direct = type(self)._deliver is ZmtpIntake._deliver
         self._bytes_read = 0  # by whoever reads: a caller's receive(0) reads on while it grows
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
@@ -244,7 +247,11 @@ class ZmtpIntake:
         (``reading``: the caller holds it already, with the queue empty)."""
         while True:
             if reading:
-                self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
+                frames = self._read_as_caller(_sooner(slice_seconds(deadline), self._until_next_deadline()))
+                if frames is not None:
+                    if self._closed:
+                        raise ClosedError(f"listener on {self.endpoint} is closed")
+                    return frames
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"listener on {self.endpoint} is closed")
@@ -289,11 +296,14 @@ class ZmtpIntake:
         with self._lock:
             return self._take() if self._queue and not self._closed else None
 
-    def _read_as_caller(self, timeout: float, until: Optional[float] = None) -> None:
+    def _read_as_caller(self, timeout: float, until: Optional[float] = None) -> Optional[list[memoryview]]:
         """A :meth:`_step` on the caller's thread, which holds the role; lets the role go. With
         ``until`` (``receive(0)``), more steps follow while a step reads bytes but completes no
-        message (a large frame takes several reads), up to that time."""
+        message (a large frame takes several reads), up to that time. Without, a blocking caller's
+        step (:meth:`_caller_step`), which may return its message directly."""
         try:
+            if until is None:
+                return self._caller_step(timeout)
             while True:
                 before = self._bytes_read
                 self._step(timeout)
@@ -404,8 +414,57 @@ class ZmtpIntake:
     def _step(self, timeout: Optional[float]) -> None:
         """One wait for the sockets (``timeout`` seconds; None: no limit), and what it found to
         do: accept, read, parse, expire handshakes, ack. Only the holder of the role calls it."""
-        selector = self._control if self._full else self._all
-        for key, _ in selector.select(timeout):
+        self._handle((self._control if self._full else self._all).select(timeout))
+
+    def _caller_step(self, timeout: float) -> Optional[list[memoryview]]:
+        """:meth:`_step` for a caller that waits with the queue empty: a message that a read brings
+        whole and alone (the usual one at 1 KB when messages come one at a time) goes straight to
+        the caller, returned here, instead of through the queue (:meth:`_deliver` and
+        :meth:`_take` under the lock, and the parser's layers: ~25 % of the intake's time for such
+        a message). Anything else is read and queued as by :meth:`_step`; None then."""
+        if self._full or not self._direct:
+            self._step(timeout)
+            return None
+        events = self._all.select(timeout)
+        frames = None
+        if len(events) == 1 and not self._closed:
+            c = events[0][0].data
+            if (c is not None and c is not self and c.ready and c.start == c.end and c.big is None
+                    and not (c.frames or c.refusing or c.discard or c.over_budget) and c.sock.fileno() >= 0):
+                frames = self._read_direct(c)
+                events = ()
+        self._handle(events)
+        return frames
+
+    def _read_direct(self, c: _Connection) -> Optional[list[memoryview]]:
+        """Read ``c`` (nothing of it unparsed, nothing of it queued: the queue is empty); its
+        message if the read holds exactly one whole ordinary message, else None (parsed and
+        queued as by :meth:`_read`)."""
+        c.start = c.end = 0
+        try:
+            got = c.sock.recv_into(c.view)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as error:
+            self._drop(c, f"its connection failed: {error}", log=False)
+            return None
+        if not got:
+            self._drop(c, "", log=False)
+            return None
+        self._bytes_read += got
+        whole = _whole_message(c.buffer, 0, got, self._max_message_size, self.head_frames)
+        if whole is None or whole[0] != got:
+            c.end = got
+            self._parse(c)
+            return None
+        if c.acks:
+            self._owing.add(c)  # ack ticks run until it is delivered and acked
+        self.source = c
+        return whole[2]
+
+    def _handle(self, events: list) -> None:
+        """What a wait for the sockets found to do: accept, read, parse; then expire handshakes, ack."""
+        for key, _ in events:
             if self._closed:
                 break
             if key.data is None:
