@@ -10,8 +10,8 @@ benchmark proper (bench_shm) does not.
 
 Steps, sender: ``encode`` (the codec), ``split`` (finding the shared buffers), ``loan`` /
 ``copy`` / ``shm_send`` (inside ``Port.send``; ``shm_send`` only for a loan), ``notice`` and
-``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done), ``return`` (publish returned). Receiver: ``queued`` (the intake
-thread parsed the notice), ``woken`` (the caller's thread has it), ``take`` (the sample
+``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done), ``return`` (publish returned). Receiver: ``queued`` (the notice
+parsed: queued by whoever reads, or read whole by its waiting caller), ``woken`` (the caller's thread has it), ``take`` (the sample
 matched), ``view`` (its anchored read-only view), ``decode`` (the codec), ``delivered``
 (listen returned, both ends touched). Also the page faults per message on each side
 (sender/receiver), after the warm-up.
@@ -93,6 +93,7 @@ def receiver(spec: dict) -> None:
     listener = Listener("Probe", spec["topic"], carrier="shm")
     transport = listener._transport
     _stamp(transport._intake, "_deliver", "queued")
+    _stamp(transport._intake, "_read_direct", "queued")  # a notice read whole by its waiting caller
     _stamp(transport._intake, "receive", "woken")
     _stamp(shm.Inbox, "take", "take")
     _stamp(shm.Inbox, "array", "view")
