@@ -3,7 +3,8 @@ itself, the intake's own thread reads only while no caller does, and the role pa
 without losing, reordering or stalling anything.
 
 Each test records which thread queued each message (the intake's ``_deliver``, where a parsed
-message enters the queue), so it can tell "the caller read it" from "the intake's thread read it".
+message enters the queue, or ``_read_direct``, where a waiting caller takes one whole from its
+read), so it can tell "the caller read it" from "the intake's thread read it".
 """
 
 import os
