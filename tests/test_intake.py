@@ -482,7 +482,8 @@ def test_whole_message_takes_exactly_the_ordinary_messages(sizes, long_from):
     wire = _wire(frames, long_from)
     after = b"\x01\x05hello"  # the next message's first bytes follow in the buffer
     buffer = bytearray(b"xx" + wire + after)
-    for limit, max_frames in ((1 << 20, MAX_MESSAGE_FRAMES), (max(sum(sizes[2:]) - 1, 0), MAX_MESSAGE_FRAMES), (1 << 20, 10)):
+    just_under = max(sum(sizes[2:]) - 1, 0)
+    for limit, max_frames in ((1 << 20, MAX_MESSAGE_FRAMES), (just_under, MAX_MESSAGE_FRAMES), (1 << 20, 10)):
         ordinary = (all(size <= intake_module.MAX_HEAD_FRAME for size in sizes[:2])
                     and all(size < intake_module.OWN_BUFFER_FROM for size in sizes[2:])
                     and sum(sizes[2:]) <= limit and len(sizes) <= max_frames)
