@@ -43,9 +43,9 @@ does); a message that its read brings whole and alone is not even queued
 (:meth:`~ZmtpIntake._caller_step`). The intake's own thread reads only while no caller wants
 to: it takes the role once no caller has been in :meth:`~ZmtpIntake.receive` for
 :data:`READER_LEASE` seconds, so handshakes, pings, acks, byte budgets and TCP backpressure go
-on while the listener's thread is busy elsewhere, as libzmq's I/O thread did; it gives the role up after a step that finds a caller
-back. A caller that finds the thread reading asks for the role (``_wanted``, and the wake-up pipe
-cuts the thread's wait short); the thread gives it up after the step it is in and signals the
+on while the listener's thread is busy elsewhere, as libzmq's I/O thread did; it gives the
+role up after a step that finds a caller back. A caller that finds the thread reading asks for
+the role (``_wanted``, and the wake-up pipe cuts the thread's wait short); the thread gives it up after the step it is in and signals the
 caller. Large messages (:data:`BULK_FROM`) are the exception: while the latest message is large,
 the thread keeps the role and reads the next message while the caller works on this one (the
 kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
