@@ -35,25 +35,24 @@ to user, as libzmq does); small frames are cut from one read buffer (an ordinary
 one copy: :func:`_whole_message`).
 
 Who reads (leader/follower). Exactly one thread at a time holds the *reader role* (the lock
-``_role``) and reads, parses and acks for every connection; nobody else touches the sockets'
-read side or the selectors. A caller waiting in :meth:`ZmtpIntake.receive` with an empty queue
-takes the role and reads itself, so a message goes from the socket to its caller with no thread
-hop and no GIL hand-off (at 1 KB that hop and hand-off cost more than everything else the intake
-does); a message that its read brings whole and alone is not even queued
-(:meth:`~ZmtpIntake._caller_step`). The intake's own thread reads only while no caller wants
-to: it takes the role once no caller has been in :meth:`~ZmtpIntake.receive` for
-:data:`READER_LEASE` seconds, so handshakes, pings, acks, byte budgets and TCP backpressure go
-on while the listener's thread is busy elsewhere, as libzmq's I/O thread did; it gives the
-role up after a step that finds a caller back. A caller that finds the thread reading asks for
-the role (``_wanted``, and the wake-up pipe cuts the thread's wait short); the thread gives it up after the step it is in and signals the
-caller. Large messages (:data:`BULK_FROM`) are the exception: while the latest message is large,
-the thread keeps the role and reads the next message while the caller works on this one (the
-kernel's copy of a megabyte then overlaps the caller's work, which is worth the hop). A caller's
-wait is cut into :data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and
-:meth:`~ZmtpIntake.close` wakes it through the same pipe. ``receive(0)`` reads too, without
-waiting for the sockets (it asks the intake's thread for the role if need be, and reads until a
-message is whole), so a ``"latest"`` listener that drains with it sees every message that has
-arrived, whoever was reading.
+``_role``) and reads, parses and acks for every connection; nobody else touches the sockets' read
+side or the selectors. A caller waiting in :meth:`ZmtpIntake.receive` with an empty queue takes the
+role and reads itself, so a message goes from the socket to its caller with no thread hop and no
+GIL hand-off (at 1 KB that hop and hand-off cost more than everything else the intake does); a
+message that its read brings whole and alone is not even queued (:meth:`~ZmtpIntake._caller_step`).
+The intake's own thread reads only while no caller wants to: it takes the role once no caller has
+been in :meth:`~ZmtpIntake.receive` for :data:`READER_LEASE` seconds, so handshakes, pings, acks,
+byte budgets and TCP backpressure go on while the listener's thread is busy elsewhere, as libzmq's
+I/O thread did; it gives the role up after a step that finds a caller back. A caller that finds the
+thread reading asks for the role (``_wanted``, and the wake-up pipe cuts the thread's wait short);
+the thread gives it up after the step it is in and signals the caller. Large messages
+(:data:`BULK_FROM`) are the exception: while the latest message is large, the thread keeps the role
+and reads the next message while the caller works on this one (the kernel's copy of a megabyte then
+overlaps the caller's work, which is worth the hop). A caller's wait is cut into
+:data:`~..deadlines.SIGNAL_CHECK` slices (Ctrl-C), and :meth:`~ZmtpIntake.close` wakes it through
+the same pipe. ``receive(0)`` reads too, without waiting for the sockets (it asks the intake's
+thread for the role if need be, and reads until a message is whole), so a ``"latest"`` listener
+that drains with it sees every message that has arrived, whoever was reading.
 """
 
 from __future__ import annotations
