@@ -11,8 +11,8 @@ benchmark proper (bench_shm) does not.
 Steps, sender: ``encode`` (the codec), ``split`` (finding the shared buffers), ``loan`` /
 ``copy`` / ``shm_send`` (inside ``Port.send``; ``shm_send`` only for a loan), ``notice`` and
 ``socket_send`` (around the ZeroMQ send of the notice), ``zmq_send`` (its bookkeeping done),
-``return`` (publish returned). Receiver: ``queued`` (the notice parsed, by the intake's thread
-or by the caller's), ``woken`` (the intake handed it to the caller), ``room`` (the sample
+``return`` (publish returned). Receiver: ``queued`` (the notice parsed: queued by whoever reads,
+or read whole by its waiting caller), ``woken`` (the caller's thread has it), ``room`` (the sample
 received and its room notified to waiting publishers), ``take`` (the sample matched), ``view``
 (its anchored read-only view), ``decode`` (the codec), ``delivered`` (listen returned, both
 ends touched). Also the page faults per message on each side
@@ -137,6 +137,7 @@ def receiver(spec: dict) -> None:
     listener = Listener("Probe", spec["topic"], carrier="shm")
     transport = listener._transport
     _stamp(transport._intake, "_deliver", "queued")
+    _stamp(transport._intake, "_read_direct", "queued")  # a notice read whole by its waiting caller
     _stamp(transport._intake, "receive", "woken")
     _stamp(shm.Inbox, "_notify_room", "room")
     _stamp(shm.Inbox, "take", "take")

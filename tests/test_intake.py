@@ -454,3 +454,51 @@ def test_the_curve_intake_reports_an_oversized_message_and_goes_on(in_thread):
     finally:
         sender.close()
         intake.release()
+
+
+def _wire(frames: list[bytes], long_from: int = 256) -> bytes:
+    """ZMTP frames of one message; frames of ``long_from`` bytes or more get an 8-byte size."""
+    out = b""
+    for index, frame in enumerate(frames):
+        more = zmtp.MORE if index < len(frames) - 1 else 0
+        if len(frame) >= long_from:
+            out += bytes([zmtp.LONG | more]) + struct.pack(">Q", len(frame)) + frame
+        else:
+            out += bytes([more, len(frame)]) + frame
+    return out
+
+
+@pytest.mark.parametrize("sizes", [
+    [10, 36, 28, 1024], [10, 36, 0, 255, 256, 0], [0, 0], [1024, 36, 5], [1025, 36, 5], [10, 1025, 5],
+    [10, 36, intake_module.OWN_BUFFER_FROM - 1], [10, 36, intake_module.OWN_BUFFER_FROM], [10, 36] + [1] * 40,
+])
+@pytest.mark.parametrize("long_from", [256, 0])  # libzmq sends short sizes; a peer may send long ones
+def test_whole_message_takes_exactly_the_ordinary_messages(sizes, long_from):
+    """The fast path returns a message only if the frame-by-frame parser would take it unchanged
+    (head frames within MAX_HEAD_FRAME, data frames under OWN_BUFFER_FROM, within max_message_size
+    and MAX_MESSAGE_FRAMES), with every frame's bytes; anything else, or a message the buffer
+    does not hold whole, is None (left to that parser)."""
+    frames = [bytes([index % 251]) * size for index, size in enumerate(sizes)]
+    wire = _wire(frames, long_from)
+    after = b"\x01\x05hello"  # the next message's first bytes follow in the buffer
+    buffer = bytearray(b"xx" + wire + after)
+    just_under = max(sum(sizes[2:]) - 1, 0)
+    for limit, max_frames in ((1 << 20, MAX_MESSAGE_FRAMES), (just_under, MAX_MESSAGE_FRAMES), (1 << 20, 10)):
+        ordinary = (all(size <= intake_module.MAX_HEAD_FRAME for size in sizes[:2])
+                    and all(size < intake_module.OWN_BUFFER_FROM for size in sizes[2:])
+                    and sum(sizes[2:]) <= limit and len(sizes) <= max_frames)
+        old = intake_module.MAX_MESSAGE_FRAMES
+        intake_module.MAX_MESSAGE_FRAMES = max_frames
+        try:
+            found = intake_module._whole_message(buffer, 2, len(buffer), limit, 2)
+            for cut in range(2, 2 + len(wire), max(1, len(wire) // 50)):  # never a message not all there
+                assert intake_module._whole_message(buffer, 2, cut, limit, 2) is None
+        finally:
+            intake_module.MAX_MESSAGE_FRAMES = old
+        if not ordinary:
+            assert found is None, (sizes, limit, max_frames)
+            continue
+        assert found is not None, (sizes, limit, max_frames)
+        position, counted, views = found
+        assert position == 2 + len(wire) and counted == sum(sizes[2:])
+        assert [bytes(view) for view in views] == frames

@@ -3,7 +3,8 @@ itself, the intake's own thread reads only while no caller does, and the role pa
 without losing, reordering or stalling anything.
 
 Each test records which thread queued each message (the intake's ``_deliver``, where a parsed
-message enters the queue), so it can tell "the caller read it" from "the intake's thread read it".
+message enters the queue, or ``_read_direct``, where a waiting caller takes one whole from its
+read), so it can tell "the caller read it" from "the intake's thread read it".
 """
 
 import os
@@ -23,12 +24,14 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Readers:
-    """Wraps an intake's ``_deliver``: the name of the thread that queued each message, in order."""
+    """Wraps an intake's ``_deliver`` and ``_read_direct``: the name of the thread that queued each
+    message, or read it and handed it straight to its caller (counted in ``direct``), in order."""
 
     def __init__(self, intake: ZmtpIntake) -> None:
         self.threads: list[str] = []
+        self.direct = 0
         self.changed = threading.Condition()
-        deliver = intake._deliver
+        deliver, read_direct = intake._deliver, intake._read_direct
 
         def recording(batch: list) -> None:
             deliver(batch)
@@ -36,7 +39,17 @@ class Readers:
                 self.threads.extend(threading.current_thread().name for _ in batch)
                 self.changed.notify_all()
 
+        def recording_direct(connection) -> list:
+            frames = read_direct(connection)
+            if frames is not None:
+                with self.changed:
+                    self.threads.append(threading.current_thread().name)
+                    self.direct += 1
+                    self.changed.notify_all()
+            return frames
+
         intake._deliver = recording
+        intake._read_direct = recording_direct
 
     def wait_for(self, predicate, timeout: float = 20) -> None:
         with self.changed:
@@ -71,7 +84,8 @@ def is_intake_thread(name: str) -> bool:
 @pytest.mark.parametrize("carrier", ["tcp", "ipc"])
 def test_a_waiting_caller_reads_the_sockets_itself(carrier, in_thread):
     """A message that arrives while its caller waits goes socket -> caller: the caller's thread
-    parses and queues it (no hop through the intake's thread)."""
+    reads and parses it (no hop through the intake's thread), and hands it to itself without
+    queuing it (one message whole in one read)."""
     intake = make_intake(carrier)
     readers = Readers(intake)
     sender = dealer(intake.endpoint)
@@ -89,6 +103,7 @@ def test_a_waiting_caller_reads_the_sockets_itself(carrier, in_thread):
         # a message sent in the instant between the caller's arrival and its asking for the role
         # may still be read by the intake's thread; almost all are the caller's own reads
         assert sum(name in callers for name in readers.threads[1:]) >= 45, readers.threads
+        assert readers.direct >= 40, f"only {readers.direct} of 49 messages went straight to their caller"
     finally:
         sender.close()
         intake.release()
@@ -247,6 +262,92 @@ def test_a_burst_that_has_arrived_is_drained_by_receive_zero_not_one_message_per
                 drained.append(number_of(frames))
         assert drained == list(range(2, count + 1))
         assert stops <= 2, f"a burst that had arrived came out a few at a time ({stops} stops)"
+    finally:
+        sender.close()
+        intake.release()
+
+
+def thread_wake_ups(thread: threading.Thread) -> int:
+    """How many times ``thread`` went to sleep and woke (Linux: its voluntary context switches)."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in the thread's status")
+
+
+def test_a_caller_waiting_long_does_not_make_the_intake_thread_poll():
+    """While a caller waits in ``receive`` for messages that do not come, the intake's thread
+    sleeps until the caller leaves (woken at most every SIGNAL_CHECK), instead of checking every
+    READER_LEASE whether the caller is still there (100 wake-ups a second for nothing)."""
+    intake = make_intake()
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        before, started = thread_wake_ups(intake._thread), time.monotonic()
+        assert intake.receive(1.0) is None
+        seconds = time.monotonic() - started
+        woken = thread_wake_ups(intake._thread) - before
+        assert woken <= 3 + seconds / intake_module.SIGNAL_CHECK, f"{woken} wake-ups in {seconds:.2f} s"
+    finally:
+        sender.close()
+        intake.release()
+
+
+def test_the_caller_leaving_a_long_wait_wakes_the_intake_thread(monkeypatch, in_thread):
+    """The thread sleeps while a caller waits; when the caller leaves, it wakes the thread, which
+    then reads for it after READER_LEASE, as after a short wait. (The thread's own slice is made
+    30 s here, so only the caller's wake-up can start it within the test's 10 s.)"""
+    monkeypatch.setattr(intake_module, "SIGNAL_CHECK", 30.0)
+    intake = make_intake()
+    readers = Readers(intake)
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        deadline = time.monotonic() + 10
+        slept = False
+        while not slept:  # a wait during which the thread went to sleep for the caller
+            waiting = in_thread(lambda: intake.receive(0.5))
+            while not (slept or waiting.done()):
+                slept = intake._dozing
+                threading.Event().wait(0.001)
+            assert waiting.result(timeout=10) is None
+            assert time.monotonic() < deadline, "the intake's thread never slept while a caller waited"
+        sender.send_multipart(message(1))  # the caller has left and stays away
+        readers.wait_for(lambda threads: len(threads) == 2, timeout=10)
+        assert is_intake_thread(readers.threads[-1])
+        assert number_of(intake.receive(0)) == 1
+    finally:
+        sender.close()
+        intake.release()
+
+
+def test_messages_handed_straight_to_their_caller_are_acked_too(in_thread):
+    """A message that skips the queue (read whole by its waiting caller) is acked like a queued
+    one: fewer than ACK_EVERY of them, delivered one at a time, are acked on the next tick."""
+    from wrapyfi_like.middlewares.zeromq import acks
+
+    intake = make_intake()
+    readers = Readers(intake)
+    sender = dealer(intake.endpoint)
+    try:
+        sender.send_multipart(message(0))
+        assert number_of(intake.receive(10)) == 0
+        intake.delivered(intake.source, 1)
+        for number in range(1, 4):
+            waiting = in_thread(lambda: intake.receive(10))
+            wait_until_the_caller_reads(intake)
+            sender.send_multipart(message(number))
+            assert number_of(waiting.result(timeout=10)) == number
+            intake.delivered(intake.source, number + 1)
+        assert readers.direct >= 1, "no message went straight to its caller"
+        upto = 0
+        while upto < 4:  # acks are cumulative: the last one read says how far
+            assert sender.poll(10_000), f"acked up to {upto} of 4"
+            since, upto = acks.unpack(sender.recv())
+            assert since == 1
     finally:
         sender.close()
         intake.release()
