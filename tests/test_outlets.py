@@ -86,3 +86,27 @@ def test_a_tcp_outlet_needs_no_widening_and_a_stale_descriptor_is_left_alone():
             assert left.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * min(IPC_SEND_BUFFER, WMEM_MAX)
         left.sendall(b"still usable")
         assert right.recv(64) == b"still usable"
+
+
+CHILD_WITHOUT_ASYNCIO = """
+import sys
+from wrapyfi_like.middlewares.zeromq import ListenerTransport, PublisherTransport
+listener = ListenerTransport("/outlets/asyncio", carrier="ipc")
+publisher = PublisherTransport("/outlets/asyncio", carrier="ipc", should_wait=True, wait_timeout=20)
+publisher.send([b"\\x93\\x01\\x00\\xc0"])
+assert listener.recv(20.0) is not None, "nothing arrived"
+publisher.close(), listener.close()
+print("asyncio" in sys.modules)
+"""
+
+
+def test_outlets_read_their_monitor_without_importing_asyncio(private_discovery):
+    """Start-up cost: ``zmq.utils.monitor`` imports asyncio, 20 ms of every process's launch; an
+    outlet reads its monitor's events itself, through connect, handshake and a send."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CHILD_WITHOUT_ASYNCIO], capture_output=True, text=True, timeout=25,
+                         env={**os.environ, **private_discovery})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False", "asyncio was imported"
