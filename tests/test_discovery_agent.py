@@ -154,27 +154,3 @@ def test_an_agent_the_directory_keeps_refusing_syncs_less_and_less_often(fake_di
         router.send_multipart([routing_id, protocol.refused(request.seq, "the directory would hold more than 1 nodes")])
     assert arrivals[3] - arrivals[2] >= 0.9, "each refusal in a row doubles the pause before the next sync"
     assert agent.counters["refused"] >= 3
-
-
-def test_a_new_watch_syncs_fast_only_for_its_start_window(fake_directory):
-    """Nodes launched together meet within ~10 ms: for ``START_WINDOW`` after a new watch, a
-    watch without peers syncs every ``START_SYNC_INTERVAL``; then every ``FAST_SYNC_INTERVAL``;
-    once every watch has a peer, every ``SYNC_INTERVAL``. A crowd of starting nodes so costs the
-    directory a bounded number of fast syncs each."""
-    from wrapyfi_like.middlewares.zeromq.discovery import agent as agent_module
-
-    router, agent = fake_directory
-    watch = agent.watch(KEY)
-    assert agent._interval() == agent_module.START_SYNC_INTERVAL
-    agent._last_watch_at -= agent_module.START_WINDOW
-    assert agent._interval() == agent_module.FAST_SYNC_INTERVAL
-    watch.update(frozenset({"tcp://127.0.0.1:1"}))
-    assert agent._interval() == agent_module.SYNC_INTERVAL
-    arrivals = []
-    for _ in range(4):  # past the window, on the wire too: no faster than FAST_SYNC_INTERVAL
-        routing_id, request = next_sync(router)
-        arrivals.append(time.monotonic())
-        router.send_multipart([routing_id, protocol.synced(request.seq, {}, False)])  # no peer (again)
-    # from the second: the first may be a sync sent before the watch, whose answer lets the
-    # watch's own sync go at once
-    assert min(b - a for a, b in zip(arrivals[1:], arrivals[2:])) >= agent_module.FAST_SYNC_INTERVAL * 0.9

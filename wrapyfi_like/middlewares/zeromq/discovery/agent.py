@@ -50,13 +50,6 @@ SYNC_INTERVAL = 0.5
 """Seconds between syncs once every watched topic has at least one publisher."""
 FAST_SYNC_INTERVAL = 0.05
 """Seconds between syncs while a watched topic has no publisher yet."""
-START_SYNC_INTERVAL = 0.01
-START_WINDOW = 0.25
-"""For this many seconds after a new watch, while a watched topic has no publisher, syncs go
-every :data:`START_SYNC_INTERVAL` seconds: two nodes launched together (a camera and its viewer,
-a benchmark's pair) meet within ~10 ms of the later one's announcement instead of ~50 (launch →
-first message 43-97 ms after both were ready, 5-14 ms with this). Only for the first quarter
-second, so a crowd of nodes starting at once costs the directory 25 syncs each, not 100 a second."""
 REPLY_TIMEOUT = 1.5
 """A directory that has not answered a sync for this long is presumed gone."""
 EXPIRY_INTERVAL = 0.25
@@ -98,7 +91,6 @@ class NodeAgent:
         self._lock = threading.Lock()
         self._announcements: dict[int, list] = {}
         self._watches: dict[str, list[Watch]] = {}
-        self._last_watch_at = float("-inf")  # time.monotonic() of the newest watch (see START_WINDOW)
         self._keys = itertools.count()
         self._seq = itertools.count()
         self._wakeup = Wakeup()
@@ -139,7 +131,6 @@ class NodeAgent:
         watch = Watch(topic)
         with self._lock:
             self._watches.setdefault(topic, []).append(watch)
-            self._last_watch_at = time.monotonic()
         self._wakeup.set()
         return watch
 
@@ -241,10 +232,7 @@ class NodeAgent:
             return min(MAX_REFUSED_INTERVAL, SYNC_INTERVAL * 2 ** (self._refusals - 1))
         with self._lock:
             waiting = any(not w.endpoints for ws in self._watches.values() for w in ws)
-            starting = time.monotonic() - self._last_watch_at < START_WINDOW
-        if not waiting:
-            return SYNC_INTERVAL
-        return START_SYNC_INTERVAL if starting else FAST_SYNC_INTERVAL
+        return FAST_SYNC_INTERVAL if waiting else SYNC_INTERVAL
 
     def _try_host(self) -> Optional[ZmtpHost | CurveHost]:
         """The directory's socket, bound, with a new directory behind it (see :mod:`.hosting`), or
