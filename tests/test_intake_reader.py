@@ -77,6 +77,12 @@ def number_of(frames: list) -> int:
     return struct.unpack("<Q", frames[1])[0]
 
 
+def connect(intake: ZmtpIntake, sender: zmq.Socket) -> None:
+    """Send message 0 and take it: the sender's connection is complete."""
+    sender.send_multipart(message(0))
+    assert number_of(intake.receive(10)) == 0
+
+
 def is_intake_thread(name: str) -> bool:
     return name.startswith("wrapyfi_like intake")
 
@@ -220,8 +226,7 @@ def test_large_messages_are_read_ahead_by_the_intake_thread_and_small_ones_by_th
     sender = dealer(intake.endpoint)
     large = bytes(intake_module.BULK_FROM)
     try:
-        sender.send_multipart(message(0))
-        assert number_of(intake.receive(10)) == 0
+        connect(intake, sender)
         for number in range(1, 20):
             waiting = in_thread(lambda: intake.receive(10))
             sender.send_multipart([*message(number)[:3], large])
@@ -245,8 +250,7 @@ def test_a_burst_that_has_arrived_is_drained_by_receive_zero_not_one_message_per
     intake = make_intake()
     sender = dealer(intake.endpoint)
     try:
-        sender.send_multipart(message(0))
-        assert number_of(intake.receive(10)) == 0
+        connect(intake, sender)
         count = 20
         for number in range(1, count + 1):
             sender.send_multipart([b"/topic", struct.pack("<Q", number), b"h", bytes(64 * 1024)])
@@ -283,8 +287,7 @@ def test_a_caller_waiting_long_does_not_make_the_intake_thread_poll():
     intake = make_intake()
     sender = dealer(intake.endpoint)
     try:
-        sender.send_multipart(message(0))
-        assert number_of(intake.receive(10)) == 0
+        connect(intake, sender)
         before, started = thread_wake_ups(intake._thread), time.monotonic()
         assert intake.receive(1.0) is None
         seconds = time.monotonic() - started
@@ -304,8 +307,7 @@ def test_the_caller_leaving_a_long_wait_wakes_the_intake_thread(monkeypatch, in_
     readers = Readers(intake)
     sender = dealer(intake.endpoint)
     try:
-        sender.send_multipart(message(0))
-        assert number_of(intake.receive(10)) == 0
+        connect(intake, sender)
         deadline = time.monotonic() + 10
         slept = False
         while not slept:  # a wait during which the thread went to sleep for the caller
@@ -333,8 +335,7 @@ def test_messages_handed_straight_to_their_caller_are_acked_too(in_thread):
     readers = Readers(intake)
     sender = dealer(intake.endpoint)
     try:
-        sender.send_multipart(message(0))
-        assert number_of(intake.receive(10)) == 0
+        connect(intake, sender)
         intake.delivered(intake.source, 1)
         for number in range(1, 4):
             waiting = in_thread(lambda: intake.receive(10))
