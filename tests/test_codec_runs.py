@@ -155,6 +155,19 @@ def test_a_large_header_does_not_keep_its_packer():
     assert len(codec_module._idle_runs.encode.packers) == 1
 
 
+
+def test_a_failed_message_does_not_keep_its_packers():
+    """A packer keeps the buffer it grew; one that failed mid-pack never reached the size check,
+    so a failure drops the run's packers (a 180 KB header, then a type nobody encodes)."""
+    codec = Codec()
+    codec.encode({"k": 1})
+    assert len(codec_module._idle_runs.encode.packers) == 1
+    with pytest.raises(EncodeError):
+        codec.encode(["%08d" % i for i in range(20000)] + [object()])
+    assert codec_module._idle_runs.encode.packers == []
+    assert codec.decode(codec.encode({"k": 2})) == {"k": 2}
+
+
 @pytest.mark.parametrize("value", [
     {"k": (b"xy",), "arr": np.arange(3), "n": 1},  # bytes inside a tuple inside a dict that walks no further
     [1.5, b"ab", 2.5],  # a list that starts with a float but is not all numbers
@@ -169,3 +182,14 @@ def test_bytes_like_values_still_travel_as_frames(value):
         assert bytes(decoded["data"]["m"]) == b"ef" and decoded["data"]["l"] == [[b"gh"]]
     else:
         assert _equal(decoded, value)
+
+
+def test_a_float_led_list_with_an_item_whose_float_fails_is_an_encode_error():
+    """The number check reads items as floats; an object whose ``__float__`` raises makes the list
+    a walked one, and the codec then names the type it cannot encode (not the object's error)."""
+    class Odd:
+        def __float__(self) -> float:
+            raise RuntimeError("not a number")
+
+    with pytest.raises(EncodeError, match="Odd"):
+        Codec().encode([1.5, Odd()])

@@ -352,3 +352,57 @@ def test_messages_handed_straight_to_their_caller_are_acked_too(in_thread):
     finally:
         sender.close()
         intake.release()
+
+
+def test_a_signal_interrupting_a_caller_that_took_the_role_does_not_stop_the_reading(monkeypatch):
+    """Ctrl-C can land between the moment a waiting caller takes the reader role and its read:
+    the role is let go as the exception leaves receive, so the next call (a program that catches
+    KeyboardInterrupt and goes on) still gets its messages."""
+    intake = make_intake()
+    sender = dealer(intake.endpoint)
+    try:
+        connect(intake, sender)
+
+        def interrupted(deadline, reading):
+            assert reading, "the caller took the role in receive"
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(intake, "_lead", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            intake.receive(5)
+        monkeypatch.undo()
+        assert not intake._role.locked() and not intake._caller_in
+        sender.send_multipart(message(1))
+        assert number_of(intake.receive(10)) == 1
+    finally:
+        sender.close()
+        intake.release()
+
+
+def test_a_signal_during_a_direct_read_loses_no_byte_of_it(monkeypatch, in_thread):
+    """A read taken straight to its caller is kept on the connection before it is parsed: an
+    exception from a signal while it is looked at leaves the bytes there, and they arrive next."""
+    intake = make_intake()
+    sender = dealer(intake.endpoint)
+    try:
+        connect(intake, sender)
+        calls = []
+        whole_message = intake_module._whole_message
+
+        def interrupted_once(*args):
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return whole_message(*args)
+
+        monkeypatch.setattr(intake_module, "_whole_message", interrupted_once)
+        waiting = in_thread(lambda: intake.receive(10))
+        wait_until_the_caller_reads(intake)
+        sender.send_multipart(message(1))
+        with pytest.raises(KeyboardInterrupt):
+            waiting.result(timeout=10)
+        assert calls, "the message was read straight to its caller"
+        assert number_of(intake.receive(10)) == 1
+    finally:
+        sender.close()
+        intake.release()

@@ -136,17 +136,19 @@ class Codec:
         run = _idle_runs.encode
         if run.codec is not None:  # this thread is inside an encode already (a plugin's, a serializer's)
             run = _EncodeRun()
+        packed = False
         try:
             run.codec = self
             run.buffers = buffers = []
             body = run.pack(obj)
+            packed = True
         except (ValueError, RecursionError) as error:  # msgpack's nesting limit, or Python's
             raise EncodeError(
                 f"cannot encode this {type(obj).__qualname__}: {error}; lists and maps may nest at most "
                 f"511 deep and extension values (tuples, sets, …) at most {MAX_DEPTH} deep"
             ) from None
         finally:
-            run.finish()
+            run.finish(packed)
         header = _header_start(len(buffers)) + body
         if len(header) > MAX_HEADER_SIZE:
             raise EncodeError(
@@ -342,8 +344,8 @@ def all_numbers(items: list) -> bool:
         return False
     try:
         math.hypot(*items)
-    except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
-        return False  # a numpy complex scalar converts to float with a warning: not a real number
+    except Exception:  # not all real numbers: the list is walked, and ``default`` says what it holds
+        return False  # (a numpy complex scalar's warning is an error here, and any __float__ may raise)
     return True
 
 
@@ -385,10 +387,14 @@ class _EncodeRun:
         self.depth = -1  # the header's own document is level 0; each extension holding msgpack adds one
         self.packers: list[msgpack.Packer] = []  # by level
 
-    def finish(self) -> None:
-        """Make the run idle, holding no reference to the value's buffers, whatever happened."""
+    def finish(self, packed: bool) -> None:
+        """Make the run idle, holding no reference to the value's buffers, whatever happened.
+        After a failure its packers go too: a packer keeps the buffer it grew, and one that
+        failed never reached the size check of :meth:`pack` (:data:`MAX_KEPT_PACK_SIZE`)."""
         self.codec = self.buffers = self.inlining = None
         self.depth = -1
+        if not packed:
+            self.packers.clear()
 
     def pack(self, value: Any) -> bytes:
         depth = self.depth + 1

@@ -174,6 +174,7 @@ class ZmtpIntake:
         self._full = False  # more than queue_depth messages wait: no connection is read
         self._closed = False
         self._role = threading.Lock()  # held by the one thread that reads the sockets (see the module)
+        self._caller_reads = False  # the caller holds the role: receive() lets it go, whatever interrupts it
         self._wanted = False  # a caller waits for the intake's thread to give the role up
         self._caller_in = False  # a caller is in a blocking receive()
         self._seen = float("-inf")  # when a caller last entered or left a blocking receive() (monotonic)
@@ -209,37 +210,50 @@ class ZmtpIntake:
         the caller reads the sockets itself (see the module's docstring); with ``timeout`` 0
         without waiting for the sockets (:meth:`_poll`)."""
         now = time.monotonic()
-        with self._lock:
-            if self._closed:
-                raise ClosedError(f"listener on {self.endpoint} is closed")
-            if timeout != 0:
-                self._seen = now
-            if self._queue:
-                return self._take()
-            self._caller_in = True
-            # the usual blocking wait takes the role here, not in a second pass under the lock
-            reading = timeout != 0 and not self._bulk and self._role.acquire(blocking=False)
-        if timeout == 0:
-            try:
-                return self._poll(now + READER_LEASE)
-            finally:
-                with self._lock:
-                    self._caller_in = False
-                    dozing, self._dozing = self._dozing, False
-                if dozing:
-                    self._idle.set()
+        entered = False
         try:
+            with self._lock:
+                if self._closed:
+                    raise ClosedError(f"listener on {self.endpoint} is closed")
+                if timeout != 0:
+                    self._seen = now
+                if self._queue:
+                    return self._take()
+                entered = self._caller_in = True
+                # the usual blocking wait takes the role here, not in a second pass under the lock
+                reading = timeout != 0 and not self._bulk and self._caller_takes_role()
+            if timeout == 0:
+                return self._poll(now + READER_LEASE)
             return self._lead(None if timeout is None else now + timeout, reading)
         finally:
-            with self._lock:
-                self._caller_in = False
+            if entered:
+                self._leave(timeout != 0)
+
+    def _leave(self, waited: bool) -> None:
+        """The caller leaves :meth:`receive`, also when a signal's exception interrupted it: the
+        role is let go if it still holds it (or no thread would read the sockets again), and the
+        intake's thread is told. After a wait, the thread reads the next message while the caller
+        works on this one (bulk), or starts counting READER_LEASE from now (it was waiting for
+        this caller to leave)."""
+        if self._caller_reads:
+            self._caller_reads = False
+            self._role.release()
+        with self._lock:
+            self._caller_in = False
+            if waited:
                 self._seen = time.monotonic()
-                bulk = self._bulk
-                dozing, self._dozing = self._dozing, False
-            # the intake's thread reads the next while the caller works on this one (bulk), or
-            # starts counting READER_LEASE from now (it was waiting for this caller to leave)
-            if bulk and not self._role.locked() or dozing:
-                self._idle.set()
+            bulk = waited and self._bulk
+            dozing, self._dozing = self._dozing, False
+        if bulk and not self._role.locked() or dozing:
+            self._idle.set()
+
+    def _caller_takes_role(self) -> bool:
+        """Take the reader role for the caller if it is free; :meth:`_leave` lets it go if a
+        step does not (the step's own ``finally`` does, in :meth:`_read_as_caller`)."""
+        if not self._role.acquire(blocking=False):
+            return False
+        self._caller_reads = True
+        return True
 
     def _lead(self, deadline: Optional[float], reading: bool) -> Optional[list[memoryview]]:
         """Wait for a message until ``deadline``, reading the sockets while holding the role
@@ -260,7 +274,7 @@ class ZmtpIntake:
                 if left is not None and left <= 0:
                     return None
                 bulk = self._bulk
-                reading = not bulk and self._role.acquire(blocking=False)
+                reading = not bulk and self._caller_takes_role()
                 if not reading:  # the intake's thread reads; unless bulk, it gives the role up when woken
                     self._wanted = not bulk
                     self._handoff.arm()
@@ -278,7 +292,7 @@ class ZmtpIntake:
         takes several reads). So a burst that has arrived is all seen by a caller that drains
         with ``receive(0)`` (a ``"latest"`` listener), not one message per call. While messages
         are large the thread keeps the role and queues them; the caller does not wait then."""
-        while not self._role.acquire(blocking=False):
+        while not self._caller_takes_role():
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"listener on {self.endpoint} is closed")
@@ -313,6 +327,7 @@ class ZmtpIntake:
             logger.exception("the intake of listener %s failed; it receives nothing more", self.endpoint)
             self.close()
         finally:
+            self._caller_reads = False
             self._role.release()
 
     def _take(self) -> list[memoryview]:
@@ -450,14 +465,20 @@ class ZmtpIntake:
         if not got:
             self._drop(c, "", log=False)
             return None
+        c.end = got  # the bytes are the connection's at once
         self._bytes_read += got
-        whole = _whole_message(c.buffer, 0, got, self._max_message_size, self.head_frames)
+        try:
+            whole = _whole_message(c.buffer, 0, got, self._max_message_size, self.head_frames)
+        except BaseException:  # a signal's exception (Ctrl-C): the bytes go to the queue, not lost
+            self._parse(c)
+            raise
         if whole is None or whole[0] != got:
-            c.end = got
             self._parse(c)
             return None
+        c.start = got
         if c.acks:
             self._owing.add(c)  # ack ticks run until it is delivered and acked
+            c.settled = False  # nothing marks it queued: a tick before its delivery must not let it go
         self.source = c
         return whole[2]
 
