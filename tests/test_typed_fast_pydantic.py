@@ -10,11 +10,11 @@ import pydantic
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from test_typed_fast import ANY_PLAIN, FLOATS, INT64, TEXT, old_path, refusals, same
+from test_typed_fast import ANY_PLAIN, FLOATS, INT64, TEXT, old_path, reads_as_on_the_codecs_path, refusals, same
 from wrapyfi_like.connect.formats import ValueFormat
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.encoding.typed_fast import HEADER_START, PydanticFast, fast_path
-from wrapyfi_like.exceptions import DecodeError, ValidationError
+from wrapyfi_like.exceptions import ValidationError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,11 +75,7 @@ def test_a_refused_message_fails_exactly_as_on_the_codecs_path(case, on_invalid)
     frames = refusals()[case]
     fmt = ValueFormat(message_type=Inner, on_invalid=on_invalid)
     assert fmt.decode == fmt._decode_fast
-    with pytest.raises((DecodeError, ValidationError)) as expected:
-        old_path(fmt, frames)
-    with pytest.raises(type(expected.value)) as got:
-        fmt.decode(frames)
-    assert str(got.value) == str(expected.value)
+    assert reads_as_on_the_codecs_path(fmt, frames) is not None
 
 
 @settings(max_examples=200, deadline=None)
@@ -93,15 +89,7 @@ def test_any_message_reads_as_on_the_codecs_path(value, where, replacement):
         tree[where] = replacement
     frames = [HEADER_START + msgpack.packb(tree)]
     for on_invalid in ("skip", "raise"):
-        fmt = ValueFormat(message_type=Reading, on_invalid=on_invalid)
-        try:
-            expected = old_path(fmt, frames)
-        except (DecodeError, ValidationError) as error:
-            with pytest.raises(type(error)) as got:
-                fmt.decode(frames)
-            assert str(got.value) == str(error)
-        else:
-            assert same(fmt.decode(frames), expected)
+        reads_as_on_the_codecs_path(ValueFormat(message_type=Reading, on_invalid=on_invalid), frames)
 
 
 def test_an_int_where_a_float_goes_reads_as_on_the_codecs_path():
@@ -183,11 +171,7 @@ def test_a_model_refusing_in_post_init_fails_as_on_the_codecs_path(on_invalid):
     assert type(fmt._fast) is PydanticFast
     assert fmt.decode(fmt.encode(Positive(weight=2.0))) == Positive(weight=2.0)
     frames = [HEADER_START + msgpack.packb({"weight": -1.0, "extra": 1})]
-    with pytest.raises((DecodeError, ValidationError)) as expected:
-        old_path(fmt, frames)
-    with pytest.raises(type(expected.value)) as got:
-        fmt.decode(frames)
-    assert str(got.value) == str(expected.value) and "never negative" in str(got.value)
+    assert "never negative" in str(reads_as_on_the_codecs_path(fmt, frames))
 
 
 @settings(max_examples=60, deadline=None)
