@@ -32,6 +32,7 @@ numbers are what this machine happened to do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import zmq
@@ -124,22 +125,30 @@ def receiver(spec: dict) -> None:
     listener.close()
 
 
-def sender(spec: dict) -> dict:
+@contextlib.contextmanager
+def receiver_process(module: str, spec: dict) -> Iterator[tuple[zmq.Context, zmq.Socket, subprocess.Popen]]:
+    """``python -m module --role receiver`` in a process of its own, once it said it is ready on
+    the ack socket: this process's context, that socket and the process (killed on the way out
+    if it still runs). The sender side of this benchmark and of :mod:`benchmarks.bench_shm_probe`."""
     context = zmq.Context.instance()
     ack = context.socket(zmq.PULL)
     ack.bind(spec["ack"])
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_shm", "--role", "receiver",
-                              "--spec", json.dumps(spec)])
+    child = subprocess.Popen([sys.executable, "-m", module, "--role", "receiver", "--spec", json.dumps(spec)])
     try:
         if not ack.poll(60_000):
             raise RuntimeError("the receiver did not start within 60 s")
         ack.recv_json()
-        results = run_blocks(spec, context, ack)
-        report = ack.recv_json()
-        child.wait(timeout=60)
+        yield context, ack, child
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def sender(spec: dict) -> dict:
+    with receiver_process("benchmarks.bench_shm", spec) as (context, ack, child):
+        results = run_blocks(spec, context, ack)
+        report = ack.recv_json()
+        child.wait(timeout=60)
     return {**results, "listener": report["stats"], "listener_extra_payloads": report["listener_extra_payloads"]}
 
 

@@ -44,6 +44,8 @@ from typing import Callable
 import numpy as np
 import zmq
 
+from benchmarks.bench_shm import receiver_process
+
 MB = 1 << 20
 WARMUP = 24
 """Unmeasured messages per size and path first (as :data:`benchmarks.bench_shm.WARMUP`)."""
@@ -181,13 +183,7 @@ def sender(spec: dict) -> dict:
     from wrapyfi_like.middlewares.zeromq import publisher as publisher_module
     from wrapyfi_like.middlewares.zeromq import shm
 
-    context = zmq.Context.instance()
-    ack = context.socket(zmq.PULL)
-    ack.bind(spec["ack"])
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_shm_probe", "--role", "receiver",
-                              "--spec", json.dumps(spec)])
-    try:
-        ack.recv_json()
+    with receiver_process("benchmarks.bench_shm_probe", spec) as (context, ack, child):
         publisher = Publisher("Probe", spec["topic"], carrier="shm", wait_timeout=30)
         _stamp(publisher._format, "encode", "encode")
         _stamp(publisher_module, "split", "split")
@@ -240,9 +236,6 @@ def sender(spec: dict) -> dict:
         publisher.close()
         child.wait(timeout=60)
         return {"report": report, "stats": publisher.stats()}
-    finally:
-        if child.poll() is None:
-            child.kill()
 
 
 def main() -> None:
