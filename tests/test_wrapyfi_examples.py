@@ -34,7 +34,9 @@ def _free_port() -> int:
 
 # zenoh's one-host rendezvous port, this module's own: the examples' fixed topics never meet
 # another test session's (zeromq's discovery port is the session's own already, tests/conftest.py).
-ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"}
+# faulthandler: a script that does not exit after Ctrl-C is sent SIGABRT, and its threads' stacks
+# show in the failure (a zenoh publisher once hung at exit on a loaded CI machine, unreproduced)
+ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -101,8 +103,12 @@ class Process:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.hung = True
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self._yes.kill()
         self._yes.wait()
         for reader in self._readers:
@@ -125,8 +131,9 @@ def run(folder: Path, *commands: str, until: str, on: int = -1) -> list[Process]
     finally:
         for process in processes:
             process.stop()
-    hung = [process.command for process in processes if process.hung]
-    assert not hung, f"{hung} did not exit within 10 s of Ctrl-C"
+    hung = [process for process in processes if process.hung]
+    assert not hung, (f"{[process.command for process in hung]} did not exit within 10 s of Ctrl-C; its "
+                      f"threads then:\n{''.join(hung[0].err)[-6000:]}")
     return processes
 
 
