@@ -69,7 +69,11 @@ class ZenohPublisherTransport(PublisherTransport):
         self.sent = 0
         self.dropped = 0
         self._queue: deque = deque()
-        self._changed = threading.Condition(threading.Lock())  # not the default RLock: cheaper per message
+        # Held through the lock itself, never ``with self._changed``: Condition.__enter__ is Python
+        # code, and a Ctrl-C landing in it after the lock is taken left the lock held for good
+        # (close() at exit then waited for ever). A plain Lock, not the default RLock: cheaper.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._matching = False
         self._closed = False
         # wakes the idle sender thread: held while nothing is signalled, released once per idle
@@ -95,7 +99,7 @@ class ZenohPublisherTransport(PublisherTransport):
 
     def _on_matching(self, status: Any) -> None:
         # ``matching_status`` objects are always truthy; only ``.matching`` tells
-        with self._changed:
+        with self._lock:
             self._matching = bool(status.matching)
             self._changed.notify_all()
 
@@ -103,7 +107,7 @@ class ZenohPublisherTransport(PublisherTransport):
         """Queue one message for every listener; with ``should_wait``, first wait for one to exist."""
         check_outgoing(frames, self._max_message_size, self.topic)
         payload, lengths = framing.join(frames)  # the copy that lets the caller reuse its buffers
-        with self._changed:
+        with self._lock:
             self._check_open()
             if self._should_wait and not self._matching:
                 self._wait(lambda: self._matching, deadline_after(self._wait_timeout))
@@ -122,7 +126,7 @@ class ZenohPublisherTransport(PublisherTransport):
             self._wake_sender()
 
     def _wake_sender(self) -> None:
-        """Called holding ``_changed``, the only place that releases ``_ready``."""
+        """Called holding ``_lock``, the only place that releases ``_ready``."""
         if self._idle:
             self._idle = False
             self._ready.release()
@@ -146,7 +150,7 @@ class ZenohPublisherTransport(PublisherTransport):
         """Put queued messages, in order, until closed and drained (or the linger is over)."""
         put = 0  # counted in ``sent`` at the next turn, under the lock that turn takes anyway
         while True:
-            with self._changed:
+            with self._lock:
                 self.sent += put
                 put = 0
                 if self._queue:
@@ -178,13 +182,13 @@ class ZenohPublisherTransport(PublisherTransport):
 
     def statistics(self) -> dict[str, int]:
         """``sent``: messages handed to zenoh; ``dropped``: discarded by the ``backpressure`` policy."""
-        with self._changed:
+        with self._lock:
             return {"sent": self.sent, "dropped": self.dropped}
 
     def close(self) -> None:
         """Close, also while another thread waits in :meth:`send` (it gets :class:`ClosedError`).
         Messages still queued get :data:`LINGER` seconds to go out."""
-        with self._changed:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -193,7 +197,7 @@ class ZenohPublisherTransport(PublisherTransport):
         if threading.current_thread() is not self._sender:
             self._sender.join(LINGER)
         if self._sender.is_alive():
-            with self._changed:
+            with self._lock:
                 lost = len(self._queue)
                 self._queue.clear()
                 self.dropped += lost
