@@ -64,7 +64,8 @@ class Inbox:
         self.owner = owner
         self._capacity = capacity
         self._items: deque = deque()
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()  # entered as itself: a Ctrl-C inside Condition.__enter__ (Python code) leaks the lock
+        self._changed = threading.Condition(self._lock)
         self.closed = False
 
     def put(self, item: Any, deadline: Optional[float] = None,
@@ -73,7 +74,7 @@ class Inbox:
         False (not queued) if the inbox closes, ``deadline`` passes or the sender is
         ``abandoned`` (closed) while waiting for room."""
         depth = self._capacity if depth is None else depth
-        with self._changed:
+        with self._lock:
             while depth is not None and len(self._items) >= depth:
                 if self.closed or abandoned() or not self._wait(deadline):
                     return False
@@ -86,7 +87,7 @@ class Inbox:
     def put_or_drop(self, item: Any, depth: int, drop_oldest: bool) -> bool:
         """Queue ``item`` without waiting; True if a message was lost because ``depth`` messages
         were already waiting: ``item`` itself, or with ``drop_oldest`` the oldest waiting one."""
-        with self._changed:
+        with self._lock:
             if self.closed:
                 return False
             lost = len(self._items) >= depth
@@ -100,7 +101,7 @@ class Inbox:
 
     def take_matching(self, matches: Callable[[Any], bool]) -> list:
         """Remove and return, oldest first, every waiting item for which ``matches`` is true."""
-        with self._changed:
+        with self._lock:
             taken, kept = [], deque()
             for item in self._items:
                 (taken if matches(item) else kept).append(item)
@@ -113,7 +114,7 @@ class Inbox:
         """The oldest item, or None if ``timeout`` seconds pass first (None: wait as long as it
         takes). Raises :class:`ClosedError` once the inbox is closed, also while waiting."""
         deadline = deadline_after(timeout)
-        with self._changed:
+        with self._lock:
             while True:
                 if self.closed:
                     raise ClosedError(f"{self.owner} is closed")
@@ -133,11 +134,11 @@ class Inbox:
 
     def wake(self) -> None:
         """Let waiting senders re-check whether they were abandoned."""
-        with self._changed:
+        with self._lock:
             self._changed.notify_all()
 
     def close(self) -> None:
-        with self._changed:
+        with self._lock:
             self.closed = True
             self._items.clear()
             self._changed.notify_all()
@@ -148,7 +149,8 @@ class Bus:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()  # entered as itself: a Ctrl-C inside Condition.__enter__ (Python code) leaks the lock
+        self._changed = threading.Condition(self._lock)
         self._members: dict[tuple[str, str], list[Inbox]] = {}
         self.closed = False
 
@@ -157,13 +159,13 @@ class Bus:
             raise ClosedError(f"{what}: {self.name} is closed (its inproc_middleware block has ended)")
 
     def join(self, kind: str, topic: str, inbox: Inbox) -> None:
-        with self._changed:
+        with self._lock:
             self.check_open(inbox.owner)
             self._members.setdefault((kind, topic), []).append(inbox)
             self._changed.notify_all()
 
     def leave(self, kind: str, topic: str, inbox: Inbox) -> None:
-        with self._changed:
+        with self._lock:
             members = self._members.get((kind, topic), [])
             if inbox in members:
                 members.remove(inbox)
@@ -172,14 +174,14 @@ class Bus:
             self._changed.notify_all()
 
     def members(self, kind: str, topic: str) -> list[Inbox]:
-        with self._changed:
+        with self._lock:
             return list(self._members.get((kind, topic), ()))
 
     def wait_for_members(self, kind: str, topic: str, deadline: Optional[float],
                          abandoned: Callable[[], bool]) -> list[Inbox]:
         """The inboxes of ``topic`` once there is one; empty if ``deadline`` passes or the
         waiter is ``abandoned`` first."""
-        with self._changed:
+        with self._lock:
             while not self._members.get((kind, topic)):
                 if self.closed or abandoned():
                     return []
@@ -190,12 +192,12 @@ class Bus:
 
     def topics(self, kind: str = LISTENERS) -> list[str]:
         """Topics with at least one listener (or server, for ``kind=SERVICES``), sorted."""
-        with self._changed:
+        with self._lock:
             return sorted(topic for member_kind, topic in self._members if member_kind == kind)
 
     def wake(self) -> None:
         """Let every waiter re-check whether it was abandoned."""
-        with self._changed:
+        with self._lock:
             self._changed.notify_all()
             inboxes = [inbox for members in self._members.values() for inbox in members]
         for inbox in inboxes:
@@ -203,7 +205,7 @@ class Bus:
 
     def close(self) -> None:
         """Close every inbox; transports on this bus raise :class:`ClosedError` from now on."""
-        with self._changed:
+        with self._lock:
             self.closed = True
             inboxes = [inbox for members in self._members.values() for inbox in members]
             self._members.clear()

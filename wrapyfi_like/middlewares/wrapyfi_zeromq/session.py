@@ -95,21 +95,22 @@ class _Announcer:
     def __init__(self, context: zmq.Context) -> None:
         self._context = context
         self._topics: dict[str, set[str]] = {}
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()  # entered as itself: a Ctrl-C inside Condition.__enter__ (Python code) leaks the lock
+        self._changed = threading.Condition(self._lock)
         self._stopping = False
         self._thread = start_thread(self._run, "wrapyfi_like-announcer")
 
     def add(self, xsub: str, topic: str) -> None:
-        with self._changed:
+        with self._lock:
             self._topics.setdefault(xsub, set()).add(topic)
             self._changed.notify()
 
     def remove(self, xsub: str, topic: str) -> None:
-        with self._changed:
+        with self._lock:
             self._topics.get(xsub, set()).discard(topic)
 
     def stop(self) -> None:
-        with self._changed:
+        with self._lock:
             self._stopping = True
             self._changed.notify()
         self._thread.join(1.0)
@@ -118,7 +119,7 @@ class _Announcer:
         sockets: dict[str, zmq.Socket] = {}
         monitor = monitor_topic().encode()
         try:
-            with self._changed:
+            with self._lock:
                 while not self._stopping:
                     for xsub, topics in self._topics.items():
                         if xsub not in sockets:

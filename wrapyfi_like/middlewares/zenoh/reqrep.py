@@ -143,7 +143,8 @@ class ZenohClientTransport(ClientTransport):
         self._key = topic_key(topic, session.domain)
         self._max_message_size = check_max_message_size(max_message_size)
         self._zenoh = zenoh_module()
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()  # entered as itself: a Ctrl-C inside Condition.__enter__ (Python code) leaks the lock
+        self._changed = threading.Condition(self._lock)
         self._closed = False
         self._matching = False
         self.counts = dict.fromkeys(("sent", "received", "remote_errors", "timeouts", "stale", "malformed"), 0)
@@ -157,7 +158,7 @@ class ZenohClientTransport(ClientTransport):
             self._on_matching(self._querier.matching_status)
 
     def _on_matching(self, status: Any) -> None:
-        with self._changed:
+        with self._lock:
             self._matching = bool(status.matching)
             self._changed.notify_all()
 
@@ -169,12 +170,12 @@ class ZenohClientTransport(ClientTransport):
             # also after a query that ended without a reply (its server went away): asking again at
             # once spun at full speed until the timeout, and zenoh, ending each query on this
             # thread, ate a Ctrl-C that landed in its callback
-            with self._changed:
+            with self._lock:
                 self._check_open()
                 while not self._matching:
                     self._wait_or_time_out(deadline, "no server")
             pending = self._send(payload, lengths, deadline)
-            with self._changed:
+            with self._lock:
                 while pending.reply is None and not pending.finished:
                     try:
                         self._wait_or_time_out(deadline, "no reply")
@@ -196,12 +197,12 @@ class ZenohClientTransport(ClientTransport):
                 lambda reply: self._on_reply(pending, reply), lambda: self._on_finished(pending), indirect=False),
                 payload=payload, attachment=lengths, target=self._zenoh.QueryTarget.BEST_MATCHING,
                 timeout=query_timeout)
-        with self._changed:
+        with self._lock:
             self.counts["sent"] += 1
         return pending
 
     def _on_reply(self, pending: _Pending, reply: Any) -> None:
-        with self._changed:
+        with self._lock:
             if pending.abandoned or pending.reply is not None:
                 self.counts["stale"] += 1
                 return
@@ -209,7 +210,7 @@ class ZenohClientTransport(ClientTransport):
             self._changed.notify_all()
 
     def _on_finished(self, pending: _Pending) -> None:
-        with self._changed:
+        with self._lock:
             pending.finished = True
             self._changed.notify_all()
 
@@ -232,15 +233,15 @@ class ZenohClientTransport(ClientTransport):
                     raise DecodeError("a zenoh reply without a frame table attachment")
                 frames = framing.split(ok.payload.to_bytes(), attachment.to_bytes())
             except DecodeError:
-                with self._changed:
+                with self._lock:
                     self.counts["malformed"] += 1
                 raise
-            with self._changed:
+            with self._lock:
                 self.counts["received"] += 1
             return frames
         message = reply.err.payload.to_bytes()
         if message.startswith(ERROR_MARK):
-            with self._changed:
+            with self._lock:
                 self.counts["remote_errors"] += 1
             raise RemoteError(truncate(message[len(ERROR_MARK):].decode(errors="replace")))
         raise TransportError(f"request to {self.topic}: zenoh replied {truncate(message)!r}")
@@ -250,11 +251,11 @@ class ZenohClientTransport(ClientTransport):
             raise ClosedError(f"client of {self.topic} is closed")
 
     def statistics(self) -> dict[str, int]:
-        with self._changed:
+        with self._lock:
             return dict(self.counts)
 
     def close(self) -> None:
-        with self._changed:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True

@@ -142,7 +142,7 @@ class ZmtpRouter(ZmtpIntake):
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every outbox to be written out (as libzmq's
         ``ZMQ_LINGER``: a reply sent just before closing still goes out); False if some was not."""
-        with self._drained:
+        with self._out_lock:
             return self._drained.wait_for(lambda: not self._writing, timeout)
 
     def outlet(self, identity: bytes) -> Optional[Outlet]:

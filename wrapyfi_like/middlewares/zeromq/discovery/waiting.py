@@ -62,11 +62,12 @@ class _Checker:
         self.pid = os.getpid()
         self._due: list[tuple[float, int, PeerCheck]] = []
         self._order = itertools.count()
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()  # entered as itself: a Ctrl-C inside Condition.__enter__ (Python code) leaks the lock
+        self._changed = threading.Condition(self._lock)
         self._thread: Optional[threading.Thread] = None
 
     def add(self, check: PeerCheck) -> None:
-        with self._changed:
+        with self._lock:
             heapq.heappush(self._due, (time.monotonic() + WAIT_WARNING, next(self._order), check))
             if self._thread is None:
                 self._thread = start_thread(self._run, "wrapyfi_like-peer-check")
@@ -74,7 +75,7 @@ class _Checker:
 
     def _run(self) -> None:
         while True:
-            with self._changed:
+            with self._lock:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 now = time.monotonic()
