@@ -3,6 +3,7 @@ per-listener fallback to frames, read-only views that keep their sample alive, a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -33,9 +34,14 @@ def prefix(monkeypatch):
     value = f"wlkt{uuid.uuid4().hex[:10]}_"
     monkeypatch.setenv(shm.PREFIX_VARIABLE, value)
     yield value
-    for name in shm_objects(value):  # iceoryx2's 16-byte per-prefix management object
-        if name.endswith(".global_mgmt"):
-            os.unlink(os.path.join("/dev/shm", name))
+    # the prefix is this test's alone: whatever of it is left (iceoryx2's 16-byte management
+    # object always; a failed test's killed nodes' segments too) goes, so runs do not fill /dev/shm
+    for path in [os.path.join("/dev/shm", name) for name in shm_objects(value)] + leftovers(value):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if os.path.dirname(os.path.dirname(path)) == "/tmp/iceoryx2/nodes":
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))  # the node's own folder, once empty
 
 
 def shm_objects(prefix: str) -> list[str]:
