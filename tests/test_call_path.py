@@ -6,8 +6,10 @@ import errno
 import pytest
 import zmq
 
-from wrapyfi_like.exceptions import TransportError
+from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
+from wrapyfi_like.exceptions import ConfigurationError, TransportError
 from wrapyfi_like.middlewares import zeromq
+from wrapyfi_like.testing import inproc_middleware
 
 
 def test_a_zmq_error_inside_the_zeromq_listeners_recv_reaches_the_user_as_ours(topic):
@@ -27,3 +29,80 @@ def test_a_zmq_error_inside_the_zeromq_listeners_recv_reaches_the_user_as_ours(t
             assert isinstance(raised.value.__cause__, zmq.ZMQError)
     finally:
         listener.close()
+
+
+class Pair(MiddlewareCommunicator):
+    """Two stacked decorators; ``returns`` (when set) is what the method returns instead of ``(a, b)``."""
+
+    returns = None
+
+    @MiddlewareCommunicator.register("NativeObject", "zeromq", "Pair", "$topic_a", should_wait=False)
+    @MiddlewareCommunicator.register("NativeObject", "$mware_b", "Pair", "$topic_b", should_wait=False)
+    def both(self, a, b, topic_a, topic_b, mware_b="zeromq"):
+        return (a, b) if self.returns is None else self.returns
+
+
+@pytest.fixture
+def in_memory():
+    with inproc_middleware():
+        yield
+    MiddlewareCommunicator.close_all_instances()
+
+
+def _direct(instance):
+    return instance.__dict__["_wrapyfi_like_bindings"]["Pair.both"].direct
+
+
+def test_a_stacked_method_keeps_the_return_rules_on_its_direct_path(topic, in_memory):
+    """After its first call a stacked method takes a direct path (no per-call ``Call``); a list
+    of parts is still published, a wrong count still raises, and a listener that finds nothing
+    still returns one None per decorator."""
+    topics = dict(topic_a=topic + "/a", topic_b=topic + "/b")
+    source, sink = Pair(), Pair()
+    source.activate_communication(Pair.both, "publish")
+    sink.activate_communication(Pair.both, "listen")
+    assert sink.both(None, None, **topics) == [None, None]
+    assert source.both(1, 2, **topics) == (1, 2)
+    assert _direct(source) is not None and _direct(sink) is not None
+    assert sink.both(None, None, **topics) == [1, 2]
+    source.returns = [3, {"x": 4}]
+    assert source.both(0, 0, **topics) == [3, {"x": 4}]
+    assert sink.both(None, None, **topics) == [3, {"x": 4}]
+    source.returns = (5,)
+    with pytest.raises(ConfigurationError, match="must return a tuple of 2"):
+        source.both(0, 0, **topics)
+    assert sink.both(None, None, **topics) == [None, None]
+    assert sink.stats()["both"][topics["topic_a"]]["incomplete"] == 0
+
+
+def test_a_stacked_methods_direct_path_goes_with_its_mode(topic, in_memory):
+    """activate_communication at any time: the direct paths built for one mode are not used in
+    the next, whichever it is."""
+    topics = dict(topic_a=topic + "/a", topic_b=topic + "/b")
+    first, second = Pair(), Pair()
+    first.activate_communication(Pair.both, "publish")
+    second.activate_communication(Pair.both, "listen")
+    second.both(None, None, **topics)
+    first.both(1, 2, **topics)
+    assert second.both(None, None, **topics) == [1, 2]
+    first.activate_communication(Pair.both, "listen")
+    second.activate_communication(Pair.both, "publish")
+    assert first.both(None, None, **topics) == [None, None]
+    second.both(3, 4, **topics)
+    second.both(5, 6, **topics)
+    assert first.both(None, None, **topics) == [3, 4]
+    assert first.both(None, None, **topics) == [5, 6]
+    second.activate_communication(Pair.both, None)
+    assert second.both(7, 8, **topics) == (7, 8)  # runs locally, publishes nothing
+    assert first.both(None, None, **topics) == [None, None]
+
+
+def test_a_stacked_listen_with_an_absent_middleware_returns_none_for_it_on_every_call(topic, in_memory):
+    topics = dict(topic_a=topic + "/a", topic_b=topic + "/b", mware_b="none")
+    source, sink = Pair(), Pair()
+    source.activate_communication(Pair.both, "publish")
+    sink.activate_communication(Pair.both, "listen")
+    sink.both(None, None, **topics)
+    for value in (1, 2):
+        source.both(value, "ignored", **topics)
+        assert sink.both(None, None, **topics) == [value, None]
