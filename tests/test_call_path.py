@@ -6,9 +6,11 @@ import errno
 import pytest
 import zmq
 
+from wrapyfi_like.connect.groups import Aligner
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ConfigurationError, TransportError
 from wrapyfi_like.middlewares import zeromq
+from wrapyfi_like.middlewares.envelope import Group, new_publisher_id
 from wrapyfi_like.testing import inproc_middleware
 
 
@@ -106,3 +108,31 @@ def test_a_stacked_listen_with_an_absent_middleware_returns_none_for_it_on_every
     for value in (1, 2):
         source.both(value, "ignored", **topics)
         assert sink.both(None, None, **topics) == [value, None]
+
+
+class _Parts:
+    """A stand-in listener giving ``(value, group)`` parts from a list; an exception in the list is raised."""
+
+    def __init__(self, parts):
+        self._parts = list(parts)
+        self.incomplete = 0
+        self.in_topic = "/parts"
+
+    def listen_part(self):
+        part = self._parts.pop(0) if self._parts else None
+        if isinstance(part, BaseException):
+            raise part
+        return part
+
+
+def test_the_aligner_keeps_a_part_read_before_another_listener_raised():
+    """The in-step read holds the parts it read when a later listener raises (Ctrl-C,
+    ``on_invalid="raise"``), as the general loop does: the next read returns that call whole."""
+    origin = new_publisher_id()
+    first, second = Group(origin, 1), Group(origin, 2)
+    aligner = Aligner([_Parts([("image 1", first), ("image 2", second)]),
+                       _Parts([KeyboardInterrupt(), ("meta 1", first), ("meta 2", second)])])
+    with pytest.raises(KeyboardInterrupt):
+        aligner.read()
+    assert aligner.read() == ["image 1", "meta 1"]
+    assert aligner.read() == ["image 2", "meta 2"]
