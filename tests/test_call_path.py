@@ -1,5 +1,5 @@
 """The per-message path's shortcuts keep what they shortcut: each test here fails if the guard
-of one shortcut (docs/benchmarks.md, "Where a 1 KB message's time goes") is removed."""
+of one shortcut (docs/benchmarks.md, "The call layer at 1 KB: per step") is removed."""
 
 import errno
 
