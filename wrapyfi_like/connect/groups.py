@@ -33,6 +33,8 @@ MAX_ORIGINS = 256
 """Publishing origins whose latest call each listener remembers (least recently heard forgotten)."""
 _UNGROUPED = b""
 """The origin given to parts that came without a group: they pair by arrival order."""
+_OUT_OF_STEP = object()
+"""What :meth:`Aligner._read_in_step` returns when the parts it read are of different calls."""
 
 
 class CallGroups:
@@ -70,6 +72,10 @@ class Aligner:
         """One value per listener, all of one call; None if a non-waiting listener has nothing
         and no call is complete yet."""
         with self._lock:
+            if not any(self._held):
+                values = self._read_in_step()
+                if values is not _OUT_OF_STEP:
+                    return values
             while True:
                 self._discard_dead()
                 group = self._complete()
@@ -84,6 +90,53 @@ class Aligner:
                     self._ungrouped[index] += 1
                     group = Group(_UNGROUPED, self._ungrouped[index])
                 self._hold(index, group, value)
+
+    def _read_in_step(self) -> Any:
+        """The usual case, with nothing held: every listener's next part is of one call. Read
+        the listeners in turn, as the general loop of :meth:`read` would (each time, the first
+        listener lacking the first part's call), and return that call's values without the
+        loop's searches over what is held (for two parts these cost ~16 µs a call, this ~3 µs).
+        At the first part of another call, hold what was read and return :data:`_OUT_OF_STEP`
+        for the loop to go on from there; if a non-waiting listener has nothing, hold what was
+        read and return None; if a listener raises, hold what was read and let it raise (as the
+        loop, which holds each part as it reads it, loses none either).
+
+        A listener gets each origin's calls in increasing order (its transport skips repeats and
+        late arrivals), so a call every listener has just given is not dead (behind a call one
+        of them saw), and noting it in ``_seen`` could never make a later part dead: the loop
+        would return these same values. A part that is dead on arrival (possible only after
+        parts were evicted) is followed by another call's part, and the loop discards it.
+        """
+        first: Optional[Group] = None
+        values: list = []
+        part = None
+        try:
+            for index, listener in enumerate(self._listeners):
+                part = listener.listen_part()
+                if part is None:
+                    break
+                value, group = part
+                if group is None:
+                    self._ungrouped[index] += 1
+                    group = Group(_UNGROUPED, self._ungrouped[index])
+                if first is None:
+                    first = group
+                elif group != first:
+                    self._hold(index, group, value)
+                    break
+                values.append(value)
+            else:
+                return values
+        except BaseException:  # a listener raised (Ctrl-C, on_invalid="raise", closed): keep what was read
+            self._hold_read(first, values)
+            raise
+        self._hold_read(first, values)
+        return None if part is None else _OUT_OF_STEP
+
+    def _hold_read(self, group: Optional[Group], values: list) -> None:
+        """Hold ``values``, the parts of ``group`` read from the first listeners."""
+        for index, value in enumerate(values):
+            self._hold(index, group, value)
 
     def _hold(self, index: int, group: Group, value: Any) -> None:
         held, seen = self._held[index], self._seen[index]

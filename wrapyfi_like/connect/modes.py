@@ -103,12 +103,15 @@ def run(mode: str, call: Call) -> Any:
 
 
 def _direct(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]]:
-    """What later calls of a method with one decorator of one data type (the common case) may run
-    instead of the mode, with its communicators already in hand: the same result without building
-    a :class:`Call` or splitting and regrouping returns. That saves about 1.5 µs of the ~10 µs a
-    small message costs each side, and more when messages come one at a time to a cold CPU."""
-    if len(call.registrations) != 1 or call.registrations[0].is_list:
+    """What later calls of a method whose decorators are not list-form (one decorator: the common
+    case; several: :func:`_direct_stacked`) may run instead of the mode, with its communicators
+    already in hand: the same result without building a :class:`Call` or splitting and
+    regrouping returns. That saves about 1.5 µs of the ~10 µs a small message costs each side,
+    and more when messages come one at a time to a cold CPU."""
+    if any(registration.is_list for registration in call.registrations):
         return None
+    if len(call.registrations) != 1:
+        return _direct_stacked(mode, call)
     if mode == "publish":
         return _direct_publish(call)
     if mode == "listen":
@@ -135,6 +138,47 @@ def _direct_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
             return returns
         # Any other shape: the general path publishes a one-item list or explains the mistake.
         return _publish_returns(Call(func, instance, args, kwargs, registrations, binding), [[publisher]], returns)
+
+    return publish
+
+
+def _direct_stacked(mode: str, call: Call) -> Optional[Callable[[Any, tuple, dict], Any]]:
+    """Later calls of a method with several decorators, none of them list-form (a frame and its
+    metadata): its publishers and call groups, or its listeners and aligner, in hand. The mode
+    builds a :class:`Call`, its communicators' lists and the regrouped returns per call: about
+    4 µs of a two-part publish and 8 µs of a two-part listen."""
+    if mode == "publish":
+        return _direct_stacked_publish(call)
+    if mode != "listen":
+        return None
+    listeners = [listener for (listener,) in call.communicators("listen")]
+    if any(isinstance(listener, Absent) for listener in listeners):
+        return None  # the mode returns None for those and aligns the others
+    aligner = call.binding.state("aligner", lambda: Aligner(listeners))
+
+    def listen(instance: Any, args: tuple, kwargs: dict) -> list:
+        values = aligner.read()
+        return values if values is not None else [listener.empty() for listener in listeners]
+
+    return listen
+
+
+def _direct_stacked_publish(call: Call) -> Callable[[Any, tuple, dict], Any]:
+    publishers = call.communicators("publish")
+    each = [publisher for (publisher,) in publishers]
+    groups = call.binding.state("groups", CallGroups)
+    func, registrations, binding = call.func, call.registrations, call.binding
+
+    def publish(instance: Any, args: tuple, kwargs: dict) -> Any:
+        returns = func(instance, *args, **kwargs)
+        if type(returns) is tuple and len(returns) == len(each):
+            with groups.lock:
+                group = groups.next()
+                for value, publisher in zip(returns, each):
+                    publisher.publish(value, group)
+            return returns
+        # Any other shape: the general path publishes a list of parts or explains the mistake.
+        return _publish_returns(Call(func, instance, args, kwargs, registrations, binding), publishers, returns)
 
     return publish
 

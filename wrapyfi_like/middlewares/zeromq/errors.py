@@ -12,7 +12,7 @@ translates those at the edge of every public method, through
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn, TypeVar
 
 import zmq
 
@@ -43,6 +43,26 @@ class MapsZMQErrors:
             method = getattr(cls, name, None)
             if callable(method) and not getattr(method, "_maps_zmq_errors", False):
                 setattr(cls, name, _mapped(method))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def maps_own_errors(method: F) -> F:
+    """Mark a public method that maps ZeroMQ's errors in its own body (``except zmq.ZMQError as
+    error: raise_mapped(self, error)``), so :class:`MapsZMQErrors` leaves it unwrapped.
+
+    For the per-message methods: the generic wrapper packs and unpacks the call's arguments,
+    about 0.5 µs a call at 1 KB, where a ``try`` in the method's body costs nothing until it raises.
+    """
+    method._maps_zmq_errors = True  # type: ignore[attr-defined]
+    return method
+
+
+def raise_mapped(transport: Any, error: zmq.ZMQError) -> NoReturn:
+    """Raise ``error`` (caught in ``transport``'s method) as ours, as the generic wrapper would."""
+    with map_exceptions(ZMQ_ERRORS, f"{transport._role} on {transport.__dict__.get('topic') or '?'}"):
+        raise error
 
 
 def _mapped(method: Callable[..., Any]) -> Callable[..., Any]:
