@@ -179,7 +179,7 @@ def _ours_receiver(spec: dict, way: str) -> Any:
 
 def _profile() -> dict[str, float]:
     """Seconds spent in each part of our publisher's ``send``, summed while the probe runs."""
-    from wrapyfi_like.middlewares.zeromq import outlets, publisher
+    from wrapyfi_like.middlewares.zeromq import outlets, publisher, zmtp_outlet
 
     spent: dict[str, float] = {}
 
@@ -192,11 +192,13 @@ def _profile() -> dict[str, float]:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
         return measured
 
-    publisher.try_send = timed("sends", publisher.try_send)
-    outlets.Outlet.read_acks = timed("acks", outlets.Outlet.read_acks)
+    for outlet in (outlets.Outlet, zmtp_outlet.ZmtpOutlet):
+        outlet.try_send = timed("sends", outlet.try_send)
+        outlet.read_acks = timed("acks", outlet.read_acks)
     cls = publisher.ZeroMQPublisherTransport
     cls._wait_for_trackers = timed("tracker wait", cls._wait_for_trackers)
     cls._wait_for_room = timed("room wait", cls._wait_for_room)
+    cls._write_rests = timed("rest writes", cls._write_rests)
     for name in OURS.values():
         setattr(publisher, name, timed("ownership step", getattr(publisher, name)))
     return spent
