@@ -14,6 +14,9 @@ of a loaded machine. The ways:
 - ``pyzmq``: one PUB socket and a SUB per listener, ``copy=False`` untracked (the benchmark
   tables' baseline: not safe either);
 - ``pyzmq_tracked``: the same with ``track=True`` and a wait on the tracker (pyzmq's own safe way);
+- ``outlet``: our publisher as it is configured without CURVE (its own ZMTP outlets);
+- ``libzmq_outlet``: the same publisher forced onto libzmq's ``DEALER`` outlets (the CURVE path
+  without keys: ``COPY_BELOW``'s copy or tracked wait, libzmq's pipe and I/O thread);
 - ``zmtp``: a plain blocking socket that speaks ZMTP to our listener itself (greeting, ``READY``
   as a DEALER, each message one ``sendmsg`` of frame heads and buffers; safe: the kernel has
   copied the buffers when ``sendmsg`` returns), reading the listener's acks back every 64 sends:
@@ -48,7 +51,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
-WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked", "zmtp")
+WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked", "zmtp", "outlet", "libzmq_outlet")
+OUTLETS = {"outlet": "our own outlet (the default without CURVE)",
+           "libzmq_outlet": "libzmq's DEALER outlet (the CURVE path, here without keys)"}
+"""Our publisher as configured, or forced onto libzmq's outlet: old and new in one pair of processes."""
 OURS = {"tracked": "_tracked", "copied": "_copied", "unsafe": "_shared"}
 """Our ways, by the publisher's ownership step (a function of the publisher module)."""
 GREETING = b"greeting"
@@ -162,6 +168,24 @@ def _zmtp_connect(endpoint: str) -> socket.socket:
     return sock
 
 
+class _NoCurve:
+    """Keys that are none: a publisher given these uses libzmq's outlets without CURVE."""
+
+    def apply(self, socket: zmq.Socket) -> None:
+        pass
+
+
+def _outlet_sender(spec: dict, way: str) -> Any:
+    from wrapyfi_like.middlewares.zeromq import PublisherTransport, publisher
+
+    transport = PublisherTransport(f"/ownership-probe/{way}", carrier=spec["carrier"], should_wait=True)
+    if way == "libzmq_outlet":
+        transport._keys = _NoCurve()
+        transport._own, transport._finish_rests, transport._hold = publisher._copied_or_tracked, False, list
+        publisher._start_frame_collector()
+    return transport
+
+
 def _ours_sender(spec: dict, way: str) -> Any:
     from wrapyfi_like.middlewares.zeromq import PublisherTransport, publisher
 
@@ -213,7 +237,7 @@ def run_sender(spec: dict) -> dict:
     reports = zmq.Context.instance().socket(zmq.PULL)
     reports.bind(spec["reports"])
     senders = {way: _ours_sender(spec, way) if way in OURS else _ZmtpSender(spec, way) if way == "zmtp"
-               else _PyzmqSender(spec, way) for way in spec["ways"]}
+               else _outlet_sender(spec, way) if way in OUTLETS else _PyzmqSender(spec, way) for way in spec["ways"]}
     payload = np.arange(spec["size"] // 4, dtype=np.float32)
     for way, sender in senders.items():  # until every listener has one: every connection is complete
         ready: set[int] = set()
@@ -255,8 +279,8 @@ def run_sender(spec: dict) -> dict:
 def run_listener(spec: dict) -> dict:
     reports = zmq.Context.instance().socket(zmq.PUSH)
     reports.connect(spec["reports"])
-    receivers = {way: _ours_receiver(spec, way) if way in OURS or way == "zmtp" else _PyzmqReceiver(spec, way)
-                 for way in spec["ways"]}
+    receivers = {way: _ours_receiver(spec, way) if way in OURS or way in OUTLETS or way == "zmtp"
+                 else _PyzmqReceiver(spec, way) for way in spec["ways"]}
     me = spec["listener"]
     for way, receiver in receivers.items():
         while (frames := receiver.recv(60)) is None or bytes(frames[0]) != GREETING:

@@ -1,4 +1,5 @@
-"""One publisher → listener connection ("outlet"), and whether it is up.
+"""One publisher → listener connection ("outlet") through libzmq, and whether it is up: the
+publisher's outlet when it has CURVE keys (without, it writes ZMTP itself: :mod:`.zmtp_outlet`).
 
 libzmq hides its connections, but a publisher must know when the one to a listener dies: a
 ``"block"`` publisher waits for room only while the listener is alive, and what a dead

@@ -1,25 +1,28 @@
 """ZeroMQ publish/listen transport: frames in, frames out; it never sees Python objects.
 
 Each listener binds a socket of its own and announces it to discovery under
-:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER socket
-(an :class:`~.outlets.Outlet`) to every listener of its topic, and sends each message to each of
-them (fan-out in the publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its
-subscription when the thread that owns it next touches it, so a publisher waiting for a
-subscription could wait forever on a listener whose thread is blocked elsewhere. A DEALER with
-one peer sends as a PUSH does, and reads the listener's acks (:mod:`.acks`) back; it
-queues messages for its listener as soon as its connection completes (libzmq's I/O threads do
-the handshake), so nothing depends on the listener's thread and the first message is never lost.
-Outlets send only over completed connections (:mod:`~.connections`): a listener that discovery
-still lists after it went away, or that refuses our CURVE key, is no destination. An outlet is
-closed only when its own connection is down and discovery no longer lists it (:mod:`~.outlets`).
+:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER (an
+*outlet*) to every listener of its topic, and sends each message to each of them (fan-out in the
+publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its subscription when the
+thread that owns it next touches it, so a publisher waiting for a subscription could wait forever
+on a listener whose thread is blocked elsewhere. A DEALER with one peer sends as a PUSH does, and
+reads the listener's acks (:mod:`.acks`) back; its connection completes without the listener's
+thread (the listener's intake or libzmq does the handshake), so the first message is never lost.
+Without CURVE an outlet is our own (:class:`~.zmtp_outlet.ZmtpOutlet`: it writes ZMTP frames with
+one ``sendmsg``, from this thread, no libzmq pipe or I/O thread in between); with CURVE keys it is
+libzmq's (:class:`~.outlets.Outlet`). Both offer the same methods, so this module never touches a
+socket. Outlets send only over completed connections (:mod:`~.connections`): a listener that
+discovery still lists after it went away, or that refuses our CURVE key, is no destination. An
+outlet is closed only when its own connection is down and discovery no longer lists it.
 
 A message is the multipart ``[topic, envelope, header, *buffers]``: the envelope
 (:mod:`wrapyfi_like.middlewares.envelope`) carries this publisher's random id and a sequence
 number 1, 2, 3, …, so listeners count what they missed. Topics match exactly.
 
-When a listener's queue (``queue_depth`` messages on the publisher's side of each connection) is
-full, the publisher's ``backpressure`` policy applies: ``"block"`` waits for room while the
-listener's connection is up (up to ``wait_timeout`` if set, then :class:`WaitTimeout`); nothing
+When a listener's connection has no room (our outlet: the kernel's send buffer takes nothing of
+the message, or a partly written message's rest is still waiting; libzmq's: ``queue_depth``
+messages queued), the publisher's ``backpressure`` policy applies: ``"block"`` waits for room while
+the listener's connection is up (up to ``wait_timeout`` if set, then :class:`WaitTimeout`); nothing
 is discarded for a slow or stopped listener. ``"drop"`` drops the new message for that listener.
 ``"latest"`` holds the new message as the one pending message for that listener, replacing
 (dropping) any older pending one; a flusher thread sends it as soon as there is room, so the
@@ -29,13 +32,18 @@ dropped (killed, host gone) is counted in ``dropped`` too, and what had been sen
 listener never acked in ``unconfirmed`` (an upper bound of what it lost, :mod:`.acks`).
 
 Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
-as :meth:`send` returns. ``"block"`` sends the large buffers of a message zero-copy and waits
-until libzmq has written them out (pyzmq's ``MessageTracker``) when together they reach
-:data:`COPY_BELOW`, and copies them once below it (a copy is then cheaper than the wait);
-``"drop"`` and ``"latest"`` must never wait for a slow listener, so they copy large buffers once
-whatever their size. Small buffers (< 64 KiB) are always copied by pyzmq. ``"unsafe"`` sends
-zero-copy and returns at once: the caller must not modify a published buffer until libzmq has
-sent it, or the listener receives the modified bytes.
+as :meth:`send` returns. Our outlets need nothing for it: the kernel copies what ``sendmsg`` takes.
+A message it took only part of is finished before anything else goes to that listener: ``"block"``
+writes the rest from the caller's buffers before :meth:`send` returns (every listener's rest in one
+poll loop); otherwise, or when that wait is cut short (``wait_timeout``, ``close()``, Ctrl-C), the
+rest is copied and the flusher writes it. With libzmq's outlets (CURVE), ``"block"`` sends the large
+buffers of a message zero-copy and waits until libzmq has written them out (pyzmq's
+``MessageTracker``) when together they reach :data:`COPY_BELOW`, and copies them once below it (a
+copy is then cheaper than the wait); ``"drop"`` and ``"latest"`` must never wait for a slow
+listener, so they copy large buffers once whatever their size. Small buffers (< 64 KiB) are always
+copied by pyzmq. ``"unsafe"`` sends zero-copy and returns at once: the caller must not modify a
+published buffer until libzmq has sent it, or the listener receives the modified bytes (our
+outlets copy a rest under ``"unsafe"`` too: there is no wait to save).
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, to
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
 from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
-from wrapyfi_like.middlewares.zeromq.zmtp_outlet import ZmtpOutlet
+from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framed, ZmtpOutlet
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -129,13 +137,13 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
         if self._keys is None:  # our own outlets: what sendmsg took, the kernel has copied
-            self._own = _as_is
+            self._own, self._message = _as_is, Framed
             self._finish_rests = (backpressure, zero_copy) == ("block", "safe")
             self._hold = _held if zero_copy == "safe" else list
         else:
             self._own = {("block", "safe"): _copied_or_tracked, ("drop", "safe"): _copied,
                          ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
-            self._finish_rests, self._hold = False, list
+            self._finish_rests, self._hold, self._message = False, list, list
             if self._own is not _copied:
                 _start_frame_collector()
         self._queue_depth = queue_depth
@@ -204,13 +212,13 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
                                                       self._loan):
                 if shm_message is None:
-                    shm_message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq,
-                                                                     self._flags | SHM, group), *part.frames]
+                    shm_message = self._message([self._topic_frame, envelopes.pack(
+                        self.publisher_id, self._seq, self._flags | SHM, group), *part.frames])
                 self._send_to(outlet, shm_message)
                 continue
             if message is None:  # built once, for the listeners that get frames
                 body, trackers = self._own(frames)
-                message = [self._topic_frame, envelope, *body]
+                message = self._message([self._topic_frame, envelope, *body])
                 del body
             self._send_to(outlet, message)
         del message, shm_message, part

@@ -109,16 +109,7 @@ class ZmtpOutlet:
             self._pump()
             if not self.up or self._rest:
                 return False
-        buffers: list = []
-        total = 0
-        last = len(message) - 1
-        for index, frame in enumerate(message):
-            size = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
-            head = _head(size, index < last)
-            buffers += (head, frame)
-            total += len(head) + size
-        if len(buffers) > _IOV_MAX:
-            buffers = [b"".join(buffers)]
+        buffers, total = message.wire if type(message) is Framed else _framed(message)
         try:
             sent = self._sock.sendmsg(buffers, (), _NOSIGNAL)
         except (BlockingIOError, InterruptedError):
@@ -370,6 +361,32 @@ class ZmtpOutlet:
         self.borrowing = False
         self._in.clear()
         self._greeted = self._multipart = False
+
+
+class Framed(list):
+    """A message's frames with their ZMTP heads worked out once, for every listener it goes to."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, frames: list) -> None:
+        super().__init__(frames)
+        self.wire = _framed(frames)
+
+
+def _framed(message: list) -> tuple[list, int]:
+    """The buffers ``sendmsg`` writes for ``message`` (each frame's head, then the frame) and
+    their bytes in all."""
+    buffers: list = []
+    total = 0
+    last = len(message) - 1
+    for index, frame in enumerate(message):
+        size = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
+        head = _head(size, index < last)
+        buffers += (head, frame)
+        total += len(head) + size
+    if len(buffers) > _IOV_MAX:
+        buffers = [b"".join(buffers)]
+    return buffers, total
 
 
 def _after(buffers: list, sent: int) -> list:
