@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from wrapyfi_like.middlewares.zeromq import ListenerTransport, PublisherTransport, acks, zmtp, zmtp_outlet
+from wrapyfi_like.middlewares.zeromq import ListenerTransport, PublisherTransport, acks, connections, zmtp, zmtp_outlet
 from wrapyfi_like.middlewares.zeromq.zmtp_outlet import ZmtpOutlet
 
 pytestmark = pytest.mark.timeout(60)
@@ -207,3 +207,27 @@ def test_fifty_outlets_opened_and_closed_leave_no_file_descriptor(topic):
         wait_until(lambda: len(os.listdir("/proc/self/fd")) == before)
     finally:
         listener.close()
+
+
+def test_the_outlet_sets_tcp_liveness_and_the_ipc_send_buffer_on_its_own_socket(topic):
+    tcp, ipc = ListenerTransport(topic, carrier="tcp"), ListenerTransport(topic + "/ipc", carrier="ipc")
+    outlets = [ZmtpOutlet(tcp.endpoint), ZmtpOutlet(ipc.endpoint)]
+    try:
+        for outlet in outlets:
+            wait_until(lambda: up(outlet))
+        sock = outlets[0]._sock
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == connections.TCP_KEEPALIVE_IDLE_S
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == connections.TCP_KEEPALIVE_INTVL_S
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == connections.TCP_KEEPALIVE_CNT
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == connections.TCP_MAXRT_MS
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as plain:  # what the kernel grants (wmem_max)
+            plain.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, zmtp_outlet.IPC_SEND_BUFFER)
+            granted = plain.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert outlets[1]._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == granted
+    finally:
+        for outlet in outlets:
+            outlet.close()
+        tcp.close()
+        ipc.close()

@@ -44,7 +44,8 @@ keeps the default, ~200 KB, so a large message could leave libzmq only as fast a
 read it, and a ``zero_copy="safe"`` publisher waited for the slowest of its listeners to read
 nearly all of it. With the larger buffer libzmq hands a 1 MB message to the kernel in one go.
 A reply server's ipc connections get the same (:mod:`.router`): with the default every reply over
-it waited for the server's writing thread, as many times over as it was larger."""
+it waited for the server's writing thread, as many times over as it was larger; so does our own
+outlet's socket (:mod:`.zmtp_outlet`), before it connects."""
 _monitor_names = itertools.count()
 _MONITOR_EVENT = struct.Struct("=Hi")
 """A monitor event's first frame (libzmq's ``zmq_socket_monitor``): the event id, then its value
