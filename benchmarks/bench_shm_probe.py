@@ -181,13 +181,13 @@ def receiver(spec: dict) -> None:
 def sender(spec: dict) -> dict:
     from wrapyfi_like.connect.publishers import Publisher
     from wrapyfi_like.middlewares.zeromq import publisher as publisher_module
-    from wrapyfi_like.middlewares.zeromq import shm
+    from wrapyfi_like.middlewares.zeromq import shm, zmtp_outlet
 
     with receiver_process("benchmarks.bench_shm_probe", spec) as (context, ack, child):
         publisher = Publisher("Probe", spec["topic"], carrier="shm", wait_timeout=30)
         _stamp(publisher._format, "encode", "encode")
         _stamp(publisher_module, "split", "split")
-        _stamp(publisher_module, "try_send", "socket_send", before="notice")
+        _stamp(zmtp_outlet.ZmtpOutlet, "try_send", "socket_send", before="notice")
         _instrument_port(shm)
         transport = publisher._transport
         _stamp(transport, "_send_to", "zmq_send")

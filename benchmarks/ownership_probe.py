@@ -13,7 +13,14 @@ of a loaded machine. The ways:
 - ``unsafe``: our publisher with ``zero_copy="unsafe"`` (no copy, no wait: not safe);
 - ``pyzmq``: one PUB socket and a SUB per listener, ``copy=False`` untracked (the benchmark
   tables' baseline: not safe either);
-- ``pyzmq_tracked``: the same with ``track=True`` and a wait on the tracker (pyzmq's own safe way).
+- ``pyzmq_tracked``: the same with ``track=True`` and a wait on the tracker (pyzmq's own safe way);
+- ``outlet``: our publisher as it is configured without CURVE (its own ZMTP outlets);
+- ``libzmq_outlet``: the same publisher forced onto libzmq's ``DEALER`` outlets (the CURVE path
+  without keys: ``COPY_BELOW``'s copy or tracked wait, libzmq's pipe and I/O thread);
+- ``zmtp``: a plain blocking socket that speaks ZMTP to our listener itself (greeting, ``READY``
+  as a DEALER, each message one ``sendmsg`` of frame heads and buffers; safe: the kernel has
+  copied the buffers when ``sendmsg`` returns), reading the listener's acks back every 64 sends:
+  the probe for a publisher without libzmq's I/O thread (issue 21).
 
 ``tracked`` and ``copied`` are our ``"block"`` publisher with its ownership step set by hand
 (whatever ``COPY_BELOW`` would pick), so both can be measured at every size. A block is
@@ -29,6 +36,7 @@ meet each other's topics.
 from __future__ import annotations
 
 import argparse
+import select
 import json
 import os
 import socket
@@ -43,7 +51,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
-WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked")
+WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked", "zmtp", "outlet", "libzmq_outlet")
+OUTLETS = {"outlet": "our own outlet (the default without CURVE)",
+           "libzmq_outlet": "libzmq's DEALER outlet (the CURVE path, here without keys)"}
+"""Our publisher as configured, or forced onto libzmq's outlet: old and new in one pair of processes."""
 OURS = {"tracked": "_tracked", "copied": "_copied", "unsafe": "_shared"}
 """Our ways, by the publisher's ownership step (a function of the publisher module)."""
 GREETING = b"greeting"
@@ -91,6 +102,90 @@ class _PyzmqReceiver:
         self._socket.close(linger=0)
 
 
+class _ZmtpSender:
+    """Plain sockets writing ZMTP frames to every listener of ``way``'s topic (found through discovery)."""
+
+    def __init__(self, spec: dict, way: str) -> None:
+        from wrapyfi_like.middlewares import envelope
+        from wrapyfi_like.middlewares.zeromq import PublisherTransport, zmtp
+        from wrapyfi_like.middlewares.zeromq.keys import topic_frame
+
+        finder = PublisherTransport(f"/ownership-probe/{way}", carrier=spec["carrier"], should_wait=True)
+        with finder._lock:
+            finder._follow()
+            finder._wait_for_listener()
+            while len(finder._watch.endpoints) < spec["listeners"]:
+                select.select([finder._watch.fileno()], [], [], 0.1)
+            endpoints = sorted(finder._watch.endpoints)
+        finder.close()
+        self._sockets = [_zmtp_connect(endpoint) for endpoint in endpoints]
+        self._head, self._id, self._seq = zmtp.frame_head, envelope.new_publisher_id(), 0
+        self._pack, self._topic = envelope.pack, topic_frame(f"/ownership-probe/{way}")
+
+    def send(self, frames: list) -> None:
+        self._seq += 1
+        head, parts = self._head, []
+        message = [self._topic, self._pack(self._id, self._seq), *frames]
+        last = len(message) - 1
+        for index, frame in enumerate(message):
+            view = memoryview(frame).cast("B")
+            parts += (head(view.nbytes, index < last), view)
+        for sock in self._sockets:
+            sock.sendall(b"".join(parts)) if sum(len(p) for p in parts) < 4096 else _send_all(sock, parts)
+            if self._seq % 64 == 0:
+                try:
+                    while sock.recv(65536, socket.MSG_DONTWAIT):
+                        pass
+                except BlockingIOError:
+                    pass
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+def _send_all(sock: socket.socket, parts: list) -> None:
+    sent, total = sock.sendmsg(parts), sum(memoryview(part).nbytes for part in parts)
+    while sent < total:
+        sent += sock.send(b"".join(bytes(part) for part in parts)[sent:])
+
+
+def _zmtp_connect(endpoint: str) -> socket.socket:
+    from wrapyfi_like.middlewares.zeromq import outlets, zmtp
+
+    if endpoint.startswith("ipc://"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, outlets.IPC_SEND_BUFFER)
+        sock.connect(endpoint[len("ipc://"):])
+    else:
+        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(zmtp.GREETING + zmtp.ready(b"DEALER"))
+    got = b""
+    while len(got) < zmtp.GREETING_SIZE + 2 or len(got) < zmtp.GREETING_SIZE + 2 + got[zmtp.GREETING_SIZE + 1]:
+        got += sock.recv(4096)
+    return sock
+
+
+class _NoCurve:
+    """Keys that are none: a publisher given these uses libzmq's outlets without CURVE."""
+
+    def apply(self, socket: zmq.Socket) -> None:
+        pass
+
+
+def _outlet_sender(spec: dict, way: str) -> Any:
+    from wrapyfi_like.middlewares.zeromq import PublisherTransport, publisher
+
+    transport = PublisherTransport(f"/ownership-probe/{way}", carrier=spec["carrier"], should_wait=True)
+    if way == "libzmq_outlet":
+        transport._keys = _NoCurve()
+        transport._own, transport._finish_rests, transport._hold = publisher._copied_or_tracked, False, list
+        publisher._start_frame_collector()
+    return transport
+
+
 def _ours_sender(spec: dict, way: str) -> Any:
     from wrapyfi_like.middlewares.zeromq import PublisherTransport, publisher
 
@@ -108,7 +203,7 @@ def _ours_receiver(spec: dict, way: str) -> Any:
 
 def _profile() -> dict[str, float]:
     """Seconds spent in each part of our publisher's ``send``, summed while the probe runs."""
-    from wrapyfi_like.middlewares.zeromq import outlets, publisher
+    from wrapyfi_like.middlewares.zeromq import outlets, publisher, zmtp_outlet
 
     spent: dict[str, float] = {}
 
@@ -121,11 +216,13 @@ def _profile() -> dict[str, float]:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
         return measured
 
-    publisher.try_send = timed("sends", publisher.try_send)
-    outlets.Outlet.read_acks = timed("acks", outlets.Outlet.read_acks)
+    for outlet in (outlets.Outlet, zmtp_outlet.ZmtpOutlet):
+        outlet.try_send = timed("sends", outlet.try_send)
+        outlet.read_acks = timed("acks", outlet.read_acks)
     cls = publisher.ZeroMQPublisherTransport
     cls._wait_for_trackers = timed("tracker wait", cls._wait_for_trackers)
     cls._wait_for_room = timed("room wait", cls._wait_for_room)
+    cls._write_rests = timed("rest writes", cls._write_rests)
     for name in OURS.values():
         setattr(publisher, name, timed("ownership step", getattr(publisher, name)))
     return spent
@@ -139,7 +236,8 @@ def run_sender(spec: dict) -> dict:
     spent = _profile() if spec["profile"] else {}
     reports = zmq.Context.instance().socket(zmq.PULL)
     reports.bind(spec["reports"])
-    senders = {way: _ours_sender(spec, way) if way in OURS else _PyzmqSender(spec, way) for way in spec["ways"]}
+    senders = {way: _ours_sender(spec, way) if way in OURS else _ZmtpSender(spec, way) if way == "zmtp"
+               else _outlet_sender(spec, way) if way in OUTLETS else _PyzmqSender(spec, way) for way in spec["ways"]}
     payload = np.arange(spec["size"] // 4, dtype=np.float32)
     for way, sender in senders.items():  # until every listener has one: every connection is complete
         ready: set[int] = set()
@@ -181,7 +279,8 @@ def run_sender(spec: dict) -> dict:
 def run_listener(spec: dict) -> dict:
     reports = zmq.Context.instance().socket(zmq.PUSH)
     reports.connect(spec["reports"])
-    receivers = {way: _ours_receiver(spec, way) if way in OURS else _PyzmqReceiver(spec, way) for way in spec["ways"]}
+    receivers = {way: _ours_receiver(spec, way) if way in OURS or way in OUTLETS or way == "zmtp"
+                 else _PyzmqReceiver(spec, way) for way in spec["ways"]}
     me = spec["listener"]
     for way, receiver in receivers.items():
         while (frames := receiver.recv(60)) is None or bytes(frames[0]) != GREETING:

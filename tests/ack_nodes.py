@@ -74,6 +74,10 @@ def _listen(options) -> None:
         if seq == options.count - 1:
             break
     _report("summary", delivered=delivered, stats=transport.statistics())
+    # stay until the publisher has gone (its settle reads acks, and would see this close as another drop)
+    deadline = time.monotonic() + 30
+    while transport._intake._connections and time.monotonic() < deadline:
+        transport.recv(0.1)
     listener.close()
 
 

@@ -80,7 +80,11 @@ def main() -> None:
         senders.activate_communication(method, "publish")
     server.activate_communication(Node.service, "reply")
     senders.activate_communication(Node.service, "request")
-    megabyte = np.ones(1 << 20, np.uint8)  # sent zero-copy: pyzmq's frame collector starts
+    megabyte = np.ones(1 << 20, np.uint8)
+    # pyzmq's frame collector: started by a CURVE publisher (its libzmq outlets send zero-copy); ours write
+    # ZMTP themselves and never start it, so it is started here as such a publisher would
+    from wrapyfi_like.middlewares.zeromq.publisher import _start_frame_collector
+    _start_frame_collector()
     for method in (Node.blocking, Node.latest, Node.over_zenoh):
         done = start_own_thread(getattr(receivers, method.__name__))
         while done.is_alive():

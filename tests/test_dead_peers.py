@@ -17,7 +17,6 @@ from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding.codec import Codec
 from wrapyfi_like.exceptions import WaitTimeout
-from wrapyfi_like.middlewares.zeromq.connections import connected
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, list_directory, protocol
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 
@@ -81,8 +80,8 @@ def test_messages_published_while_a_listener_is_gone_never_reach_the_next_socket
         assert first.poll(10_000)
         assert first.recv_multipart()[1] == topic_frame(topic)  # after the ROUTER's routing id
         first.close(linger=0)
-        outlet = publisher._transport._outlets[endpoint].socket
-        wait_until(lambda: not connected(outlet))  # the publisher noticed the listener went away
+        outlet = publisher._transport._outlets[endpoint]
+        wait_until(lambda: outlet.check() >= 0 and not outlet.up)  # the publisher noticed the listener went away
 
         for _ in range(5):
             publisher.publish("while it is gone")
@@ -90,7 +89,7 @@ def test_messages_published_while_a_listener_is_gone_never_reach_the_next_socket
 
         second = context.socket(zmq.ROUTER)
         second.bind(endpoint)
-        wait_until(lambda: connected(outlet))  # reconnected to whatever binds the port now
+        wait_until(lambda: outlet.check() >= 0 and outlet.up)  # reconnected to whatever binds the port now
         publisher.publish("to the second")
         assert second.poll(10_000)
         frames = second.recv_multipart()  # one connection keeps order: a stale message would come first

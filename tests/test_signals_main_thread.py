@@ -28,6 +28,6 @@ def test_every_background_thread_blocks_sigint(topic):
     blocks_sigint = json.loads(result.stdout)
     names = " ".join(blocks_sigint)
     for expected in ("wrapyfi_like intake", "wrapyfi_like-discovery", "wrapyfi_like-peer-check",
-                     "wrapyfi_like-latest-", "zenoh publisher", "ZMQbg/IO", "GarbageCollectorThread"):
+                     "wrapyfi_like-flusher-", "zenoh publisher", "ZMQbg/IO", "GarbageCollectorThread"):
         assert expected in names, f"{expected!r} not among the threads the child started: {names}"
     assert [name for name, blocked in blocks_sigint.items() if not blocked] == []

@@ -28,6 +28,9 @@ TCP liveness instead, which a busy or SIGSTOPped listener's kernel keeps answeri
   drops it after ``IDLE + INTVL * CNT`` = :data:`DEAD_AFTER_IDLE_S` seconds;
 - a stopped or busy listener's kernel keeps acknowledging keepalives, so it is waited for, up to
   :data:`TCP_MAXRT_MS` once its receive buffer is full (see there).
+
+A publisher's own outlet (:mod:`.zmtp_outlet`, no libzmq) sets the same on its socket itself
+(``SO_KEEPALIVE``, ``TCP_KEEPIDLE``/``INTVL``/``CNT``, ``TCP_USER_TIMEOUT`` = :data:`TCP_MAXRT_MS`).
 """
 
 from __future__ import annotations

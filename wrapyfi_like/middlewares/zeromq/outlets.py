@@ -1,4 +1,5 @@
-"""One publisher → listener connection ("outlet"), and whether it is up.
+"""One publisher → listener connection ("outlet") through libzmq, and whether it is up: the
+publisher's outlet when it has CURVE keys (without, it writes ZMTP itself: :mod:`.zmtp_outlet`).
 
 libzmq hides its connections, but a publisher must know when the one to a listener dies: a
 ``"block"`` publisher waits for room only while the listener is alive, and what a dead
@@ -30,6 +31,7 @@ import zmq
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.middlewares.zeromq import acks
 from wrapyfi_like.middlewares.zeromq.connections import data_connection
+from wrapyfi_like.middlewares.zeromq.framing import try_send
 
 ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}|ipc:///[^\0]{1,200}")
 """Endpoints an outlet connects to: tcp to a host and port, or an ipc path. Anything else found
@@ -42,7 +44,8 @@ keeps the default, ~200 KB, so a large message could leave libzmq only as fast a
 read it, and a ``zero_copy="safe"`` publisher waited for the slowest of its listeners to read
 nearly all of it. With the larger buffer libzmq hands a 1 MB message to the kernel in one go.
 A reply server's ipc connections get the same (:mod:`.router`): with the default every reply over
-it waited for the server's writing thread, as many times over as it was larger."""
+it waited for the server's writing thread, as many times over as it was larger; so does our own
+outlet's socket (:mod:`.zmtp_outlet`), before it connects."""
 _monitor_names = itertools.count()
 _MONITOR_EVENT = struct.Struct("=Hi")
 """A monitor event's first frame (libzmq's ``zmq_socket_monitor``): the event id, then its value
@@ -55,15 +58,24 @@ Unconfirmed = Callable[["Outlet", int, str], None]
 (``count`` > 0), or ``(outlet, 0, problem)`` when the listener wrote something that is not an ack."""
 
 
+def checked_endpoint(endpoint: str) -> None:
+    """Refuse (``ValueError``) an endpoint from discovery that no outlet may connect to."""
+    if not ENDPOINT.fullmatch(endpoint) or (endpoint.startswith("tcp:")
+                                            and not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536):
+        raise ValueError("not a tcp://host:port or ipc:///path endpoint")
+
+
 class Outlet:
     """A DEALER socket connected to one listener's endpoint, with its connection state and the
-    sequence numbers sent over it that the listener has not acked yet."""
+    sequence numbers sent over it that the listener has not acked yet. Used with CURVE keys; without,
+    the publisher writes ZMTP itself (:class:`~.zmtp_outlet.ZmtpOutlet`, the same methods)."""
+
+    borrowing = False  # libzmq takes a message whole (its buffers copied or tracked by the publisher)
+    closing = False
 
     def __init__(self, context: zmq.Context, endpoint: str, queue_depth: int, linger_ms: int,
                  keys=None, unconfirmed: Optional[Unconfirmed] = None) -> None:
-        if not ENDPOINT.fullmatch(endpoint) or (endpoint.startswith("tcp:")
-                                                and not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536):
-            raise ValueError("not a tcp://host:port or ipc:///path endpoint")
+        checked_endpoint(endpoint)
         self.endpoint = endpoint
         self.socket = context.socket(zmq.DEALER)
         self.monitor: Optional[zmq.Socket] = None
@@ -119,6 +131,32 @@ class Outlet:
                 poller.register(fd, zmq.POLLIN)
             self._room_poller = (fds, poller)
         return self._room_poller[1]
+
+    def try_send(self, message: list) -> bool:
+        """Queue ``message`` without waiting; False if the socket has no room for it."""
+        return try_send(self.socket, message)
+
+    def write_rest(self) -> bool:
+        return True  # libzmq never leaves a message half queued
+
+    def keep_rest(self) -> None:
+        pass
+
+    def has_rest(self) -> bool:
+        return False
+
+    def news(self) -> bool:
+        """Whether the monitor has connection news not read yet."""
+        return bool(self.monitor.poll(0))
+
+    def register(self, poller: zmq.Poller, room: bool, news: bool = True) -> None:
+        """Add what wakes a wait on this outlet to ``poller``: its monitor (with ``news``: a waiter
+        that does not read it must leave it out, or its unread events wake it again and again),
+        its acks, and (with ``room``, or once up: its pipe is being attached) room in its queue."""
+        if news:
+            poller.register(self.monitor, zmq.POLLIN)
+        if room or self.up:
+            poller.register(self.socket, zmq.POLLOUT | zmq.POLLIN)
 
     def mark_up(self) -> None:
         """A send succeeded: the connection is up (the monitor's event may still be on its way)."""

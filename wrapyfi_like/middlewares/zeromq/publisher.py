@@ -1,25 +1,28 @@
 """ZeroMQ publish/listen transport: frames in, frames out; it never sees Python objects.
 
 Each listener binds a socket of its own and announces it to discovery under
-:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER socket
-(an :class:`~.outlets.Outlet`) to every listener of its topic, and sends each message to each of
-them (fan-out in the publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its
-subscription when the thread that owns it next touches it, so a publisher waiting for a
-subscription could wait forever on a listener whose thread is blocked elsewhere. A DEALER with
-one peer sends as a PUSH does, and reads the listener's acks (:mod:`.acks`) back; it
-queues messages for its listener as soon as its connection completes (libzmq's I/O threads do
-the handshake), so nothing depends on the listener's thread and the first message is never lost.
-Outlets send only over completed connections (:mod:`~.connections`): a listener that discovery
-still lists after it went away, or that refuses our CURVE key, is no destination. An outlet is
-closed only when its own connection is down and discovery no longer lists it (:mod:`~.outlets`).
+:func:`listener_key` of its topic. Each publisher watches that key and connects one DEALER (an
+*outlet*) to every listener of its topic, and sends each message to each of them (fan-out in the
+publisher, one hop, no broker). Why not PUB/SUB: a SUB socket only sends its subscription when the
+thread that owns it next touches it, so a publisher waiting for a subscription could wait forever
+on a listener whose thread is blocked elsewhere. A DEALER with one peer sends as a PUSH does, and
+reads the listener's acks (:mod:`.acks`) back; its connection completes without the listener's
+thread (the listener's intake or libzmq does the handshake), so the first message is never lost.
+Without CURVE an outlet is our own (:class:`~.zmtp_outlet.ZmtpOutlet`: it writes ZMTP frames with
+one ``sendmsg``, from this thread, no libzmq pipe or I/O thread in between); with CURVE keys it is
+libzmq's (:class:`~.outlets.Outlet`). Both offer the same methods, so this module never touches a
+socket. Outlets send only over completed connections (:mod:`~.connections`): a listener that
+discovery still lists after it went away, or that refuses our CURVE key, is no destination. An
+outlet is closed only when its own connection is down and discovery no longer lists it.
 
 A message is the multipart ``[topic, envelope, header, *buffers]``: the envelope
 (:mod:`wrapyfi_like.middlewares.envelope`) carries this publisher's random id and a sequence
 number 1, 2, 3, …, so listeners count what they missed. Topics match exactly.
 
-When a listener's queue (``queue_depth`` messages on the publisher's side of each connection) is
-full, the publisher's ``backpressure`` policy applies: ``"block"`` waits for room while the
-listener's connection is up (up to ``wait_timeout`` if set, then :class:`WaitTimeout`); nothing
+When a listener's connection has no room (our outlet: the kernel's send buffer takes nothing of
+the message, or a partly written message's rest is still waiting; libzmq's: ``queue_depth``
+messages queued), the publisher's ``backpressure`` policy applies: ``"block"`` waits for room while
+the listener's connection is up (up to ``wait_timeout`` if set, then :class:`WaitTimeout`); nothing
 is discarded for a slow or stopped listener. ``"drop"`` drops the new message for that listener.
 ``"latest"`` holds the new message as the one pending message for that listener, replacing
 (dropping) any older pending one; a flusher thread sends it as soon as there is room, so the
@@ -29,20 +32,24 @@ dropped (killed, host gone) is counted in ``dropped`` too, and what had been sen
 listener never acked in ``unconfirmed`` (an upper bound of what it lost, :mod:`.acks`).
 
 Ownership (``zero_copy``): with ``"safe"`` (the default), the caller may reuse its arrays as soon
-as :meth:`send` returns. ``"block"`` sends the large buffers of a message zero-copy and waits
-until libzmq has written them out (pyzmq's ``MessageTracker``) when together they reach
-:data:`COPY_BELOW`, and copies them once below it (a copy is then cheaper than the wait);
-``"drop"`` and ``"latest"`` must never wait for a slow listener, so they copy large buffers once
-whatever their size. Small buffers (< 64 KiB) are always copied by pyzmq. ``"unsafe"`` sends
-zero-copy and returns at once: the caller must not modify a published buffer until libzmq has
-sent it, or the listener receives the modified bytes.
+as :meth:`send` returns. Our outlets need nothing for it: the kernel copies what ``sendmsg`` takes.
+A message it took only part of is finished before anything else goes to that listener: ``"block"``
+writes the rest from the caller's buffers before :meth:`send` returns (every listener's rest in one
+poll loop); otherwise, or when that wait is cut short (``wait_timeout``, ``close()``, Ctrl-C), the
+rest is copied and the flusher writes it. With libzmq's outlets (CURVE), ``"block"`` sends the large
+buffers of a message zero-copy and waits until libzmq has written them out (pyzmq's
+``MessageTracker``) when together they reach :data:`COPY_BELOW`, and copies them once below it (a
+copy is then cheaper than the wait); ``"drop"`` and ``"latest"`` must never wait for a slow
+listener, so they copy large buffers once whatever their size. Small buffers (< 64 KiB) are always
+copied by pyzmq. ``"unsafe"`` sends zero-copy and returns at once: the caller must not modify a
+published buffer until libzmq has sent it, or the listener receives the modified bytes (our
+outlets copy a rest under ``"unsafe"`` too: there is no wait to save).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import threading
 import time
 from typing import Iterator, Optional
@@ -63,11 +70,11 @@ from wrapyfi_like.middlewares.zeromq.curve import Key, producer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.errors import MapsZMQErrors
 from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
-from wrapyfi_like.middlewares.zeromq.framing import try_send
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
 from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
+from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framed, ZmtpOutlet
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -129,10 +136,16 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
-        self._own = {("block", "safe"): _copied_or_tracked, ("drop", "safe"): _copied,
-                     ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
-        if self._own is not _copied:
-            _start_frame_collector()
+        if self._keys is None:  # our own outlets: what sendmsg took, the kernel has copied
+            self._own, self._message = _as_is, Framed
+            self._finish_rests = (backpressure, zero_copy) == ("block", "safe")
+            self._hold = _held if zero_copy == "safe" else list
+        else:
+            self._own = {("block", "safe"): _copied_or_tracked, ("drop", "safe"): _copied,
+                         ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
+            self._finish_rests, self._hold, self._message = False, list, list
+            if self._own is not _copied:
+                _start_frame_collector()
         self._queue_depth = queue_depth
         self.publisher_id = envelopes.new_publisher_id()
         self._seq = 0
@@ -146,7 +159,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
         self._context = zmq.Context.instance()
-        self._outlets: dict[str, Outlet] = {}
+        self._outlets: dict[str, Outlet | ZmtpOutlet] = {}
         self._refused: set[str] = set()  # listed endpoints we cannot or will not connect to
         self._tried: set[str] = set()  # endpoints whose outlet never connected and gave way (max_outlets)
         self._followed: Optional[frozenset[str]] = None
@@ -179,30 +192,38 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._found_one = True
             self._seq += 1
             envelope = envelopes.pack(self.publisher_id, self._seq, self._flags, group)
-            part = split(frames) if self._shm is not None else None
-            message = shm_message = None
-            trackers = []
-            for outlet in list(self._outlets.values()):
-                if not outlet.tuned:
-                    self._check(outlet)  # the news of its connection, which gets its send buffer then
-                if self._outlets.get(outlet.endpoint) is not outlet:
-                    continue  # closed by an earlier wait (or just now: down and unlisted)
-                if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
-                                                          self._loan):
-                    if shm_message is None:
-                        shm_message = [self._topic_frame, envelopes.pack(self.publisher_id, self._seq,
-                                                                         self._flags | SHM, group), *part.frames]
-                    self._send_to(outlet, shm_message)
-                    continue
-                if message is None:  # built once, for the listeners that get frames
-                    body, trackers = self._own(frames)
-                    message = [self._topic_frame, envelope, *body]
-                    del body
-                self._send_to(outlet, message)
-            del message, shm_message, part
-            if trackers:
-                self._wait_for_trackers(trackers)
+            try:
+                self._send_each(frames, split(frames) if self._shm is not None else None, envelope, group)
+                if self._finish_rests:
+                    self._write_rests()
+            finally:
+                self._keep_rests()  # a message begun and cut short is finished later, from a copy
             self.sent += 1
+
+    def _send_each(self, frames: list, part, envelope: bytes, group: Optional[Group]) -> None:
+        """Send one message to every listener (those with a shared-memory inbox get its notice)."""
+        message = shm_message = None
+        trackers = []
+        for outlet in list(self._outlets.values()):
+            if not outlet.tuned:
+                self._check(outlet)  # the news of its connection, which gets its send buffer then
+            if self._outlets.get(outlet.endpoint) is not outlet:
+                continue  # closed by an earlier wait (or just now: down and unlisted)
+            if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
+                                                      self._loan):
+                if shm_message is None:
+                    shm_message = self._message([self._topic_frame, envelopes.pack(
+                        self.publisher_id, self._seq, self._flags | SHM, group), *part.frames])
+                self._send_to(outlet, shm_message)
+                continue
+            if message is None:  # built once, for the listeners that get frames
+                body, trackers = self._own(frames)
+                message = self._message([self._topic_frame, envelope, *body])
+                del body
+            self._send_to(outlet, message)
+        del message, shm_message, part
+        if trackers:
+            self._wait_for_trackers(trackers)
 
     @contextlib.contextmanager
     def loan(self, nbytes: int) -> Iterator[np.ndarray]:
@@ -264,14 +285,16 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._followed = None  # look again on the next send
                 break
             try:
-                self._outlets[endpoint] = Outlet(self._context, endpoint, self._queue_depth,
-                                                 PUBLISHER_LINGER_MS, self._keys, self._unconfirmed)
+                self._outlets[endpoint] = (
+                    ZmtpOutlet(endpoint, self._unconfirmed) if self._keys is None else
+                    Outlet(self._context, endpoint, self._queue_depth, PUBLISHER_LINGER_MS, self._keys,
+                           self._unconfirmed))
             except ValueError as error:
                 self._refused.add(endpoint)
                 self._log.warning(truncate(endpoint), "endpoint",
                                   "publisher on %s: skipped listener endpoint %s from discovery: %s",
                                   self.topic, truncate(repr(endpoint)), error)
-            except zmq.ZMQError as error:  # out of sockets or file descriptors: try again later
+            except (zmq.ZMQError, OSError) as error:  # out of sockets or file descriptors: try again later
                 self._log.warning(self.topic, "outlet", "publisher on %s: cannot open a connection "
                                   "to listener %s: %s", self.topic, truncate(repr(endpoint)), error)
                 self._followed = None
@@ -323,9 +346,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 )
             poller = zmq.Poller()
             for outlet in self._outlets.values():
-                poller.register(outlet.monitor, zmq.POLLIN)
-                if outlet.up:
-                    poller.register(outlet.socket, zmq.POLLOUT)  # up; its pipe is being attached
+                outlet.register(poller, room=False)
             poller.register(self._watch.fileno(), zmq.POLLIN)
             poller.register(self._wakeup.fileno(), zmq.POLLIN)
             events = dict(poller.poll(slice_ms(deadline)))
@@ -334,8 +355,8 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._follow()
 
     def _send_when_room(self, outlet: Outlet, message: list) -> None:
-        if try_send(outlet.socket, message):
-            outlet.up = outlet.was_up = True
+        if outlet.try_send(message):
+            outlet.mark_up()
             outlet.sent(self._seq)
         else:
             self._wait_for_room(outlet, message)
@@ -353,7 +374,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 if outlet.was_up:  # closed meanwhile: down and no longer listed
                     self._count_dropped(outlet, 1)
                 return
-            if try_send(outlet.socket, message):
+            if outlet.try_send(message):
                 outlet.mark_up()
                 outlet.sent(self._seq)
                 return
@@ -379,7 +400,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 self._follow()
 
     def _send_or_drop(self, outlet: Outlet, message: list) -> None:
-        if try_send(outlet.socket, message):
+        if outlet.try_send(message):
             outlet.mark_up()
             outlet.sent(self._seq)
             return
@@ -390,19 +411,19 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
     def _send_latest(self, outlet: Outlet, message: list) -> None:
         """Send what is pending for this listener, then ``message``; hold whatever finds no room."""
         if outlet.pending is not None:
-            if try_send(outlet.socket, outlet.pending):
+            if outlet.try_send(outlet.pending):
                 outlet.sent(outlet.pending_seq)
                 outlet.pending = None
             else:
                 outlet.pending = None
                 self._count_dropped(outlet, 1)  # still no room: the older message gives way
-        if try_send(outlet.socket, message):
+        if outlet.try_send(message):
             outlet.mark_up()
             outlet.sent(self._seq)
             return
         self._check(outlet)
         if outlet.was_up and outlet.endpoint in self._outlets:
-            outlet.pending, outlet.pending_seq = message, self._seq
+            outlet.pending, outlet.pending_seq = self._hold(message), self._seq
             self._start_flusher()
 
     def _count_dropped(self, outlet: Outlet, count: int) -> None:
@@ -429,20 +450,21 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """
         now = time.monotonic()
         deadline, quiet = now + PUBLISHER_LINGER_MS / 1000, now + ACK_QUIET
+        for outlet in self._outlets.values():
+            outlet.closing = True
         while True:
             for outlet in self._outlets.values():
-                if outlet.pending is not None and try_send(outlet.socket, outlet.pending):
+                if outlet.write_rest() and outlet.pending is not None and outlet.try_send(outlet.pending):
                     outlet.sent(outlet.pending_seq)
                     outlet.pending = None
             waiting = [outlet for outlet in self._outlets.values()
-                       if outlet.up and (len(outlet.ledger) or outlet.pending is not None)
-                       and not outlet.monitor.poll(0)]
+                       if outlet.up and (len(outlet.ledger) or outlet.pending is not None or outlet.has_rest())
+                       and not outlet.news()]
             if not waiting or now >= min(deadline, quiet):
                 break
             poller = zmq.Poller()
             for outlet in waiting:
-                poller.register(outlet.socket, zmq.POLLIN | (zmq.POLLOUT if outlet.pending is not None else 0))
-                poller.register(outlet.monitor, zmq.POLLIN)
+                outlet.register(poller, room=outlet.pending is not None)
             poller.poll(max(1, slice_ms(min(deadline, quiet))))
             for outlet in waiting:
                 before = len(outlet.ledger)
@@ -481,35 +503,75 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                         raise WaitTimeout(f"a message on {self.topic} was still being sent after "
                                           f"{self._wait_timeout} s (wait_timeout)") from None
 
+    def _keep_rests(self) -> None:
+        """Copy what is unwritten of the message just sent (our own outlets): the caller gets its
+        buffers back, and the flusher writes the rest as soon as there is room."""
+        kept = False
+        for outlet in self._outlets.values():
+            if outlet.borrowing:
+                outlet.keep_rest()
+                kept = True
+        if kept:
+            self._start_flusher()
+
+    def _write_rests(self) -> None:
+        """``"block"`` and ``"safe"``: write what the kernel did not take of the message straight
+        from the caller's buffers before :meth:`send` returns, to every listener at once (one slow
+        listener does not hold up the others' writes). As for any ``"block"`` wait: a connection
+        that drops ends its wait (what it took unacked is counted), ``wait_timeout`` bounds it."""
+        deadline = deadline_after(self._wait_timeout)
+        while True:
+            unfinished = [outlet for outlet in self._outlets.values() if outlet.borrowing and not outlet.write_rest()]
+            if not unfinished:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"a listener of {self.topic} had no room for the rest of a message for "
+                                  f"{self._wait_timeout} s (wait_timeout); it is written when there is room")
+            poller = zmq.Poller()
+            for outlet in unfinished:
+                outlet.register(poller, room=True)
+            poller.register(self._wakeup.fileno(), zmq.POLLIN)
+            poller.poll(slice_ms(deadline))
+            self._check_open()
+            for outlet in unfinished:
+                outlet.read_acks()  # and see a listener that went away
+
     def _start_flusher(self) -> None:
         self._flush_needed.set()
         if self._flusher is None:
-            self._flusher = start_thread(self._flush, f"wrapyfi_like-latest-{self.topic}")
+            self._flusher = start_thread(self._flush, f"wrapyfi_like-flusher-{self.topic}")
 
     def _flush(self) -> None:
-        """``"latest"``: send each pending message as soon as its listener has room."""
+        """Write the kept rests, and (``"latest"``) send each pending message, as soon as their
+        listener has room: nothing waits for the next publish."""
         while True:
             self._flush_needed.wait()
             with self._lock:
                 if self._closed:
                     return
-                signals = []
+                poller = None
                 for outlet in list(self._outlets.values()):
-                    if outlet.pending is not None:
-                        if try_send(outlet.socket, outlet.pending):
+                    if outlet.write_rest():
+                        if outlet.pending is None:
+                            continue
+                        if outlet.try_send(outlet.pending):
                             outlet.sent(outlet.pending_seq)
                             outlet.pending = None
-                        else:
-                            signals.append(outlet.socket.getsockopt(zmq.FD))
-                if not signals:
+                            outlet.keep_rest()  # a copy already, but no longer the message's own list
+                            if not outlet.has_rest():
+                                continue
+                    outlet.read_acks()  # taken in: they would wake the wait (a drop is for _check to report)
+                    poller = poller or zmq.Poller()
+                    outlet.register(poller, room=True, news=False)
+                if poller is None:
                     self._flush_needed.clear()
                     if self._closed:  # close() sets _closed before the event: seen here if cleared late
                         return
                     continue
-                signals.append(self._wakeup.fileno())
+                poller.register(self._wakeup.fileno(), zmq.POLLIN)
             try:
-                select.select(signals, [], [], FLUSH_RECHECK)
-            except (OSError, ValueError):
+                poller.poll(int(FLUSH_RECHECK * 1000))
+            except (zmq.ZMQError, OSError, ValueError):
                 pass  # a socket closed meanwhile: look again under the lock
 
     def statistics(self) -> dict[str, int]:
@@ -560,7 +622,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._agent.unwatch(self._watch)
             self._await_acks()
             for outlet in self._outlets.values():
-                outlet.close()
+                outlet.close(PUBLISHER_LINGER_MS)
             self._outlets.clear()
             if self._shm is not None:
                 self._shm.close()
@@ -577,6 +639,16 @@ def _start_frame_collector() -> None:
         if not zmq.utils.garbage.gc.is_alive():
             with signals_blocked():
                 zmq.utils.garbage.gc.start()
+
+
+def _as_is(frames: list) -> tuple[list, list]:
+    """Our own outlets: ``sendmsg`` hands the buffers to the kernel, which copies them."""
+    return frames, []
+
+
+def _held(message: list) -> list:
+    """A message kept for later (``"latest"``'s pending one) as copies of its buffers."""
+    return [frame if type(frame) is bytes else bytes(memoryview(frame)) for frame in message]
 
 
 def _shared(frames: list) -> tuple[list, list]:
