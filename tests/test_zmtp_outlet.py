@@ -231,3 +231,24 @@ def test_the_outlet_sets_tcp_liveness_and_the_ipc_send_buffer_on_its_own_socket(
             outlet.close()
         tcp.close()
         ipc.close()
+
+
+@pytest.mark.parametrize("endpoint, ours", [
+    ("ipc:///tmp/wrapyfi_like/x", True), ("tcp://127.0.0.1:5000", True), ("tcp://[::1]:5000", True),
+    ("tcp://localhost:5000", False), ("tcp://listener.example:5000", False),
+])
+def test_only_endpoints_without_a_host_name_get_our_outlet(endpoint, ours):
+    """A host name would be looked up in the publisher's thread (a blocking DNS query); such an
+    endpoint goes to libzmq's outlet, which resolves it in its I/O thread."""
+    assert zmtp_outlet.names_no_host(endpoint) is ours
+
+
+def test_a_listener_listed_by_host_name_gets_libzmqs_outlet():
+    publisher = PublisherTransport("/names/host", should_wait=False)
+    try:
+        publisher._watch.endpoints = frozenset({"tcp://localhost:1", "tcp://127.0.0.1:1"})  # as if listed
+        publisher._follow()
+        assert {endpoint: type(outlet).__name__ for endpoint, outlet in publisher._outlets.items()} == {
+            "tcp://localhost:1": "Outlet", "tcp://127.0.0.1:1": "ZmtpOutlet"}
+    finally:
+        publisher.close()

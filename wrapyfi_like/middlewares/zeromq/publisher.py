@@ -74,7 +74,7 @@ from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, to
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
 from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
-from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framed, ZmtpOutlet
+from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framed, ZmtpOutlet, names_no_host
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -286,7 +286,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 break
             try:
                 self._outlets[endpoint] = (
-                    ZmtpOutlet(endpoint, self._unconfirmed) if self._keys is None else
+                    ZmtpOutlet(endpoint, self._unconfirmed) if self._keys is None and names_no_host(endpoint) else
                     Outlet(self._context, endpoint, self._queue_depth, PUBLISHER_LINGER_MS, self._keys,
                            self._unconfirmed))
             except ValueError as error:

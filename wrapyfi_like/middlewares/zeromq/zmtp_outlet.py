@@ -33,6 +33,7 @@ publisher keeps the outlet (while discovery lists the endpoint).
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
 import time
@@ -402,6 +403,20 @@ def _after(buffers: list, sent: int) -> list:
 
 def _nbytes(buffer) -> int:
     return len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes
+
+
+def names_no_host(endpoint: str) -> bool:
+    """Whether ``endpoint`` is an ipc path or a tcp address by number, which this outlet connects to
+    without a lookup. A host name would be resolved in the publisher's thread, by a blocking DNS
+    query: a discovery entry naming a host that never resolves would stall every publish. Such an
+    endpoint gets libzmq's outlet, which resolves in its I/O thread."""
+    if endpoint.startswith("ipc://"):
+        return True
+    try:
+        ipaddress.ip_address(endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _family(endpoint: str) -> int:
