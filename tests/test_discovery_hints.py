@@ -228,17 +228,18 @@ def test_a_watch_sees_a_new_peer_through_a_hint_long_before_its_poll(monkeypatch
             curve.stop_authenticators()
 
 
-def test_a_hint_to_a_connection_that_is_gone_is_counted_and_dropped(warm):
+def test_a_hint_to_a_connection_that_is_gone_is_counted_and_dropped_and_an_old_agent_gets_none(warm):
     address = free_address()
     host = ZmtpHost(address, warm)
     dealers = {}
     try:
-        for name in ("gone", "watcher", "announcer"):
+        for name in ("gone", "watcher", "announcer", "old"):
             dealer = dealers[name] = zmq.Context.instance().socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.ROUTING_ID, protocol.agent_routing_id(name.encode()))
+            dealer.setsockopt(zmq.ROUTING_ID, OLD_WATCHER.routing_id if name == "old"
+                              else protocol.agent_routing_id(name.encode()))
             dealer.connect(address)
-        for name in ("gone", "watcher"):
+        for name in ("gone", "watcher", "old"):
             dealers[name].send(protocol.sync(0, name, [], [KEY], ""))
             serve_until(host, lambda: dealers[name].poll(0))
         dealers.pop("gone").close()
@@ -249,6 +250,8 @@ def test_a_hint_to_a_connection_that_is_gone_is_counted_and_dropped(warm):
         assert warm.statistics()["hints"] == 2 and warm.statistics()["hints_unsent"] == 1
         dealers["watcher"].recv()  # its synced reply
         assert dealers["watcher"].poll(5000) and decode_reply(dealers["watcher"].recv()) == Changed()
+        dealers["old"].recv()  # its synced reply, and nothing after it: it was sent no hint
+        assert not dealers["old"].poll(0)
     finally:
         for dealer in dealers.values():
             dealer.close()
