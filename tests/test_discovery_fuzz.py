@@ -1,7 +1,7 @@
 """A live directory in its own process against hostile peers: it stays up, bounded, and useful.
 
 More than 10,000 hostile messages (random bytes, mutated and wrong-typed syncs, spoofed node ids,
-multi-frame junk, unread listings), one 100 MB frame and a flood of registrations go to the
+multi-frame junk, unread listings and unread hints), one 100 MB frame and a flood of registrations go to the
 directory while honest nodes in other processes find each other. The directory process's RSS is
 read from /proc before and after each shape (printed; run with ``-s`` to see the numbers).
 """
@@ -134,13 +134,15 @@ FLOOD = [[f"\0listener /flood/{n}", f"tcp://127.0.0.1:{10000 + n}", {"class_name
 
 class RegistrationFlood:
     """Valid syncs of :data:`~protocol.MAX_ANNOUNCEMENTS` made-up listeners each, one node per
-    connection, from another host address (127.0.0.2), renewed every second until stopped."""
+    connection, from another host address (127.0.0.2), renewed every second until stopped. Each
+    node also watches a flooded key and says it takes ``changed`` hints, and never reads one:
+    every node that gets in owes the others a hint they leave unread."""
 
     def __init__(self, address: str) -> None:
         port = address.rsplit(":", 1)[1]
         self.offered = 0
         self._stop = threading.Event()
-        self._sockets = [dealer(f"tcp://127.0.0.2:0;127.0.0.1:{port}", b"F%d" % index)
+        self._sockets = [dealer(f"tcp://127.0.0.2:0;127.0.0.1:{port}", protocol.agent_routing_id(b"F%d" % index))
                          for index in range(FLOOD_CONNECTIONS)]
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -149,7 +151,7 @@ class RegistrationFlood:
         seq = 0
         while not self._stop.is_set():
             for index, sock in enumerate(self._sockets):
-                sock.send(protocol.sync(seq, f"flood-{index}", FLOOD, [], "/0"))
+                sock.send(protocol.sync(seq, f"flood-{index}", FLOOD, [FLOOD[0][0]], "/0"))
                 self.offered += len(FLOOD)
             seq += 1
             self._stop.wait(1.0)

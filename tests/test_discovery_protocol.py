@@ -6,7 +6,7 @@ import pytest
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import (
-    Bye, ListRequest, Refused, Sync, Synced, check_endpoint, decode_listing, decode_reply, decode_request)
+    Bye, Changed, ListRequest, Refused, Sync, Synced, check_endpoint, decode_listing, decode_reply, decode_request)
 
 GOOD_ANNOUNCEMENT = ["\0listener /cam", "tcp://127.0.0.1:40123",
                      {"class_name": "Cam", "pid": 42, "data_types": ["Image"], "service": True, "x": None, "f": 1.5}]
@@ -20,6 +20,7 @@ def test_valid_messages_decode_to_their_named_tuples():
     assert decode_reply(protocol.synced(3, {"k": ["ipc:///tmp/x.sock"]}, True)) == Synced(
         3, {"k": frozenset({"ipc:///tmp/x.sock"})}, True)
     assert decode_reply(protocol.refused(4, "no")) == Refused(4, "no")
+    assert decode_reply(protocol.CHANGED) == Changed()
     rows = protocol.encode([["k", "", {}, "n"]])
     assert decode_listing(protocol.listing_from_rows(5, rows)).rows == (("k", "", {}, "n"),)
 
@@ -91,7 +92,16 @@ def test_a_request_over_the_size_limit_is_refused_before_parsing():
     msgpack.packb(["synced", 1, {1: ["tcp://127.0.0.1:1"]}, False]),
     msgpack.packb(["synced", 1, [], 0]), msgpack.packb(["listing", 1, []]), msgpack.packb(["refused", 1]),
     msgpack.packb(None), b"\xff" * 10,
+    msgpack.packb(["changed", "\0listener /cam"]), msgpack.packb(["changed", []]), msgpack.packb(["Changed"]),
 ])
 def test_malformed_replies_are_decode_errors(frame):
     with pytest.raises(DecodeError):
         decode_reply(frame)
+
+
+def test_the_protocol_version_is_read_from_the_routing_id_and_older_agents_are_version_1():
+    routing_id = protocol.agent_routing_id(b"\x00" * 14)
+    assert routing_id.startswith(b"v2") and len(routing_id) == 16
+    assert protocol.agent_version(routing_id) == protocol.VERSION == 2
+    for older in (b"N" + b"\xff" * 15, b"\x00\x6b\x8b\x45\x67", b"v", b"vx123", b""):
+        assert protocol.agent_version(older) == 1

@@ -11,7 +11,10 @@ is gone: data keeps flowing while the directory moves. Start order therefore nev
 
 The agent's DEALER keeps one random routing id for the agent's life (the directory binds the node
 id to it, and lets a reconnect with that id take over the old connection), never shown to others.
-Replies are checked (:func:`~.protocol.decode_reply`) before they touch a watch; a bad one is
+The directory also sends a ``changed`` hint when the endpoints of a key this agent watches change;
+the agent then syncs at once (at most one sync in flight, and :data:`HINT_GAP` after the last) instead
+of at its next poll, which stays as the safety net for a hint that never comes. Replies are checked
+(:func:`~.protocol.decode_reply`) before they touch a watch; a bad one is
 counted and logged, and the thread outlives any reply and any error of its own (it restarts its
 loop), so :meth:`NodeAgent.get` never hands out a dead agent.
 """
@@ -38,7 +41,7 @@ from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
 from wrapyfi_like.middlewares.zeromq.discovery.directory import Directory
 from wrapyfi_like.middlewares.zeromq.discovery.hosting import CurveHost, ZmtpHost
-from wrapyfi_like.middlewares.zeromq.discovery.protocol import Refused, Synced
+from wrapyfi_like.middlewares.zeromq.discovery.protocol import Changed, Refused, Synced
 from wrapyfi_like.middlewares.zeromq.discovery.watch import Watch
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
@@ -56,6 +59,9 @@ EXPIRY_INTERVAL = 0.25
 """Seconds between two expiry runs of a hosted directory."""
 SERVE_SLICE = 0.05
 """Seconds the host spends on requests before it looks at its own sync again (a flood cannot starve it)."""
+HINT_GAP = 0.01
+"""Seconds at least between the last sync and one a hint asks for (a directory that hints without
+pause cannot make this agent sync without pause either)."""
 RESTART_PAUSE = 0.2
 MAX_REFUSED_INTERVAL = 5.0
 """Seconds between syncs at most while the directory keeps refusing this node (the interval
@@ -86,7 +92,7 @@ class NodeAgent:
         self.realm = settings.realm
         self._server_keys, self._client_keys = curve.discovery_keys()
         self.node_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._routing_id = b"N" + os.urandom(15)  # never starts with 0 (libzmq's own ids do)
+        self._routing_id = protocol.agent_routing_id(os.urandom(14))  # says it takes hints
         self._identity = {"pid": os.getpid(), "host": socket.gethostname()[:protocol.MAX_INFO_TEXT_LENGTH]}
         self._lock = threading.Lock()
         self._announcements: dict[int, list] = {}
@@ -177,7 +183,7 @@ class NodeAgent:
         host = self._try_host()
         dealer = self._connect_dealer()
         awaiting: Optional[tuple[int, float]] = None
-        next_sync = next_expiry = 0.0
+        next_sync = next_expiry = last_sync = 0.0
         try:
             while not self._stopping:
                 now = time.monotonic()
@@ -187,7 +193,8 @@ class NodeAgent:
                 poller.register(dealer, zmq.POLLIN)
                 if host is not None:
                     poller.register(host.fileno(), zmq.POLLIN)
-                    deadline = min(deadline, next_expiry)
+                    next_hint = self.directory.next_hint()
+                    deadline = min(deadline, next_expiry, next_hint if next_hint is not None else deadline)
                 events = dict(poller.poll(max(0.0, deadline - now) * 1000))
                 if self._wakeup.fileno() in events:
                     self._wakeup.clear()
@@ -195,11 +202,15 @@ class NodeAgent:
                 if host is not None and host.fileno() in events:
                     host.serve(time.monotonic() + SERVE_SLICE)
                 if dealer in events:
-                    awaiting = self._receive_replies(dealer, awaiting)
+                    awaiting, hinted = self._receive_replies(dealer, awaiting)
+                    if hinted:
+                        next_sync = min(next_sync, last_sync + HINT_GAP)
                 now = time.monotonic()
                 if host is not None and now >= next_expiry:
                     self.directory.expire()
                     next_expiry = now + EXPIRY_INTERVAL
+                if host is not None:
+                    host.send_hints()
                 if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
                     logger.info("discovery directory at %s did not answer; taking over or reconnecting",
                                 self._address)
@@ -212,7 +223,7 @@ class NodeAgent:
                     number = next(self._seq)
                     dealer.send(protocol.sync(number, self.node_id, *self._state(), self.realm))
                     awaiting = (number, now)
-                    next_sync = now + self._interval()
+                    last_sync, next_sync = now, now + self._interval()
             try:
                 dealer.send(protocol.bye(self.node_id, self.realm), zmq.NOBLOCK)
             except zmq.Again:
@@ -262,12 +273,16 @@ class NodeAgent:
         dealer.connect(self._address)
         return dealer
 
-    def _receive_replies(self, dealer: zmq.Socket, awaiting: Optional[tuple[int, float]]):
+    def _receive_replies(self, dealer: zmq.Socket,
+                         awaiting: Optional[tuple[int, float]]) -> tuple[Optional[tuple[int, float]], bool]:
+        """``(awaiting, hinted)``: the sync still awaiting its reply, and whether a hint asks for a
+        sync (never while one is in flight: the directory answers it after the change it hinted at)."""
+        hinted = False
         while True:
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return awaiting
+                return awaiting, hinted
             try:
                 if len(frames) != 1:
                     raise DecodeError(f"a reply of {len(frames)} frames")
@@ -276,6 +291,10 @@ class NodeAgent:
                 self.counters["malformed_replies"] += 1
                 _log.warning(self._address, "malformed_reply", "discovery: ignored a malformed reply from %s: %s",
                              self._address, truncate(error))
+                continue
+            if isinstance(reply, Changed):
+                self.counters["hints"] += 1
+                hinted = hinted or awaiting is None
                 continue
             if awaiting is None or reply.seq != awaiting[0]:
                 continue  # a late answer to a sync we already gave up on

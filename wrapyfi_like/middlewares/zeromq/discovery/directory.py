@@ -19,6 +19,14 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
 - **Warm-up.** A new directory (after a takeover) does not yet know every live node: its replies
   carry ``warming`` until one entry lifetime has passed, and agents then add endpoints without
   removing any (:meth:`~.watch.Watch.update`), so a failover never tells a node a live peer is gone.
+- **Hints.** When a sync, a ``bye`` or expiry changes the endpoints of a key, the nodes watching
+  that key are owed a ``changed`` hint (:meth:`due_hints`, sent by the host), so they sync at once
+  instead of at their next poll. Only agents of protocol version 2 or later
+  (:func:`~.protocol.agent_version`) are indexed as watchers, so an older agent is never sent one.
+  A node is owed at most one hint (one flag, however many changes), gets at most one per
+  :data:`HINT_INTERVAL` (changes in between are told by one hint at its end), and owes nothing
+  once it syncs (its reply is newer than any hint). Hints only save time: a lost one leaves the
+  node to its periodic sync.
 """
 
 from __future__ import annotations
@@ -57,8 +65,14 @@ class Peer(NamedTuple):
         return self.routing_id.hex()
 
 
+HINT_INTERVAL = 0.02
+"""Seconds between two hints to one node at least. The first change is told at once (what a
+publisher waiting for its first listener needs); a burst of changes (a hundred processes
+starting, a failover) costs each watcher at most one hint, and so one sync, per interval."""
+
+
 class _Node:
-    __slots__ = ("owner", "expiry", "announcements", "size", "since")
+    __slots__ = ("owner", "expiry", "announcements", "size", "since", "hints", "watched", "hinted")
 
     def __init__(self, owner: Peer, since: float) -> None:
         self.owner = owner
@@ -66,6 +80,9 @@ class _Node:
         self.expiry = since
         self.announcements: tuple = ()
         self.size = 0
+        self.hints = protocol.agent_version(owner.routing_id) >= 2
+        self.watched: tuple[str, ...] = ()  # indexed in Directory._watchers; only if it takes hints
+        self.hinted = float("-inf")  # when it was last sent a hint
 
 
 class Directory:
@@ -82,6 +99,8 @@ class Directory:
         self._bytes = 0
         self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes]
         self._listing: Optional[bytes] = None  # cached encoded rows; None after any change
+        self._watchers: dict[str, set[str]] = {}  # key -> ids of the nodes that watch it and take hints
+        self._owed: set[str] = set()  # ids of the nodes owed a hint
         self.counters: Counter[str] = Counter()
 
     # -- requests -------------------------------------------------------------------------------
@@ -129,6 +148,9 @@ class Directory:
         node.expiry = now + ENTRY_TTL
         if node.announcements != request.announcements:
             self._replace(request.node, node, request.announcements)
+        if node.hints and node.watched != request.watched:
+            self._rewatch(request.node, node, request.watched)
+        self._owed.discard(request.node)  # its reply tells it more than a hint would
         self._bytes += size - node.size
         self._share(peer)[2] += size - node.size
         node.size = size
@@ -197,6 +219,25 @@ class Directory:
                         return found
         return found
 
+    def due_hints(self) -> list[Peer]:
+        """The connections to send a ``changed`` hint now; a node hinted less than
+        :data:`HINT_INTERVAL` ago stays owed until :meth:`next_hint`."""
+        if not self._owed:
+            return []
+        now = self._clock()
+        due = [node_id for node_id in self._owed if self._nodes[node_id].hinted + HINT_INTERVAL <= now]
+        for node_id in due:
+            self._owed.discard(node_id)
+            self._nodes[node_id].hinted = now
+        self.counters["hints"] += len(due)
+        return [self._nodes[node_id].owner for node_id in due]
+
+    def next_hint(self) -> Optional[float]:
+        """When :meth:`due_hints` has a hint to give next (this directory's clock), or None."""
+        if not self._owed:
+            return None
+        return min(self._nodes[node_id].hinted for node_id in self._owed) + HINT_INTERVAL
+
     def expire(self) -> int:
         """Drop every node whose last sync is older than :data:`ENTRY_TTL`; returns how many."""
         now = self._clock()
@@ -208,13 +249,16 @@ class Directory:
 
     def statistics(self) -> dict[str, int]:
         """Nodes, entries and bytes held, and counts of what was refused, malformed (here, or
-        ``refused_size`` by the host's reader before it reached us) or expired."""
+        ``refused_size`` by the host's reader before it reached us) or expired, and the hints given
+        (``hints``; ``hints_unsent``: those the host could not send, the watcher's connection being
+        gone or full)."""
         return {"nodes": len(self._nodes), "entries": self._entries, "bytes": self._bytes,
                 "malformed": self.counters["malformed"] + self.counters["refused_size"],
                 **{name: self.counters[name] for name in
-                   ("refused_identity", "refused_limit", "refused_realm", "expired")}}
+                   ("refused_identity", "refused_limit", "refused_realm", "expired", "hints", "hints_unsent")}}
 
     def _replace(self, node_id: str, node: _Node, announcements: tuple) -> None:
+        before = _served(node.announcements)
         self._unindex(node_id, node)
         node.announcements = announcements
         self._entries += len(announcements)
@@ -225,6 +269,26 @@ class Directory:
         for key, endpoints in grouped.items():
             self._by_key.setdefault(key, {})[node_id] = tuple(endpoints)
         self._listing = None
+        after = _served(announcements)
+        self._changed(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+    def _changed(self, keys) -> None:
+        """Owe a hint to every node that watches one of ``keys``."""
+        for key in keys:
+            watchers = self._watchers.get(key)
+            if watchers:
+                self._owed |= watchers
+
+    def _rewatch(self, node_id: str, node: _Node, watched: tuple[str, ...]) -> None:
+        for key in node.watched:
+            watchers = self._watchers.get(key)
+            if watchers is not None:
+                watchers.discard(node_id)
+                if not watchers:
+                    del self._watchers[key]
+        node.watched = watched
+        for key in watched:
+            self._watchers.setdefault(key, set()).add(node_id)
 
     def _unindex(self, node_id: str, node: _Node) -> None:
         for key in {key for key, _endpoint, _info in node.announcements}:
@@ -239,7 +303,10 @@ class Directory:
 
     def _remove(self, node_id: str) -> None:
         node = self._nodes.pop(node_id)
+        self._rewatch(node_id, node, ())
+        self._owed.discard(node_id)
         self._unindex(node_id, node)
+        self._changed(_served(node.announcements))
         self._bytes -= node.size
         share = self._share(node.owner)
         share[0] -= 1
@@ -248,3 +315,12 @@ class Directory:
             del self._by_address[node.owner.address]
         if self._owned.get(node.owner) == node_id:
             del self._owned[node.owner]
+
+
+def _served(announcements: tuple) -> dict[str, tuple[str, ...]]:
+    """key -> the endpoints ``announcements`` give under it (what a watcher of the key is told)."""
+    served: dict[str, tuple[str, ...]] = {}
+    for key, endpoint, _info in announcements:
+        if endpoint:
+            served[key] = served.get(key, ()) + (endpoint,)
+    return served

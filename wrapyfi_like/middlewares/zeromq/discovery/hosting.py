@@ -13,6 +13,11 @@ as libzmq's ``ZMQ_ROUTER_HANDOVER``, so a reconnecting agent keeps its node id.
 
 With CURVE, :class:`CurveHost` keeps libzmq's ROUTER: its peers are authenticated by ZAP (the
 directory binds a node to the key too), and libzmq bounds each frame but holds a request whole.
+
+Both also write the directory's ``changed`` hints (:meth:`ZmtpHost.send_hints`) on the watcher's
+own connection, found by its routing id, and never wait to: a hint goes in the same bounded outbox
+as the replies (with CURVE, libzmq's queue), and one that does not fit, or whose connection is
+gone, is dropped (by our reader counted as ``hints_unsent``); the watcher's periodic sync still comes.
 """
 
 from __future__ import annotations
@@ -83,6 +88,13 @@ class ZmtpHost:
             if reply is not None and not self._router.send(outlet, [reply]):
                 self.directory.counters["unsent"] += 1
 
+    def send_hints(self) -> None:
+        """Send the hints the directory owes now (:meth:`~.directory.Directory.due_hints`)."""
+        for peer in self.directory.due_hints():
+            outlet = self._router.outlet(peer.routing_id)
+            if outlet is None or not self._router.send(outlet, [protocol.CHANGED]):
+                self.directory.counters["hints_unsent"] += 1
+
     def close(self) -> None:
         self._router.release()
         self._ready.close()
@@ -138,6 +150,16 @@ class CurveHost:
                     self._socket.send(reply, zmq.NOBLOCK, copy=len(reply) < zmq.COPY_THRESHOLD)
                 except zmq.ZMQError:
                     self.directory.counters["unsent"] += 1
+
+    def send_hints(self) -> None:
+        """Send the hints the directory owes now. libzmq's ROUTER never waits either: it drops, without
+        telling (so uncounted), a hint to a peer that is gone or whose queue is full."""
+        for peer in self.directory.due_hints():
+            try:
+                self._socket.send(peer.routing_id, zmq.SNDMORE | zmq.NOBLOCK)
+                self._socket.send(protocol.CHANGED, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.directory.counters["hints_unsent"] += 1
 
     def close(self) -> None:
         self._socket.close(linger=0)

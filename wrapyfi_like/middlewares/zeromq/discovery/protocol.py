@@ -14,6 +14,9 @@ Each message is one frame, a msgpack array (docs/wire.md, "Discovery"):
 | ``["sync", seq, node_id, announcements, watched, realm]`` | ``["synced", seq, {key: [endpoint, ...]}, warming]`` or ``["refused", seq, reason]`` |
 | ``["bye", node_id, realm]`` | none |
 | ``["list", seq, realm]`` | ``["listing", seq, [[key, endpoint, info, node_id], ...]]`` or ``["refused", seq, reason]`` |
+
+and, unasked, from the directory to an agent that watches a key whose endpoints changed: ``["changed"]``
+(a hint to sync now; see :func:`agent_version` for who is sent one).
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ MAX_HOST_LENGTH = 253
 MAX_IPC_PATH_BYTES = 107
 """A Unix socket path holds at most 107 bytes (108 with its terminating NUL)."""
 MAX_SEQ = 2**63 - 1
+VERSION = 2
+"""This protocol's version: 2 added the ``changed`` hint. An agent says its version in its
+DEALER's routing id (:func:`agent_routing_id`), which every directory, old or new, accepts as it
+is, so a new agent still syncs with an old directory, and an old agent is never sent a hint."""
+_VERSION_MARK = b"v"
 
 _TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})")
 
@@ -90,6 +98,10 @@ class Synced(NamedTuple):
     node yet, so an endpoint missing from this reply is no sign that its owner is gone."""
 
 
+class Changed(NamedTuple):
+    """A hint: an endpoint under a key this agent watches was added or removed; sync to learn which."""
+
+
 class Refused(NamedTuple):
     seq: int
     reason: str
@@ -108,7 +120,7 @@ class Listing(NamedTuple):
 
 
 Request = Union[Sync, Bye, ListRequest]
-Reply = Union[Synced, Refused, Listing]
+Reply = Union[Synced, Changed, Refused, Listing]
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -223,7 +235,7 @@ def decode_request(frame: bytes) -> Request:
 
 
 def decode_reply(frame: bytes) -> Reply:
-    """The ``synced`` or ``refused`` reply in ``frame``, fully checked (what an agent receives)."""
+    """The ``synced``, ``changed`` or ``refused`` message in ``frame``, fully checked (what an agent receives)."""
     message = _unpack(frame, MAX_SYNCED_BYTES, max(MAX_WATCHED, MAX_ENDPOINTS_PER_KEY), MAX_WATCHED)
     if type(message) is not list or not message or type(message[0]) is not str:
         raise DecodeError("a discovery reply must be an array that starts with its kind")
@@ -236,6 +248,9 @@ def decode_reply(frame: bytes) -> Reply:
             _text(key, "a key", MAX_KEY_LENGTH)
             endpoints[key] = frozenset(check_endpoint(e) for e in _array(listed, "endpoints", MAX_ENDPOINTS_PER_KEY))
         return Synced(_seq(seq), endpoints, warming)
+    if message[0] == "changed":
+        _exactly(message, 1, "a changed hint")
+        return Changed()
     return _refused(message)
 
 
@@ -261,6 +276,20 @@ def decode_listing(frame: bytes) -> Union[Listing, Refused]:
     return Listing(_seq(seq), tuple(checked))
 
 
+def agent_routing_id(random_part: bytes) -> bytes:
+    """The routing id of an agent of this :data:`VERSION`: ``b"v"``, the version digit, then
+    ``random_part`` (at most 253 bytes: a routing id holds 255)."""
+    return _VERSION_MARK + str(VERSION).encode() + random_part
+
+
+def agent_version(routing_id: bytes) -> int:
+    """The protocol version of the agent with this routing id: what :func:`agent_routing_id` put
+    there, else 1 (agents before version 2 used ``b"N"`` and random bytes; tools use libzmq's ids)."""
+    if routing_id[:1] == _VERSION_MARK and routing_id[1:2].isdigit():
+        return int(routing_id[1:2])
+    return 1
+
+
 def encode(message: list) -> bytes:
     return msgpack.packb(message)
 
@@ -279,6 +308,10 @@ def list_request(seq: int, realm: str) -> bytes:
 
 def synced(seq: int, endpoints: dict[str, list[str]], warming: bool) -> bytes:
     return encode(["synced", seq, endpoints, warming])
+
+
+CHANGED = msgpack.packb(["changed"])
+"""The ``changed`` hint, the same bytes every time."""
 
 
 def refused(seq: Optional[int], reason: str) -> bytes:
