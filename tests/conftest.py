@@ -59,3 +59,19 @@ def in_thread():
         return future
 
     return submit
+
+
+@pytest.fixture
+def clock():
+    """A clock a directory test moves by hand (tests/directory_state.py)."""
+    from directory_state import Clock
+    return Clock()
+
+
+@pytest.fixture
+def warm(clock):
+    """A discovery directory past its warm-up, on ``clock``."""
+    from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, Directory
+    directory = Directory("", clock)
+    clock.now += ENTRY_TTL + 0.1
+    return directory

@@ -1,41 +1,16 @@
 """The directory's state, fed requests directly: ownership, limits, timed expiry and warm-up."""
 
 import msgpack
-import pytest
 
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
 from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, Directory, Peer
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Listing, Refused, Synced, decode_listing, decode_reply
+from directory_state import sync
+
 
 KEY = "\0listener /cam"
 HONEST = Peer(b"Nhonest")
 ATTACKER = Peer(b"Nattacker")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def warm(clock):
-    """A directory past its warm-up."""
-    directory = Directory("", clock)
-    clock.now += ENTRY_TTL + 0.1
-    return directory
-
-
-def sync(directory, peer, node, announcements=(), watched=(), seq=1):
-    reply = directory.handle(peer, protocol.sync(seq, node, [list(a) for a in announcements], list(watched), ""))
-    return decode_reply(reply)
 
 
 def endpoint(port):

@@ -14,10 +14,12 @@ from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, agent as agent_module, directory as directory_module
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
 from wrapyfi_like.middlewares.zeromq.discovery.hosting import ZmtpHost
-from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, HINT_INTERVAL, Directory, Peer
+from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, HINT_INTERVAL, Peer
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Changed, decode_reply
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.security import keypair
+from directory_state import sync
+
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,31 +30,6 @@ OLD_WATCHER = Peer(b"N" + b"old-agent-id-15")  # what agents before protocol ver
 ANNOUNCER = Peer(protocol.agent_routing_id(b"announcer"))
 POLL = 60.0
 """The agents' sync intervals in the live tests: far beyond every wait below."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def warm(clock):
-    directory = Directory("", clock)
-    clock.now += ENTRY_TTL + 0.1
-    return directory
-
-
-def sync(directory, peer, node, announcements=(), watched=(), seq=1):
-    reply = directory.handle(peer, protocol.sync(seq, node, [list(a) for a in announcements], list(watched), ""))
-    return decode_reply(reply)
 
 
 def announce(directory, port, key=KEY, seq=1):
