@@ -15,6 +15,13 @@ back is read whenever the outlet is touched: acks (:mod:`.acks`) feed the :class
 connection (reported, never raised). With CURVE keys the libzmq :class:`~.outlets.Outlet` is used
 instead; both offer the same methods to the publisher.
 
+A listener is not trusted with the publisher's thread: one call reads at most
+:data:`READS_PER_CALL` × :data:`READ_SIZE` bytes of what it wrote; more than
+:data:`NOT_ACKS_ALLOWED` frames that serve nothing drop it as flooding; a ``PING`` gets one
+``PONG``, written after parsing and only when nothing else waits to be written. Whatever fails or
+is interrupted (a write, a signal's exception between ``sendmsg`` and the bookkeeping of what it
+took) drops the connection, so the stream is never resumed in the middle of a frame.
+
 Room. The kernel's send buffer is the queue: a message goes whole into it, or partly (the kernel
 took only part of it), or not at all (no room). A partly written message cannot be abandoned in
 the middle of a frame, so its unwritten rest is kept and written before anything else; while a
