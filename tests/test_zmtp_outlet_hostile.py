@@ -210,7 +210,7 @@ def test_a_signal_while_a_message_is_part_written_drops_the_connection_instead_o
     what the listener got, so it drops the connection (counted); the listener sees no torn frame."""
     monkeypatch.setattr(zmtp_outlet, "IPC_SEND_BUFFER", 8 * 1024)
     listener = ListenerTransport(topic, carrier="ipc", queue_depth=1000)
-    publisher = PublisherTransport(topic, should_wait=True, wait_timeout=10, backpressure="drop")
+    publisher = PublisherTransport(topic, should_wait=True, wait_timeout=10)  # block: rests written here
     payload = np.zeros(64 * 1024, np.int32)
     original = zmtp_outlet._after
     signals = []
@@ -224,12 +224,14 @@ def test_a_signal_while_a_message_is_part_written_drops_the_connection_instead_o
     try:
         publisher.send([HEADER, payload])  # connected first: the interrupt lands mid-stream
         monkeypatch.setattr(zmtp_outlet, "_after", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            for seq in range(1, 50):
-                payload[:] = seq
-                publisher.send([HEADER, payload])
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                for seq in range(1, 50):
+                    payload[:] = seq
+                    publisher.send([HEADER, payload])
+        finally:
+            monkeypatch.setattr(zmtp_outlet, "_after", original)
         assert signals, "no message was part-written: the test proved nothing"
-        monkeypatch.setattr(zmtp_outlet, "_after", original)
         deadline = time.monotonic() + 20
         seq, latest = 100, 0
         while latest < 100:  # a new connection: whole messages again
