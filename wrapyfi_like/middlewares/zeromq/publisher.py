@@ -513,10 +513,12 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 if outlet.borrowing:
                     outlet.keep_rest()
                     kept = True
-        finally:  # a signal's exception midway: a rest not copied must not go on borrowing the buffers
+        except BaseException:  # a signal's exception midway: a rest not copied must not go on borrowing
             for outlet in self._outlets.values():
                 if outlet.borrowing:
                     outlet.drop("interrupted before the rest of a message was copied")
+            raise
+        finally:
             if kept:
                 self._start_flusher()
 
@@ -544,7 +546,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
 
     def _start_flusher(self) -> None:
         self._flush_needed.set()
-        if self._flusher is None or not self._flusher.is_alive():  # (it never ends before close, see _flush)
+        if self._flusher is None or not (self._closed or self._flusher.is_alive()):  # it ends only at close
             self._flusher = start_thread(self._flush, f"wrapyfi_like-flusher-{self.topic}")
 
     def _flush(self) -> None:
