@@ -104,9 +104,9 @@ class FakeListener:
         peer, _ = self.server.accept()
         peer.settimeout(10)
         peer.sendall(zmtp.GREETING + zmtp.ready(b"ROUTER"))
-        hello = b""
-        while len(hello) < zmtp.GREETING_SIZE + len(zmtp.ready(b"DEALER")):
-            hello += peer.recv(4096)
+        hello, size = b"", zmtp.GREETING_SIZE + len(zmtp.ready(b"DEALER"))
+        while len(hello) < size:  # no further: a message may follow at once
+            hello += peer.recv(size - len(hello))
         assert hello[zmtp.GREETING_SIZE:] == zmtp.ready(b"DEALER")
         return peer
 

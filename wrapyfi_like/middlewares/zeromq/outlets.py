@@ -145,6 +145,10 @@ class Outlet:
     def has_rest(self) -> bool:
         return False
 
+    def drop(self, why: str) -> None:
+        """Nothing to drop: libzmq owns the connection and never leaves a message half written
+        (the publisher lets go of the message it held, if any)."""
+
     def news(self) -> bool:
         """Whether the monitor has connection news not read yet."""
         return bool(self.monitor.poll(0))
@@ -183,12 +187,12 @@ class Outlet:
             if sock.getsockopt(zmq.RCVMORE):
                 while sock.getsockopt(zmq.RCVMORE):
                     sock.recv()  # the rest of a message that is no ack: let it go
-                self._unconfirmed(self, 0, "a message of several frames instead of an ack")
+                self._unconfirmed(self, 0, "wrote back a message of several frames instead of an ack")
                 continue
             try:
                 since, upto = acks.unpack(frame)
             except DecodeError as error:
-                self._unconfirmed(self, 0, str(error))
+                self._unconfirmed(self, 0, f"wrote back something that is not an ack: {error}")
                 continue
             lost = self.ledger.acked(since, upto)
             if lost:

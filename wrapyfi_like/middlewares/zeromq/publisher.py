@@ -479,10 +479,11 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
 
     def _unconfirmed(self, outlet: Outlet, count: int, why: str) -> None:
         """Told by an outlet (:data:`~.outlets.Unconfirmed`): messages it sent that its listener
-        never acked and now never will, or an ack that was not one."""
+        never acked and now never will; or, with ``count`` 0, a problem that lost nothing (what the
+        listener wrote back, a connection that could not be opened), which ``why`` names."""
         if not count:
-            self._log.warning(outlet.endpoint, "ack", "publisher on %s: listener %s wrote back something "
-                              "that is not an ack, ignored: %s", self.topic, outlet.endpoint, truncate(why))
+            self._log.warning(outlet.endpoint, "report", "publisher on %s: listener %s: %s",
+                              self.topic, outlet.endpoint, truncate(why))
             return
         self.unconfirmed += count
         self._log.warning(outlet.endpoint, "unconfirmed",
@@ -507,12 +508,19 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """Copy what is unwritten of the message just sent (our own outlets): the caller gets its
         buffers back, and the flusher writes the rest as soon as there is room."""
         kept = False
-        for outlet in self._outlets.values():
-            if outlet.borrowing:
-                outlet.keep_rest()
-                kept = True
-        if kept:
-            self._start_flusher()
+        try:
+            for outlet in self._outlets.values():
+                if outlet.borrowing:
+                    outlet.keep_rest()
+                    kept = True
+        except BaseException:  # a signal's exception midway: a rest not copied must not go on borrowing
+            for outlet in self._outlets.values():
+                if outlet.borrowing:
+                    outlet.drop("interrupted before the rest of a message was copied")
+            raise
+        finally:
+            if kept:
+                self._start_flusher()
 
     def _write_rests(self) -> None:
         """``"block"`` and ``"safe"``: write what the kernel did not take of the message straight
@@ -538,7 +546,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
 
     def _start_flusher(self) -> None:
         self._flush_needed.set()
-        if self._flusher is None:
+        if self._flusher is None or not (self._closed or self._flusher.is_alive()):  # it ends only at close
             self._flusher = start_thread(self._flush, f"wrapyfi_like-flusher-{self.topic}")
 
     def _flush(self) -> None:
@@ -551,18 +559,17 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                     return
                 poller = None
                 for outlet in list(self._outlets.values()):
-                    if outlet.write_rest():
-                        if outlet.pending is None:
-                            continue
-                        if outlet.try_send(outlet.pending):
-                            outlet.sent(outlet.pending_seq)
+                    try:
+                        if self._flush_one(outlet):
+                            poller = poller or zmq.Poller()
+                            outlet.register(poller, room=True, news=False)
+                    except Exception:  # a bug must cost that listener's connection, not every later flush
+                        logger.exception("publisher on %s: flushing to listener %s failed; its connection "
+                                         "is dropped", self.topic, outlet.endpoint)
+                        outlet.drop("flushing to it failed")
+                        if outlet.pending is not None:
                             outlet.pending = None
-                            outlet.keep_rest()  # a copy already, but no longer the message's own list
-                            if not outlet.has_rest():
-                                continue
-                    outlet.read_acks()  # taken in: they would wake the wait (a drop is for _check to report)
-                    poller = poller or zmq.Poller()
-                    outlet.register(poller, room=True, news=False)
+                            self._count_dropped(outlet, 1)
                 if poller is None:
                     self._flush_needed.clear()
                     if self._closed:  # close() sets _closed before the event: seen here if cleared late
@@ -573,6 +580,20 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
                 poller.poll(int(FLUSH_RECHECK * 1000))
             except (zmq.ZMQError, OSError, ValueError):
                 pass  # a socket closed meanwhile: look again under the lock
+
+    def _flush_one(self, outlet: Outlet) -> bool:
+        """Write ``outlet``'s rest and pending message as far as there is room; whether something waits still."""
+        if outlet.write_rest():
+            if outlet.pending is None:
+                return False
+            if outlet.try_send(outlet.pending):
+                outlet.sent(outlet.pending_seq)
+                outlet.pending = None
+                outlet.keep_rest()  # a copy already, but no longer the message's own list
+                if not outlet.has_rest():
+                    return False
+        outlet.read_acks()  # taken in: they would wake the wait (a drop is for _check to report)
+        return True
 
     def statistics(self) -> dict[str, int]:
         """``sent`` (messages sent: each went to every connected listener), ``dropped`` (per
@@ -620,12 +641,20 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._wakeup.close()
             self._agent.withdraw(self._announcement)
             self._agent.unwatch(self._watch)
-            self._await_acks()
-            for outlet in self._outlets.values():
-                outlet.close(PUBLISHER_LINGER_MS)
-            self._outlets.clear()
-            if self._shm is not None:
-                self._shm.close()
+            try:
+                self._await_acks()
+            finally:  # whatever a listener did to the wait, every connection is closed
+                outlets, self._outlets = list(self._outlets.values()), {}
+                try:
+                    for outlet in outlets:
+                        try:
+                            outlet.close(PUBLISHER_LINGER_MS)
+                        except Exception:
+                            logger.exception("publisher on %s: closing the connection to listener %s failed",
+                                             self.topic, outlet.endpoint)
+                finally:
+                    if self._shm is not None:
+                        self._shm.close()
 
 
 _collector_lock = threading.Lock()

@@ -15,6 +15,13 @@ back is read whenever the outlet is touched: acks (:mod:`.acks`) feed the :class
 connection (reported, never raised). With CURVE keys the libzmq :class:`~.outlets.Outlet` is used
 instead; both offer the same methods to the publisher.
 
+A listener is not trusted with the publisher's thread: one call reads at most
+:data:`READS_PER_CALL` × :data:`READ_SIZE` bytes of what it wrote; more than
+:data:`NOT_ACKS_ALLOWED` frames that serve nothing drop it as flooding; a ``PING`` gets one
+``PONG``, written after parsing and only when nothing else waits to be written. Whatever fails or
+is interrupted (a write, a signal's exception between ``sendmsg`` and the bookkeeping of what it
+took) drops the connection, so the stream is never resumed in the middle of a frame.
+
 Room. The kernel's send buffer is the queue: a message goes whole into it, or partly (the kernel
 took only part of it), or not at all (no room). A partly written message cannot be abandoned in
 the middle of a frame, so its unwritten rest is kept and written before anything else; while a
@@ -54,7 +61,18 @@ MAX_BACK_FRAME = zmtp.MAX_COMMAND_SIZE
 """Bytes a frame from the listener may take: acks are 20, commands far below. Anything larger is
 not a listener of ours, and the connection is dropped before the frame is held."""
 READ_SIZE = 64 * 1024
+READS_PER_CALL = 4
+"""Reads of :data:`READ_SIZE` one call takes in at most (256 KiB): a listener that floods the
+back-channel costs each publish a bounded slice of work, never a stall for as long as it floods
+(what is left stays readable, and the next call or poll takes it)."""
+NOT_ACKS_ALLOWED = 16
+"""Frames a listener may write back that serve nothing (the parts of a message of several frames,
+acks that do not decode, a ``PING`` while the last one's ``PONG`` is still unwritten) before its
+connection is dropped: a listener of ours writes none, and a peer writing many is flooding the
+back-channel (parsing them costs the publisher's thread ~0.4 µs a byte)."""
 _IOV_MAX = 1024
+JOIN_BELOW = 64 * 1024
+"""A message of more pieces than ``sendmsg`` takes has its buffers below this size joined (see :func:`_joined_small`)."""
 _LONG_SIZE = struct.Struct(">Q")
 _HELLO = zmtp.GREETING + zmtp.ready(b"DEALER")
 _PEER_TYPES = (b"ROUTER",)
@@ -92,6 +110,8 @@ class ZmtpOutlet:
         self._in = bytearray()  # bytes from the listener not parsed yet
         self._greeted = False
         self._multipart = False  # inside a message of several frames from the listener (no ack)
+        self._not_acks = 0  # frames of this connection that were neither acks nor commands
+        self._pong: Optional[bytes] = None  # the answer to the listener's last PING, not written yet
         self._news = 0  # drops since the publisher last called check()
         self._why = ""  # what ended the connection last
         self._retry_at = 0.0
@@ -113,14 +133,17 @@ class ZmtpOutlet:
         buffers, total = message.wire if type(message) is Framed else _framed(message)
         try:
             sent = self._sock.sendmsg(buffers, (), _NOSIGNAL)
+            if sent < total:
+                self._rest = _after(buffers, sent)
+                self.borrowing = True
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as error:
             self._down(f"writing failed: {error}")
             return False
-        if sent < total:
-            self._rest = _after(buffers, sent)
-            self.borrowing = True
+        except BaseException:  # a signal's exception (Ctrl-C) before the rest was recorded
+            self._down("a message was interrupted part-written")
+            raise
         return True
 
     def mark_up(self) -> None:
@@ -142,23 +165,35 @@ class ZmtpOutlet:
             return True
         try:
             sent = self._sock.sendmsg(rest, (), _NOSIGNAL)
+            if sent == sum(map(_nbytes, rest)):
+                self._rest = []
+                self.borrowing = False
+                return True
+            self._rest = _after(rest, sent)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as error:
             self._down(f"writing failed: {error}")
             return True
-        if sent == sum(map(_nbytes, rest)):
-            self._rest = []
-            self.borrowing = False
-            return True
-        self._rest = _after(rest, sent)
+        except BaseException:  # a signal's exception before what was written was recorded
+            self._down("the rest of a message was interrupted part-written")
+            raise
         return False
 
     def keep_rest(self) -> None:
         """Copy the unwritten rest, so the caller may have its buffers back before it is written."""
         if self.borrowing:
-            self._rest = [b"".join(self._rest)]
-            self.borrowing = False
+            try:
+                self._rest = [b"".join(self._rest)]
+                self.borrowing = False
+            except BaseException:  # a signal's exception: the rest would go on borrowing the caller's buffers
+                self.drop("a message's rest was interrupted before it was copied")
+                raise
+
+    def drop(self, why: str) -> None:
+        """Drop the connection (counted as any drop; a new one is opened later): for a publisher
+        that can no longer vouch for what this connection was sent."""
+        self._down(why)
 
     def has_rest(self) -> bool:
         return bool(self._rest)
@@ -218,6 +253,13 @@ class ZmtpOutlet:
             return
         self.closing = True
         self.write_rest()
+        if self._sock is not None:
+            self._read()  # an unread ack at close would make the kernel reset the connection, not end it
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)  # the end goes after what the kernel still holds
+            except OSError:
+                pass  # already reset: nothing left to end
         self._close_socket()
 
     # -- the connection ---------------------------------------------------------------------------
@@ -225,20 +267,28 @@ class ZmtpOutlet:
     def _open(self) -> None:
         """Start connecting (never waits); a refusal leaves the outlet down until the next try."""
         ipc = self.endpoint.startswith("ipc://")
-        sock = socket.socket(socket.AF_UNIX if ipc else _family(self.endpoint), socket.SOCK_STREAM)
+        sock = None
         try:
+            if ipc:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            else:
+                host, port = self.endpoint[len("tcp://"):].rsplit(":", 1)
+                host = host.strip("[]")
+                sock = socket.socket(_family(host), socket.SOCK_STREAM)
             sock.setblocking(False)
             if ipc:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)
                 address = self.endpoint[len("ipc://"):]
             else:
                 _data_connection(sock)
-                host, port = self.endpoint[len("tcp://"):].rsplit(":", 1)
-                address = (host.strip("[]"), int(port))
+                address = (host, int(port))
             error = sock.connect_ex(address)
-        except OSError:
-            sock.close()
+        except OSError as failure:  # out of file descriptors, say: try again later, never raise
+            if sock is not None:
+                sock.close()
             self._retry_at = time.monotonic() + RECONNECT_IVL
+            if not self.closing:
+                self._unconfirmed(self, 0, f"cannot open a connection: {failure}")
             return
         if error not in (0, errno.EINPROGRESS):
             sock.close()
@@ -262,11 +312,12 @@ class ZmtpOutlet:
             self._down("no handshake within %.0f s" % HANDSHAKE_TIMEOUT)
 
     def _read(self) -> None:
-        while True:
+        """Take in what the listener wrote, up to :data:`READS_PER_CALL` reads; answer its last PING."""
+        for _ in range(READS_PER_CALL):
             try:
                 data = self._sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as error:
                 return self._down(f"the connection failed: {error}")
             if not data:
@@ -276,10 +327,22 @@ class ZmtpOutlet:
                 self._parse()
             except zmtp.ProtocolError as error:
                 if not self.closing:
-                    self._unconfirmed(self, 0, f"{error}; the connection is dropped")
+                    self._unconfirmed(self, 0, f"broke ZMTP: {error}; the connection is dropped")
                 return self._down(f"the listener broke ZMTP: {error}")
             if len(data) < READ_SIZE:
-                return
+                break
+        if self._pong is not None:
+            self._answer_ping()
+
+    def _answer_ping(self) -> None:
+        """Write the pending PONG if nothing else waits to be written; else skip it (as the
+        listener's intake does): a listener that pings while it reads nothing misses pongs, and
+        never makes the outlet hold more than one message's rest."""
+        pong, self._pong = self._pong, None
+        if not self._rest:
+            self._rest = [pong]
+            if not self.write_rest() and self._rest and self._rest[0] is pong:
+                self._rest = []  # the kernel took none of it: no room
 
     def _parse(self) -> None:
         data = self._in
@@ -314,12 +377,18 @@ class ZmtpOutlet:
             elif not self.up:
                 raise zmtp.ProtocolError("a message before READY")
             elif flags & zmtp.MORE or self._multipart:
+                self._not_ack()
                 if not flags & zmtp.MORE:
-                    self._unconfirmed(self, 0, "a message of several frames instead of an ack")
+                    self._unconfirmed(self, 0, "wrote back a message of several frames instead of an ack")
                 self._multipart = bool(flags & zmtp.MORE)
             else:
                 self._ack(body)
         del data[:position]
+
+    def _not_ack(self) -> None:
+        self._not_acks += 1
+        if self._not_acks > NOT_ACKS_ALLOWED:
+            raise zmtp.ProtocolError(f"more than {NOT_ACKS_ALLOWED} frames that are not acks (flooding)")
 
     def _command(self, body: bytes) -> None:
         if not self.up:
@@ -328,8 +397,9 @@ class ZmtpOutlet:
             return
         name, data = zmtp.split_command(body)
         if name == b"PING":
-            self._rest.append(zmtp.pong(data))
-            self.write_rest()
+            if self._pong is not None:
+                self._not_ack()  # PINGs faster than the pongs go out: flooding, not heartbeats
+            self._pong = zmtp.pong(data)  # written once parsing is done (a write may drop the connection)
         elif name == b"ERROR":
             raise zmtp.ProtocolError(f"the listener sent ERROR: {data[1:1 + (data[0] if data else 0)]!r}")
 
@@ -337,7 +407,8 @@ class ZmtpOutlet:
         try:
             since, upto = acks.unpack(frame)
         except DecodeError as error:
-            self._unconfirmed(self, 0, str(error))
+            self._not_ack()
+            self._unconfirmed(self, 0, f"wrote back something that is not an ack: {error}")
             return
         lost = self.ledger.acked(since, upto)
         if lost:
@@ -362,6 +433,8 @@ class ZmtpOutlet:
         self.borrowing = False
         self._in.clear()
         self._greeted = self._multipart = False
+        self._not_acks = 0
+        self._pong = None
 
 
 class Framed(list):
@@ -386,8 +459,27 @@ def _framed(message: list) -> tuple[list, int]:
         buffers += (head, frame)
         total += len(head) + size
     if len(buffers) > _IOV_MAX:
-        buffers = [b"".join(buffers)]
+        buffers = _joined_small(buffers)
     return buffers, total
+
+
+def _joined_small(buffers: list) -> list:
+    """``buffers`` in at most :data:`_IOV_MAX` pieces (``sendmsg``'s limit): runs of small ones
+    joined, large ones (≥ :data:`JOIN_BELOW`) left as they are, so a message of many frames copies
+    only its small frames and heads; all joined only if even that is too many pieces."""
+    pieces: list = []
+    small: list = []
+    for buffer in buffers:
+        if _nbytes(buffer) < JOIN_BELOW:
+            small.append(buffer)
+            continue
+        if small:
+            pieces.append(b"".join(small))
+            small = []
+        pieces.append(buffer)
+    if small:
+        pieces.append(b"".join(small))
+    return pieces if len(pieces) <= _IOV_MAX else [b"".join(buffers)]
 
 
 def _after(buffers: list, sent: int) -> list:
@@ -419,8 +511,10 @@ def names_no_host(endpoint: str) -> bool:
     return True
 
 
-def _family(endpoint: str) -> int:
-    return socket.AF_INET6 if endpoint.startswith("tcp://[") else socket.AF_INET
+def _family(host: str) -> int:
+    """The address family of ``host`` (a number, :func:`names_no_host`), by the address itself:
+    ``tcp://[1.2.3.4]:p`` is IPv4 whatever its brackets say."""
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
 def _data_connection(sock: socket.socket) -> None:
