@@ -65,18 +65,59 @@ def checked_endpoint(endpoint: str) -> None:
         raise ValueError("not a tcp://host:port or ipc:///path endpoint")
 
 
-class Outlet:
+class OutletState:
+    """What the publisher keeps per listener connection, whichever outlet writes it: whether the
+    connection is up, whether discovery lists it, the ``"latest"`` message held for it, and the
+    sequence numbers sent over it that the listener has not acked yet."""
+
+    borrowing = False
+    """The unwritten rest of the last message refers to the caller's buffers (our own outlet;
+    libzmq takes a message whole, its buffers copied or tracked by the publisher)."""
+    closing = False
+    """Set while the publisher closes: a listener that goes away meanwhile is not reported."""
+
+    def __init__(self, endpoint: str, unconfirmed: Optional[Unconfirmed]) -> None:
+        checked_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.found_at = time.monotonic()
+        self.up = False
+        """The connection's handshake completed and it has not dropped since."""
+        self.was_up = False
+        """The connection completed a handshake at least once: the listener was there."""
+        self.listed = True
+        """Discovery lists the endpoint (as of the publisher's last look)."""
+        self.pending: Optional[list] = None
+        """``"latest"``: the newest message that found no room yet."""
+        self.pending_seq = 0
+        """The sequence number of :attr:`pending`."""
+        self.disconnects = 0
+        self.ledger = acks.SentLedger()
+        self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
+        self._sends_to_read = acks.READ_EVERY
+
+    def sent(self, seq: int) -> None:
+        """Message ``seq`` was sent (or begun): it stays unconfirmed until acked. Every
+        :data:`~.acks.READ_EVERY` sends the acks that arrived are read, so neither the ledger
+        nor the acks waiting to be read grow with the message rate."""
+        self.ledger.sent(seq)
+        self._sends_to_read -= 1
+        if not self._sends_to_read:
+            self._sends_to_read = acks.READ_EVERY
+            self.read_acks()
+
+    def read_acks(self) -> None:
+        """Take in every ack the listener wrote back (never waits); each outlet reads its own way."""
+        raise NotImplementedError
+
+
+class Outlet(OutletState):
     """A DEALER socket connected to one listener's endpoint, with its connection state and the
     sequence numbers sent over it that the listener has not acked yet. Used with CURVE keys; without,
     the publisher writes ZMTP itself (:class:`~.zmtp_outlet.ZmtpOutlet`, the same methods)."""
 
-    borrowing = False  # libzmq takes a message whole (its buffers copied or tracked by the publisher)
-    closing = False
-
     def __init__(self, context: zmq.Context, endpoint: str, queue_depth: int, linger_ms: int,
                  keys=None, unconfirmed: Optional[Unconfirmed] = None) -> None:
-        checked_endpoint(endpoint)
-        self.endpoint = endpoint
+        super().__init__(endpoint, unconfirmed)
         self.socket = context.socket(zmq.DEALER)
         self.monitor: Optional[zmq.Socket] = None
         try:
@@ -99,21 +140,6 @@ class Outlet:
         except zmq.ZMQError as error:
             self.close(0)
             raise ValueError(f"libzmq refuses it: {error}") from None
-        self.found_at = time.monotonic()
-        self.up = False
-        """The connection's handshake completed and it has not dropped since."""
-        self.was_up = False
-        """The connection completed a handshake at least once: the listener was there."""
-        self.listed = True
-        """Discovery lists the endpoint (as of the publisher's last look)."""
-        self.pending: Optional[list] = None
-        """``"latest"``: the newest message that found no room yet."""
-        self.pending_seq = 0
-        """The sequence number of :attr:`pending`."""
-        self.disconnects = 0
-        self.ledger = acks.SentLedger()
-        self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
-        self._sends_to_read = acks.READ_EVERY
         self._room_poller: Optional[tuple[tuple[int, ...], zmq.Poller]] = None
         self.tuned = not endpoint.startswith("ipc:")
         """The connection has its send buffer (:data:`IPC_SEND_BUFFER`; tcp needs none): until
@@ -165,16 +191,6 @@ class Outlet:
     def mark_up(self) -> None:
         """A send succeeded: the connection is up (the monitor's event may still be on its way)."""
         self.up = self.was_up = True
-
-    def sent(self, seq: int) -> None:
-        """Message ``seq`` went into this outlet's queue: it stays unconfirmed until acked. Every
-        :data:`~.acks.READ_EVERY` sends the acks that arrived are read, so neither the ledger
-        nor libzmq's queue of acks grows with the message rate."""
-        self.ledger.sent(seq)
-        self._sends_to_read -= 1
-        if not self._sends_to_read:
-            self._sends_to_read = acks.READ_EVERY
-            self.read_acks()
 
     def read_acks(self) -> None:
         """Take in every ack the listener wrote back (never waits)."""

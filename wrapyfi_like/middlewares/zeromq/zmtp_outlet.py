@@ -50,7 +50,7 @@ import zmq
 
 from wrapyfi_like.exceptions import DecodeError
 from wrapyfi_like.middlewares.zeromq import acks, connections, zmtp
-from wrapyfi_like.middlewares.zeromq.outlets import IPC_SEND_BUFFER, Unconfirmed, checked_endpoint
+from wrapyfi_like.middlewares.zeromq.outlets import IPC_SEND_BUFFER, OutletState, Unconfirmed
 
 RECONNECT_IVL = 0.1
 """Seconds between attempts to connect (libzmq's ``ZMQ_RECONNECT_IVL``): a listener that is
@@ -81,30 +81,14 @@ _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 _head = zmtp.frame_head
 
 
-class ZmtpOutlet:
-    """One listener's connection, written by us; the same attributes and methods as
+class ZmtpOutlet(OutletState):
+    """One listener's connection, written by us; the same state and methods as
     :class:`~.outlets.Outlet`, which the publisher uses for CURVE connections."""
 
     tuned = True  # the send buffer is set before connecting (ipc), or left to the kernel (tcp)
 
     def __init__(self, endpoint: str, unconfirmed: Optional[Unconfirmed] = None) -> None:
-        checked_endpoint(endpoint)
-        self.endpoint = endpoint
-        self.found_at = time.monotonic()
-        self.up = False
-        """The handshake completed (the listener's ``READY`` arrived) and the connection has not dropped since."""
-        self.was_up = False
-        self.listed = True
-        self.pending: Optional[list] = None
-        self.pending_seq = 0
-        self.disconnects = 0
-        self.ledger = acks.SentLedger()
-        self.borrowing = False
-        """The unwritten rest of the last message refers to the caller's buffers."""
-        self.closing = False
-        """Set while the publisher closes: a listener that goes away meanwhile is not reported."""
-        self._unconfirmed = unconfirmed or (lambda outlet, count, why: None)
-        self._sends_to_read = acks.READ_EVERY
+        super().__init__(endpoint, unconfirmed)  # up: the listener's READY arrived
         self._sock: Optional[socket.socket] = None
         self._rest: list = []  # what the kernel has not taken yet of the message (or handshake) begun
         self._in = bytearray()  # bytes from the listener not parsed yet
@@ -148,15 +132,6 @@ class ZmtpOutlet:
 
     def mark_up(self) -> None:
         """A send succeeded (the connection is up already: nothing to learn)."""
-
-    def sent(self, seq: int) -> None:
-        """Message ``seq`` was written (or begun): unconfirmed until acked; acks are read every
-        :data:`~.acks.READ_EVERY` sends, so the listener's writes never fill its buffer."""
-        self.ledger.sent(seq)
-        self._sends_to_read -= 1
-        if not self._sends_to_read:
-            self._sends_to_read = acks.READ_EVERY
-            self.read_acks()
 
     def write_rest(self) -> bool:
         """Write what the kernel has room for of the kept rest; True when nothing is left."""
