@@ -502,3 +502,52 @@ def test_whole_message_takes_exactly_the_ordinary_messages(sizes, long_from):
         position, counted, views = found
         assert position == 2 + len(wire) and counted == sum(sizes[2:])
         assert [bytes(view) for view in views] == frames
+
+
+@pytest.mark.parametrize("long_from", [256, 0])
+def test_a_cached_layout_cuts_only_messages_whose_every_frame_head_is_the_same(long_from):
+    """A peer's repeated message shape is cut by its layout (no walk over the frames), but only a
+    message whose heads all say the same: the same total size and frame count split differently,
+    or a frame's MORE flag changed, is left to the walk; a layout is never built with an empty frame."""
+    sizes = [10, 36, 28, 1024]
+    first = [bytes([index]) * size for index, size in enumerate(sizes)]
+    buffer = bytearray(_wire(first, long_from))
+    found = intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)
+    layout = intake_module._Layout.of(buffer, 0, found)
+    again = [bytes([7 + index]) * size for index, size in enumerate(sizes)]  # same heads, new bytes
+    buffer = bytearray(b"xyz" + _wire(again, long_from))
+    position, counted, views = layout.match(buffer, 3)
+    assert (position, counted) == (len(buffer), 28 + 1024)
+    assert [bytes(view) for view in views] == again and all(not view.readonly for view in views)
+    resplit = [b"a" * 10, b"b" * 36, b"c" * 29, b"d" * 1023]  # as many bytes and frames
+    assert len(_wire(resplit, long_from)) == len(_wire(first, long_from))
+    assert layout.match(bytearray(_wire(resplit, long_from)), 0) is None
+    more_moved = _wire(first[:2], long_from) + _wire(first[2:3], long_from) + _wire(first[3:], long_from)
+    assert len(more_moved) == len(_wire(first, long_from))
+    assert layout.match(bytearray(more_moved), 0) is None  # the envelope frame without MORE
+    with_empty = [b"t" * 10, b"e" * 36, b"", b"d" * 1024]
+    buffer = bytearray(_wire(with_empty, long_from))
+    assert intake_module._Layout.of(buffer, 0, intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)) is None
+
+
+@pytest.mark.parametrize("carrier", ["tcp", "ipc"])
+def test_after_a_repeated_shape_other_shapes_and_refusals_arrive_exactly(carrier):
+    """Once a peer's messages share a layout, a message of the same size split differently
+    arrives with its own frames, one over the limit is still refused at its header, and the
+    stream goes on in order."""
+    intake, refusals = make_intake(carrier, max_message_size=4096)
+    peer = RawPeer(intake.endpoint)
+    try:
+        messages = [[b"/topic", b"e" * 36, b"h" * 28, bytes([n]) * 1024] for n in range(4)]
+        messages.append([b"/topic", b"e" * 36, b"h" * 29, b"d" * 1023])  # same size and frame count
+        messages.append([b"/topic", b"e" * 36, b"h" * 28, bytes([9]) * 1024])
+        for frames in messages[:5]:
+            peer.message(*frames)
+        peer.message(b"/topic", b"e" * 36, b"h" * 28, bytes(4096))  # over max_message_size
+        peer.message(*messages[5])
+        for expected in messages:
+            assert [bytes(frame) for frame in intake.receive(10)] == expected
+        assert len(refusals.wait_for(1)) == 1 and intake.receive(0) is None
+    finally:
+        peer.close()
+        intake.release()

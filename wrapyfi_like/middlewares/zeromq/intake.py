@@ -779,8 +779,8 @@ class ZmtpIntake:
         ``c``'s recent messages first (:class:`_Layout`): a peer sends the same kind of message
         again and again, and then the frame heads need not be walked one by one."""
         layout = c.layout
-        if layout is not None:
-            whole = layout.match(c.buffer, start, end)
+        if layout is not None and end - start >= layout.size:  # else the rest is still to come
+            whole = layout.match(c.buffer, start)
             if whole is not None:
                 return whole
             c.layout = None  # the peer's messages change: walk them until two agree again
@@ -933,12 +933,12 @@ class _Layout:
             at = after + length
         return cls(struct.Struct("".join(layout)), tuple(expected), position - start, counted, spans)
 
-    def match(self, buffer: bytearray, start: int, end: int) -> Optional[tuple[int, int, list]]:
-        """As :func:`_whole_message` for a message of this layout at ``start``; None if the buffer
-        does not hold one whole (then it may still hold some other message: walk it)."""
-        size = self.size
-        if end - start < size or self._heads(buffer, start) != self._expected:
+    def match(self, buffer: bytearray, start: int) -> Optional[tuple[int, int, list]]:
+        """As :func:`_whole_message` for a message of this layout at ``start`` (the buffer holds
+        :attr:`size` bytes from there); None if the heads there say anything else."""
+        if self._heads(buffer, start) != self._expected:
             return None
+        size = self.size
         whole = memoryview(buffer[start:start + size])
         return start + size, self.counted, [whole[first:last] for first, last in self._spans]
 
