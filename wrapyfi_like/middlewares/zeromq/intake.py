@@ -32,7 +32,8 @@ So what peers make an intake hold is at most ``max_message_size`` plus :data:`RE
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
 whatever they send. Large frames are read straight into a buffer of their size (one copy, kernel
 to user, as libzmq does); small frames are cut from one read buffer (an ordinary message whole, in
-one copy: :func:`_whole_message`).
+one copy: :func:`_whole_message`; a peer's repeated message shape by its frame heads' layout,
+without walking its frames: :class:`_Layout`).
 
 Who reads (leader/follower). Exactly one thread at a time holds the *reader role* (the lock
 ``_role``) and reads, parses and acks for every connection; nobody else touches the sockets' read
