@@ -508,7 +508,8 @@ def test_whole_message_takes_exactly_the_ordinary_messages(sizes, long_from):
 def test_a_cached_layout_cuts_only_messages_whose_every_frame_head_is_the_same(long_from):
     """A peer's repeated message shape is cut by its layout (no walk over the frames), but only a
     message whose heads all say the same: the same total size and frame count split differently,
-    or a frame's MORE flag changed, is left to the walk; a layout is never built with an empty frame."""
+    or a frame's MORE flag changed, is left to the walk; a layout is never built with an empty frame,
+    nor for more than LAYOUT_FRAMES frames (what a connection keeps stays small)."""
     sizes = [10, 36, 28, 1024]
     first = [bytes([index]) * size for index, size in enumerate(sizes)]
     buffer = bytearray(_wire(first, long_from))
@@ -526,8 +527,14 @@ def test_a_cached_layout_cuts_only_messages_whose_every_frame_head_is_the_same(l
     assert len(more_moved) == len(_wire(first, long_from))
     assert layout.match(bytearray(more_moved), 0) is None  # the envelope frame without MORE
     with_empty = [b"t" * 10, b"e" * 36, b"", b"d" * 1024]
-    buffer = bytearray(_wire(with_empty, long_from))
-    assert intake_module._Layout.of(buffer, 0, intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)) is None
+    many = [b"t" * 10, b"e" * 36] + [b"f"] * (intake_module.LAYOUT_FRAMES - 1)  # one frame too many to keep
+    for frames in (with_empty, many):
+        buffer = bytearray(_wire(frames, long_from))
+        whole = intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)
+        assert whole is not None and intake_module._Layout.of(buffer, 0, whole) is None
+    at_most = many[:-1]
+    buffer = bytearray(_wire(at_most, long_from))
+    assert intake_module._Layout.of(buffer, 0, intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2))
 
 
 @pytest.mark.parametrize("carrier", ["tcp", "ipc"])

@@ -107,6 +107,9 @@ enough that acks and pongs of a busy listener are not late. While a caller is in
 thread does not poll: the caller wakes it as it leaves (once; the thread then checks every
 ``READER_LEASE`` until a caller is in again), so a listener waiting for rare messages costs
 :data:`~..deadlines.SIGNAL_CHECK` wake-ups, not one every ``READER_LEASE``."""
+LAYOUT_FRAMES = 16
+"""Frames a message may have for its layout to be kept (:class:`_Layout`): what a connection keeps
+between messages stays a few hundred bytes, whatever its peer sends."""
 _LONG_SIZE = struct.Struct(">Q")
 _MORE, _LONG = zmtp.MORE, zmtp.LONG  # module constants read as globals: a lookup less per frame
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
@@ -918,8 +921,11 @@ class _Layout:
     @classmethod
     def of(cls, buffer: bytearray, start: int, whole: tuple[int, int, list]) -> Optional[_Layout]:
         """The layout of the message ``whole`` (from :func:`_whole_message`) at ``start``; None
-        if it has an empty frame (shared as ``_EMPTY``, never cut from the message)."""
+        if it has an empty frame (shared as ``_EMPTY``, never cut from the message) or more than
+        :data:`LAYOUT_FRAMES` frames."""
         position, counted, frames = whole
+        if len(frames) > LAYOUT_FRAMES:
+            return None
         layout, expected, spans = ["<"], [], []
         at = after = start
         for frame in frames:
