@@ -558,3 +558,31 @@ def test_after_a_repeated_shape_other_shapes_and_refusals_arrive_exactly(carrier
     finally:
         peer.close()
         intake.release()
+
+
+def test_a_layout_that_keeps_failing_is_rebuilt_ever_less_often():
+    """A peer whose messages keep their size but not their frames would cost a failed check and
+    a layout build per message: each layout that fails doubles the messages of one size walked
+    before the next is built (up to LAYOUT_PATIENCE), and every message is still cut exactly."""
+    intake, _ = make_intake()
+    ours, theirs = socket.socketpair()
+    connection = intake_module._Connection(ours, "test")
+    try:
+        splits = ([b"t" * 10, b"e" * 36, b"h" * 28, b"d" * 1024], [b"t" * 10, b"e" * 36, b"h" * 29, b"d" * 1023])
+        builds = []
+        for number in range(400):
+            frames = splits[number // 2 % 2]  # two of one split, two of the other, ...
+            wire = _wire(frames, 256)
+            connection.buffer[:len(wire)] = wire
+            had = connection.layout
+            position, _, views = intake._whole(connection, 0, len(wire))
+            assert position == len(wire) and [bytes(view) for view in views] == frames
+            if connection.layout is not None and connection.layout is not had:
+                builds.append(number)
+        assert connection.patience == intake_module.LAYOUT_PATIENCE
+        # patience 1, 2, 4, ... 64, then 64 each time; without the backoff: one build every two messages
+        assert len(builds) <= 7 + 400 // intake_module.LAYOUT_PATIENCE, builds
+    finally:
+        ours.close()
+        theirs.close()
+        intake.release()
