@@ -111,10 +111,10 @@ LAYOUT_FRAMES = 16
 """Frames a message may have for its layout to be kept (:class:`_Layout`): what a connection keeps
 between messages stays a few hundred bytes, whatever its peer sends."""
 LAYOUT_PATIENCE = 64
-"""Messages of one shape walked in a row before a layout is built, at most: the first time one
+"""Messages of one size walked in a row before a layout is built, at most: the first time one
 is enough, and each layout that fails doubles it, so a peer whose messages keep the same size
-but not the same frames (which costs a failed check and a build each time) costs that once in
-this many messages."""
+but not the same frames (a failed check and a build each time) costs that once in this many
+messages."""
 _LONG_SIZE = struct.Struct(">Q")
 _MORE, _LONG = zmtp.MORE, zmtp.LONG  # module constants read as globals: a lookup less per frame
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
@@ -918,9 +918,9 @@ class _Layout:
 
     One ``struct`` call reads every head at once and one comparison checks them, so a 4-frame
     1 KB message takes ~2.0 µs instead of ~3.2. Built once a peer sent two messages of the same
-    size in a row; dropped at the first message that does not match (then
-    rebuilt only after :data:`LAYOUT_PATIENCE` such messages at most), so a peer whose messages
-    keep changing costs a failed check and a build (~8 µs) now and then.
+    size in a row; dropped at the first message that does not match, and rebuilt after ever more
+    messages of one size (:data:`LAYOUT_PATIENCE`), so a peer whose messages keep changing costs
+    a failed check and a build (~8 µs) only now and then.
     """
 
     __slots__ = ("_heads", "_expected", "size", "counted", "_spans")
