@@ -502,3 +502,87 @@ def test_whole_message_takes_exactly_the_ordinary_messages(sizes, long_from):
         position, counted, views = found
         assert position == 2 + len(wire) and counted == sum(sizes[2:])
         assert [bytes(view) for view in views] == frames
+
+
+@pytest.mark.parametrize("long_from", [256, 0])
+def test_a_cached_layout_cuts_only_messages_whose_every_frame_head_is_the_same(long_from):
+    """A peer's repeated message shape is cut by its layout (no walk over the frames), but only a
+    message whose heads all say the same: the same total size and frame count split differently,
+    or a frame's MORE flag changed, is left to the walk; a layout is never built with an empty frame,
+    nor for more than LAYOUT_FRAMES frames (what a connection keeps stays small)."""
+    sizes = [10, 36, 28, 1024]
+    first = [bytes([index]) * size for index, size in enumerate(sizes)]
+    buffer = bytearray(_wire(first, long_from))
+    found = intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)
+    layout = intake_module._Layout.of(buffer, 0, found)
+    again = [bytes([7 + index]) * size for index, size in enumerate(sizes)]  # same heads, new bytes
+    buffer = bytearray(b"xyz" + _wire(again, long_from))
+    position, counted, views = layout.match(buffer, 3)
+    assert (position, counted) == (len(buffer), 28 + 1024)
+    assert [bytes(view) for view in views] == again and all(not view.readonly for view in views)
+    resplit = [b"a" * 10, b"b" * 36, b"c" * 29, b"d" * 1023]  # as many bytes and frames
+    assert len(_wire(resplit, long_from)) == len(_wire(first, long_from))
+    assert layout.match(bytearray(_wire(resplit, long_from)), 0) is None
+    more_moved = _wire(first[:2], long_from) + _wire(first[2:3], long_from) + _wire(first[3:], long_from)
+    assert len(more_moved) == len(_wire(first, long_from))
+    assert layout.match(bytearray(more_moved), 0) is None  # the envelope frame without MORE
+    with_empty = [b"t" * 10, b"e" * 36, b"", b"d" * 1024]
+    many = [b"t" * 10, b"e" * 36] + [b"f"] * (intake_module.LAYOUT_FRAMES - 1)  # one frame too many to keep
+    for frames in (with_empty, many):
+        buffer = bytearray(_wire(frames, long_from))
+        whole = intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2)
+        assert whole is not None and intake_module._Layout.of(buffer, 0, whole) is None
+    at_most = many[:-1]
+    buffer = bytearray(_wire(at_most, long_from))
+    assert intake_module._Layout.of(buffer, 0, intake_module._whole_message(buffer, 0, len(buffer), LIMIT, 2))
+
+
+@pytest.mark.parametrize("carrier", ["tcp", "ipc"])
+def test_after_a_repeated_shape_other_shapes_and_refusals_arrive_exactly(carrier):
+    """Once a peer's messages share a layout, a message of the same size split differently
+    arrives with its own frames, one over the limit is still refused at its header, and the
+    stream goes on in order."""
+    intake, refusals = make_intake(carrier, max_message_size=4096)
+    peer = RawPeer(intake.endpoint)
+    try:
+        messages = [[b"/topic", b"e" * 36, b"h" * 28, bytes([n]) * 1024] for n in range(4)]
+        messages.append([b"/topic", b"e" * 36, b"h" * 29, b"d" * 1023])  # same size and frame count
+        messages.append([b"/topic", b"e" * 36, b"h" * 28, bytes([9]) * 1024])
+        for frames in messages[:5]:
+            peer.message(*frames)
+        peer.message(b"/topic", b"e" * 36, b"h" * 28, bytes(4096))  # over max_message_size
+        peer.message(*messages[5])
+        for expected in messages:
+            assert [bytes(frame) for frame in intake.receive(10)] == expected
+        assert len(refusals.wait_for(1)) == 1 and intake.receive(0) is None
+    finally:
+        peer.close()
+        intake.release()
+
+
+def test_a_layout_that_keeps_failing_is_rebuilt_ever_less_often():
+    """A peer whose messages keep their size but not their frames would cost a failed check and
+    a layout build per message: each layout that fails doubles the messages of one size walked
+    before the next is built (up to LAYOUT_PATIENCE), and every message is still cut exactly."""
+    intake, _ = make_intake()
+    ours, theirs = socket.socketpair()
+    connection = intake_module._Connection(ours, "test")
+    try:
+        splits = ([b"t" * 10, b"e" * 36, b"h" * 28, b"d" * 1024], [b"t" * 10, b"e" * 36, b"h" * 29, b"d" * 1023])
+        builds = []
+        for number in range(400):
+            frames = splits[number // 2 % 2]  # two of one split, two of the other, ...
+            wire = _wire(frames, 256)
+            connection.buffer[:len(wire)] = wire
+            had = connection.layout
+            position, _, views = intake._whole(connection, 0, len(wire))
+            assert position == len(wire) and [bytes(view) for view in views] == frames
+            if connection.layout is not None and connection.layout is not had:
+                builds.append(number)
+        assert connection.patience == intake_module.LAYOUT_PATIENCE
+        # patience 1, 2, 4, ... 64, then 64 each time; without the backoff: one build every two messages
+        assert len(builds) <= 7 + 400 // intake_module.LAYOUT_PATIENCE, builds
+    finally:
+        ours.close()
+        theirs.close()
+        intake.release()

@@ -367,11 +367,20 @@ def test_a_signal_interrupting_a_caller_that_took_the_role_does_not_stop_the_rea
             assert reading, "the caller took the role in receive"
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(intake, "_lead", interrupted)
+        # the intake's thread takes the role once no caller came for READER_LEASE (a loaded
+        # machine can pause that long after connect): it is kept from taking it, and let go
+        monkeypatch.setattr(intake, "_thread_reads", lambda: False)
+        intake._wakeup.set()  # ends the wait of a step the thread may be in
+        deadline = time.monotonic() + 10
+        while intake._role.locked():
+            assert time.monotonic() < deadline, "the intake's thread kept the reader role"
+            threading.Event().wait(0.001)
+        intake._lead = interrupted
         with pytest.raises(KeyboardInterrupt):
             intake.receive(5)
-        monkeypatch.undo()
+        del intake._lead
         assert not intake._role.locked() and not intake._caller_in
+        monkeypatch.undo()
         sender.send_multipart(message(1))
         assert number_of(intake.receive(10)) == 1
     finally:

@@ -32,7 +32,8 @@ So what peers make an intake hold is at most ``max_message_size`` plus :data:`RE
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
 whatever they send. Large frames are read straight into a buffer of their size (one copy, kernel
 to user, as libzmq does); small frames are cut from one read buffer (an ordinary message whole, in
-one copy: :func:`_whole_message`).
+one copy: :func:`_whole_message`; a peer's repeated message shape by its frame heads' layout,
+without walking its frames: :class:`_Layout`).
 
 Who reads (leader/follower). Exactly one thread at a time holds the *reader role* (the lock
 ``_role``) and reads, parses and acks for every connection; nobody else touches the sockets' read
@@ -106,6 +107,14 @@ enough that acks and pongs of a busy listener are not late. While a caller is in
 thread does not poll: the caller wakes it as it leaves (once; the thread then checks every
 ``READER_LEASE`` until a caller is in again), so a listener waiting for rare messages costs
 :data:`~..deadlines.SIGNAL_CHECK` wake-ups, not one every ``READER_LEASE``."""
+LAYOUT_FRAMES = 16
+"""Frames a message may have for its layout to be kept (:class:`_Layout`): what a connection keeps
+between messages stays a few hundred bytes, whatever its peer sends."""
+LAYOUT_PATIENCE = 64
+"""Messages of one size walked in a row before a layout is built, at most: the first time one
+is enough, and each layout that fails doubles it, so a peer whose messages keep the same size
+but not the same frames (a failed check and a build each time) costs that once in this many
+messages."""
 _LONG_SIZE = struct.Struct(">Q")
 _MORE, _LONG = zmtp.MORE, zmtp.LONG  # module constants read as globals: a lookup less per frame
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
@@ -121,7 +130,8 @@ class _Connection:
 
     __slots__ = ("sock", "peer", "buffer", "view", "start", "end", "greeted", "ready", "deadline",
                  "frames", "size", "refusing", "discard", "big", "big_filled", "big_more",
-                 "queued", "over_budget", "acks", "first", "delivered", "acked", "unsent", "settled")
+                 "queued", "over_budget", "acks", "first", "delivered", "acked", "unsent", "settled",
+                 "layout", "shape", "same", "patience")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -146,6 +156,10 @@ class _Connection:
         self.acked = 0  # the latest one acked
         self.unsent = b""  # the end of a frame the socket had no room for: goes out first
         self.settled = False  # at the last ack tick: nothing queued, everything delivered acked
+        self.layout: Optional[_Layout] = None  # of this peer's recent messages (see _Layout)
+        self.shape = 0  # bytes of the last message walked
+        self.same = 0  # messages walked in a row since one of another shape
+        self.patience = 1  # of them that make a layout: doubles at each layout that fails
 
 
 class ZmtpIntake:
@@ -468,7 +482,7 @@ class ZmtpIntake:
         c.end = got  # the bytes are the connection's at once
         self._bytes_read += got
         try:
-            whole = _whole_message(c.buffer, 0, got, self._max_message_size, self.head_frames)
+            whole = self._whole(c, 0, got)
         except BaseException:  # a signal's exception (Ctrl-C): the bytes go to the queue, not lost
             self._parse(c)
             raise
@@ -676,7 +690,7 @@ class ZmtpIntake:
                 if len(batch) >= room:
                     return False
                 if c.ready and not (c.frames or c.refusing or c.discard):
-                    whole = _whole_message(buffer, start, end, limit, heads)
+                    whole = self._whole(c, start, end)
                     if whole is not None and not (held and held + whole[1] > limit):
                         start, counted, frames = whole
                         batch.append((c, counted, frames))
@@ -770,6 +784,30 @@ class ZmtpIntake:
                     c.frames, c.size = [], 0
         finally:
             c.start = start
+
+    def _whole(self, c: _Connection, start: int, end: int) -> Optional[tuple[int, int, list]]:
+        """:func:`_whole_message` of ``c``'s buffer at ``start``, checked against the layout of
+        ``c``'s recent messages first (:class:`_Layout`): a peer sends the same kind of message
+        again and again, and then the frame heads need not be walked one by one."""
+        layout = c.layout
+        if layout is not None and end - start >= layout.size:  # else the rest is still to come
+            whole = layout.match(c.buffer, start)
+            if whole is not None:
+                return whole
+            c.layout = None  # the peer's messages change: walk them until enough agree again
+            c.same, c.patience = 0, min(2 * c.patience, LAYOUT_PATIENCE)
+        whole = _whole_message(c.buffer, start, end, self._max_message_size, self.head_frames)
+        if whole is not None:
+            size = whole[0] - start
+            if size != c.shape:
+                c.shape, c.same = size, 0
+            else:
+                c.same += 1
+                if c.same >= c.patience:
+                    c.layout = _Layout.of(c.buffer, start, whole)
+                    if c.layout is None:  # a message no layout is kept for: try again less often
+                        c.same, c.patience = 0, min(2 * c.patience, LAYOUT_PATIENCE)
+        return whole
 
     def _deliver(self, batch: list) -> None:
         """Queue whole messages ``[(connection, size, frames)]`` for the listener."""
@@ -871,6 +909,59 @@ class ZmtpIntake:
 
 def _sooner(first: float, second: Optional[float]) -> float:
     return first if second is None else min(first, second)
+
+
+class _Layout:
+    """Where the frame heads of one ordinary message (:func:`_whole_message`) are, and what they
+    say: a message whose heads say the same at the same places has the same frames, sizes and
+    flags, so it is within every limit that one was, and is cut without walking its frames.
+
+    One ``struct`` call reads every head at once and one comparison checks them, so a 4-frame
+    1 KB message takes ~2.0 µs instead of ~3.2. Built once a peer sent two messages of the same
+    size in a row; dropped at the first message that does not match, and rebuilt after ever more
+    messages of one size (:data:`LAYOUT_PATIENCE`), so a peer whose messages keep changing costs
+    a failed check and a build (~8 µs) only now and then.
+    """
+
+    __slots__ = ("_heads", "_expected", "size", "counted", "_spans")
+
+    def __init__(self, heads: struct.Struct, expected: tuple, size: int, counted: int, spans: list) -> None:
+        self._heads = heads.unpack_from
+        self._expected = expected
+        self.size = size
+        self.counted = counted
+        self._spans = spans
+
+    @classmethod
+    def of(cls, buffer: bytearray, start: int, whole: tuple[int, int, list]) -> Optional[_Layout]:
+        """The layout of the message ``whole`` (from :func:`_whole_message`) at ``start``; None
+        if it has an empty frame (shared as ``_EMPTY``, never cut from the message) or more than
+        :data:`LAYOUT_FRAMES` frames."""
+        position, counted, frames = whole
+        if len(frames) > LAYOUT_FRAMES:
+            return None
+        layout, expected, spans = ["<"], [], []
+        at = after = start
+        for frame in frames:
+            length = len(frame)
+            if not length:
+                return None
+            head = 9 if buffer[at] & _LONG else 2
+            layout.append(f"{at - after}x{head}s")
+            expected.append(bytes(buffer[at:at + head]))
+            after = at + head
+            spans.append((after - start, after - start + length))
+            at = after + length
+        return cls(struct.Struct("".join(layout)), tuple(expected), position - start, counted, spans)
+
+    def match(self, buffer: bytearray, start: int) -> Optional[tuple[int, int, list]]:
+        """As :func:`_whole_message` for a message of this layout at ``start`` (the buffer holds
+        :attr:`size` bytes from there); None if the heads there say anything else."""
+        if self._heads(buffer, start) != self._expected:
+            return None
+        size = self.size
+        whole = memoryview(buffer[start:start + size])
+        return start + size, self.counted, [whole[first:last] for first, last in self._spans]
 
 
 def _whole_message(buffer: bytearray, start: int, end: int, limit: int,
