@@ -136,3 +136,19 @@ def test_the_aligner_keeps_a_part_read_before_another_listener_raised():
         aligner.read()
     assert aligner.read() == ["image 1", "meta 1"]
     assert aligner.read() == ["image 2", "meta 2"]
+
+
+class ClosesItself(MiddlewareCommunicator):
+    @MiddlewareCommunicator.register("NativeObject", "none", "ClosesItself", "/closes/a")
+    @MiddlewareCommunicator.register("NativeObject", "none", "ClosesItself", "/closes/b")
+    def both(self):
+        self.close()  # stands for another thread's close() landing while the call runs
+        return 1, 2
+
+
+def test_a_stacked_call_that_a_close_overtakes_still_returns_what_it_did():
+    """The direct path is built after a call's work; a close during the call must not turn the
+    finished call into a ClosedError (the publish went out, a listen's parts were taken)."""
+    instance = ClosesItself()
+    instance.activate_communication(ClosesItself.both, "publish")
+    assert instance.both() == (1, 2)

@@ -65,7 +65,7 @@ def test_expiry_runs_on_the_timer_without_watch_or_list(warm, clock):
     assert warm.expire() == 50
     assert warm.statistics() == {"nodes": 0, "entries": 0, "bytes": 0, "malformed": 0, "refused_identity": 0,
                                  "refused_limit": 0, "refused_realm": 0, "expired": 50,
-                                 "hints": 0, "hints_unsent": 0}
+                                 "hints": 0, "hints_unsent": 0, "unhinted": 0}
 
 
 def test_node_and_entry_limits_refuse_the_newcomer_and_keep_the_others(warm, monkeypatch):

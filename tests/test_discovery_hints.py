@@ -241,3 +241,33 @@ def serve_until(host, condition, timeout=10.0):
         assert time.monotonic() < deadline, "the host did not answer in time"
         select.select([host.fileno()], [], [], 0.05)
         host.serve(time.monotonic() + 0.05)
+
+
+def test_a_flapping_peer_hints_each_watcher_at_most_once_per_interval(warm, clock):
+    """A peer whose endpoint changes on every sync (hostile, or restarting in a loop) makes each
+    watcher sync a few times a second at most, not once per change."""
+    sync(warm, WATCHER, "watcher", watched=[KEY])
+    hints = 0
+    for seq in range(1, 501):  # 500 changes over one second of the directory's clock
+        announce(warm, 4000 + seq % 2, seq=seq)
+        hints += len(warm.due_hints())
+        clock.now += 0.002
+    assert hints <= 1 / HINT_INTERVAL + 1 <= 5, hints
+
+
+def test_watches_beyond_the_index_limit_are_not_indexed_and_counted(warm, clock, monkeypatch):
+    """The hint index is bounded in all: a node whose watches do not fit gets no hints (it learns
+    at its polls), is counted in ``unhinted``, and is indexed once there is room."""
+    monkeypatch.setattr(directory_module, "MAX_WATCHES", 3)
+    sync(warm, WATCHER, "watcher", watched=[KEY, OTHER])
+    late = Peer(protocol.agent_routing_id(b"late"))
+    sync(warm, late, "late", watched=[KEY, OTHER])
+    assert warm._watches == 2 and warm.statistics()["unhinted"] == 1
+    announce(warm, 4000)
+    assert warm.due_hints() == [WATCHER], "the node that did not fit is not hinted"
+    sync(warm, WATCHER, "watcher", watched=[KEY], seq=2)  # room for the late node's two now
+    sync(warm, late, "late", watched=[KEY, OTHER], seq=2)
+    assert warm._watches == 3
+    announce(warm, 4001, seq=2)
+    clock.now += HINT_INTERVAL
+    assert set(warm.due_hints()) == {WATCHER, late}

@@ -43,7 +43,7 @@ from wrapyfi_like.connect.groups import Aligner, CallGroups
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.servers import Server
-from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.middlewares import is_available
 
 logger = logging.getLogger("wrapyfi_like.modes")
@@ -98,7 +98,10 @@ def run(mode: str, call: Call) -> Any:
     """Run ``call`` in ``mode``; then give its binding a direct path for later calls, if it has one."""
     result = _MODES[mode](call)
     if call.binding.direct is None:
-        call.binding.direct = _direct(mode, call)
+        try:
+            call.binding.direct = _direct(mode, call)
+        except ClosedError:
+            pass  # closed during this call (another thread): its work is done and its result stands
     return result
 
 

@@ -65,10 +65,17 @@ class Peer(NamedTuple):
         return self.routing_id.hex()
 
 
-HINT_INTERVAL = 0.02
+HINT_INTERVAL = 0.25
 """Seconds between two hints to one node at least. The first change is told at once (what a
 publisher waiting for its first listener needs); a burst of changes (a hundred processes
-starting, a failover) costs each watcher at most one hint, and so one sync, per interval."""
+starting, a failover), or a peer whose endpoints change on every sync, costs each watcher at
+most one hint, and so one sync, per interval: at 20 ms one flapping peer made every watcher of
+its key sync 50 times a second."""
+MAX_WATCHES = protocol.MAX_ENTRIES
+"""Watched keys indexed for hints in all (each costs ~300 bytes of index, beyond the bytes of the
+syncs, which the limits count); the nodes of one address index at most :data:`ADDRESS_SHARE` of
+them. A node whose watches do not fit is not indexed: it gets no hints and learns of changes
+at its next poll, as before hints (counted in ``unhinted``)."""
 
 
 class _Node:
@@ -97,9 +104,10 @@ class Directory:
         self._by_key: dict[str, dict[str, tuple[str, ...]]] = {}  # key -> node id -> its endpoints
         self._entries = 0
         self._bytes = 0
-        self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes]
+        self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes, watches]
         self._listing: Optional[bytes] = None  # cached encoded rows; None after any change
         self._watchers: dict[str, set[str]] = {}  # key -> ids of the nodes that watch it and take hints
+        self._watches = 0  # (node, key) pairs in _watchers
         self._owed: set[str] = set()  # ids of the nodes owed a hint
         self.counters: Counter[str] = Counter()
 
@@ -170,7 +178,7 @@ class Directory:
         added_nodes = 0 if node is not None else 1
         added_entries = len(request.announcements) - (len(node.announcements) if node is not None else 0)
         added_bytes = size - (node.size if node is not None else 0)
-        share = self._by_address.get(peer.address, [0, 0, 0])
+        share = self._by_address.get(peer.address, [0, 0, 0, 0])
         for what, total, mine, added, limit in (
                 ("nodes", len(self._nodes), share[0], added_nodes, protocol.MAX_NODES),
                 ("announcements", self._entries, share[1], added_entries, protocol.MAX_ENTRIES),
@@ -183,7 +191,7 @@ class Directory:
         return None
 
     def _share(self, peer: Peer) -> list[int]:
-        return self._by_address.setdefault(peer.address, [0, 0, 0])
+        return self._by_address.setdefault(peer.address, [0, 0, 0, 0])
 
     def _bye(self, peer: Peer, request: Bye) -> None:
         node = self._nodes.get(request.node)
@@ -251,11 +259,12 @@ class Directory:
         """Nodes, entries and bytes held, and counts of what was refused, malformed (here, or
         ``refused_size`` by the host's reader before it reached us) or expired, and the hints given
         (``hints``; ``hints_unsent``: those the host could not send, the watcher's connection being
-        gone or full)."""
+        gone or full; ``unhinted``: syncs whose watches did not fit :data:`MAX_WATCHES`)."""
         return {"nodes": len(self._nodes), "entries": self._entries, "bytes": self._bytes,
                 "malformed": self.counters["malformed"] + self.counters["refused_size"],
                 **{name: self.counters[name] for name in
-                   ("refused_identity", "refused_limit", "refused_realm", "expired", "hints", "hints_unsent")}}
+                   ("refused_identity", "refused_limit", "refused_realm", "expired", "hints", "hints_unsent",
+                    "unhinted")}}
 
     def _replace(self, node_id: str, node: _Node, announcements: tuple) -> None:
         before = _served(node.announcements)
@@ -280,6 +289,17 @@ class Directory:
                 self._owed |= watchers
 
     def _rewatch(self, node_id: str, node: _Node, watched: tuple[str, ...]) -> None:
+        """Index ``watched`` as the keys ``node`` is hinted about, if they fit :data:`MAX_WATCHES`."""
+        share = self._share(node.owner)
+        added = len(watched) - len(node.watched)
+        if added > 0 and (self._watches + added > MAX_WATCHES
+                          or node.owner.address and share[3] + added > MAX_WATCHES * ADDRESS_SHARE):
+            self.counters["unhinted"] += 1
+            _log.warning(node.owner.source, "unhinted", "discovery: node %s watches more keys than the hint "
+                         "index has room for; it learns of changes at its polls", truncate(node_id))
+            watched = ()
+        self._watches += len(watched) - len(node.watched)
+        share[3] += len(watched) - len(node.watched)
         for key in node.watched:
             watchers = self._watchers.get(key)
             if watchers is not None:
