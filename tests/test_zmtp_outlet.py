@@ -120,13 +120,23 @@ def up(outlet: ZmtpOutlet) -> bool:
     return outlet.up
 
 
+def connected(fake: FakeListener, told: list) -> tuple[ZmtpOutlet, socket.socket]:
+    """An outlet to ``fake``, its handshake done, telling ``told`` what it reports; and the peer's socket."""
+    outlet = ZmtpOutlet(f"ipc://{fake.path}", lambda outlet, count, why: told.append((count, why)))
+    try:
+        peer = fake.accept()
+        wait_until(lambda: up(outlet))
+    except BaseException:
+        outlet.close()
+        raise
+    return outlet, peer
+
+
 def test_a_dropped_connection_is_counted_and_opened_again_without_a_busy_loop(tmp_path, monkeypatch):
     told = []
     fake = FakeListener(tmp_path / "listener")
-    outlet = ZmtpOutlet(f"ipc://{fake.path}", lambda outlet, count, why: told.append((count, why)))
+    outlet, first = connected(fake, told)
     try:
-        first = fake.accept()
-        wait_until(lambda: up(outlet))
         for seq in (1, 2, 3):
             assert outlet.try_send([b"topic", b"envelope", HEADER])
             outlet.sent(seq)
@@ -163,10 +173,8 @@ def test_a_dropped_connection_is_counted_and_opened_again_without_a_busy_loop(tm
 def test_a_listener_writing_garbage_back_is_dropped_and_reported(tmp_path, garbage):
     told = []
     fake = FakeListener(tmp_path / "listener")
-    outlet = ZmtpOutlet(f"ipc://{fake.path}", lambda outlet, count, why: told.append((count, why)))
+    outlet, peer = connected(fake, told)
     try:
-        peer = fake.accept()
-        wait_until(lambda: up(outlet))
         peer.sendall(garbage)
         wait_until(lambda: not up(outlet))
         assert outlet.disconnects == 1
@@ -180,10 +188,8 @@ def test_a_listener_writing_garbage_back_is_dropped_and_reported(tmp_path, garba
 def test_an_ack_that_is_not_one_is_reported_and_the_connection_kept(tmp_path):
     told = []
     fake = FakeListener(tmp_path / "listener")
-    outlet = ZmtpOutlet(f"ipc://{fake.path}", lambda outlet, count, why: told.append((count, why)))
+    outlet, peer = connected(fake, told)
     try:
-        peer = fake.accept()
-        wait_until(lambda: up(outlet))
         peer.sendall(bytes([0, 3]) + b"abc" + zmtp.command(b"PING", b"\x00\x0aHI"))
         wait_until(lambda: outlet.check() >= 0 and bool(told))
         assert told[0][0] == 0 and "ack" in told[0][1]

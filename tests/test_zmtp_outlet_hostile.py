@@ -20,7 +20,7 @@ from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.keys import listener_key
 from wrapyfi_like.middlewares.zeromq.zmtp_outlet import ZmtpOutlet
 
-from test_zmtp_outlet import HEADER, FakeListener, up, wait_until
+from test_zmtp_outlet import HEADER, FakeListener, connected, up, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,13 +32,6 @@ def fake(tmp_path):
     listener = FakeListener(tmp_path / "listener")
     yield listener
     listener.close()
-
-
-def connected(fake: FakeListener, told: list) -> tuple[ZmtpOutlet, socket.socket]:
-    outlet = ZmtpOutlet(f"ipc://{fake.path}", lambda outlet, count, why: told.append((count, why)))
-    peer = fake.accept()
-    wait_until(lambda: up(outlet))
-    return outlet, peer
 
 
 def fill(outlet: ZmtpOutlet) -> int:
