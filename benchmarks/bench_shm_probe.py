@@ -45,6 +45,7 @@ import numpy as np
 import zmq
 
 from benchmarks.bench_shm import receiver_process
+from wrapyfi_like.middlewares.ports import free_port
 
 MB = 1 << 20
 WARMUP = 24
@@ -119,12 +120,6 @@ def _read_notice(connection: socket.socket) -> None:
     while left:
         select.select([connection], [], [])
         left -= len(connection.recv(left))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _faults() -> int:
@@ -255,8 +250,8 @@ def main() -> None:
               for size in options.sizes.split(",") for path in ("publish", "loan")]
     blocks += [(0, path, options.warmup, options.warmup + options.count) for path in RAW + (PLAIN,)]
     spec = {"topic": f"/bench/probe/{uuid.uuid4().hex[:8]}", "ack": f"ipc://{workdir}/ack.sock", "blocks": blocks,
-            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{_free_port()}",
-            "plain_port": _free_port()}
+            "raw_ipc": f"ipc://{workdir}/raw.sock", "raw_tcp": f"tcp://127.0.0.1:{free_port()}",
+            "plain_port": free_port()}
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_shm_probe", "--role", "sender",
                            "--spec", json.dumps(spec)], stdout=subprocess.PIPE, check=True, timeout=600)
     result = json.loads(done.stdout)

@@ -35,7 +35,6 @@ import datetime
 import json
 import os
 import select
-import socket
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Optional
+
+from wrapyfi_like.middlewares.ports import free_port
 
 RECORD = Path(__file__).resolve().parent.parent / "docs" / "assets" / "benchmarks" / "discovery_scale.json"
 """Where recorded runs are kept for docs/benchmarks.md (``--record``)."""
@@ -61,12 +62,6 @@ REPORT_INTERVAL = 0.5
 
 def now() -> float:
     return time.monotonic()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cpu_seconds() -> float:

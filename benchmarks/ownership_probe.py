@@ -51,6 +51,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
+from wrapyfi_like.middlewares.ports import free_port
+
 WAYS = ("tracked", "copied", "unsafe", "pyzmq", "pyzmq_tracked", "zmtp", "outlet", "libzmq_outlet")
 OUTLETS = {"outlet": "our own outlet (the default without CURVE)",
            "libzmq_outlet": "libzmq's DEALER outlet (the CURVE path, here without keys)"}
@@ -59,12 +61,6 @@ OURS = {"tracked": "_tracked", "copied": "_copied", "unsafe": "_shared"}
 """Our ways, by the publisher's ownership step (a function of the publisher module)."""
 GREETING = b"greeting"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _endpoint(spec: dict, way: str) -> str:
@@ -309,8 +305,8 @@ def probe(listeners: int, size: int, carrier: str, ways: list[str], blocks: int,
     with tempfile.TemporaryDirectory(prefix="wl-ownership-") as workdir:
         spec = {"listeners": listeners, "size": size, "carrier": carrier, "ways": ways, "blocks": blocks,
                 "messages": messages, "profile": profile, "workdir": workdir,
-                "reports": f"ipc://{workdir}/reports", "ports": {way: _free_port() for way in ways}}
-        env = dict(os.environ, WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{_free_port()}",
+                "reports": f"ipc://{workdir}/reports", "ports": {way: free_port() for way in ways}}
+        env = dict(os.environ, WRAPYFI_ZEROMQ_DISCOVERY=f"tcp://127.0.0.1:{free_port()}",
                    WRAPYFI_ZEROMQ_IPC_DIR=workdir)
         command = [sys.executable, "-m", "benchmarks.ownership_probe", "--role"]
         processes = [subprocess.Popen(command + [json.dumps({**spec, "role": "listener", "listener": index})],

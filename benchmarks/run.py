@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from benchmarks.fanout import fanout_cases, run_fanouts
 from benchmarks.paths import wrapyfi_environment
 from benchmarks.report import write_markdown, write_plot
 from benchmarks.serializers import measure as measure_serializers
+from wrapyfi_like.middlewares.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 180.0
@@ -50,12 +50,6 @@ logger = logging.getLogger("benchmarks")
 
 def now_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def address(transport: str, workdir: str) -> str:

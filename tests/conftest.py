@@ -6,22 +6,17 @@ running, never see each other's topics.
 """
 
 import os
-import socket
 import threading
 import uuid
 from concurrent.futures import Future
 
 import pytest
 
-
-def _free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from wrapyfi_like.middlewares.ports import free_port
 
 
-os.environ["WRAPYFI_ZEROMQ_DISCOVERY"] = f"tcp://127.0.0.1:{_free_tcp_port()}"
-os.environ["WRAPYFI_ZENOH_PORT"] = str(_free_tcp_port())
+os.environ["WRAPYFI_ZEROMQ_DISCOVERY"] = f"tcp://127.0.0.1:{free_port()}"
+os.environ["WRAPYFI_ZENOH_PORT"] = str(free_port())
 os.environ.pop("WRAPYFI_PLUGIN_PATHS", None)
 
 
@@ -29,7 +24,7 @@ os.environ.pop("WRAPYFI_PLUGIN_PATHS", None)
 def private_discovery() -> dict:
     """Environment for node processes that share a discovery directory of their own, so the
     directory's host is always one of them and never the test process."""
-    return {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_tcp_port()}"}
+    return {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{free_port()}"}
 
 
 @pytest.fixture

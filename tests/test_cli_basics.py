@@ -92,11 +92,9 @@ def test_record_needs_topics_or_all_and_a_new_file(tmp_path, capsys):
 
 
 def test_console_script_and_module_run_topics_without_a_directory_as_one_line(tmp_path):
-    import socket
+    from wrapyfi_like.middlewares.ports import free_port
 
-    with socket.socket() as probe:  # an address where no directory runs
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    address = f"tcp://127.0.0.1:{free_port()}"  # where no directory runs
     env = {**os.environ, "WRAPYFI_ZEROMQ_DISCOVERY": address}
     for launcher in ([str(CONSOLE_SCRIPT)], [sys.executable, "-m", "wrapyfi_like"]):
         result = subprocess.run([*launcher, "topics", "--timeout", "0.3"], env=env, cwd=ROOT,

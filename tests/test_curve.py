@@ -2,7 +2,6 @@
 never receive, announce or disturb anything."""
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import pytest
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.exceptions import ConfigurationError, WaitTimeout
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory, protocol
 from wrapyfi_like.middlewares.zeromq import ClientTransport as ZeroMQClientTransport
@@ -155,12 +155,6 @@ def test_keys_and_allow_lists_come_from_the_environment_and_bad_ones_are_refused
         Listener("Secure", topic, curve_server_key="not a key")
 
 
-def _free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-
 def test_discovery_is_curve_and_refuses_unlisted_keys(topic):
     """Separate processes: the directory host and a publisher hold the secret key, the listener an
     allowed client key; an intruder that knows only the public key can neither read nor announce."""
@@ -168,7 +162,7 @@ def test_discovery_is_curve_and_refuses_unlisted_keys(topic):
 
     server_public, server_secret = keypair()
     client_public, client_secret = keypair()
-    address = _free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     producer_env = {"WRAPYFI_ZEROMQ_DISCOVERY": address, curve.SECRET_KEY_VARIABLE: server_secret,
                     curve.ALLOWED_VARIABLE: client_public}
     consumer_env = {"WRAPYFI_ZEROMQ_DISCOVERY": address, curve.SERVER_KEY_VARIABLE: server_public,
@@ -230,6 +224,6 @@ def test_a_curve_process_still_terminates_its_context_at_exit(tmp_path):
     """The ZAP handler's socket is closed at exit, so the context terminates (which is what
     delivers messages still queued when a script ends)."""
     _, server_secret = keypair()
-    env = {**os.environ, "WRAPYFI_ZEROMQ_DISCOVERY": _free_address(), curve.SECRET_KEY_VARIABLE: server_secret}
+    env = {**os.environ, "WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{free_port()}", curve.SECRET_KEY_VARIABLE: server_secret}
     result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=30)
     assert result.stdout == "terminated\n", result.stderr

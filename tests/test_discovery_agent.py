@@ -1,12 +1,13 @@
 """The agent survives any reply and any error of its own; a watch never forgets a peer during warm-up."""
 
 import select
-import socket
 import threading
 import time
 
 import msgpack
 import pytest
+
+from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, protocol
@@ -27,9 +28,7 @@ def wait_until(condition, timeout=10.0):
 @pytest.fixture
 def fake_directory():
     """A ROUTER the test drives, bound first so the agent under test cannot host."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     router = zmq.Context.instance().socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     router.bind(address)

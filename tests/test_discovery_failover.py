@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from node_processes import Node, event_is  # noqa: E402
+from wrapyfi_like.middlewares.ports import free_port  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,14 +34,8 @@ class ScriptNode(Node):
     script = Path(__file__).resolve()
 
 
-def _free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-
 def test_killing_the_directory_host_loses_no_endpoint_and_no_message(topic):
-    env = {"WRAPYFI_ZEROMQ_DISCOVERY": _free_address()}
+    env = {"WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{free_port()}"}
     topics = [f"{topic}/{n}" for n in range(TOPICS)]
     host = Node("idle", env=env)
     nodes = [host]

@@ -9,12 +9,13 @@ read from /proc before and after each shape (printed; run with ``-s`` to see the
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 
 import msgpack
 import pytest
+
+from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from node_processes import Node, event_is
@@ -38,12 +39,6 @@ def rss(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
-
-
-def _free_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def dealer(address: str, routing_id: bytes = b"") -> zmq.Socket:
@@ -194,7 +189,7 @@ def listed(address: str, topic: str) -> list[str]:
 
 
 def test_a_live_directory_survives_hostile_peers_with_bounded_memory(topic):
-    address = _free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     env = {"WRAPYFI_ZEROMQ_DISCOVERY": address}
     host = Node("idle", env=env)
     nodes = [host]

@@ -3,11 +3,12 @@ agent that gets one syncs at once instead of at its next poll (polls are set to 
 only a hint can make a watch see a new peer within the tests' bounds)."""
 
 import select
-import socket
 import time
 
 import msgpack
 import pytest
+
+from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from wrapyfi_like.middlewares.zeromq import curve
@@ -132,7 +133,7 @@ def fake_directory(monkeypatch):
     """A ROUTER the test drives, bound first so the agent under test cannot host."""
     monkeypatch.setattr(agent_module, "SYNC_INTERVAL", POLL)
     monkeypatch.setattr(agent_module, "FAST_SYNC_INTERVAL", POLL)
-    address = free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     router = zmq.Context.instance().socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     router.bind(address)
@@ -140,12 +141,6 @@ def fake_directory(monkeypatch):
     yield router, agent
     agent.stop()
     router.close()
-
-
-def free_address():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def next_sync(router):
@@ -189,7 +184,7 @@ def test_a_watch_sees_a_new_peer_through_a_hint_long_before_its_poll(monkeypatch
     if with_curve:
         _public, secret = keypair()
         monkeypatch.setenv(curve.SECRET_KEY_VARIABLE, secret)
-    host, watcher, announcer = three_agents(monkeypatch, free_address())
+    host, watcher, announcer = three_agents(monkeypatch, f"tcp://127.0.0.1:{free_port()}")
     try:
         assert (host._server_keys is not None) == with_curve  # CURVE: the host serves on a CurveHost
         watch = watcher.watch(KEY)
@@ -206,7 +201,7 @@ def test_a_watch_sees_a_new_peer_through_a_hint_long_before_its_poll(monkeypatch
 
 
 def test_a_hint_to_a_connection_that_is_gone_is_counted_and_dropped_and_an_old_agent_gets_none(warm):
-    address = free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     host = ZmtpHost(address, warm)
     dealers = {}
     try:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 import yaml
 
 from doc_blocks import Block, ConventionError, blocks
+from wrapyfi_like.middlewares.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(p.relative_to(ROOT) for p in (ROOT / "docs").rglob("*.md")) + [Path("README.md")]
@@ -31,16 +30,10 @@ PARALLEL_PAGES = 3
 pytestmark = pytest.mark.timeout(180)
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _page_environment() -> dict:
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1",
-            "WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{_free_tcp_port()}", "NO_MKDOCS_2_WARNING": "1"}
+            "WRAPYFI_ZEROMQ_DISCOVERY": f"tcp://127.0.0.1:{free_port()}", "NO_MKDOCS_2_WARNING": "1"}
 
 
 class PageRun:

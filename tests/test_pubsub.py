@@ -15,6 +15,7 @@ from wrapyfi_like.exceptions import ClosedError, WaitTimeout
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.zeromq import ListenerTransport as ZeroMQListenerTransport
 from wrapyfi_like.middlewares.zeromq import PublisherTransport as ZeroMQPublisherTransport
+from wrapyfi_like.middlewares.ports import free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -263,14 +264,6 @@ def test_close_wakes_a_blocking_receive_within_half_a_second(topic, in_thread):
     assert _closing_wakes(lambda: listener.recv(None), listener.close, in_thread) < 0.5
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens there once the probe is closed
-
-
 HEADER_ONLY = [b"\x93\x01\x00\xc0"]  # a codec message holding None
 
 
@@ -306,7 +299,7 @@ def test_fake_entries_beyond_max_outlets_are_skipped_and_the_honest_listener_get
     from wrapyfi_like.middlewares.zeromq.keys import listener_key
 
     agent = NodeAgent.get()
-    announcements = [agent.announce(listener_key(topic), f"tcp://127.0.0.1:{_closed_port()}", {})
+    announcements = [agent.announce(listener_key(topic), f"tcp://127.0.0.1:{free_port()}", {})
                      for _ in range(60)]
     listener = ZeroMQListenerTransport(topic)
     publisher = ZeroMQPublisherTransport(topic, should_wait=False)

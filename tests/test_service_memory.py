@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from wrapyfi_like.middlewares.ports import free_port
+
 from test_service_availability import Process, rss_bytes
 from wrapyfi_like.middlewares.zeromq import zmtp
 
@@ -182,9 +184,7 @@ def test_unfinished_messages_to_the_directory_are_refused_with_memory_bounded_an
     from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, list_directory
     from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     monkeypatch.setenv("WRAPYFI_ZEROMQ_DISCOVERY", address)
     key = "/test/directory-memory"
     node = NodeProcess("host", key, stderr_path=tmp_path / "host.err", env={"WRAPYFI_ZEROMQ_DISCOVERY": address})

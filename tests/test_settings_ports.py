@@ -4,7 +4,6 @@ Each test binds ports it found free a moment before; a port taken in between by 
 would fail a test loudly (a clear ConfigurationError), never hang it.
 """
 
-import random
 import socket
 import time
 import uuid
@@ -18,29 +17,10 @@ from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory
 from wrapyfi_like.middlewares.zeromq.keys import listener_key
 from wrapyfi_like.middlewares.zeromq.reqrep import service_key
+from wrapyfi_like.middlewares.ports import free_ports
 from node_processes import Node, event_is
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive tcp ports free right now, below the ephemeral range
-    (where the system's own picks would soon take them)."""
-    for _ in range(200):
-        first = random.randrange(20000, 32000 - count)
-        probes = []
-        try:
-            for port in range(first, first + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("0.0.0.0", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise AssertionError("no run of free ports found")
 
 
 def announced(topic: str, endpoint: str, timeout: float = 10.0) -> bool:

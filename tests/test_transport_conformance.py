@@ -5,12 +5,13 @@ import errno
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import types
 
 import pytest
+
+from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, TransportError, WaitTimeout, map_exceptions
@@ -277,16 +278,10 @@ def test_zeromq_and_inproc_take_exactly_the_interface_parameters(middleware, kin
 
 # -- sessions are passed in ---------------------------------------------------------------------
 
-def _free_tcp_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_zeromq_transport_meets_only_the_transports_of_the_agent_it_is_given(topic):
     """A private agent (a discovery directory of its own) isolates its transports from the
     process's agent, with no singleton touched."""
-    settings = dataclasses.replace(ZeroMQSettings.from_environment(), discovery=f"tcp://127.0.0.1:{_free_tcp_port()}")
+    settings = dataclasses.replace(ZeroMQSettings.from_environment(), discovery=f"tcp://127.0.0.1:{free_port()}")
     agent = NodeAgent(zmq.Context.instance(), settings)
     made = []
     try:

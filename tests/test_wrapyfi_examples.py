@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,21 +21,17 @@ from pathlib import Path
 
 import pytest
 
+from wrapyfi_like.middlewares.ports import free_port
+
 TIMEOUT = 60
 pytestmark = pytest.mark.timeout(2 * TIMEOUT)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # zenoh's one-host rendezvous port, this module's own: the examples' fixed topics never meet
 # another test session's (zeromq's discovery port is the session's own already, tests/conftest.py).
 # faulthandler: a script that does not exit after Ctrl-C is sent SIGABRT, and its threads' stacks
 # show in the failure (a zenoh publisher once hung at exit on a loaded CI machine, unreproduced)
-ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+ENV = {**os.environ, "WRAPYFI_ZENOH_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)

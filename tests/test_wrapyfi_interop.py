@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ import zmq
 if importlib.util.find_spec("wrapyfi") is None:  # not imported here: it takes seconds
     pytest.skip("the bench extra installs wrapyfi==0.5.0", allow_module_level=True)
 
+from wrapyfi_like.middlewares.ports import free_port  # noqa: E402
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator  # noqa: E402
 from wrapyfi_like.exceptions import ConfigurationError  # noqa: E402
 from wrapyfi_like.middlewares import middleware_module  # noqa: E402
@@ -145,14 +145,7 @@ exec(VALUES, _values)  # the values and their description, as the children make 
 
 
 def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return [free_port() for _ in range(n)]
 
 
 class Child:
@@ -611,7 +604,6 @@ def test_our_envelope_rides_last_and_counts_losses():
     finally:
         context.destroy(linger=0)
         session.close()
-
 
 
 def test_stacked_parts_stay_together_between_our_nodes():

@@ -12,12 +12,13 @@ import threading
 import numpy as np
 import pytest
 
+from wrapyfi_like.middlewares.ports import free_port
+
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import middleware_module
 from wrapyfi_like.middlewares.zenoh import settings
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
-from wrapyfi_like.middlewares.zenoh.session import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import threading
 from types import ModuleType
 from typing import Any, Optional
 
 from wrapyfi_like.background import signals_blocked
 from wrapyfi_like.exceptions import ConfigurationError, TransportError, map_exceptions
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zenoh import settings
 
 logger = logging.getLogger("wrapyfi_like.zenoh")
@@ -89,13 +89,6 @@ class ZenohSession:
             shared, self._shared = self._shared, None
         if shared is not None:
             close_quietly(shared, "the shared zenoh session")
-
-
-def free_port() -> int:
-    """A loopback TCP port free right now (for the shared session's in-process endpoint)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def close_quietly(session: Any, what: str) -> None:

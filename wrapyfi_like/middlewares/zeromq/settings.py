@@ -45,6 +45,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -56,6 +57,9 @@ from typing import Callable, Optional
 import zmq
 
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares.ports import ephemeral_ports
+
+logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
 
 DOMAIN_VARIABLE = "WRAPYFI_LIKE_DOMAIN"
 DISCOVERY_VARIABLE = "WRAPYFI_ZEROMQ_DISCOVERY"
@@ -108,7 +112,25 @@ def checked_discovery(text: str) -> str:
     port = int(form.group(2))
     if not 1 <= port <= 65535:
         raise ConfigurationError(f"{DISCOVERY_VARIABLE}={text[:80]!r}: port {port} is not in 1–65535")
+    warn_if_ephemeral(text.strip())
     return text.strip()
+
+
+@functools.lru_cache(maxsize=16)
+def warn_if_ephemeral(discovery: str) -> None:
+    """A WARNING, once per address, when the discovery port is one the system hands out by itself.
+
+    Why: any socket bound without a port, this node's own listeners and servers included, may be
+    given it before the directory binds it. The directory then never starts, every node waits for
+    peers, and the listener holding the port reads discovery requests as malformed messages.
+    """
+    port = int(discovery.rsplit(":", 1)[1])
+    ephemeral = ephemeral_ports()
+    if port in ephemeral:
+        logger.warning("%s=%s: port %d is in the range the system gives to sockets bound without a port "
+                       "(%d-%d), so a listener may take it before the discovery directory starts; "
+                       "choose a port below %d", DISCOVERY_VARIABLE, discovery, port, ephemeral.start,
+                       ephemeral.stop - 1, ephemeral.start)
 
 
 def port_range(text: str) -> range:
