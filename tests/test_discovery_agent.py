@@ -7,11 +7,8 @@ import time
 import msgpack
 import pytest
 
-from wrapyfi_like.middlewares.ports import free_port
-import zmq
-
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, protocol
-from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
+from directory_state import agent_with_fake_directory, next_sync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,21 +25,8 @@ def wait_until(condition, timeout=10.0):
 @pytest.fixture
 def fake_directory():
     """A ROUTER the test drives, bound first so the agent under test cannot host."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    router = zmq.Context.instance().socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    router.bind(address)
-    agent = NodeAgent(zmq.Context.instance(), ZeroMQSettings("127.0.0.1", address, "/tmp", 0, "/0"))
-    yield router, agent
-    agent.stop()
-    router.close()
-
-
-def next_sync(router):
-    assert router.poll(5000), "the agent stopped syncing"
-    routing_id, frame = router.recv_multipart()
-    request = protocol.decode_request(frame)
-    return routing_id, request
+    with agent_with_fake_directory() as pair:
+        yield pair
 
 
 def test_the_agent_survives_every_malformed_reply_and_then_takes_a_good_one(fake_directory):

@@ -14,11 +14,10 @@ import time
 
 import msgpack
 import pytest
-
-from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from node_processes import Node, event_is
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory, protocol
 from wrapyfi_like.middlewares.zeromq.discovery.directory import ADDRESS_SHARE
 from wrapyfi_like.middlewares.zeromq.keys import listener_key

@@ -7,10 +7,9 @@ import time
 
 import msgpack
 import pytest
-
-from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq import curve
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, agent as agent_module, directory as directory_module
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
@@ -19,7 +18,7 @@ from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, HINT_
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Changed, decode_reply
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.security import keypair
-from directory_state import sync
+from directory_state import agent_with_fake_directory, next_sync, sync
 
 
 pytestmark = pytest.mark.timeout(60)
@@ -133,26 +132,17 @@ def fake_directory(monkeypatch):
     """A ROUTER the test drives, bound first so the agent under test cannot host."""
     monkeypatch.setattr(agent_module, "SYNC_INTERVAL", POLL)
     monkeypatch.setattr(agent_module, "FAST_SYNC_INTERVAL", POLL)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    router = zmq.Context.instance().socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    router.bind(address)
-    agent = NodeAgent(zmq.Context.instance(), ZeroMQSettings("127.0.0.1", address, "/tmp", 0, "/0"))
-    yield router, agent
-    agent.stop()
-    router.close()
-
-
-def next_sync(router):
-    assert router.poll(5000), "the agent did not sync"
-    routing_id, frame = router.recv_multipart()
-    return routing_id, protocol.decode_request(frame)
+    with agent_with_fake_directory() as pair:
+        yield pair
 
 
 def test_an_agent_syncs_at_once_on_a_hint_and_ignores_bad_ones(fake_directory):
     router, agent = fake_directory
     watch = agent.watch(KEY)
     routing_id, request = next_sync(router)
+    while KEY not in request.watched:  # a sync sent before the watch existed: the watch asks for its own
+        router.send_multipart([routing_id, protocol.synced(request.seq, {}, False)])
+        routing_id, request = next_sync(router)
     assert protocol.agent_version(routing_id) == protocol.VERSION
     router.send_multipart([routing_id, protocol.synced(request.seq, {KEY: []}, False)])
     bad = [msgpack.packb(["changed", KEY]), msgpack.packb(["changed", None]), msgpack.packb(["changes"]),

@@ -9,6 +9,8 @@ import pytest
 from wrapyfi_like.middlewares.ports import LOWEST, ephemeral_ports, free_port, free_ports
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings, warn_if_ephemeral
 
+pytestmark = pytest.mark.timeout(30)
+
 
 def test_a_picked_port_is_free_and_below_the_range_the_system_hands_out():
     ephemeral = ephemeral_ports()

@@ -13,9 +13,9 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.exceptions import ClosedError, WaitTimeout
 from wrapyfi_like.middlewares import envelope
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq import ListenerTransport as ZeroMQListenerTransport
 from wrapyfi_like.middlewares.zeromq import PublisherTransport as ZeroMQPublisherTransport
-from wrapyfi_like.middlewares.ports import free_port
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from wrapyfi_like.middlewares.ports import free_port
 
 from test_service_availability import Process, rss_bytes
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq import zmtp
 
 pytestmark = pytest.mark.timeout(60)

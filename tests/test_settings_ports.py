@@ -14,10 +14,10 @@ from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ConfigurationError
+from wrapyfi_like.middlewares.ports import free_ports
 from wrapyfi_like.middlewares.zeromq.discovery import list_directory
 from wrapyfi_like.middlewares.zeromq.keys import listener_key
 from wrapyfi_like.middlewares.zeromq.reqrep import service_key
-from wrapyfi_like.middlewares.ports import free_ports
 from node_processes import Node, event_is
 
 pytestmark = pytest.mark.timeout(60)

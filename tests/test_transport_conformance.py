@@ -10,14 +10,13 @@ import sys
 import types
 
 import pytest
-
-from wrapyfi_like.middlewares.ports import free_port
 import zmq
 
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError, TransportError, WaitTimeout, map_exceptions
 from wrapyfi_like.middlewares import MIDDLEWARES, base, inproc, zeromq
 from wrapyfi_like.middlewares.inproc.bus import Bus, current_bus
 from wrapyfi_like.middlewares.inproc.pubsub import InprocListenerTransport, InprocPublisherTransport
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.testing import TransportConformance, inproc_middleware

@@ -12,11 +12,11 @@ import threading
 import numpy as np
 import pytest
 
-from wrapyfi_like.middlewares.ports import free_port
 
 from wrapyfi_like.connect.wrapper import MiddlewareCommunicator
 from wrapyfi_like.exceptions import ConfigurationError
 from wrapyfi_like.middlewares import middleware_module
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zenoh import settings
 from wrapyfi_like.middlewares.zenoh.keys import topic_key
 
