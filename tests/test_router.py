@@ -114,6 +114,30 @@ def test_a_peer_that_never_reads_loses_its_own_replies_only_and_they_hold_bounde
         router.release()
 
 
+def test_an_identity_with_a_zero_byte_first_is_never_taken_over():
+    """Identities starting with a zero byte are the ones the router makes up for peers that set
+    none (as libzmq's); a peer announcing one gets its own instead of the live peer's connection."""
+    router, _ = make_router(handover=True)
+    tool = dealer(router.endpoint)
+    thief = None
+    try:
+        tool.send_multipart([b"1", b"x"])
+        outlet, _ = router.take(10)
+        assert outlet.identity[:1] == b"\0"
+        thief = dealer(router.endpoint, outlet.identity)
+        thief.send_multipart([b"2", b"x"])
+        stolen, _ = router.take(10)
+        assert stolen.identity != outlet.identity and stolen.identity[:1] == b"\0"
+        assert not outlet.gone and router.outlet(outlet.identity) is outlet
+        assert router.send(outlet, [b"1", b"ok"])
+        assert tool.poll(10_000) and tool.recv_multipart() == [b"1", b"ok"]
+    finally:
+        tool.close()
+        if thief is not None:
+            thief.close()
+        router.release()
+
+
 def test_with_handover_a_new_connection_with_a_live_identity_takes_its_place():
     router, _ = make_router(handover=True)
     first = dealer(router.endpoint, b"Nnode")

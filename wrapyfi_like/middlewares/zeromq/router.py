@@ -220,7 +220,9 @@ class ZmtpRouter(ZmtpIntake):
         if not c.ready:
             super()._command(c, body)  # checks the READY: a DEALER's
             c.acks = False  # a request client reads replies, not a listener's acks
-            identity = zmtp.properties(zmtp.split_command(body)[1]).get("identity") or self._make_identity()
+            identity = zmtp.properties(zmtp.split_command(body)[1]).get("identity") or b""
+            if identity[:1] in (b"", b"\0"):  # a zero byte first is ours to give: never another's by handover
+                identity = self._make_identity()
             if c.sock.family == socket.AF_UNIX:  # as much room as TCP's autotuning gives (tcp_wmem),
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, IPC_SEND_BUFFER)  # a 1 MB reply in one write
             outlet = Outlet(c, identity, _address(c.sock))
