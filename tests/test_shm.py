@@ -615,13 +615,54 @@ def test_an_inbox_that_cannot_notify_its_room_still_delivers_and_says_so(topic, 
     inbox = listener._transport._shm.inbox
     real, inbox._taken = inbox._taken, Broken()
     try:
-        for seq in range(2):
+        for seq in range(2):  # both in the inbox: taking the first leaves one, so it notifies
             publisher.publish({"seq": seq, "a": payload(seq, MB)})
+        for seq in range(2):
             message = listener.listen()
             assert message["seq"] == seq and np.array_equal(message["a"], payload(seq, MB))
         assert listener.stats()["shm_received"] == 2
         assert [record for record in caplog.records if "cannot notify its room" in record.getMessage()]
     finally:
         inbox._taken = real
+        publisher.close()
+        listener.close()
+
+
+def test_only_a_take_that_leaves_samples_in_the_inbox_notifies_its_room(topic, prefix):
+    """A publisher waits for room only behind a full queue, so a take that leaves samples
+    behind must notify (else it waits ROOM_WAIT and sends frames: the tests above), and one
+    that empties the inbox, as every message of a listener that keeps up, need not."""
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    class Counting:
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def notify(self):
+            self.calls += 1
+            return self.real.notify()
+
+        def delete(self):
+            self.real.delete()
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    inbox = listener._transport._shm.inbox
+    inbox._taken = counting = Counting(inbox._taken)
+    try:
+        for seq in range(3):  # lock-step: each take empties the inbox
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+            assert listener.listen()["seq"] == seq
+        assert counting.calls == 0
+        for seq in range(3, 3 + shm.BUFFER):
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+        for seq in range(3, 3 + shm.BUFFER):
+            assert listener.listen()["seq"] == seq
+        assert counting.calls == shm.BUFFER - 1  # every take but the one that emptied it
+        assert publisher.stats()["shm_sent"] == 3 + shm.BUFFER
+    finally:
         publisher.close()
         listener.close()

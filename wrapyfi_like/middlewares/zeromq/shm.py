@@ -58,6 +58,7 @@ MAX_PUBLISHERS = 8
 """Publishers one listener's inbox takes; the next ones send it ordinary frames."""
 BUFFER = 4
 """Samples waiting in an inbox per publisher; when full, the publisher sends frames instead."""
+assert BUFFER >= 2, "Inbox._notify_room relies on a full queue holding two samples or more"
 BORROWED = 6
 """Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
 LOANED = 2
@@ -281,7 +282,8 @@ class Inbox:
                     return None
                 if sample is None:
                     return None
-                self._notify_room()
+                if self._subscriber.has_samples():  # else no publisher can be waiting for room
+                    self._notify_room()
                 with self._held_lock:
                     self.held += 1
             sender, number = _read_header(sample)
@@ -301,7 +303,13 @@ class Inbox:
 
     def _notify_room(self) -> None:
         """Tell waiting publishers there is room for one more sample; if that fails they send
-        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s)."""
+        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s).
+
+        Only a take that leaves samples in the inbox notifies: a publisher waits for room only
+        after its queue held :data:`BUFFER` (≥ 2) samples, so the first take after that leaves
+        at least one behind. A take that empties the inbox (every message of a listener that
+        keeps up) then costs no system call: a publisher drains its room event before each send
+        (:meth:`Port.send`), so each notification would be a datagram on the listener's path."""
         try:
             self._taken.notify()
         except shm_errors() as error:
