@@ -138,7 +138,7 @@ def receiver(spec: dict) -> None:
     _stamp(transport._intake, "receive", "woken")
     _stamp(shm.Inbox, "_notify_room", "room")
     _stamp(shm.Inbox, "take", "take")
-    _stamp(shm.Inbox, "array", "view")
+    _stamp(shm.Inbox, "views", "view")
     _stamp(listener._format, "decode", "decode")
     ack = zmq.Context.instance().socket(zmq.PUSH)
     ack.connect(spec["ack"])

@@ -334,6 +334,88 @@ def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory():
     assert not loan.carries(split([b"header", user]))
 
 
+def test_references_of_one_buffer_and_of_several_are_checked_alike():
+    """A one-entry reference frame is read in one call: it is checked as a longer one is."""
+    from wrapyfi_like.middlewares.zeromq.shm_wire import ENTRY, HEAD, MAGIC, pack_refs
+
+    assert unpack_refs(pack_refs([(1, 0, 100)]), 2, 100) == [(1, 0, 100)]
+    bad = [HEAD.pack(b"WLSX", 1) + ENTRY.pack(1, 0, 100),  # not the magic
+           HEAD.pack(MAGIC, 2) + ENTRY.pack(1, 0, 100),  # says two entries, has one
+           HEAD.pack(MAGIC, 1) + ENTRY.pack(0, 0, 100),  # the header's place
+           HEAD.pack(MAGIC, 1) + ENTRY.pack(2, 0, 100),  # a frame the message does not have
+           HEAD.pack(MAGIC, 1) + ENTRY.pack(1, 1, 100),  # one byte beyond the sample
+           HEAD.pack(MAGIC, 2) + ENTRY.pack(1, 0, 10) + ENTRY.pack(1, 64, 10)]  # one frame twice
+    for frame in bad:
+        with pytest.raises(DecodeError):
+            unpack_refs(frame, 2, 100)
+    # the last frame packed is kept for a stream of one shape; another shape gets its own
+    one, two = [(1, 0, 100)], [(1, 0, 100), (3, 128, 5)]
+    assert unpack_refs(pack_refs(two), 4, 133) == two and unpack_refs(pack_refs(one), 4, 133) == one
+    assert unpack_refs(pack_refs(two), 4, 133) == two
+
+
+def test_several_shared_buffers_of_a_message_are_read_only_views_that_keep_their_sample(topic, prefix):
+    """Each shared buffer is a view of exactly its bytes (not of the sample's padding), read-only,
+    and the sample stays taken while any view of it is alive, however it is kept; past the borrow
+    limit the buffers are copies (writable) and the sample goes back at once."""
+    from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
+    from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
+    from wrapyfi_like.middlewares.zeromq.publisher import ZeroMQPublisherTransport
+
+    agent = NodeAgent.get()
+    listener = ZeroMQListenerTransport(topic, carrier="shm", session=agent)
+    publisher = ZeroMQPublisherTransport(topic, carrier="shm", session=agent, wait_timeout=10)
+    inbox = None
+    try:
+        def message(seq):  # two shared buffers of odd lengths around a small one
+            return [b"header", np.full(THRESHOLD + 3, seq, np.uint8), b"small",
+                    np.full(THRESHOLD // 8 + 5, seq, np.float64)]
+
+        kept = []
+        for seq in range(shm.BORROWED):
+            publisher.send(message(seq))
+            frames = listener.recv(10)
+            inbox = listener._shm.inbox
+            assert bytes(frames[2]) == b"small" and [len(frames[1]), len(frames[3])] == [THRESHOLD + 3, THRESHOLD + 40]
+            first, second = np.frombuffer(frames[1], np.uint8), np.frombuffer(frames[3], np.float64)
+            assert (first == seq).all() and (second == seq).all()
+            copied = seq >= shm.BORROWED - 2  # BORROWED - 2 held views: the limit
+            assert first.flags.writeable == second.flags.writeable == copied, seq
+            kept.append((frames[1], second))  # a bare memoryview of one, an array of the other
+            del frames, first, second
+        assert publisher.statistics()["shm_sent"] == shm.BORROWED
+        assert inbox.held == shm.BORROWED - 2  # the copied messages' samples went back at once
+        for seq, (view, array) in enumerate(kept):
+            assert (np.frombuffer(view, np.uint8) == seq).all() and (array == seq).all()  # still their own
+        del view, array
+        kept[0] = (None, kept[0][1])  # the array alone keeps the first sample
+        assert inbox.held == shm.BORROWED - 2
+        kept.clear()
+        assert inbox.held == 0  # every sample went back with its last view
+    finally:
+        publisher.close()
+        listener.close()
+
+
+def test_ports_use_iceoryx2s_native_calls_and_its_public_ones_when_a_release_lacks_them():
+    """The per-message type checks of iceoryx2's Python wrappers are skipped by calling the
+    native methods they call; a release without those names gets the wrappers, and works."""
+    iox = pytest.importorskip("iceoryx2")
+    calls = shm.sample_calls(iox)
+    assert calls["loan"] is iox.Publisher.__dict__["__loan_slice_uninit"]
+    assert calls["initialized"] is iox.SampleMutUninit.__dict__["__assume_init"]
+
+    class Renamed:
+        class Publisher:
+            loan_slice_uninit = iox.Publisher.loan_slice_uninit
+
+        class SampleMutUninit:
+            assume_init = iox.SampleMutUninit.assume_init
+
+    assert shm.sample_calls(Renamed) == {"loan": iox.Publisher.loan_slice_uninit,
+                                         "initialized": iox.SampleMutUninit.assume_init}
+
+
 def test_a_reference_whose_sample_never_arrived_is_counted_as_missed(topic, prefix):
     from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
     from wrapyfi_like.middlewares.zeromq.listener import ZeroMQListenerTransport
@@ -533,13 +615,54 @@ def test_an_inbox_that_cannot_notify_its_room_still_delivers_and_says_so(topic, 
     inbox = listener._transport._shm.inbox
     real, inbox._taken = inbox._taken, Broken()
     try:
-        for seq in range(2):
+        for seq in range(2):  # both in the inbox: taking the first leaves one, so it notifies
             publisher.publish({"seq": seq, "a": payload(seq, MB)})
+        for seq in range(2):
             message = listener.listen()
             assert message["seq"] == seq and np.array_equal(message["a"], payload(seq, MB))
         assert listener.stats()["shm_received"] == 2
         assert [record for record in caplog.records if "cannot notify its room" in record.getMessage()]
     finally:
         inbox._taken = real
+        publisher.close()
+        listener.close()
+
+
+def test_only_a_take_that_leaves_samples_in_the_inbox_notifies_its_room(topic, prefix):
+    """A publisher waits for room only behind a full queue, so a take that leaves samples
+    behind must notify (else it waits ROOM_WAIT and sends frames: the tests above), and one
+    that empties the inbox, as every message of a listener that keeps up, need not."""
+    from shm_nodes import payload
+
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    class Counting:
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def notify(self):
+            self.calls += 1
+            return self.real.notify()
+
+        def delete(self):
+            self.real.delete()
+
+    listener = Listener("Room", topic, carrier="shm")
+    publisher = Publisher("Room", topic, carrier="shm", wait_timeout=20)
+    inbox = listener._transport._shm.inbox
+    inbox._taken = counting = Counting(inbox._taken)
+    try:
+        for seq in range(3):  # lock-step: each take empties the inbox
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+            assert listener.listen()["seq"] == seq
+        assert counting.calls == 0
+        for seq in range(3, 3 + shm.BUFFER):
+            publisher.publish({"seq": seq, "a": payload(seq, MB)})
+        for seq in range(3, 3 + shm.BUFFER):
+            assert listener.listen()["seq"] == seq
+        assert counting.calls == shm.BUFFER - 1  # every take but the one that emptied it
+        assert publisher.stats()["shm_sent"] == 3 + shm.BUFFER
+    finally:
         publisher.close()
         listener.close()

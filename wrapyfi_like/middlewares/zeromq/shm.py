@@ -58,6 +58,7 @@ MAX_PUBLISHERS = 8
 """Publishers one listener's inbox takes; the next ones send it ordinary frames."""
 BUFFER = 4
 """Samples waiting in an inbox per publisher; when full, the publisher sends frames instead."""
+assert BUFFER >= 2, "Inbox._notify_room relies on a full queue holding two samples or more"
 BORROWED = 6
 """Samples a listener may hold at once (arrays handed to the user, plus one being matched)."""
 LOANED = 2
@@ -82,12 +83,29 @@ def _iceoryx2() -> Optional[Any]:
             try:
                 import iceoryx2
                 iceoryx2.set_log_level(iceoryx2.LogLevel.Error)  # else: "No config file was loaded…"
+                _state.update(sample_calls(iceoryx2))
                 _state["module"] = iceoryx2
             except Exception as error:  # ImportError, or a wheel that does not load on this system
                 _state["module"] = None
                 logger.warning("carrier='shm': iceoryx2 cannot be imported (%s); large payloads travel "
                                "as ordinary ZeroMQ frames (install wrapyfi_like[shm])", error)
         return _state["module"]
+
+
+def sample_calls(iox: Any) -> dict[str, Any]:
+    """How a publisher port loans a slice sample (``loan(publisher, n)``) and marks it written
+    (``initialized(sample)``), chosen once per process.
+
+    iceoryx2's public ``loan_slice_uninit`` and ``assume_init`` are Python wrappers that check,
+    on every call, with ``typing.get_origin``, that the service's payload type is a slice and not
+    a flatbuffer (about 1 µs each, more with the cold caches of a message's path); ours is always
+    a slice (:func:`_service`), so the ports call the native methods the wrappers call. Should a
+    release no longer have them, the public wrappers are used instead."""
+    loan = getattr(iox.Publisher, "__loan_slice_uninit", None)
+    initialized = getattr(iox.SampleMutUninit, "__assume_init", None)
+    if loan is None or initialized is None:
+        return {"loan": iox.Publisher.loan_slice_uninit, "initialized": iox.SampleMutUninit.assume_init}
+    return {"loan": loan, "initialized": initialized}
 
 
 def available() -> bool:
@@ -250,7 +268,7 @@ class Inbox:
         for its own message (one per publisher, within the borrow limit, else it is released and
         its message counts as missed when it comes).
         """
-        sample = self._waiting.pop(publisher, None)
+        sample = self._waiting.pop(publisher, None) if self._waiting else None
         while True:
             if sample is None:
                 if self.held >= BORROWED:
@@ -264,7 +282,8 @@ class Inbox:
                     return None
                 if sample is None:
                     return None
-                self._notify_room()
+                if self._subscriber.has_samples():  # else no publisher can be waiting for room
+                    self._notify_room()
                 with self._held_lock:
                     self.held += 1
             sender, number = _read_header(sample)
@@ -284,26 +303,47 @@ class Inbox:
 
     def _notify_room(self) -> None:
         """Tell waiting publishers there is room for one more sample; if that fails they send
-        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s)."""
+        frames after :data:`ROOM_WAIT` instead, so delivery goes on (logged, at most every 10 s).
+
+        Only a take that leaves samples in the inbox notifies: a publisher waits for room only
+        after its queue held :data:`BUFFER` (≥ 2) samples, so the first take after that leaves
+        at least one behind. A take that empties the inbox (every message of a listener that
+        keeps up) then costs no system call: a publisher drains its room event before each send
+        (:meth:`Port.send`), so each notification would be a datagram on the listener's path."""
         try:
             self._taken.notify()
         except shm_errors() as error:
             _log.warning(self.name, "shm-room", "shared-memory inbox %s: cannot notify its room (%s); "
                          "publishers waiting for it send frames", self.name, error)
 
-    def payload(self, sample: Any) -> tuple[int, int]:
-        """The sample's payload address and length."""
-        return sample.payload_ptr, sample.header.number_of_elements
+    def size(self, sample: Any) -> int:
+        """The length of the sample's payload, as iceoryx2 knows it (references are checked
+        against it)."""
+        return sample.header.number_of_elements
 
-    def array(self, sample: Any, copy: bool) -> np.ndarray:
-        """The whole payload as a read-only array that keeps ``sample`` alive; with ``copy``, a
-        copy owned by the caller (and the sample is released at once)."""
-        address, nbytes = self.payload(sample)
+    def views(self, sample: Any, entries: list[tuple[int, int, int]], copy: bool) -> list[memoryview]:
+        """A memoryview per ``(index, offset, nbytes)`` entry (checked against :meth:`size`
+        already), read-only and keeping ``sample`` alive; with ``copy``, copies owned by the caller
+        (and the sample is released at once).
+
+        One entry (every ``loan``, and the common message) gets a view of exactly its bytes,
+        without slicing a view of the whole payload first."""
+        address = sample.payload_ptr
+        if len(entries) == 1:
+            _, offset, nbytes = entries[0]
+            if copy:
+                array = _writable(address + offset, nbytes).copy()
+                self.release(sample)
+                return [array.data]
+            return [np.asarray(_Held(self, sample, address + offset, nbytes)).data]
+        start = min(offset for _, offset, _ in entries)
+        end = max(offset + nbytes for _, offset, nbytes in entries)
         if copy:
-            array = _writable(address, nbytes).copy()
+            whole = _writable(address + start, end - start).copy()
             self.release(sample)
-            return array
-        return np.asarray(_Held(self, sample, address, nbytes))
+        else:
+            whole = np.asarray(_Held(self, sample, address + start, end - start))
+        return [whole[offset - start:offset - start + nbytes].data for _, offset, nbytes in entries]
 
     def release(self, sample: Any) -> None:
         with self._held_lock:
@@ -356,23 +396,23 @@ class Port:
         return True
 
     def _send(self, publisher: bytes, seq: int, buffers: list[memoryview], offsets: list[int], total: int) -> bool:
-        sample = self._publisher.loan_slice_uninit(total)
+        sample = _state["loan"](self._publisher, total)
         _write_header(sample, publisher, seq)
         destination = _writable(sample.payload_ptr, total)
         for buffer, offset in zip(buffers, offsets):
             destination[offset:offset + buffer.nbytes] = np.frombuffer(buffer, np.uint8)
         del destination
-        return sample.assume_init().send() == 1
+        return _state["initialized"](sample).send() == 1
 
     def loan(self, nbytes: int) -> tuple[Any, np.ndarray]:
         """An unsent sample of ``nbytes`` and a writable uint8 array over its payload."""
-        sample = self._publisher.loan_slice_uninit(nbytes)
+        sample = _state["loan"](self._publisher, nbytes)
         return sample, _writable(sample.payload_ptr, nbytes)
 
     def send_loaned(self, sample: Any, publisher: bytes, seq: int) -> bool:
         """Send a loaned sample as message ``seq``; whether the listener got it."""
         _write_header(sample, publisher, seq)
-        return sample.assume_init().send() == 1
+        return _state["initialized"](sample).send() == 1
 
     @staticmethod
     def discard(sample: Any) -> None:

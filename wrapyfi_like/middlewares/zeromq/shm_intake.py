@@ -52,7 +52,8 @@ class ShmIntake:
         listener = self._listener
         if self.inbox is None:
             return listener._malformed("shm", "a shared-memory reference arrived at a listener without an inbox")
-        sample = self.inbox.take(envelope.publisher, envelope.seq)
+        inbox = self.inbox
+        sample = inbox.take(envelope.publisher, envelope.seq)
         if sample is None:
             self.missed += 1
             listener._sequence.lost(envelope.publisher)
@@ -60,18 +61,18 @@ class ShmIntake:
                                   "payload of message %d from publisher %s never arrived (%d missed in total)",
                                   listener.topic, envelope.seq, envelope.publisher.hex(), self.missed)
             return None
-        payload_size = self.inbox.payload(sample)[1]
+        payload_size = inbox.size(sample)
         try:
             if payload_size > listener._max_message_size:  # a copy-out would allocate that much
                 raise DecodeError(f"a {payload_size}-byte shared-memory payload is over max_message_size")
-            entries = unpack_refs(memoryview(body[-1]), len(body) - 1, payload_size)
+            entries = unpack_refs(body[-1], len(body) - 1, payload_size)
         except DecodeError as error:
-            self.inbox.release(sample)
+            inbox.release(sample)
             return listener._malformed("shm", "%s", error)
-        payload = self.inbox.array(sample, copy=self.inbox.held > shm.BORROWED - 2)
+        views = inbox.views(sample, entries, copy=inbox.held > shm.BORROWED - 2)
         resolved = body[:-1]
-        for index, offset, nbytes in entries:
-            resolved[index] = payload[offset:offset + nbytes].data
+        for (index, _, _), view in zip(entries, views):
+            resolved[index] = view
         self.received += 1
         return envelope, resolved
 

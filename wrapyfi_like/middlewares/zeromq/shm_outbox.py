@@ -28,6 +28,10 @@ benchmarks/bench_shm.py): below about 512 KiB the hybrid path is no faster than 
 (64 KiB: 1.2× the latency), from 1 MiB on it is 0.4–0.6× the latency."""
 
 
+_UNOPENED = object()
+"""No port tried yet (a port whose opening failed is None)."""
+
+
 class Split(NamedTuple):
     """One message's shared-memory form: the buffers that go into the sample, and the frames."""
 
@@ -42,18 +46,21 @@ def split(frames: list) -> Optional[Split]:
     """The shared-memory form of ``frames`` (``[header, *buffers]``), or None if no buffer is
     large enough to be worth it (or none is C-contiguous: the codec's buffers all are, and
     ``memoryview.cast`` takes no other)."""
-    buffers, offsets, entries, total = [], [], [], 0
-    body = list(frames)
+    body = None
     for index in range(1, len(frames)):
         view = memoryview(frames[index])
-        if view.nbytes >= THRESHOLD and view.c_contiguous:
-            view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
-            buffers.append(view)
-            offsets.append(total)
-            entries.append((index, total, view.nbytes))
-            total = shm.aligned(total + view.nbytes)
-            body[index] = b""
-    if not buffers:
+        if view.nbytes < THRESHOLD or not view.c_contiguous:
+            continue
+        if view.ndim != 1 or view.format != "B":
+            view = view.cast("B")
+        if body is None:  # the first large buffer: most messages have none, or only this one
+            body, buffers, offsets, entries, total = list(frames), [], [], [], 0
+        buffers.append(view)
+        offsets.append(total)
+        entries.append((index, total, view.nbytes))
+        total = shm.aligned(total + view.nbytes)
+        body[index] = b""
+    if body is None:
         return None
     body.append(pack_refs(entries))
     return Split(buffers, offsets, total, body)
@@ -135,8 +142,9 @@ class ShmOutbox:
         return delivered
 
     def _port(self, endpoint: str, size: int) -> Optional[shm.Port]:
-        if endpoint in self._ports:
-            return self._ports[endpoint]
+        port = self._ports.get(endpoint, _UNOPENED)
+        if port is not _UNOPENED:
+            return port
         if self._watch is None or endpoint not in self._watch.endpoints:
             self._log.log(logging.INFO, endpoint, "shm-peer", "publisher on %s: listener %s cannot share memory "
                            "with this process (another host or user, no iceoryx2, or not carrier='shm'); "

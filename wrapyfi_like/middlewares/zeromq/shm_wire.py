@@ -26,6 +26,9 @@ from wrapyfi_like.exceptions import DecodeError
 
 HEAD = struct.Struct("<4sI")
 ENTRY = struct.Struct("<IQQ")
+ONE = struct.Struct("<4sIIQQ")
+"""A reference frame with one entry (one shared buffer: the common case, and every ``loan``),
+read in one call."""
 MAGIC = b"WLSM"
 MAX_REFS = 4096
 
@@ -36,20 +39,37 @@ def shm_listener_key(topic: str, compatibility: str) -> str:
     return f"\0shm {compatibility} {topic}"
 
 
+_packed: tuple[list, bytes] = ([], b"")
+"""The last reference frame packed, with its entries: a stream of messages of one shape sends
+the same frame each time."""
+
+
 def pack_refs(entries: list[tuple[int, int, int]]) -> bytes:
-    return HEAD.pack(MAGIC, len(entries)) + b"".join(ENTRY.pack(*entry) for entry in entries)
+    global _packed
+    last_entries, last_frame = _packed
+    if entries == last_entries:
+        return last_frame
+    frame = HEAD.pack(MAGIC, len(entries)) + b"".join(ENTRY.pack(*entry) for entry in entries)
+    _packed = (entries, frame)
+    return frame
 
 
 def unpack_refs(frame, frames: int, payload: int) -> list[tuple[int, int, int]]:
     """The ``(index, offset, nbytes)`` entries of ``frame``, checked against a body of ``frames``
     frames (refs not counted) and a sample of ``payload`` bytes; :class:`DecodeError` if bad."""
     data = memoryview(frame)
-    if data.nbytes < HEAD.size:
-        raise DecodeError("the shm reference frame is too short")
-    magic, count = HEAD.unpack_from(data)
-    if magic != MAGIC or not 0 < count <= MAX_REFS or data.nbytes != HEAD.size + count * ENTRY.size:
-        raise DecodeError("the shm reference frame is not one")
-    entries = [ENTRY.unpack_from(data, HEAD.size + index * ENTRY.size) for index in range(count)]
+    if data.nbytes == ONE.size:
+        magic, count, index, offset, nbytes = ONE.unpack(data)
+        if magic != MAGIC or count != 1:
+            raise DecodeError("the shm reference frame is not one")
+        entries = [(index, offset, nbytes)]
+    else:
+        if data.nbytes < HEAD.size:
+            raise DecodeError("the shm reference frame is too short")
+        magic, count = HEAD.unpack_from(data)
+        if magic != MAGIC or not 0 < count <= MAX_REFS or data.nbytes != HEAD.size + count * ENTRY.size:
+            raise DecodeError("the shm reference frame is not one")
+        entries = list(ENTRY.iter_unpack(data[HEAD.size:]))
     seen = set()
     for index, offset, nbytes in entries:
         if not 0 < index < frames or index in seen or offset + nbytes > payload:
