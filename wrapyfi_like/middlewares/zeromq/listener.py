@@ -9,7 +9,9 @@ Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The lis
 topic and the envelope of each one before the codec sees it: a message that is not one of ours is
 *malformed* (counted, logged at most once per 10 s per kind, skipped); the envelope's sequence
 number tells a gap (*missed*: counted exactly, logged) from a repeat (*duplicate*: counted, never
-returned), so neither loss nor reordering reaches the user unnoticed.
+returned), so neither loss nor reordering reaches the user unnoticed. A publisher id counts only
+from the connection that used it first while that connection is open (:mod:`.senders`): another
+peer's message under it is malformed, so no peer can move a publisher's sequence.
 
 ``backpressure="latest"`` publishers flag their messages :data:`~..envelope.LATEST`: when such a
 message is read, the listener also reads what else is already waiting and returns the newest
