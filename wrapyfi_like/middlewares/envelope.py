@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import OrderedDict
-from typing import NamedTuple, Optional
+from typing import Any, Hashable, NamedTuple, Optional, Protocol
 
 from wrapyfi_like.exceptions import DecodeError
 
@@ -94,9 +94,30 @@ LATE_WINDOW = 1 << 16
 """How far behind the last accepted sequence number a message can still be a late arrival (a
 duplicate to skip). Real late arrivals come from the queues of one connection being replaced by
 another, a few thousand messages at most; a message further behind restarts the publisher's
-stream instead (counted in ``restarts``). So a peer that learnt a publisher's id and sends a huge
-sequence number under it can inflate ``missed``, but cannot make a listener skip that
-publisher's real messages."""
+stream instead (counted in ``restarts``)."""
+FOREIGN = -2
+"""What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
+sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
+
+
+class Binding(Protocol):
+    """Who may speak for a publisher id at one listener.
+
+    The envelope's publisher id is not a secret: any peer that listens on a topic reads it. If
+    any sender could use it, one message with a sequence number far ahead would make the listener
+    skip the real publisher's next messages as duplicates. So a listener can bind each id to the
+    sender that used it first (:meth:`token`, e.g. its connection; :class:`BoundSequenceCheck`),
+    and refuse another sender's message under that id, unless :meth:`may_take` says the first
+    one is gone (a publisher that reconnected): then its stream goes on where it was, gaps and
+    repeats counted across the reconnect.
+    """
+
+    def token(self, source: Any) -> Hashable:
+        """What an id used by the message from ``source`` (the intake's source) is bound to;
+        kept while the id is remembered, so it must be small."""
+
+    def may_take(self, owner: Hashable) -> bool:
+        """Whether another sender may take over ids bound to ``owner`` (a :meth:`token`)."""
 
 
 class SequenceCheck:
@@ -106,7 +127,8 @@ class SequenceCheck:
     what it did not see). After that, a sequence number above the next expected one counts the
     numbers in between as ``missed``; one at or below the last seen is a ``duplicate`` (a repeat
     or a late arrival) and must not reach the user, so reordering never does; one more than
-    :data:`LATE_WINDOW` behind restarts the stream (``restarts``).
+    :data:`LATE_WINDOW` behind restarts the stream (``restarts``). Any sender may speak for any
+    id here; :class:`BoundSequenceCheck` keeps each id to its sender.
     """
 
     def __init__(self) -> None:
@@ -119,9 +141,9 @@ class SequenceCheck:
         self._recent_counts: dict[str, int] = {}
         self._recent_next = 0  # the sequence number that publisher sends next (0: none yet)
 
-    def accept(self, envelope: Envelope) -> int:
+    def accept(self, envelope: Envelope, source: Any = None) -> int:
         """How many messages from ``envelope``'s publisher went missing just before it (0: none),
-        or -1 if it is a duplicate to skip.
+        or -1 if it is a duplicate to skip. ``source`` (who sent it) is not looked at.
 
         Most messages are the next one of the publisher heard last: it is already the most
         recently used entry of both tables, so that case costs no reordering and no comparison
@@ -149,7 +171,7 @@ class SequenceCheck:
         if last is None:
             self._last[publisher] = seq
             if len(self._last) > MAX_TRACKED_PUBLISHERS:
-                self._last.popitem(last=False)
+                self._forget(self._last.popitem(last=False)[0])
             gap = 0
         elif seq > last:
             self._last[publisher] = seq
@@ -193,6 +215,61 @@ class SequenceCheck:
         else:
             self.per_publisher.move_to_end(publisher)
         return counts
+
+    def _forget(self, publisher: bytes) -> None:
+        """``publisher`` is no longer remembered (the least recently heard, evicted)."""
+
+
+class BoundSequenceCheck(SequenceCheck):
+    """A :class:`SequenceCheck` that keeps each publisher id to the sender that used it first, while
+    that sender is there (``binding``, :class:`Binding`); a message under it from anyone else is
+    :data:`FOREIGN` and changes nothing.
+
+    A large jump forward from the id's own sender is trusted and counted as ``missed``: a
+    publisher's numbers run on while this listener gets none of them (``drop``, a connection
+    down), so no bound on the jump would hold for an honest publisher, and its own sender can
+    disturb only its own stream.
+    """
+
+    def __init__(self, binding: Binding) -> None:
+        super().__init__()
+        self._binding = binding
+        self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
+        self._recent_source: Any = None  # the source the publisher heard last was heard from
+
+    def accept(self, envelope: Envelope, source: Any = None) -> int:
+        """As :meth:`SequenceCheck.accept`, or :data:`FOREIGN` if ``source`` may not speak for
+        ``envelope``'s publisher. The next message of the publisher heard last, from the same
+        source, costs one comparison more."""
+        publisher, seq = envelope[0], envelope[1]
+        if seq == self._recent_next and publisher == self._recent and source is self._recent_source:
+            self._recent_next = seq + 1
+            self._last[publisher] = seq
+            self._recent_counts["received"] += 1
+            return 0
+        if not self._bound(publisher, source):
+            return FOREIGN
+        gap = self._accept(publisher, seq)
+        self._recent_source = source
+        self._recent_next = self._last[publisher] + 1
+        return gap
+
+    def _bound(self, publisher: bytes, source: Any) -> bool:
+        """Whether ``source`` may speak for ``publisher``; binds it if nobody (left) does."""
+        token = self._binding.token(source)
+        owner = self._owners.get(publisher)
+        if owner is None:
+            self._owners[publisher] = token
+            return True
+        if token == owner:
+            return True
+        if not self._binding.may_take(owner):
+            return False
+        self._owners[publisher] = token  # the id's sender is gone: a reconnect goes on with its stream
+        return True
+
+    def _forget(self, publisher: bytes) -> None:
+        self._owners.pop(publisher, None)
 
 
 class ListenerCounts:

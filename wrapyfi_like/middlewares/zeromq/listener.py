@@ -9,7 +9,9 @@ Every message is ``[topic, envelope, header, *buffers]`` (docs/wire.md). The lis
 topic and the envelope of each one before the codec sees it: a message that is not one of ours is
 *malformed* (counted, logged at most once per 10 s per kind, skipped); the envelope's sequence
 number tells a gap (*missed*: counted exactly, logged) from a repeat (*duplicate*: counted, never
-returned), so neither loss nor reordering reaches the user unnoticed.
+returned), so neither loss nor reordering reaches the user unnoticed. A publisher id counts only
+from the connection that used it first while that connection is open (:mod:`.senders`): another
+peer's message under it is malformed, so no peer can move a publisher's sequence.
 
 ``backpressure="latest"`` publishers flag their messages :data:`~..envelope.LATEST`: when such a
 message is read, the listener also reads what else is already waiting and returns the newest
@@ -34,7 +36,7 @@ from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import ListenerTransport
 from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.envelope import LATEST, SHM, Envelope, ListenerCounts
+from wrapyfi_like.middlewares.envelope import FOREIGN, LATEST, SHM, BoundSequenceCheck, Envelope, ListenerCounts
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -43,6 +45,7 @@ from wrapyfi_like.middlewares.zeromq.discovery.waiting import expect_peer
 from wrapyfi_like.middlewares.zeromq.intake import ZmtpIntake
 from wrapyfi_like.middlewares.zeromq.keys import listener_key, topic_frame
 from wrapyfi_like.middlewares.zeromq.pull_intake import PullIntake
+from wrapyfi_like.middlewares.zeromq.senders import ConnectionBinding
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.middlewares.zeromq.shm_intake import ShmIntake
 
@@ -92,6 +95,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             return self._intake.endpoint
 
         self.endpoint = ZeroMQSettings.from_environment().bind(open_intake, carrier, bind_port)
+        if keys is None:  # each publisher id belongs to the connection that used it first (nothing received yet)
+            self._sequence = BoundSequenceCheck(ConnectionBinding())
         weakref.finalize(self, self._intake.close)  # a listener nobody closed stops reading when collected
         self._agent = session
         # the inbox is announced first, so a publisher never sees this listener without it
@@ -198,8 +203,11 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         body = frames[2:]
         if not body:
             return self._malformed("header", "a message without a header arrived")
-        gap = self._sequence.accept(envelope)
+        gap = self._sequence.accept(envelope, self._intake.source)
         if gap < 0:
+            if gap == FOREIGN:
+                return self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
+                                       envelope.publisher.hex(), envelope.seq)
             return None
         if gap:
             # a "latest" publisher replaces what finds no room: gaps are its policy (it counts them)

@@ -1,0 +1,212 @@
+"""A publisher id belongs to the sender that used it first (docs/wire.md, the envelope).
+
+Anyone who listens on a topic reads its publishers' ids off the stream. Before the binding, one
+raw message from another connection carrying an honest publisher's id and its sequence number +
+65,000 made the listener skip that publisher's next ~65,000 messages as duplicates and count
+64,999 missed that never happened. Real sockets on 127.0.0.1; the honest publisher is ours.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from wrapyfi_like.connect.listeners import Listener
+from wrapyfi_like.connect.publishers import Publisher
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.middlewares import envelope
+from wrapyfi_like.middlewares.envelope import FOREIGN, BoundSequenceCheck, pack, unpack
+from wrapyfi_like.middlewares.zeromq import zmtp
+from wrapyfi_like.middlewares.zeromq.senders import ConnectionBinding
+
+pytestmark = pytest.mark.timeout(30)
+
+A = b"A" * 8
+
+
+@pytest.fixture
+def pair(topic):
+    listener = Listener("Test", topic, should_wait=True)
+    publisher = Publisher("Test", topic, should_wait=True, wait_timeout=10)
+    yield publisher, listener
+    publisher.close()
+    listener.close()
+
+
+class Sender:
+    """A raw ZMTP connection to a listener, as a libzmq PUSH would make: closing it closes the TCP
+    connection at once (a libzmq socket closes it later, from its I/O thread)."""
+
+    def __init__(self, listener) -> None:
+        host, port = listener._transport.endpoint[len("tcp://"):].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.sendall(zmtp.GREETING + zmtp.ready(b"PUSH"))
+
+    def send(self, topic: str, publisher: bytes, seq: int, value) -> None:
+        frames = [topic.encode(), pack(publisher, seq), *Codec().encode(value)]
+        self.sock.sendall(b"".join(zmtp.frame_head(len(frame), index < len(frames) - 1) + bytes(frame)
+                                   for index, frame in enumerate(frames)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+
+
+def test_a_forged_envelope_from_another_connection_is_malformed_and_the_honest_stream_goes_on(pair, topic, caplog):
+    publisher, listener = pair
+    received = []
+
+    def listen(count: int) -> None:
+        for _ in range(count):
+            received.append(listener.listen())
+
+    first = threading.Thread(target=listen, args=(3,))
+    first.start()
+    for i in range(1, 4):
+        publisher.publish(i)
+    first.join(10)
+    honest = listener._transport.last_envelope
+    forger = Sender(listener)
+    try:
+        forger.send(topic, honest.publisher, honest.seq + 65_000, "FORGED")  # what B3 sent
+        _until(lambda: listener._transport.recv(0.1) is None and listener._transport.statistics()["malformed"] == 1)
+        for i in range(4, 204):
+            publisher.publish(i)
+        listen(200)
+        assert received == list(range(1, 204)), "every honest message, in order; never the forged one"
+        stats = listener._transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"], stats["malformed"]) == (203, 0, 0, 1), stats
+        assert "is in use by another sender" in caplog.text
+    finally:
+        forger.close()
+
+
+def test_a_publisher_that_reconnects_goes_on_with_exact_counts(topic):
+    """A new connection under the same id, once the old one is gone, continues its stream: the gap
+    across the reconnect is counted as missed, a repeat as duplicate, in order."""
+    listener = Listener("Test", topic)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    try:
+        old = Sender(listener)
+        for seq in range(1, 6):
+            old.send(topic, publisher, seq, seq)
+        assert [Codec().decode(transport.recv(10)) for _ in range(5)] == [1, 2, 3, 4, 5]
+        old.close()  # its end may reach the intake after the new connection's first message
+        new = Sender(listener)
+        try:
+            for seq in (8, 5, 9, 10):  # 6 and 7 were lost in the reconnect; 5 comes again
+                new.send(topic, publisher, seq, seq)
+            assert [Codec().decode(transport.recv(10)) for _ in range(3)] == [8, 9, 10]
+        finally:
+            new.close()
+        stats = transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"], stats["malformed"]) == (8, 2, 1, 0), stats
+    finally:
+        listener.close()
+
+
+def test_a_publisher_restarted_with_a_new_id_is_heard_while_the_old_ids_sender_is_gone(pair, topic):
+    publisher, listener = pair
+    got = threading.Thread(target=listener.listen)
+    got.start()
+    publisher.publish("old")
+    got.join(10)
+    old_id = listener._transport.last_envelope.publisher
+    publisher.close()
+    restarted = Publisher("Test", topic, should_wait=True, wait_timeout=10)
+    try:
+        results = []
+        got = threading.Thread(target=lambda: results.append(listener.listen()))
+        got.start()
+        restarted.publish("new")
+        got.join(10)
+        assert results == ["new"] and listener._transport.last_envelope.publisher != old_id
+        stats = listener._transport.statistics()
+        assert (stats["received"], stats["missed"], stats["malformed"]) == (2, 0, 0), stats
+    finally:
+        restarted.close()
+
+
+def test_a_peer_that_uses_an_id_first_holds_it_while_its_connection_is_open(topic):
+    """The documented limit: without CURVE the first sender of an id is trusted with it; another
+    connection's messages under it are refused (counted, logged) until that sender is gone."""
+    listener = Listener("Test", topic)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    first, second = Sender(listener), Sender(listener)
+    try:
+        first.send(topic, publisher, 1, "first")
+        assert Codec().decode(transport.recv(10)) == "first"
+        second.send(topic, publisher, 2, "second")
+        _until(lambda: transport.recv(0.1) is None and transport.statistics()["malformed"] == 1)
+        first.close()
+        second.send(topic, publisher, 3, "second again")  # the id's sender left: this one goes on
+        assert Codec().decode(transport.recv(10)) == "second again"
+        assert transport.statistics()["missed"] == 1  # 2, refused while the first sender was there
+    finally:
+        second.close()
+        listener.close()
+
+
+def test_a_connection_whose_peer_closed_it_is_gone_before_the_intake_reads_its_end():
+    """The ordering race of a reconnect: the intake may read the new connection's first message
+    before the old connection's end. The kernel already knows, and the binding asks it."""
+    binding = ConnectionBinding()
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        assert not binding.may_take(ours)  # open, nothing pending
+        theirs.send(b"x")
+        assert not binding.may_take(ours)  # its messages are still to be read
+        assert ours.recv(1) == b"x"
+        theirs.close()
+        assert binding.may_take(ours)  # its peer closed it; the intake has not read the end yet
+        ours.close()
+        assert binding.may_take(ours)  # the intake dropped it
+    finally:
+        ours.close()
+        theirs.close()
+
+
+class _Sources:
+    """A binding over plain names: sources in ``gone`` have left."""
+
+    def __init__(self) -> None:
+        self.gone: set[str] = set()
+
+    def token(self, source: str) -> str:
+        return source
+
+    def may_take(self, owner: str) -> bool:
+        return owner in self.gone
+
+
+def test_the_sequence_check_keeps_each_id_to_its_sender_and_counts_across_a_takeover():
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+
+    def accept(seq: int, source: str) -> int:
+        return check.accept(unpack(pack(A, seq)), source)
+
+    assert [accept(1, "c1"), accept(2, "c1"), accept(65_002, "forger"), accept(3, "c1")] == [0, 0, FOREIGN, 0]
+    sources.gone.add("c1")
+    assert [accept(6, "c2"), accept(5, "c2"), accept(7, "c2"), accept(4, "c1")] == [2, -1, 0, FOREIGN]
+    assert check.per_publisher[A] == {"received": 5, "missed": 2, "duplicate": 1, "dropped": 0}
+    assert accept(8, "forger") == FOREIGN  # c2 is there: a refused message changes nothing
+    assert accept(8, "c2") == 0
+
+
+def test_bindings_are_forgotten_with_their_ids(monkeypatch):
+    """A peer inventing ids from ever new connections cannot grow what the listener keeps."""
+    monkeypatch.setattr(envelope, "MAX_TRACKED_PUBLISHERS", 4)
+    check = BoundSequenceCheck(_Sources())
+    for index in range(50):
+        assert check.accept(unpack(pack(index.to_bytes(8, "little"), 1)), f"connection {index}") == 0
+        assert len(check._owners) <= 4 and len(check._last) <= 4
