@@ -58,7 +58,7 @@ ENTRY_TTL = 4.0
 ADDRESS_SHARE = 0.5
 """The share of each limit (nodes, announcements, bytes) the nodes of one network address may
 use, so a flood of valid registrations from one host leaves room for the others (connections
-without an address, over ipc, count as one address)."""
+without an address, over ipc, are bound by the whole only: no share, no :data:`RESERVE`)."""
 RESERVE = 1 / 8
 """The share of each limit that only addresses holding at most :data:`NEWCOMER_SHARE` of it may
 fill: two hosts that filled their shares (or one host, and others) still leave room for a new one."""
@@ -226,7 +226,7 @@ class Directory:
             if peer.address and mine + added > limit * ADDRESS_SHARE:
                 return "refused_limit", (f"the nodes at {truncate(group, 64)} would hold more than "
                                          f"{ADDRESS_SHARE:.0%} of the directory's {limit} {what}")
-            if (total + added > limit - int(limit * RESERVE)
+            if (peer.address and total + added > limit - int(limit * RESERVE)
                     and mine + added > max(int(limit * NEWCOMER_SHARE), 1)):
                 return "refused_limit", (f"the last {RESERVE:.1%} of the directory's {limit} {what} is kept for "
                                          f"addresses holding at most {NEWCOMER_SHARE:.1%} of them")
