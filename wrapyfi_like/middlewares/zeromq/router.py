@@ -148,7 +148,8 @@ class ZmtpRouter(ZmtpIntake):
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                return False  # the connection failed: the reading thread drops it
+                outlet.gone = True  # the connection failed: the reading thread drops it
+                return False
             if sent < total:
                 self._queue_out(outlet, memoryview(b"".join(buffers))[sent:])
             return True
@@ -220,7 +221,8 @@ class ZmtpRouter(ZmtpIntake):
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
-                    break  # the reading thread drops the connection
+                    outlet.gone = True  # the reading thread drops the connection
+                    break
                 outlet.out_bytes -= sent
                 if sent < len(head):
                     outlet.outbox[0] = memoryview(head)[sent:]
@@ -318,6 +320,13 @@ class ZmtpRouter(ZmtpIntake):
             outlet = self._outlets.get(c)
             if outlet is None or c.sock.fileno() < 0:
                 self._holding.discard(c)
+            elif outlet.gone:  # a write failed: what it sent is served, what it did not is not read
+                held = list(outlet.held)
+                for item in held:
+                    item[2].append(outlet)
+                if held:
+                    super()._deliver(held)
+                self._drop(c, "", log=False)
             elif outlet.busy or outlet.outbox:
                 self._stalled.discard(c)  # the intake must not read it again yet
             elif outlet.held:
