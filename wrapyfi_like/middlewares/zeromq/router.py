@@ -22,7 +22,7 @@ never reads therefore costs its own replies only, never another client's time.
 
 With ``serial`` (the discovery directory, whose clients keep one request in flight), a connection
 has one request at a time: its next one is not read until the caller said it answered the
-previous one (:meth:`~ZmtpRouter.done`) and that reply, and any before it, is written. Requests
+previous one (:meth:`~ZmtpRouter.done`) and no reply to it is left unwritten. Requests
 that one read brought together wait in the connection's outlet, not in the shared queue, so the
 queue holds at most one request per connection and serves connections in turn; and a client that
 sends without reading is answered only as fast as it reads: once its replies fill the kernel's
@@ -155,8 +155,10 @@ class ZmtpRouter(ZmtpIntake):
             return True
 
     def done(self, outlet: Outlet) -> None:
-        """With ``serial``: the request last taken from ``outlet`` is answered (its reply sent, or
-        none due), so its connection's next request is read once that reply is written. Thread-safe."""
+        """With ``serial``: the request last taken from ``outlet`` is answered (its reply about to
+        be sent, or none due), so its connection's next request is read once no reply to it is
+        unwritten (one read between this call and the reply's :meth:`send` may queue one more
+        request, which is served after that reply). Thread-safe."""
         outlet.busy = False
         if outlet.connection in self._holding:
             self._wakeup.set()
@@ -284,6 +286,12 @@ class ZmtpRouter(ZmtpIntake):
 
     # -- serial: one request of a connection at a time (the reading thread's) -----------------
 
+    # A connection is in ``_holding`` while it has requests held or is not read (unregistered).
+    # Whoever makes it free (done(): not busy; the writer: outbox empty) first says so, then
+    # wakes the reader if it is in ``_holding``; the reader first puts it in ``_holding``, then
+    # wakes itself if it became free meanwhile: so one of the two always wakes the reader, and
+    # an honest client's request (free again before its next one comes) costs no wake-up.
+
     def _one_each(self, batch: list) -> list:
         """Of ``batch``, the first request of each connection that is free (:meth:`_free`); the
         others wait in their outlet, and their connection is not read until they are queued."""
@@ -293,13 +301,12 @@ class ZmtpRouter(ZmtpIntake):
             outlet = self._outlets.get(c)
             if outlet is None:
                 passed.append(item)  # gone: served, its reply goes nowhere
-                continue
-            if self._free(outlet):
+            elif self._free(outlet):
                 outlet.busy = True
                 passed.append(item)
             else:
                 outlet.held.append(item)
-            self._holding.add(c)
+                self._holding.add(c)
         return passed
 
     @staticmethod
@@ -308,10 +315,14 @@ class ZmtpRouter(ZmtpIntake):
         return not (outlet.busy or outlet.held or outlet.outbox)
 
     def _read(self, c: _Connection) -> None:
-        if c in self._holding:  # not now: _woken lets it be read again once it is free
+        outlet = self._outlets.get(c)
+        if self._serial and outlet is not None and (c in self._holding or not self._free(outlet)):
+            self._holding.add(c)  # not now: _woken lets it be read again once it is free
             if not c.over_budget:
                 c.over_budget = True  # as the intake's own pause: unregistered while set
                 self._all.unregister(c.sock)
+            if self._free(outlet):
+                self._wakeup.set()  # it became free meanwhile: done() may not have seen it held
             return
         super()._read(c)
 

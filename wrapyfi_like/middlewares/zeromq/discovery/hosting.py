@@ -84,20 +84,22 @@ class ZmtpHost:
                 return
             outlet, frames = received
             try:
-                self._answer(outlet, frames)
+                reply = self._answer(outlet, frames)
             finally:
-                self._router.done(outlet)  # its connection's next request may be read
+                # before the reply goes out: an agent sends its next sync as soon as it has the
+                # reply, and must not find its connection still held (a wake-up per sync)
+                self._router.done(outlet)
+            if reply is not None and not self._router.send(outlet, [reply]):
+                self.directory.counters["unsent"] += 1
 
-    def _answer(self, outlet: Outlet, frames: list) -> None:
+    def _answer(self, outlet: Outlet, frames: list) -> Optional[bytes]:
         peer = Peer(outlet.identity, None, outlet.address)
         if len(frames) != 1:
             self.directory.counters["malformed"] += 1
             _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
                          len(frames), peer.source)
-            return
-        reply = self.directory.handle(peer, bytes(frames[0]))
-        if reply is not None and not self._router.send(outlet, [reply]):
-            self.directory.counters["unsent"] += 1
+            return None
+        return self.directory.handle(peer, bytes(frames[0]))
 
     def send_hints(self) -> None:
         """Send the hints the directory owes now (:meth:`~.directory.Directory.due_hints`)."""
