@@ -3,7 +3,8 @@
 import msgpack
 
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
-from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, Directory, Peer, address_group
+from wrapyfi_like.middlewares.zeromq.discovery.directory import (ADDRESS_SHARE, ENTRY_TTL, SMALL_NODE, SMALL_RESERVE,
+                                                                Directory, Peer, address_group)
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Listing, Refused, Synced, decode_listing, decode_reply
 from directory_state import sync
 
@@ -193,3 +194,13 @@ def test_a_cached_reply_entry_follows_every_change_of_its_key(warm, clock):
     sync(warm, watcher, "w")
     warm.expire()
     assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: frozenset()}
+
+
+def test_a_small_node_gets_in_after_big_ones_of_its_own_host_filled_what_they_may(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 1024)
+    big = [(f"\0listener /fill/{n}", endpoint(3000 + n), {}) for n in range(SMALL_NODE + 1)]
+    taken = sum(isinstance(sync(warm, Peer(b"B%d" % n, None, "127.0.0.2"), f"big{n}", big), Synced) for n in range(40))
+    assert taken * len(big) <= 1024 * (ADDRESS_SHARE - SMALL_RESERVE) < (taken + 1) * len(big)
+    small = [(KEY, endpoint(1), {})] * SMALL_NODE
+    assert isinstance(sync(warm, Peer(b"S", None, "127.0.0.1"), "small", small), Synced)
+    assert isinstance(sync(warm, Peer(b"B", None, "127.0.0.1"), "big", big), Refused)

@@ -13,7 +13,9 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
   :data:`~.protocol.MAX_NODES` nodes, :data:`~.protocol.MAX_ENTRIES` announcements and
   :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all, and the nodes of one network
   address at most :data:`ADDRESS_SHARE` of each, where one address is what one host can easily
-  have (:func:`address_group`: every loopback address is one, IPv6 by /64), and the last
+  have (:func:`address_group`: every loopback address is one, IPv6 by /64), the last
+  :data:`SMALL_RESERVE` of an address's share kept for its nodes of few announcements
+  (:data:`SMALL_NODE`), so one big application does not lock the small ones of its host out, and the last
   :data:`RESERVE` of each limit is kept for addresses that hold little of it
   (:data:`NEWCOMER_SHARE`), so a host that comes after two others filled their shares still gets
   in. A sync that would pass a limit is refused and counted; what the node had before stays as it was.
@@ -62,6 +64,14 @@ without an address, over ipc, are bound by the whole only: no share, no :data:`R
 RESERVE = 1 / 8
 """The share of each limit that only addresses holding at most :data:`NEWCOMER_SHARE` of it may
 fill: two hosts that filled their shares (or one host, and others) still leave room for a new one."""
+SMALL_NODE = 16
+"""Announcements a node may hold and still use its address's :data:`SMALL_RESERVE` (a process with
+a few topics): one host that fills its share with big nodes leaves room for its small ones."""
+SMALL_RESERVE = 1 / 16
+"""What of each limit, within an address's share, only nodes of at most :data:`SMALL_NODE`
+announcements may fill (the last eighth of the share: 64 nodes, 1,024 announcements, 1 MiB). It
+does not protect against a hostile process on the same host, which can announce as small nodes
+too; it then needs 64 more connections."""
 NEWCOMER_SHARE = 1 / 64
 """What an address may hold of a limit and still use the :data:`RESERVE` (at least one node,
 one announcement, one byte): a node of :data:`~.protocol.MAX_ANNOUNCEMENTS`, from eight hosts at least."""
@@ -226,6 +236,10 @@ class Directory:
             if peer.address and mine + added > limit * ADDRESS_SHARE:
                 return "refused_limit", (f"the nodes at {truncate(group, 64)} would hold more than "
                                          f"{ADDRESS_SHARE:.0%} of the directory's {limit} {what}")
+            if (peer.address and len(request.announcements) > SMALL_NODE
+                    and mine + added > limit * (ADDRESS_SHARE - SMALL_RESERVE)):
+                return "refused_limit", (f"the rest of the share of {truncate(group, 64)} in the directory's {limit} "
+                                         f"{what} is kept for nodes of at most {SMALL_NODE} announcements")
             if (peer.address and total + added > limit - int(limit * RESERVE)
                     and mine + added > max(int(limit * NEWCOMER_SHARE), 1)):
                 return "refused_limit", (f"the last {RESERVE:.1%} of the directory's {limit} {what} is kept for "
