@@ -118,8 +118,9 @@ its key sync 50 times a second."""
 MAX_WATCHES = protocol.MAX_ENTRIES
 """Watched keys indexed for hints in all (each costs ~300 bytes of index, beyond the bytes of the
 syncs, which the limits count); the nodes of one address index at most :data:`ADDRESS_SHARE` of
-them. A node whose watches do not fit is not indexed: it gets no hints and learns of changes
-at its next poll, as before hints (counted in ``unhinted``)."""
+them, the last :data:`SMALL_RESERVE` only for nodes watching at most :data:`SMALL_NODE` keys. A
+node whose watches do not fit is not indexed: it gets no hints and learns of changes at its next
+poll, as before hints (counted in ``unhinted``)."""
 
 
 class _Node:
@@ -359,8 +360,9 @@ class Directory:
         """Index ``watched`` as the keys ``node`` is hinted about, if they fit :data:`MAX_WATCHES`."""
         share = self._share(node.owner)
         added = len(watched) - len(node.watched)
+        share_left = ADDRESS_SHARE - (SMALL_RESERVE if len(watched) > SMALL_NODE else 0)
         if added > 0 and (self._watches + added > MAX_WATCHES
-                          or node.owner.address and share[3] + added > MAX_WATCHES * ADDRESS_SHARE):
+                          or node.owner.address and share[3] + added > MAX_WATCHES * share_left):
             self.counters["unhinted"] += 1
             _log.warning(node.owner.source, "unhinted", "discovery: node %s watches more keys than the hint "
                          "index has room for; it learns of changes at its polls", truncate(node_id))
