@@ -13,12 +13,13 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
   :data:`~.protocol.MAX_NODES` nodes, :data:`~.protocol.MAX_ENTRIES` announcements and
   :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all, and the nodes of one network
   address at most :data:`ADDRESS_SHARE` of each, where one address is what one host can easily
-  have (:func:`address_group`: every loopback address is one, IPv6 by /64), the last
-  :data:`SMALL_RESERVE` of an address's share kept for its nodes of few announcements
-  (:data:`SMALL_NODE`), so one big application does not lock the small ones of its host out, and the last
-  :data:`RESERVE` of each limit is kept for addresses that hold little of it
-  (:data:`NEWCOMER_SHARE`), so a host that comes after two others filled their shares still gets
-  in. A sync that would pass a limit is refused and counted; what the node had before stays as it was.
+  have (:func:`address_group`: every loopback address is one, IPv6 by /64). The last
+  :data:`SMALL_RESERVE` of an address's share is kept for its nodes of few announcements
+  (:data:`SMALL_NODE`), so one big application does not lock the small ones of its host out;
+  the last :data:`RESERVE` of each limit is kept for addresses that hold little of it
+  (:data:`NEWCOMER_SHARE`), so a host that comes after two others filled their shares still
+  gets in. A sync that would pass a limit is refused and counted; what the node had before
+  stays as it was.
 - **Expiry runs on a timer** (:meth:`expire`, called by the host's loop), whether or not anyone
   watches or lists.
 - **A sync costs O(watched keys).** Each key's encoded endpoint list is kept until an announcement
