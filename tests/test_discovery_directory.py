@@ -3,7 +3,8 @@
 import msgpack
 
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
-from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, Directory, Peer
+from wrapyfi_like.middlewares.zeromq.discovery.directory import (ADDRESS_SHARE, ENTRY_TTL, SMALL_NODE, SMALL_RESERVE,
+                                                                Directory, Peer, address_group)
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Listing, Refused, Synced, decode_listing, decode_reply
 from directory_state import sync
 
@@ -131,7 +132,12 @@ def test_one_address_may_use_half_of_each_limit(warm, monkeypatch):
         assert isinstance(sync(warm, Peer(b"H%d" % n, None, "10.0.0.%d" % n), f"honest{n}"), Synced)
     assert isinstance(sync(warm, Peer(b"late", None, "10.0.0.9"), "late"), Refused)  # the whole is full
     warm.handle(flooder[0], protocol.bye("flood0", ""))
-    assert isinstance(sync(warm, flooder[6], "flood6"), Synced)  # its share has room again
+    # its share has room again, but not the last node: that one is kept for a newcomer (RESERVE)
+    assert isinstance(sync(warm, flooder[6], "flood6"), Refused)
+    assert isinstance(sync(warm, Peer(b"new", None, "10.0.0.10"), "new"), Synced)
+    warm.handle(flooder[1], protocol.bye("flood1", ""))
+    warm.handle(Peer(b"new", None, "10.0.0.10"), protocol.bye("new", ""))
+    assert isinstance(sync(warm, flooder[6], "flood6"), Synced)
 
 
 def test_one_address_may_hold_half_of_the_announcements(warm, monkeypatch):
@@ -141,3 +147,60 @@ def test_one_address_may_hold_half_of_the_announcements(warm, monkeypatch):
     assert isinstance(sync(warm, Peer(b"B", None, "10.0.0.1"), "b", big), Refused)
     assert isinstance(sync(warm, Peer(b"C", None, "10.0.0.2"), "c", big), Synced)
     assert warm.statistics()["entries"] == 30
+
+
+def test_every_loopback_address_and_an_ipv6_64_count_as_one_address():
+    for one, other in (("127.0.0.2", "127.0.0.3"), ("127.0.0.1", "::1"), ("::ffff:127.0.0.9", "127.1.2.3"),
+                       ("2001:db8::1", "2001:db8::ffff:2"), ("::ffff:10.0.0.7", "10.0.0.7")):
+        assert address_group(one) == address_group(other), (one, other)
+    for one, other in (("10.0.0.1", "10.0.0.2"), ("2001:db8::1", "2001:db8:0:1::1"), ("127.0.0.1", "10.0.0.1")):
+        assert address_group(one) != address_group(other), (one, other)
+
+
+def test_one_host_cannot_take_more_than_its_share_from_several_source_addresses(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 64)
+    announcements = [(f"\0listener /fill/{n}", endpoint(3000 + n), {}) for n in range(8)]
+    sources = ["127.0.0.2", "127.0.0.3", "::1", "::ffff:127.0.0.4"]
+    accepted = [isinstance(sync(warm, Peer(b"F%d" % n, None, sources[n % 4]), f"f{n}", announcements), Synced)
+                for n in range(8)]
+    assert accepted == [True] * 4 + [False] * 4 and warm.statistics()["entries"] == 32
+
+
+def test_a_newcomer_gets_in_after_two_hosts_filled_their_shares(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 128)
+    big = [(f"\0listener /fill/{n}", endpoint(3000 + n), {}) for n in range(16)]
+    for host in ("10.0.0.1", "10.0.0.2"):
+        for n in range(8):
+            sync(warm, Peer(f"{host}/{n}".encode(), None, host), f"{host}/{n}", big)
+    assert warm.statistics()["entries"] == 128 - 16  # the reserve is left
+    newcomer = Peer(b"new", None, "10.0.0.3")
+    reply = sync(warm, newcomer, "new", [(KEY, endpoint(1), {})], [KEY])
+    assert isinstance(reply, Synced) and reply.endpoints == {KEY: {endpoint(1)}}
+
+
+def test_a_cached_reply_entry_follows_every_change_of_its_key(warm, clock):
+    watcher = Peer(b"Nwatcher")
+    assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: frozenset()}
+    sync(warm, HONEST, "a", [(KEY, endpoint(1), {})])
+    assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: {endpoint(1)}}
+    clock.now += 0.01
+    sync(warm, ATTACKER, "b", [(KEY, endpoint(2), {})])
+    assert sync(warm, watcher, "w", watched=[KEY, KEY]).endpoints == {KEY: {endpoint(1), endpoint(2)}}
+    sync(warm, HONEST, "a", [(KEY, endpoint(3), {})])
+    assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: {endpoint(3), endpoint(2)}}
+    warm.handle(ATTACKER, protocol.bye("b", ""))
+    assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: {endpoint(3)}}
+    clock.now += ENTRY_TTL + 0.01
+    sync(warm, watcher, "w")
+    warm.expire()
+    assert sync(warm, watcher, "w", watched=[KEY]).endpoints == {KEY: frozenset()}
+
+
+def test_a_small_node_gets_in_after_big_ones_of_its_own_host_filled_what_they_may(warm, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_ENTRIES", 1024)
+    big = [(f"\0listener /fill/{n}", endpoint(3000 + n), {}) for n in range(SMALL_NODE + 1)]
+    taken = sum(isinstance(sync(warm, Peer(b"B%d" % n, None, "127.0.0.2"), f"big{n}", big), Synced) for n in range(40))
+    assert taken * len(big) <= 1024 * (ADDRESS_SHARE - SMALL_RESERVE) < (taken + 1) * len(big)
+    small = [(KEY, endpoint(1), {})] * SMALL_NODE
+    assert isinstance(sync(warm, Peer(b"S", None, "127.0.0.1"), "small", small), Synced)
+    assert isinstance(sync(warm, Peer(b"B", None, "127.0.0.1"), "big", big), Refused)

@@ -256,3 +256,19 @@ def test_watches_beyond_the_index_limit_are_not_indexed_and_counted(warm, clock,
     announce(warm, 4001, seq=2)
     clock.now += HINT_INTERVAL
     assert set(warm.due_hints()) == {WATCHER, late}
+
+
+def test_big_watchers_of_one_host_leave_index_room_for_its_small_ones(warm, monkeypatch):
+    """The last eighth of an address's share of the hint index is for nodes watching at most
+    SMALL_NODE keys: watchers of 256 keys from two loopback addresses (one host) do not make a
+    small watcher on 127.0.0.1 unhinted."""
+    monkeypatch.setattr(directory_module, "MAX_WATCHES", 2048)
+    many = [f"\0listener /many/{n}" for n in range(protocol.MAX_WATCHED)]
+    for n in range(8):
+        sync(warm, Peer(protocol.agent_routing_id(b"big%d" % n), None, f"127.0.0.{2 + n % 2}"), f"big{n}", watched=many)
+    assert warm.statistics()["unhinted"] == 5  # 3 of 256 fit in 2048 * (1/2 - 1/16)
+    small = Peer(protocol.agent_routing_id(b"small"), None, "127.0.0.1")
+    sync(warm, small, "small", watched=[KEY])
+    assert warm.statistics()["unhinted"] == 5
+    announce(warm, 4000)
+    assert small in warm.due_hints()

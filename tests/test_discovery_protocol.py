@@ -105,3 +105,11 @@ def test_the_protocol_version_is_read_from_the_routing_id_and_older_agents_are_v
     assert protocol.agent_version(routing_id) == protocol.VERSION == 2
     for older in (b"N" + b"\xff" * 15, b"\x00\x6b\x8b\x45\x67", b"v", b"vx123", b""):
         assert protocol.agent_version(older) == 1
+
+
+def test_a_synced_reply_from_encoded_parts_is_the_same_bytes_as_one_encoded_whole():
+    for keys in (0, 1, 15, 16, 300, 70_000):  # fixmap, map 16 and map 32 heads
+        endpoints = {f"\0listener /k{n}": [f"tcp://127.0.0.1:{n % 65000 + 1}"] * (n % 3) for n in range(keys)}
+        for warming in (False, True):
+            parts = [protocol.synced_part(key, value) for key, value in endpoints.items()]
+            assert protocol.synced_from_parts(7, parts, warming) == protocol.synced(7, endpoints, warming)

@@ -241,3 +241,61 @@ def test_a_pong_goes_out_behind_a_reply_being_written_never_inside_it():
     finally:
         raw.close()
         router.release()
+
+
+def _wait_queued(router: ZmtpRouter, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while router.queued() < count:
+        assert time.monotonic() < deadline, "the request did not arrive"
+        zmq.select([], [], [], 0.005)
+
+
+def test_serial_queues_one_request_per_connection_so_connections_are_served_in_turn():
+    router, _ = make_router(serial=True)
+    eager, other = dealer(router.endpoint), dealer(router.endpoint)
+    try:
+        for index in range(20):
+            eager.send_multipart([b"eager%d" % index, b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"eager0"
+        other.send_multipart([b"other", b"x"])
+        _wait_queued(router, 1)  # the other's request, not eager1: that one waits for eager0's reply
+        router.send(outlet, [b"done"])
+        router.done(outlet)
+        taken = [bytes(router.take(10)[1][0]) for _ in range(2)]
+        assert taken == [b"other", b"eager1"]
+    finally:
+        eager.close()
+        other.close()
+        router.release()
+
+
+def test_serial_stops_reading_a_peer_whose_replies_are_not_read_and_serves_others():
+    router, _ = make_router(serial=True)
+    deaf = zmq.Context.instance().socket(zmq.DEALER)
+    deaf.setsockopt(zmq.LINGER, 0)
+    deaf.setsockopt(zmq.RCVHWM, 1)  # libzmq itself reads one reply, then leaves the rest to TCP
+    deaf.setsockopt(zmq.RCVBUF, 64 * 1024)
+    deaf.connect(router.endpoint)
+    honest = dealer(router.endpoint)
+    reply = b"r" * (LIMIT // 2)
+    try:
+        for index in range(2000):
+            deaf.send_multipart([b"deaf%d" % index, b"x"])
+        answered = 0
+        while (request := router.take(1.0)) is not None:  # until it is not read any more
+            outlet, _ = request
+            router.send(outlet, [reply])
+            router.done(outlet)
+            answered += 1
+            assert answered < 2000, "every request of a peer that reads no reply was answered"
+        assert answered < 400  # what the kernel's buffers took (~20 MB of replies at most)
+        honest.send_multipart([b"honest", b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"honest"
+        router.send(outlet, [b"ok"])
+        assert honest.poll(10_000) and honest.recv_multipart() == [b"ok"]
+    finally:
+        deaf.close()
+        honest.close()
+        router.release()

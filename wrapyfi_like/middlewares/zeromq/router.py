@@ -19,6 +19,14 @@ peer reads. An outbox holds at most ``queued_replies`` replies and, besides the 
 written, ``max_message_size`` bytes: a reply beyond that, or to a connection that is gone, is
 not sent and :meth:`~ZmtpRouter.send` says so, so the caller counts it as dropped. A client that
 never reads therefore costs its own replies only, never another client's time.
+
+With ``serial`` (the discovery directory, whose clients keep one request in flight), a connection
+has one request at a time: its next one is not read until the caller said it answered the
+previous one (:meth:`~ZmtpRouter.done`) and no reply to it is left unwritten. Requests
+that one read brought together wait in the connection's outlet, not in the shared queue, so the
+queue holds at most one request per connection and serves connections in turn; and a client that
+sends without reading is answered only as fast as it reads: once its replies fill the kernel's
+buffers it is not read at all, and TCP holds its requests on its own side.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ class Outlet:
     """The way back to one connection: its replies, and who it is (``identity`` as its DEALER
     announced it, or one we made up; ``address``: its network address, "" over ipc)."""
 
-    __slots__ = ("connection", "identity", "address", "outbox", "out_bytes", "gone", "__weakref__")
+    __slots__ = ("connection", "identity", "address", "outbox", "out_bytes", "gone", "held", "busy", "__weakref__")
 
     def __init__(self, connection: _Connection, identity: bytes, address: str) -> None:
         self.connection = connection
@@ -57,6 +65,8 @@ class Outlet:
         self.outbox: deque[memoryview] = deque()  # unsent replies, one buffer each
         self.out_bytes = 0  # bytes in the outbox
         self.gone = False
+        self.held: deque[tuple] = deque()  # with ``serial``: requests read, not yet queued
+        self.busy = False  # with ``serial``: a request queued or being answered (until done())
 
 
 class ZmtpRouter(ZmtpIntake):
@@ -67,7 +77,8 @@ class ZmtpRouter(ZmtpIntake):
     each bounded by :data:`~.intake.MAX_HEAD_FRAME` and not counted in ``max_message_size``.
     ``handover``: a new connection announcing the identity of a live one replaces it (libzmq's
     ``ZMQ_ROUTER_HANDOVER``). ``notify``: set whenever requests are queued, for a caller that polls.
-    ``max_connections``: peers at once (None: :data:`~.intake.MAX_CONNECTIONS`).
+    ``max_connections``: peers at once (None: :data:`~.intake.MAX_CONNECTIONS`). ``serial``: one
+    request of a connection at a time, the caller telling :meth:`done` (see the module's docstring).
     """
 
     peer_types = (b"DEALER",)
@@ -75,7 +86,8 @@ class ZmtpRouter(ZmtpIntake):
 
     def __init__(self, address: str, max_message_size: int, queue_depth: int, queued_replies: int,
                  refused: RouterRefused, *, head_frames: int, handover: bool = False,
-                 notify: Optional[Wakeup] = None, max_connections: Optional[int] = None) -> None:
+                 notify: Optional[Wakeup] = None, max_connections: Optional[int] = None,
+                 serial: bool = False) -> None:
         self.head_frames = head_frames
         self.max_connections = max_connections
         self._queued_replies = queued_replies
@@ -90,6 +102,8 @@ class ZmtpRouter(ZmtpIntake):
         self._writing: set[Outlet] = set()  # outlets with bytes in their outbox
         self._writer: Optional[threading.Thread] = None
         self._writer_wakeup: Optional[Wakeup] = None
+        self._serial = serial
+        self._holding: set[_Connection] = set()  # with serial: not read for now (the reader's own)
         super().__init__(address, max_message_size, queue_depth, _unused)
 
     # -- the caller's side ---------------------------------------------------------------------
@@ -134,10 +148,20 @@ class ZmtpRouter(ZmtpIntake):
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                return False  # the connection failed: the reading thread drops it
+                outlet.gone = True  # the connection failed: the reading thread drops it
+                return False
             if sent < total:
                 self._queue_out(outlet, memoryview(b"".join(buffers))[sent:])
             return True
+
+    def done(self, outlet: Outlet) -> None:
+        """With ``serial``: the request last taken from ``outlet`` is answered (its reply about to
+        be sent, or none due), so its connection's next request is read once no reply to it is
+        unwritten (one read between this call and the reply's :meth:`send` may queue one more
+        request, which is served after that reply). Thread-safe."""
+        outlet.busy = False
+        if outlet.connection in self._holding:
+            self._wakeup.set()
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every outbox to be written out (as libzmq's
@@ -199,7 +223,8 @@ class ZmtpRouter(ZmtpIntake):
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
-                    break  # the reading thread drops the connection
+                    outlet.gone = True  # the reading thread drops the connection
+                    break
                 outlet.out_bytes -= sent
                 if sent < len(head):
                     outlet.outbox[0] = memoryview(head)[sent:]
@@ -213,6 +238,8 @@ class ZmtpRouter(ZmtpIntake):
         self._writing.discard(outlet)
         if not self._writing:
             self._drained.notify_all()
+        if outlet.connection in self._holding:
+            self._wakeup.set()  # serial: its next request may go now
 
     # -- the reading thread (overrides) --------------------------------------------------------
 
@@ -249,11 +276,85 @@ class ZmtpRouter(ZmtpIntake):
         return b"\0" + self._made_up.to_bytes(4, "big")
 
     def _deliver(self, batch: list) -> None:
+        if self._serial:
+            batch = self._one_each(batch)
+            if not batch:
+                return
         for connection, _, frames in batch:
             frames.append(self._outlets.get(connection) or _gone(connection))  # take() hands it out with the frames
         super()._deliver(batch)
         if self._notify is not None:
             self._notify.set()
+
+    # -- serial: one request of a connection at a time (the reading thread's) -----------------
+
+    # A connection is in ``_holding`` while it has requests held or is not read (unregistered).
+    # Whoever makes it free (done(): not busy; the writer: outbox empty) first says so, then
+    # wakes the reader if it is in ``_holding``; the reader first puts it in ``_holding``, then
+    # wakes itself if it became free meanwhile: so one of the two always wakes the reader, and
+    # an honest client's request (free again before its next one comes) costs no wake-up.
+
+    def _one_each(self, batch: list) -> list:
+        """Of ``batch``, the first request of each connection that is free (:meth:`_free`); the
+        others wait in their outlet, and their connection is not read until they are queued."""
+        passed = []
+        for item in batch:
+            c = item[0]
+            outlet = self._outlets.get(c)
+            if outlet is None:
+                passed.append(item)  # gone: served, its reply goes nowhere
+            elif self._free(outlet):
+                outlet.busy = True
+                passed.append(item)
+            else:
+                outlet.held.append(item)
+                self._holding.add(c)
+        return passed
+
+    @staticmethod
+    def _free(outlet: Outlet) -> bool:
+        """Nothing of ``outlet``'s connection is waiting or being answered, no reply is unwritten."""
+        return not (outlet.busy or outlet.held or outlet.outbox)
+
+    def _read(self, c: _Connection) -> None:
+        outlet = self._outlets.get(c)
+        if self._serial and outlet is not None and (c in self._holding or not self._free(outlet)):
+            self._holding.add(c)  # not now: _woken lets it be read again once it is free
+            if not c.over_budget:
+                c.over_budget = True  # as the intake's own pause: unregistered while set
+                self._all.unregister(c.sock)
+            if self._free(outlet):
+                self._wakeup.set()  # it became free meanwhile: done() may not have seen it held
+            return
+        super()._read(c)
+
+    def _woken(self) -> None:
+        for c in list(self._holding):
+            outlet = self._outlets.get(c)
+            if outlet is None or c.sock.fileno() < 0:
+                self._holding.discard(c)
+            elif outlet.gone:  # a write failed: what it sent is served, what it did not is not read
+                held = list(outlet.held)
+                for item in held:
+                    item[2].append(outlet)
+                if held:
+                    super()._deliver(held)
+                self._drop(c, "", log=False)
+            elif outlet.busy or outlet.outbox:
+                self._stalled.discard(c)  # the intake must not read it again yet
+            elif outlet.held:
+                item = outlet.held.popleft()
+                item[2].append(outlet)
+                outlet.busy = True
+                super()._deliver([item])
+                if self._notify is not None:
+                    self._notify.set()
+                self._stalled.discard(c)
+            else:
+                self._holding.discard(c)
+                if c.over_budget:
+                    self._stalled.add(c)  # the intake reads it again
+        super()._woken()
 
     def _refuse(self, c: _Connection, size: int, frame: int) -> None:
         problem = self._problem(c, size, frame)
@@ -268,9 +369,11 @@ class ZmtpRouter(ZmtpIntake):
             outlet = self._outlets.pop(c, None)
             if outlet is not None:
                 outlet.gone = True
+                outlet.held.clear()
                 self._forget_outbox(outlet)
                 if self._identities.get(outlet.identity) is outlet:
                     del self._identities[outlet.identity]
+        self._holding.discard(c)
         super()._drop(c, reason, log)
 
 

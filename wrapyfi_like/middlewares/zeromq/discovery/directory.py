@@ -12,10 +12,20 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
   :data:`~.protocol.MAX_WATCHED` watched keys (checked by the protocol); at most
   :data:`~.protocol.MAX_NODES` nodes, :data:`~.protocol.MAX_ENTRIES` announcements and
   :data:`~.protocol.MAX_DIRECTORY_BYTES` bytes of syncs in all, and the nodes of one network
-  address at most :data:`ADDRESS_SHARE` of each. A sync that would pass a limit is refused and
-  counted; what the node had before stays as it was.
+  address at most :data:`ADDRESS_SHARE` of each, where one address is what one host can easily
+  have (:func:`address_group`: every loopback address is one, IPv6 by /64). The last
+  :data:`SMALL_RESERVE` of an address's share is kept for its nodes of few announcements
+  (:data:`SMALL_NODE`), so one big application does not lock the small ones of its host out;
+  the last :data:`RESERVE` of each limit is kept for addresses that hold little of it
+  (:data:`NEWCOMER_SHARE`), so a host that comes after two others filled their shares still
+  gets in. A sync that would pass a limit is refused and counted; what the node had before
+  stays as it was.
 - **Expiry runs on a timer** (:meth:`expire`, called by the host's loop), whether or not anyone
   watches or lists.
+- **A sync costs O(watched keys).** Each key's encoded endpoint list is kept until an announcement
+  under that key changes (:meth:`_part`), so a watch sync is dictionary lookups and one join,
+  however many nodes announce its keys: a 256-key sync of keys with 31 announcers each took 7 ms
+  of the directory's thread when every sync sorted and encoded them again.
 - **Warm-up.** A new directory (after a takeover) does not yet know every live node: its replies
   carry ``warming`` until one entry lifetime has passed, and agents then add endpoints without
   removing any (:meth:`~.watch.Watch.update`), so a failover never tells a node a live peer is gone.
@@ -31,6 +41,8 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -49,7 +61,21 @@ ENTRY_TTL = 4.0
 ADDRESS_SHARE = 0.5
 """The share of each limit (nodes, announcements, bytes) the nodes of one network address may
 use, so a flood of valid registrations from one host leaves room for the others (connections
-without an address, over ipc, share no limit but the whole)."""
+without an address, over ipc, are bound by the whole only: no share, no :data:`RESERVE`)."""
+RESERVE = 1 / 8
+"""The share of each limit that only addresses holding at most :data:`NEWCOMER_SHARE` of it may
+fill: two hosts that filled their shares (or one host, and others) still leave room for a new one."""
+SMALL_NODE = 16
+"""Announcements a node may hold and still use its address's :data:`SMALL_RESERVE` (a process with
+a few topics): one host that fills its share with big nodes leaves room for its small ones."""
+SMALL_RESERVE = 1 / 16
+"""What of each limit, within an address's share, only nodes of at most :data:`SMALL_NODE`
+announcements may fill (the last eighth of the share: 64 nodes, 1,024 announcements, 1 MiB). It
+does not protect against a hostile process on the same host, which can announce as small nodes
+too; it then needs 64 more connections."""
+NEWCOMER_SHARE = 1 / 64
+"""What an address may hold of a limit and still use the :data:`RESERVE` (at least one node,
+one announcement, one byte): a node of :data:`~.protocol.MAX_ANNOUNCEMENTS`, from eight hosts at least."""
 
 
 class Peer(NamedTuple):
@@ -65,6 +91,25 @@ class Peer(NamedTuple):
         return self.routing_id.hex()
 
 
+@functools.lru_cache(maxsize=4096)
+def address_group(address: str) -> str:
+    """The network address ``address`` counts as in the shares: every loopback address (127/8,
+    ``::1``) is ``"loopback"`` (one process can connect from any of them, so they are one host),
+    an IPv6 address is its /64 (what one host is given, and can pick addresses in at will), an
+    IPv4-mapped IPv6 address is its IPv4 address; anything else (or "", no address) as it is."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 HINT_INTERVAL = 0.25
 """Seconds between two hints to one node at least. The first change is told at once (what a
 publisher waiting for its first listener needs); a burst of changes (a hundred processes
@@ -74,8 +119,9 @@ its key sync 50 times a second."""
 MAX_WATCHES = protocol.MAX_ENTRIES
 """Watched keys indexed for hints in all (each costs ~300 bytes of index, beyond the bytes of the
 syncs, which the limits count); the nodes of one address index at most :data:`ADDRESS_SHARE` of
-them. A node whose watches do not fit is not indexed: it gets no hints and learns of changes
-at its next poll, as before hints (counted in ``unhinted``)."""
+them, the last :data:`SMALL_RESERVE` only for nodes watching at most :data:`SMALL_NODE` keys. A
+node whose watches do not fit is not indexed: it gets no hints and learns of changes at its next
+poll, as before hints (counted in ``unhinted``)."""
 
 
 class _Node:
@@ -102,6 +148,7 @@ class Directory:
         self._nodes: dict[str, _Node] = {}
         self._owned: dict[Peer, str] = {}  # connection -> the node id it owns
         self._by_key: dict[str, dict[str, tuple[str, ...]]] = {}  # key -> node id -> its endpoints
+        self._parts: dict[str, bytes] = {}  # key -> its encoded reply entry (_part); dropped when it changes
         self._entries = 0
         self._bytes = 0
         self._by_address: dict[str, list[int]] = {}  # address -> [nodes, entries, bytes, watches]
@@ -162,8 +209,8 @@ class Directory:
         self._bytes += size - node.size
         self._share(peer)[2] += size - node.size
         node.size = size
-        return protocol.synced(request.seq, {key: self.endpoints(key) for key in request.watched},
-                               warming=now < self._warm_after)
+        return protocol.synced_from_parts(request.seq, [self._part(key) for key in dict.fromkeys(request.watched)],
+                                          warming=now < self._warm_after)
 
     def _check_owner(self, peer: Peer, node_id: str, node: Optional[_Node]) -> Optional[tuple[str, str]]:
         if node is not None and node.owner != peer:
@@ -178,20 +225,31 @@ class Directory:
         added_nodes = 0 if node is not None else 1
         added_entries = len(request.announcements) - (len(node.announcements) if node is not None else 0)
         added_bytes = size - (node.size if node is not None else 0)
-        share = self._by_address.get(peer.address, [0, 0, 0, 0])
+        group = address_group(peer.address)
+        share = self._by_address.get(group, [0, 0, 0, 0])
         for what, total, mine, added, limit in (
                 ("nodes", len(self._nodes), share[0], added_nodes, protocol.MAX_NODES),
                 ("announcements", self._entries, share[1], added_entries, protocol.MAX_ENTRIES),
                 ("bytes", self._bytes, share[2], added_bytes, protocol.MAX_DIRECTORY_BYTES)):
-            if added > 0 and total + added > limit:
+            if added <= 0:
+                continue
+            if total + added > limit:
                 return "refused_limit", f"the directory would hold more than {limit} {what}"
-            if added > 0 and peer.address and mine + added > limit * ADDRESS_SHARE:
-                return "refused_limit", (f"the nodes at {truncate(peer.address, 64)} would hold more than "
+            if peer.address and mine + added > limit * ADDRESS_SHARE:
+                return "refused_limit", (f"the nodes at {truncate(group, 64)} would hold more than "
                                          f"{ADDRESS_SHARE:.0%} of the directory's {limit} {what}")
+            if (peer.address and len(request.announcements) > SMALL_NODE
+                    and mine + added > limit * (ADDRESS_SHARE - SMALL_RESERVE)):
+                return "refused_limit", (f"the rest of the share of {truncate(group, 64)} in the directory's {limit} "
+                                         f"{what} is kept for nodes of at most {SMALL_NODE} announcements")
+            if (peer.address and total + added > limit - int(limit * RESERVE)
+                    and mine + added > max(int(limit * NEWCOMER_SHARE), 1)):
+                return "refused_limit", (f"the last {RESERVE:.1%} of the directory's {limit} {what} is kept for "
+                                         f"addresses holding at most {NEWCOMER_SHARE:.1%} of them")
         return None
 
     def _share(self, peer: Peer) -> list[int]:
-        return self._by_address.setdefault(peer.address, [0, 0, 0, 0])
+        return self._by_address.setdefault(address_group(peer.address), [0, 0, 0, 0])
 
     def _bye(self, peer: Peer, request: Bye) -> None:
         node = self._nodes.get(request.node)
@@ -226,6 +284,16 @@ class Directory:
                     if len(found) == protocol.MAX_ENDPOINTS_PER_KEY:
                         return found
         return found
+
+    def _part(self, key: str) -> bytes:
+        """``key`` and :meth:`endpoints` of it as a ``synced`` reply entry, encoded once per change
+        of the key (a key nobody announces is not kept: watching costs no memory here)."""
+        part = self._parts.get(key)
+        if part is None:
+            part = protocol.synced_part(key, self.endpoints(key))
+            if key in self._by_key:
+                self._parts[key] = part
+        return part
 
     def due_hints(self) -> list[Peer]:
         """The connections to send a ``changed`` hint now; a node hinted less than
@@ -277,6 +345,7 @@ class Directory:
             grouped.setdefault(key, []).append(endpoint)
         for key, endpoints in grouped.items():
             self._by_key.setdefault(key, {})[node_id] = tuple(endpoints)
+            self._parts.pop(key, None)
         self._listing = None
         after = _served(announcements)
         self._changed(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
@@ -292,8 +361,9 @@ class Directory:
         """Index ``watched`` as the keys ``node`` is hinted about, if they fit :data:`MAX_WATCHES`."""
         share = self._share(node.owner)
         added = len(watched) - len(node.watched)
+        share_left = ADDRESS_SHARE - (SMALL_RESERVE if len(watched) > SMALL_NODE else 0)
         if added > 0 and (self._watches + added > MAX_WATCHES
-                          or node.owner.address and share[3] + added > MAX_WATCHES * ADDRESS_SHARE):
+                          or node.owner.address and share[3] + added > MAX_WATCHES * share_left):
             self.counters["unhinted"] += 1
             _log.warning(node.owner.source, "unhinted", "discovery: node %s watches more keys than the hint "
                          "index has room for; it learns of changes at its polls", truncate(node_id))
@@ -312,6 +382,7 @@ class Directory:
 
     def _unindex(self, node_id: str, node: _Node) -> None:
         for key in {key for key, _endpoint, _info in node.announcements}:
+            self._parts.pop(key, None)
             by_node = self._by_key.get(key)
             if by_node is not None:
                 by_node.pop(node_id, None)
@@ -332,7 +403,7 @@ class Directory:
         share[0] -= 1
         share[2] -= node.size
         if share[0] == 0:
-            del self._by_address[node.owner.address]
+            del self._by_address[address_group(node.owner.address)]
         if self._owned.get(node.owner) == node_id:
             del self._owned[node.owner]
 

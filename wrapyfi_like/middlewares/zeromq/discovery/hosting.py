@@ -7,7 +7,12 @@ read, so an unfinished message of huge frames is refused, never held), one conne
 most that many bytes of waiting requests, all connections together at most :data:`REQUEST_QUEUE`
 requests, and a peer that never reads its replies costs only its own replies
 (:data:`REQUEST_QUEUE` of them and :data:`~.protocol.MAX_REQUEST_BYTES` besides the one being
-written; one more is dropped and counted as ``unsent``). A node's identity is its DEALER's
+written; one more is dropped and counted as ``unsent``). Each connection has one request at a
+time (the router's ``serial``: our agents keep one sync in flight): its next request is not read
+until the previous one is answered and the reply written, so the shared queue holds one request
+per connection and serves them in turn, and a peer that sends without reading is answered only
+as fast as it reads, then not read at all (with the directory's cached replies, a 256-key
+watch sync costs well under a millisecond). A node's identity is its DEALER's
 routing id (our agents set one): a new connection with the identity of a live one takes over,
 as libzmq's ``ZMQ_ROUTER_HANDOVER``, so a reconnecting agent keeps its node id.
 
@@ -58,7 +63,7 @@ class ZmtpHost:
         try:
             self._router = ZmtpRouter(address, protocol.MAX_REQUEST_BYTES, QUEUED_REQUESTS, REQUEST_QUEUE,
                                       self._refused, head_frames=0, handover=True, notify=self._ready,
-                                      max_connections=MAX_CONNECTIONS)
+                                      max_connections=MAX_CONNECTIONS, serial=True)
         except BaseException:
             self._ready.close()
             raise
@@ -78,15 +83,23 @@ class ZmtpHost:
             if received is None:
                 return
             outlet, frames = received
-            peer = Peer(outlet.identity, None, outlet.address)
-            if len(frames) != 1:
-                self.directory.counters["malformed"] += 1
-                _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
-                             len(frames), peer.source)
-                continue
-            reply = self.directory.handle(peer, bytes(frames[0]))
+            try:
+                reply = self._answer(outlet, frames)
+            finally:
+                # before the reply goes out: an agent sends its next sync as soon as it has the
+                # reply, and must not find its connection still held (a wake-up per sync)
+                self._router.done(outlet)
             if reply is not None and not self._router.send(outlet, [reply]):
                 self.directory.counters["unsent"] += 1
+
+    def _answer(self, outlet: Outlet, frames: list) -> Optional[bytes]:
+        peer = Peer(outlet.identity, None, outlet.address)
+        if len(frames) != 1:
+            self.directory.counters["malformed"] += 1
+            _log.warning(peer.source, "malformed", "discovery: ignored a request of %d frames from peer %s",
+                         len(frames), peer.source)
+            return None
+        return self.directory.handle(peer, bytes(frames[0]))
 
     def send_hints(self) -> None:
         """Send the hints the directory owes now (:meth:`~.directory.Directory.due_hints`)."""

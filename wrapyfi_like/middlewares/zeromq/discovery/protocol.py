@@ -310,6 +310,28 @@ def synced(seq: int, endpoints: dict[str, list[str]], warming: bool) -> bytes:
     return encode(["synced", seq, endpoints, warming])
 
 
+def synced_from_parts(seq: int, parts: list[bytes], warming: bool) -> bytes:
+    """A ``synced`` reply whose endpoints map is ``parts``, each one key and its endpoint list
+    already encoded (:func:`synced_part`): the same bytes as :func:`synced`, without encoding
+    again what a directory keeps encoded until the key changes."""
+    return b"".join((b"\x94", encode("synced"), encode(seq), _map_header(len(parts)), *parts,
+                     encode(warming)))
+
+
+def synced_part(key: str, endpoints: list[str]) -> bytes:
+    """One entry of a ``synced`` reply's endpoints map, encoded (for :func:`synced_from_parts`)."""
+    return encode(key) + encode(endpoints)
+
+
+def _map_header(count: int) -> bytes:
+    """msgpack's head of a map of ``count`` pairs (fixmap, map 16 or map 32)."""
+    if count < 16:
+        return bytes((0x80 | count,))
+    if count < 2**16:
+        return b"\xde" + count.to_bytes(2, "big")
+    return b"\xdf" + count.to_bytes(4, "big")
+
+
 CHANGED = msgpack.packb(["changed"])
 """The ``changed`` hint, the same bytes every time."""
 
