@@ -7,7 +7,8 @@ pair, say, frame 147 with the metadata of frame 148, and nothing would say so. S
 call carries the same :class:`~wrapyfi_like.middlewares.envelope.Group` ``(origin, call)``: origin
 random per publishing binding, call 1, 2, 3… And :class:`Aligner` reads the listeners until every
 one holds a part of the same group, discarding (and counting as ``incomplete``) parts whose group
-can no longer complete because another listener has already seen a later call of that origin.
+can no longer complete: another listener holds a later call of that origin, a later call of it
+completed, or calls of other origins kept completing past it.
 
 A transport that does not carry groups gives parts without one; those are paired in arrival
 order, one from each listener, as they always were.
@@ -29,10 +30,19 @@ MAX_HELD = 64
 """Parts one listener of a stacked method holds while waiting for the rest of their calls; the
 oldest is discarded (counted as ``incomplete``) beyond that, so memory stays bounded whatever the
 publishers do."""
+MAX_OVERTAKEN = 8
+"""Completed calls that may overtake a held part of another origin (or one without a group)
+before it is discarded (counted as ``incomplete``): parts of two publishers can arrive in a
+different order on two topics, but not this far apart, while a part whose partner never comes
+(a stray single-decorator message, a publisher that died between two parts) goes soon, instead
+of waiting for :data:`MAX_HELD` others."""
 MAX_ORIGINS = 256
-"""Publishing origins whose latest call each listener remembers (least recently heard forgotten)."""
+"""Publishing origins whose owner (the publisher that first sent a part of it) each listener
+remembers, least recently heard forgotten first."""
 _UNGROUPED = b""
 """The origin given to parts that came without a group: they pair by arrival order."""
+_UNOWNED = object()
+"""What a listener's table of owners gives for an origin it has not heard yet."""
 _OUT_OF_STEP = object()
 """What :meth:`Aligner._read_in_step` returns when the parts it read are of different calls."""
 
@@ -59,12 +69,20 @@ class Aligner:
     Listeners are read one at a time, each as its own ``should_wait`` says, and what was read but
     not returned yet is held for the next call, so a non-waiting listen that finds only some parts
     returns nothing now and the whole call later.
+
+    Nothing a peer sends can stop it returning the calls of others (docs/reliability.md, stacked
+    returns): the listener read next is the one holding the fewest parts among those lacking
+    one, so a part whose partner never comes (a stray single-decorator message, a publisher that
+    died between two parts) cannot keep a listener from being read; such a part is discarded
+    once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin belongs, on each
+    listener, to the publisher that first sent a part of it, so parts forged under it by another
+    publisher are refused (counted as ``malformed``) and never paired.
     """
 
     def __init__(self, listeners: Sequence[Any]) -> None:
         self._listeners = list(listeners)
-        self._held: list[OrderedDict[Group, Any]] = [OrderedDict() for _ in self._listeners]
-        self._seen: list[OrderedDict[bytes, int]] = [OrderedDict() for _ in self._listeners]
+        self._held: list[OrderedDict[Group, list]] = [OrderedDict() for _ in self._listeners]
+        self._owners: list[OrderedDict[bytes, Optional[bytes]]] = [OrderedDict() for _ in self._listeners]
         self._ungrouped = [0] * len(self._listeners)
         self._lock = threading.Lock()
 
@@ -85,27 +103,21 @@ class Aligner:
                 part = self._listeners[index].listen_part()
                 if part is None:
                     return None
-                value, group = part
-                if group is None:
-                    self._ungrouped[index] += 1
-                    group = Group(_UNGROUPED, self._ungrouped[index])
-                self._hold(index, group, value)
+                group = self._admit(index, part)
+                if group is not None:
+                    self._hold(index, group, part[0])
 
     def _read_in_step(self) -> Any:
         """The usual case, with nothing held: every listener's next part is of one call. Read
-        the listeners in turn, as the general loop of :meth:`read` would (each time, the first
-        listener lacking the first part's call), and return that call's values without the
-        loop's searches over what is held (for two parts these cost ~16 µs a call, this ~3 µs).
-        At the first part of another call, hold what was read and return :data:`_OUT_OF_STEP`
-        for the loop to go on from there; if a non-waiting listener has nothing, hold what was
-        read and return None; if a listener raises, hold what was read and let it raise (as the
+        the listeners in turn and return that call's values without the loop's searches over
+        what is held (for two parts these cost ~16 µs a call, this ~3 µs). At the first part of
+        another call (or one refused), hold what was read and return :data:`_OUT_OF_STEP` for
+        the loop to go on from there; if a non-waiting listener has nothing, hold what was read
+        and return None; if a listener raises, hold what was read and let it raise (as the
         loop, which holds each part as it reads it, loses none either).
 
-        A listener gets each origin's calls in increasing order (its transport skips repeats and
-        late arrivals), so a call every listener has just given is not dead (behind a call one
-        of them saw), and noting it in ``_seen`` could never make a later part dead: the loop
-        would return these same values. A part that is dead on arrival (possible only after
-        parts were evicted) is followed by another call's part, and the loop discards it.
+        Parts returned here are never held, so they cannot make another part dead: a part is
+        only dead because of a later part of its origin that another listener holds.
         """
         first: Optional[Group] = None
         values: list = []
@@ -115,16 +127,14 @@ class Aligner:
                 part = listener.listen_part()
                 if part is None:
                     break
-                value, group = part
-                if group is None:
-                    self._ungrouped[index] += 1
-                    group = Group(_UNGROUPED, self._ungrouped[index])
+                group = self._admit(index, part)
                 if first is None:
                     first = group
-                elif group != first:
-                    self._hold(index, group, value)
+                if group is None or group != first:
+                    if group is not None:
+                        self._hold(index, group, part[0])
                     break
-                values.append(value)
+                values.append(part[0])
             else:
                 return values
         except BaseException:  # a listener raised (Ctrl-C, on_invalid="raise", closed): keep what was read
@@ -133,19 +143,41 @@ class Aligner:
         self._hold_read(first, values)
         return None if part is None else _OUT_OF_STEP
 
+    def _admit(self, index: int, part: tuple) -> Optional[Group]:
+        """The group of a part listener ``index`` gave, or None if it is refused: an origin
+        belongs, on each listener, to the publisher that first sent a part of it, so a part
+        another publisher stamped with it (a forged call number) never pairs with an honest
+        one nor makes one dead. Parts without a group pair in arrival order."""
+        _, group, publisher = part
+        if group is None:
+            self._ungrouped[index] += 1
+            return Group(_UNGROUPED, self._ungrouped[index])
+        owners = self._owners[index]
+        owner = owners.get(group.origin, _UNOWNED)
+        if owner is _UNOWNED:
+            owners[group.origin] = publisher
+            if len(owners) > MAX_ORIGINS:
+                owners.popitem(last=False)
+            return group
+        if owner != publisher:
+            listener = self._listeners[index]
+            listener.malformed += 1
+            _log.warning(listener.in_topic, "forged group", "listener on %s: refused a part of call %d whose "
+                         "call group belongs to another publisher", listener.in_topic, group.call)
+            return None
+        owners.move_to_end(group.origin)
+        return group
+
     def _hold_read(self, group: Optional[Group], values: list) -> None:
         """Hold ``values``, the parts of ``group`` read from the first listeners."""
         for index, value in enumerate(values):
             self._hold(index, group, value)
 
     def _hold(self, index: int, group: Group, value: Any) -> None:
-        held, seen = self._held[index], self._seen[index]
-        held[group] = value
+        held = self._held[index]
+        held[group] = [value, 0]  # the value, and how many completed calls have overtaken it
         if len(held) > MAX_HELD:
             self._discard(index, held.popitem(last=False)[0])
-        seen[group.origin] = max(group.call, seen.pop(group.origin, 0))
-        if len(seen) > MAX_ORIGINS:
-            seen.popitem(last=False)
 
     def _complete(self) -> Optional[Group]:
         """The oldest group (in the first listener's order) that every listener holds."""
@@ -156,21 +188,39 @@ class Aligner:
         return None
 
     def _take(self, group: Group) -> list:
-        """The values of ``group``; every older call of its origin is now beyond completing."""
-        values = [held.pop(group) for held in self._held]
+        """The values of ``group``. Every older call of its origin is now beyond completing;
+        a part of another origin that arrived before it has been overtaken once more."""
+        values = []
         for index, held in enumerate(self._held):
-            for older in [g for g in held if g.origin == group.origin and g.call < group.call]:
-                del held[older]
-                self._discard(index, older)
+            gone = []
+            for other, slot in held.items():
+                if other == group:
+                    break
+                if other.origin != group.origin:
+                    slot[1] += 1
+                    if slot[1] < MAX_OVERTAKEN:
+                        continue
+                gone.append(other)
+            gone += [g for g in held if g.origin == group.origin and g.call < group.call and g not in gone]
+            values.append(held.pop(group)[0])
+            for other in gone:
+                del held[other]
+                self._discard(index, other)
         return values
 
     def _discard_dead(self) -> None:
-        """Drop held parts whose call another listener has gone past without holding it: a
-        listener gets each publisher's messages in order, so that part can never arrive there."""
+        """Drop held parts whose call another listener has gone past: a listener gets each
+        publisher's messages in order, so a part of call 5 can never arrive at a listener that
+        holds call 6 of the same origin and not call 5."""
+        latest = [{} for _ in self._held]
+        for index, held in enumerate(self._held):
+            for group in held:
+                if group.call > latest[index].get(group.origin, 0):
+                    latest[index][group.origin] = group.call
         for index, held in enumerate(self._held):
             dead = [group for group in held if any(
-                group not in other_held and other_seen.get(group.origin, 0) > group.call
-                for other_held, other_seen in zip(self._held, self._seen) if other_held is not held)]
+                other_latest.get(group.origin, 0) > group.call and group not in other_held
+                for other_held, other_latest in zip(self._held, latest) if other_held is not held)]
             for group in dead:
                 del held[group]
                 self._discard(index, group)
@@ -184,10 +234,9 @@ class Aligner:
                      listener.incomplete)
 
     def _lacking(self) -> int:
-        """A listener to read next: one lacking a part that another holds (else the first)."""
-        for held in self._held:
-            for group in held:
-                for index, other in enumerate(self._held):
-                    if group not in other:
-                        return index
-        return 0
+        """A listener to read next: of those lacking a part that another holds, the one holding
+        the fewest (so a part whose partner never comes cannot keep the others unread); the
+        first if none lacks anything."""
+        lacking = [index for index, held in enumerate(self._held)
+                   if any(group not in held for other in self._held if other is not held for group in other)]
+        return min(lacking, key=lambda index: len(self._held[index]), default=0)
