@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Optional, Sequence
 
@@ -36,13 +37,23 @@ before it is discarded (counted as ``incomplete``): parts of two publishers can 
 different order on two topics, but not this far apart, while a part whose partner never comes
 (a stray single-decorator message, a publisher that died between two parts) goes soon, instead
 of waiting for :data:`MAX_HELD` others."""
+MAX_PASSED = MAX_HELD
+"""Parts of other listeners a held part may make dead, by being a later call of their origin,
+before it is discarded itself (counted as ``incomplete``). Honestly that many are passed only
+when one topic's queue is that far behind another's; a part forged far ahead under its
+publisher's own id (which the transport's sequence check is there to refuse) costs no more."""
 MAX_ORIGINS = 256
 """Publishing origins whose owner (the publisher that first sent a part of it) each listener
-remembers, least recently heard forgotten first."""
+remembers. Beyond that, one unheard for :data:`OWNER_IDLE` is forgotten; while all are active,
+a new origin's parts are taken without remembering its owner."""
+OWNER_IDLE = 10.0
+"""Seconds an origin must go unheard before its owner may be forgotten or replaced: a peer
+inventing origins cannot push an active publisher's origin out to claim it, and a peer that
+claimed an origin first (before its publisher was heard) loses it once it stops sending."""
 _UNGROUPED = b""
 """The origin given to parts that came without a group: they pair by arrival order."""
-_UNOWNED = object()
-"""What a listener's table of owners gives for an origin it has not heard yet."""
+_clock = time.monotonic
+"""When parts are heard (tests set it to a clock of their own)."""
 _OUT_OF_STEP = object()
 """What :meth:`Aligner._read_in_step` returns when the parts it read are of different calls."""
 
@@ -82,28 +93,37 @@ class Aligner:
     def __init__(self, listeners: Sequence[Any]) -> None:
         self._listeners = list(listeners)
         self._held: list[OrderedDict[Group, list]] = [OrderedDict() for _ in self._listeners]
-        self._owners: list[OrderedDict[bytes, Optional[bytes]]] = [OrderedDict() for _ in self._listeners]
+        self._owners: list[dict[bytes, list]] = [{} for _ in self._listeners]  # origin -> [publisher, last heard]
+        self._next_idle = [0.0] * len(self._listeners)  # no owner can be idle before then
         self._ungrouped = [0] * len(self._listeners)
+        self._holding = False  # True whenever a part is held (and perhaps after the last one went)
         self._lock = threading.Lock()
 
     def read(self) -> Optional[list]:
         """One value per listener, all of one call; None if a non-waiting listener has nothing
         and no call is complete yet."""
         with self._lock:
-            if not any(self._held):
+            if not self._holding:
                 values = self._read_in_step()
                 if values is not _OUT_OF_STEP:
                     return values
+            empty: set[int] = set()  # non-waiting listeners that had nothing in this read
             while True:
                 self._discard_dead()
                 group = self._complete()
                 if group is not None:
-                    return self._take(group)
-                index = self._lacking()
-                part = self._listeners[index].listen_part()
+                    values = self._take(group)
+                    self._holding = any(self._held)
+                    return values
+                index = self._lacking(empty)
+                part = None if index is None else self._listeners[index].listen_part()
                 if part is None:
+                    if index is not None:
+                        empty.add(index)
+                        continue
+                    self._holding = any(self._held)
                     return None
-                group = self._admit(index, part)
+                group = self._admit(index, part, _clock())
                 if group is not None:
                     self._hold(index, group, part[0])
 
@@ -122,19 +142,27 @@ class Aligner:
         first: Optional[Group] = None
         values: list = []
         part = None
+        now = _clock()
         try:
-            for index, listener in enumerate(self._listeners):
+            for listener, owners in zip(self._listeners, self._owners):
                 part = listener.listen_part()
                 if part is None:
                     break
-                group = self._admit(index, part)
+                value, group, publisher = part
+                owner = None if group is None else owners.get(group[0])
+                if owner is not None and owner[0] == publisher:
+                    owner[1] = now  # its owner's part: _admit's common case, inline
+                else:
+                    group = self._admit(len(values), part, now)
                 if first is None:
+                    if group is None:
+                        break
                     first = group
-                if group is None or group != first:
+                elif group != first:
                     if group is not None:
-                        self._hold(index, group, part[0])
+                        self._hold(len(values), group, value)
                     break
-                values.append(part[0])
+                values.append(value)
             else:
                 return values
         except BaseException:  # a listener raised (Ctrl-C, on_invalid="raise", closed): keep what was read
@@ -143,7 +171,7 @@ class Aligner:
         self._hold_read(first, values)
         return None if part is None else _OUT_OF_STEP
 
-    def _admit(self, index: int, part: tuple) -> Optional[Group]:
+    def _admit(self, index: int, part: tuple, now: float) -> Optional[Group]:
         """The group of a part listener ``index`` gave, or None if it is refused: an origin
         belongs, on each listener, to the publisher that first sent a part of it, so a part
         another publisher stamped with it (a forged call number) never pairs with an honest
@@ -153,20 +181,32 @@ class Aligner:
             self._ungrouped[index] += 1
             return Group(_UNGROUPED, self._ungrouped[index])
         owners = self._owners[index]
-        owner = owners.get(group.origin, _UNOWNED)
-        if owner is _UNOWNED:
-            owners[group.origin] = publisher
-            if len(owners) > MAX_ORIGINS:
-                owners.popitem(last=False)
+        owner = owners.get(group.origin)
+        if owner is None:
+            if len(owners) < MAX_ORIGINS or self._forget_idle(index, now):
+                owners[group.origin] = [publisher, now]
             return group
-        if owner != publisher:
+        if owner[0] != publisher and now - owner[1] < OWNER_IDLE:
             listener = self._listeners[index]
             listener.malformed += 1
             _log.warning(listener.in_topic, "forged group", "listener on %s: refused a part of call %d whose "
                          "call group belongs to another publisher", listener.in_topic, group.call)
             return None
-        owners.move_to_end(group.origin)
+        owner[:] = publisher, now
         return group
+
+    def _forget_idle(self, index: int, now: float) -> bool:
+        """Forget listener ``index``'s least recently heard owner if it is idle; False if every
+        owner is active (checked again only once the oldest can have become idle)."""
+        if now < self._next_idle[index]:
+            return False
+        owners = self._owners[index]
+        origin, (_, heard) = min(owners.items(), key=lambda item: item[1][1])
+        if now - heard < OWNER_IDLE:
+            self._next_idle[index] = heard + OWNER_IDLE
+            return False
+        del owners[origin]
+        return True
 
     def _hold_read(self, group: Optional[Group], values: list) -> None:
         """Hold ``values``, the parts of ``group`` read from the first listeners."""
@@ -175,7 +215,8 @@ class Aligner:
 
     def _hold(self, index: int, group: Group, value: Any) -> None:
         held = self._held[index]
-        held[group] = [value, 0]  # the value, and how many completed calls have overtaken it
+        self._holding = True
+        held[group] = [value, 0, 0]  # the value, completed calls that overtook it, parts it made dead
         if len(held) > MAX_HELD:
             self._discard(index, held.popitem(last=False)[0])
 
@@ -211,18 +252,32 @@ class Aligner:
     def _discard_dead(self) -> None:
         """Drop held parts whose call another listener has gone past: a listener gets each
         publisher's messages in order, so a part of call 5 can never arrive at a listener that
-        holds call 6 of the same origin and not call 5."""
-        latest = [{} for _ in self._held]
-        for index, held in enumerate(self._held):
+        holds call 6 of the same origin and not call 5. A held part that has made
+        :data:`MAX_PASSED` parts dead that way is dropped too: it may be a forgery far ahead
+        under its publisher's own id, which would otherwise go on making every part dead."""
+        latest = []
+        for held in self._held:
+            calls: dict[bytes, int] = {}
             for group in held:
-                if group.call > latest[index].get(group.origin, 0):
-                    latest[index][group.origin] = group.call
+                if group.call > calls.get(group.origin, 0):
+                    calls[group.origin] = group.call
+            latest.append(calls)
+        passed_too_often = []
         for index, held in enumerate(self._held):
-            dead = [group for group in held if any(
-                other_latest.get(group.origin, 0) > group.call and group not in other_held
-                for other_held, other_latest in zip(self._held, latest) if other_held is not held)]
-            for group in dead:
-                del held[group]
+            for group in list(held):
+                for other, (other_held, other_latest) in enumerate(zip(self._held, latest)):
+                    call = other_latest.get(group.origin, 0)
+                    if other != index and call > group.call and group not in other_held:
+                        del held[group]
+                        self._discard(index, group)
+                        later = Group(group.origin, call)
+                        slot = other_held[later]
+                        slot[2] += 1
+                        if slot[2] == MAX_PASSED:
+                            passed_too_often.append((other, later))
+                        break
+        for index, group in passed_too_often:
+            if self._held[index].pop(group, None) is not None:
                 self._discard(index, group)
 
     def _discard(self, index: int, group: Group) -> None:
@@ -233,10 +288,12 @@ class Aligner:
                      "other parts never arrived (%d incomplete in all)", listener.in_topic, group.call,
                      listener.incomplete)
 
-    def _lacking(self) -> int:
-        """A listener to read next: of those lacking a part that another holds, the one holding
-        the fewest (so a part whose partner never comes cannot keep the others unread); the
-        first if none lacks anything."""
-        lacking = [index for index, held in enumerate(self._held)
-                   if any(group not in held for other in self._held if other is not held for group in other)]
-        return min(lacking, key=lambda index: len(self._held[index]), default=0)
+    def _lacking(self, empty: set[int]) -> Optional[int]:
+        """A listener to read next, of those not in ``empty``: of the ones lacking a part that
+        another holds, the one holding the fewest (so a part whose partner never comes cannot
+        keep the others unread); else the first; None if there is none to read."""
+        lacking = [index for index, held in enumerate(self._held) if index not in empty and any(
+            group not in held for other in self._held if other is not held for group in other)]
+        if lacking:
+            return min(lacking, key=lambda index: len(self._held[index]))
+        return None if 0 in empty else 0
