@@ -81,13 +81,15 @@ class Aligner:
     not returned yet is held for the next call, so a non-waiting listen that finds only some parts
     returns nothing now and the whole call later.
 
-    Nothing a peer sends can stop it returning the calls of others (docs/reliability.md, stacked
-    returns): the listener read next is the one holding the fewest parts among those lacking
-    one, so a part whose partner never comes (a stray single-decorator message, a publisher that
-    died between two parts) cannot keep a listener from being read; such a part is discarded
-    once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin belongs, on each
-    listener, to the publisher that first sent a part of it, so parts forged under it by another
-    publisher are refused (counted as ``malformed``) and never paired.
+    What a peer sends costs at most its own traffic (docs/reliability.md, "Stacked returns and
+    hostile parts", with the limits): the listener read next is the one holding the fewest
+    parts among those lacking one, so a part whose partner never comes (a stray single-decorator
+    message, a publisher that died between two parts) cannot keep a listener from being read,
+    and it is discarded once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin
+    belongs, on each listener, to the publisher that first sent a part of it (until it has been
+    quiet for :data:`OWNER_IDLE`), so parts forged under it by another publisher are refused
+    (counted as ``malformed``) and never paired; and a held part stops making others dead after
+    :data:`MAX_PASSED`.
     """
 
     def __init__(self, listeners: Sequence[Any]) -> None:
