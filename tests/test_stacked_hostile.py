@@ -249,3 +249,20 @@ def test_a_forgery_under_the_owners_own_publisher_id_costs_at_most_max_held_call
             assert values == [f"image {call}", f"meta {call}"]
             returned.append(call)
     assert returned and returned[0] <= MAX_HELD + 2 and returned == list(range(returned[0], 2 * MAX_HELD + 10))
+
+
+def test_a_part_shown_dead_by_a_part_that_dies_in_the_same_pass_is_discarded_without_error(monkeypatch):
+    """Three topics: the first holds calls 3 and 5, the second call 3, the third none; then the
+    third gets call 7. Calls 3 and 5 of the first die, and the second's call 3, for which the
+    first's call 5 (gone by then) is found first, dies too."""
+    monkeypatch.setattr(groups, "_clock", lambda: 1000.0)
+    first, second, third = Parts("/a"), Parts("/b"), Parts("/c")
+    aligner = Aligner([first, second, third])
+    origin = new_publisher_id()
+    first.queued += [("a 3", Group(origin, 3), b"A" * 8), ("a 5", Group(origin, 5), b"A" * 8)]
+    second.queued.append(("b 3", Group(origin, 3), b"B" * 8))
+    third.queued += [None, None, ("c 7", Group(origin, 7), b"C" * 8)]
+    assert aligner.read() is None  # a 3, b 3 held; the third has nothing yet
+    assert aligner.read() is None  # a 5 held too; the third still has nothing
+    assert aligner.read() is None  # c 7: every other part is dead
+    assert (first.incomplete, second.incomplete, third.incomplete) == (2, 1, 0)

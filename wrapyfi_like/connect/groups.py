@@ -273,10 +273,11 @@ class Aligner:
                         del held[group]
                         self._discard(index, group)
                         later = Group(group.origin, call)
-                        slot = other_held[later]
-                        slot[2] += 1
-                        if slot[2] == MAX_PASSED:
-                            passed_too_often.append((other, later))
+                        slot = other_held.get(later)  # None: itself dead earlier in this pass
+                        if slot is not None:
+                            slot[2] += 1
+                            if slot[2] == MAX_PASSED:
+                                passed_too_often.append((other, later))
                         break
         for index, group in passed_too_often:
             if self._held[index].pop(group, None) is not None:
