@@ -266,3 +266,27 @@ def test_a_part_shown_dead_by_a_part_that_dies_in_the_same_pass_is_discarded_wit
     assert aligner.read() is None  # a 5 held too; the third still has nothing
     assert aligner.read() is None  # c 7: every other part is dead
     assert (first.incomplete, second.incomplete, third.incomplete) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("apart", [MAX_OVERTAKEN - 1, MAX_OVERTAKEN])
+def test_two_publishers_parts_in_a_different_order_on_two_topics_pair_up_to_the_limit(aligned, apart):
+    """Camera P's image comes before camera Q's next calls, its metadata after them: P's call
+    still pairs when fewer than MAX_OVERTAKEN of Q's calls completed in between, and is
+    discarded (counted) when that many did."""
+    aligner, image, meta, now = aligned
+    p, q = new_publisher_id(), new_publisher_id()
+    image.queued.append(("image P1", Group(p, 1), b"P" * 8))
+    for call in range(1, apart + 1):
+        image.queued.append((f"image Q{call}", Group(q, call), b"Q" * 8))
+        meta.queued.append((f"meta Q{call}", Group(q, call), b"q" * 8))
+    meta.queued.append(("meta P1", Group(p, 1), b"p" * 8))
+    returned = []
+    while (values := aligner.read()) is not None:
+        returned.append(values)
+    expected = [[f"image Q{call}", f"meta Q{call}"] for call in range(1, apart + 1)]
+    if apart < MAX_OVERTAKEN:
+        assert returned == expected + [["image P1", "meta P1"]]
+        assert image.incomplete == 0
+    else:
+        assert returned == expected
+        assert image.incomplete == 1  # P's image, after MAX_OVERTAKEN of Q's calls completed past it
