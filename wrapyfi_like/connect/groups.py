@@ -231,20 +231,20 @@ class Aligner:
         return None
 
     def _take(self, group: Group) -> list:
-        """The values of ``group``. Every older call of its origin is now beyond completing;
-        a part of another origin that arrived before it has been overtaken once more."""
-        values = []
+        """The values of ``group``. Every older call of its origin is now beyond completing (a
+        listener gets an origin's calls in order, so they are held before it); a part of
+        another origin that arrived before it has been overtaken once more."""
+        origin, values = group[0], []
         for index, held in enumerate(self._held):
             gone = []
             for other, slot in held.items():
                 if other == group:
                     break
-                if other.origin != group.origin:
+                if other[0] != origin:
                     slot[1] += 1
                     if slot[1] < MAX_OVERTAKEN:
                         continue
                 gone.append(other)
-            gone += [g for g in held if g.origin == group.origin and g.call < group.call and g not in gone]
             values.append(held.pop(group)[0])
             for other in gone:
                 del held[other]
@@ -257,28 +257,32 @@ class Aligner:
         holds call 6 of the same origin and not call 5. A held part that has made
         :data:`MAX_PASSED` parts dead that way is dropped too: it may be a forgery far ahead
         under its publisher's own id, which would otherwise go on making every part dead."""
+        everyone = self._held
         latest = []
-        for held in self._held:
+        for held in everyone:
             calls: dict[bytes, int] = {}
-            for group in held:
-                if group.call > calls.get(group.origin, 0):
-                    calls[group.origin] = group.call
+            for origin, call in held:
+                if call > calls.get(origin, 0):
+                    calls[origin] = call
             latest.append(calls)
         passed_too_often = []
-        for index, held in enumerate(self._held):
-            for group in list(held):
-                for other, (other_held, other_latest) in enumerate(zip(self._held, latest)):
-                    call = other_latest.get(group.origin, 0)
-                    if other != index and call > group.call and group not in other_held:
-                        del held[group]
-                        self._discard(index, group)
-                        later = Group(group.origin, call)
-                        slot = other_held.get(later)  # None: itself dead earlier in this pass
-                        if slot is not None:
-                            slot[2] += 1
-                            if slot[2] == MAX_PASSED:
-                                passed_too_often.append((other, later))
+        for index, held in enumerate(everyone):
+            dead = []
+            for group in held:
+                origin, call = group
+                for other, calls in enumerate(latest):
+                    later = calls.get(origin, 0)
+                    if later > call and other != index and group not in everyone[other]:
+                        dead.append((group, other, later))
                         break
+            for group, other, later in dead:
+                del held[group]
+                self._discard(index, group)
+                slot = everyone[other].get(Group(group.origin, later))  # None: itself dead earlier in this pass
+                if slot is not None:
+                    slot[2] += 1
+                    if slot[2] == MAX_PASSED:
+                        passed_too_often.append((other, Group(group.origin, later)))
         for index, group in passed_too_often:
             if self._held[index].pop(group, None) is not None:
                 self._discard(index, group)
@@ -294,9 +298,13 @@ class Aligner:
     def _lacking(self, empty: set[int]) -> Optional[int]:
         """A listener to read next, of those not in ``empty``: of the ones lacking a part that
         another holds, the one holding the fewest (so a part whose partner never comes cannot
-        keep the others unread); else the first; None if there is none to read."""
-        lacking = [index for index, held in enumerate(self._held) if index not in empty and any(
-            group not in held for other in self._held if other is not held for group in other)]
-        if lacking:
-            return min(lacking, key=lambda index: len(self._held[index]))
-        return None if 0 in empty else 0
+        keep the others unread); the first if none lacks anything; None if every listener that
+        lacks a part had nothing."""
+        everyone = self._held
+        if not any(everyone):
+            return None if 0 in empty else 0
+        chosen, fewest = None, len(set().union(*everyone))  # a listener holding fewer lacks one
+        for index, held in enumerate(everyone):
+            if len(held) < fewest and index not in empty:
+                chosen, fewest = index, len(held)
+        return chosen
