@@ -235,9 +235,10 @@ def test_invented_origins_cannot_push_out_an_active_publishers_origin(aligned):
 
 
 def test_a_forgery_under_the_owners_own_publisher_id_costs_at_most_max_held_calls(aligned):
-    """A peer that copies the publisher id too (the transport's sequence check is what refuses
-    that, tests/test_envelope.py) is not told apart here: its part with a call far ahead makes
-    the other listener's parts of that origin dead while it is held, at most MAX_HELD calls."""
+    """A peer that copies the publisher id too is not told apart here (a ZeroMQ listener refuses
+    it, binding each publisher id to the connection that used it first; other engines do not):
+    its part with a call far ahead makes the other listener's parts of that origin dead while
+    it is held, at most MAX_PASSED (= MAX_HELD) calls."""
     aligner, image, meta, now = aligned
     origin = new_publisher_id()
     meta.queued.append(("FORGED", Group(origin, 2**63), HONEST_META))

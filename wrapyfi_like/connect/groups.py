@@ -41,7 +41,8 @@ MAX_PASSED = MAX_HELD
 """Parts of other listeners a held part may make dead, by being a later call of their origin,
 before it is discarded itself (counted as ``incomplete``). Honestly that many are passed only
 when one topic's queue is that far behind another's; a part forged far ahead under its
-publisher's own id (which the transport's sequence check is there to refuse) costs no more."""
+publisher's own id (which a ZeroMQ listener refuses, binding publisher ids to connections;
+other engines do not) costs no more."""
 MAX_ORIGINS = 256
 """Publishing origins whose owner (the publisher that first sent a part of it) each listener
 remembers. Beyond that, one unheard for :data:`OWNER_IDLE` is forgotten; while all are active,
