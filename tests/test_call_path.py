@@ -111,18 +111,20 @@ def test_a_stacked_listen_with_an_absent_middleware_returns_none_for_it_on_every
 
 
 class _Parts:
-    """A stand-in listener giving ``(value, group)`` parts from a list; an exception in the list is raised."""
+    """A stand-in listener giving ``(value, group)`` parts of one publisher from a list; an
+    exception in the list is raised."""
 
     def __init__(self, parts):
         self._parts = list(parts)
         self.incomplete = 0
+        self.malformed = 0
         self.in_topic = "/parts"
 
     def listen_part(self):
         part = self._parts.pop(0) if self._parts else None
         if isinstance(part, BaseException):
             raise part
-        return part
+        return None if part is None else (*part, b"publisher")
 
 
 def test_the_aligner_keeps_a_part_read_before_another_listener_raised():

@@ -7,7 +7,8 @@ pair, say, frame 147 with the metadata of frame 148, and nothing would say so. S
 call carries the same :class:`~wrapyfi_like.middlewares.envelope.Group` ``(origin, call)``: origin
 random per publishing binding, call 1, 2, 3… And :class:`Aligner` reads the listeners until every
 one holds a part of the same group, discarding (and counting as ``incomplete``) parts whose group
-can no longer complete because another listener has already seen a later call of that origin.
+can no longer complete: another listener holds a later call of that origin, a later call of it
+completed, or calls of other origins kept completing past it.
 
 A transport that does not carry groups gives parts without one; those are paired in arrival
 order, one from each listener, as they always were.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Optional, Sequence
 
@@ -29,10 +31,30 @@ MAX_HELD = 64
 """Parts one listener of a stacked method holds while waiting for the rest of their calls; the
 oldest is discarded (counted as ``incomplete``) beyond that, so memory stays bounded whatever the
 publishers do."""
+MAX_OVERTAKEN = 8
+"""Completed calls that may overtake a held part of another origin (or one without a group)
+before it is discarded (counted as ``incomplete``): parts of two publishers can arrive in a
+different order on two topics, but not this far apart, while a part whose partner never comes
+(a stray single-decorator message, a publisher that died between two parts) goes soon, instead
+of waiting for :data:`MAX_HELD` others."""
+MAX_PASSED = MAX_HELD
+"""Parts of other listeners a held part may make dead, by being a later call of their origin,
+before it is discarded itself (counted as ``incomplete``). Honestly that many are passed only
+when one topic's queue is that far behind another's; a part forged far ahead under its
+publisher's own id (which a ZeroMQ listener refuses, binding publisher ids to connections;
+other engines do not) costs no more."""
 MAX_ORIGINS = 256
-"""Publishing origins whose latest call each listener remembers (least recently heard forgotten)."""
+"""Publishing origins whose owner (the publisher that first sent a part of it) each listener
+remembers. Beyond that, one unheard for :data:`OWNER_IDLE` is forgotten; while all are active,
+a new origin's parts are taken without remembering its owner."""
+OWNER_IDLE = 10.0
+"""Seconds an origin must go unheard before its owner may be forgotten or replaced: a peer
+inventing origins cannot push an active publisher's origin out to claim it, and a peer that
+claimed an origin first (before its publisher was heard) loses it once it stops sending."""
 _UNGROUPED = b""
 """The origin given to parts that came without a group: they pair by arrival order."""
+_clock = time.monotonic
+"""When parts are heard (tests set it to a clock of their own)."""
 _OUT_OF_STEP = object()
 """What :meth:`Aligner._read_in_step` returns when the parts it read are of different calls."""
 
@@ -59,70 +81,89 @@ class Aligner:
     Listeners are read one at a time, each as its own ``should_wait`` says, and what was read but
     not returned yet is held for the next call, so a non-waiting listen that finds only some parts
     returns nothing now and the whole call later.
+
+    What a peer sends costs at most its own traffic (docs/reliability.md, "Stacked returns and
+    hostile parts", with the limits): the listener read next is the one holding the fewest
+    parts among those lacking one, so a part whose partner never comes (a stray single-decorator
+    message, a publisher that died between two parts) cannot keep a listener from being read,
+    and it is discarded once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin
+    belongs, on each listener, to the publisher that first sent a part of it (until it has been
+    quiet for :data:`OWNER_IDLE`), so parts forged under it by another publisher are refused
+    (counted as ``malformed``) and never paired; and a held part stops making others dead after
+    :data:`MAX_PASSED`.
     """
 
     def __init__(self, listeners: Sequence[Any]) -> None:
         self._listeners = list(listeners)
-        self._held: list[OrderedDict[Group, Any]] = [OrderedDict() for _ in self._listeners]
-        self._seen: list[OrderedDict[bytes, int]] = [OrderedDict() for _ in self._listeners]
+        self._held: list[OrderedDict[Group, list]] = [OrderedDict() for _ in self._listeners]
+        self._owners: list[dict[bytes, list]] = [{} for _ in self._listeners]  # origin -> [publisher, last heard]
+        self._next_idle = [0.0] * len(self._listeners)  # no owner can be idle before then
         self._ungrouped = [0] * len(self._listeners)
+        self._holding = False  # True whenever a part is held (and perhaps after the last one went)
         self._lock = threading.Lock()
 
     def read(self) -> Optional[list]:
         """One value per listener, all of one call; None if a non-waiting listener has nothing
         and no call is complete yet."""
         with self._lock:
-            if not any(self._held):
+            if not self._holding:
                 values = self._read_in_step()
                 if values is not _OUT_OF_STEP:
                     return values
+            empty: set[int] = set()  # non-waiting listeners that had nothing in this read
             while True:
                 self._discard_dead()
                 group = self._complete()
                 if group is not None:
-                    return self._take(group)
-                index = self._lacking()
-                part = self._listeners[index].listen_part()
+                    values = self._take(group)
+                    self._holding = any(self._held)
+                    return values
+                index = self._lacking(empty)
+                part = None if index is None else self._listeners[index].listen_part()
                 if part is None:
+                    if index is not None:
+                        empty.add(index)
+                        continue
+                    self._holding = any(self._held)
                     return None
-                value, group = part
-                if group is None:
-                    self._ungrouped[index] += 1
-                    group = Group(_UNGROUPED, self._ungrouped[index])
-                self._hold(index, group, value)
+                group = self._admit(index, part, _clock())
+                if group is not None:
+                    self._hold(index, group, part[0])
 
     def _read_in_step(self) -> Any:
         """The usual case, with nothing held: every listener's next part is of one call. Read
-        the listeners in turn, as the general loop of :meth:`read` would (each time, the first
-        listener lacking the first part's call), and return that call's values without the
-        loop's searches over what is held (for two parts these cost ~16 µs a call, this ~3 µs).
-        At the first part of another call, hold what was read and return :data:`_OUT_OF_STEP`
-        for the loop to go on from there; if a non-waiting listener has nothing, hold what was
-        read and return None; if a listener raises, hold what was read and let it raise (as the
+        the listeners in turn and return that call's values without the loop's searches over
+        what is held (for two parts these cost ~16 µs a call, this ~3 µs). At the first part of
+        another call (or one refused), hold what was read and return :data:`_OUT_OF_STEP` for
+        the loop to go on from there; if a non-waiting listener has nothing, hold what was read
+        and return None; if a listener raises, hold what was read and let it raise (as the
         loop, which holds each part as it reads it, loses none either).
 
-        A listener gets each origin's calls in increasing order (its transport skips repeats and
-        late arrivals), so a call every listener has just given is not dead (behind a call one
-        of them saw), and noting it in ``_seen`` could never make a later part dead: the loop
-        would return these same values. A part that is dead on arrival (possible only after
-        parts were evicted) is followed by another call's part, and the loop discards it.
+        Parts returned here are never held, so they cannot make another part dead: a part is
+        only dead because of a later part of its origin that another listener holds.
         """
         first: Optional[Group] = None
         values: list = []
         part = None
+        now = _clock()
         try:
-            for index, listener in enumerate(self._listeners):
+            for listener, owners in zip(self._listeners, self._owners):
                 part = listener.listen_part()
                 if part is None:
                     break
-                value, group = part
-                if group is None:
-                    self._ungrouped[index] += 1
-                    group = Group(_UNGROUPED, self._ungrouped[index])
+                value, group, publisher = part
+                owner = None if group is None else owners.get(group[0])
+                if owner is not None and owner[0] == publisher:
+                    owner[1] = now  # its owner's part: _admit's common case, inline
+                else:
+                    group = self._admit(len(values), part, now)
                 if first is None:
+                    if group is None:
+                        break
                     first = group
                 elif group != first:
-                    self._hold(index, group, value)
+                    if group is not None:
+                        self._hold(len(values), group, value)
                     break
                 values.append(value)
             else:
@@ -133,19 +174,54 @@ class Aligner:
         self._hold_read(first, values)
         return None if part is None else _OUT_OF_STEP
 
+    def _admit(self, index: int, part: tuple, now: float) -> Optional[Group]:
+        """The group of a part listener ``index`` gave, or None if it is refused: an origin
+        belongs, on each listener, to the publisher that first sent a part of it, so a part
+        another publisher stamped with it (a forged call number) never pairs with an honest
+        one nor makes one dead. Parts without a group pair in arrival order."""
+        _, group, publisher = part
+        if group is None:
+            self._ungrouped[index] += 1
+            return Group(_UNGROUPED, self._ungrouped[index])
+        owners = self._owners[index]
+        owner = owners.get(group.origin)
+        if owner is None:
+            if len(owners) < MAX_ORIGINS or self._forget_idle(index, now):
+                owners[group.origin] = [publisher, now]
+            return group
+        if owner[0] != publisher and now - owner[1] < OWNER_IDLE:
+            listener = self._listeners[index]
+            listener.malformed += 1
+            _log.warning(listener.in_topic, "forged group", "listener on %s: refused a part of call %d whose "
+                         "call group belongs to another publisher", listener.in_topic, group.call)
+            return None
+        owner[:] = publisher, now
+        return group
+
+    def _forget_idle(self, index: int, now: float) -> bool:
+        """Forget listener ``index``'s least recently heard owner if it is idle; False if every
+        owner is active (checked again only once the oldest can have become idle)."""
+        if now < self._next_idle[index]:
+            return False
+        owners = self._owners[index]
+        origin, (_, heard) = min(owners.items(), key=lambda item: item[1][1])
+        if now - heard < OWNER_IDLE:
+            self._next_idle[index] = heard + OWNER_IDLE
+            return False
+        del owners[origin]
+        return True
+
     def _hold_read(self, group: Optional[Group], values: list) -> None:
         """Hold ``values``, the parts of ``group`` read from the first listeners."""
         for index, value in enumerate(values):
             self._hold(index, group, value)
 
     def _hold(self, index: int, group: Group, value: Any) -> None:
-        held, seen = self._held[index], self._seen[index]
-        held[group] = value
+        held = self._held[index]
+        self._holding = True
+        held[group] = [value, 0, 0]  # the value, completed calls that overtook it, parts it made dead
         if len(held) > MAX_HELD:
             self._discard(index, held.popitem(last=False)[0])
-        seen[group.origin] = max(group.call, seen.pop(group.origin, 0))
-        if len(seen) > MAX_ORIGINS:
-            seen.popitem(last=False)
 
     def _complete(self) -> Optional[Group]:
         """The oldest group (in the first listener's order) that every listener holds."""
@@ -156,23 +232,60 @@ class Aligner:
         return None
 
     def _take(self, group: Group) -> list:
-        """The values of ``group``; every older call of its origin is now beyond completing."""
-        values = [held.pop(group) for held in self._held]
+        """The values of ``group``. Every older call of its origin is now beyond completing (a
+        listener gets an origin's calls in order, so they are held before it); a part of
+        another origin that arrived before it has been overtaken once more."""
+        origin, values = group[0], []
         for index, held in enumerate(self._held):
-            for older in [g for g in held if g.origin == group.origin and g.call < group.call]:
-                del held[older]
-                self._discard(index, older)
+            gone = []
+            for other, slot in held.items():
+                if other == group:
+                    break
+                if other[0] != origin:
+                    slot[1] += 1
+                    if slot[1] < MAX_OVERTAKEN:
+                        continue
+                gone.append(other)
+            values.append(held.pop(group)[0])
+            for other in gone:
+                del held[other]
+                self._discard(index, other)
         return values
 
     def _discard_dead(self) -> None:
-        """Drop held parts whose call another listener has gone past without holding it: a
-        listener gets each publisher's messages in order, so that part can never arrive there."""
-        for index, held in enumerate(self._held):
-            dead = [group for group in held if any(
-                group not in other_held and other_seen.get(group.origin, 0) > group.call
-                for other_held, other_seen in zip(self._held, self._seen) if other_held is not held)]
-            for group in dead:
+        """Drop held parts whose call another listener has gone past: a listener gets each
+        publisher's messages in order, so a part of call 5 can never arrive at a listener that
+        holds call 6 of the same origin and not call 5. A held part that has made
+        :data:`MAX_PASSED` parts dead that way is dropped too: it may be a forgery far ahead
+        under its publisher's own id, which would otherwise go on making every part dead."""
+        everyone = self._held
+        latest = []
+        for held in everyone:
+            calls: dict[bytes, int] = {}
+            for origin, call in held:
+                if call > calls.get(origin, 0):
+                    calls[origin] = call
+            latest.append(calls)
+        passed_too_often = []
+        for index, held in enumerate(everyone):
+            dead = []
+            for group in held:
+                origin, call = group
+                for other, calls in enumerate(latest):
+                    later = calls.get(origin, 0)
+                    if later > call and other != index and group not in everyone[other]:
+                        dead.append((group, other, later))
+                        break
+            for group, other, later in dead:
                 del held[group]
+                self._discard(index, group)
+                slot = everyone[other].get(Group(group.origin, later))  # None: itself dead earlier in this pass
+                if slot is not None:
+                    slot[2] += 1
+                    if slot[2] == MAX_PASSED:
+                        passed_too_often.append((other, Group(group.origin, later)))
+        for index, group in passed_too_often:
+            if self._held[index].pop(group, None) is not None:
                 self._discard(index, group)
 
     def _discard(self, index: int, group: Group) -> None:
@@ -183,11 +296,16 @@ class Aligner:
                      "other parts never arrived (%d incomplete in all)", listener.in_topic, group.call,
                      listener.incomplete)
 
-    def _lacking(self) -> int:
-        """A listener to read next: one lacking a part that another holds (else the first)."""
-        for held in self._held:
-            for group in held:
-                for index, other in enumerate(self._held):
-                    if group not in other:
-                        return index
-        return 0
+    def _lacking(self, empty: set[int]) -> Optional[int]:
+        """A listener to read next, of those not in ``empty``: of the ones lacking a part that
+        another holds, the one holding the fewest (so a part whose partner never comes cannot
+        keep the others unread); the first if none lacks anything; None if every listener that
+        lacks a part had nothing."""
+        everyone = self._held
+        if not any(everyone):
+            return None if 0 in empty else 0
+        chosen, fewest = None, len(set().union(*everyone))  # a listener holding fewer lacks one
+        for index, held in enumerate(everyone):
+            if len(held) < fewest and index not in empty:
+                chosen, fewest = index, len(held)
+        return chosen

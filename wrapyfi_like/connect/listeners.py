@@ -64,16 +64,18 @@ class Listener:
             value = self._next()
         return self._format.empty() if value is _NOTHING else value
 
-    def listen_part(self) -> Optional[tuple[Any, Optional[Group]]]:
-        """The next valid message's ``(value, group)``, or None if (``should_wait=False``) none
-        waits. ``group`` is the call group the publisher stamped (None: not part of a stacked
-        call, or a transport that does not carry groups)."""
+    def listen_part(self) -> Optional[tuple[Any, Optional[Group], Optional[bytes]]]:
+        """The next valid message's ``(value, group, publisher)``, or None if
+        (``should_wait=False``) none waits. ``group`` is the call group the publisher stamped
+        (None: not part of a stacked call, or a transport that does not carry groups) and
+        ``publisher`` the sender's publisher id (None without an envelope), to which a stacked
+        listener binds the group's origin."""
         with self._lock:
             value = self._next()
             if value is _NOTHING:
                 return None
             stamp = getattr(self._transport, "last_envelope", None)
-            return value, (None if stamp is None else stamp.group)
+            return (value, None, None) if stamp is None else (value, stamp.group, stamp.publisher)
 
     def empty(self) -> Any:
         """What a listen returns when nothing arrived (None, or e.g. AudioChunk's ``(None, rate)``)."""
