@@ -258,3 +258,25 @@ def test_a_listener_listed_by_host_name_gets_libzmqs_outlet():
             "tcp://localhost:1": "Outlet", "tcp://127.0.0.1:1": "ZmtpOutlet"}
     finally:
         publisher.close()
+
+
+@pytest.mark.parametrize("body", [
+    [HEADER, np.arange(256, dtype=np.float32)],  # the 1 KB case: a short head and a long one
+    [HEADER, memoryview(np.arange(256, dtype=np.float32)).cast("B")],
+    [HEADER],
+    [b"h" * 255, b"", b"b" * 256, bytearray(3)],  # the edges of the short head
+    [HEADER, np.zeros(zmtp_outlet.JOIN_WHOLE_BELOW, np.uint8)],  # above the join: written piece by piece
+])
+def test_the_framer_writes_the_bytes_of_the_generic_framing(body):
+    topic_frame = b"/some/topic\x00"
+    envelope = bytes(range(36))
+    message = zmtp_outlet.Framer(topic_frame, len(envelope))(envelope, body)
+    generic, generic_total = zmtp_outlet._framed([topic_frame, envelope, *body])
+    pieces, total = message.wire
+    assert list(message) == [topic_frame, envelope, *body], "the frames, as the latest policy holds them"
+    assert total == generic_total == sum(zmtp_outlet._nbytes(piece) for piece in pieces)
+    assert b"".join(bytes(memoryview(piece)) for piece in pieces) == b"".join(bytes(memoryview(piece)) for piece in generic)
+    if total < zmtp_outlet.JOIN_WHOLE_BELOW:
+        assert len(pieces) == 1, "a small message is one buffer, written with one send"
+    else:
+        assert any(piece is body[-1] for piece in pieces), "a large buffer was copied"
