@@ -3,8 +3,9 @@
 Why: a libzmq DEALER hands every message to its I/O thread through a pipe and wakes that thread;
 at 1 KB that hop is most of what a publish costs (a notice took 62–75 µs under load, against
 19–28 µs over a plain socket), and each frame is a separate call into libzmq. This outlet writes a
-whole message with one ``sendmsg`` of frame heads and buffers: no join, no copy of large buffers in
-Python, no other thread. The kernel copies the buffers, so once ``sendmsg`` has taken a message
+whole message with one ``sendmsg`` of frame heads and buffers: no copy of large buffers in Python,
+no other thread (a message under :data:`JOIN_WHOLE_BELOW` is joined and written with one ``send``,
+see :class:`Framer`). The kernel copies the buffers, so once ``sendmsg`` has taken a message
 whole, the caller owns its buffers again (no tracker, no copy below a threshold).
 
 It speaks what :mod:`.zmtp` describes, as a DEALER with the NULL mechanism (so a listener's intake,
