@@ -65,6 +65,38 @@ def test_block_writes_partly_taken_messages_whole_and_in_order_and_returns_the_b
         listener.close()
 
 
+def test_block_finishes_a_partly_taken_joined_small_message_before_send_returns(topic, partial_writes,
+                                                                                 monkeypatch):
+    """A message under JOIN_WHOLE_BELOW goes out as one joined buffer; when the kernel takes only
+    part of it, the rest is still written before ``send`` returns, in order, nothing changed."""
+    monkeypatch.setattr(zmtp_outlet, "IPC_SEND_BUFFER", 1)  # the kernel's least: a 6 KB write is split
+    listener = ListenerTransport(topic, carrier="ipc", queue_depth=2)
+    publisher = PublisherTransport(topic, should_wait=True, wait_timeout=30)
+    payload = np.zeros(1500, np.int32)  # 6 KB: joined, and most of the tiny send buffer
+    assert payload.nbytes < zmtp_outlet.JOIN_WHOLE_BELOW
+    count = 300
+    try:
+        def publish():
+            for seq in range(count):
+                payload[:] = seq
+                publisher.send([HEADER, payload])
+                payload[:] = -1
+
+        sending = threading.Thread(target=publish)
+        sending.start()
+        for seq in range(count):
+            frames = listener.recv(20)
+            assert frames is not None, f"message {seq} never arrived"
+            received = np.frombuffer(frames[1], np.int32)
+            assert received.size == payload.size and (received == seq).all(), f"message {seq} arrived changed"
+        sending.join(20)
+        assert publisher.statistics()["dropped"] == 0 and publisher.statistics()["sent"] == count
+        assert partial_writes, "the kernel took every message whole: the test proved nothing"
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_drop_keeps_a_partly_taken_message_whole_and_counts_what_it_drops(topic, partial_writes):
     listener = ListenerTransport(topic, carrier="ipc", queue_depth=1)  # not read until the end
     publisher = PublisherTransport(topic, should_wait=True, wait_timeout=30, backpressure="drop")
