@@ -65,6 +65,38 @@ def test_block_writes_partly_taken_messages_whole_and_in_order_and_returns_the_b
         listener.close()
 
 
+def test_block_finishes_a_partly_taken_joined_small_message_before_send_returns(topic, partial_writes,
+                                                                                 monkeypatch):
+    """A message under JOIN_WHOLE_BELOW goes out as one joined buffer; when the kernel takes only
+    part of it, the rest is still written before ``send`` returns, in order, nothing changed."""
+    monkeypatch.setattr(zmtp_outlet, "IPC_SEND_BUFFER", 1)  # the kernel's least: a 6 KB write is split
+    listener = ListenerTransport(topic, carrier="ipc", queue_depth=2)
+    publisher = PublisherTransport(topic, should_wait=True, wait_timeout=30)
+    payload = np.zeros(1500, np.int32)  # 6 KB: joined, and most of the tiny send buffer
+    assert payload.nbytes < zmtp_outlet.JOIN_WHOLE_BELOW
+    count = 300
+    try:
+        def publish():
+            for seq in range(count):
+                payload[:] = seq
+                publisher.send([HEADER, payload])
+                payload[:] = -1
+
+        sending = threading.Thread(target=publish)
+        sending.start()
+        for seq in range(count):
+            frames = listener.recv(20)
+            assert frames is not None, f"message {seq} never arrived"
+            received = np.frombuffer(frames[1], np.int32)
+            assert received.size == payload.size and (received == seq).all(), f"message {seq} arrived changed"
+        sending.join(20)
+        assert publisher.statistics()["dropped"] == 0 and publisher.statistics()["sent"] == count
+        assert partial_writes, "the kernel took every message whole: the test proved nothing"
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_drop_keeps_a_partly_taken_message_whole_and_counts_what_it_drops(topic, partial_writes):
     listener = ListenerTransport(topic, carrier="ipc", queue_depth=1)  # not read until the end
     publisher = PublisherTransport(topic, should_wait=True, wait_timeout=30, backpressure="drop")
@@ -258,3 +290,25 @@ def test_a_listener_listed_by_host_name_gets_libzmqs_outlet():
             "tcp://localhost:1": "Outlet", "tcp://127.0.0.1:1": "ZmtpOutlet"}
     finally:
         publisher.close()
+
+
+@pytest.mark.parametrize("body", [
+    [HEADER, np.arange(256, dtype=np.float32)],  # the 1 KB case: a short head and a long one
+    [HEADER, memoryview(np.arange(256, dtype=np.float32)).cast("B")],
+    [HEADER],
+    [b"h" * 255, b"", b"b" * 256, bytearray(3)],  # the edges of the short head
+    [HEADER, np.zeros(zmtp_outlet.JOIN_WHOLE_BELOW, np.uint8)],  # above the join: written piece by piece
+])
+def test_the_framer_writes_the_bytes_of_the_generic_framing(body):
+    topic_frame = b"/some/topic\x00"
+    envelope = bytes(range(36))
+    message = zmtp_outlet.Framer(topic_frame, len(envelope))(envelope, body)
+    generic, generic_total = zmtp_outlet._framed([topic_frame, envelope, *body])
+    pieces, total = message.wire
+    assert list(message) == [topic_frame, envelope, *body], "the frames, as the latest policy holds them"
+    assert total == generic_total == sum(zmtp_outlet._nbytes(piece) for piece in pieces)
+    assert b"".join(bytes(memoryview(piece)) for piece in pieces) == b"".join(bytes(memoryview(piece)) for piece in generic)
+    if total < zmtp_outlet.JOIN_WHOLE_BELOW:
+        assert len(pieces) == 1, "a small message is one buffer, written with one send"
+    else:
+        assert any(piece is body[-1] for piece in pieces), "a large buffer was copied"

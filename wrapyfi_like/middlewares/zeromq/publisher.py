@@ -74,7 +74,7 @@ from wrapyfi_like.middlewares.zeromq.keys import listener_key, publisher_key, to
 from wrapyfi_like.middlewares.zeromq.outlets import Outlet
 from wrapyfi_like.middlewares.zeromq.shm_outbox import THRESHOLD, Loan, ShmOutbox, split
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
-from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framed, ZmtpOutlet, names_no_host
+from wrapyfi_like.middlewares.zeromq.zmtp_outlet import Framer, ZmtpOutlet, names_no_host
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
 
@@ -136,14 +136,15 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self._send_to = {"block": self._send_when_room, "drop": self._send_or_drop,
                          "latest": self._send_latest}[backpressure]
         self._flags = LATEST if backpressure == "latest" else 0
-        if self._keys is None:  # our own outlets: what sendmsg took, the kernel has copied
-            self._own, self._message = _as_is, Framed
+        self._topic_frame = topic_frame(topic)
+        if self._keys is None:  # our own outlets: what sendmsg took, the kernel has copied (_own None: as is)
+            self._own, self._message = None, Framer(self._topic_frame, envelopes.ENVELOPE.size)
             self._finish_rests = (backpressure, zero_copy) == ("block", "safe")
             self._hold = _held if zero_copy == "safe" else list
         else:
             self._own = {("block", "safe"): _copied_or_tracked, ("drop", "safe"): _copied,
                          ("latest", "safe"): _copied}.get((backpressure, zero_copy), _shared)
-            self._finish_rests, self._hold, self._message = False, list, list
+            self._finish_rests, self._hold, self._message = False, list, self._frames
             if self._own is not _copied:
                 _start_frame_collector()
         self._queue_depth = queue_depth
@@ -154,7 +155,6 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         self.unconfirmed = 0
         self._log = RateLimitedLog(logger)
         self._wakeup = Wakeup()  # close() wakes a send blocked in a wait
-        self._topic_frame = topic_frame(topic)
         self._should_wait = should_wait
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
@@ -186,44 +186,65 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         with self._lock:
             if self._closed:
                 raise ClosedError(f"publisher on {self.topic} is closed")
-            self._follow()
+            if self._watch.endpoints is not self._followed:
+                self._follow()
             if self._should_wait and not self._found_one:
                 self._wait_for_listener()
                 self._found_one = True
             self._seq += 1
             envelope = envelopes.pack(self.publisher_id, self._seq, self._flags, group)
             try:
-                self._send_each(frames, split(frames) if self._shm is not None else None, envelope, group)
-                if self._finish_rests:
+                begun = self._send_each(frames, split(frames) if self._shm is not None else None, envelope, group)
+                if begun and self._finish_rests:
                     self._write_rests()
-            finally:
+            except BaseException:
                 self._keep_rests()  # a message begun and cut short is finished later, from a copy
+                raise
+            if begun:
+                self._keep_rests()
             self.sent += 1
 
-    def _send_each(self, frames: list, part, envelope: bytes, group: Optional[Group]) -> None:
-        """Send one message to every listener (those with a shared-memory inbox get its notice)."""
+    def _send_each(self, frames: list, part, envelope: bytes, group: Optional[Group]) -> bool:
+        """Send one message to every listener (those with a shared-memory inbox get its notice);
+        whether one of them took only part of it (its rest borrows the caller's buffers).
+
+        Outside this lock no outlet borrows (``send`` and the flusher finish or copy every rest
+        before they let go of it), so a message that every outlet took whole, or none, leaves
+        nothing to finish or copy, and ``send`` skips looking."""
         message = shm_message = None
-        trackers = []
-        for outlet in list(self._outlets.values()):
+        trackers = ()
+        begun = False
+        outlets = self._outlets
+        for outlet in list(outlets.values()):
             if not outlet.tuned:
                 self._check(outlet)  # the news of its connection, which gets its send buffer then
-            if self._outlets.get(outlet.endpoint) is not outlet:
+            if outlets.get(outlet.endpoint) is not outlet:
                 continue  # closed by an earlier wait (or just now: down and unlisted)
             if part is not None and self._shm.deliver(outlet.endpoint, part, self.publisher_id, self._seq,
                                                       self._loan):
                 if shm_message is None:
-                    shm_message = self._message([self._topic_frame, envelopes.pack(
-                        self.publisher_id, self._seq, self._flags | SHM, group), *part.frames])
+                    shm_message = self._message(envelopes.pack(self.publisher_id, self._seq, self._flags | SHM, group),
+                                                part.frames)
                 self._send_to(outlet, shm_message)
-                continue
-            if message is None:  # built once, for the listeners that get frames
-                body, trackers = self._own(frames)
-                message = self._message([self._topic_frame, envelope, *body])
-                del body
-            self._send_to(outlet, message)
+            else:
+                if message is None:  # built once, for the listeners that get frames
+                    if self._own is None:
+                        message = self._message(envelope, frames)
+                    else:
+                        body, trackers = self._own(frames)
+                        message = self._message(envelope, body)
+                        del body
+                self._send_to(outlet, message)
+            if outlet.borrowing:
+                begun = True
         del message, shm_message, part
         if trackers:
             self._wait_for_trackers(trackers)
+        return begun
+
+    def _frames(self, envelope: bytes, body: list) -> list:
+        """A message as libzmq's outlets send it."""
+        return [self._topic_frame, envelope, *body]
 
     @contextlib.contextmanager
     def loan(self, nbytes: int) -> Iterator[np.ndarray]:
@@ -668,11 +689,6 @@ def _start_frame_collector() -> None:
         if not zmq.utils.garbage.gc.is_alive():
             with signals_blocked():
                 zmq.utils.garbage.gc.start()
-
-
-def _as_is(frames: list) -> tuple[list, list]:
-    """Our own outlets: ``sendmsg`` hands the buffers to the kernel, which copies them."""
-    return frames, []
 
 
 def _held(message: list) -> list:
