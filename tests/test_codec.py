@@ -198,6 +198,17 @@ def test_bytes_anywhere_in_a_dict_still_travel_out_of_band(binary, value):
     assert_exact(value, roundtrip(binary, value))
 
 
+def test_one_bytes_like_object_under_several_keys_travels_once_per_place(binary):
+    """A dict is copied from the first value that changed, found again by identity: the same
+    object under an earlier key, or b"" (one object in CPython), must not confuse the two."""
+    blob, nested = b"x" * 6000, {"inner": memoryview(b"m" * 6000)}
+    value = {"n": 1, "a": blob, "b": blob, "e1": b"", "e2": b"", "d1": nested, "d2": nested, "l": [blob, nested]}
+    frames = binary.encode(value)
+    assert len(frames) == 1 + 8 and len(frames[0]) < 200
+    assert [bytes(frame) for frame in frames[1:]] == [blob, blob, b"", b"", b"m" * 6000, b"m" * 6000, blob, b"m" * 6000]
+    assert_exact(value, roundtrip(binary, value))
+
+
 @pytest.mark.parametrize("value", [object(), np.array([object()]), {"key": [1, 2, lambda: 0]},
                                    np.zeros(2, dtype=[("a", "i4")])], ids=["object", "object-array", "nested", "structured"])
 def test_unsupported_types_raise_type_error_naming_the_type(codec, value):
