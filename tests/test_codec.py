@@ -199,8 +199,9 @@ def test_bytes_anywhere_in_a_dict_still_travel_out_of_band(binary, value):
 
 
 def test_one_bytes_like_object_under_several_keys_travels_once_per_place(binary):
-    """A dict is copied from the first value that changed, found again by identity: the same
-    object under an earlier key, or b"" (one object in CPython), must not confuse the two."""
+    """The walk copies a dict or list when one of its items changes: the same object under
+    several keys or in a list, or b"" (one object in CPython), is a buffer of its own in each
+    place, in the order the items come."""
     blob, nested = b"x" * 6000, {"inner": memoryview(b"m" * 6000)}
     value = {"n": 1, "a": blob, "b": blob, "e1": b"", "e2": b"", "d1": nested, "d2": nested, "l": [blob, nested]}
     frames = binary.encode(value)
