@@ -178,6 +178,38 @@ def test_bytes_after_floats_in_a_list_still_travel_out_of_band(codec, tail):
     assert_exact(value, roundtrip(codec, value))
 
 
+WIDE = {f"k{index}": index for index in range(12)}  # wider than the walk's own loop (codec._LOOPED_ITEMS)
+
+
+@pytest.mark.parametrize("value", [
+    {b"k" * 6000: 1}, {"a": 1, "b": b"x" * 6000}, {"a": {"b": bytearray(6000)}},
+    {"a": [1, memoryview(b"m" * 6000)]}, {"a": [0.5, b"x" * 6000]}, {"a": [{"b": b"x" * 6000}]},
+    {"a": [[b"x" * 6000]]}, {"a": {"b": {b"k" * 6000: 1}}}, {**WIDE, "z": b"x" * 6000},
+    {**WIDE, "z": {"y": b"x" * 6000}}, {**WIDE, "z": [0.5, b"x" * 6000]}, {"a": {**WIDE, "z": b"x" * 6000}},
+    {"a": [[0.5, 1.5], [[{"b": b"x" * 6000}]]]},
+], ids=["key", "value", "nested-dict", "list", "after-floats", "list-of-dicts", "list-of-lists", "nested-key",
+        "wide", "wide-nested", "wide-list", "nested-wide", "deep-list"])
+def test_bytes_anywhere_in_a_dict_still_travel_out_of_band(binary, value):
+    """The walk's quick check of dicts (codec._EncodeRun._dict) hands a dict to the packer as it
+    is only if no key, value, nested dict or list holds a bytes-like value: any one it missed
+    would be copied into the header."""
+    frames = binary.encode(value)
+    assert len(frames) == 2 and len(frames[0]) < 200
+    assert_exact(value, roundtrip(binary, value))
+
+
+def test_one_bytes_like_object_under_several_keys_travels_once_per_place(binary):
+    """The walk copies a dict or list when one of its items changes: the same object under
+    several keys or in a list, or b"" (one object in CPython), is a buffer of its own in each
+    place, in the order the items come."""
+    blob, nested = b"x" * 6000, {"inner": memoryview(b"m" * 6000)}
+    value = {"n": 1, "a": blob, "b": blob, "e1": b"", "e2": b"", "d1": nested, "d2": nested, "l": [blob, nested]}
+    frames = binary.encode(value)
+    assert len(frames) == 1 + 8 and len(frames[0]) < 200
+    assert [bytes(frame) for frame in frames[1:]] == [blob, blob, b"", b"", b"m" * 6000, b"m" * 6000, blob, b"m" * 6000]
+    assert_exact(value, roundtrip(binary, value))
+
+
 @pytest.mark.parametrize("value", [object(), np.array([object()]), {"key": [1, 2, lambda: 0]},
                                    np.zeros(2, dtype=[("a", "i4")])], ids=["object", "object-array", "nested", "structured"])
 def test_unsupported_types_raise_type_error_naming_the_type(codec, value):
