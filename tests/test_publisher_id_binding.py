@@ -19,19 +19,11 @@ from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.envelope import FOREIGN, BoundSequenceCheck, pack, unpack
 from wrapyfi_like.middlewares.zeromq import zmtp
 from wrapyfi_like.middlewares.zeromq.senders import ConnectionBinding
+from test_pubsub import pair  # noqa: F401 (a fixture: a listener and a publisher on one topic)
 
 pytestmark = pytest.mark.timeout(30)
 
 A = b"A" * 8
-
-
-@pytest.fixture
-def pair(topic):
-    listener = Listener("Test", topic, should_wait=True)
-    publisher = Publisher("Test", topic, should_wait=True, wait_timeout=10)
-    yield publisher, listener
-    publisher.close()
-    listener.close()
 
 
 class Sender:

@@ -38,27 +38,33 @@ def partial_writes(monkeypatch):
     return cut
 
 
+def publish_reusing_one_buffer(publisher, listener, payload, count: int) -> None:
+    """Publish ``count`` messages from one buffer the sender overwrites as soon as ``send``
+    returns (as a camera loop does), and check each arrives whole, in order and unchanged."""
+    def publish():
+        for seq in range(count):
+            payload[:] = seq
+            publisher.send([HEADER, payload])
+            payload[:] = -1  # the caller's again as soon as send returned: never seen by the listener
+
+    sending = threading.Thread(target=publish)
+    sending.start()
+    for seq in range(count):
+        frames = listener.recv(20)
+        assert frames is not None, f"message {seq} never arrived"
+        received = np.frombuffer(frames[1], np.int32)
+        assert received.size == payload.size and (received == seq).all(), f"message {seq} arrived changed"
+    sending.join(20)
+    assert publisher.statistics()["dropped"] == 0 and publisher.statistics()["sent"] == count
+
+
 def test_block_writes_partly_taken_messages_whole_and_in_order_and_returns_the_buffer(topic, partial_writes):
     listener = ListenerTransport(topic, carrier="ipc", queue_depth=2)
     publisher = PublisherTransport(topic, should_wait=True, wait_timeout=30)
     payload = np.zeros(64 * 1024, np.int32)  # 256 KB a message: many times the send buffer
     count = 30
     try:
-        def publish():
-            for seq in range(count):
-                payload[:] = seq
-                publisher.send([HEADER, payload])
-                payload[:] = -1  # the caller's again as soon as send returned: never seen by the listener
-
-        sending = threading.Thread(target=publish)
-        sending.start()
-        for seq in range(count):
-            frames = listener.recv(20)
-            assert frames is not None, f"message {seq} never arrived"
-            received = np.frombuffer(frames[1], np.int32)
-            assert received.size == payload.size and (received == seq).all(), f"message {seq} arrived changed"
-        sending.join(20)
-        assert publisher.statistics()["dropped"] == 0 and publisher.statistics()["sent"] == count
+        publish_reusing_one_buffer(publisher, listener, payload, count)
         assert partial_writes, "the kernel took every message whole: the test proved nothing"
     finally:
         publisher.close()
@@ -76,21 +82,7 @@ def test_block_finishes_a_partly_taken_joined_small_message_before_send_returns(
     assert payload.nbytes < zmtp_outlet.JOIN_WHOLE_BELOW
     count = 300
     try:
-        def publish():
-            for seq in range(count):
-                payload[:] = seq
-                publisher.send([HEADER, payload])
-                payload[:] = -1
-
-        sending = threading.Thread(target=publish)
-        sending.start()
-        for seq in range(count):
-            frames = listener.recv(20)
-            assert frames is not None, f"message {seq} never arrived"
-            received = np.frombuffer(frames[1], np.int32)
-            assert received.size == payload.size and (received == seq).all(), f"message {seq} arrived changed"
-        sending.join(20)
-        assert publisher.statistics()["dropped"] == 0 and publisher.statistics()["sent"] == count
+        publish_reusing_one_buffer(publisher, listener, payload, count)
         assert partial_writes, "the kernel took every message whole: the test proved nothing"
     finally:
         publisher.close()
