@@ -30,8 +30,9 @@ them, per connection, every :data:`~.acks.ACK_EVERY` messages and within
 
 So what peers make an intake hold is at most ``max_message_size`` plus :data:`READ_SIZE` per
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
-whatever they send. Large frames are read straight into a buffer of their size (one copy, kernel
-to user, as libzmq does); small frames are cut from one read buffer (an ordinary message whole, in
+whatever they send, plus the few buffers it keeps for large frames (:mod:`.frame_buffers`, at most
+32 MiB). Large frames are read straight into a buffer of their size (one copy, kernel to user, as
+libzmq does), one used again once nothing refers to it; small frames are cut from one read buffer (an ordinary message whole, in
 one copy: :func:`_whole_message`; a peer's repeated message shape by its frame heads' layout,
 without walking its frames: :class:`_Layout`).
 
