@@ -23,7 +23,10 @@ import numpy
 
 KEEP = 8
 """Buffers kept for reuse at most, held or not: enough for the frames of a stream in flight at
-once (the one the user holds, the one being read, a few queued)."""
+once (the one the user holds, the one being read, those queued). Measured over ipc at 1 MiB flat
+out: when a frame began, 0-8 earlier ones were still held (rarely up to 12); keeping 4 left 27-34
+page faults per message, keeping 8 0.5-5. The kept count grows only as far as frames were held at
+once, so a slow stream keeps one or two."""
 KEEP_BYTES = 32 * 1024 * 1024
 """Bytes of the buffers kept, at most: what a listener may hold idle after a stream of large
 messages stops (glibc keeps up to this much of a heap's free top too: its largest trim
