@@ -30,8 +30,9 @@ them, per connection, every :data:`~.acks.ACK_EVERY` messages and within
 
 So what peers make an intake hold is at most ``max_message_size`` plus :data:`READ_SIZE` per
 connection (and, for messages of many tiny frames, about 200 bytes of Python objects per frame),
-whatever they send. Large frames are read straight into a buffer of their size (one copy, kernel
-to user, as libzmq does); small frames are cut from one read buffer (an ordinary message whole, in
+whatever they send, plus the few buffers it keeps for large frames (:mod:`.frame_buffers`, at most
+32 MiB). Large frames are read straight into a buffer of their size (one copy, kernel to user, as
+libzmq does), one used again once nothing refers to it; small frames are cut from one read buffer (an ordinary message whole, in
 one copy: :func:`_whole_message`; a peer's repeated message shape by its frame heads' layout,
 without walking its frames: :class:`_Layout`).
 
@@ -69,8 +70,6 @@ import weakref
 from collections import deque
 from typing import Callable, Optional
 
-import numpy
-
 from wrapyfi_like.background import start_thread
 from wrapyfi_like.exceptions import ClosedError, ConfigurationError
 from wrapyfi_like.limits import MAX_FRAMES, MAX_TOPIC_LENGTH
@@ -78,6 +77,7 @@ from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares.deadlines import SIGNAL_CHECK, slice_seconds
 from wrapyfi_like.middlewares.handoff import Handoff
 from wrapyfi_like.middlewares.zeromq import acks, connections, zmtp
+from wrapyfi_like.middlewares.zeromq.frame_buffers import FrameBuffers
 from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 logger = logging.getLogger("wrapyfi_like.zeromq")
@@ -198,6 +198,7 @@ class ZmtpIntake:
         # a message may skip the queue (_caller_step) only where queuing does nothing else
         self._direct = type(self)._deliver is ZmtpIntake._deliver
         self._bytes_read = 0  # by whoever reads: a caller's receive(0) reads on while it grows
+        self._buffers = FrameBuffers()  # for large frames (OWN_BUFFER_FROM); the reader's alone
         self._connections: dict[int, _Connection] = {}
         self.source: Optional[_Connection] = None
         """The connection of the message :meth:`receive` returned last (for :meth:`delivered`)."""
@@ -759,7 +760,7 @@ class ZmtpIntake:
                     held = c.queued
                     continue
                 if size >= OWN_BUFFER_FROM:
-                    frame = memoryview(numpy.empty(size, numpy.uint8))
+                    frame = self._buffers.take(size)
                     have = min(available - head, size)
                     frame[:have] = c.view[start + head:start + head + have]
                     start += head + have
@@ -896,6 +897,7 @@ class ZmtpIntake:
     def _shut(self) -> None:
         for connection in list(self._connections.values()):
             self._drop(connection, "", log=False)
+        self._buffers.clear()
         self._all.close()
         self._control.close()
         self._listen.close()
