@@ -110,26 +110,32 @@ PUBLISHER = textwrap.dedent("""
     import numpy as np
     from wrapyfi_like.connect.publishers import Publisher
 
-    topic, count = sys.argv[1], int(sys.argv[2])
+    topic, count, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if kind == "torch":
+        import torch
+        full = lambda value: torch.full((%d,), value, dtype=torch.uint8)
+    else:
+        full = lambda value: np.full(%d, value, np.uint8)
     publisher = Publisher("Bench", topic, carrier="ipc", wait_timeout=30)
     for number in range(count):
-        publisher.publish({"seq": number, "data": np.full(%d, number %% 251, np.uint8)})
+        publisher.publish({"seq": number, "data": full(number %% 251)})
     publisher.close()
-""" % SIZE)
+""" % (SIZE, SIZE))
 
 
-def test_arrays_a_listener_keeps_keep_their_bytes_while_later_messages_reuse_the_rest(topic):
-    """Over ipc from a publisher process: every fourth array is kept, the rest let go at once;
-    the kept ones still hold their own bytes after all the messages, and the let-go buffers
-    were read into again (far fewer allocated than messages)."""
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_arrays_a_listener_keeps_keep_their_bytes_while_later_messages_reuse_the_rest(topic, kind):
+    """Over ipc from a publisher process: every fourth array (or tensor, decoded by the torch
+    plugin) is kept, the rest let go at once; the kept ones still hold their own bytes after all
+    the messages, and the let-go buffers were read into again (far fewer allocated than messages)."""
     count = 60
     listener = Listener("Bench", topic, carrier="ipc", max_message_size=4 * SIZE)
-    publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, topic, str(count)])
+    publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, topic, str(count), kind])
     try:
         kept = []
         for number in range(count):
             message = listener.listen()
-            assert message["seq"] == number
+            assert message["seq"] == number and type(message["data"]).__module__.startswith(kind)
             assert message["data"][0] == number % 251 and message["data"][-1] == number % 251
             if number % 4 == 0:
                 kept.append((number, message["data"]))
