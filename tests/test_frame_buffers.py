@@ -128,6 +128,8 @@ def test_arrays_a_listener_keeps_keep_their_bytes_while_later_messages_reuse_the
     """Over ipc from a publisher process: every fourth array (or tensor, decoded by the torch
     plugin) is kept, the rest let go at once; the kept ones still hold their own bytes after all
     the messages, and the let-go buffers were read into again (far fewer allocated than messages)."""
+    if kind == "torch":
+        import torch  # noqa: F401 (a listener decodes tensors only once torch is imported: docs/plugins.md)
     count = 60
     listener = Listener("Bench", topic, carrier="ipc", max_message_size=4 * SIZE)
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, topic, str(count), kind])
