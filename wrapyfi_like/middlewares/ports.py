@@ -31,13 +31,13 @@ def ephemeral_ports() -> range:
 
 
 def free_ports(count: int = 1) -> int:
-    """The first of ``count`` consecutive tcp ports free on every address right now, outside the
-    ephemeral range (or, where that range leaves no room, ports the system picks)."""
-    highest = ephemeral_ports().start - count
-    if highest <= LOWEST:
+    """The first of ``count`` consecutive tcp ports free on every IPv4 address right now, outside
+    the ephemeral range (or, where that range leaves no room, ports the system picks)."""
+    highest = ephemeral_ports().start - count  # the last run that ends below the ephemeral range
+    if highest < LOWEST:
         return _system_picked(count)
     for _ in range(500):
-        first = random.randrange(LOWEST, highest)
+        first = random.randint(LOWEST, highest)
         run = range(first, first + count)
         if not _handed_out.intersection(run) and _all_free(run):
             _handed_out.update(run)

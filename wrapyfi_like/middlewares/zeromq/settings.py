@@ -116,7 +116,7 @@ def checked_discovery(text: str) -> str:
     return text.strip()
 
 
-@functools.lru_cache(maxsize=16)
+@functools.cache  # once per address: a process meets one or two
 def warn_if_ephemeral(discovery: str) -> None:
     """A WARNING, once per address, when the discovery port is one the system hands out by itself.
 
