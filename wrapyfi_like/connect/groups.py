@@ -297,14 +297,31 @@ class Aligner:
                      listener.incomplete)
 
     def _lacking(self, empty: set[int]) -> Optional[int]:
-        """A listener to read next, of those not in ``empty``: of the ones lacking a part that
-        another holds, the one holding the fewest (so a part whose partner never comes cannot
-        keep the others unread); the first if none lacks anything; None if every listener that
-        lacks a part had nothing."""
+        """A listener to read next, of those not in ``empty``; None if every listener that lacks a
+        part had nothing (or, with nothing held, the first had nothing).
+
+        Preferred: one lacking a group every other listener holds, so that its next part can
+        complete a call (a waiting listener that lacks only what never comes would block with a
+        complete call queued elsewhere). Of those, the one holding the fewest, so that a part
+        whose partner never comes (a stray, an orphan) cannot keep the other listeners unread;
+        on a tie, the one lacking the oldest such group in the first listener's order. Failing
+        that, the one holding the fewest among those lacking anything."""
         everyone = self._held
         if not any(everyone):
             return None if 0 in empty else 0
-        chosen, fewest = None, len(set().union(*everyone))  # a listener holding fewer lacks one
+        others = len(everyone) - 1
+        holders: dict[Group, int] = {}
+        for held in everyone:
+            for group in held:
+                holders[group] = holders.get(group, 0) + 1
+        chosen, best = None, None
+        for age, group in enumerate(group for group, count in holders.items() if count == others):
+            index = next(index for index, held in enumerate(everyone) if group not in held)
+            if index not in empty and (best is None or (len(everyone[index]), age) < best):
+                chosen, best = index, (len(everyone[index]), age)
+        if chosen is not None:
+            return chosen
+        fewest = len(holders)  # a listener holding fewer lacks one
         for index, held in enumerate(everyone):
             if len(held) < fewest and index not in empty:
                 chosen, fewest = index, len(held)
