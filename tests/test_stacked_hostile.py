@@ -339,3 +339,35 @@ def test_waiting_listeners_read_the_one_whose_next_part_completes_a_call_not_the
     aligner = Aligner([image, meta])
     assert aligner.read() == ["image A5", "meta A5"]
     assert not image.queued and not meta.queued
+
+
+def test_strays_among_every_few_calls_cost_no_honest_call_when_a_listen_finds_one_topic_drained(aligned):
+    """A stray on the image topic every 4 calls: the metadata topic is read ahead and runs out
+    first, and a non-waiting listen then reads the image topic, which still has the parts that
+    complete the last calls: all 40 come back, and only strays are discarded."""
+    aligner, image, meta, now = aligned
+    honest, stray = new_publisher_id(), new_publisher_id()
+    for call in range(1, 41):
+        if call % 4 == 0:
+            image.queued.append((-call, Group(stray, call), b"S" * 8))
+        image.queued.append((call, Group(honest, call), b"I" * 8))
+        meta.queued.append((call, Group(honest, call), b"M" * 8))
+    returned = []
+    while (values := aligner.read()) is not None:
+        assert values[0] == values[1]
+        returned.append(values[0])
+    assert returned == list(range(1, 41))
+    assert meta.incomplete == 0 and image.incomplete + len(aligner._held[0]) == 10  # strays only
+
+
+def test_three_waiting_listeners_read_the_one_whose_next_part_completes_a_call(monkeypatch):
+    """The same with three topics: image and depth hold A's call 5, the metadata topic holds
+    B's orphan and has A's call 5 queued behind it; each listener holds one part."""
+    monkeypatch.setattr(groups, "_clock", lambda: 1000.0)
+    image, depth, meta = Waiting("/image"), Waiting("/depth"), Waiting("/meta")
+    a, b = new_publisher_id(), new_publisher_id()
+    image.queued.append(("image A5", Group(a, 5), b"I" * 8))
+    depth.queued.append(("depth A5", Group(a, 5), b"D" * 8))
+    meta.queued += [("meta B3", Group(b, 3), b"B" * 8), ("meta A5", Group(a, 5), b"M" * 8)]
+    aligner = Aligner([image, depth, meta])
+    assert aligner.read() == ["image A5", "depth A5", "meta A5"]

@@ -309,6 +309,13 @@ class Aligner:
         everyone = self._held
         if not any(everyone):
             return None if 0 in empty else 0
+        if len(everyone) == 2:  # the usual stacked method: each lacks every group the other holds
+            first, second = everyone
+            preferred = (0, 1) if second and len(first) < len(second) else (1, 0)  # a tie: the first's oldest
+            for index in preferred:
+                if everyone[1 - index] and index not in empty:
+                    return index
+            return None
         others = len(everyone) - 1
         holders: dict[Group, int] = {}
         for held in everyone:
