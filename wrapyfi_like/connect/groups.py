@@ -33,13 +33,16 @@ oldest is discarded (counted as ``incomplete``) beyond that, so memory stays bou
 publishers do."""
 MAX_OVERTAKEN = 8
 """Completed calls that may overtake a held part of another origin (or one without a group)
-before it is discarded (counted as ``incomplete``): parts of two publishers can arrive in a
+before it is discarded (counted as ``incomplete``), counted whatever their origin: with N
+other publishers completing calls in turn, a part waits for about 8/N calls of each. Parts of
+two publishers can arrive in a
 different order on two topics, but not this far apart, while a part whose partner never comes
 (a stray single-decorator message, a publisher that died between two parts) goes soon, instead
 of waiting for :data:`MAX_HELD` others."""
-MAX_PASSED = MAX_HELD
+MAX_PASSED = 64
 """Parts of other listeners a held part may make dead, by being a later call of their origin,
-before it is discarded itself (counted as ``incomplete``). Honestly that many are passed only
+before it is discarded itself (counted as ``incomplete``); equal to :data:`MAX_HELD` by choice,
+not by need. Honestly that many are passed only
 when one topic's queue is that far behind another's; a part forged far ahead under its
 publisher's own id (which a ZeroMQ listener refuses, binding publisher ids to connections;
 other engines do not) costs no more."""
@@ -83,9 +86,10 @@ class Aligner:
     returns nothing now and the whole call later.
 
     What a peer sends costs at most its own traffic (docs/reliability.md, "Stacked returns and
-    hostile parts", with the limits): the listener read next is the one holding the fewest
-    parts among those lacking one, so a part whose partner never comes (a stray single-decorator
-    message, a publisher that died between two parts) cannot keep a listener from being read,
+    hostile parts", with the limits): the listener read next is one whose next part can complete
+    a call, the one holding the fewest parts first, so a part whose partner never comes (a stray
+    single-decorator message, a publisher that died between two parts) cannot keep a listener
+    from being read,
     and it is discarded once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin
     belongs, on each listener, to the publisher that first sent a part of it (until it has been
     quiet for :data:`OWNER_IDLE`), so parts forged under it by another publisher are refused
