@@ -124,16 +124,20 @@ def _containers(depth: int, wrap, leaf):
     (lambda level, value: [value] if level % 2 else {"k": value}, [1.5, 2.5]),
     (lambda level, value: {"k": value, "z": b"z"}, {f"w{index}": index for index in range(12)}),
     (lambda level, value: [b"b", value], {"leaf": 1}),
-], ids=["lists", "dicts", "mixed-with-float-list", "dicts-with-bytes-and-a-wide-leaf", "lists-with-bytes"])
+    (lambda level, value: {b"k": value}, 1),
+    (lambda level, value: [value, b"v"] if level % 2 else {"s": 1, b"k": value}, {b"leaf": b"v"}),
+], ids=["lists", "dicts", "mixed-with-float-list", "dicts-with-bytes-and-a-wide-leaf", "lists-with-bytes",
+        "dicts-with-bytes-keys", "bytes-keyed-dicts-and-lists"])
 def test_lists_and_maps_nest_511_deep_when_encoding(wrap, leaf):
     """The walk counts every list and map, down to the innermost of leaves: 511 levels are sent
-    and read back, one more is an EncodeError (codec.MAX_NESTING). (Maps with a bytes key at
-    every level reach Python's recursion limit first, as before: an EncodeError too.)"""
+    and read back, one more is an EncodeError (codec.MAX_NESTING) that says so, whatever the
+    keys (a map with a bytes key at every level used to reach Python's recursion limit at 332
+    levels and blame the nesting limit)."""
     inner_leaf = 0 if isinstance(leaf, (int, float)) else 1  # a container leaf is a level itself
     deepest = _containers(511 - inner_leaf, wrap, leaf)
     frames = CODEC.encode(deepest)
     assert CODEC.decode([bytes(memoryview(frame).cast("B")) for frame in frames]) == deepest
-    with pytest.raises(EncodeError, match="511 deep"):
+    with pytest.raises(EncodeError, match="^lists and maps may nest at most 511 deep in one extension level$"):
         CODEC.encode(_containers(512 - inner_leaf, wrap, leaf))
 
 def _peak_bytes(function) -> int:

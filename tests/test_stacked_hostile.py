@@ -271,23 +271,103 @@ def test_a_part_shown_dead_by_a_part_that_dies_in_the_same_pass_is_discarded_wit
 
 @pytest.mark.parametrize("apart", [MAX_OVERTAKEN - 1, MAX_OVERTAKEN])
 def test_two_publishers_parts_in_a_different_order_on_two_topics_pair_up_to_the_limit(aligned, apart):
-    """Camera P's image comes before camera Q's next calls, its metadata after them: P's call
+    """Camera P's metadata comes before camera Q's next calls, its image after them: P's call
     still pairs when fewer than MAX_OVERTAKEN of Q's calls completed in between, and is
     discarded (counted) when that many did."""
     aligner, image, meta, now = aligned
     p, q = new_publisher_id(), new_publisher_id()
-    image.queued.append(("image P1", Group(p, 1), b"P" * 8))
+    meta.queued.append(("meta P1", Group(p, 1), b"p" * 8))
     for call in range(1, apart + 1):
         image.queued.append((f"image Q{call}", Group(q, call), b"Q" * 8))
         meta.queued.append((f"meta Q{call}", Group(q, call), b"q" * 8))
-    meta.queued.append(("meta P1", Group(p, 1), b"p" * 8))
+    image.queued.append(("image P1", Group(p, 1), b"P" * 8))
     returned = []
     while (values := aligner.read()) is not None:
         returned.append(values)
     expected = [[f"image Q{call}", f"meta Q{call}"] for call in range(1, apart + 1)]
     if apart < MAX_OVERTAKEN:
         assert returned == expected + [["image P1", "meta P1"]]
-        assert image.incomplete == 0
+        assert meta.incomplete == 0
     else:
         assert returned == expected
-        assert image.incomplete == 1  # P's image, after MAX_OVERTAKEN of Q's calls completed past it
+        assert meta.incomplete == 1  # P's metadata, after MAX_OVERTAKEN of Q's calls completed past it
+
+
+def test_two_publishers_parts_pair_whichever_topic_carries_the_earlier_part(aligned):
+    """As above with P's image first: the metadata topic, which can complete P's call, is read
+    ahead, and P's call pairs too (no later than the other way round), each publisher's calls
+    in order."""
+    aligner, image, meta, now = aligned
+    p, q = new_publisher_id(), new_publisher_id()
+    image.queued.append(("image P1", Group(p, 1), b"P" * 8))
+    for call in range(1, MAX_OVERTAKEN):
+        image.queued.append((f"image Q{call}", Group(q, call), b"Q" * 8))
+        meta.queued.append((f"meta Q{call}", Group(q, call), b"q" * 8))
+    meta.queued.append(("meta P1", Group(p, 1), b"p" * 8))
+    returned = []
+    while (values := aligner.read()) is not None:
+        returned.append(values)
+    qs = [[f"image Q{call}", f"meta Q{call}"] for call in range(1, MAX_OVERTAKEN)]
+    assert [values for values in returned if values[0] != "image P1"] == qs
+    assert ["image P1", "meta P1"] in returned
+    assert image.incomplete == meta.incomplete == 0
+
+
+class Blocked(Exception):
+    """What a stand-in waiting listener raises where a real one would wait for ever."""
+
+
+class Waiting(Parts):
+    """A stand-in ``should_wait=True`` listener: reading it with nothing queued would block."""
+
+    def listen_part(self):
+        if not self.queued:
+            raise Blocked(self.in_topic)
+        return super().listen_part()
+
+
+def test_waiting_listeners_read_the_one_whose_next_part_completes_a_call_not_the_one_lacking_an_orphan(monkeypatch):
+    """Publisher B died between its two parts: the metadata of its call 3 is queued before the
+    metadata of A's call 5, whose image is the last image to come. The image listener lacks only
+    B's orphan, the metadata listener lacks A's image: reading the image listener (the fewest
+    held, lowest index) would wait for ever with A's call 5 complete in the queues."""
+    monkeypatch.setattr(groups, "_clock", lambda: 1000.0)
+    image, meta = Waiting("/image"), Waiting("/meta")
+    a, b = new_publisher_id(), new_publisher_id()
+    image.queued.append(("image A5", Group(a, 5), b"I" * 8))
+    meta.queued += [("meta B3", Group(b, 3), b"B" * 8), ("meta A5", Group(a, 5), b"M" * 8)]
+    aligner = Aligner([image, meta])
+    assert aligner.read() == ["image A5", "meta A5"]
+    assert not image.queued and not meta.queued
+
+
+def test_strays_among_every_few_calls_cost_no_honest_call_when_a_listen_finds_one_topic_drained(aligned):
+    """A stray on the image topic every 4 calls: the metadata topic is read ahead and runs out
+    first, and a non-waiting listen then reads the image topic, which still has the parts that
+    complete the last calls: all 40 come back, and only strays are discarded."""
+    aligner, image, meta, now = aligned
+    honest, stray = new_publisher_id(), new_publisher_id()
+    for call in range(1, 41):
+        if call % 4 == 0:
+            image.queued.append((-call, Group(stray, call), b"S" * 8))
+        image.queued.append((call, Group(honest, call), b"I" * 8))
+        meta.queued.append((call, Group(honest, call), b"M" * 8))
+    returned = []
+    while (values := aligner.read()) is not None:
+        assert values[0] == values[1]
+        returned.append(values[0])
+    assert returned == list(range(1, 41))
+    assert meta.incomplete == 0 and image.incomplete + len(aligner._held[0]) == 10  # strays only
+
+
+def test_three_waiting_listeners_read_the_one_whose_next_part_completes_a_call(monkeypatch):
+    """The same with three topics: image and depth hold A's call 5, the metadata topic holds
+    B's orphan and has A's call 5 queued behind it; each listener holds one part."""
+    monkeypatch.setattr(groups, "_clock", lambda: 1000.0)
+    image, depth, meta = Waiting("/image"), Waiting("/depth"), Waiting("/meta")
+    a, b = new_publisher_id(), new_publisher_id()
+    image.queued.append(("image A5", Group(a, 5), b"I" * 8))
+    depth.queued.append(("depth A5", Group(a, 5), b"D" * 8))
+    meta.queued += [("meta B3", Group(b, 3), b"B" * 8), ("meta A5", Group(a, 5), b"M" * 8)]
+    aligner = Aligner([image, depth, meta])
+    assert aligner.read() == ["image A5", "depth A5", "meta A5"]

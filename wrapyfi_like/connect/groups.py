@@ -33,13 +33,16 @@ oldest is discarded (counted as ``incomplete``) beyond that, so memory stays bou
 publishers do."""
 MAX_OVERTAKEN = 8
 """Completed calls that may overtake a held part of another origin (or one without a group)
-before it is discarded (counted as ``incomplete``): parts of two publishers can arrive in a
+before it is discarded (counted as ``incomplete``), counted whatever their origin: with N
+other publishers completing calls in turn, a part waits for about 8/N calls of each. Parts of
+two publishers can arrive in a
 different order on two topics, but not this far apart, while a part whose partner never comes
 (a stray single-decorator message, a publisher that died between two parts) goes soon, instead
 of waiting for :data:`MAX_HELD` others."""
-MAX_PASSED = MAX_HELD
+MAX_PASSED = 64
 """Parts of other listeners a held part may make dead, by being a later call of their origin,
-before it is discarded itself (counted as ``incomplete``). Honestly that many are passed only
+before it is discarded itself (counted as ``incomplete``); equal to :data:`MAX_HELD` by choice,
+not by need. Honestly that many are passed only
 when one topic's queue is that far behind another's; a part forged far ahead under its
 publisher's own id (which a ZeroMQ listener refuses, binding publisher ids to connections;
 other engines do not) costs no more."""
@@ -83,9 +86,10 @@ class Aligner:
     returns nothing now and the whole call later.
 
     What a peer sends costs at most its own traffic (docs/reliability.md, "Stacked returns and
-    hostile parts", with the limits): the listener read next is the one holding the fewest
-    parts among those lacking one, so a part whose partner never comes (a stray single-decorator
-    message, a publisher that died between two parts) cannot keep a listener from being read,
+    hostile parts", with the limits): the listener read next is one whose next part can complete
+    a call, the one holding the fewest parts first, so a part whose partner never comes (a stray
+    single-decorator message, a publisher that died between two parts) cannot keep a listener
+    from being read,
     and it is discarded once :data:`MAX_OVERTAKEN` later calls have completed past it; an origin
     belongs, on each listener, to the publisher that first sent a part of it (until it has been
     quiet for :data:`OWNER_IDLE`), so parts forged under it by another publisher are refused
@@ -297,14 +301,38 @@ class Aligner:
                      listener.incomplete)
 
     def _lacking(self, empty: set[int]) -> Optional[int]:
-        """A listener to read next, of those not in ``empty``: of the ones lacking a part that
-        another holds, the one holding the fewest (so a part whose partner never comes cannot
-        keep the others unread); the first if none lacks anything; None if every listener that
-        lacks a part had nothing."""
+        """A listener to read next, of those not in ``empty``; None if every listener that lacks a
+        part had nothing (or, with nothing held, the first had nothing).
+
+        Preferred: one lacking a group every other listener holds, so that its next part can
+        complete a call (a waiting listener that lacks only what never comes would block with a
+        complete call queued elsewhere). Of those, the one holding the fewest, so that a part
+        whose partner never comes (a stray, an orphan) cannot keep the other listeners unread;
+        on a tie, the one lacking the oldest such group in the first listener's order. Failing
+        that, the one holding the fewest among those lacking anything."""
         everyone = self._held
         if not any(everyone):
             return None if 0 in empty else 0
-        chosen, fewest = None, len(set().union(*everyone))  # a listener holding fewer lacks one
+        if len(everyone) == 2:  # the usual stacked method: each lacks every group the other holds
+            first, second = everyone
+            preferred = (0, 1) if second and len(first) < len(second) else (1, 0)  # a tie: the first's oldest
+            for index in preferred:
+                if everyone[1 - index] and index not in empty:
+                    return index
+            return None
+        others = len(everyone) - 1
+        holders: dict[Group, int] = {}
+        for held in everyone:
+            for group in held:
+                holders[group] = holders.get(group, 0) + 1
+        chosen, best = None, None
+        for age, group in enumerate(group for group, count in holders.items() if count == others):
+            index = next(index for index, held in enumerate(everyone) if group not in held)
+            if index not in empty and (best is None or (len(everyone[index]), age) < best):
+                chosen, best = index, (len(everyone[index]), age)
+        if chosen is not None:
+            return chosen
+        fewest = len(holders)  # a listener holding fewer lacks one
         for index, held in enumerate(everyone):
             if len(held) < fewest and index not in empty:
                 chosen, fewest = index, len(held)

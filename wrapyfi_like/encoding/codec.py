@@ -41,6 +41,7 @@ import functools
 import math
 import re
 import struct
+import sys
 import threading
 import warnings
 from enum import IntEnum
@@ -142,10 +143,15 @@ class Codec:
             run.buffers = buffers = []
             body = run.pack(obj)
             packed = True
-        except (ValueError, RecursionError) as error:  # msgpack's nesting limit, or Python's
+        except ValueError as error:  # msgpack's nesting limit
             raise EncodeError(
                 f"cannot encode this {type(obj).__qualname__}: {error}; lists and maps may nest at most "
                 f"511 deep and extension values (tuples, sets, …) at most {MAX_DEPTH} deep"
+            ) from None
+        except RecursionError:  # not the value's depth alone: the walk fits in the limit from a shallow stack
+            raise EncodeError(
+                f"cannot encode this {type(obj).__qualname__}: Python's recursion limit "
+                f"({sys.getrecursionlimit()}) was reached, with the caller's own frames on the stack"
             ) from None
         finally:
             run.finish(packed)
@@ -452,14 +458,26 @@ class _EncodeRun:
         values = value.values()
         if depth == MAX_NESTING:
             _refuse_containers(values)
-        if not _WALKED.isdisjoint(map(type, value)):  # a bytes-like key
-            return {self.prepare(key): self._child(item, type(item), depth) for key, item in value.items()}
+        if not _WALKED.isdisjoint(map(type, value)):  # a bytes-like key: a new dict, here, not in a
+            rebuilt = {}  # helper: a level costs one frame, so MAX_NESTING holds before Python's limit
+            for key, item in value.items():
+                key = self.prepare(key)  # before its value: the order of the buffers on the wire
+                kind = type(item)
+                if kind is list:
+                    if not (all_numbers(item) or _WALKED.isdisjoint(map(type, item))):
+                        item = self._list(item, depth + 1)
+                elif kind is dict:
+                    item = self._dict(item, depth + 1)
+                elif kind in _WALKED:
+                    item = self.prepare(item)
+                rebuilt[key] = item
+            return rebuilt
         if len(value) > _LOOPED_ITEMS and _WALKED.isdisjoint(map(type, values)):
             return value
         rebuilt = None
         for key, item in value.items():
             kind = type(item)
-            if kind in _WALKED:  # as :meth:`_child` does, here: one call less per level
+            if kind in _WALKED:  # inline, not a call to a helper: one frame and call less per level
                 if kind is list:
                     if all_numbers(item) or _WALKED.isdisjoint(map(type, item)):
                         continue
@@ -480,7 +498,7 @@ class _EncodeRun:
         rebuilt = None
         for index, item in enumerate(value):
             kind = type(item)
-            if kind in _WALKED:  # as :meth:`_child` does, here: one call less per level
+            if kind in _WALKED:  # inline, not a call to a helper: one frame and call less per level
                 if kind is list:
                     if all_numbers(item) or _WALKED.isdisjoint(map(type, item)):
                         continue
@@ -493,17 +511,6 @@ class _EncodeRun:
                     rebuilt = value.copy() if rebuilt is None else rebuilt
                     rebuilt[index] = prepared
         return value if rebuilt is None else rebuilt
-
-    def _child(self, item: Any, kind: type, depth: int) -> Any:
-        """:meth:`prepare` of ``item`` (of type ``kind``), held by a list or dict ``depth`` deep
-        that :func:`_refuse_containers` has checked if it is at the limit."""
-        if kind is list:
-            if all_numbers(item) or _WALKED.isdisjoint(map(type, item)):
-                return item
-            return self._list(item, depth + 1)
-        if kind is dict:
-            return self._dict(item, depth + 1)
-        return self.prepare(item)
 
     def out_of_band(self, buffer: Any) -> int:
         """Queue ``buffer`` as a frame of its own; return its index."""
