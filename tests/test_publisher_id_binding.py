@@ -17,7 +17,7 @@ from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.envelope import DEFERRED, FOREIGN, BoundSequenceCheck, pack, unpack
-from wrapyfi_like.middlewares.zeromq import zmtp
+from wrapyfi_like.middlewares.zeromq import listener as listener_module, zmtp
 from wrapyfi_like.middlewares.zeromq.senders import ConnectionBinding
 from test_pubsub import pair  # noqa: F401 (a fixture: a listener and a publisher on one topic)
 
@@ -302,4 +302,44 @@ def test_a_publisher_that_reconnects_while_the_listener_is_behind_loses_nothing(
         assert "in use by another sender" not in caplog.text
     finally:
         new.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("max_deferred", [listener_module.MAX_DEFERRED, 1])
+def test_a_forged_envelope_while_the_ids_connection_is_behind_waits_and_is_refused(topic, monkeypatch, max_deferred):
+    """While the honest connection has unread data, another connection's message under its id
+    waits (its end could be behind that data); once the data is read and the connection is still
+    open, it is malformed. Past MAX_DEFERRED held messages it is refused at once. Either way the
+    honest stream arrives whole and in order."""
+    monkeypatch.setattr(listener_module, "MAX_DEFERRED", max_deferred)
+    honest_count, payload = 100, b"x" * 4000
+    listener = Listener("Test", topic, max_message_size=64 * 1024)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    honest, forger = Sender(listener), Sender(listener)
+    try:
+        sent = threading.Thread(target=lambda: [honest.send(topic, publisher, seq, (seq, payload))
+                                                for seq in range(1, honest_count + 1)])
+        sent.start()
+        sent.join(20)
+        assert not sent.is_alive(), "the kernel did not take the honest connection's messages"
+        for seq in range(5):
+            forger.send(topic, publisher, 65_000 + seq, (0, b"FORGED"))
+
+        def forged_read() -> bool:
+            c = _intake_connection(transport, forger)
+            return c is not None and c.queued > 0 and c.start == c.end
+        _until(forged_read)
+        held = []  # how many messages were held back each time they were offered again
+        offer = transport._offer_deferred
+        monkeypatch.setattr(transport, "_offer_deferred", lambda: (held.append(len(transport._deferred)), offer()))
+        got = [Codec().decode(transport.recv(10))[0] for _ in range(honest_count)]
+        assert got == list(range(1, honest_count + 1))
+        _until(lambda: transport.recv(0.1) is None and transport.statistics()["malformed"] == 5)
+        assert held and max(held) > 1, held  # the race was met (with 1: held past MAX_DEFERRED)
+        stats = transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"], stats["malformed"]) == (100, 0, 0, 5), stats
+    finally:
+        honest.finish()
+        forger.close()
         listener.close()
