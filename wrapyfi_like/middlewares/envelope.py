@@ -264,6 +264,9 @@ class BoundSequenceCheck(SequenceCheck):
         self._recent_source: Any = None  # the source the publisher heard last was heard from
         self.waiting = True
         """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now)."""
+        self.holding = False
+        """Whether messages are held back (:meth:`hold`): then every message is :data:`DEFERRED`,
+        so none overtakes them; the caller sets it False to offer them again."""
 
     def accept(self, envelope: Envelope, source: Any = None) -> int:
         """As :meth:`SequenceCheck.accept`, or :data:`FOREIGN` if ``source`` may not speak for
@@ -276,6 +279,8 @@ class BoundSequenceCheck(SequenceCheck):
             self._last[publisher] = seq
             self._recent_counts["received"] += 1
             return 0
+        if self.holding:
+            return DEFERRED
         verdict = self._bound(publisher, seq, source)
         if verdict:
             return verdict
@@ -283,6 +288,12 @@ class BoundSequenceCheck(SequenceCheck):
         self._recent_source = source
         self._recent_next = self._last[publisher] + 1
         return gap
+
+    def hold(self) -> None:
+        """Messages were :data:`DEFERRED`: defer every message from now on (:attr:`holding`),
+        which takes no time from the next message's comparison (it no longer matches)."""
+        self.holding = True
+        self._recent_next = -1
 
     def _bound(self, publisher: bytes, seq: int, source: Any) -> int:
         """0 if ``source`` may speak for ``publisher`` now (binding it if nobody (left) does),

@@ -126,25 +126,28 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             with self._lock:
                 if self._closing:
                     raise ClosedError(f"listener on {self.topic} is closed")
-                message = None
-                if not self._held and not self._deferred:
+                if self._held or self._deferred:
+                    held = self._next_held(timeout)
+                    if held is None:
+                        return None
+                    envelope, body, source = held
+                else:
                     if timeout is None:
                         message = self._check(self._intake.receive(None))
                         while message is None and not self._held and not self._deferred:
                             message = self._check(self._intake.receive(None))  # skipped: counted
                     else:
                         message = self._receive_within(timeout)
-                        if message is None and not self._held and not self._deferred:
+                    if message is None:  # timed out, or read into _held or _deferred
+                        held = self._next_held(timeout) if self._held or self._deferred else None
+                        if held is None:
                             return None
-                if message is not None:
-                    envelope, body = message
-                    source = self._intake.source
-                    if envelope[2] & LATEST:  # flags
-                        envelope, body, source = self._newest((envelope, body, source))
-                else:
-                    if not self._held and not self._await_deferred(deadline_after(timeout)):
-                        return None
-                    envelope, body, source = self._held.popleft()
+                        envelope, body, source = held
+                    else:
+                        envelope, body = message
+                        source = self._intake.source
+                        if envelope[2] & LATEST:  # flags
+                            envelope, body, source = self._newest((envelope, body, source))
                 self._intake.delivered(source, envelope[1])  # the publisher hears of it (acks)
                 self.received += 1
                 self.last_envelope = envelope
@@ -215,19 +218,18 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         body = frames[2:]
         if not body:
             return self._malformed("header", "a message without a header arrived")
-        if self._deferred:  # it waits behind them, so nothing overtakes what was read before it
-            self._deferred.append((envelope, body, self._intake.source))
-            self._offer_deferred()
-            return None
         gap = self._sequence.accept(envelope, self._intake.source)
         if gap < 0:
             if gap == FOREIGN:
                 return self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
                                        envelope.publisher.hex(), envelope.seq)
-            if gap == DEFERRED:
+            if gap == DEFERRED:  # or read while others are: it waits behind them, so nothing overtakes
                 self._deferred.append((envelope, body, self._intake.source))
+                self._offer_deferred()
             return None
-        return self._accepted(envelope, body, gap)
+        if gap or envelope.flags & SHM:
+            return self._accepted(envelope, body, gap)
+        return envelope, body
 
     def _accepted(self, envelope: Envelope, body: list, gap: int) -> Optional[tuple[Envelope, list]]:
         """A message the sequence check accepted, ``gap`` messages of its publisher missed before it."""
@@ -246,8 +248,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         """Offer the deferred messages to the sequence check again, in arrival order, until a pass
         releases none: those accepted go to ``_held``. Past :data:`MAX_DEFERRED` it stops waiting
         for previous connections."""
-        patient = len(self._deferred) <= MAX_DEFERRED
-        if not patient:
+        self._sequence.holding = False
+        if len(self._deferred) > MAX_DEFERRED:
             self._log.warning(self.topic, "deferred", "listener on %s stopped waiting for a reconnected publisher's "
                               "old connection after %d messages", self.topic, len(self._deferred))
             self._sequence.waiting = False
@@ -267,6 +269,14 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 elif gap >= 0 and (message := self._accepted(envelope, body, gap)) is not None:
                     self._held.append((*message, source))
         self._sequence.waiting = True
+        if self._deferred:
+            self._sequence.hold()
+
+    def _next_held(self, timeout: Optional[float]) -> Optional[tuple[Envelope, list, object]]:
+        """The first message of ``_held``, once there is one (None: ``timeout`` passed first)."""
+        if not self._held and not self._await_deferred(deadline_after(timeout)):
+            return None
+        return self._held.popleft()
 
     def _await_deferred(self, deadline: Optional[float]) -> bool:
         """Read on until a message is ready in ``_held``; False if ``deadline`` passes first. While
