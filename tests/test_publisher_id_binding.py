@@ -16,8 +16,8 @@ from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.connect.publishers import Publisher
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.envelope import FOREIGN, BoundSequenceCheck, pack, unpack
-from wrapyfi_like.middlewares.zeromq import zmtp
+from wrapyfi_like.middlewares.envelope import DEFERRED, FOREIGN, BoundSequenceCheck, pack, unpack
+from wrapyfi_like.middlewares.zeromq import listener as listener_module, zmtp
 from wrapyfi_like.middlewares.zeromq.senders import ConnectionBinding
 from test_pubsub import pair  # noqa: F401 (a fixture: a listener and a publisher on one topic)
 
@@ -41,6 +41,18 @@ class Sender:
                                    for index, frame in enumerate(frames)))
 
     def close(self) -> None:
+        self.sock.close()
+
+    def finish(self) -> None:
+        """Close as an honest publisher does: read what the listener wrote (greeting, READY) first,
+        so the close sends FIN after the data, not RST (which makes the kernel drop what the
+        listener has not read yet)."""
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except BlockingIOError:
+            pass
         self.sock.close()
 
 
@@ -147,21 +159,24 @@ def test_a_peer_that_uses_an_id_first_holds_it_while_its_connection_is_open(topi
         listener.close()
 
 
-def test_a_connection_whose_peer_closed_it_is_gone_before_the_intake_reads_its_end():
-    """The ordering race of a reconnect: the intake may read the new connection's first message
-    before the old connection's end. The kernel already knows, and the binding asks it."""
+def test_a_connection_whose_peer_closed_it_may_be_taken_over_while_its_data_is_unread():
+    """The ordering race of a reconnect: the intake may read the new connection's messages before
+    the old connection's last ones (a listener behind leaves them in the kernel). The kernel knows
+    the old one's peer has left (POLLRDHUP) though its data is unread; it is drained only once the
+    intake dropped it."""
     binding = ConnectionBinding()
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     try:
         assert not binding.may_take(ours)  # open, nothing pending
         theirs.send(b"x")
-        assert not binding.may_take(ours)  # its messages are still to be read
-        assert ours.recv(1) == b"x"
+        assert not binding.may_take(ours)  # open, its messages are still to be read
         theirs.close()
-        assert binding.may_take(ours)  # its peer closed it; the intake has not read the end yet
+        assert binding.may_take(ours)  # its peer closed it: another connection may take its ids
+        assert not binding.drained(ours, None)  # but what it sent is still to be delivered
+        assert ours.recv(1) == b"x"
         ours.close()
-        assert binding.may_take(ours)  # the intake dropped it
+        assert binding.may_take(ours) and binding.drained(ours, None)  # the intake dropped it
     finally:
         ours.close()
         theirs.close()
@@ -171,13 +186,21 @@ class _Sources:
     """A binding over plain names: sources in ``gone`` have left."""
 
     def __init__(self) -> None:
-        self.gone: set[str] = set()
+        self.gone: set[str] = set()  # their peers left
+        self.empty: set[str] = set()  # and they have nothing more to deliver
+        self.unread: set[str] = set()  # have data the listener has not read yet
 
     def token(self, source: str) -> str:
         return source
 
     def may_take(self, owner: str) -> bool:
         return owner in self.gone
+
+    def pending(self, owner: str) -> bool:
+        return owner in self.unread
+
+    def drained(self, owner: str, source) -> bool:
+        return owner in self.empty
 
 
 def test_the_sequence_check_keeps_each_id_to_its_sender_and_counts_across_a_takeover():
@@ -189,6 +212,7 @@ def test_the_sequence_check_keeps_each_id_to_its_sender_and_counts_across_a_take
 
     assert [accept(1, "c1"), accept(2, "c1"), accept(65_002, "forger"), accept(3, "c1")] == [0, 0, FOREIGN, 0]
     sources.gone.add("c1")
+    sources.empty.add("c1")
     assert [accept(6, "c2"), accept(5, "c2"), accept(7, "c2"), accept(4, "c1")] == [2, -1, 0, FOREIGN]
     assert check.per_publisher[A] == {"received": 5, "missed": 2, "duplicate": 1, "dropped": 0}
     assert accept(8, "forger") == FOREIGN  # c2 is there: a refused message changes nothing
@@ -202,3 +226,120 @@ def test_bindings_are_forgotten_with_their_ids(monkeypatch):
     for index in range(50):
         assert check.accept(unpack(pack(index.to_bytes(8, "little"), 1)), f"connection {index}") == 0
         assert len(check._owners) <= 4 and len(check._last) <= 4
+
+
+def test_a_takeover_defers_the_new_senders_messages_until_the_old_ones_tail_is_in():
+    """The old sender's peer left but it still holds 4 and 5: the new sender's 6 and 7 wait
+    (DEFERRED) until they are in, then go on with no gap; once the old sender has nothing more,
+    a real gap is counted once."""
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+
+    def accept(seq: int, source: str) -> int:
+        return check.accept(unpack(pack(A, seq)), source)
+
+    assert [accept(1, "c1"), accept(2, "c1"), accept(3, "c1")] == [0, 0, 0]
+    assert accept(6, "c2") == FOREIGN  # c1 is there
+    sources.unread.add("c1")  # and behind: its end, if it left, comes after its data
+    assert accept(6, "c2") == DEFERRED
+    check.waiting = False  # the listener stopped waiting (MAX_DEFERRED)
+    assert accept(6, "c2") == FOREIGN
+    check.waiting = True
+    sources.gone.add("c1")
+    assert [accept(6, "c2"), accept(4, "c1"), accept(6, "c2"), accept(5, "c1")] == [DEFERRED, 0, DEFERRED, 0]
+    assert [accept(6, "c2"), accept(7, "c2"), accept(5, "c1")] == [0, 0, -1]  # c1's late repeat: duplicate
+    assert accept(10, "c2") == DEFERRED  # 8 and 9 may still be in c1
+    sources.empty.add("c1")
+    assert [accept(10, "c2"), accept(11, "c2")] == [2, 0]
+    assert check.per_publisher[A] == {"received": 9, "missed": 2, "duplicate": 1, "dropped": 0}
+    assert accept(12, "forger") == FOREIGN  # c2 is there
+
+
+def _intake_connection(transport, sender):
+    """The intake's side of ``sender``'s connection (None: not accepted yet)."""
+    port = sender.sock.getsockname()[1]
+    for c in list(transport._intake._connections.values()):
+        try:
+            if c.sock.getpeername()[1] == port:
+                return c
+        except OSError:  # the old connection, closed by its peer
+            pass
+    return None
+
+
+def test_a_publisher_that_reconnects_while_the_listener_is_behind_loses_nothing(topic, caplog):
+    """Review 27 R3: the old connection sent 1..200 and closed (FIN after its data) while the
+    listener was behind, so most of it is still unread in the kernel; the reconnected publisher's
+    201..210 are read by the intake first. Every message arrives, in order, none counted missed,
+    duplicate or malformed (it was: 10 malformed, then 10 missed; before the binding: the old
+    tail lost as missed and duplicate)."""
+    old_count, payload = 200, b"x" * 4000
+    # a connection's byte budget in the intake is one message size: the old one's rest stays in the kernel
+    listener = Listener("Test", topic, max_message_size=64 * 1024)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    old = Sender(listener)
+    sent = threading.Thread(target=lambda: [old.send(topic, publisher, seq, (seq, payload))
+                                            for seq in range(1, old_count + 1)])
+    sent.start()
+    sent.join(20)
+    assert not sent.is_alive(), "the kernel did not take the old connection's messages"
+    old.finish()
+    new = Sender(listener)
+    try:
+        for seq in range(old_count + 1, old_count + 11):
+            new.send(topic, publisher, seq, (seq, payload))
+
+        def new_read_first() -> bool:  # the race of R3: the new connection's messages wait in the intake
+            c = _intake_connection(transport, new)
+            return c is not None and c.queued > 0 and c.start == c.end
+        _until(new_read_first)
+        got = [Codec().decode(transport.recv(10))[0] for _ in range(old_count + 10)]
+        assert got == list(range(1, old_count + 11))
+        assert transport.recv(0) is None
+        stats = transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"], stats["malformed"]) == (210, 0, 0, 0), stats
+        assert "in use by another sender" not in caplog.text
+    finally:
+        new.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("max_deferred", [listener_module.MAX_DEFERRED, 1])
+def test_a_forged_envelope_while_the_ids_connection_is_behind_waits_and_is_refused(topic, monkeypatch, max_deferred):
+    """While the honest connection has unread data, another connection's message under its id
+    waits (its end could be behind that data); once the data is read and the connection is still
+    open, it is malformed. Past MAX_DEFERRED held messages it is refused at once. Either way the
+    honest stream arrives whole and in order."""
+    monkeypatch.setattr(listener_module, "MAX_DEFERRED", max_deferred)
+    honest_count, payload = 100, b"x" * 4000
+    listener = Listener("Test", topic, max_message_size=64 * 1024)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    honest, forger = Sender(listener), Sender(listener)
+    try:
+        sent = threading.Thread(target=lambda: [honest.send(topic, publisher, seq, (seq, payload))
+                                                for seq in range(1, honest_count + 1)])
+        sent.start()
+        sent.join(20)
+        assert not sent.is_alive(), "the kernel did not take the honest connection's messages"
+        for seq in range(5):
+            forger.send(topic, publisher, 65_000 + seq, (0, b"FORGED"))
+
+        def forged_read() -> bool:
+            c = _intake_connection(transport, forger)
+            return c is not None and c.queued > 0 and c.start == c.end
+        _until(forged_read)
+        held = []  # how many messages were held back each time they were offered again
+        offer = transport._offer_deferred
+        monkeypatch.setattr(transport, "_offer_deferred", lambda: (held.append(len(transport._deferred)), offer()))
+        got = [Codec().decode(transport.recv(10))[0] for _ in range(honest_count)]
+        assert got == list(range(1, honest_count + 1))
+        _until(lambda: transport.recv(0.1) is None and transport.statistics()["malformed"] == 5)
+        assert held and max(held) > 1, held  # the race was met (with 1: held past MAX_DEFERRED)
+        stats = transport.statistics()
+        assert (stats["received"], stats["missed"], stats["duplicate"], stats["malformed"]) == (100, 0, 0, 5), stats
+    finally:
+        honest.finish()
+        forger.close()
+        listener.close()

@@ -95,6 +95,10 @@ LATE_WINDOW = 1 << 16
 duplicate to skip). Real late arrivals come from the queues of one connection being replaced by
 another, a few thousand messages at most; a message further behind restarts the publisher's
 stream instead (counted in ``restarts``)."""
+DEFERRED = -3
+"""What :meth:`BoundSequenceCheck.accept` returns for a message to hold back and offer again later:
+its sender took its publisher id over from a connection that still holds the messages before it.
+"""
 FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
@@ -117,7 +121,15 @@ class Binding(Protocol):
         kept while the id is remembered, so it must be small."""
 
     def may_take(self, owner: Hashable) -> bool:
-        """Whether another sender may take over ids bound to ``owner`` (a :meth:`token`)."""
+        """Whether another sender may take over ids bound to ``owner`` (a :meth:`token`): its
+        peer has left, though it may still hold messages to deliver."""
+
+    def pending(self, owner: Hashable) -> bool:
+        """Whether ``owner`` has data not read yet (its end, if it left, may be behind it)."""
+
+    def drained(self, owner: Hashable, source: Any) -> bool:
+        """Whether ``owner``, taken over, has nothing more to deliver (``source``: where it was
+        last heard from since, or None)."""
 
 
 class SequenceCheck:
@@ -143,7 +155,8 @@ class SequenceCheck:
 
     def accept(self, envelope: Envelope, source: Any = None) -> int:
         """How many messages from ``envelope``'s publisher went missing just before it (0: none),
-        or -1 if it is a duplicate to skip. ``source`` (who sent it) is not looked at.
+        or -1 if it is a duplicate to skip. ``source`` (who sent it) matters to
+        :class:`BoundSequenceCheck` only.
 
         Most messages are the next one of the publisher heard last: it is already the most
         recently used entry of both tables, so that case costs no reordering and no comparison
@@ -225,6 +238,17 @@ class BoundSequenceCheck(SequenceCheck):
     that sender is there (``binding``, :class:`Binding`); a message under it from anyone else is
     :data:`FOREIGN` and changes nothing.
 
+    While the id's sender has data not read yet, another sender's message under the id is
+    :data:`DEFERRED`, not refused: a publisher that closed its connection and reconnected sends
+    that connection's end after its data, so the listener learns it left only once it has read
+    that far (:attr:`waiting` False: refused at once). A sender whose peer has left gives the id
+    to the next one (a publisher that reconnected) but
+    stays its *previous* sender: what it still holds (a listener behind leaves it unread) is
+    accepted as before. A message of the new sender that would overtake those (a sequence number
+    past the next expected one) is :data:`DEFERRED` until the gap is filled or the previous sender
+    has nothing left (:meth:`Binding.drained`), so a reconnect neither loses the old connection's
+    tail nor reorders it, and counts as ``missed`` only what neither connection delivered.
+
     A large jump forward from the id's own sender is trusted and counted as ``missed``: a
     publisher's numbers run on while this listener gets none of them (``drop``, a connection
     down), so no bound on the jump would hold for an honest publisher, and its own sender can
@@ -235,41 +259,72 @@ class BoundSequenceCheck(SequenceCheck):
         super().__init__()
         self._binding = binding
         self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
+        # publisher -> [token, source last heard since] of the sender it was taken from
+        self._previous: dict[bytes, list] = {}
         self._recent_source: Any = None  # the source the publisher heard last was heard from
+        self.waiting = True
+        """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now)."""
+        self.holding = False
+        """Whether messages are held back (:meth:`hold`): then every message is :data:`DEFERRED`,
+        so none overtakes them; the caller sets it False to offer them again."""
 
     def accept(self, envelope: Envelope, source: Any = None) -> int:
         """As :meth:`SequenceCheck.accept`, or :data:`FOREIGN` if ``source`` may not speak for
-        ``envelope``'s publisher. The next message of the publisher heard last, from the same
-        source, costs one comparison more."""
+        ``envelope``'s publisher, or :data:`DEFERRED` if it must wait for its previous sender.
+        The next message of the publisher heard last, from the same source, costs one comparison
+        more."""
         publisher, seq = envelope[0], envelope[1]
         if seq == self._recent_next and publisher == self._recent and source is self._recent_source:
             self._recent_next = seq + 1
             self._last[publisher] = seq
             self._recent_counts["received"] += 1
             return 0
-        if not self._bound(publisher, source):
-            return FOREIGN
+        if self.holding:
+            return DEFERRED
+        verdict = self._bound(publisher, seq, source)
+        if verdict:
+            return verdict
         gap = self._accept(publisher, seq)
         self._recent_source = source
         self._recent_next = self._last[publisher] + 1
         return gap
 
-    def _bound(self, publisher: bytes, source: Any) -> bool:
-        """Whether ``source`` may speak for ``publisher``; binds it if nobody (left) does."""
+    def hold(self) -> None:
+        """Messages were :data:`DEFERRED`: defer every message from now on (:attr:`holding`),
+        which takes no time from the next message's comparison (it no longer matches)."""
+        self.holding = True
+        self._recent_next = -1
+
+    def _bound(self, publisher: bytes, seq: int, source: Any) -> int:
+        """0 if ``source`` may speak for ``publisher`` now (binding it if nobody (left) does),
+        else :data:`FOREIGN` or :data:`DEFERRED`."""
         token = self._binding.token(source)
         owner = self._owners.get(publisher)
         if owner is None:
             self._owners[publisher] = token
-            return True
-        if token == owner:
-            return True
-        if not self._binding.may_take(owner):
-            return False
-        self._owners[publisher] = token  # the id's sender is gone: a reconnect goes on with its stream
-        return True
+            return 0
+        previous = self._previous.get(publisher)
+        if token != owner:
+            if previous is not None and token == previous[0]:
+                previous[1] = source
+                return 0
+            if not self._binding.may_take(owner):
+                return DEFERRED if self.waiting and self._binding.pending(owner) else FOREIGN
+            # the id's sender left: a reconnect goes on with its stream
+            self._owners[publisher] = token
+            previous = self._previous[publisher] = [owner, None]
+        if previous is None:
+            return 0
+        last = self._last.get(publisher)
+        if self.waiting and last is not None and seq > last + 1 and not self._binding.drained(*previous):
+            return DEFERRED  # the previous sender may still hold what comes before it
+        if self._binding.drained(*previous):
+            del self._previous[publisher]
+        return 0
 
     def _forget(self, publisher: bytes) -> None:
         self._owners.pop(publisher, None)
+        self._previous.pop(publisher, None)
 
 
 class ListenerCounts:

@@ -35,8 +35,9 @@ from wrapyfi_like.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_SKIPPED_WITHOUT_WA
 from wrapyfi_like.logs import RateLimitedLog, truncate
 from wrapyfi_like.middlewares import envelope as envelopes
 from wrapyfi_like.middlewares.base import ListenerTransport
-from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds
-from wrapyfi_like.middlewares.envelope import FOREIGN, LATEST, SHM, BoundSequenceCheck, Envelope, ListenerCounts
+from wrapyfi_like.middlewares.deadlines import deadline_after, remaining_seconds, slice_seconds
+from wrapyfi_like.middlewares.envelope import (DEFERRED, FOREIGN, LATEST, SHM, BoundSequenceCheck, Envelope,
+                                               ListenerCounts)
 from wrapyfi_like.middlewares.zeromq import lifecycle
 from wrapyfi_like.middlewares.zeromq.curve import Key, consumer_keys
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent
@@ -58,6 +59,11 @@ peer cannot make it hold more than ``LATEST_HOLD + 1`` messages this way."""
 LATEST_READS = 1024
 """Messages one call reads ahead at most while looking for the newest: a publisher faster than
 the reader cannot keep a call from returning."""
+MAX_DEFERRED = 256
+"""Messages a listener holds back while a reconnected publisher's old connection still delivers
+(:data:`~..envelope.DEFERRED`); past this many it stops waiting: a message under an id whose sender
+is still there is refused (malformed), and what an old connection delivers after its successor's
+messages counts as duplicate."""
 
 
 class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
@@ -84,6 +90,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._start_counting()
         # read ahead while looking for the newest "latest": (envelope, body, the intake's source)
         self._held: deque[tuple[Envelope, list, object]] = deque()
+        # held back for a publisher's previous connection, and everything read after them, in order
+        self._deferred: deque[tuple[Envelope, list, object]] = deque()
         self._log = RateLimitedLog(logger)
         keys = consumer_keys(curve_server_key)
 
@@ -118,21 +126,28 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             with self._lock:
                 if self._closing:
                     raise ClosedError(f"listener on {self.topic} is closed")
-                if self._held:
-                    envelope, body, source = self._held.popleft()
+                if self._held or self._deferred:
+                    held = self._next_held(timeout)
+                    if held is None:
+                        return None
+                    envelope, body, source = held
                 else:
                     if timeout is None:
                         message = self._check(self._intake.receive(None))
-                        while message is None:  # malformed or duplicate: counted, skipped
-                            message = self._check(self._intake.receive(None))
+                        while message is None and not self._held and not self._deferred:
+                            message = self._check(self._intake.receive(None))  # skipped: counted
                     else:
                         message = self._receive_within(timeout)
-                        if message is None:
+                    if message is None:  # timed out, or read into _held or _deferred
+                        held = self._next_held(timeout) if self._held or self._deferred else None
+                        if held is None:
                             return None
-                    envelope, body = message
-                    source = self._intake.source
-                    if envelope[2] & LATEST:  # flags
-                        envelope, body, source = self._newest((envelope, body, source))
+                        envelope, body, source = held
+                    else:
+                        envelope, body = message
+                        source = self._intake.source
+                        if envelope[2] & LATEST:  # flags
+                            envelope, body, source = self._newest((envelope, body, source))
                 self._intake.delivered(source, envelope[1])  # the publisher hears of it (acks)
                 self.received += 1
                 self.last_envelope = envelope
@@ -154,7 +169,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if frames is None:
                 return None
             message = self._check(frames)
-            if message is not None:
+            if message is not None or self._held or self._deferred:
                 return message
             skipped += 1
             if skipped >= MAX_SKIPPED_WITHOUT_WAIT and time.monotonic() >= deadline:
@@ -208,7 +223,16 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if gap == FOREIGN:
                 return self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
                                        envelope.publisher.hex(), envelope.seq)
+            if gap == DEFERRED:  # or read while others are: it waits behind them, so nothing overtakes
+                self._deferred.append((envelope, body, self._intake.source))
+                self._offer_deferred()
             return None
+        if gap or envelope.flags & SHM:
+            return self._accepted(envelope, body, gap)
+        return envelope, body
+
+    def _accepted(self, envelope: Envelope, body: list, gap: int) -> Optional[tuple[Envelope, list]]:
+        """A message the sequence check accepted, ``gap`` messages of its publisher missed before it."""
         if gap:
             # a "latest" publisher replaces what finds no room: gaps are its policy (it counts them)
             level = logging.INFO if envelope.flags & LATEST else logging.WARNING
@@ -219,6 +243,64 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         if envelope.flags & SHM:  # its large buffers are in this listener's shared-memory inbox
             return self._shm.resolve(envelope, body)
         return envelope, body
+
+    def _offer_deferred(self) -> None:
+        """Offer the deferred messages to the sequence check again, in arrival order, until a pass
+        releases none: those accepted go to ``_held``. Past :data:`MAX_DEFERRED` it stops waiting
+        for previous connections."""
+        self._sequence.holding = False
+        if len(self._deferred) > MAX_DEFERRED:
+            self._log.warning(self.topic, "deferred", "listener on %s stopped waiting for a reconnected publisher's "
+                              "old connection after %d messages", self.topic, len(self._deferred))
+            self._sequence.waiting = False
+        released = True
+        while released and self._deferred:
+            released = False
+            waiting, self._deferred = self._deferred, deque()
+            for envelope, body, source in waiting:
+                gap = self._sequence.accept(envelope, source)
+                if gap == DEFERRED:
+                    self._deferred.append((envelope, body, source))
+                    continue
+                released = True
+                if gap == FOREIGN:
+                    self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
+                                    envelope.publisher.hex(), envelope.seq)
+                elif gap >= 0 and (message := self._accepted(envelope, body, gap)) is not None:
+                    self._held.append((*message, source))
+        self._sequence.waiting = True
+        if self._deferred:
+            self._sequence.hold()
+
+    def _next_held(self, timeout: Optional[float]) -> Optional[tuple[Envelope, list, object]]:
+        """The first message of ``_held``, once there is one (None: ``timeout`` passed first)."""
+        if not self._held and not self._await_deferred(deadline_after(timeout)):
+            return None
+        return self._held.popleft()
+
+    def _await_deferred(self, deadline: Optional[float]) -> bool:
+        """Read on until a message is ready in ``_held``; False if ``deadline`` passes first. While
+        messages are deferred, each slice that reads nothing offers them again: their previous
+        connection may have ended without a message saying so."""
+        while not self._held:
+            if not self._deferred:
+                message = self._receive_within(remaining_seconds(deadline)) if deadline is not None else \
+                    self._check(self._intake.receive(None))
+                if message is not None:
+                    self._held.append((*message, self._intake.source))
+                elif deadline is not None and time.monotonic() >= deadline and not self._held:
+                    return False
+                continue
+            frames = self._intake.receive(slice_seconds(deadline))
+            if frames is None:
+                self._offer_deferred()
+            else:
+                message = self._check(frames)
+                if message is not None:
+                    self._held.append((*message, self._intake.source))
+            if not self._held and deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def statistics(self) -> dict[str, int]:
         """As :meth:`ListenerCounts.statistics`; with ``carrier="shm"`` also ``shm``, ``shm_received``

@@ -1,6 +1,6 @@
 """Who may speak for a publisher id at a ZeroMQ listener (:class:`~..envelope.Binding`).
 
-Without CURVE an id belongs to the connection that first used it, as long as that connection is
+Without CURVE an id belongs to the connection that first used it, as long as its peer keeps it
 open (:class:`ConnectionBinding`). With CURVE nothing is bound: a listener takes data only from
 holders of the producers' secret key (the CURVE server key it was given), which every publisher
 of the topic shares, so a sender able to forge an id is one of the publishers already; libzmq's
@@ -9,8 +9,11 @@ of the topic shares, so a sender able to forge an id is one of the publishers al
 
 from __future__ import annotations
 
+import select
 import socket
-from typing import Any
+from typing import Any, Optional
+
+_LEFT = select.POLLRDHUP | select.POLLHUP | select.POLLERR  # its peer shut it down, or it was reset
 
 
 class ConnectionBinding:
@@ -18,9 +21,13 @@ class ConnectionBinding:
     used it (small, and closed when the intake drops the connection).
 
     A publisher that reconnects closes its old connection before it opens the new one, but the
-    intake may read the new connection's first message before it reads the old one's end. So an
-    old connection the intake still holds open counts as gone too once its peer has closed or
-    reset it and nothing of it is left unread in the kernel, which a peek tells at once.
+    intake may read the new connection's messages before the old one's last ones: a listener
+    behind leaves them unread in the kernel, and the old connection's end (FIN) comes after them.
+    So while the old connection has data unread (:meth:`pending`), the new one's messages wait;
+    the new connection takes the id as soon as the old one's peer has shut it down (the kernel's
+    ``POLLRDHUP``, reported with data still unread); the old connection still delivers what it
+    holds (:meth:`drained` tells when it has nothing left), so neither side's messages are
+    refused.
     """
 
     def token(self, source: Any) -> socket.socket:
@@ -29,9 +36,22 @@ class ConnectionBinding:
     def may_take(self, owner: socket.socket) -> bool:
         if owner.fileno() < 0:  # the intake dropped it
             return True
+        poller = select.poll()
         try:
-            return not owner.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"": its peer closed it
+            poller.register(owner, _LEFT)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True  # closed by the intake meanwhile
+
+    def pending(self, owner: socket.socket) -> bool:
+        try:
+            return bool(owner.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except (BlockingIOError, InterruptedError):
-            return False  # open, nothing to read: the id's sender is still there
-        except OSError:
-            return True  # reset, or closed by the intake meanwhile
+            return False
+        except OSError:  # reset, or closed by the intake
+            return False
+
+    def drained(self, owner: socket.socket, source: Optional[Any]) -> bool:
+        """Whether the connection ``owner`` (last heard as ``source``, if it was heard since it
+        left) has nothing more to deliver: the intake dropped it and none of its messages wait."""
+        return owner.fileno() < 0 and (source is None or source.queued == 0)
