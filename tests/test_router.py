@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import select
+import sys
 import threading
 import time
+from typing import Optional
 
 import pytest
 import zmq
 
 from wrapyfi_like.middlewares.zeromq.router import ZmtpRouter
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -299,3 +303,101 @@ def test_serial_stops_reading_a_peer_whose_replies_are_not_read_and_serves_other
         deaf.close()
         honest.close()
         router.release()
+
+
+# -- serial: the wake-up protocol (a freeing from another thread is never lost) ------------------
+# Each test injects one interleaving of the reader and the host's thread at the exact point a
+# reviewer found a lost wake-up: the host's done() is called from inside the reader's step.
+
+
+def _serial_router(limit: int) -> tuple[ZmtpRouter, Wakeup]:
+    ready = Wakeup()  # as the discovery host: it takes requests only when this is readable
+    router = ZmtpRouter("tcp://127.0.0.1:*", limit, 16, QUEUED_REPLIES, Refusals(), head_frames=0,
+                        serial=True, notify=ready)
+    return router, ready
+
+
+def _served_after_notice(router: ZmtpRouter, ready: Wakeup) -> Optional[bytes]:
+    """The next request, taken as the discovery host does: only once ``ready`` says one waits
+    (a take that waits would itself wake the reader and hide a lost wake-up)."""
+    if not select.select([ready.fileno()], [], [], 5)[0]:
+        return None
+    taken = router.take(0)
+    return None if taken is None else bytes(taken[1][0])
+
+
+def _wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        zmq.select([], [], [], 0.005)
+
+
+def test_serial_a_done_while_the_reader_wakes_is_not_lost(monkeypatch):
+    """done() lands while the reader handles another wake-up, just before it clears the pipe."""
+    router, ready = _serial_router(LIMIT)
+    client = dealer(router.endpoint)
+    injected = threading.Event()
+    original = Wakeup.clear
+
+    def clear(wakeup: Wakeup) -> None:
+        if wakeup is router._wakeup and armed.is_set():
+            armed.clear()
+            router.done(outlet)  # the host answers the first request ...
+            injected.set()
+        original(wakeup)  # ... and the reader clears the pipe after that
+
+    armed = threading.Event()
+    monkeypatch.setattr(Wakeup, "clear", clear)
+    try:
+        client.send(b"req1")
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"req1"
+        client.send(b"req2")
+        c = outlet.connection
+        _wait_until(lambda: c in router._holding and c.over_budget, "the second request was not held")
+        ready.clear()
+        armed.set()
+        router._wakeup.set()  # another wake-up: another connection's done(), the writer
+        assert injected.wait(10)
+        assert router.send(outlet, [b"rep1"])
+        assert client.poll(10_000) and client.recv() == b"rep1"
+        assert _served_after_notice(router, ready) == b"req2"
+    finally:
+        client.close()
+        router.release()
+        ready.close()
+
+
+def test_serial_a_done_while_the_reader_holds_a_parsed_request_is_not_lost(monkeypatch):
+    """Two requests over the byte budget: the reader parses the second after the host took the
+    first, and the host's done() lands between the reader's look at the connection and its hold."""
+    router, ready = _serial_router(1000)
+    client = dealer(router.endpoint)
+    armed, injected = threading.Event(), threading.Event()
+    original = ZmtpRouter._free
+
+    def free(outlet) -> bool:
+        result = original(outlet)
+        if not result and armed.is_set() and sys._getframe(1).f_code.co_name == "_one_each":
+            armed.clear()
+            ready.clear()  # the first request's notice is taken; only the second's may count
+            router.done(outlet)
+            injected.set()
+        return result
+
+    monkeypatch.setattr(ZmtpRouter, "_free", staticmethod(free))
+    try:
+        armed.set()
+        client.send(b"1" * 600)
+        client.send(b"2" * 600)
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"1" * 600
+        assert injected.wait(10)
+        assert router.send(outlet, [b"rep1"])
+        assert client.poll(10_000) and client.recv() == b"rep1"
+        assert _served_after_notice(router, ready) == b"2" * 600
+    finally:
+        client.close()
+        router.release()
+        ready.close()
