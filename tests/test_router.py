@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -398,3 +399,66 @@ def test_serial_a_done_while_the_reader_holds_a_parsed_request_is_not_lost(monke
         client.close()
         router.release()
         ready.close()
+
+
+def _raw_dealer_sending(endpoint: str, identity: bytes, requests: list[bytes]) -> socket.socket:
+    """A DEALER speaking raw ZMTP that writes its handshake and every request in one write, so
+    the router parses them in one read (a libzmq DEALER may write them apart)."""
+    host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    properties = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER" + b"\x08Identity" + struct.pack(
+        ">I", len(identity)) + identity
+    raw.sendall(zmtp.GREETING + zmtp.command(b"READY", properties)
+                + b"".join(zmtp.frame_head(len(request), False) + request for request in requests))
+    return raw
+
+
+def test_serial_the_held_requests_of_a_handed_over_connection_are_served():
+    """An agent reconnects (handover) while its first request is answered: the request read
+    behind it (its bye, say) is served, its reply going nowhere, not dropped uncounted."""
+    ready = Wakeup()
+    router = ZmtpRouter("tcp://127.0.0.1:*", LIMIT, 16, QUEUED_REPLIES, Refusals(), head_frames=0,
+                        serial=True, handover=True, notify=ready)
+    old = _raw_dealer_sending(router.endpoint, b"agent", [b"sync", b"bye"])
+    new = dealer(router.endpoint, b"agent")
+    try:
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"sync"
+        _wait_until(lambda: outlet.held, "the second request was not held")
+        ready.clear()
+        new.send(b"hello")  # takes the identity over: the old connection is dropped
+        served = []
+        while len(served) < 2:
+            request = _served_after_notice(router, ready)
+            assert request is not None, f"only {served} served"
+            served.append(request)
+            ready.set()  # more may wait (as the host: it takes until none is left)
+        assert sorted(served) == [b"bye", b"hello"]
+        assert outlet.gone
+    finally:
+        old.close()
+        new.close()
+        router.release()
+        ready.close()
+
+
+def test_a_failed_write_drops_the_connection_so_its_peer_reconnects_and_is_answered(monkeypatch):
+    """A write error on a live connection (here EMSGSIZE: too many buffers for one sendmsg)
+    must not leave it marked gone while its requests are still read: the router shuts it, the
+    reader drops it, and the client's next request comes over a new connection and is answered."""
+    monkeypatch.setattr("wrapyfi_like.middlewares.zeromq.router._IOV_MAX", 1 << 20)
+    router, _ = make_router()
+    client = dealer(router.endpoint)
+    try:
+        client.send_multipart([b"first", b"x"])
+        outlet, _ = router.take(10)
+        assert not router.send(outlet, [b"first"] + [b"f"] * 2000)  # 4000 buffers: the kernel refuses
+        _wait_until(lambda: outlet.connection.sock.fileno() < 0, "the failed connection was not dropped")
+        client.send_multipart([b"second", b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"second"
+        assert router.send(outlet, [b"second", b"ok"])
+        assert client.poll(10_000) and client.recv_multipart() == [b"second", b"ok"]
+    finally:
+        client.close()
+        router.release()
