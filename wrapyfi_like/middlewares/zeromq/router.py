@@ -18,7 +18,9 @@ connection's outbox, which a writing thread (started the first time it is needed
 peer reads. An outbox holds at most ``queued_replies`` replies and, besides the one being
 written, ``max_message_size`` bytes: a reply beyond that, or to a connection that is gone, is
 not sent and :meth:`~ZmtpRouter.send` says so, so the caller counts it as dropped. A client that
-never reads therefore costs its own replies only, never another client's time.
+never reads therefore costs its own replies only, never another client's time. A write that fails
+(any error but "would block") shuts the connection down: the reader drops it and the client's
+DEALER connects again, so a connection whose replies go nowhere is never still read.
 
 With ``serial`` (the discovery directory, whose clients keep one request in flight), a connection
 has one request at a time: its next one is not read until the caller said it answered the
@@ -26,7 +28,11 @@ previous one (:meth:`~ZmtpRouter.done`) and no reply to it is left unwritten. Re
 that one read brought together wait in the connection's outlet, not in the shared queue, so the
 queue holds at most one request per connection and serves connections in turn; and a client that
 sends without reading is answered only as fast as it reads: once its replies fill the kernel's
-buffers it is not read at all, and TCP holds its requests on its own side.
+buffers it is not read at all, and TCP holds its requests on its own side. Requests a dropped
+connection had sent and the reader had read (held behind the one being answered) are still
+served, their replies going nowhere, as with any request read before a drop; ``done()`` and the
+writing thread wake the reader whenever a held connection becomes free (the wake-up protocol
+above :meth:`ZmtpRouter._one_each`).
 """
 
 from __future__ import annotations
@@ -316,7 +322,8 @@ class ZmtpRouter(ZmtpIntake):
     # at busy and outbox in the same locked section, and sets the pipe itself if it is free:
     # whichever of the two takes the lock second sees the other's change, so a freeing is never
     # missed. The reader, when woken, clears the pipe *before* it scans ``_holding`` (_woken):
-    # a freeing before the clear is seen by the scan, one after it sets the pipe again. An
+    # a freeing before the clear is seen by the scan, one after it sets the pipe again. A
+    # failed write (_fail) sets the pipe too, so a held connection marked gone is dropped. An
     # honest client's request (free again before its next one comes) costs no wake-up.
 
     def _one_each(self, batch: list) -> list:
