@@ -391,6 +391,7 @@ class ZmtpRouter(ZmtpIntake):
         self._resume_stalled()
 
     def _let_go(self, c: _Connection) -> None:
+        """Take ``c`` out of ``_holding`` (under the lock other threads look at it with)."""
         with self._holding_lock:
             self._holding.discard(c)
 
