@@ -420,13 +420,14 @@ def test_serial_the_held_requests_of_a_handed_over_connection_are_served():
     router = ZmtpRouter("tcp://127.0.0.1:*", LIMIT, 16, QUEUED_REPLIES, Refusals(), head_frames=0,
                         serial=True, handover=True, notify=ready)
     old = _raw_dealer_sending(router.endpoint, b"agent", [b"sync", b"bye"])
-    new = dealer(router.endpoint, b"agent")
+    new = None
     try:
         outlet, frames = router.take(10)
         assert bytes(frames[0]) == b"sync"
         _wait_until(lambda: outlet.held, "the second request was not held")
         ready.clear()
-        new.send(b"hello")  # takes the identity over: the old connection is dropped
+        new = dealer(router.endpoint, b"agent")  # takes the identity over: the old connection is dropped
+        new.send(b"hello")
         served = []
         while len(served) < 2:
             request = _served_after_notice(router, ready)
@@ -437,7 +438,8 @@ def test_serial_the_held_requests_of_a_handed_over_connection_are_served():
         assert outlet.gone
     finally:
         old.close()
-        new.close()
+        if new is not None:
+            new.close()
         router.release()
         ready.close()
 
