@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import select
+import socket
+import struct
+import sys
 import threading
 import time
+from typing import Optional
 
 import pytest
 import zmq
 
+from wrapyfi_like.middlewares.zeromq import zmtp
 from wrapyfi_like.middlewares.zeromq.router import ZmtpRouter
+from wrapyfi_like.middlewares.zeromq.wakeup import Wakeup
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -210,10 +217,6 @@ def test_a_peer_that_breaks_the_grammar_right_after_a_request_leaves_the_router_
 def test_a_pong_goes_out_behind_a_reply_being_written_never_inside_it():
     """libzmq clients ping every second; the answer must wait for a reply the kernel has taken
     only part of, or the client would read a PONG in the middle of a frame."""
-    import socket
-
-    from wrapyfi_like.middlewares.zeromq import zmtp
-
     router, _ = make_router(limit=64 << 20)
     host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
     raw = socket.create_connection((host, int(port)), timeout=10)
@@ -298,4 +301,166 @@ def test_serial_stops_reading_a_peer_whose_replies_are_not_read_and_serves_other
     finally:
         deaf.close()
         honest.close()
+        router.release()
+
+
+# -- serial: the wake-up protocol (a freeing from another thread is never lost) ------------------
+# Each test injects one interleaving of the reader and the host's thread at the exact point a
+# reviewer found a lost wake-up: the host's done() is called from inside the reader's step.
+
+
+def _serial_router(limit: int) -> tuple[ZmtpRouter, Wakeup]:
+    ready = Wakeup()  # as the discovery host: it takes requests only when this is readable
+    router = ZmtpRouter("tcp://127.0.0.1:*", limit, 16, QUEUED_REPLIES, Refusals(), head_frames=0,
+                        serial=True, notify=ready)
+    return router, ready
+
+
+def _served_after_notice(router: ZmtpRouter, ready: Wakeup) -> Optional[bytes]:
+    """The next request, taken as the discovery host does: only once ``ready`` says one waits
+    (a take that waits would itself wake the reader and hide a lost wake-up)."""
+    if not select.select([ready.fileno()], [], [], 5)[0]:
+        return None
+    taken = router.take(0)
+    return None if taken is None else bytes(taken[1][0])
+
+
+def _wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        zmq.select([], [], [], 0.005)
+
+
+def test_serial_a_done_while_the_reader_wakes_is_not_lost(monkeypatch):
+    """done() lands while the reader handles another wake-up, just before it clears the pipe."""
+    router, ready = _serial_router(LIMIT)
+    client = dealer(router.endpoint)
+    injected = threading.Event()
+    original = Wakeup.clear
+
+    def clear(wakeup: Wakeup) -> None:
+        if wakeup is router._wakeup and armed.is_set():
+            armed.clear()
+            router.done(outlet)  # the host answers the first request ...
+            injected.set()
+        original(wakeup)  # ... and the reader clears the pipe after that
+
+    armed = threading.Event()
+    monkeypatch.setattr(Wakeup, "clear", clear)
+    try:
+        client.send(b"req1")
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"req1"
+        client.send(b"req2")
+        c = outlet.connection
+        _wait_until(lambda: c in router._holding and c.over_budget, "the second request was not held")
+        ready.clear()
+        armed.set()
+        router._wakeup.set()  # another wake-up: another connection's done(), the writer
+        assert injected.wait(10)
+        assert router.send(outlet, [b"rep1"])
+        assert client.poll(10_000) and client.recv() == b"rep1"
+        assert _served_after_notice(router, ready) == b"req2"
+    finally:
+        client.close()
+        router.release()
+        ready.close()
+
+
+def test_serial_a_done_while_the_reader_holds_a_parsed_request_is_not_lost(monkeypatch):
+    """Two requests over the byte budget: the reader parses the second after the host took the
+    first, and the host's done() lands between the reader's look at the connection and its hold."""
+    router, ready = _serial_router(1000)
+    host, port = router.endpoint[len("tcp://"):].rsplit(":", 1)
+    client = socket.create_connection((host, int(port)), timeout=10)  # both requests in one write
+    armed, injected = threading.Event(), threading.Event()
+    original = ZmtpRouter._free
+
+    def free(outlet) -> bool:
+        result = original(outlet)
+        if not result and armed.is_set() and sys._getframe(1).f_code.co_name == "_one_each":
+            armed.clear()
+            ready.clear()  # the first request's notice is taken; only the second's may count
+            router.done(outlet)
+            injected.set()
+        return result
+
+    monkeypatch.setattr(ZmtpRouter, "_free", staticmethod(free))
+    try:
+        armed.set()
+        client.sendall(zmtp.GREETING + zmtp.ready(b"DEALER") + zmtp.frame_head(600, False) + b"1" * 600
+                       + zmtp.frame_head(600, False) + b"2" * 600)
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"1" * 600
+        assert injected.wait(10)
+        assert _served_after_notice(router, ready) == b"2" * 600
+    finally:
+        client.close()
+        router.release()
+        ready.close()
+
+
+def _raw_dealer_sending(endpoint: str, identity: bytes, requests: list[bytes]) -> socket.socket:
+    """A DEALER speaking raw ZMTP that writes its handshake and every request in one write, so
+    the router parses them in one read (a libzmq DEALER may write them apart)."""
+    host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    properties = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER" + b"\x08Identity" + struct.pack(
+        ">I", len(identity)) + identity
+    raw.sendall(zmtp.GREETING + zmtp.command(b"READY", properties)
+                + b"".join(zmtp.frame_head(len(request), False) + request for request in requests))
+    return raw
+
+
+def test_serial_the_held_requests_of_a_handed_over_connection_are_served():
+    """An agent reconnects (handover) while its first request is answered: the request read
+    behind it (its bye, say) is served, its reply going nowhere, not dropped uncounted."""
+    ready = Wakeup()
+    router = ZmtpRouter("tcp://127.0.0.1:*", LIMIT, 16, QUEUED_REPLIES, Refusals(), head_frames=0,
+                        serial=True, handover=True, notify=ready)
+    old = _raw_dealer_sending(router.endpoint, b"agent", [b"sync", b"bye"])
+    new = None
+    try:
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"sync"
+        _wait_until(lambda: outlet.held, "the second request was not held")
+        ready.clear()
+        new = dealer(router.endpoint, b"agent")  # takes the identity over: the old connection is dropped
+        new.send(b"hello")
+        served = []
+        while len(served) < 2:  # as the discovery host: on each notice, take until none is left
+            assert select.select([ready.fileno()], [], [], 5)[0], f"only {served} served"
+            ready.clear()
+            while (taken := router.take(0)) is not None:
+                served.append(bytes(taken[1][0]))
+        assert sorted(served) == [b"bye", b"hello"]
+        assert outlet.gone
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+        router.release()
+        ready.close()
+
+
+def test_a_failed_write_drops_the_connection_so_its_peer_reconnects_and_is_answered(monkeypatch):
+    """A write error on a live connection (here EMSGSIZE: too many buffers for one sendmsg)
+    must not leave it marked gone while its requests are still read: the router shuts it, the
+    reader drops it, and the client's next request comes over a new connection and is answered."""
+    monkeypatch.setattr("wrapyfi_like.middlewares.zeromq.router._IOV_MAX", 1 << 20)
+    router, _ = make_router()
+    client = dealer(router.endpoint)
+    try:
+        client.send_multipart([b"first", b"x"])
+        outlet, _ = router.take(10)
+        assert not router.send(outlet, [b"first"] + [b"f"] * 2000)  # 4000 buffers: the kernel refuses
+        _wait_until(lambda: outlet.connection.sock.fileno() < 0, "the failed connection was not dropped")
+        client.send_multipart([b"second", b"x"])
+        outlet, frames = router.take(10)
+        assert bytes(frames[0]) == b"second"
+        assert router.send(outlet, [b"second", b"ok"])
+        assert client.poll(10_000) and client.recv_multipart() == [b"second", b"ok"]
+    finally:
+        client.close()
         router.release()

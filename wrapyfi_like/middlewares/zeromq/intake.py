@@ -583,6 +583,11 @@ class ZmtpIntake:
 
     def _woken(self) -> None:
         self._wakeup.clear()
+        self._resume_stalled()
+
+    def _resume_stalled(self) -> None:
+        """Read again the connections that stopped with bytes left (the wake-up pipe is cleared
+        first, by :meth:`_woken`: a wake-up sent while this runs is seen by the next wait)."""
         for connection in list(self._stalled):
             if connection.over_budget and connection.sock.fileno() >= 0:
                 connection.over_budget = False

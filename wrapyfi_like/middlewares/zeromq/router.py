@@ -18,7 +18,9 @@ connection's outbox, which a writing thread (started the first time it is needed
 peer reads. An outbox holds at most ``queued_replies`` replies and, besides the one being
 written, ``max_message_size`` bytes: a reply beyond that, or to a connection that is gone, is
 not sent and :meth:`~ZmtpRouter.send` says so, so the caller counts it as dropped. A client that
-never reads therefore costs its own replies only, never another client's time.
+never reads therefore costs its own replies only, never another client's time. A write that fails
+(any error but "would block") shuts the connection down: the reader drops it and the client's
+DEALER connects again, so a connection whose replies go nowhere is never still read.
 
 With ``serial`` (the discovery directory, whose clients keep one request in flight), a connection
 has one request at a time: its next one is not read until the caller said it answered the
@@ -26,7 +28,11 @@ previous one (:meth:`~ZmtpRouter.done`) and no reply to it is left unwritten. Re
 that one read brought together wait in the connection's outlet, not in the shared queue, so the
 queue holds at most one request per connection and serves connections in turn; and a client that
 sends without reading is answered only as fast as it reads: once its replies fill the kernel's
-buffers it is not read at all, and TCP holds its requests on its own side.
+buffers it is not read at all, and TCP holds its requests on its own side. Requests a dropped
+connection had sent and the reader had read (held behind the one being answered) are still
+served, their replies going nowhere, as with any request read before a drop; ``done()`` and the
+writing thread wake the reader whenever a held connection becomes free (the wake-up protocol
+above :meth:`ZmtpRouter._one_each`).
 """
 
 from __future__ import annotations
@@ -103,7 +109,8 @@ class ZmtpRouter(ZmtpIntake):
         self._writer: Optional[threading.Thread] = None
         self._writer_wakeup: Optional[Wakeup] = None
         self._serial = serial
-        self._holding: set[_Connection] = set()  # with serial: not read for now (the reader's own)
+        self._holding: set[_Connection] = set()  # with serial: not read for now (changed by the reader only)
+        self._holding_lock = threading.Lock()  # _holding's changes and other threads' looks at it
         super().__init__(address, max_message_size, queue_depth, _unused)
 
     # -- the caller's side ---------------------------------------------------------------------
@@ -148,7 +155,7 @@ class ZmtpRouter(ZmtpIntake):
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                outlet.gone = True  # the connection failed: the reading thread drops it
+                self._fail(outlet)
                 return False
             if sent < total:
                 self._queue_out(outlet, memoryview(b"".join(buffers))[sent:])
@@ -158,10 +165,29 @@ class ZmtpRouter(ZmtpIntake):
         """With ``serial``: the request last taken from ``outlet`` is answered (its reply about to
         be sent, or none due), so its connection's next request is read once no reply to it is
         unwritten (one read between this call and the reply's :meth:`send` may queue one more
-        request, which is served after that reply). Thread-safe."""
+        request, which is served after that reply). Thread-safe (the wake-up protocol above
+        :meth:`_one_each`)."""
         outlet.busy = False
-        if outlet.connection in self._holding:
+        self._freed(outlet)
+
+    def _freed(self, outlet: Outlet) -> None:
+        """``outlet`` may have become free (:meth:`_free`): wake the reader if it holds its connection."""
+        with self._holding_lock:
+            held = outlet.connection in self._holding
+        if held:
             self._wakeup.set()
+
+    def _fail(self, outlet: Outlet) -> None:
+        """A write to ``outlet`` failed (under ``_out_lock``): its replies go nowhere from now on, and
+        its socket is shut down so the reader drops the connection (woken, if it does not read it
+        now): ``gone`` always ends in a drop, never leaves a live connection unanswered. A
+        transient error (``ENOBUFS``) costs the peer its connection; its DEALER reconnects."""
+        outlet.gone = True
+        try:
+            outlet.connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed or shut already: dropped or being dropped
+        self._wakeup.set()
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every outbox to be written out (as libzmq's
@@ -223,7 +249,7 @@ class ZmtpRouter(ZmtpIntake):
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
-                    outlet.gone = True  # the reading thread drops the connection
+                    self._fail(outlet)
                     break
                 outlet.out_bytes -= sent
                 if sent < len(head):
@@ -238,8 +264,7 @@ class ZmtpRouter(ZmtpIntake):
         self._writing.discard(outlet)
         if not self._writing:
             self._drained.notify_all()
-        if outlet.connection in self._holding:
-            self._wakeup.set()  # serial: its next request may go now
+        self._freed(outlet)  # serial: its next request may go now
 
     # -- the reading thread (overrides) --------------------------------------------------------
 
@@ -288,11 +313,18 @@ class ZmtpRouter(ZmtpIntake):
 
     # -- serial: one request of a connection at a time (the reading thread's) -----------------
 
-    # A connection is in ``_holding`` while it has requests held or is not read (unregistered).
-    # Whoever makes it free (done(): not busy; the writer: outbox empty) first says so, then
-    # wakes the reader if it is in ``_holding``; the reader first puts it in ``_holding``, then
-    # wakes itself if it became free meanwhile: so one of the two always wakes the reader, and
-    # an honest client's request (free again before its next one comes) costs no wake-up.
+    # The wake-up protocol. A connection is in ``_holding`` while it has requests held or is not
+    # read (unregistered); only the reader changes ``_holding``, under ``_holding_lock``. Two
+    # things free a connection from other threads: done() (busy cleared) and the writer or
+    # _drop (outbox emptied); each first frees it, then, under the lock, looks whether its
+    # connection is in ``_holding`` and if so sets the wake-up pipe (_freed). The reader, on
+    # every path that holds a connection (_one_each, _read), adds it under the lock and looks
+    # at busy and outbox in the same locked section, and sets the pipe itself if it is free:
+    # whichever of the two takes the lock second sees the other's change, so a freeing is never
+    # missed. The reader, when woken, clears the pipe *before* it scans ``_holding`` (_woken):
+    # a freeing before the clear is seen by the scan, one after it sets the pipe again. A
+    # failed write (_fail) sets the pipe too, so a held connection marked gone is dropped. An
+    # honest client's request (free again before its next one comes) costs no wake-up.
 
     def _one_each(self, batch: list) -> list:
         """Of ``batch``, the first request of each connection that is free (:meth:`_free`); the
@@ -308,8 +340,16 @@ class ZmtpRouter(ZmtpIntake):
                 passed.append(item)
             else:
                 outlet.held.append(item)
-                self._holding.add(c)
+                self._hold(c, outlet)
         return passed
+
+    def _hold(self, c: _Connection, outlet: Outlet) -> None:
+        """Put ``c`` in ``_holding``; wake the reader (this thread) if it was freed meanwhile."""
+        with self._holding_lock:
+            self._holding.add(c)
+            freed = not (outlet.busy or outlet.outbox)
+        if freed:
+            self._wakeup.set()
 
     @staticmethod
     def _free(outlet: Outlet) -> bool:
@@ -319,26 +359,20 @@ class ZmtpRouter(ZmtpIntake):
     def _read(self, c: _Connection) -> None:
         outlet = self._outlets.get(c)
         if self._serial and outlet is not None and (c in self._holding or not self._free(outlet)):
-            self._holding.add(c)  # not now: _woken lets it be read again once it is free
             if not c.over_budget:
                 c.over_budget = True  # as the intake's own pause: unregistered while set
                 self._all.unregister(c.sock)
-            if self._free(outlet):
-                self._wakeup.set()  # it became free meanwhile: done() may not have seen it held
+            self._hold(c, outlet)  # not now: _woken lets it be read again once it is free
             return
         super()._read(c)
 
     def _woken(self) -> None:
+        self._wakeup.clear()  # before the scan: see the wake-up protocol above
         for c in list(self._holding):
             outlet = self._outlets.get(c)
             if outlet is None or c.sock.fileno() < 0:
-                self._holding.discard(c)
-            elif outlet.gone:  # a write failed: what it sent is served, what it did not is not read
-                held = list(outlet.held)
-                for item in held:
-                    item[2].append(outlet)
-                if held:
-                    super()._deliver(held)
+                self._let_go(c)
+            elif outlet.gone:  # a write failed: what it sent is served (_drop), what it did not is not read
                 self._drop(c, "", log=False)
             elif outlet.busy or outlet.outbox:
                 self._stalled.discard(c)  # the intake must not read it again yet
@@ -351,10 +385,15 @@ class ZmtpRouter(ZmtpIntake):
                     self._notify.set()
                 self._stalled.discard(c)
             else:
-                self._holding.discard(c)
-                if c.over_budget:
-                    self._stalled.add(c)  # the intake reads it again
-        super()._woken()
+                self._let_go(c)
+                if c.over_budget or c.end > c.start:
+                    self._stalled.add(c)  # the intake reads it again, and parses what its buffer holds
+        self._resume_stalled()
+
+    def _let_go(self, c: _Connection) -> None:
+        """Take ``c`` out of ``_holding`` (under the lock other threads look at it with)."""
+        with self._holding_lock:
+            self._holding.discard(c)
 
     def _refuse(self, c: _Connection, size: int, frame: int) -> None:
         problem = self._problem(c, size, frame)
@@ -365,16 +404,26 @@ class ZmtpRouter(ZmtpIntake):
             refused(self._outlets.get(c) or _gone(c), heads, problem)
 
     def _drop(self, c: _Connection, reason: str, log: bool = True) -> None:
+        """Close ``c``. With ``serial``, its held requests are served, as requests it sent before
+        any drop are (a handed-over agent's last bye counts): their replies go nowhere."""
+        held: list = []
         with self._out_lock:
             outlet = self._outlets.pop(c, None)
             if outlet is not None:
                 outlet.gone = True
+                held = list(outlet.held)
                 outlet.held.clear()
                 self._forget_outbox(outlet)
                 if self._identities.get(outlet.identity) is outlet:
                     del self._identities[outlet.identity]
-        self._holding.discard(c)
+        self._let_go(c)
         super()._drop(c, reason, log)
+        if held:
+            for item in held:
+                item[2].append(outlet)
+            super()._deliver(held)
+            if self._notify is not None:
+                self._notify.set()
 
 
 def _gone(connection: _Connection) -> Outlet:

@@ -14,7 +14,8 @@ per connection and serves them in turn, and a peer that sends without reading is
 as fast as it reads, then not read at all (with the directory's cached replies, a 256-key
 watch sync costs well under a millisecond). A node's identity is its DEALER's
 routing id (our agents set one): a new connection with the identity of a live one takes over,
-as libzmq's ``ZMQ_ROUTER_HANDOVER``, so a reconnecting agent keeps its node id.
+as libzmq's ``ZMQ_ROUTER_HANDOVER``, so a reconnecting agent keeps its node id; a request the
+old connection had sent and the reader had read (a bye behind a sync) is still handled.
 
 With CURVE, :class:`CurveHost` keeps libzmq's ROUTER: its peers are authenticated by ZAP (the
 directory binds a node to the key too), and libzmq bounds each frame but holds a request whole.
