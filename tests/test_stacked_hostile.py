@@ -281,9 +281,7 @@ def test_two_publishers_parts_in_a_different_order_on_two_topics_pair_up_to_the_
         image.queued.append((f"image Q{call}", Group(q, call), b"Q" * 8))
         meta.queued.append((f"meta Q{call}", Group(q, call), b"q" * 8))
     image.queued.append(("image P1", Group(p, 1), b"P" * 8))
-    returned = []
-    while (values := aligner.read()) is not None:
-        returned.append(values)
+    returned = list(iter(aligner.read, None))  # every call it returns until one finds nothing
     expected = [[f"image Q{call}", f"meta Q{call}"] for call in range(1, apart + 1)]
     if apart < MAX_OVERTAKEN:
         assert returned == expected + [["image P1", "meta P1"]]
@@ -304,9 +302,7 @@ def test_two_publishers_parts_pair_whichever_topic_carries_the_earlier_part(alig
         image.queued.append((f"image Q{call}", Group(q, call), b"Q" * 8))
         meta.queued.append((f"meta Q{call}", Group(q, call), b"q" * 8))
     meta.queued.append(("meta P1", Group(p, 1), b"p" * 8))
-    returned = []
-    while (values := aligner.read()) is not None:
-        returned.append(values)
+    returned = list(iter(aligner.read, None))  # every call it returns until one finds nothing
     qs = [[f"image Q{call}", f"meta Q{call}"] for call in range(1, MAX_OVERTAKEN)]
     assert [values for values in returned if values[0] != "image P1"] == qs
     assert ["image P1", "meta P1"] in returned
@@ -352,11 +348,9 @@ def test_strays_among_every_few_calls_cost_no_honest_call_when_a_listen_finds_on
             image.queued.append((-call, Group(stray, call), b"S" * 8))
         image.queued.append((call, Group(honest, call), b"I" * 8))
         meta.queued.append((call, Group(honest, call), b"M" * 8))
-    returned = []
-    while (values := aligner.read()) is not None:
-        assert values[0] == values[1]
-        returned.append(values[0])
-    assert returned == list(range(1, 41))
+    returned = list(iter(aligner.read, None))
+    assert all(image_part == meta_part for image_part, meta_part in returned)
+    assert [image_part for image_part, _ in returned] == list(range(1, 41))
     assert meta.incomplete == 0 and image.incomplete + len(aligner._held[0]) == 10  # strays only
 
 
