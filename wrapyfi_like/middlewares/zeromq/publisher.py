@@ -48,13 +48,11 @@ outlets copy a rest under ``"unsafe"`` too: there is no wait to save).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Optional
 
-import numpy as np
 import zmq
 import zmq.utils.garbage
 
@@ -246,16 +244,15 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
         """A message as libzmq's outlets send it."""
         return [self._topic_frame, envelope, *body]
 
-    @contextlib.contextmanager
-    def loan(self, nbytes: int) -> Iterator[np.ndarray]:
-        """A writable uint8 array of ``nbytes`` to fill and then :meth:`send` (as the only large
-        buffer of a message) within the ``with`` block.
+    def lend(self, nbytes: int) -> Optional[Loan]:
+        """A loan of ``nbytes`` to fill (its ``array``, writable uint8) and then :meth:`send` as
+        the only large buffer of a message, and give back with :meth:`settle`; or None: then the
+        caller fills an ordinary array.
 
         With ``carrier="shm"``, ``nbytes`` ≥ the shared-memory threshold and a listener that shares
-        memory, the array is a sample in that
-        listener's inbox and is sent to it without any copy (other listeners get copies, as
-        usual); otherwise it is an ordinary array. Unsent at the end of the block, the sample is
-        given back. The array must not be used after the block.
+        memory, the array is a sample in that listener's inbox and is sent to it without any copy
+        (other listeners get copies, as usual). One loan at a time per publisher: while one is
+        out, another thread gets None. The array must not be used after :meth:`settle`.
         """
         with self._lock:
             self._check_open()
@@ -263,20 +260,19 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             if self._should_wait and not self._found_one:  # as send would: a loan needs its listener
                 self._wait_for_listener()
                 self._found_one = True
-            loan = (self._shm.loan(list(self._outlets), nbytes)
-                    if self._shm is not None and nbytes >= THRESHOLD else None)
-        if loan is None:
-            yield np.empty(nbytes, np.uint8)
-            return
-        self._loan = loan
-        try:
-            yield loan.array
-        finally:
-            with self._lock:
+            if self._shm is None or nbytes < THRESHOLD or self._loan is not None:
+                return None
+            self._loan = self._shm.loan(list(self._outlets), nbytes)
+            return self._loan
+
+    def settle(self, loan: Loan) -> None:
+        """End ``loan`` (from :meth:`lend`): its sample, if it was not sent, is given back."""
+        with self._lock:
+            if self._loan is loan:
                 self._loan = None
-                if loan.sample is not None:
-                    loan.port.discard(loan.sample)
-                    loan.sample = None
+            if loan.sample is not None:
+                loan.port.discard(loan.sample)
+                loan.sample = None
 
     def _follow(self) -> None:
         """Open outlets for newly listed endpoints; close those both unlisted and down.
