@@ -315,23 +315,38 @@ def test_split_replaces_only_large_buffers_and_its_references_are_checked():
         unpack_refs(b"WLSM\x00\x00\x00\x00", 3, part.total)
 
 
-def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory():
+@pytest.mark.parametrize("told", [False, True], ids=["split alone", "split told the loan"])
+def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory(told):
+    from wrapyfi_like.encoding.arrays import flat_bytes
     from wrapyfi_like.middlewares.zeromq.shm_outbox import Loan
 
     memory = np.zeros(2 * THRESHOLD, np.uint8)  # stands for a sample's payload
     array = shm._writable(memory.ctypes.data, memory.nbytes)
     loan = Loan("tcp://127.0.0.1:1", None, object(), array)
+
+    def split_(frames):
+        return split(frames, loan) if told else split(frames)
+
     user = array.view(np.float32).reshape(64, -1)  # what Publisher.loan hands out
-    assert loan.carries(split([b"header", user]))
-    assert split([b"header", user.T]) is None  # not C-contiguous (the codec never sends one)
-    assert not loan.carries(split([b"header", user.copy()]))  # same bytes elsewhere: copied
-    assert not loan.carries(split([b"header", memory]))  # the same size, other memory
+    assert loan.carries(split_([b"header", user]))
+    codec_frames = [b"header", flat_bytes(user)]  # what the codec makes of it
+    part = split_(codec_frames)
+    assert loan.carries(part) and part.frames == split(codec_frames).frames
+    assert (part is loan._part) == told  # told: recognised without split's walk over the frames
+    assert part.buffers[0].obj is codec_frames[1].obj and part.offsets == [0] and part.total == memory.nbytes
+    assert split_([b"header", user.T]) is None  # not C-contiguous (the codec never sends one)
+    assert not loan.carries(split_([b"header", user.copy()]))  # same bytes elsewhere: copied
+    assert not loan.carries(split_([b"header", flat_bytes(user.copy())]))
+    assert not loan.carries(split_([b"header", memory]))  # the same size, other memory
+    assert not loan.carries(split_([b"header", flat_bytes(memory)]))
     half = array[THRESHOLD:]
-    assert not loan.carries(split([b"header", half]))  # a part of the loan, large enough for shm
-    assert not loan.carries(split([b"header", np.concatenate([half, half])]))
-    assert not loan.carries(split([b"header", user, np.ones(THRESHOLD, np.uint8)]))  # two shared buffers
+    assert not loan.carries(split_([b"header", half]))  # a part of the loan, large enough for shm
+    assert not loan.carries(split_([b"header", flat_bytes(half)]))
+    assert not loan.carries(split_([b"header", np.concatenate([half, half])]))
+    assert not loan.carries(split_([b"header", user, np.ones(THRESHOLD, np.uint8)]))  # two shared buffers
     loan.sample = None  # sent already
-    assert not loan.carries(split([b"header", user]))
+    assert not loan.carries(split_([b"header", user]))
+    assert not loan.carries(split_(codec_frames))
 
 
 def test_references_of_one_buffer_and_of_several_are_checked_alike():

@@ -192,7 +192,7 @@ class ZeroMQPublisherTransport(MapsZMQErrors, PublisherTransport, role="publishe
             self._seq += 1
             envelope = envelopes.pack(self.publisher_id, self._seq, self._flags, group)
             try:
-                begun = self._send_each(frames, split(frames) if self._shm is not None else None, envelope, group)
+                begun = self._send_each(frames, split(frames, self._loan) if self._shm is not None else None, envelope, group)
                 if begun and self._finish_rests:
                     self._write_rests()
             except BaseException:

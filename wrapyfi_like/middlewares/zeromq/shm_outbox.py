@@ -42,10 +42,15 @@ class Split(NamedTuple):
     """``[header, *buffers]`` with an empty frame for each buffer in the sample, then the refs."""
 
 
-def split(frames: list) -> Optional[Split]:
+def split(frames: list, loan: Optional["Loan"] = None) -> Optional[Split]:
     """The shared-memory form of ``frames`` (``[header, *buffers]``), or None if no buffer is
     large enough to be worth it (or none is C-contiguous: the codec's buffers all are, and
-    ``memoryview.cast`` takes no other)."""
+    ``memoryview.cast`` takes no other). A message that is ``loan``'s array alone (what
+    ``Publisher.loan`` publishes) is recognised first, without looking at each frame."""
+    if loan is not None and len(frames) == 2:
+        part = loan.part(frames)
+        if part is not None:
+            return part
     body = None
     for index in range(1, len(frames)):
         view = memoryview(frames[index])
@@ -77,6 +82,28 @@ class Loan:
         self.array = array
         self._memory = array.base
         """The ctypes object over the sample's payload that ``array`` is made from."""
+        self._part: Optional[Split] = None
+        """What :meth:`part` made: a message that :meth:`carries` without looking again."""
+
+    def part(self, frames: list) -> Optional[Split]:
+        """The shared-memory form of ``[header, buffer]`` if ``buffer`` is this loan's whole
+        array as the codec hands it out (a flat byte view; anything else: None, and
+        :func:`split` looks at the frames as for any message). One buffer at offset 0 needs
+        none of ``split``'s lists built per frame."""
+        buffer = frames[1]
+        if (self.sample is None or type(buffer) is not memoryview or buffer.nbytes != self.array.nbytes
+                or buffer.ndim != 1 or buffer.format != "B" or not self._owns(buffer)):
+            return None
+        nbytes = buffer.nbytes
+        self._part = Split([buffer], [0], shm.aligned(nbytes), [frames[0], b"", pack_refs([(1, 0, nbytes)])])
+        return self._part
+
+    def _owns(self, buffer: memoryview) -> bool:
+        """Whether ``buffer``'s chain of owners ends at this loan's memory."""
+        owner = buffer.obj
+        while isinstance(owner, np.ndarray):
+            owner = owner.base
+        return owner is self._memory
 
     def carries(self, part: Split) -> bool:
         """Whether ``part``'s only shared buffer is this loan's whole array (then it is sent as is).
@@ -87,13 +114,10 @@ class Loan:
         buffer made some other way (a copy, ``as_strided``) is not recognised and is copied."""
         if self.sample is None or len(part.buffers) != 1:
             return False
+        if part is self._part:
+            return True
         buffer = part.buffers[0]
-        if buffer.nbytes != self.array.nbytes:  # split() passes C-contiguous buffers only
-            return False
-        owner = buffer.obj
-        while isinstance(owner, np.ndarray):
-            owner = owner.base
-        return owner is self._memory
+        return buffer.nbytes == self.array.nbytes and self._owns(buffer)  # split() passes C-contiguous buffers only
 
 
 class ShmOutbox:
