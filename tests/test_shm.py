@@ -152,6 +152,32 @@ def test_a_decorated_method_publishes_a_loaned_array_as_its_return(topic, prefix
         sensor.close()
 
 
+def test_a_loan_taken_while_another_is_out_is_an_ordinary_array_and_both_arrive(topic, prefix):
+    """One loan at a time per publisher: a second one (here nested; or another thread's) gets an
+    ordinary array, copied into a sample when published, and leaves the first one's sample alone."""
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Loans", topic, carrier="shm")
+    publisher = Publisher("Loans", topic, carrier="shm", wait_timeout=10)
+    try:
+        with publisher.loan((MB,), np.uint8) as outer:
+            outer[:] = 1
+            with publisher.loan((MB,), np.uint8) as inner:
+                inner[:] = 2
+            assert not inner.flags.writeable  # published: read-only, as any loan after its block
+            assert (publisher.stats()["shm_sent"], publisher.stats()["shm_loaned"]) == (1, 0)  # a copy
+        assert listener.listen()[5] == 2 and listener.listen()[MB - 1] == 1  # inner first, then outer
+        stats = publisher.stats()
+        assert stats["shm_sent"] == 2 and stats["shm_loaned"] == 1 and stats["shm_fallback"] == 0
+        with publisher.loan((MB,), np.uint8) as again:  # the outer one was given back
+            again[:] = 3
+        assert listener.listen()[0] == 3 and publisher.stats()["shm_loaned"] == 2
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
     """In lock-step, in one process: the listener never lags, so every message goes through
     shared memory (between processes a busy listener can be more than BUFFER samples behind,
