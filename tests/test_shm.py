@@ -361,6 +361,7 @@ def test_a_loan_carries_exactly_the_arrays_that_are_all_of_its_memory(told):
     assert (part is loan._part) == told  # told: recognised without split's walk over the frames
     assert part.buffers[0].obj is codec_frames[1].obj and part.offsets == [0] and part.total == memory.nbytes
     assert split_([b"header", user.T]) is None  # not C-contiguous (the codec never sends one)
+    assert split_([b"header", memoryview(array[::-1])]) is None  # all of the loan, backwards
     assert not loan.carries(split_([b"header", user.copy()]))  # same bytes elsewhere: copied
     assert not loan.carries(split_([b"header", flat_bytes(user.copy())]))
     assert not loan.carries(split_([b"header", memory]))  # the same size, other memory

@@ -92,7 +92,8 @@ class Loan:
         none of ``split``'s lists built per frame."""
         buffer = frames[1]
         if (self.sample is None or type(buffer) is not memoryview or buffer.nbytes != self.array.nbytes
-                or buffer.ndim != 1 or buffer.format != "B" or not self._owns(buffer)):
+                or buffer.ndim != 1 or buffer.format != "B" or not buffer.c_contiguous  # e.g. reversed
+                or not self._owns(buffer)):
             return None
         nbytes = buffer.nbytes
         self._part = Split([buffer], [0], shm.aligned(nbytes), [frames[0], b"", pack_refs([(1, 0, nbytes)])])
