@@ -207,7 +207,7 @@ class NodeAgent:
                         next_sync = min(next_sync, last_sync + HINT_GAP)
                 now = time.monotonic()
                 if host is not None and now >= next_expiry:
-                    self.directory.expire()
+                    host.expire()
                     next_expiry = now + EXPIRY_INTERVAL
                 if host is not None:
                     host.send_hints()
