@@ -7,7 +7,7 @@ import time
 import msgpack
 import pytest
 
-from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, protocol
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, agent as agent_module, protocol
 from directory_state import agent_with_fake_directory, next_sync
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,3 +137,13 @@ def test_an_agent_the_directory_keeps_refusing_syncs_less_and_less_often(fake_di
         router.send_multipart([routing_id, protocol.refused(request.seq, "the directory would hold more than 1 nodes")])
     assert arrivals[3] - arrivals[2] >= 0.9, "each refusal in a row doubles the pause before the next sync"
     assert agent.counters["refused"] >= 3
+
+
+def test_an_agent_whose_sync_gets_no_answer_reconnects_syncs_again_and_counts_it(fake_directory):
+    router, agent = fake_directory
+    first_routing_id, first = next_sync(router)
+    sent = time.monotonic()
+    routing_id, again = next_sync(router)  # not answered: after REPLY_TIMEOUT, over a new connection
+    assert time.monotonic() - sent >= agent_module.REPLY_TIMEOUT * 0.9
+    assert routing_id == first_routing_id and again.seq > first.seq and again.node == first.node
+    assert agent.counters["reply_timeouts"] == 1

@@ -212,6 +212,7 @@ class NodeAgent:
                 if host is not None:
                     host.send_hints()
                 if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
+                    self.counters["reply_timeouts"] += 1  # how often a directory behind made us reconnect
                     logger.info("discovery directory at %s did not answer; taking over or reconnecting",
                                 self._address)
                     dealer.close(linger=0)
