@@ -254,7 +254,7 @@ class NodeAgent:
                 if awaiting is None and not lost and now >= next_sync:
                     number = next(self._seq)
                     link.dealer.send(protocol.sync(number, self.node_id, *self._state(), self.realm))
-                    awaiting = (number, now)
+                    awaiting, checked = (number, now), False
                     last_sync, next_sync = now, now + self._interval()
             try:
                 link.dealer.send(protocol.bye(self.node_id, self.realm), zmq.NOBLOCK)
