@@ -203,8 +203,8 @@ class NodeAgent:
             while not self._stopping:
                 now = time.monotonic()
                 deadline = awaiting[1] + (STALL_TIMEOUT if checked else REPLY_TIMEOUT) if awaiting else next_sync
-                if lost:
-                    deadline = min(deadline, connected + RECONNECT_PAUSE)
+                if lost:  # no sync goes out and none is answered on this connection: the reconnect is due
+                    deadline = connected + RECONNECT_PAUSE
                 poller = zmq.Poller()
                 poller.register(self._wakeup.fileno(), zmq.POLLIN)
                 poller.register(link.dealer, zmq.POLLIN)
