@@ -7,7 +7,7 @@ import time
 import msgpack
 import pytest
 
-from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, protocol
+from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, agent as agent_module, protocol
 from directory_state import agent_with_fake_directory, next_sync
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,3 +137,40 @@ def test_an_agent_the_directory_keeps_refusing_syncs_less_and_less_often(fake_di
         router.send_multipart([routing_id, protocol.refused(request.seq, "the directory would hold more than 1 nodes")])
     assert arrivals[3] - arrivals[2] >= 0.9, "each refusal in a row doubles the pause before the next sync"
     assert agent.counters["refused"] >= 3
+
+
+
+def test_a_sync_waits_its_turn_at_a_directory_that_is_behind_and_reconnects_only_when_stalled(
+        fake_directory, monkeypatch):
+    """The directory's address is held (the agent cannot take over): the directory is alive and
+    behind, so the sync keeps its place in line past REPLY_TIMEOUT; the agent opens a new connection
+    only after STALL_TIMEOUT. Reconnecting at REPLY_TIMEOUT threw syncs in line away in a burst."""
+    monkeypatch.setattr(agent_module, "REPLY_TIMEOUT", 0.2)
+    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 1.5)
+    router, agent = fake_directory
+    routing_id, first = next_sync(router)
+    sent = time.monotonic()
+    assert not router.poll(1000), "the agent sent its sync again while the first was in line"
+    assert agent.counters["slow_replies"] == 1 and agent.counters["reconnects"] == 0
+    router.send_multipart([routing_id, protocol.synced(first.seq, {}, False)])  # a late answer
+    routing_id, second = next_sync(router)  # its next poll, which is checked again
+    sent = time.monotonic()
+    wait_until(lambda: agent.counters["slow_replies"] == 2)
+    assert agent.counters["reconnects"] == 0
+    again_routing_id, again = next_sync(router)
+    assert time.monotonic() - sent >= 1.5 * 0.9
+    assert again_routing_id == routing_id and again.seq > second.seq and again.node == first.node
+    assert agent.counters["reconnects"] >= 1
+
+
+def test_a_sync_lost_with_its_connection_takes_the_directory_over_at_once(fake_directory, monkeypatch):
+    """The directory's host exits: the connection drops, and the agent takes the address over and
+    syncs with its own directory without waiting for a reply timeout (set to a minute here)."""
+    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 60.0)
+    router, agent = fake_directory
+    agent.announce(KEY, "tcp://127.0.0.1:4000", {})
+    next_sync(router)  # in flight, never answered: it goes with the connection
+    monkeypatch.setattr(agent_module, "REPLY_TIMEOUT", 60.0)
+    router.close(linger=0)
+    wait_until(lambda: agent.directory is not None and agent.directory.endpoints(KEY) == ["tcp://127.0.0.1:4000"])
+    assert agent.counters["dropped"] >= 1 and agent.counters["slow_replies"] == 0

@@ -3,8 +3,9 @@
 import msgpack
 
 from wrapyfi_like.middlewares.zeromq.discovery import protocol
-from wrapyfi_like.middlewares.zeromq.discovery.directory import (ADDRESS_SHARE, ENTRY_TTL, SMALL_NODE, SMALL_RESERVE,
-                                                                Directory, Peer, address_group)
+from wrapyfi_like.middlewares.zeromq.discovery.directory import (ADDRESS_SHARE, ENTRY_TTL, GRACE_ROUNDS, MAX_GRACE,
+                                                                SMALL_NODE, SMALL_RESERVE, Directory, Peer,
+                                                                address_group)
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Listing, Refused, Synced, decode_listing, decode_reply
 from directory_state import sync
 
@@ -65,8 +66,49 @@ def test_expiry_runs_on_the_timer_without_watch_or_list(warm, clock):
     clock.now += ENTRY_TTL
     assert warm.expire() == 50
     assert warm.statistics() == {"nodes": 0, "entries": 0, "bytes": 0, "malformed": 0, "refused_identity": 0,
-                                 "refused_limit": 0, "refused_realm": 0, "expired": 50,
+                                 "refused_limit": 0, "refused_realm": 0, "expired": 50, "renewed_late": 0,
                                  "hints": 0, "hints_unsent": 0, "unhinted": 0}
+
+
+def test_a_directory_that_is_behind_keeps_the_nodes_whose_turn_has_not_come(warm, clock):
+    """Twenty nodes past their lifetime while the directory served only half of their next syncs
+    (a burst: it is behind) are all kept; each sync that comes late renews its node."""
+    peers = [Peer(b"N%d" % index) for index in range(20)]
+    for index, peer in enumerate(peers):
+        sync(warm, peer, f"node{index}", [(KEY, endpoint(index + 1), {})])
+    clock.now += ENTRY_TTL + 0.5
+    for index, peer in enumerate(peers[:10]):
+        sync(warm, peer, f"node{index}", [(KEY, endpoint(index + 1), {})], seq=2)
+    assert warm.expire(connections=len(peers)) == 0
+    for index, peer in enumerate(peers[10:], 10):
+        sync(warm, peer, f"node{index}", [(KEY, endpoint(index + 1), {})], seq=2)
+    assert warm.statistics()["renewed_late"] == 20 and warm.statistics()["nodes"] == 20
+    assert warm.expire() == 0  # all renewed: nothing to expire, with or without grace
+
+
+def test_a_silent_node_expires_once_every_connection_had_its_turns(warm, clock):
+    """The grace is the directory's own delay, not the node's: a node that sends nothing while
+    the directory serves every other connection GRACE_ROUNDS times is dropped."""
+    peers = [Peer(b"N%d" % index) for index in range(10)]
+    for index, peer in enumerate(peers):
+        sync(warm, peer, f"node{index}")
+    clock.now += ENTRY_TTL + 0.5
+    for seq in range(2, 2 + GRACE_ROUNDS):
+        assert warm.expire(connections=len(peers)) == 0, "a round not served yet"
+        for index, peer in enumerate(peers[1:], 1):
+            sync(warm, peer, f"node{index}", seq=seq)
+    assert warm.expire(connections=len(peers)) == 1
+    assert warm.statistics()["nodes"] == 9 and warm.statistics()["expired"] == 1
+
+
+def test_the_grace_of_a_directory_that_serves_nothing_ends_at_max_grace(warm, clock):
+    """Many open connections and no requests (idle, stalled or hostile ones) keep a dead node
+    listed at most MAX_GRACE past its lifetime."""
+    sync(warm, HONEST, "dead")
+    clock.now += ENTRY_TTL + MAX_GRACE - 0.1
+    assert warm.expire(connections=1000) == 0
+    clock.now += 0.2
+    assert warm.expire(connections=1000) == 1
 
 
 def test_node_and_entry_limits_refuse_the_newcomer_and_keep_the_others(warm, monkeypatch):

@@ -309,6 +309,37 @@ def test_serial_stops_reading_a_peer_whose_replies_are_not_read_and_serves_other
 # reviewer found a lost wake-up: the host's done() is called from inside the reader's step.
 
 
+@pytest.mark.parametrize("serial", [False, True], ids=["plain", "serial"])
+def test_a_handshake_completes_while_the_queue_is_full_and_the_reader_does_not_spin(serial):
+    """A peer that connects while no request can be queued (a directory behind a burst, an agent
+    reconnecting) has its handshake read at once, and its request waits its turn; before, the reader
+    polled that connection without reading it, in a loop at full CPU (taking the CPU the caller
+    needed to empty the queue), until the handshake timed out and the peer's connection was dropped."""
+    router, _ = make_router(serial=serial, handover=True)
+    clients = [dealer(router.endpoint, b"v2c%d" % index) for index in range(17)]
+    late = None
+    try:
+        for client in clients:
+            client.send_multipart([b"early", b"x"])
+        _wait_queued(router, 17)  # one over its depth of 16: full, no connection is read
+        steps = []
+        step = router._step
+        router._step = lambda timeout: (steps.append(1), step(timeout))
+        late = dealer(router.endpoint, b"v2late")
+        late.send_multipart([b"late", b"x"])
+        _wait_until(lambda: router.outlet(b"v2late") is not None, "the handshake was not read while full")
+        steps.clear()
+        zmq.select([], [], [], 0.3)
+        assert len(steps) < 10, f"the reader looped {len(steps)} times in 0.3 s with nothing to read"
+        assert router.queued() == 17
+        taken = [bytes(router.take(10)[1][0]) for _ in range(18)]
+        assert taken == [b"early"] * 17 + [b"late"], "the late request was not served in its turn"
+    finally:
+        for client in clients + ([late] if late is not None else []):
+            client.close()
+        router.release()
+
+
 def _serial_router(limit: int) -> tuple[ZmtpRouter, Wakeup]:
     ready = Wakeup()  # as the discovery host: it takes requests only when this is readable
     router = ZmtpRouter("tcp://127.0.0.1:*", limit, 16, QUEUED_REPLIES, Refusals(), head_frames=0,

@@ -506,8 +506,8 @@ class ZmtpIntake:
                 self._accept()
             elif key.data is self:
                 self._woken()
-            elif not self._full and key.data.sock.fileno() >= 0:
-                self._read(key.data)
+            elif (not self._full or not key.data.ready) and key.data.sock.fileno() >= 0:
+                self._read(key.data)  # a handshake is read while the queue is full (_control's own)
         if self._handshaking:
             self._expire_handshakes()
         if self._owing and time.monotonic() >= self._ack_at:
@@ -666,7 +666,7 @@ class ZmtpIntake:
         while True:
             batch: list = []
             try:
-                room = self._parse_some(c, batch, self._queue_depth + 1 - len(self._queue))
+                room = self._parse_some(c, batch, self._queue_depth + 1 - len(self._queue) if c.ready else 1)
             except (zmtp.ProtocolError, OSError) as error:
                 self._drop(c, str(error))
                 room = True
@@ -691,7 +691,7 @@ class ZmtpIntake:
         held = c.queued
         try:
             while True:
-                if c.over_budget or self._full:
+                if (c.over_budget or self._full) and c.ready:  # a handshake goes on: it queues nothing
                     return True
                 if len(batch) >= room:
                     return False

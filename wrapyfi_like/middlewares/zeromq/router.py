@@ -195,6 +195,10 @@ class ZmtpRouter(ZmtpIntake):
         with self._out_lock:
             return self._drained.wait_for(lambda: not self._writing, timeout)
 
+    def connections(self) -> int:
+        """Connections open now, their handshake done or not (read from any thread: a snapshot)."""
+        return len(self._connections)
+
     def outlet(self, identity: bytes) -> Optional[Outlet]:
         """The live connection that announced ``identity`` (only with ``handover``)."""
         return self._identities.get(identity)

@@ -54,7 +54,19 @@ SYNC_INTERVAL = 0.5
 FAST_SYNC_INTERVAL = 0.05
 """Seconds between syncs while a watched topic has no publisher yet."""
 REPLY_TIMEOUT = 1.5
-"""A directory that has not answered a sync for this long is presumed gone."""
+"""Seconds without an answer after which the agent tries to host the directory itself (its host
+may be stopped, or gone without closing its connections); if the address is still held, the
+directory is alive and behind, and the sync keeps its place in line (:data:`STALL_TIMEOUT`)."""
+STALL_TIMEOUT = 8.0
+"""Seconds without an answer after which the agent gives up on its connection and opens a new one
+(a directory that accepts and never answers, a host vanished without closing it). Until then a
+sync waits its turn: reconnecting sooner, as agents did after :data:`REPLY_TIMEOUT` before,
+threw away a sync that was in line at a directory behind a start-up burst (200 processes: 650-920
+reconnects, their syncs served into the void or lost, and live nodes expired)."""
+RECONNECT_PAUSE = 0.5
+"""Seconds at least between opening a connection to the directory and opening the next after it
+dropped (a directory that closes every new connection, at its connection limit, is not asked
+more often; libzmq itself does not open a connection again after a protocol error)."""
 EXPIRY_INTERVAL = 0.25
 """Seconds between two expiry runs of a hosted directory."""
 SERVE_SLICE = 0.05
@@ -181,16 +193,22 @@ class NodeAgent:
 
     def _serve(self) -> None:
         host = self._try_host()
-        dealer = self._connect_dealer()
+        link = self._connect()
         awaiting: Optional[tuple[int, float]] = None
+        checked = False  # the sync awaited passed REPLY_TIMEOUT and the directory's address was tried
+        lost = False  # the connection dropped: libzmq may not open it again (after a protocol error)
+        connected = time.monotonic()
         next_sync = next_expiry = last_sync = 0.0
         try:
             while not self._stopping:
                 now = time.monotonic()
-                deadline = awaiting[1] + REPLY_TIMEOUT if awaiting else next_sync
+                deadline = awaiting[1] + (STALL_TIMEOUT if checked else REPLY_TIMEOUT) if awaiting else next_sync
+                if lost:  # no sync goes out and none is answered on this connection: the reconnect is due
+                    deadline = connected + RECONNECT_PAUSE
                 poller = zmq.Poller()
                 poller.register(self._wakeup.fileno(), zmq.POLLIN)
-                poller.register(dealer, zmq.POLLIN)
+                poller.register(link.dealer, zmq.POLLIN)
+                poller.register(link.dropped, zmq.POLLIN)
                 if host is not None:
                     poller.register(host.fileno(), zmq.POLLIN)
                     next_hint = self.directory.next_hint()
@@ -201,35 +219,49 @@ class NodeAgent:
                     next_sync = 0.0
                 if host is not None and host.fileno() in events:
                     host.serve(time.monotonic() + SERVE_SLICE)
-                if dealer in events:
-                    awaiting, hinted = self._receive_replies(dealer, awaiting)
+                if link.dealer in events:
+                    awaiting, hinted = self._receive_replies(link.dealer, awaiting)
                     if hinted:
                         next_sync = min(next_sync, last_sync + HINT_GAP)
                 now = time.monotonic()
                 if host is not None and now >= next_expiry:
-                    self.directory.expire()
+                    host.expire()
                     next_expiry = now + EXPIRY_INTERVAL
                 if host is not None:
                     host.send_hints()
-                if awaiting and now - awaiting[1] > REPLY_TIMEOUT:
-                    logger.info("discovery directory at %s did not answer; taking over or reconnecting",
-                                self._address)
-                    dealer.close(linger=0)
+                if link.dropped in events and link.drained():
+                    # a sync in flight went with the connection; its host may have exited: take over
+                    self.counters["dropped"] += 1
+                    lost = True
                     if host is None:
                         host = self._try_host()
-                    dealer = self._connect_dealer()
-                    awaiting, next_sync = None, 0.0
-                if awaiting is None and now >= next_sync:
+                if awaiting and not (checked or lost) and now - awaiting[1] > REPLY_TIMEOUT:
+                    self.counters["slow_replies"] += 1
+                    checked = True
+                    if host is None:  # a host stopped, or gone without closing our connection
+                        host = self._try_host()
+                stalled = awaiting is not None and now - awaiting[1] > STALL_TIMEOUT
+                if stalled or (lost and now >= connected + RECONNECT_PAUSE):
+                    self.counters["reconnects"] += 1
+                    if lost and host is None:  # the address was not free yet when the connection dropped
+                        host = self._try_host()
+                    logger.info("discovery directory at %s %s; reconnecting", self._address,
+                                f"did not answer for {STALL_TIMEOUT:.0f} s" if stalled else "dropped the connection")
+                    link.close(linger=0)
+                    link = self._connect()
+                    connected = now
+                    awaiting, checked, lost, next_sync = None, False, False, 0.0
+                if awaiting is None and not lost and now >= next_sync:
                     number = next(self._seq)
-                    dealer.send(protocol.sync(number, self.node_id, *self._state(), self.realm))
-                    awaiting = (number, now)
+                    link.dealer.send(protocol.sync(number, self.node_id, *self._state(), self.realm))
+                    awaiting, checked = (number, now), False
                     last_sync, next_sync = now, now + self._interval()
             try:
-                dealer.send(protocol.bye(self.node_id, self.realm), zmq.NOBLOCK)
+                link.dealer.send(protocol.bye(self.node_id, self.realm), zmq.NOBLOCK)
             except zmq.Again:
                 pass  # no directory connected: our entries expire by themselves
         finally:
-            dealer.close(linger=200)
+            link.close(linger=200)
             if host is not None:
                 host.close()
                 self.directory = None
@@ -263,15 +295,16 @@ class NodeAgent:
         self.directory = directory
         return host
 
-    def _connect_dealer(self) -> zmq.Socket:
+    def _connect(self) -> "_Link":
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.ROUTING_ID, self._routing_id)
         dealer.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_SYNCED_BYTES)
         if self._client_keys is not None:
             self._client_keys.apply(dealer)
+        link = _Link(dealer)
         dealer.connect(self._address)
-        return dealer
+        return link
 
     def _receive_replies(self, dealer: zmq.Socket,
                          awaiting: Optional[tuple[int, float]]) -> tuple[Optional[tuple[int, float]], bool]:
@@ -322,3 +355,27 @@ class NodeAgent:
                 for watch in watches:
                     watch.update(endpoints, warming=reply.warming)
 
+
+
+class _Link:
+    """The agent's DEALER to the directory, and ``dropped``: libzmq's monitor of it, readable once
+    its connection dropped (a sync in flight is then lost, not slow)."""
+
+    def __init__(self, dealer: zmq.Socket) -> None:
+        self.dealer = dealer
+        self.dropped = dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+    def drained(self) -> bool:
+        """Read every event waiting on ``dropped``; whether there was one."""
+        seen = False
+        while True:
+            try:
+                self.dropped.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return seen
+            seen = True
+
+    def close(self, linger: int) -> None:
+        self.dealer.disable_monitor()
+        self.dropped.close(linger=0)
+        self.dealer.close(linger=linger)

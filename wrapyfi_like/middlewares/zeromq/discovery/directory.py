@@ -21,7 +21,12 @@ authenticated) and returns the reply frame. The agent that hosts the directory f
   gets in. A sync that would pass a limit is refused and counted; what the node had before
   stays as it was.
 - **Expiry runs on a timer** (:meth:`expire`, called by the host's loop), whether or not anyone
-  watches or lists.
+  watches or lists, and counts the directory's own delay: a node past its lifetime is dropped
+  only once the directory has served :data:`GRACE_ROUNDS` requests per connection since the
+  node's last sync (every connection's turn twice, which a live node's waiting sync gets), or at
+  most :data:`MAX_GRACE` later. A directory that cannot keep up (two hundred processes starting
+  at once on two cores: a sync waited up to 4 s) would otherwise drop live nodes whose syncs were
+  still waiting to be read, and their endpoints would vanish from their watchers for a while.
 - **A sync costs O(watched keys).** Each key's encoded endpoint list is kept until an announcement
   under that key changes (:meth:`_part`), so a watch sync is dictionary lookups and one join,
   however many nodes announce its keys: a 256-key sync of keys with 31 announcers each took 7 ms
@@ -57,7 +62,15 @@ logger = logging.getLogger("wrapyfi_like.zeromq.discovery")
 _log = RateLimitedLog(logger)
 
 ENTRY_TTL = 4.0
-"""Seconds a node's announcements live in the directory without a sync refreshing them."""
+"""Seconds a node's announcements live in the directory without a sync refreshing them (while
+the directory keeps up; see :data:`GRACE_ROUNDS`)."""
+GRACE_ROUNDS = 2
+"""Requests per connection the directory serves after a node's last sync before it lets the node
+expire. The host's reader serves connections in turn, one request each, so every connection whose
+sync waits is served within one round; two allow for the node's own delay before it sends."""
+MAX_GRACE = ENTRY_TTL
+"""Seconds past its lifetime a node is kept at most for :data:`GRACE_ROUNDS` (a directory with
+many idle or stalled connections and few requests): a dead node is listed at most this long more."""
 ADDRESS_SHARE = 0.5
 """The share of each limit (nodes, announcements, bytes) the nodes of one network address may
 use, so a flood of valid registrations from one host leaves room for the others (connections
@@ -125,12 +138,13 @@ poll, as before hints (counted in ``unhinted``)."""
 
 
 class _Node:
-    __slots__ = ("owner", "expiry", "announcements", "size", "since", "hints", "watched", "hinted")
+    __slots__ = ("owner", "expiry", "turn", "announcements", "size", "since", "hints", "watched", "hinted")
 
     def __init__(self, owner: Peer, since: float) -> None:
         self.owner = owner
         self.since = since
         self.expiry = since
+        self.turn = 0  # the directory's served requests at its last sync
         self.announcements: tuple = ()
         self.size = 0
         self.hints = protocol.agent_version(owner.routing_id) >= 2
@@ -156,12 +170,14 @@ class Directory:
         self._watchers: dict[str, set[str]] = {}  # key -> ids of the nodes that watch it and take hints
         self._watches = 0  # (node, key) pairs in _watchers
         self._owed: set[str] = set()  # ids of the nodes owed a hint
+        self._served = 0  # requests handled, the directory's own clock for expiry (GRACE_ROUNDS)
         self.counters: Counter[str] = Counter()
 
     # -- requests -------------------------------------------------------------------------------
 
     def handle(self, peer: Peer, frame: bytes) -> Optional[bytes]:
         """The reply to ``frame`` from ``peer`` (None: no reply); never raises for bad input."""
+        self._served += 1
         try:
             request = protocol.decode_request(frame)
         except DecodeError as error:
@@ -200,7 +216,10 @@ class Directory:
             node = self._nodes[request.node] = _Node(peer, now)
             self._owned[peer] = request.node
             self._share(peer)[0] += 1
+        elif now > node.expiry:
+            self.counters["renewed_late"] += 1  # kept past its lifetime (expire's grace): not dropped
         node.expiry = now + ENTRY_TTL
+        node.turn = self._served
         if node.announcements != request.announcements:
             self._replace(request.node, node, request.announcements)
         if node.hints and node.watched != request.watched:
@@ -314,10 +333,15 @@ class Directory:
             return None
         return min(self._nodes[node_id].hinted for node_id in self._owed) + HINT_INTERVAL
 
-    def expire(self) -> int:
-        """Drop every node whose last sync is older than :data:`ENTRY_TTL`; returns how many."""
+    def expire(self, connections: int = 0) -> int:
+        """Drop every node whose last sync is older than :data:`ENTRY_TTL` and that the directory
+        has since served :data:`GRACE_ROUNDS` requests per connection of its host's (``connections``:
+        those open now, live or not) without hearing from, or older than that and :data:`MAX_GRACE`;
+        returns how many."""
         now = self._clock()
-        gone = [node_id for node_id, node in self._nodes.items() if node.expiry < now]
+        owed = GRACE_ROUNDS * connections
+        gone = [node_id for node_id, node in self._nodes.items()
+                if node.expiry < now and (self._served - node.turn >= owed or node.expiry + MAX_GRACE < now)]
         for node_id in gone:
             self._remove(node_id)
         self.counters["expired"] += len(gone)
@@ -325,14 +349,15 @@ class Directory:
 
     def statistics(self) -> dict[str, int]:
         """Nodes, entries and bytes held, and counts of what was refused, malformed (here, or
-        ``refused_size`` by the host's reader before it reached us) or expired, and the hints given
-        (``hints``; ``hints_unsent``: those the host could not send, the watcher's connection being
+        ``refused_size`` by the host's reader before it reached us) or expired, the syncs that came
+        after their node's lifetime and found it still listed (``renewed_late``: between two expiry
+        runs, or kept by :meth:`expire`'s grace while the directory was behind), and the hints given (``hints``; ``hints_unsent``: those the host could not send, the watcher's connection being
         gone or full; ``unhinted``: syncs whose watches did not fit :data:`MAX_WATCHES`)."""
         return {"nodes": len(self._nodes), "entries": self._entries, "bytes": self._bytes,
                 "malformed": self.counters["malformed"] + self.counters["refused_size"],
                 **{name: self.counters[name] for name in
-                   ("refused_identity", "refused_limit", "refused_realm", "expired", "hints", "hints_unsent",
-                    "unhinted")}}
+                   ("refused_identity", "refused_limit", "refused_realm", "expired", "renewed_late", "hints",
+                    "hints_unsent", "unhinted")}}
 
     def _replace(self, node_id: str, node: _Node, announcements: tuple) -> None:
         before = _served(node.announcements)

@@ -102,6 +102,11 @@ class ZmtpHost:
             return None
         return self.directory.handle(peer, bytes(frames[0]))
 
+    def expire(self) -> int:
+        """Expire the directory's nodes (:meth:`~.directory.Directory.expire`), allowing for every
+        connection open now (those whose handshake is not read yet too: an agent that reconnected)."""
+        return self.directory.expire(self._router.connections())
+
     def send_hints(self) -> None:
         """Send the hints the directory owes now (:meth:`~.directory.Directory.due_hints`)."""
         for peer in self.directory.due_hints():
@@ -164,6 +169,11 @@ class CurveHost:
                     self._socket.send(reply, zmq.NOBLOCK, copy=len(reply) < zmq.COPY_THRESHOLD)
                 except zmq.ZMQError:
                     self.directory.counters["unsent"] += 1
+
+    def expire(self) -> int:
+        """Expire the directory's nodes on its timer alone: libzmq's ROUTER does not say how many
+        connections it has, so a CURVE directory that is behind gives no grace."""
+        return self.directory.expire()
 
     def send_hints(self) -> None:
         """Send the hints the directory owes now. libzmq's ROUTER never waits either: it drops, without
