@@ -97,7 +97,8 @@ def test_received_tensor_is_the_received_frame(shape):
 def test_tensor_from_read_only_frames_is_a_writable_copy(shape):
     codec = Codec()
     for _ in range(2):  # the second time from the kept layout
-        frames = [bytes(frame) for frame in codec.encode(torch.arange(4, dtype=torch.int32).reshape(shape))]  # as read from a file
+        sent = torch.arange(4, dtype=torch.int32).reshape(shape)
+        frames = [bytes(frame) for frame in codec.encode(sent)]  # as read from a file
         received = codec.decode(frames)
         received.reshape(-1)[0] = 7  # torch has no read-only tensors: writing must not touch the frame
         assert received.reshape(-1).tolist() == [7, 1, 2, 3] and received.shape == shape
