@@ -57,6 +57,8 @@ class _BlockPlugin(Plugin):
         self.calls["from_layout"] += 1
         if layout == "late":
             raise RuntimeError("cannot build")
+        if layout == "refused":
+            raise DecodeError("refused block")
         block = _Block(raw, layout)
         return block
 
@@ -113,6 +115,26 @@ def test_what_a_layout_plugin_raises_reaches_the_caller_as_our_error():
     for _ in range(2):  # the second time from the kept layout
         with pytest.raises(DecodeError, match="failed in from_layout: RuntimeError: cannot build"):
             codec.decode(message)
+
+
+def test_our_own_errors_from_a_layout_plugin_reach_the_caller_as_they_were_raised(monkeypatch):
+    """The codec calls a kept layout's methods without _call_plugin (one call less per message):
+    a DecodeError or EncodeError the plugin raises itself still passes unchanged, cause and all."""
+    codec = Codec()
+    message = codec.encode(_Block(b"ab", "refused"))
+    for _ in range(2):  # the second time from the kept layout
+        with pytest.raises(DecodeError) as caught:
+            codec.decode(message)
+        assert str(caught.value) == "refused block"
+    cause = ValueError("why")
+
+    def refusing(self, obj):
+        raise EncodeError("no view of this block") from cause
+
+    monkeypatch.setattr(_BlockPlugin, "encode_layout", refusing)
+    with pytest.raises(EncodeError) as caught:
+        Codec().encode(_Block(b"ab"))
+    assert str(caught.value) == "no view of this block" and caught.value.__cause__ is cause
 
 
 def test_an_unhashable_layout_is_an_encode_error_naming_the_plugin(monkeypatch):

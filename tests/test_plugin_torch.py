@@ -1,6 +1,7 @@
 """The torch.Tensor plugin: every dtype, zero-copy receive, requires_grad, device maps."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -78,23 +79,44 @@ def test_bfloat16_keeps_exact_bits():
     assert torch.equal(received.view(torch.int16), tensor.view(torch.int16))
 
 
-def test_received_tensor_is_the_received_frame():
+@pytest.mark.parametrize("shape", [(8,), (2, 4), (2, 2, 2)])
+def test_received_tensor_is_the_received_frame(shape):
+    """One-dimensional tensors are built by torch.frombuffer, others shaped by numpy first
+    (from_layout): both on the frame itself, the first message and the kept layout's next ones."""
     codec = Codec()
-    frames = wire_copy(codec.encode(torch.arange(8, dtype=torch.int32)))
-    received = codec.decode(frames)
-    frame = np.frombuffer(frames[1], dtype=np.uint8)
-    assert received.data_ptr() == frame.ctypes.data
-    frame[:4] = 255  # writing the frame changes the tensor: no copy was made
-    assert received[0].item() == -1
+    for _ in range(2):
+        frames = wire_copy(codec.encode(torch.arange(8, dtype=torch.int32).reshape(shape)))
+        received = codec.decode(frames)
+        frame = np.frombuffer(frames[1], dtype=np.uint8)
+        assert received.shape == shape and received.data_ptr() == frame.ctypes.data
+        frame[:4] = 255  # writing the frame changes the tensor: no copy was made
+        assert received.reshape(-1)[0].item() == -1
 
 
-def test_tensor_from_read_only_frames_is_a_writable_copy():
+@pytest.mark.parametrize("shape", [(4,), (2, 2)])
+def test_tensor_from_read_only_frames_is_a_writable_copy(shape):
     codec = Codec()
-    frames = [bytes(frame) for frame in codec.encode(torch.arange(4, dtype=torch.int32))]  # as read from a file
-    received = codec.decode(frames)
-    received[0] = 7  # torch has no read-only tensors: writing must not touch the frame
-    assert received.tolist() == [7, 1, 2, 3]
-    assert np.frombuffer(frames[1], dtype=np.int32).tolist() == [0, 1, 2, 3]
+    for _ in range(2):  # the second time from the kept layout
+        sent = torch.arange(4, dtype=torch.int32).reshape(shape)
+        frames = [bytes(frame) for frame in codec.encode(sent)]  # as read from a file
+        received = codec.decode(frames)
+        received.reshape(-1)[0] = 7  # torch has no read-only tensors: writing must not touch the frame
+        assert received.reshape(-1).tolist() == [7, 1, 2, 3] and received.shape == shape
+        assert np.frombuffer(frames[1], dtype=np.int32).tolist() == [0, 1, 2, 3]
+
+
+def test_numpy_shapes_received_frames_with_the_dtype_numpy_gives_each_torch_dtype():
+    """from_layout shapes a many-dimensional frame with numpy, in the dtype this table names:
+    it must be the one torch's own numpy() gives, and name none where numpy() has none."""
+    for dtype in torch_tensor.DTYPES.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # complex32: "support is experimental"
+            empty = torch.empty(0, dtype=dtype)
+        try:
+            expected = empty.numpy().dtype
+        except TypeError:
+            expected = None
+        assert torch_tensor._ARRAY_DTYPES.get(dtype) == expected, dtype
 
 
 def test_publisher_sends_contiguous_cpu_tensor_without_copy():

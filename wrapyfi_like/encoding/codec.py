@@ -532,7 +532,7 @@ class _EncodeRun:
             return encoder(self, value)
         if isinstance(value, np.generic):
             return _ext(Ext.NPSCALAR, self.pack(arrays.scalar_to_wire(value)))
-        plugin = self.codec.encoder_plugin(type(value))
+        plugin = self.codec.plugins.encoder_plugin(type(value))
         if plugin is not None:
             return self.plugin(plugin, value)
         if isinstance(value, np.memmap):
@@ -547,7 +547,12 @@ class _EncodeRun:
         key = None
         encode_layout = getattr(plugin, "encode_layout", None)
         if encode_layout is not None and self.depth < MAX_DEPTH:
-            found = _call_plugin(EncodeError, plugin, encode_layout, value)
+            try:  # _call_plugin inline: it runs for every tensor of a stream, and a call costs
+                found = encode_layout(value)
+            except EncodeError:
+                raise
+            except Exception as error:
+                raise _plugin_error(EncodeError, plugin, encode_layout, error) from None
             if found is not None:
                 raw, layout = found
                 key = (plugin, layout, raw.nbytes, len(self.buffers))
@@ -807,7 +812,12 @@ class _DecodeRun:
             _, plugin, layout, index, nbytes = kept
             buffer = self.buffer(index)
             if buffer.nbytes == nbytes:
-                return _call_plugin(DecodeError, plugin, plugin.from_layout, layout, buffer)
+                try:  # _call_plugin inline: it runs for every tensor of a stream, and a call costs
+                    return plugin.from_layout(layout, buffer)
+                except DecodeError:
+                    raise
+                except Exception as error:
+                    raise _plugin_error(DecodeError, plugin, plugin.from_layout, error) from None
         fields = self.unpack_list(data, "plugin payload")
         if not fields or not isinstance(fields[0], str):
             raise DecodeError("plugin payload must start with its codec id")
@@ -833,8 +843,13 @@ def _call_plugin(error_type: type, plugin: Plugin, method: Callable, *args: Any)
     except error_type:
         raise
     except Exception as error:
-        raise error_type(f"plugin {type(plugin).__name__} failed in {method.__name__}: "
-                         f"{type(error).__name__}: {truncate(error)}") from None
+        raise _plugin_error(error_type, plugin, method, error) from None
+
+
+def _plugin_error(error_type: type, plugin: Plugin, method: Callable, error: Exception) -> Exception:
+    """The ``error_type`` that :func:`_call_plugin` raises for what ``method`` of ``plugin`` raised."""
+    return error_type(f"plugin {type(plugin).__name__} failed in {method.__name__}: "
+                      f"{type(error).__name__}: {truncate(error)}")
 
 
 def _plain_list(data: bytes, what: str) -> list:
