@@ -11,12 +11,14 @@ topic and the envelope of each one before the codec sees it: a message that is n
 number tells a gap (*missed*: counted exactly, logged) from a repeat (*duplicate*: counted, never
 returned), so neither loss nor reordering reaches the user unnoticed. A publisher id counts only
 from the connection that used it first while that connection is open (:mod:`.senders`): another
-peer's message under it is malformed, so no peer can move a publisher's sequence.
+peer's message under it is malformed, so no peer can move a publisher's sequence. Each message is
+counted once: when that peer turns out to be the publisher itself, reconnected while its old
+connection was half-open, the gap its refused messages leave is not counted again as missed.
 
 ``backpressure="latest"`` publishers flag their messages :data:`~..envelope.LATEST`: when such a
 message is read, the listener also reads what else is already waiting and returns the newest
 message of that publisher, counting the older ones it skipped as *dropped* (the publisher chose
-that; they are not *missed*).
+that; they are not *missed*), also among the messages a reconnect's deferral releases at once.
 """
 
 from __future__ import annotations
