@@ -16,8 +16,8 @@ import pytest
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.envelope import LATEST
-from test_publisher_id_binding import Sender, _intake_connection, _until
+from wrapyfi_like.middlewares.envelope import DEFERRED, LATEST, BoundSequenceCheck, pack, unpack
+from test_publisher_id_binding import Sender, _Sources, _intake_connection, _until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -189,3 +189,26 @@ def test_latest_after_a_reconnect_gives_the_newest_and_counts_the_superseded_as_
     finally:
         new.close()
         listener.close()
+
+
+def test_a_previous_senders_message_the_listener_holds_back_keeps_it_from_counting_as_drained():
+    """Seen under load: the listener read the old connection's last message while it held back
+    the new one's (so it was held back too, behind them), then the intake dropped the old
+    connection: by its connection it was drained, the new one's next message went first with a
+    gap of one, and the old one's last was refused (1 missed and 1 malformed for no loss)."""
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+
+    def accept(seq: int, source: str) -> int:
+        return check.accept(unpack(pack(b"A" * 8, seq)), source)
+
+    assert [accept(1, "c1"), accept(2, "c1"), accept(3, "c1")] == [0, 0, 0]
+    sources.gone.add("c1")
+    assert accept(5, "c2") == DEFERRED  # c1 may still hold 4
+    sources.empty.add("c1")  # the intake dropped c1 and has nothing of it: its 4 is held back by the listener
+    check.held_back(["c2", "c1"])
+    assert [accept(5, "c2"), accept(4, "c1")] == [DEFERRED, 0]
+    check.held_back(["c2"])
+    assert accept(5, "c2") == 0
+    assert check.per_publisher[b"A" * 8] == {"received": 5, "missed": 0, "duplicate": 0, "dropped": 0}
+    assert not check._previous  # c1 drained: let go

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, NamedTuple, Optional, Protocol
+from typing import Any, Callable, Hashable, Iterable, NamedTuple, Optional, Protocol
 
 from wrapyfi_like.exceptions import DecodeError
 
@@ -290,6 +290,7 @@ class BoundSequenceCheck(SequenceCheck):
         self.holding = False
         """Whether messages are held back (:meth:`hold`): then every message is :data:`DEFERRED`,
         so none overtakes them; the caller sets it False to offer them again."""
+        self._held_from: set = set()  # tokens of the senders of the messages the caller holds back
 
     def accept(self, envelope: Envelope, source: Any = None) -> int:
         """As :meth:`SequenceCheck.accept`, or :data:`FOREIGN` if ``source`` may not speak for
@@ -320,8 +321,16 @@ class BoundSequenceCheck(SequenceCheck):
         connection's objects alive; a listener calls it when a wait reads nothing (each of the
         publisher's messages does it for its own id)."""
         for publisher, previous in list(self._previous.items()):
-            if self._binding.drained(previous):
+            if self._drained(previous):
                 del self._previous[publisher]
+
+    def held_back(self, sources: Iterable) -> None:
+        """The caller holds back (:data:`DEFERRED`) messages from ``sources``: a previous sender
+        among them is not drained, whatever its connection says (it gave them up already)."""
+        self._held_from = {self._binding.token(source) for source in sources}
+
+    def _drained(self, previous: Hashable) -> bool:
+        return previous not in self._held_from and self._binding.drained(previous)
 
     def _refuse(self, publisher: bytes, token: Hashable, seq: int) -> int:
         """Remember that ``token``'s message ``seq`` under ``publisher`` was refused: :data:`FOREIGN`."""
@@ -384,9 +393,9 @@ class BoundSequenceCheck(SequenceCheck):
         if previous is None:
             return 0
         last = self._last.get(publisher)
-        if self.waiting and last is not None and seq > last + 1 and not self._binding.drained(previous):
+        if self.waiting and last is not None and seq > last + 1 and not self._drained(previous):
             return DEFERRED  # the previous sender may still hold what comes before it
-        if self._binding.drained(previous):
+        if self._drained(previous):
             del self._previous[publisher]
         return 0
 

@@ -273,6 +273,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         while released and self._deferred:
             released = False
             waiting, self._deferred = self._deferred, deque()
+            self._sequence.held_back(source for _, _, source in waiting)
             for envelope, body, source in waiting:
                 gap = self._sequence.accept(envelope, source)
                 if gap == DEFERRED:
@@ -285,6 +286,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 elif gap >= 0 and (message := self._accepted(envelope, body, gap)) is not None:
                     self._hold((*message, source))
         self._sequence.waiting = True
+        self._sequence.held_back(source for _, _, source in self._deferred)
         if self._deferred:
             self._sequence.hold()
 

@@ -46,6 +46,11 @@ class ConnectionBinding:
             return True  # closed by the intake meanwhile
 
     def pending(self, owner: Any) -> bool:
+        """Data of ``owner`` not delivered yet: a message the intake has begun (the rest of it is
+        on the way, its sender's kernel may hold it with the connection's end behind it; seen
+        under load), or bytes unread in the kernel."""
+        if owner.end > owner.start or owner.frames or owner.big is not None:
+            return True
         try:
             return bool(owner.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except (BlockingIOError, InterruptedError):
