@@ -9,6 +9,10 @@ which its close stands for here.
 """
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -57,6 +61,53 @@ def test_messages_refused_under_a_half_open_connection_are_not_counted_again_as_
         took = [r for r in caplog.records if "took its id over" in r.getMessage()]
         assert len(took) == 1 and took[0].levelno == logging.WARNING and " 10 of its messages" in took[0].getMessage()
     finally:
+        new.close()
+        listener.close()
+
+
+_OLD_PUBLISHER = """
+import socket, sys
+from wrapyfi_like.encoding import Codec
+from wrapyfi_like.middlewares.envelope import pack
+from wrapyfi_like.middlewares.zeromq import zmtp
+host, port, topic, publisher = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), bytes.fromhex(sys.argv[4])
+sock = socket.create_connection((host, port))
+sock.sendall(zmtp.GREETING + zmtp.ready(b"PUSH"))
+for seq in range(1, 6):
+    frames = [topic, pack(publisher, seq), *Codec().encode(seq)]
+    sock.sendall(b"".join(zmtp.frame_head(len(f), i < len(frames) - 1) + bytes(f) for i, f in enumerate(frames)))
+print("sent", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_publisher_process_frozen_then_killed_and_its_successor_under_its_id_count_each_message_once(topic):
+    """The same with processes: the old connection's process is stopped (SIGSTOP: its connection
+    open and silent, as a half-open one) while its successor sends under its id, then killed."""
+    listener = Listener("Test", topic)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    host, port = transport.endpoint[len("tcp://"):].rsplit(":", 1)
+    old = subprocess.Popen([sys.executable, "-c", _OLD_PUBLISHER, host, port, topic, publisher.hex()],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    new = Sender(listener)
+    try:
+        assert old.stdout.readline() == b"sent\n"
+        os.kill(old.pid, signal.SIGSTOP)
+        assert [Codec().decode(transport.recv(10)) for _ in range(5)] == [1, 2, 3, 4, 5]
+        for seq in range(6, 11):
+            new.send(topic, publisher, seq, seq)
+        _until(lambda: transport.recv(0.1) is None and transport.statistics()["malformed"] == 5)
+        old.kill()
+        old.wait(10)
+        _until(lambda: len(transport._intake._connections) == 1)
+        for seq in range(11, 14):
+            new.send(topic, publisher, seq, seq)
+        assert [Codec().decode(transport.recv(10)) for _ in range(3)] == [11, 12, 13]
+        assert _counts(transport) == (8, 0, 0, 5)  # it was (8, 5, 0, 5): 5 lost, counted 10 times
+    finally:
+        old.kill()
+        old.wait(10)
         new.close()
         listener.close()
 
