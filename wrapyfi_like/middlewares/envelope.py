@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import OrderedDict
-from typing import Any, Hashable, NamedTuple, Optional, Protocol
+from typing import Any, Callable, Hashable, Iterable, NamedTuple, Optional, Protocol
 
 from wrapyfi_like.exceptions import DecodeError
 
@@ -102,6 +102,14 @@ its sender took its publisher id over from a connection that still holds the mes
 FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
+MAX_REFUSED_SENDERS = 64
+"""(publisher id, sender) pairs whose refused sequence numbers a :class:`BoundSequenceCheck`
+remembers, the least recently refused forgotten first: if that sender takes the id over, the gap
+its refused messages leave is not counted again as ``missed``. A reconnect is one pair; only a peer
+refused under more ids than this at once can make a later takeover count a message twice."""
+MAX_REFUSED_RUNS = 16
+"""Runs of consecutive refused sequence numbers remembered per pair (an honest sender's refused
+messages are one run)."""
 
 
 class Binding(Protocol):
@@ -118,7 +126,8 @@ class Binding(Protocol):
 
     def token(self, source: Any) -> Hashable:
         """What an id used by the message from ``source`` (the intake's source) is bound to;
-        kept while the id is remembered, so it must be small."""
+        kept while the id is remembered, so what it keeps alive once its sender is gone must be
+        small."""
 
     def may_take(self, owner: Hashable) -> bool:
         """Whether another sender may take over ids bound to ``owner`` (a :meth:`token`): its
@@ -127,9 +136,8 @@ class Binding(Protocol):
     def pending(self, owner: Hashable) -> bool:
         """Whether ``owner`` has data not read yet (its end, if it left, may be behind it)."""
 
-    def drained(self, owner: Hashable, source: Any) -> bool:
-        """Whether ``owner``, taken over, has nothing more to deliver (``source``: where it was
-        last heard from since, or None)."""
+    def drained(self, owner: Hashable) -> bool:
+        """Whether ``owner``, taken over, has nothing more to deliver."""
 
 
 class SequenceCheck:
@@ -219,6 +227,10 @@ class SequenceCheck:
         if counts is not None:
             counts["dropped"] += 1
 
+    def settle(self) -> None:
+        """Let go of what is kept for senders that are done (nothing here; see
+        :meth:`BoundSequenceCheck.settle`)."""
+
     def _counts(self, publisher: bytes) -> dict[str, int]:
         counts = self.per_publisher.get(publisher)
         if counts is None:
@@ -247,26 +259,38 @@ class BoundSequenceCheck(SequenceCheck):
     accepted as before. A message of the new sender that would overtake those (a sequence number
     past the next expected one) is :data:`DEFERRED` until the gap is filled or the previous sender
     has nothing left (:meth:`Binding.drained`), so a reconnect neither loses the old connection's
-    tail nor reorders it, and counts as ``missed`` only what neither connection delivered.
+    tail nor reorders it, and counts as ``missed`` only what neither connection delivered. Once
+    the previous sender is drained it is let go: at the new sender's next message, or at
+    :meth:`settle`.
 
     A large jump forward from the id's own sender is trusted and counted as ``missed``: a
     publisher's numbers run on while this listener gets none of them (``drop``, a connection
     down), so no bound on the jump would hold for an honest publisher, and its own sender can
     disturb only its own stream.
+
+    Every message is counted once. A reconnected publisher whose old connection is still open
+    (half-open: its peer vanished without a word, until TCP keepalive tells) has its messages
+    refused as :data:`FOREIGN` (the caller counts them ``malformed``: then nothing tells it from a
+    forger); once it takes the id over, the gap they leave is counted as ``missed`` only for the
+    messages it did not send: ``reclaimed(publisher, refused)`` (if given) hears of the others.
     """
 
-    def __init__(self, binding: Binding) -> None:
+    def __init__(self, binding: Binding, reclaimed: Optional[Callable[[bytes, int], None]] = None) -> None:
         super().__init__()
         self._binding = binding
+        self._reclaimed = reclaimed
         self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
-        # publisher -> [token, source last heard since] of the sender it was taken from
-        self._previous: dict[bytes, list] = {}
+        # publisher -> the token of the sender it was taken from, until that one is drained
+        self._previous: dict[bytes, Hashable] = {}
+        # (publisher, token) -> [[first, last], ...]: runs of sequence numbers refused as FOREIGN
+        self._refused: OrderedDict[tuple[bytes, Hashable], list[list[int]]] = OrderedDict()
         self._recent_source: Any = None  # the source the publisher heard last was heard from
         self.waiting = True
         """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now)."""
         self.holding = False
         """Whether messages are held back (:meth:`hold`): then every message is :data:`DEFERRED`,
         so none overtakes them; the caller sets it False to offer them again."""
+        self._held_from: set = set()  # tokens of the senders of the messages the caller holds back
 
     def accept(self, envelope: Envelope, source: Any = None) -> int:
         """As :meth:`SequenceCheck.accept`, or :data:`FOREIGN` if ``source`` may not speak for
@@ -285,9 +309,61 @@ class BoundSequenceCheck(SequenceCheck):
         if verdict:
             return verdict
         gap = self._accept(publisher, seq)
+        if gap > 0 and self._refused:
+            gap = self._discount(publisher, self._binding.token(source), seq, gap)
         self._recent_source = source
-        self._recent_next = self._last[publisher] + 1
+        # while a previous sender is not drained, each message looks again (see settle)
+        self._recent_next = -1 if self._previous and publisher in self._previous else self._last[publisher] + 1
         return gap
+
+    def settle(self) -> None:
+        """Forget the previous senders that have nothing more to deliver, so none keeps its
+        connection's objects alive; a listener calls it when a wait reads nothing (each of the
+        publisher's messages does it for its own id)."""
+        for publisher, previous in list(self._previous.items()):
+            if self._drained(previous):
+                del self._previous[publisher]
+
+    def held_back(self, sources: Iterable) -> None:
+        """The caller holds back (:data:`DEFERRED`) messages from ``sources``: a previous sender
+        among them is not drained, whatever its connection says (it gave them up already)."""
+        self._held_from = {self._binding.token(source) for source in sources}
+
+    def _drained(self, previous: Hashable) -> bool:
+        return previous not in self._held_from and self._binding.drained(previous)
+
+    def _refuse(self, publisher: bytes, token: Hashable, seq: int) -> int:
+        """Remember that ``token``'s message ``seq`` under ``publisher`` was refused: :data:`FOREIGN`."""
+        key = (publisher, token)
+        runs = self._refused.get(key)
+        if runs is None:
+            runs = self._refused[key] = []
+            if len(self._refused) > MAX_REFUSED_SENDERS:
+                self._refused.popitem(last=False)
+        else:
+            self._refused.move_to_end(key)
+        if runs and runs[-1][1] + 1 == seq:
+            runs[-1][1] = seq
+        else:
+            runs.append([seq, seq])
+            if len(runs) > MAX_REFUSED_RUNS:
+                del runs[0]
+        return FOREIGN
+
+    def _discount(self, publisher: bytes, token: Hashable, seq: int, gap: int) -> int:
+        """``gap`` (counted missed just now) less the messages in it that ``token`` sent and that
+        were refused (counted malformed then): those are counted once."""
+        runs = self._refused.pop((publisher, token), None)
+        if runs is None:
+            return gap
+        first = seq - gap  # the gap is first .. seq - 1
+        refused = sum(max(0, min(last, seq - 1) - max(begin, first) + 1) for begin, last in runs)
+        if refused:
+            self.missed -= refused
+            self._recent_counts["missed"] -= refused  # the publisher's (_accept just made it the recent one)
+            if self._reclaimed is not None:
+                self._reclaimed(publisher, refused)
+        return gap - refused
 
     def hold(self) -> None:
         """Messages were :data:`DEFERRED`: defer every message from now on (:attr:`holding`),
@@ -305,20 +381,21 @@ class BoundSequenceCheck(SequenceCheck):
             return 0
         previous = self._previous.get(publisher)
         if token != owner:
-            if previous is not None and token == previous[0]:
-                previous[1] = source
+            if previous is not None and token == previous:
                 return 0
             if not self._binding.may_take(owner):
-                return DEFERRED if self.waiting and self._binding.pending(owner) else FOREIGN
+                if self.waiting and self._binding.pending(owner):
+                    return DEFERRED
+                return self._refuse(publisher, token, seq)
             # the id's sender left: a reconnect goes on with its stream
             self._owners[publisher] = token
-            previous = self._previous[publisher] = [owner, None]
+            previous = self._previous[publisher] = owner
         if previous is None:
             return 0
         last = self._last.get(publisher)
-        if self.waiting and last is not None and seq > last + 1 and not self._binding.drained(*previous):
+        if self.waiting and last is not None and seq > last + 1 and not self._drained(previous):
             return DEFERRED  # the previous sender may still hold what comes before it
-        if self._binding.drained(*previous):
+        if self._drained(previous):
             del self._previous[publisher]
         return 0
 

@@ -119,6 +119,7 @@ _LONG_SIZE = struct.Struct(">Q")
 _MORE, _LONG = zmtp.MORE, zmtp.LONG  # module constants read as globals: a lookup less per frame
 _OUR_TYPE = {b"DEALER": b"ROUTER", b"PUSH": b"PULL"}
 _EMPTY = memoryview(bytearray())  # every empty frame: nothing in it to share
+_NO_BUFFER = bytearray()  # a dropped connection's read buffer: its own is let go
 
 Refused = Callable[[str, str], None]
 """Told ``(peer, problem)`` once for every message refused for its size or frame count. A bound
@@ -897,7 +898,9 @@ class ZmtpIntake:
         self._handshaking.discard(c)
         with self._write_lock:  # the listener's thread may be writing an ack to it
             c.sock.close()
-        c.frames, c.big = [], None
+        # what is unparsed goes with it; a listener may keep this object (publisher ids) a while
+        c.frames, c.big, c.layout = [], None, None
+        c.buffer, c.view, c.start, c.end = _NO_BUFFER, _EMPTY, 0, 0
 
     def _shut(self) -> None:
         for connection in list(self._connections.values()):

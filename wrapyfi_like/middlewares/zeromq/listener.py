@@ -11,12 +11,14 @@ topic and the envelope of each one before the codec sees it: a message that is n
 number tells a gap (*missed*: counted exactly, logged) from a repeat (*duplicate*: counted, never
 returned), so neither loss nor reordering reaches the user unnoticed. A publisher id counts only
 from the connection that used it first while that connection is open (:mod:`.senders`): another
-peer's message under it is malformed, so no peer can move a publisher's sequence.
+peer's message under it is malformed, so no peer can move a publisher's sequence. Each message is
+counted once: when that peer turns out to be the publisher itself, reconnected while its old
+connection was half-open, the gap its refused messages leave is not counted again as missed.
 
 ``backpressure="latest"`` publishers flag their messages :data:`~..envelope.LATEST`: when such a
 message is read, the listener also reads what else is already waiting and returns the newest
 message of that publisher, counting the older ones it skipped as *dropped* (the publisher chose
-that; they are not *missed*).
+that; they are not *missed*), also among the messages a reconnect's deferral releases at once.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
 
         self.endpoint = ZeroMQSettings.from_environment().bind(open_intake, carrier, bind_port)
         if keys is None:  # each publisher id belongs to the connection that used it first (nothing received yet)
-            self._sequence = BoundSequenceCheck(ConnectionBinding())
+            self._sequence = BoundSequenceCheck(ConnectionBinding(), _reclaimed_log(self._log, topic))
         weakref.finalize(self, self._intake.close)  # a listener nobody closed stops reading when collected
         self._agent = session
         # the inbox is announced first, so a publisher never sees this listener without it
@@ -126,23 +128,28 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             with self._lock:
                 if self._closing:
                     raise ClosedError(f"listener on {self.topic} is closed")
+                deadline = deadline_after(timeout)  # one for the whole call, however it goes
                 if self._held or self._deferred:
-                    held = self._next_held(timeout)
+                    held = self._next_held(deadline)
                     if held is None:
-                        return None
+                        return self._timed_out()
                     envelope, body, source = held
+                    if envelope[2] & LATEST:  # read while others waited: a newer one may be there
+                        envelope, body, source = self._newest(held)
                 else:
                     if timeout is None:
                         message = self._check(self._intake.receive(None))
                         while message is None and not self._held and not self._deferred:
                             message = self._check(self._intake.receive(None))  # skipped: counted
                     else:
-                        message = self._receive_within(timeout)
+                        message = self._receive_within(deadline)
                     if message is None:  # timed out, or read into _held or _deferred
-                        held = self._next_held(timeout) if self._held or self._deferred else None
+                        held = self._next_held(deadline) if self._held or self._deferred else None
                         if held is None:
-                            return None
+                            return self._timed_out()
                         envelope, body, source = held
+                        if envelope[2] & LATEST:
+                            envelope, body, source = self._newest(held)
                     else:
                         envelope, body = message
                         source = self._intake.source
@@ -155,14 +162,18 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         except zmq.ZMQError as error:  # from libzmq's intake (CURVE); mapped here, not by a wrapper
             raise_mapped(self, error)
 
-    def _receive_within(self, timeout: float) -> Optional[tuple[Envelope, list]]:
-        """The next message not skipped, or None once ``timeout`` seconds have passed.
+    def _timed_out(self) -> None:
+        """Nothing to return: a wait that read nothing lets previous senders that are done go."""
+        self._sequence.settle()
+        return None
+
+    def _receive_within(self, deadline: float) -> Optional[tuple[Envelope, list]]:
+        """The next message not skipped, or None once ``deadline`` has passed.
 
         Skipped messages end the wait too once the deadline has passed and
         :data:`~wrapyfi_like.limits.MAX_SKIPPED_WITHOUT_WAIT` were skipped, so a peer sending bad
         messages faster than they are refused cannot hold a bounded wait (or ``recv(0)``) forever.
         """
-        deadline = deadline_after(timeout)
         skipped = 0
         while True:
             frames = self._intake.receive(remaining_seconds(deadline))
@@ -178,28 +189,33 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
     def _newest(self, message: tuple[Envelope, list, object]) -> tuple[Envelope, list, object]:
         """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
 
-        Returns the first message to deliver; the others stay in ``_held`` in arrival order.
+        ``message`` is the first to deliver (it goes before anything in ``_held``). Returns the
+        first message to deliver; the others stay in ``_held`` in arrival order.
         """
-        self._held.append(message)
+        self._held.appendleft(message)
         for _ in range(LATEST_READS):
             if len(self._held) > LATEST_HOLD:
                 break
             frames = self._intake.receive(0)
             if frames is None:
                 break
-            checked = self._check(frames)
-            if checked is None:
-                continue
-            envelope = checked[0]
-            message = (envelope, checked[1], self._intake.source)
-            if envelope.flags & LATEST:
-                for index, (held, _, _) in enumerate(self._held):
-                    if held.publisher == envelope.publisher and held.flags & LATEST:
-                        del self._held[index]
-                        self._count_dropped(held.publisher)
-                        break
-            self._held.append(message)
+            checked = self._check(frames)  # what a deferral releases meanwhile goes through _hold
+            if checked is not None:
+                self._hold((*checked, self._intake.source))
         return self._held.popleft()
+
+    def _hold(self, message: tuple[Envelope, list, object]) -> None:
+        """Put ``message`` last in ``_held``; a ``LATEST`` one replaces the older ``LATEST`` message
+        of its publisher held there (counted ``dropped``: the publisher chose that), also when a
+        reconnect's deferral releases many at once."""
+        envelope = message[0]
+        if envelope.flags & LATEST:
+            for index, (held, _, _) in enumerate(self._held):
+                if held.publisher == envelope.publisher and held.flags & LATEST:
+                    del self._held[index]
+                    self._count_dropped(held.publisher)
+                    break
+        self._held.append(message)
 
     def _check(self, frames: list[memoryview]) -> Optional[tuple[Envelope, list]]:
         """A message from the intake as ``(envelope, body)``; None if it is skipped (counted).
@@ -257,6 +273,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         while released and self._deferred:
             released = False
             waiting, self._deferred = self._deferred, deque()
+            self._sequence.held_back(source for _, _, source in waiting)
             for envelope, body, source in waiting:
                 gap = self._sequence.accept(envelope, source)
                 if gap == DEFERRED:
@@ -267,14 +284,15 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                     self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
                                     envelope.publisher.hex(), envelope.seq)
                 elif gap >= 0 and (message := self._accepted(envelope, body, gap)) is not None:
-                    self._held.append((*message, source))
+                    self._hold((*message, source))
         self._sequence.waiting = True
+        self._sequence.held_back(source for _, _, source in self._deferred)
         if self._deferred:
             self._sequence.hold()
 
-    def _next_held(self, timeout: Optional[float]) -> Optional[tuple[Envelope, list, object]]:
-        """The first message of ``_held``, once there is one (None: ``timeout`` passed first)."""
-        if not self._held and not self._await_deferred(deadline_after(timeout)):
+    def _next_held(self, deadline: Optional[float]) -> Optional[tuple[Envelope, list, object]]:
+        """The first message of ``_held``, once there is one (None: ``deadline`` passed first)."""
+        if not self._held and not self._await_deferred(deadline):
             return None
         return self._held.popleft()
 
@@ -284,10 +302,10 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         connection may have ended without a message saying so."""
         while not self._held:
             if not self._deferred:
-                message = self._receive_within(remaining_seconds(deadline)) if deadline is not None else \
+                message = self._receive_within(deadline) if deadline is not None else \
                     self._check(self._intake.receive(None))
                 if message is not None:
-                    self._held.append((*message, self._intake.source))
+                    self._hold((*message, self._intake.source))
                 elif deadline is not None and time.monotonic() >= deadline and not self._held:
                     return False
                 continue
@@ -297,7 +315,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             else:
                 message = self._check(frames)
                 if message is not None:
-                    self._held.append((*message, self._intake.source))
+                    self._hold((*message, self._intake.source))
             if not self._held and deadline is not None and time.monotonic() >= deadline:
                 return False
         return True
@@ -334,3 +352,13 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             self._agent.withdraw(self._announcement)
             self._intake.release()
             self._shm.close()
+
+
+def _reclaimed_log(log: RateLimitedLog, topic: str):
+    """What a listener's sequence check calls when a reconnected publisher takes its id over after
+    some of its messages were refused under it (no reference to the listener: no cycle)."""
+    def reclaimed(publisher: bytes, refused: int) -> None:
+        log.warning(publisher.hex(), "reclaimed", "listener on %s: publisher %s took its id over from its "
+                    "previous connection; %d of its messages had been refused while that connection held "
+                    "the id (counted malformed, not again as missed)", topic, publisher.hex(), refused)
+    return reclaimed
