@@ -3,6 +3,8 @@ directly (a clock the test moves, the ``clock`` and ``warm`` fixtures of conftes
 whose reply is decoded), or a real agent against a directory socket the test plays."""
 
 import contextlib
+import select
+import time
 from typing import Iterator
 
 import zmq
@@ -47,3 +49,12 @@ def next_sync(router: zmq.Socket) -> tuple[bytes, Request]:
     assert router.poll(5000), "the agent did not sync"
     routing_id, frame = router.recv_multipart()
     return routing_id, protocol.decode_request(frame)
+
+
+def serve_until(host, condition, timeout=10.0):
+    """Serve ``host`` (a ``ZmtpHost``) until ``condition()`` holds; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the host did not answer in time"
+        select.select([host.fileno()], [], [], 0.05)
+        host.serve(time.monotonic() + 0.05)

@@ -2,7 +2,6 @@
 agent that gets one syncs at once instead of at its next poll (polls are set to a minute here, so
 only a hint can make a watch see a new peer within the tests' bounds)."""
 
-import select
 import time
 
 import msgpack
@@ -18,7 +17,7 @@ from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, HINT_
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Changed, decode_reply
 from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from wrapyfi_like.security import keypair
-from directory_state import agent_with_fake_directory, next_sync, sync
+from directory_state import agent_with_fake_directory, next_sync, serve_until, sync
 
 
 pytestmark = pytest.mark.timeout(60)
@@ -218,14 +217,6 @@ def test_a_hint_to_a_connection_that_is_gone_is_counted_and_dropped_and_an_old_a
         for dealer in dealers.values():
             dealer.close()
         host.close()
-
-
-def serve_until(host, condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the host did not answer in time"
-        select.select([host.fileno()], [], [], 0.05)
-        host.serve(time.monotonic() + 0.05)
 
 
 def test_a_flapping_peer_hints_each_watcher_at_most_once_per_interval(warm, clock):

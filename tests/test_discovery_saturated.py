@@ -3,7 +3,6 @@ entry's lifetime) keeps the nodes whose syncs wait in its queue or in their conn
 still drops a node that went away. Real connections to a real :class:`ZmtpHost`; the directory's
 clock is moved by hand, so "behind" is exact and the test does not depend on the machine's load."""
 
-import select
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from wrapyfi_like.middlewares.zeromq.discovery import protocol
 from wrapyfi_like.middlewares.zeromq.discovery.directory import ENTRY_TTL, GRACE_ROUNDS
 from wrapyfi_like.middlewares.zeromq.discovery.hosting import QUEUED_REQUESTS, ZmtpHost
 from wrapyfi_like.middlewares.zeromq.discovery.protocol import Synced, decode_reply
+from directory_state import serve_until
 
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,14 +28,6 @@ def wait_until(condition, what, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.005)
-
-
-def serve_until(host, condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the host did not answer in time"
-        select.select([host.fileno()], [], [], 0.05)
-        host.serve(time.monotonic() + 0.05)
 
 
 def sync_all(host, dealers, seq):
