@@ -178,6 +178,34 @@ def test_a_loan_taken_while_another_is_out_is_an_ordinary_array_and_both_arrive(
         listener.close()
 
 
+def test_a_loan_block_that_fails_to_start_gives_its_loan_back_and_cannot_be_entered_twice(topic, prefix):
+    """A loan whose array cannot be made (numpy views no bytes as ``object``) raises before the
+    ``with`` block runs, so the block's end never gives the loan back: the start must, or every
+    later loan on the publisher would be a copy. One block object is one loan: entering it again
+    inside itself raises instead of publishing nothing in its place."""
+    from wrapyfi_like.connect.listeners import Listener
+    from wrapyfi_like.connect.publishers import Publisher
+
+    listener = Listener("Loans", topic, carrier="shm")
+    publisher = Publisher("Loans", topic, carrier="shm", wait_timeout=10)
+    try:
+        with pytest.raises(TypeError):
+            with publisher.loan((MB // 8,), object):
+                pass
+        block = publisher.loan((MB,), np.uint8)
+        with block as array:
+            array[:] = 4
+            with pytest.raises(RuntimeError, match="already in use"):
+                with block:
+                    pass
+        assert listener.listen()[MB - 1] == 4
+        stats = publisher.stats()
+        assert stats["shm_loaned"] == 1 and stats["shm_sent"] == 1
+    finally:
+        publisher.close()
+        listener.close()
+
+
 def test_held_views_beyond_the_borrow_limit_are_copies_and_delivery_goes_on(topic, prefix):
     """In lock-step, in one process: the listener never lags, so every message goes through
     shared memory (between processes a busy listener can be more than BUFFER samples behind,

@@ -131,13 +131,20 @@ class _LoanBlock:
         self._array: Optional[np.ndarray] = None
 
     def __enter__(self) -> np.ndarray:
+        if self._array is not None:
+            raise RuntimeError("this loan block is already in use: take a new one with loan()")
         if self._lends:
             nbytes = math.prod(self._shape) * self._dtype.itemsize  # math.prod: np.prod cost 5 µs per loan
             self._loan = self._transport.lend(nbytes)
         if self._loan is None:
             self._array = np.empty(self._shape, self._dtype)
-        else:
+            return self._array
+        try:
             self._array = self._loan.array.view(self._dtype).reshape(self._shape)
+        except BaseException:  # e.g. a dtype numpy cannot view bytes as: __exit__ will not run
+            loan, self._loan = self._loan, None
+            self._transport.settle(loan)
+            raise
         return self._array
 
     def __exit__(self, kind: Optional[type], error: Optional[BaseException], traceback: Any) -> None:
