@@ -1,13 +1,17 @@
 """The agent survives any reply and any error of its own; a watch never forgets a peer during warm-up."""
 
 import select
+import socket
 import threading
 import time
 
 import msgpack
 import pytest
+import zmq
 
+from wrapyfi_like.middlewares.ports import free_port
 from wrapyfi_like.middlewares.zeromq.discovery import NodeAgent, Watch, agent as agent_module, protocol
+from wrapyfi_like.middlewares.zeromq.settings import ZeroMQSettings
 from directory_state import agent_with_fake_directory, next_sync
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,3 +178,27 @@ def test_a_sync_lost_with_its_connection_takes_the_directory_over_at_once(fake_d
     router.close(linger=0)
     wait_until(lambda: agent.directory is not None and agent.directory.endpoints(KEY) == ["tcp://127.0.0.1:4000"])
     assert agent.counters["dropped"] >= 1 and agent.counters["slow_replies"] == 0
+
+
+def test_an_agent_that_takes_over_a_silent_directorys_address_lists_itself_there_at_once(monkeypatch):
+    """The directory's host is gone without closing the agent's connection (here a plain TCP
+    listener that accepted it, then let the address go and never answers): the agent takes the
+    address over at REPLY_TIMEOUT and syncs with its own directory right away, not after
+    STALL_TIMEOUT on a connection nobody reads."""
+    monkeypatch.setattr(agent_module, "REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 60.0)
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    agent = NodeAgent(zmq.Context.instance(), ZeroMQSettings("127.0.0.1", f"tcp://127.0.0.1:{port}", "/tmp", 0, "/0"))
+    try:
+        agent.announce(KEY, "tcp://127.0.0.1:4000", {})
+        listener.settimeout(10)
+        connection, _ = listener.accept()
+        listener.close()
+        wait_until(lambda: agent.directory is not None and agent.directory.endpoints(KEY) == ["tcp://127.0.0.1:4000"],
+                   timeout=5.0)
+        assert agent.counters["slow_replies"] == 1 and agent.counters["reconnects"] == 1
+        connection.close()
+    finally:
+        agent.stop()
+        listener.close()

@@ -64,9 +64,10 @@ sync waits its turn: reconnecting sooner, as agents did after :data:`REPLY_TIMEO
 threw away a sync that was in line at a directory behind a start-up burst (200 processes: 650-920
 reconnects, their syncs served into the void or lost, and live nodes expired)."""
 RECONNECT_PAUSE = 0.5
-"""Seconds at least between opening a connection to the directory and opening the next after it
-dropped (a directory that closes every new connection, at its connection limit, is not asked
-more often; libzmq itself does not open a connection again after a protocol error)."""
+"""Seconds at least between opening a socket to the directory and opening the next after its
+connection dropped. It paces this agent's own new sockets only: libzmq reconnects a socket whose
+connection the directory closed by itself, after its ``RECONNECT_IVL`` (0.1 s and up), except
+after a protocol error."""
 EXPIRY_INTERVAL = 0.25
 """Seconds between two expiry runs of a hosted directory."""
 SERVE_SLICE = 0.05
@@ -240,6 +241,7 @@ class NodeAgent:
                     checked = True
                     if host is None:  # a host stopped, or gone without closing our connection
                         host = self._try_host()
+                        lost = host is not None  # the address was free: nobody reads this connection
                 stalled = awaiting is not None and now - awaiting[1] > STALL_TIMEOUT
                 if stalled or (lost and now >= connected + RECONNECT_PAUSE):
                     self.counters["reconnects"] += 1

@@ -144,7 +144,7 @@ class _Node:
         self.owner = owner
         self.since = since
         self.expiry = since
-        self.turn = 0  # the directory's served requests at its last sync
+        self.turn = 0  # the directory's handled requests at its last sync
         self.announcements: tuple = ()
         self.size = 0
         self.hints = protocol.agent_version(owner.routing_id) >= 2
@@ -170,14 +170,14 @@ class Directory:
         self._watchers: dict[str, set[str]] = {}  # key -> ids of the nodes that watch it and take hints
         self._watches = 0  # (node, key) pairs in _watchers
         self._owed: set[str] = set()  # ids of the nodes owed a hint
-        self._served = 0  # requests handled, the directory's own clock for expiry (GRACE_ROUNDS)
+        self._handled = 0  # requests handled, the directory's own clock for expiry (GRACE_ROUNDS)
         self.counters: Counter[str] = Counter()
 
     # -- requests -------------------------------------------------------------------------------
 
     def handle(self, peer: Peer, frame: bytes) -> Optional[bytes]:
         """The reply to ``frame`` from ``peer`` (None: no reply); never raises for bad input."""
-        self._served += 1
+        self._handled += 1
         try:
             request = protocol.decode_request(frame)
         except DecodeError as error:
@@ -219,7 +219,7 @@ class Directory:
         elif now > node.expiry:
             self.counters["renewed_late"] += 1  # kept past its lifetime (expire's grace): not dropped
         node.expiry = now + ENTRY_TTL
-        node.turn = self._served
+        node.turn = self._handled
         if node.announcements != request.announcements:
             self._replace(request.node, node, request.announcements)
         if node.hints and node.watched != request.watched:
@@ -341,7 +341,7 @@ class Directory:
         now = self._clock()
         owed = GRACE_ROUNDS * connections
         gone = [node_id for node_id, node in self._nodes.items()
-                if node.expiry < now and (self._served - node.turn >= owed or node.expiry + MAX_GRACE < now)]
+                if node.expiry < now and (self._handled - node.turn >= owed or node.expiry + MAX_GRACE < now)]
         for node_id in gone:
             self._remove(node_id)
         self.counters["expired"] += len(gone)
