@@ -103,13 +103,21 @@ FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
 MAX_REFUSED_SENDERS = 64
-"""(publisher id, sender) pairs whose refused sequence numbers a :class:`BoundSequenceCheck`
-remembers, the least recently refused forgotten first: if that sender takes the id over, the gap
-its refused messages leave is not counted again as ``missed``. A reconnect is one pair; only a peer
-refused under more ids than this at once can make a later takeover count a message twice."""
+"""Senders (connections) whose refused sequence numbers a :class:`BoundSequenceCheck` remembers,
+so that if one takes an id over, the gap its refused messages leave is not counted again as
+``missed``. A sender's entries are forgotten once it is gone without taking over (:meth:`~BoundSequenceCheck.settle`);
+past this many senders, one that is gone goes first, else the least recently refused: only a peer
+holding more than this many connections open, each refused, can make an honest takeover count
+its refused messages twice (``malformed``, then ``missed``)."""
+MAX_REFUSED_IDS = 4
+"""Publisher ids whose refused numbers are remembered per sender (the least recently refused
+forgotten first): an honest reconnect needs one, so a peer refused under many ids evicts only its
+own entries."""
 MAX_REFUSED_RUNS = 16
-"""Runs of consecutive refused sequence numbers remembered per pair (an honest sender's refused
-messages are one run)."""
+"""Runs of consecutive refused sequence numbers remembered per (sender, id). An honest sender's
+refused messages are one run; a ``drop``/``latest`` publisher's numbers skip (its own choice) and
+make one run per skip. Past this many the oldest run is forgotten: its messages, if that sender
+takes the id over, are counted twice (``malformed`` when refused, ``missed`` in the gap)."""
 
 
 class Binding(Protocol):
@@ -282,11 +290,15 @@ class BoundSequenceCheck(SequenceCheck):
         self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
         # publisher -> the token of the sender it was taken from, until that one is drained
         self._previous: dict[bytes, Hashable] = {}
-        # (publisher, token) -> [[first, last], ...]: runs of sequence numbers refused as FOREIGN
-        self._refused: OrderedDict[tuple[bytes, Hashable], list[list[int]]] = OrderedDict()
+        # token -> publisher -> [[first, last], ...]: disjoint runs of sequence numbers refused as FOREIGN
+        self._refused: OrderedDict[Hashable, OrderedDict[bytes, list[list[int]]]] = OrderedDict()
+        # senders whose unread data the listener stopped waiting for: never waited for again while they stay
+        self._given_up: OrderedDict[Hashable, None] = OrderedDict()
         self._recent_source: Any = None  # the source the publisher heard last was heard from
         self.waiting = True
-        """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now)."""
+        """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now, and a
+        sender whose data was waited for is not waited for again while it stays: a sender that
+        stops in the middle of a message cannot open a new deferral with each message under its id)."""
         self.holding = False
         """Whether messages are held back (:meth:`hold`): then every message is :data:`DEFERRED`,
         so none overtakes them; the caller sets it False to offer them again."""
@@ -318,11 +330,16 @@ class BoundSequenceCheck(SequenceCheck):
 
     def settle(self) -> None:
         """Forget the previous senders that have nothing more to deliver, so none keeps its
-        connection's objects alive; a listener calls it when a wait reads nothing (each of the
-        publisher's messages does it for its own id)."""
+        connection's objects alive, and what is kept for senders gone without taking over (their
+        refused numbers, a given-up wait); a listener calls it when a wait reads nothing (each of
+        the publisher's messages does it for its own id)."""
         for publisher, previous in list(self._previous.items()):
             if self._drained(previous):
                 del self._previous[publisher]
+        for token in [token for token in self._refused if self._binding.drained(token)]:
+            del self._refused[token]
+        for token in [token for token in self._given_up if self._binding.drained(token)]:
+            del self._given_up[token]
 
     def held_back(self, sources: Iterable) -> None:
         """The caller holds back (:data:`DEFERRED`) messages from ``sources``: a previous sender
@@ -333,18 +350,29 @@ class BoundSequenceCheck(SequenceCheck):
         return previous not in self._held_from and self._binding.drained(previous)
 
     def _refuse(self, publisher: bytes, token: Hashable, seq: int) -> int:
-        """Remember that ``token``'s message ``seq`` under ``publisher`` was refused: :data:`FOREIGN`."""
-        key = (publisher, token)
-        runs = self._refused.get(key)
-        if runs is None:
-            runs = self._refused[key] = []
+        """Remember that ``token``'s message ``seq`` under ``publisher`` was refused: :data:`FOREIGN`.
+        A number already remembered is not added again (a repeat is one message, counted once)."""
+        ids = self._refused.get(token)
+        if ids is None:
+            ids = self._refused[token] = OrderedDict()
             if len(self._refused) > MAX_REFUSED_SENDERS:
-                self._refused.popitem(last=False)
+                gone = next((other for other in self._refused if self._binding.drained(other)), None)
+                if gone is not None:
+                    del self._refused[gone]
+                else:
+                    self._refused.popitem(last=False)
         else:
-            self._refused.move_to_end(key)
+            self._refused.move_to_end(token)
+        runs = ids.get(publisher)
+        if runs is None:
+            runs = ids[publisher] = []
+            if len(ids) > MAX_REFUSED_IDS:
+                ids.popitem(last=False)
+        else:
+            ids.move_to_end(publisher)
         if runs and runs[-1][1] + 1 == seq:
             runs[-1][1] = seq
-        else:
+        elif not any(first <= seq <= last for first, last in runs):
             runs.append([seq, seq])
             if len(runs) > MAX_REFUSED_RUNS:
                 del runs[0]
@@ -352,12 +380,21 @@ class BoundSequenceCheck(SequenceCheck):
 
     def _discount(self, publisher: bytes, token: Hashable, seq: int, gap: int) -> int:
         """``gap`` (counted missed just now) less the messages in it that ``token`` sent and that
-        were refused (counted malformed then): those are counted once."""
-        runs = self._refused.pop((publisher, token), None)
+        were refused (counted malformed then): those are counted once. The refused numbers inside
+        the gap are counted as a union, so the discount never exceeds the gap."""
+        ids = self._refused.get(token)
+        runs = ids.pop(publisher, None) if ids is not None else None
         if runs is None:
             return gap
+        if not ids:
+            del self._refused[token]
         first = seq - gap  # the gap is first .. seq - 1
-        refused = sum(max(0, min(last, seq - 1) - max(begin, first) + 1) for begin, last in runs)
+        refused, covered = 0, first - 1  # numbers up to ``covered`` are counted
+        for begin, last in sorted(runs):
+            begin, last = max(begin, covered + 1), min(last, seq - 1)
+            if last >= begin:
+                refused += last - begin + 1
+                covered = last
         if refused:
             self.missed -= refused
             self._recent_counts["missed"] -= refused  # the publisher's (_accept just made it the recent one)
@@ -384,8 +421,13 @@ class BoundSequenceCheck(SequenceCheck):
             if previous is not None and token == previous:
                 return 0
             if not self._binding.may_take(owner):
-                if self.waiting and self._binding.pending(owner):
-                    return DEFERRED
+                if owner not in self._given_up and self._binding.pending(owner):
+                    if self.waiting:
+                        return DEFERRED
+                    # the listener stopped waiting for it: not again while it stays
+                    self._given_up[owner] = None
+                    if len(self._given_up) > MAX_REFUSED_SENDERS:
+                        self._given_up.popitem(last=False)
                 return self._refuse(publisher, token, seq)
             # the id's sender left: a reconnect goes on with its stream
             self._owners[publisher] = token
