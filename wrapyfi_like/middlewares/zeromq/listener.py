@@ -65,7 +65,16 @@ MAX_DEFERRED = 256
 """Messages a listener holds back while a reconnected publisher's old connection still delivers
 (:data:`~..envelope.DEFERRED`); past this many it stops waiting: a message under an id whose sender
 is still there is refused (malformed), and what an old connection delivers after its successor's
-messages counts as duplicate."""
+messages counts as duplicate. A sender it stopped waiting for is not waited for again while it
+stays (:attr:`~..envelope.BoundSequenceCheck.waiting`)."""
+MAX_DEFERRED_BYTES = 64 * 1024 * 1024
+"""Bytes of messages a listener holds back at most; past this it stops waiting as past
+:data:`MAX_DEFERRED` (a deferral must not pin hundreds of large messages)."""
+DEFER_TIMEOUT = 1.0
+"""Seconds a deferral lasts at most, from the first message held back: an old connection's tail
+is read within milliseconds by a listener that keeps up, while a sender that stops in the middle of
+a message would otherwise keep every message (``hold`` is per listener: every publisher's) waiting
+for as long as it likes. Past it the listener stops waiting as past :data:`MAX_DEFERRED`."""
 
 
 class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
@@ -94,6 +103,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._held: deque[tuple[Envelope, list, object]] = deque()
         # held back for a publisher's previous connection, and everything read after them, in order
         self._deferred: deque[tuple[Envelope, list, object]] = deque()
+        self._deferred_since = 0.0  # when the first message now in _deferred was held back
         self._log = RateLimitedLog(logger)
         keys = consumer_keys(curve_server_key)
 
@@ -135,7 +145,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                         return self._timed_out()
                     envelope, body, source = held
                     if envelope[2] & LATEST:  # read while others waited: a newer one may be there
-                        envelope, body, source = self._newest(held)
+                        envelope, body, source = self._newest(held, deadline)
                 else:
                     if timeout is None:
                         message = self._check(self._intake.receive(None))
@@ -149,12 +159,12 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                             return self._timed_out()
                         envelope, body, source = held
                         if envelope[2] & LATEST:
-                            envelope, body, source = self._newest(held)
+                            envelope, body, source = self._newest(held, deadline)
                     else:
                         envelope, body = message
                         source = self._intake.source
                         if envelope[2] & LATEST:  # flags
-                            envelope, body, source = self._newest((envelope, body, source))
+                            envelope, body, source = self._newest((envelope, body, source), deadline)
                 self._intake.delivered(source, envelope[1])  # the publisher hears of it (acks)
                 self.received += 1
                 self.last_envelope = envelope
@@ -186,15 +196,19 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             if skipped >= MAX_SKIPPED_WITHOUT_WAIT and time.monotonic() >= deadline:
                 return None
 
-    def _newest(self, message: tuple[Envelope, list, object]) -> tuple[Envelope, list, object]:
+    def _newest(self, message: tuple[Envelope, list, object],
+                deadline: Optional[float]) -> tuple[Envelope, list, object]:
         """Read what is already waiting; keep only the newest message of each ``LATEST`` publisher.
 
         ``message`` is the first to deliver (it goes before anything in ``_held``). Returns the
-        first message to deliver; the others stay in ``_held`` in arrival order.
+        first message to deliver; the others stay in ``_held`` in arrival order. While messages are
+        deferred (each read then offers them again) it reads no further once ``deadline`` passed.
         """
         self._held.appendleft(message)
         for _ in range(LATEST_READS):
             if len(self._held) > LATEST_HOLD:
+                break
+            if self._deferred and deadline is not None and time.monotonic() >= deadline:
                 break
             frames = self._intake.receive(0)
             if frames is None:
@@ -240,6 +254,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                 return self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
                                        envelope.publisher.hex(), envelope.seq)
             if gap == DEFERRED:  # or read while others are: it waits behind them, so nothing overtakes
+                if not self._deferred:
+                    self._deferred_since = time.monotonic()
                 self._deferred.append((envelope, body, self._intake.source))
                 self._offer_deferred()
             return None
@@ -262,12 +278,16 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
 
     def _offer_deferred(self) -> None:
         """Offer the deferred messages to the sequence check again, in arrival order, until a pass
-        releases none: those accepted go to ``_held``. Past :data:`MAX_DEFERRED` it stops waiting
-        for previous connections."""
+        releases none: those accepted go to ``_held``. Past :data:`MAX_DEFERRED` messages,
+        :data:`MAX_DEFERRED_BYTES` or :data:`DEFER_TIMEOUT` it stops waiting for previous
+        connections."""
         self._sequence.holding = False
-        if len(self._deferred) > MAX_DEFERRED:
-            self._log.warning(self.topic, "deferred", "listener on %s stopped waiting for a reconnected publisher's "
-                              "old connection after %d messages", self.topic, len(self._deferred))
+        held = sum(len(frame) for _, body, _ in self._deferred for frame in body)
+        waited = time.monotonic() - self._deferred_since
+        if len(self._deferred) > MAX_DEFERRED or held > MAX_DEFERRED_BYTES or waited > DEFER_TIMEOUT:
+            self._log.warning(self.topic, "deferred", "listener on %s stopped waiting for a publisher id's previous "
+                              "connection after %d messages (%d bytes, %.1f s)", self.topic, len(self._deferred),
+                              held, waited)
             self._sequence.waiting = False
         released = True
         while released and self._deferred:
@@ -349,6 +369,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             self._intake.close()
         with self._lock:
             self._held.clear()
+            self._deferred.clear()
             self._agent.withdraw(self._announcement)
             self._intake.release()
             self._shm.close()
