@@ -187,3 +187,77 @@ def test_a_latest_recv_0_stays_short_while_messages_are_deferred(topic, monkeypa
         for sender in (owner, forger, honest):
             sender.close()
         listener.close()
+
+
+def test_a_slow_reader_keeps_a_long_old_tail_across_an_honest_reconnect(topic, monkeypatch):
+    """Review 31 G1: a reader that takes each message at an application's pace needs longer than
+    DEFER_TIMEOUT for a reconnected publisher's old tail (200 messages here), yet never stops
+    taking them. Counted from the first message held back, the deferral ended mid-tail: the new
+    connection's messages overtook, and the rest of the tail was counted ``missed`` and again as
+    ``duplicate``, never delivered. Each message of the awaited connection that comes through is
+    progress: all 210 arrive in order and nothing is counted."""
+    monkeypatch.setattr(listener_module, "DEFER_TIMEOUT", 0.2)
+    listener = Listener("Test", topic, max_message_size=64 * 1024)
+    transport = listener._transport
+    publisher = envelope.new_publisher_id()
+    old = Sender(listener)
+    new = None
+    try:
+        for seq in range(1, 201):
+            old.send(topic, publisher, seq, (seq, b"x" * 4000))
+        old.finish()
+        new = Sender(listener)
+        for seq in range(201, 211):
+            new.send(topic, publisher, seq, (seq, b"x" * 4000))
+        _until(lambda: (c := _intake_connection(transport, new)) is not None and c.queued > 0)
+        got = []
+        while (message := transport.recv(2)) is not None:
+            got.append(Codec().decode(message)[0])
+            time.sleep(0.005)  # the application's work on each message: 200 of them take 5x DEFER_TIMEOUT
+        assert got == list(range(1, 211))
+        counts = transport.statistics()
+        assert (counts["missed"], counts["duplicate"], counts["malformed"]) == (0, 0, 0), counts
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+        listener.close()
+
+
+def test_a_forged_deferral_does_not_cut_short_an_honest_reconnects(topic, monkeypatch):
+    """Review 31 G7: a deferral's clock was one per listener, so a forged message held back just
+    before an honest reconnect's ended that reconnect's deferral at once: its new messages were
+    refused. The honest old tail coming through keeps it going; the forged one still ends."""
+    monkeypatch.setattr(listener_module, "DEFER_TIMEOUT", 0.3)
+    listener = Listener("Test", topic, max_message_size=64 * 1024)
+    transport = listener._transport
+    forged, publisher = envelope.new_publisher_id(), envelope.new_publisher_id()
+    owner = _stalled_owner(listener, topic, forged)
+    forger, old = Sender(listener), Sender(listener)
+    new = None
+    try:
+        forger.send(topic, forged, 2, "B")
+        _until(lambda: _deferred(transport, 1))
+        started = time.monotonic()
+        for seq in range(1, 101):
+            old.send(topic, publisher, seq, (seq, b"x" * 4000))
+        old.finish()
+        new = Sender(listener)
+        for seq in range(101, 111):
+            new.send(topic, publisher, seq, (seq, b"x" * 4000))
+        _until(lambda: (c := _intake_connection(transport, new)) is not None and c.queued > 0)
+        got = []
+        while (message := transport.recv(2)) is not None:
+            value = Codec().decode(message)
+            if value != "B":
+                got.append(value[0])
+            time.sleep(0.005)  # the application's work: the tail takes longer than DEFER_TIMEOUT
+        assert time.monotonic() - started > 0.3
+        assert got == list(range(1, 111))
+        assert transport.per_publisher()[publisher.hex()]["missed"] == 0
+        assert transport.statistics()["malformed"] == 1  # the forged message, refused once its wait ended
+    finally:
+        for sender in (owner, forger, old, new):
+            if sender is not None:
+                sender.close()
+        listener.close()

@@ -102,6 +102,10 @@ its sender took its publisher id over from a connection that still holds the mes
 FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
+MAX_GIVEN_UP = 1024
+"""Senders a :class:`BoundSequenceCheck` remembers it stopped waiting for (not waited for again
+while they stay; forgotten once gone). More than a listener's connections at once (the intake
+takes 256), so a peer cannot rotate its stalled connections out of it and be waited for again."""
 MAX_REFUSED_SENDERS = 64
 """Senders (connections) whose refused sequence numbers a :class:`BoundSequenceCheck` remembers,
 so that if one takes an id over, the gap its refused messages leave is not counted again as
@@ -295,6 +299,7 @@ class BoundSequenceCheck(SequenceCheck):
         # senders whose unread data the listener stopped waiting for: never waited for again while they stay
         self._given_up: OrderedDict[Hashable, None] = OrderedDict()
         self._recent_source: Any = None  # the source the publisher heard last was heard from
+        self._awaited: set = set()  # senders a message was deferred for, while any is (awaited())
         self.waiting = True
         """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now, and a
         sender whose data was waited for is not waited for again while it stays: a sender that
@@ -345,6 +350,15 @@ class BoundSequenceCheck(SequenceCheck):
         """The caller holds back (:data:`DEFERRED`) messages from ``sources``: a previous sender
         among them is not drained, whatever its connection says (it gave them up already)."""
         self._held_from = {self._binding.token(source) for source in sources}
+
+    def awaited(self, source: Any) -> bool:
+        """Whether ``source`` is a sender a message was :data:`DEFERRED` for (its message coming
+        through is the deferral's progress) since :meth:`awaiting_none`."""
+        return bool(self._awaited) and self._binding.token(source) in self._awaited
+
+    def awaiting_none(self) -> None:
+        """No message waits any longer (the caller's deferral is over)."""
+        self._awaited.clear()
 
     def _drained(self, previous: Hashable) -> bool:
         return previous not in self._held_from and self._binding.drained(previous)
@@ -423,10 +437,11 @@ class BoundSequenceCheck(SequenceCheck):
             if not self._binding.may_take(owner):
                 if owner not in self._given_up and self._binding.pending(owner):
                     if self.waiting:
+                        self._awaited.add(owner)
                         return DEFERRED
                     # the listener stopped waiting for it: not again while it stays
                     self._given_up[owner] = None
-                    if len(self._given_up) > MAX_REFUSED_SENDERS:
+                    if len(self._given_up) > MAX_GIVEN_UP:
                         self._given_up.popitem(last=False)
                 return self._refuse(publisher, token, seq)
             # the id's sender left: a reconnect goes on with its stream
@@ -436,6 +451,7 @@ class BoundSequenceCheck(SequenceCheck):
             return 0
         last = self._last.get(publisher)
         if self.waiting and last is not None and seq > last + 1 and not self._drained(previous):
+            self._awaited.add(previous)
             return DEFERRED  # the previous sender may still hold what comes before it
         if self._drained(previous):
             del self._previous[publisher]

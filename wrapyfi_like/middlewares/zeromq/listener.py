@@ -71,10 +71,13 @@ MAX_DEFERRED_BYTES = 64 * 1024 * 1024
 """Bytes of messages a listener holds back at most; past this it stops waiting as past
 :data:`MAX_DEFERRED` (a deferral must not pin hundreds of large messages)."""
 DEFER_TIMEOUT = 1.0
-"""Seconds a deferral lasts at most, from the first message held back: an old connection's tail
-is read within milliseconds by a listener that keeps up, while a sender that stops in the middle of
-a message would otherwise keep every message (``hold`` is per listener: every publisher's) waiting
-for as long as it likes. Past it the listener stops waiting as past :data:`MAX_DEFERRED`."""
+"""Seconds a deferral lasts at most without progress: since the first message held back, or since
+a message of a sender the deferred ones wait for last came through (was released, or taken by the
+caller). An old connection's tail keeps coming as fast as the listener reads (a 100 Hz reader takes
+2 s for 200 messages, and loses none), while a sender
+that stops in the middle of a message would otherwise keep every message (``hold`` is per
+listener: every publisher's) waiting for as long as it likes. Past it the listener stops waiting
+as past :data:`MAX_DEFERRED`."""
 
 
 class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
@@ -103,7 +106,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._held: deque[tuple[Envelope, list, object]] = deque()
         # held back for a publisher's previous connection, and everything read after them, in order
         self._deferred: deque[tuple[Envelope, list, object]] = deque()
-        self._deferred_since = 0.0  # when the first message now in _deferred was held back
+        self._deferred_since = 0.0  # the first message held back, or the last one of a sender it waits for
         self._log = RateLimitedLog(logger)
         keys = consumer_keys(curve_server_key)
 
@@ -216,7 +219,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
             checked = self._check(frames)  # what a deferral releases meanwhile goes through _hold
             if checked is not None:
                 self._hold((*checked, self._intake.source))
-        return self._held.popleft()
+        return self._take_held()
 
     def _hold(self, message: tuple[Envelope, list, object]) -> None:
         """Put ``message`` last in ``_held``; a ``LATEST`` one replaces the older ``LATEST`` message
@@ -300,6 +303,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                     self._deferred.append((envelope, body, source))
                     continue
                 released = True
+                if self._sequence.awaited(source):  # what the deferred messages wait for is coming
+                    self._deferred_since = time.monotonic()
                 if gap == FOREIGN:
                     self._malformed("publisher", "publisher id %s is in use by another sender (seq %d refused)",
                                     envelope.publisher.hex(), envelope.seq)
@@ -309,12 +314,22 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         self._sequence.held_back(source for _, _, source in self._deferred)
         if self._deferred:
             self._sequence.hold()
+        else:
+            self._sequence.awaiting_none()
 
     def _next_held(self, deadline: Optional[float]) -> Optional[tuple[Envelope, list, object]]:
-        """The first message of ``_held``, once there is one (None: ``deadline`` passed first)."""
+        """The first message of ``_held``, once there is one (None: ``deadline`` passed first). One
+        from a sender that deferred messages wait for is the deferral's progress (a slow caller
+        taking an old connection's tail is no reason to stop waiting for the rest)."""
         if not self._held and not self._await_deferred(deadline):
             return None
-        return self._held.popleft()
+        return self._take_held()
+
+    def _take_held(self) -> tuple[Envelope, list, object]:
+        message = self._held.popleft()
+        if self._deferred and self._sequence.awaited(message[2]):
+            self._deferred_since = time.monotonic()
+        return message
 
     def _await_deferred(self, deadline: Optional[float]) -> bool:
         """Read on until a message is ready in ``_held``; False if ``deadline`` passes first. While
