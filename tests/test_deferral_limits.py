@@ -16,6 +16,7 @@ from wrapyfi_like.encoding import Codec
 from wrapyfi_like.middlewares import envelope
 from wrapyfi_like.middlewares.envelope import FOREIGN, LATEST, BoundSequenceCheck, pack, unpack
 from wrapyfi_like.middlewares.zeromq import listener as listener_module, zmtp
+from wrapyfi_like.middlewares.zeromq.intake import MAX_CONNECTIONS
 from test_publisher_id_binding import Sender, _Sources, _intake_connection, _until
 
 pytestmark = pytest.mark.timeout(30)
@@ -261,3 +262,21 @@ def test_a_forged_deferral_does_not_cut_short_an_honest_reconnects(topic, monkey
             if sender is not None:
                 sender.close()
         listener.close()
+
+
+def test_stalled_senders_given_up_cannot_be_rotated_out_and_waited_for_again():
+    """Review 31 G6: senders given up were forgotten past 64, so 65 stalled connections kept open
+    were each waited for again in turn, for ever. The bound is now above a listener's connection
+    limit: every one of them stays given up while it stays."""
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+    accept = _accepting(check)
+    owners = [f"stalled{index}" for index in range(MAX_CONNECTIONS + 1)]
+    ids = [bytes([index % 256, index // 256]) * 4 for index in range(len(owners))]
+    sources.unread.update(owners)  # each stopped in the middle of a message: data on the way
+    for owner, publisher in zip(owners, ids):
+        assert accept(publisher, 1, owner) == 0
+    check.waiting = False  # the listener stopped waiting for each of them once
+    assert all(accept(publisher, 2, "forger") == FOREIGN for publisher in ids)
+    check.waiting = True
+    assert [accept(publisher, 3, "forger") for publisher in ids] == [FOREIGN] * len(ids)
