@@ -190,6 +190,29 @@ def test_a_latest_recv_0_stays_short_while_messages_are_deferred(topic, monkeypa
         listener.close()
 
 
+def _reconnect(listener, topic, publisher, tail: int, after: int) -> tuple[Sender, Sender]:
+    """``publisher``'s old connection sends 1..``tail`` (4 KB each) and closes; its new one sends
+    the next ``after``, once the listener has them queued behind the old tail."""
+    old = Sender(listener)
+    for seq in range(1, tail + 1):
+        old.send(topic, publisher, seq, (seq, b"x" * 4000))
+    old.finish()
+    new = Sender(listener)
+    for seq in range(tail + 1, tail + after + 1):
+        new.send(topic, publisher, seq, (seq, b"x" * 4000))
+    _until(lambda: (c := _intake_connection(listener._transport, new)) is not None and c.queued > 0)
+    return old, new
+
+
+def _read_at_an_applications_pace(transport) -> list:
+    """Every message's value, taking 5 ms of the application's work on each (a 200 Hz reader)."""
+    got = []
+    while (message := transport.recv(2)) is not None:
+        got.append(Codec().decode(message))
+        time.sleep(0.005)  # the application's work on the message, not a wait for anything
+    return got
+
+
 def test_a_slow_reader_keeps_a_long_old_tail_across_an_honest_reconnect(topic, monkeypatch):
     """Review 31 G1: a reader that takes each message at an application's pace needs longer than
     DEFER_TIMEOUT for a reconnected publisher's old tail (200 messages here), yet never stops
@@ -200,28 +223,15 @@ def test_a_slow_reader_keeps_a_long_old_tail_across_an_honest_reconnect(topic, m
     monkeypatch.setattr(listener_module, "DEFER_TIMEOUT", 0.2)
     listener = Listener("Test", topic, max_message_size=64 * 1024)
     transport = listener._transport
-    publisher = envelope.new_publisher_id()
-    old = Sender(listener)
-    new = None
+    old, new = _reconnect(listener, topic, envelope.new_publisher_id(), tail=200, after=10)
     try:
-        for seq in range(1, 201):
-            old.send(topic, publisher, seq, (seq, b"x" * 4000))
-        old.finish()
-        new = Sender(listener)
-        for seq in range(201, 211):
-            new.send(topic, publisher, seq, (seq, b"x" * 4000))
-        _until(lambda: (c := _intake_connection(transport, new)) is not None and c.queued > 0)
-        got = []
-        while (message := transport.recv(2)) is not None:
-            got.append(Codec().decode(message)[0])
-            time.sleep(0.005)  # the application's work on each message: 200 of them take 5x DEFER_TIMEOUT
-        assert got == list(range(1, 211))
+        got = _read_at_an_applications_pace(transport)  # 200 x 5 ms: 5x DEFER_TIMEOUT
+        assert [value[0] for value in got] == list(range(1, 211))
         counts = transport.statistics()
         assert (counts["missed"], counts["duplicate"], counts["malformed"]) == (0, 0, 0), counts
     finally:
         old.close()
-        if new is not None:
-            new.close()
+        new.close()
         listener.close()
 
 
@@ -234,27 +244,16 @@ def test_a_forged_deferral_does_not_cut_short_an_honest_reconnects(topic, monkey
     transport = listener._transport
     forged, publisher = envelope.new_publisher_id(), envelope.new_publisher_id()
     owner = _stalled_owner(listener, topic, forged)
-    forger, old = Sender(listener), Sender(listener)
-    new = None
+    forger = Sender(listener)
+    old = new = None
     try:
         forger.send(topic, forged, 2, "B")
         _until(lambda: _deferred(transport, 1))
         started = time.monotonic()
-        for seq in range(1, 101):
-            old.send(topic, publisher, seq, (seq, b"x" * 4000))
-        old.finish()
-        new = Sender(listener)
-        for seq in range(101, 111):
-            new.send(topic, publisher, seq, (seq, b"x" * 4000))
-        _until(lambda: (c := _intake_connection(transport, new)) is not None and c.queued > 0)
-        got = []
-        while (message := transport.recv(2)) is not None:
-            value = Codec().decode(message)
-            if value != "B":
-                got.append(value[0])
-            time.sleep(0.005)  # the application's work: the tail takes longer than DEFER_TIMEOUT
+        old, new = _reconnect(listener, topic, publisher, tail=100, after=10)
+        got = _read_at_an_applications_pace(transport)  # 100 x 5 ms: longer than DEFER_TIMEOUT
         assert time.monotonic() - started > 0.3
-        assert got == list(range(1, 111))
+        assert [value[0] for value in got] == list(range(1, 111))  # the forged "B" never came
         assert transport.per_publisher()[publisher.hex()]["missed"] == 0
         assert transport.statistics()["malformed"] == 1  # the forged message, refused once its wait ended
     finally:
