@@ -143,17 +143,20 @@ def test_an_agent_the_directory_keeps_refusing_syncs_less_and_less_often(fake_di
     assert agent.counters["refused"] >= 3
 
 
+@pytest.fixture
+def short_reply_timeouts(monkeypatch):
+    """REPLY_TIMEOUT 0.2 s and STALL_TIMEOUT 1.5 s, set before the agent of a fixture after it starts."""
+    monkeypatch.setattr(agent_module, "REPLY_TIMEOUT", 0.2)
+    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 1.5)
+
 
 def test_a_sync_waits_its_turn_at_a_directory_that_is_behind_and_reconnects_only_when_stalled(
-        fake_directory, monkeypatch):
+        short_reply_timeouts, fake_directory):
     """The directory's address is held (the agent cannot take over): the directory is alive and
     behind, so the sync keeps its place in line past REPLY_TIMEOUT; the agent opens a new connection
     only after STALL_TIMEOUT. Reconnecting at REPLY_TIMEOUT threw syncs in line away in a burst."""
-    monkeypatch.setattr(agent_module, "REPLY_TIMEOUT", 0.2)
-    monkeypatch.setattr(agent_module, "STALL_TIMEOUT", 1.5)
     router, agent = fake_directory
     routing_id, first = next_sync(router)
-    sent = time.monotonic()
     assert not router.poll(1000), "the agent sent its sync again while the first was in line"
     assert agent.counters["slow_replies"] == 1 and agent.counters["reconnects"] == 0
     router.send_multipart([routing_id, protocol.synced(first.seq, {}, False)])  # a late answer

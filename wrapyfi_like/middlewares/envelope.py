@@ -243,6 +243,10 @@ class SequenceCheck:
         """Let go of what is kept for senders that are done (nothing here; see
         :meth:`BoundSequenceCheck.settle`)."""
 
+    def awaiting_none(self) -> None:
+        """Forget whom deferred messages wait for (nothing is ever deferred here; see
+        :meth:`BoundSequenceCheck.awaiting_none`)."""
+
     def _counts(self, publisher: bytes) -> dict[str, int]:
         counts = self.per_publisher.get(publisher)
         if counts is None:
@@ -299,7 +303,7 @@ class BoundSequenceCheck(SequenceCheck):
         # senders whose unread data the listener stopped waiting for: never waited for again while they stay
         self._given_up: OrderedDict[Hashable, None] = OrderedDict()
         self._recent_source: Any = None  # the source the publisher heard last was heard from
-        self._awaited: set = set()  # senders a message was deferred for, while any is (awaited())
+        self._awaited: set = set()  # senders the deferred messages wait for, found again at each pass
         self.waiting = True
         """Whether a message may be :data:`DEFERRED` (False: it is accepted or refused now, and a
         sender whose data was waited for is not waited for again while it stays: a sender that
@@ -352,12 +356,13 @@ class BoundSequenceCheck(SequenceCheck):
         self._held_from = {self._binding.token(source) for source in sources}
 
     def awaited(self, source: Any) -> bool:
-        """Whether ``source`` is a sender a message was :data:`DEFERRED` for (its message coming
-        through is the deferral's progress) since :meth:`awaiting_none`."""
+        """Whether ``source`` is a sender a message was :data:`DEFERRED` for since
+        :meth:`awaiting_none` (its message coming through is the deferral's progress)."""
         return bool(self._awaited) and self._binding.token(source) in self._awaited
 
     def awaiting_none(self) -> None:
-        """No message waits any longer (the caller's deferral is over)."""
+        """Forget whom messages waited for: the caller offers them again (each says anew), or
+        none is left."""
         self._awaited.clear()
 
     def _drained(self, previous: Hashable) -> bool:

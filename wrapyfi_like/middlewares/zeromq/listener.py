@@ -74,10 +74,16 @@ DEFER_TIMEOUT = 1.0
 """Seconds a deferral lasts at most without progress: since the first message held back, or since
 a message of a sender the deferred ones wait for last came through (was released, or taken by the
 caller). An old connection's tail keeps coming as fast as the listener reads (a 100 Hz reader takes
-2 s for 200 messages, and loses none), while a sender
-that stops in the middle of a message would otherwise keep every message (``hold`` is per
-listener: every publisher's) waiting for as long as it likes. Past it the listener stops waiting
-as past :data:`MAX_DEFERRED`."""
+2 s for 200 messages, and loses none), while a sender that stops in the middle of a message would
+otherwise keep every message (``hold`` is per listener: every publisher's) waiting for as long as
+it likes. Past it the listener stops waiting as past :data:`MAX_DEFERRED`."""
+MAX_DEFER_AGE = 10.0
+"""Seconds a deferral lasts at most, progress or not: a sender the deferred messages wait for can
+keep sending while its connection stays open (a forger that finishes one message and begins the
+next), and a forged message can be made to wait for a busy honest publisher, whose every message
+is progress. An honest reconnect's tail of a few hundred messages takes seconds only for a reader
+at a slow application pace (200 messages at 10 ms: 2 s). Past it the listener stops waiting as
+past :data:`MAX_DEFERRED`."""
 
 
 class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, role="listener"):
@@ -107,6 +113,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         # held back for a publisher's previous connection, and everything read after them, in order
         self._deferred: deque[tuple[Envelope, list, object]] = deque()
         self._deferred_since = 0.0  # the first message held back, or the last one of a sender it waits for
+        self._deferred_first = 0.0  # when the first message now in _deferred was held back (MAX_DEFER_AGE)
         self._log = RateLimitedLog(logger)
         keys = consumer_keys(curve_server_key)
 
@@ -258,7 +265,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
                                        envelope.publisher.hex(), envelope.seq)
             if gap == DEFERRED:  # or read while others are: it waits behind them, so nothing overtakes
                 if not self._deferred:
-                    self._deferred_since = time.monotonic()
+                    self._deferred_since = self._deferred_first = time.monotonic()
                 self._deferred.append((envelope, body, self._intake.source))
                 self._offer_deferred()
             return None
@@ -286,8 +293,10 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         connections."""
         self._sequence.holding = False
         held = sum(len(frame) for _, body, _ in self._deferred for frame in body)
-        waited = time.monotonic() - self._deferred_since
-        if len(self._deferred) > MAX_DEFERRED or held > MAX_DEFERRED_BYTES or waited > DEFER_TIMEOUT:
+        now = time.monotonic()
+        waited = now - self._deferred_since
+        if (len(self._deferred) > MAX_DEFERRED or held > MAX_DEFERRED_BYTES or waited > DEFER_TIMEOUT
+                or now - self._deferred_first > MAX_DEFER_AGE):
             self._log.warning(self.topic, "deferred", "listener on %s stopped waiting for a publisher id's previous "
                               "connection after %d messages (%d bytes, %.1f s)", self.topic, len(self._deferred),
                               held, waited)
@@ -296,6 +305,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         while released and self._deferred:
             released = False
             waiting, self._deferred = self._deferred, deque()
+            self._sequence.awaiting_none()  # what the messages still deferred wait for is found again
             self._sequence.held_back(source for _, _, source in waiting)
             for envelope, body, source in waiting:
                 gap = self._sequence.accept(envelope, source)
@@ -385,6 +395,7 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
         with self._lock:
             self._held.clear()
             self._deferred.clear()
+            self._sequence.awaiting_none()
             self._agent.withdraw(self._announcement)
             self._intake.release()
             self._shm.close()
