@@ -289,8 +289,8 @@ class ZeroMQListenerTransport(MapsZMQErrors, ListenerCounts, ListenerTransport, 
     def _offer_deferred(self) -> None:
         """Offer the deferred messages to the sequence check again, in arrival order, until a pass
         releases none: those accepted go to ``_held``. Past :data:`MAX_DEFERRED` messages,
-        :data:`MAX_DEFERRED_BYTES` or :data:`DEFER_TIMEOUT` it stops waiting for previous
-        connections."""
+        :data:`MAX_DEFERRED_BYTES`, :data:`DEFER_TIMEOUT` without progress or :data:`MAX_DEFER_AGE`
+        it stops waiting for previous connections."""
         self._sequence.holding = False
         held = sum(len(frame) for _, body, _ in self._deferred for frame in body)
         now = time.monotonic()
