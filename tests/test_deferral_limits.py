@@ -14,7 +14,8 @@ import pytest
 from wrapyfi_like.connect.listeners import Listener
 from wrapyfi_like.encoding import Codec
 from wrapyfi_like.middlewares import envelope
-from wrapyfi_like.middlewares.envelope import FOREIGN, LATEST, BoundSequenceCheck, pack, unpack
+from wrapyfi_like.middlewares.envelope import (FOREIGN, LATEST, MAX_IDS_PER_SENDER, MAX_TRACKED_PUBLISHERS,
+                                               BoundSequenceCheck, pack, unpack)
 from wrapyfi_like.middlewares.zeromq import listener as listener_module, zmtp
 from wrapyfi_like.middlewares.zeromq.intake import MAX_CONNECTIONS
 from test_publisher_id_binding import Sender, _Sources, _intake_connection, _until
@@ -70,8 +71,8 @@ def test_a_forger_refused_under_many_ids_or_from_many_connections_cannot_evict_a
         assert accept(A, seq, "old") == 0
     assert [accept(A, seq, "new") for seq in range(6, 16)] == [FOREIGN] * 10  # the half-open old holds it
     ids = [index.to_bytes(8, "little") for index in range(2 * envelope.MAX_REFUSED_SENDERS)]
-    for publisher in ids:
-        assert accept(publisher, 1, "forger owner") == 0
+    for index, publisher in enumerate(ids):  # owners of MAX_IDS_PER_SENDER ids each
+        assert accept(publisher, 1, f"forger owner {index // MAX_IDS_PER_SENDER}") == 0
         assert accept(publisher, 2, "forger") == FOREIGN  # one connection, many ids
     for index, publisher in enumerate(ids):  # many connections, each gone after its refusal
         assert accept(publisher, 3, f"forger {index}") == FOREIGN
@@ -281,3 +282,24 @@ def test_stalled_senders_given_up_cannot_be_rotated_out_and_waited_for_again():
     assert all(accept(publisher, 2, "forger") == FOREIGN for publisher in ids)
     check.waiting = True
     assert [accept(publisher, 3, "forger") for publisher in ids] == [FOREIGN] * len(ids)
+
+
+def test_ids_invented_between_two_messages_of_a_slow_publisher_cannot_free_its_id():
+    """Review 35: the binding of an id was forgotten with its sequence state once 4,096 other ids
+    were heard, so a peer sending 4,097 new ids between two messages of a publisher slower than
+    10 Hz took its id and silenced it. One sender now holds at most MAX_IDS_PER_SENDER ids, and
+    the id of a sender still there stays bound to it when its sequence state is forgotten."""
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+    accept = _accepting(check)
+    honest = b"H" * 8
+    assert accept(honest, 1, "honest") == 0
+    invented = iter(range(1, 1 << 30))
+    flood = [accept(next(invented).to_bytes(8, "big"), 1, "flooder") for _ in range(MAX_IDS_PER_SENDER + 5)]
+    assert flood == [0] * MAX_IDS_PER_SENDER + [FOREIGN] * 5
+    for sender in range(MAX_TRACKED_PUBLISHERS // MAX_IDS_PER_SENDER + 1):
+        for _ in range(MAX_IDS_PER_SENDER):
+            assert accept(next(invented).to_bytes(8, "big"), 1, f"sender{sender}") == 0
+    assert honest not in check._last  # its sequence state was forgotten
+    assert accept(honest, 2, "flooder") == FOREIGN
+    assert accept(honest, 2, "honest") == 0

@@ -242,12 +242,17 @@ def test_the_sequence_check_keeps_each_id_to_its_sender_and_counts_across_a_take
 
 
 def test_bindings_are_forgotten_with_their_ids(monkeypatch):
-    """A peer inventing ids from ever new connections cannot grow what the listener keeps."""
+    """A peer inventing ids from ever new connections, each closed after its message, cannot grow
+    what the listener keeps; from connections it keeps open, at most MAX_IDS_PER_SENDER ids each."""
     monkeypatch.setattr(envelope, "MAX_TRACKED_PUBLISHERS", 4)
-    check = BoundSequenceCheck(_Sources())
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
     for index in range(50):
         assert check.accept(unpack(pack(index.to_bytes(8, "little"), 1)), f"connection {index}") == 0
-        assert len(check._owners) <= 4 and len(check._last) <= 4
+        sources.gone.add(f"connection {index}")
+        assert len(check._owners) <= 5 and len(check._last) <= 4
+    accepted = [check.accept(unpack(pack((100 + index).to_bytes(8, "little"), 1)), "open") for index in range(40)]
+    assert accepted.count(0) == envelope.MAX_IDS_PER_SENDER and len(check._owners) <= 5 + envelope.MAX_IDS_PER_SENDER
 
 
 def test_a_takeover_defers_the_new_senders_messages_until_the_old_ones_tail_is_in():

@@ -102,6 +102,12 @@ its sender took its publisher id over from a connection that still holds the mes
 FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
+MAX_IDS_PER_SENDER = 16
+"""Publisher ids one sender (connection) may hold at once; a message under a new id past this is
+:data:`FOREIGN`. An honest connection carries one publisher's messages. The ids of senders still
+there are never forgotten (:data:`MAX_TRACKED_PUBLISHERS` forgets only their sequence state), so
+a peer inventing ids could otherwise grow them without bound; with the intake's 256 connections
+this holds them to 4,096."""
 MAX_GIVEN_UP = 1024
 """Senders a :class:`BoundSequenceCheck` remembers it stopped waiting for (not waited for again
 while they stay; forgotten once gone). More than a listener's connections at once (the intake
@@ -296,6 +302,7 @@ class BoundSequenceCheck(SequenceCheck):
         self._binding = binding
         self._reclaimed = reclaimed
         self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
+        self._ids_held: dict[Hashable, int] = {}  # sender's token -> how many publisher ids it holds
         # publisher -> the token of the sender it was taken from, until that one is drained
         self._previous: dict[bytes, Hashable] = {}
         # token -> publisher -> [[first, last], ...]: disjoint runs of sequence numbers refused as FOREIGN
@@ -433,6 +440,8 @@ class BoundSequenceCheck(SequenceCheck):
         token = self._binding.token(source)
         owner = self._owners.get(publisher)
         if owner is None:
+            if not self._hold_id(token):
+                return FOREIGN
             self._owners[publisher] = token
             return 0
         previous = self._previous.get(publisher)
@@ -450,6 +459,9 @@ class BoundSequenceCheck(SequenceCheck):
                         self._given_up.popitem(last=False)
                 return self._refuse(publisher, token, seq)
             # the id's sender left: a reconnect goes on with its stream
+            if not self._hold_id(token):
+                return FOREIGN
+            self._let_go_id(owner)
             self._owners[publisher] = token
             previous = self._previous[publisher] = owner
         if previous is None:
@@ -462,9 +474,30 @@ class BoundSequenceCheck(SequenceCheck):
             del self._previous[publisher]
         return 0
 
+    def _hold_id(self, token: Hashable) -> bool:
+        """Count one more id held by ``token``'s sender; False (nothing counted) past
+        :data:`MAX_IDS_PER_SENDER`."""
+        held = self._ids_held.get(token, 0)
+        if held >= MAX_IDS_PER_SENDER:
+            return False
+        self._ids_held[token] = held + 1
+        return True
+
+    def _let_go_id(self, token: Hashable) -> None:
+        held = self._ids_held.pop(token, 1) - 1
+        if held:
+            self._ids_held[token] = held
+
     def _forget(self, publisher: bytes) -> None:
-        self._owners.pop(publisher, None)
+        """The id's sequence state was forgotten (the least recently heard of
+        :data:`MAX_TRACKED_PUBLISHERS`): its binding goes too unless its sender is still there
+        (else ids invented between two messages of a slow publisher would free its id for them)."""
+        owner = self._owners.get(publisher)
+        if owner is not None and not self._binding.may_take(owner):
+            return
         self._previous.pop(publisher, None)
+        if self._owners.pop(publisher, None) is not None:
+            self._let_go_id(owner)
 
 
 class ListenerCounts:
