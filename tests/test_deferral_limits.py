@@ -303,3 +303,21 @@ def test_ids_invented_between_two_messages_of_a_slow_publisher_cannot_free_its_i
     assert honest not in check._last  # its sequence state was forgotten
     assert accept(honest, 2, "flooder") == FOREIGN
     assert accept(honest, 2, "honest") == 0
+
+
+def test_an_old_tail_overtaken_once_the_listener_stopped_waiting_is_counted_once():
+    """Review 35: 60 publishers reconnecting at once passed the deferral's shared budget; the
+    listener stopped waiting, each successor's messages overtook its old tail, whose messages were
+    counted ``missed`` then and again as ``duplicate`` when they came (784 of them, twice). They are
+    counted once: ``missed``."""
+    sources = _Sources()
+    check = BoundSequenceCheck(sources)
+    accept = _accepting(check)
+    assert [accept(A, seq, "old") for seq in range(1, 6)] == [0] * 5
+    sources.gone.add("old")  # its peer left; 6 and 7 are still in its connection
+    check.waiting = False  # the listener stopped waiting for it (a limit passed)
+    assert accept(A, 8, "new") == 2
+    check.waiting = True
+    assert [accept(A, seq, "old") for seq in (6, 7)] == [envelope.OVERTAKEN] * 2
+    assert check.per_publisher[A] == {"received": 6, "missed": 2, "duplicate": 0, "dropped": 0}
+    assert (check.missed, check.duplicate) == (2, 0)

@@ -99,6 +99,10 @@ DEFERRED = -3
 """What :meth:`BoundSequenceCheck.accept` returns for a message to hold back and offer again later:
 its sender took its publisher id over from a connection that still holds the messages before it.
 """
+OVERTAKEN = -4
+""":meth:`BoundSequenceCheck.accept`'s verdict on a previous sender's message that its successor's
+messages overtook (the listener stopped waiting for it): it was counted ``missed`` then, and is
+skipped uncounted."""
 FOREIGN = -2
 """What :meth:`BoundSequenceCheck.accept` returns for a message whose publisher id belongs to another
 sender (see :class:`Binding`): the caller counts it as malformed; the id's stream is untouched."""
@@ -303,6 +307,8 @@ class BoundSequenceCheck(SequenceCheck):
         self._reclaimed = reclaimed
         self._owners: dict[bytes, Hashable] = {}  # publisher -> its sender's token
         self._ids_held: dict[Hashable, int] = {}  # sender's token -> how many publisher ids it holds
+        # publisher -> the numbers counted missed when its successor overtook its previous sender
+        self._overtaken: dict[bytes, tuple[int, int]] = {}
         # publisher -> the token of the sender it was taken from, until that one is drained
         self._previous: dict[bytes, Hashable] = {}
         # token -> publisher -> [[first, last], ...]: disjoint runs of sequence numbers refused as FOREIGN
@@ -339,6 +345,8 @@ class BoundSequenceCheck(SequenceCheck):
         gap = self._accept(publisher, seq)
         if gap > 0 and self._refused:
             gap = self._discount(publisher, self._binding.token(source), seq, gap)
+        if gap > 0 and publisher in self._previous:  # the successor overtook what the previous sender holds
+            self._overtaken[publisher] = (seq - gap, seq - 1)
         self._recent_source = source
         # while a previous sender is not drained, each message looks again (see settle)
         self._recent_next = -1 if self._previous and publisher in self._previous else self._last[publisher] + 1
@@ -352,6 +360,7 @@ class BoundSequenceCheck(SequenceCheck):
         for publisher, previous in list(self._previous.items()):
             if self._drained(previous):
                 del self._previous[publisher]
+                self._overtaken.pop(publisher, None)
         for token in [token for token in self._refused if self._binding.drained(token)]:
             del self._refused[token]
         for token in [token for token in self._given_up if self._binding.drained(token)]:
@@ -447,6 +456,11 @@ class BoundSequenceCheck(SequenceCheck):
         previous = self._previous.get(publisher)
         if token != owner:
             if previous is not None and token == previous:
+                first, end = self._overtaken.get(publisher, (0, -1))
+                if first <= seq <= end:
+                    # overtaken by its successor once the listener stopped waiting: counted as
+                    # missed then, so skipped now without counting it again as a duplicate
+                    return OVERTAKEN
                 return 0
             if not self._binding.may_take(owner):
                 if owner not in self._given_up and self._binding.pending(owner):
@@ -464,6 +478,7 @@ class BoundSequenceCheck(SequenceCheck):
             self._let_go_id(owner)
             self._owners[publisher] = token
             previous = self._previous[publisher] = owner
+            self._overtaken.pop(publisher, None)
         if previous is None:
             return 0
         last = self._last.get(publisher)
@@ -472,6 +487,7 @@ class BoundSequenceCheck(SequenceCheck):
             return DEFERRED  # the previous sender may still hold what comes before it
         if self._drained(previous):
             del self._previous[publisher]
+            self._overtaken.pop(publisher, None)
         return 0
 
     def _hold_id(self, token: Hashable) -> bool:
@@ -496,6 +512,7 @@ class BoundSequenceCheck(SequenceCheck):
         if owner is not None and not self._binding.may_take(owner):
             return
         self._previous.pop(publisher, None)
+        self._overtaken.pop(publisher, None)
         if self._owners.pop(publisher, None) is not None:
             self._let_go_id(owner)
 
