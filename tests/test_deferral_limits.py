@@ -104,6 +104,14 @@ def _stalled_owner(listener, topic: str, publisher: bytes) -> Sender:
     return owner
 
 
+def _a_forger_and_an_honest_sender(listener, topic: str) -> tuple[bytes, bytes, Sender, Sender, Sender]:
+    """A forged id held by a stalled owner (:func:`_stalled_owner`), an honest id, and two more
+    connections: the forger's (sending under the forged id) and the honest publisher's."""
+    forged, honest_id = envelope.new_publisher_id(), envelope.new_publisher_id()
+    owner = _stalled_owner(listener, topic, forged)
+    return forged, honest_id, owner, Sender(listener), Sender(listener)
+
+
 def _deferred(transport, count: int) -> bool:
     return transport.recv(0) is None and len(transport._deferred) == count
 
@@ -122,9 +130,7 @@ def test_a_sender_stopped_in_the_middle_of_a_message_holds_messages_back_for_a_b
         monkeypatch.setattr(listener_module, "MAX_DEFER_AGE", 0.3)
     listener = Listener("Test", topic)
     transport = listener._transport
-    forged, honest_id = envelope.new_publisher_id(), envelope.new_publisher_id()
-    owner = _stalled_owner(listener, topic, forged)
-    forger, honest = Sender(listener), Sender(listener)
+    forged, honest_id, owner, forger, honest = _a_forger_and_an_honest_sender(listener, topic)
     try:
         forger.send(topic, forged, 2, ("B", b"x" * 8000))
         _until(lambda: _deferred(transport, 1))
@@ -171,9 +177,7 @@ def test_a_latest_recv_0_stays_short_while_messages_are_deferred(topic, monkeypa
     monkeypatch.setattr(listener_module, "DEFER_TIMEOUT", 60.0)
     listener = Listener("Test", topic)
     transport = listener._transport
-    forged, honest_id = envelope.new_publisher_id(), envelope.new_publisher_id()
-    owner = _stalled_owner(listener, topic, forged)
-    forger, honest = Sender(listener), Sender(listener)
+    forged, honest_id, owner, forger, honest = _a_forger_and_an_honest_sender(listener, topic)
     try:
         for seq in range(2, 202):
             forger.send(topic, forged, seq, "B")
